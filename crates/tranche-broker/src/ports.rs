@@ -1,0 +1,106 @@
+//! The broker ports: trading REST ([`Broker`]), the trade-update stream ([`OrderEvents`]) and
+//! the quote feed ([`QuoteFeed`]).
+//!
+//! Invariants an implementation must keep: `submit_order` and `replace_order` never retry on
+//! their own (an ambiguous outcome is [`BrokerError::Uncertain`]); reads may retry transient
+//! failures; `position` returns `Ok(None)` for a flat symbol rather than an error.
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use tranche_domain::{
+    Account, Asset, BrokerOrderId, ClientOrderId, Fill, MarketClock, Order, OrderRequest, Position, Quote,
+    ReplaceRequest, Symbol, Timestamp,
+};
+
+use crate::error::BrokerError;
+use crate::events::StreamEvent;
+
+/// Trading operations at a broker.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// The account snapshot (cash, buying power, flags).
+    async fn account(&self) -> Result<Account, BrokerError>;
+
+    /// Every open position.
+    async fn positions(&self) -> Result<Vec<Position>, BrokerError>;
+
+    /// The position in `symbol`, or `None` when flat.
+    async fn position(&self, symbol: &Symbol) -> Result<Option<Position>, BrokerError>;
+
+    /// Asset metadata (tradable, fractionable, shortable...).
+    async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError>;
+
+    /// The market clock.
+    async fn clock(&self) -> Result<MarketClock, BrokerError>;
+
+    /// The latest quote from the broker's REST market data (the fallback when the feed has
+    /// nothing fresh).
+    async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError>;
+
+    /// Places an order. Never retried internally: an ambiguous outcome is `Uncertain`.
+    async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError>;
+
+    /// Replaces a working order; returns the new order. May still lose a race with a fill.
+    async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError>;
+
+    /// Requests a cancel; the final state arrives as a trade update (the order may still fill).
+    async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError>;
+
+    /// One order by broker id.
+    async fn order(&self, id: &BrokerOrderId) -> Result<Order, BrokerError>;
+
+    /// One order by client order id (the way to resolve an uncertain submit).
+    async fn order_by_client_id(&self, id: &ClientOrderId) -> Result<Order, BrokerError>;
+
+    /// Every open (non-terminal) order in the account.
+    async fn open_orders(&self) -> Result<Vec<Order>, BrokerError>;
+
+    /// Fill activities at or after `since`, oldest first.
+    async fn fill_activities(&self, since: Timestamp) -> Result<Vec<Fill>, BrokerError>;
+}
+
+/// The trade-update stream, with markers for its own state.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderEvents: Send {
+    /// The next update or marker; `None` when the stream has been shut down for good.
+    async fn next_event(&mut self) -> Option<StreamEvent>;
+}
+
+/// Live quotes: reference-counted subscriptions and a latest-quote store.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait QuoteFeed: Send + Sync {
+    /// Adds one reference to each symbol's subscription (subscribing on the first).
+    async fn subscribe(&self, symbols: &[Symbol]) -> Result<(), BrokerError>;
+
+    /// Drops one reference per symbol (unsubscribing on the last).
+    async fn release(&self, symbols: &[Symbol]);
+
+    /// The latest quote held for `symbol`, whatever its age (the caller judges freshness).
+    fn latest(&self, symbol: &Symbol) -> Option<Quote>;
+
+    /// Notifications of which symbol's quote changed. Bounded: a lagging receiver misses
+    /// notifications (and should re-read every symbol it cares about), never memory.
+    fn changes(&self) -> broadcast::Receiver<Symbol>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn mocks_stand_in_for_the_ports() {
+        let mut broker = MockBroker::new();
+        broker
+            .expect_cancel_order()
+            .returning(|_| Err(BrokerError::rejected(crate::RejectReason::NotCancelable, "order is not cancelable")));
+        let err = broker.cancel_order(&BrokerOrderId::new("x")).await.unwrap_err();
+        assert_eq!(err.reject_reason(), Some(&crate::RejectReason::NotCancelable));
+
+        let mut events = MockOrderEvents::new();
+        events.expect_next_event().times(1).returning(|| Some(StreamEvent::Up));
+        assert_eq!(events.next_event().await, Some(StreamEvent::Up));
+    }
+}

@@ -1,0 +1,57 @@
+//! End-to-end: the real `tranche` binary validating plan files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use tranche_tests::example;
+
+fn tranche(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tranche")).args(args).output().expect("the binary runs")
+}
+
+#[test]
+fn valid_plan_exits_zero_with_a_summary() {
+    let path = example("plan.json");
+    let out = tranche(&["plan", "validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("valid plan `example-small-20261120` with 5 items"), "{stdout}");
+}
+
+#[test]
+fn broken_plan_exits_65_listing_every_problem() {
+    let path = example("broken-plan.json");
+    let out = tranche(&["plan", "validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the plan has 11 problems"), "{stderr}");
+    assert!(stderr.contains("items[1].symbol: duplicate symbol AAPL"), "{stderr}");
+    assert!(stderr.contains("items[2].action"), "{stderr}");
+}
+
+#[test]
+fn json_verdict_is_machine_readable() {
+    let path = example("broken-plan.json");
+    let out = tranche(&["plan", "validate", "--json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["valid"], false);
+    assert_eq!(verdict["problems"].as_array().unwrap().len(), 11);
+}
+
+#[test]
+fn missing_file_and_non_json_are_clear_errors() {
+    let out = tranche(&["plan", "validate", "/nonexistent/plan.json"]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read plan file"));
+
+    let dir = std::env::temp_dir().join(format!("tranche-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{ not json").unwrap();
+    let out = tranche(&["plan", "validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON (line 1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

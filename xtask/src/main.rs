@@ -1,0 +1,110 @@
+//! Project automation. `cargo xtask ci` is the one quality gate: formatting, clippy with warnings
+//! as errors, every test of the workspace, and the documentation build, in that order, each timed,
+//! stopping at the first failure with a non-zero exit.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  ci      run the quality gate: fmt check, clippy -D warnings, all tests, docs (warnings denied)
+  help    show this text";
+
+/// One step of the gate: a name and the command that runs it.
+struct Step {
+    name: &'static str,
+    program: &'static str,
+    args: Vec<&'static str>,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+impl Step {
+    fn cargo(name: &'static str, args: &[&'static str]) -> Self {
+        Self { name, program: "cargo", args: args.to_vec(), env: Vec::new() }
+    }
+
+    fn with_env(mut self, key: &'static str, value: &'static str) -> Self {
+        self.env.push((key, value));
+        self
+    }
+}
+
+fn nextest_installed() -> bool {
+    Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|out| out.status.success())
+}
+
+fn ci_steps() -> Vec<Step> {
+    let mut steps = vec![
+        Step::cargo("format", &["fmt", "--all", "--check"]),
+        Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+    ];
+    if nextest_installed() {
+        steps.push(Step::cargo(
+            "tests (nextest)",
+            &["nextest", "run", "--workspace", "--locked", "--no-fail-fast", "--failure-output", "final"],
+        ));
+        // nextest does not run doc tests.
+        steps.push(Step::cargo("doc tests", &["test", "--workspace", "--locked", "--doc"]));
+    } else {
+        steps.push(Step::cargo("tests", &["test", "--workspace", "--locked"]));
+    }
+    steps.push(
+        Step::cargo("docs", &["doc", "--workspace", "--no-deps", "--locked"]).with_env("RUSTDOCFLAGS", "-D warnings"),
+    );
+    steps
+}
+
+fn run_steps(steps: &[Step]) -> ExitCode {
+    let started = Instant::now();
+    let mut timings = Vec::new();
+    for step in steps {
+        eprintln!("==> {} ({} {})", step.name, step.program, step.args.join(" "));
+        let t = Instant::now();
+        let status = Command::new(step.program).args(&step.args).envs(step.env.iter().copied()).status();
+        let secs = t.elapsed().as_secs_f64();
+        timings.push((step.name, secs));
+        match status {
+            Ok(s) if s.success() => eprintln!("<== {} passed in {secs:.1}s", step.name),
+            Ok(s) => {
+                eprintln!("<== {} FAILED in {secs:.1}s ({s})", step.name);
+                print_timings(&timings, started.elapsed().as_secs_f64());
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("<== {} could not start `{}`: {e}", step.name, step.program);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    print_timings(&timings, started.elapsed().as_secs_f64());
+    eprintln!("ci: all steps passed");
+    ExitCode::SUCCESS
+}
+
+fn print_timings(timings: &[(&str, f64)], total: f64) {
+    eprintln!("\nstep timings:");
+    for (name, secs) in timings {
+        eprintln!("  {name:<18} {secs:>8.1}s");
+    }
+    eprintln!("  {:<18} {total:>8.1}s", "total");
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => run_steps(&ci_steps()),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("unknown command `{other}`\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        None => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
