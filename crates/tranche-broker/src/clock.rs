@@ -37,6 +37,40 @@ impl Clock for SystemClock {
     }
 }
 
+/// Tokio's clock anchored at a chosen start time: real time in a normal runtime, virtual time in a
+/// runtime with paused time (`tokio::time::pause()` or `start_paused`), where tokio advances to the
+/// next timer whenever every task is idle. Simulations use it so that a trading day runs in
+/// milliseconds while the engine, the simulator and the emulator share one notion of now.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    start: Timestamp,
+    anchor: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock that reads `start` now and runs at tokio's pace from here.
+    pub fn starting_at(start: Timestamp) -> Self {
+        Self { start, anchor: tokio::time::Instant::now() }
+    }
+}
+
+#[async_trait]
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = chrono::Duration::from_std(self.anchor.elapsed()).unwrap_or(chrono::Duration::MAX);
+        self.start.checked_add_signed(elapsed).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    }
+
+    async fn sleep_until(&self, deadline: Timestamp) {
+        let offset = deadline.signed_duration_since(self.start).to_std().unwrap_or_default();
+        let target = self
+            .anchor
+            .checked_add(offset)
+            .unwrap_or_else(|| self.anchor + std::time::Duration::from_secs(86_400 * 365 * 30));
+        tokio::time::sleep_until(target).await;
+    }
+}
+
 #[derive(Debug)]
 struct ManualState {
     now: Timestamp,
@@ -165,6 +199,14 @@ mod tests {
         clock.sleep_until(t0()).await;
         clock.set(t0() - chrono::Duration::seconds(1));
         assert_eq!(clock.now(), t0());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_runs_in_virtual_time_when_paused() {
+        let clock = TokioClock::starting_at(t0());
+        clock.sleep_until(t0() + chrono::Duration::hours(6)).await;
+        assert!(clock.now() >= t0() + chrono::Duration::hours(6));
+        assert!(clock.now() < t0() + chrono::Duration::hours(6) + chrono::Duration::seconds(1));
     }
 
     #[tokio::test]

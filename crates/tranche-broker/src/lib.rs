@@ -13,7 +13,7 @@ mod error;
 mod events;
 mod ports;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BrokerError, RejectReason};
 pub use events::StreamEvent;
 pub use ports::{Broker, OrderEvents, QuoteFeed};

@@ -1,0 +1,400 @@
+//! The simulated broker's core: a synchronous, deterministic state machine over virtual time.
+//!
+//! Owns the markets, the account, the orders, the fills, the schedule of future events (quote
+//! updates, orders reaching the venue, cancels and replaces taking effect, session closes) and
+//! the outbox of trade updates. `advance_to(t)` processes every scheduled event up to `t` in
+//! time order (ties by insertion), so the same config, seed and call sequence replay exactly.
+//! Invariants: see the crate documentation; the async ports in `ports` are thin locks around this.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+use rust_decimal::Decimal;
+use tranche_domain::{
+    BrokerOrderId, ClientOrderId, Fill, Order, OrderStatus, Qty, Quote, Side, Symbol, Timestamp, TradeEvent,
+    TradeUpdate,
+};
+
+use crate::account::AccountState;
+use crate::config::SimConfig;
+use crate::market::Market;
+use crate::outbox::{Fate, Outbox};
+use crate::rng::Rng;
+use crate::session::Calendar;
+
+/// A future event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Action {
+    /// A market updates its quote.
+    Tick(usize),
+    /// An order reaches the venue.
+    Arrive(usize),
+    /// A cancel request reaches the venue.
+    CancelArrive(usize),
+    /// A replace reaches the venue: old order, new order.
+    ReplaceArrive(usize, usize),
+    /// The session closes: DAY orders expire.
+    Close,
+}
+
+/// One symbol's market and the orders resting in it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub market: Market,
+    pub last_step: Timestamp,
+    /// Indices of working orders, in arrival (time-priority) order.
+    pub resting: Vec<usize>,
+}
+
+/// An order with the simulator's private state.
+#[derive(Debug, Clone)]
+pub(crate) struct SimOrder {
+    pub order: Order,
+    pub slot: usize,
+    /// Shares to fill (for notional orders, fixed when the order reaches the venue).
+    pub qty: Decimal,
+    /// Buying power held per unfilled share (buys only).
+    pub reserve_price: Decimal,
+    /// Shares displayed ahead of this order at its price when it joined the queue.
+    pub queue_ahead: i64,
+    /// Limit in ticks of its market.
+    pub limit_ticks: Option<i64>,
+}
+
+impl SimOrder {
+    pub fn leaves(&self) -> Decimal {
+        (self.qty - self.order.filled_qty.get()).max(Decimal::ZERO)
+    }
+}
+
+/// The simulated broker.
+#[derive(Debug)]
+pub struct Sim {
+    pub(crate) config: SimConfig,
+    pub(crate) calendar: Calendar,
+    pub(crate) now: Timestamp,
+    pub(crate) rng: Rng,
+    pub(crate) symbols: BTreeMap<Symbol, usize>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) account: AccountState,
+    pub(crate) orders: Vec<SimOrder>,
+    pub(crate) by_id: HashMap<BrokerOrderId, usize>,
+    pub(crate) by_client: HashMap<ClientOrderId, usize>,
+    pub(crate) open: BTreeSet<usize>,
+    pub(crate) fills: Vec<Fill>,
+    schedule: BinaryHeap<Reverse<(Timestamp, u64, Action)>>,
+    schedule_seq: u64,
+    pub(crate) outbox: Outbox,
+    pub(crate) log: Vec<String>,
+    pub(crate) subscriptions: BTreeMap<Symbol, u32>,
+    pub(crate) quote_changes: Vec<Symbol>,
+    pub(crate) exec_seq: u64,
+}
+
+/// Largest amount accepted in a configuration (keeps decimal arithmetic far from overflow).
+fn config_max() -> Decimal {
+    Decimal::from(1_000_000_000_000_000_000i64)
+}
+
+impl Sim {
+    /// A simulator at `config.session.start`.
+    pub fn new(config: SimConfig) -> Result<Self, String> {
+        let account_cfg = &config.account;
+        if account_cfg.starting_cash.get().abs() > config_max()
+            || account_cfg.positions.iter().any(|p| p.qty.get().abs() > config_max() || p.qty.is_negative())
+        {
+            return Err("simulator account: cash and position quantities must be between 0 and 1e18".into());
+        }
+        if config.session.close <= config.session.open {
+            return Err("simulator session: close must be after open".into());
+        }
+        let calendar = Calendar::new(&config.session);
+        let now = config.session.start;
+        let entry = |s: &Symbol| {
+            let profile = crate::universe::AssetProfile::derive(&config, s);
+            Decimal::new(profile.start_micros, 6).normalize()
+        };
+        let account = AccountState::new(&config.account, entry);
+        let mut sim = Self {
+            rng: Rng::derive(config.seed, "broker"),
+            outbox: Outbox::new(config.seed),
+            calendar,
+            now,
+            symbols: BTreeMap::new(),
+            slots: Vec::new(),
+            account,
+            orders: Vec::new(),
+            by_id: HashMap::new(),
+            by_client: HashMap::new(),
+            open: BTreeSet::new(),
+            fills: Vec::new(),
+            schedule: BinaryHeap::new(),
+            schedule_seq: 0,
+            log: Vec::new(),
+            subscriptions: BTreeMap::new(),
+            quote_changes: Vec::new(),
+            exec_seq: 0,
+            config,
+        };
+        let close = sim.calendar.next_close(now);
+        sim.schedule_at(close, Action::Close);
+        let held: Vec<Symbol> = sim.account.holdings.keys().cloned().collect();
+        for symbol in held {
+            sim.slot_of(&symbol);
+        }
+        Ok(sim)
+    }
+
+    /// The simulator's current time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The event log (empty unless `record_log` is on).
+    pub fn log(&self) -> &[String] {
+        &self.log
+    }
+
+    /// Every fill so far, oldest first.
+    pub fn fills(&self) -> &[Fill] {
+        &self.fills
+    }
+
+    /// Every order ever accepted, in submission order.
+    pub fn orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders.iter().map(|o| &o.order)
+    }
+
+    /// Fees charged so far.
+    pub fn fees_paid(&self) -> Decimal {
+        self.account.fees_paid
+    }
+
+    /// Updates lost to injected drops and outages.
+    pub fn lost_updates(&self) -> u64 {
+        self.outbox.lost
+    }
+
+    pub(crate) fn record(&mut self, line: impl FnOnce() -> String) {
+        if self.config.record_log {
+            let stamp = self.now.format("%Y-%m-%dT%H:%M:%S%.3fZ");
+            self.log.push(format!("{stamp} {}", line()));
+        }
+    }
+
+    pub(crate) fn schedule_at(&mut self, at: Timestamp, action: Action) {
+        self.schedule_seq += 1;
+        self.schedule.push(Reverse((at, self.schedule_seq, action)));
+    }
+
+    pub(crate) fn after_ms(&self, ms: u64) -> Timestamp {
+        self.now + chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1_000_000))
+    }
+
+    /// The market slot of a known symbol, created (and scheduled) on first use.
+    pub(crate) fn slot_of(&mut self, symbol: &Symbol) -> usize {
+        if let Some(&i) = self.symbols.get(symbol) {
+            return i;
+        }
+        let profile = crate::universe::AssetProfile::derive(&self.config, symbol);
+        let halted = self.config.symbols.halted.contains(symbol);
+        let mut market = Market::new(profile, self.config.seed, halted, self.now);
+        let first = market.next_interval_ms(&self.config.market);
+        let index = self.slots.len();
+        self.slots.push(Slot { market, last_step: self.now, resting: Vec::new() });
+        self.symbols.insert(symbol.clone(), index);
+        let at = self.after_ms(first);
+        self.schedule_at(at, Action::Tick(index));
+        index
+    }
+
+    /// Processes every scheduled event up to `t` (never moves time backwards).
+    pub fn advance_to(&mut self, t: Timestamp) {
+        while let Some(Reverse((at, _, action))) = self.schedule.peek().copied() {
+            if at > t {
+                break;
+            }
+            self.schedule.pop();
+            if at > self.now {
+                self.now = at;
+            }
+            self.outbox.advance(self.now, &self.config.faults);
+            self.handle(action);
+        }
+        if t > self.now {
+            self.now = t;
+        }
+        self.outbox.advance(self.now, &self.config.faults);
+    }
+
+    /// When the next scheduled event or update delivery falls due.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        let scheduled = self.schedule.peek().map(|r| r.0 .0);
+        match (scheduled, self.outbox.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn handle(&mut self, action: Action) {
+        match action {
+            Action::Tick(slot) => self.tick(slot),
+            Action::Arrive(i) => self.arrive(i),
+            Action::CancelArrive(i) => self.cancel_arrives(i),
+            Action::ReplaceArrive(old, new) => self.replace_arrives(old, new),
+            Action::Close => self.close_session(),
+        }
+    }
+
+    fn tick(&mut self, slot: usize) {
+        let elapsed = (self.now - self.slots[slot].last_step).num_milliseconds().max(0).unsigned_abs();
+        let outcome = self.slots[slot].market.step(self.now, elapsed, &self.config.market, &self.config.faults);
+        self.slots[slot].last_step = self.now;
+        let symbol = self.slots[slot].market.profile.symbol.clone();
+        if outcome.published {
+            if self.config.record_log {
+                if let Some(q) = self.slots[slot].market.published.clone() {
+                    self.record(|| format!("quote {} {}x{} {}x{}", q.symbol, q.bid, q.ask, q.bid_size, q.ask_size));
+                }
+            }
+            if self.subscriptions.contains_key(&symbol) {
+                self.quote_changes.push(symbol);
+            }
+        }
+        if self.calendar.is_open(self.now) {
+            self.match_resting(slot, outcome.aggressor);
+        }
+        let next = self.slots[slot].market.next_interval_ms(&self.config.market);
+        let at = self.after_ms(next);
+        self.schedule_at(at, Action::Tick(slot));
+    }
+
+    fn close_session(&mut self) {
+        let expiring: Vec<usize> = self
+            .open
+            .iter()
+            .copied()
+            .filter(|&i| self.orders[i].order.time_in_force == tranche_domain::TimeInForce::Day)
+            .collect();
+        for i in expiring {
+            self.finish(i, OrderStatus::Expired, TradeEvent::Expired);
+        }
+        let next = self.calendar.next_close(self.now);
+        self.schedule_at(next, Action::Close);
+    }
+
+    /// Ends order `i` with a terminal status and tells the client.
+    pub(crate) fn finish(&mut self, i: usize, status: OrderStatus, event: TradeEvent) {
+        if self.orders[i].order.status.is_terminal() {
+            return;
+        }
+        let now = self.now;
+        let o = &mut self.orders[i];
+        o.order.status = status;
+        o.order.updated_at = Some(now);
+        let slot = o.slot;
+        self.open.remove(&i);
+        self.slots[slot].resting.retain(|&r| r != i);
+        self.emit(i, event, None);
+    }
+
+    /// Queues a trade update for order `i` as it is now.
+    pub(crate) fn emit(&mut self, i: usize, event: TradeEvent, execution: Option<tranche_domain::Execution>) {
+        let order = self.orders[i].order.clone();
+        let position_qty = execution.as_ref().map(|_| Qty::new(self.account.qty(&order.symbol)));
+        let update = TradeUpdate { event, order, execution, position_qty, timestamp: Some(self.now) };
+        let id = update.order.client_order_id.clone();
+        let fate = self.outbox.send(update, self.now, &self.config.latency, &self.config.faults);
+        self.record(|| match fate {
+            Fate::Dropped => format!("update {event} {id} DROPPED"),
+            Fate::Queued { duplicated, delayed_ms } => {
+                format!(
+                    "update {event} {id}{}{}",
+                    if duplicated { " DUP" } else { "" },
+                    if delayed_ms > 0 { format!(" +{delayed_ms}ms") } else { String::new() }
+                )
+            }
+        });
+    }
+
+    /// The next trade update or stream marker that has been delivered.
+    pub fn pop_event(&mut self) -> Option<tranche_broker::StreamEvent> {
+        self.outbox.pop()
+    }
+
+    /// Symbols whose published quote changed since the last call (subscribed ones only).
+    pub fn take_quote_changes(&mut self) -> Vec<Symbol> {
+        std::mem::take(&mut self.quote_changes)
+    }
+
+    /// The last published quote of `symbol`, if its market exists.
+    pub fn published_quote(&self, symbol: &Symbol) -> Option<Quote> {
+        self.symbols.get(symbol).and_then(|&i| self.slots[i].market.published.clone())
+    }
+
+    /// The true inside of `symbol`, if its market exists (what matching uses).
+    pub fn true_quote(&self, symbol: &Symbol) -> Option<Quote> {
+        self.symbols.get(symbol).map(|&i| self.slots[i].market.true_quote(self.now))
+    }
+
+    /// Adds a quote-feed reference to `symbol`.
+    pub fn subscribe(&mut self, symbol: &Symbol) {
+        if self.is_known(symbol) {
+            self.slot_of(symbol);
+        }
+        *self.subscriptions.entry(symbol.clone()).or_insert(0) += 1;
+    }
+
+    /// Drops a quote-feed reference to `symbol`.
+    pub fn release(&mut self, symbol: &Symbol) {
+        if let Some(count) = self.subscriptions.get_mut(symbol) {
+            *count -= 1;
+            if *count == 0 {
+                self.subscriptions.remove(symbol);
+            }
+        }
+    }
+
+    /// True when the broker knows `symbol`.
+    pub fn is_known(&self, symbol: &Symbol) -> bool {
+        !self.config.symbols.unknown.contains(symbol)
+    }
+
+    /// Buying power held by open buy orders.
+    pub(crate) fn reserved(&self) -> Decimal {
+        self.open
+            .iter()
+            .map(|&i| &self.orders[i])
+            .filter(|o| o.order.side == Side::Buy)
+            .map(|o| o.leaves().checked_mul(o.reserve_price).unwrap_or(Decimal::ZERO))
+            .sum()
+    }
+
+    /// Shares of `symbol` held by open sell orders.
+    pub(crate) fn held_for_sells(&self, symbol: &Symbol) -> Decimal {
+        self.open
+            .iter()
+            .map(|&i| &self.orders[i])
+            .filter(|o| o.order.side == Side::Sell && &o.order.symbol == symbol)
+            .map(SimOrder::leaves)
+            .sum()
+    }
+
+    /// The mark price of `symbol` (true mid), or its entry price when it has no market.
+    pub(crate) fn mark(&self, symbol: &Symbol) -> Decimal {
+        match self.symbols.get(symbol) {
+            Some(&i) => self.slots[i].market.mid().get(),
+            None => self.account.holdings.get(symbol).map_or(Decimal::ZERO, |h| h.avg_entry),
+        }
+    }
+
+    pub(crate) fn next_broker_id(&self) -> BrokerOrderId {
+        let tag = self.config.seed & 0xffff_ffff;
+        BrokerOrderId::new(format!("{tag:08x}-0000-4000-8000-{:012x}", self.orders.len()))
+    }
+}

@@ -1,0 +1,244 @@
+//! Matching: orders reaching the venue, marketable orders walking the book, resting limits with
+//! an L1 queue-position model, trade-throughs, aggressive flow, and fills.
+//!
+//! Invariants: no order fills beyond its quantity; a marketable order fills at the better of its
+//! limit and the book (never worse than its limit); a resting limit that the market trades
+//! through fills at its limit; a resting order joins the back of the queue at its price (a
+//! replaced order starts again at the back); fills update order, account and fill log together
+//! before the update is emitted.
+
+use rust_decimal::Decimal;
+use tranche_domain::{Execution, ExecutionId, Fill, OrderStatus, Price, Qty, Side, TimeInForce, TradeEvent};
+
+use crate::core::{Action, Sim};
+
+/// Deepest book level a marketable order walks.
+const MAX_LEVELS: i64 = 200;
+
+impl Sim {
+    /// Order `i` reaches the venue.
+    pub(crate) fn arrive(&mut self, i: usize) {
+        if self.orders[i].order.status.is_terminal() {
+            return;
+        }
+        if !self.calendar.is_open(self.now) {
+            let open = self.calendar.next_open(self.now);
+            self.schedule_at(open, Action::Arrive(i));
+            return;
+        }
+        let slot = self.orders[i].slot;
+        if self.orders[i].order.notional.is_some() && self.orders[i].qty.is_zero() {
+            let market = &self.slots[slot].market;
+            let side = self.orders[i].order.side;
+            let price = market.profile.price(match side {
+                Side::Buy => market.ask,
+                Side::Sell => market.bid,
+            });
+            let notional = self.orders[i].order.notional.map_or(Decimal::ZERO, tranche_domain::Usd::get);
+            self.orders[i].qty = notional.checked_div(price).unwrap_or(Decimal::ZERO).trunc_with_scale(9);
+        }
+        self.orders[i].order.status = OrderStatus::New;
+        self.orders[i].order.updated_at = Some(self.now);
+        self.emit(i, TradeEvent::New, None);
+        let cid = self.orders[i].order.client_order_id.clone();
+        self.record(|| format!("arrive {cid}"));
+        if self.slots[slot].market.halted {
+            self.rest(i);
+            return;
+        }
+        self.take_liquidity(i);
+        let o = &self.orders[i];
+        if o.order.status.is_terminal() {
+            return;
+        }
+        match o.order.time_in_force {
+            TimeInForce::Ioc | TimeInForce::Fok => self.finish(i, OrderStatus::Canceled, TradeEvent::Canceled),
+            _ => self.rest(i),
+        }
+    }
+
+    /// Walks the book for a marketable order (market, or limit through the far side).
+    fn take_liquidity(&mut self, i: usize) {
+        let slot = self.orders[i].slot;
+        let side = self.orders[i].order.side;
+        let limit = self.orders[i].limit_ticks;
+        if self.orders[i].order.time_in_force == TimeInForce::Fok && !self.can_fill_entirely(i) {
+            return;
+        }
+        for level in 0..MAX_LEVELS {
+            let leaves = self.orders[i].leaves();
+            if leaves.is_zero() {
+                break;
+            }
+            let market = &self.slots[slot].market;
+            let Some(price) = market.level_price(side, level) else { break };
+            let marketable = match (side, limit) {
+                (_, None) => true,
+                (Side::Buy, Some(l)) => price <= l,
+                (Side::Sell, Some(l)) => price >= l,
+            };
+            if !marketable {
+                break;
+            }
+            let available = Decimal::from(market.depth_at(side, level));
+            let qty = leaves.min(available);
+            let price = market.profile.price(price);
+            self.fill(i, qty, price);
+        }
+    }
+
+    fn can_fill_entirely(&self, i: usize) -> bool {
+        let o = &self.orders[i];
+        let market = &self.slots[o.slot].market;
+        let mut available = Decimal::ZERO;
+        for level in 0..MAX_LEVELS {
+            let Some(price) = market.level_price(o.order.side, level) else { break };
+            let ok = match (o.order.side, o.limit_ticks) {
+                (_, None) => true,
+                (Side::Buy, Some(l)) => price <= l,
+                (Side::Sell, Some(l)) => price >= l,
+            };
+            if !ok {
+                break;
+            }
+            available += Decimal::from(market.depth_at(o.order.side, level));
+            if available >= o.leaves() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Puts order `i` in its market's queue, behind what is displayed at its price.
+    fn rest(&mut self, i: usize) {
+        let slot = self.orders[i].slot;
+        let market = &self.slots[slot].market;
+        let ahead = match (self.orders[i].order.side, self.orders[i].limit_ticks) {
+            (Side::Buy, Some(l)) if l == market.bid => market.bid_size,
+            (Side::Sell, Some(l)) if l == market.ask => market.ask_size,
+            (Side::Buy, Some(l)) if l < market.bid => market.bid_size + market.profile.lot * (market.bid - l),
+            (Side::Sell, Some(l)) if l > market.ask => market.ask_size + market.profile.lot * (l - market.ask),
+            _ => 0,
+        };
+        self.orders[i].queue_ahead = ahead;
+        self.slots[slot].resting.push(i);
+    }
+
+    /// After a market update: trade-throughs, then the aggressive order (if any) against resting
+    /// orders in price-time priority.
+    pub(crate) fn match_resting(&mut self, slot: usize, aggressor: Option<(Side, i64)>) {
+        if self.slots[slot].market.halted || self.slots[slot].resting.is_empty() {
+            return;
+        }
+        let resting = self.slots[slot].resting.clone();
+        for &i in &resting {
+            let o = &self.orders[i];
+            let Some(limit) = o.limit_ticks else { continue };
+            let market = &self.slots[slot].market;
+            let (through, displayed, better_than_inside) = match o.order.side {
+                Side::Buy => (market.ask <= limit, market.ask_size, limit > market.bid),
+                Side::Sell => (market.bid >= limit, market.bid_size, limit < market.ask),
+            };
+            if through {
+                let qty = o.leaves().min(Decimal::from(displayed));
+                let price = market.profile.price(limit);
+                self.fill(i, qty, price);
+            } else if better_than_inside {
+                // Alone at a better price than the displayed inside: nobody is ahead.
+                self.orders[i].queue_ahead = 0;
+            }
+        }
+        let Some((aggressor_side, mut size)) = aggressor else { return };
+        // An aggressive sell hits resting buys at or above the bid, best price first.
+        let passive = aggressor_side.opposite();
+        let market = &self.slots[slot].market;
+        let (bid, ask) = (market.bid, market.ask);
+        let mut candidates: Vec<(i64, usize)> = self.slots[slot]
+            .resting
+            .iter()
+            .copied()
+            .filter(|&i| self.orders[i].order.side == passive && !self.orders[i].order.status.is_terminal())
+            .filter_map(|i| {
+                let l = self.orders[i].limit_ticks?;
+                let reachable = match passive {
+                    Side::Buy => l >= bid,
+                    Side::Sell => l <= ask,
+                };
+                reachable.then_some((if passive == Side::Buy { -l } else { l }, i))
+            })
+            .collect();
+        candidates.sort_unstable();
+        for (_, i) in candidates {
+            if size <= 0 {
+                break;
+            }
+            let at_inside = self.orders[i].limit_ticks == Some(if passive == Side::Buy { bid } else { ask });
+            if at_inside && self.orders[i].queue_ahead > 0 {
+                let consumed = self.orders[i].queue_ahead.min(size);
+                self.orders[i].queue_ahead -= consumed;
+                size -= consumed;
+                if size <= 0 {
+                    break;
+                }
+            }
+            let qty = self.orders[i].leaves().min(Decimal::from(size));
+            let filled_shares = i64::try_from(qty.ceil()).unwrap_or(size);
+            size -= filled_shares;
+            let price = self.slots[slot].market.profile.price(self.orders[i].limit_ticks.unwrap_or_default());
+            self.fill(i, qty, price);
+        }
+    }
+
+    /// Books an execution of `qty` at `price` for order `i`.
+    pub(crate) fn fill(&mut self, i: usize, qty: Decimal, price: Decimal) {
+        if qty <= Decimal::ZERO {
+            return;
+        }
+        let qty = qty.min(self.orders[i].leaves());
+        if qty.is_zero() {
+            return;
+        }
+        let now = self.now;
+        self.exec_seq += 1;
+        let tag = self.config.seed & 0xffff_ffff;
+        let execution_id = ExecutionId::new(format!("{tag:08x}-0000-4000-9000-{:012x}", self.exec_seq));
+        let (symbol, side) = (self.orders[i].order.symbol.clone(), self.orders[i].order.side);
+        self.account.apply_fill(&self.config.fees, &symbol, side, qty, price);
+        let o = &mut self.orders[i];
+        let before = o.order.filled_qty.get();
+        let after = before + qty;
+        let old_avg = o.order.filled_avg_price.map_or(Decimal::ZERO, Price::get);
+        let avg = (old_avg * before + price * qty).checked_div(after).unwrap_or(price).round_dp(9).normalize();
+        o.order.filled_qty = Qty::new(after);
+        o.order.filled_avg_price = Some(Price::new(avg));
+        o.order.updated_at = Some(now);
+        let complete = o.leaves().is_zero();
+        if complete {
+            o.order.status = OrderStatus::Filled;
+            o.order.filled_at = Some(now);
+        } else {
+            o.order.status = OrderStatus::PartiallyFilled;
+        }
+        let fill = Fill {
+            execution_id: execution_id.clone(),
+            order_id: o.order.id.clone(),
+            client_order_id: o.order.client_order_id.clone(),
+            symbol,
+            side,
+            qty: Qty::new(qty),
+            price: Price::new(price),
+            time: now,
+        };
+        self.record(|| format!("fill {} {} {} @ {}", fill.client_order_id, fill.side, fill.qty, fill.price));
+        self.fills.push(fill);
+        let execution = Execution { id: execution_id, qty: Qty::new(qty), price: Price::new(price) };
+        if complete {
+            let slot = self.orders[i].slot;
+            self.open.remove(&i);
+            self.slots[slot].resting.retain(|&r| r != i);
+            self.emit(i, TradeEvent::Fill, Some(execution));
+        } else {
+            self.emit(i, TradeEvent::PartialFill, Some(execution));
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The simulator behind the broker ports: [`SimBroker`] (`Broker`), [`SimOrderEvents`]
+//! (`OrderEvents`) and [`SimQuoteFeed`] (`QuoteFeed`), sharing one [`Sim`] and one `Clock`.
+//!
+//! A pump task advances the simulation as the clock moves, publishes quote changes and wakes
+//! the trade-update reader. Each REST-like call is applied at call time and answers after the
+//! configured acknowledgement latency. With a clock in virtual time (`TokioClock` under paused
+//! tokio time) a whole trading day runs in milliseconds.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, Notify};
+use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, StreamEvent};
+use tranche_domain::{
+    Account, Asset, BrokerOrderId, ClientOrderId, Fill, MarketClock, Order, OrderRequest, Position, Quote,
+    ReplaceRequest, Symbol, Timestamp,
+};
+
+use crate::config::SimConfig;
+use crate::core::Sim;
+use crate::error::SimError;
+
+struct Shared {
+    sim: Mutex<Sim>,
+    clock: Arc<dyn Clock>,
+    pump_wake: Notify,
+    events_ready: Notify,
+    quotes: broadcast::Sender<Symbol>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Sim> {
+        // A panic while holding the lock cannot leave the simulator half-updated in a way that
+        // matters more than losing the whole run; keep serving.
+        self.sim.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Advances to the clock's now, publishes quote changes and wakes the update reader.
+    fn sync(&self, sim: &mut Sim) {
+        sim.advance_to(self.clock.now());
+        for symbol in sim.take_quote_changes() {
+            // No receiver is fine: nobody is listening yet.
+            let _ = self.quotes.send(symbol);
+        }
+        if sim.outbox.has_ready() {
+            self.events_ready.notify_one();
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Sim) -> R) -> R {
+        let mut sim = self.lock();
+        self.sync(&mut sim);
+        let result = f(&mut sim);
+        self.sync(&mut sim);
+        drop(sim);
+        self.pump_wake.notify_one();
+        result
+    }
+
+    async fn acknowledge(&self) {
+        let ack = self.lock().config().latency.ack_ms;
+        if ack > 0 {
+            let at =
+                self.clock.now() + chrono::Duration::milliseconds(i64::try_from(ack).unwrap_or(i64::MAX / 1_000_000));
+            self.clock.sleep_until(at).await;
+        }
+    }
+}
+
+/// A running simulated broker. Dropping it stops the simulation.
+pub struct SimulatedBroker {
+    shared: Arc<Shared>,
+    pump: tokio::task::AbortHandle,
+}
+
+impl std::fmt::Debug for SimulatedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedBroker").finish_non_exhaustive()
+    }
+}
+
+impl SimulatedBroker {
+    /// Starts a simulation of `config` on `clock` (spawns the pump on the current tokio runtime).
+    pub fn start(config: SimConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let mut sim = Sim::new(config)?;
+        sim.advance_to(clock.now());
+        let (quotes, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            sim: Mutex::new(sim),
+            clock,
+            pump_wake: Notify::new(),
+            events_ready: Notify::new(),
+            quotes,
+        });
+        let pump = tokio::spawn(pump(Arc::clone(&shared))).abort_handle();
+        Ok(Self { shared, pump })
+    }
+
+    /// The `Broker` port.
+    pub fn broker(&self) -> SimBroker {
+        SimBroker { shared: Arc::clone(&self.shared) }
+    }
+
+    /// The `OrderEvents` port (one reader: the stream has a single consumer, as at Alpaca).
+    pub fn order_events(&self) -> SimOrderEvents {
+        SimOrderEvents { shared: Arc::clone(&self.shared) }
+    }
+
+    /// The `QuoteFeed` port.
+    pub fn quote_feed(&self) -> SimQuoteFeed {
+        SimQuoteFeed { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Runs `f` on the simulator, brought up to the clock's now (inspection and test control).
+    pub fn with_sim<R>(&self, f: impl FnOnce(&mut Sim) -> R) -> R {
+        self.shared.with(f)
+    }
+}
+
+impl Drop for SimulatedBroker {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
+}
+
+async fn pump(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut sim = shared.lock();
+            shared.sync(&mut sim);
+            sim.next_wakeup()
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = shared.clock.sleep_until(at) => {}
+                    () = shared.pump_wake.notified() => {}
+                }
+            }
+            None => shared.pump_wake.notified().await,
+        }
+    }
+}
+
+/// The simulated broker's trading REST.
+#[derive(Clone)]
+pub struct SimBroker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SimBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBroker").finish_non_exhaustive()
+    }
+}
+
+impl SimBroker {
+    async fn read<T>(&self, f: impl FnOnce(&mut Sim) -> Result<T, SimError>) -> Result<T, BrokerError> {
+        let result = self.shared.with(|sim| match sim.call_fault() {
+            Some(fault) => Err(fault),
+            None => f(sim),
+        });
+        self.shared.acknowledge().await;
+        result.map_err(|e| e.into_broker_error(false))
+    }
+
+    async fn mutate<T>(&self, f: impl FnOnce(&mut Sim) -> Result<T, SimError>) -> Result<T, BrokerError> {
+        let result = self.shared.with(f);
+        self.shared.acknowledge().await;
+        result.map_err(|e| e.into_broker_error(true))
+    }
+}
+
+#[async_trait]
+impl Broker for SimBroker {
+    async fn account(&self) -> Result<Account, BrokerError> {
+        self.read(|sim| Ok(sim.account())).await
+    }
+
+    async fn positions(&self) -> Result<Vec<Position>, BrokerError> {
+        self.read(|sim| Ok(sim.positions())).await
+    }
+
+    async fn position(&self, symbol: &Symbol) -> Result<Option<Position>, BrokerError> {
+        self.read(|sim| Ok(sim.position(symbol))).await
+    }
+
+    async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError> {
+        self.read(|sim| sim.asset(symbol)).await
+    }
+
+    async fn clock(&self) -> Result<MarketClock, BrokerError> {
+        self.read(|sim| Ok(sim.clock())).await
+    }
+
+    async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError> {
+        self.read(|sim| sim.latest_quote(symbol)).await
+    }
+
+    async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {
+        self.mutate(|sim| sim.submit(request)).await
+    }
+
+    async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError> {
+        self.mutate(|sim| sim.replace(id, request)).await
+    }
+
+    async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError> {
+        self.mutate(|sim| sim.cancel(id)).await
+    }
+
+    async fn order(&self, id: &BrokerOrderId) -> Result<Order, BrokerError> {
+        self.read(|sim| sim.order(id)).await
+    }
+
+    async fn order_by_client_id(&self, id: &ClientOrderId) -> Result<Order, BrokerError> {
+        self.read(|sim| sim.order_by_client_id(id)).await
+    }
+
+    async fn open_orders(&self) -> Result<Vec<Order>, BrokerError> {
+        self.read(|sim| Ok(sim.open_orders())).await
+    }
+
+    async fn fill_activities(&self, since: Timestamp) -> Result<Vec<Fill>, BrokerError> {
+        self.read(|sim| Ok(sim.fill_activities(since))).await
+    }
+}
+
+/// The simulated trade-update stream.
+pub struct SimOrderEvents {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SimOrderEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimOrderEvents").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl OrderEvents for SimOrderEvents {
+    async fn next_event(&mut self) -> Option<StreamEvent> {
+        loop {
+            {
+                let mut sim = self.shared.lock();
+                self.shared.sync(&mut sim);
+                if let Some(event) = sim.pop_event() {
+                    return Some(event);
+                }
+            }
+            self.shared.events_ready.notified().await;
+        }
+    }
+}
+
+/// The simulated quote feed.
+#[derive(Clone)]
+pub struct SimQuoteFeed {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SimQuoteFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimQuoteFeed").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl QuoteFeed for SimQuoteFeed {
+    async fn subscribe(&self, symbols: &[Symbol]) -> Result<(), BrokerError> {
+        self.shared.with(|sim| symbols.iter().for_each(|s| sim.subscribe(s)));
+        Ok(())
+    }
+
+    async fn release(&self, symbols: &[Symbol]) {
+        self.shared.with(|sim| symbols.iter().for_each(|s| sim.release(s)));
+    }
+
+    fn latest(&self, symbol: &Symbol) -> Option<Quote> {
+        self.shared.with(|sim| if sim.subscriptions.contains_key(symbol) { sim.published_quote(symbol) } else { None })
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Symbol> {
+        self.shared.quotes.subscribe()
+    }
+}

@@ -1,0 +1,86 @@
+//! Reads at the simulated broker: account, positions, assets, clock, quotes, orders, fills.
+//!
+//! Invariant: reads never change broker state (injected faults aside, which only consume the
+//! fault stream).
+
+use rust_decimal::Decimal;
+use tranche_domain::{Account, Asset, Fill, MarketClock, Order, Position, Quote, Symbol, Timestamp};
+
+use crate::core::Sim;
+use crate::error::SimError;
+
+impl Sim {
+    /// The account snapshot.
+    pub fn account(&self) -> Account {
+        let mark = |s: &Symbol| self.mark(s);
+        self.account.snapshot(self.reserved(), &mark)
+    }
+
+    /// Every position.
+    pub fn positions(&self) -> Vec<Position> {
+        self.account
+            .holdings
+            .keys()
+            .filter_map(|s| self.account.position(s, self.held_for_sells(s), self.mark(s)))
+            .collect()
+    }
+
+    /// One position (`None` when flat).
+    pub fn position(&self, symbol: &Symbol) -> Option<Position> {
+        self.account.position(symbol, self.held_for_sells(symbol), self.mark(symbol))
+    }
+
+    /// Asset metadata.
+    pub fn asset(&mut self, symbol: &Symbol) -> Result<Asset, SimError> {
+        if !self.is_known(symbol) {
+            return Err(SimError::NotFound { message: format!("asset not found for {symbol}") });
+        }
+        let slot = self.slot_of(symbol);
+        Ok(Asset {
+            symbol: symbol.clone(),
+            active: true,
+            tradable: !self.config.symbols.non_tradable.contains(symbol),
+            fractionable: self.slots[slot].market.profile.fractionable,
+            shortable: false,
+            marginable: true,
+        })
+    }
+
+    /// The market clock.
+    pub fn clock(&self) -> MarketClock {
+        MarketClock {
+            timestamp: self.now,
+            is_open: self.calendar.is_open(self.now),
+            next_open: self.calendar.next_open(self.now),
+            next_close: self.calendar.next_close(self.now),
+        }
+    }
+
+    /// The latest published quote (REST market data), activating the symbol's market.
+    pub fn latest_quote(&mut self, symbol: &Symbol) -> Result<Quote, SimError> {
+        if !self.is_known(symbol) {
+            return Err(SimError::NotFound { message: format!("no quote for {symbol}") });
+        }
+        let slot = self.slot_of(symbol);
+        self.slots[slot]
+            .market
+            .published
+            .clone()
+            .ok_or_else(|| SimError::NotFound { message: format!("no quote for {symbol}") })
+    }
+
+    /// Every open order, oldest first.
+    pub fn open_orders(&self) -> Vec<Order> {
+        self.open.iter().map(|&i| self.orders[i].order.clone()).collect()
+    }
+
+    /// Fills at or after `since`, oldest first.
+    pub fn fill_activities(&self, since: Timestamp) -> Vec<Fill> {
+        self.fills.iter().filter(|f| f.time >= since).cloned().collect()
+    }
+
+    /// Cash plus the value of every position at the true mid.
+    pub fn equity(&self) -> Decimal {
+        self.account().equity.get()
+    }
+}

@@ -1,0 +1,196 @@
+//! The simulated universe: every syntactically valid symbol gets a deterministic market profile
+//! derived from the seed and the symbol (price level, volatility, spread, depth, fractionable),
+//! with well-known US large caps and ETFs at realistic price levels.
+//!
+//! Invariants: a profile depends only on `(seed, symbol, config)`; prices are integers in ticks
+//! (cents at or above $1, $0.0001 below) so the market never leaves the tick grid.
+
+use rust_decimal::Decimal;
+use tranche_domain::Symbol;
+
+use crate::config::SimConfig;
+use crate::rng::Rng;
+
+/// Well-known symbols: (symbol, price in cents, fractionable).
+const KNOWN: &[(&str, i64, bool)] = &[
+    ("AAPL", 22_810, true),
+    ("MSFT", 41_520, true),
+    ("NVDA", 13_540, true),
+    ("AMZN", 20_530, true),
+    ("GOOGL", 17_560, true),
+    ("META", 56_020, true),
+    ("BRK.B", 47_050, true),
+    ("JPM", 22_040, true),
+    ("V", 31_080, true),
+    ("UNH", 51_260, true),
+    ("XOM", 11_730, true),
+    ("JNJ", 15_810, true),
+    ("PG", 16_940, true),
+    ("HD", 40_120, true),
+    ("COST", 91_350, true),
+    ("TSLA", 33_890, true),
+    ("SPY", 59_030, true),
+    ("QQQ", 50_510, true),
+    ("IWM", 22_540, true),
+    ("VTI", 29_120, true),
+    ("TLT", 9_210, true),
+    ("GLD", 24_530, true),
+    ("BND", 7_240, true),
+    ("EDZ", 952, false),
+    ("SQQQ", 781, false),
+    ("SOXL", 2_810, false),
+    ("TQQQ", 7_890, false),
+    ("ARKK", 5_520, true),
+    ("F", 1_052, true),
+    ("SIRI", 2_410, true),
+    ("PLUG", 212, true),
+    ("NIO", 441, true),
+];
+
+/// Log-spaced price levels (in cents) for symbols the table does not know.
+const LEVELS_CENTS: &[i64] = &[
+    5, 8, 12, 20, 35, 50, 80, 120, 200, 350, 500, 800, 1_200, 2_000, 3_500, 5_000, 8_000, 12_000, 20_000, 35_000,
+    50_000, 80_000, 120_000, 200_000, 300_000,
+];
+
+/// The fixed characteristics of one symbol's market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetProfile {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Decimal places of the tick: 2 (cents) at or above $1, 4 below.
+    pub tick_scale: u32,
+    /// Starting mid in micro-dollars (1e-6 USD).
+    pub start_micros: i64,
+    /// Lowest mid the walk may reach, in micro-dollars (keeps the tick regime stable).
+    pub floor_micros: i64,
+    /// Highest mid the walk may reach, in micro-dollars.
+    pub cap_micros: i64,
+    /// Standard deviation of the mid per second, in micro-dollars.
+    pub sigma_micros_per_sec: i64,
+    /// Usual spread in ticks.
+    pub base_spread_ticks: i64,
+    /// Typical displayed size at the inside, in shares.
+    pub lot: i64,
+    /// Fractional quantities accepted.
+    pub fractionable: bool,
+}
+
+impl AssetProfile {
+    /// Micro-dollars per tick.
+    pub fn tick_micros(&self) -> i64 {
+        if self.tick_scale == 2 {
+            10_000
+        } else {
+            100
+        }
+    }
+
+    /// A price in ticks as a decimal.
+    pub fn price(&self, ticks: i64) -> Decimal {
+        Decimal::new(ticks, self.tick_scale)
+    }
+
+    /// Derives the profile of `symbol` under `config`.
+    pub fn derive(config: &SimConfig, symbol: &Symbol) -> Self {
+        let mut rng = Rng::derive(config.seed, &format!("profile:{symbol}"));
+        let known = KNOWN.iter().find(|(s, _, _)| *s == symbol.as_str());
+        let jitter = rng.range_i64(900, 1100);
+        let (cents_guess, mut fractionable) = match known {
+            Some((_, cents, frac)) => (*cents, *frac),
+            None => {
+                let level = LEVELS_CENTS[usize::try_from(rng.below(LEVELS_CENTS.len() as u64)).unwrap_or(0)];
+                (level * jitter / 1000, rng.chance_ppm(750_000))
+            }
+        };
+        // Micro-dollars: price overrides keep sub-cent precision.
+        let start_micros = match config.symbols.prices.get(symbol) {
+            Some(p) => p
+                .get()
+                .checked_mul(Decimal::from(1_000_000))
+                .and_then(|m| i64::try_from(m.trunc()).ok())
+                .unwrap_or(1_000_000)
+                .clamp(100, 100_000_000_000),
+            None => cents_guess.max(1) * 10_000,
+        };
+        if config.symbols.fractionable.contains(symbol) {
+            fractionable = true;
+        }
+        if config.symbols.non_fractionable.contains(symbol) {
+            fractionable = false;
+        }
+        let tick_scale = if start_micros >= 1_000_000 { 2 } else { 4 };
+        let (floor_micros, cap_micros) =
+            if tick_scale == 2 { (1_050_000.max(start_micros / 4), start_micros * 4) } else { (200, 990_000) };
+        // Annualised volatility 15 %..90 %; per second = price * vol / sqrt(252 * 23400) ≈ / 2428.
+        let vol_pct = rng.range_i64(15, 90) * i64::from(config.market.volatility_pct) / 100;
+        let sigma_micros_per_sec = (start_micros / 100).saturating_mul(vol_pct) / 2428;
+        let cents = start_micros / 10_000;
+        let base_spread_ticks = match (tick_scale, cents) {
+            (4, _) => rng.range_i64(5, 40),
+            (_, c) if c < 1_000 => 1,
+            (_, c) if c < 5_000 => rng.range_i64(1, 2),
+            (_, c) if c < 20_000 => rng.range_i64(1, 3),
+            _ => rng.range_i64(2, 8),
+        };
+        let lot = match cents {
+            c if c < 1_000 => 100 * rng.range_i64(10, 60),
+            c if c < 10_000 => 100 * rng.range_i64(2, 15),
+            _ => 100 * rng.range_i64(1, 5),
+        };
+        Self {
+            symbol: symbol.clone(),
+            tick_scale,
+            start_micros,
+            floor_micros,
+            cap_micros: cap_micros.max(floor_micros + 10_000),
+            sigma_micros_per_sec: sigma_micros_per_sec.max(1),
+            base_spread_ticks,
+            lot,
+            fractionable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).unwrap()
+    }
+
+    #[test]
+    fn known_symbols_have_realistic_prices_and_flags() {
+        let config = SimConfig::default();
+        let aapl = AssetProfile::derive(&config, &sym("AAPL"));
+        assert_eq!((aapl.start_micros, aapl.tick_scale, aapl.fractionable), (228_100_000, 2, true));
+        assert!(!AssetProfile::derive(&config, &sym("EDZ")).fractionable);
+    }
+
+    #[test]
+    fn any_symbol_gets_a_deterministic_profile_across_the_price_range() {
+        let config = SimConfig::default();
+        let mut sub_dollar = 0;
+        let mut over_1000 = 0;
+        for i in 0..400 {
+            let s = sym(&format!("Z{i}"));
+            let a = AssetProfile::derive(&config, &s);
+            assert_eq!(a, AssetProfile::derive(&config, &s));
+            assert!(a.start_micros >= 100 && a.sigma_micros_per_sec >= 1 && a.base_spread_ticks >= 1);
+            assert!(a.floor_micros < a.cap_micros);
+            sub_dollar += usize::from(a.tick_scale == 4);
+            over_1000 += usize::from(a.start_micros > 1_000_000_000);
+        }
+        assert!(sub_dollar > 20 && over_1000 > 5, "{sub_dollar} {over_1000}");
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let mut config = SimConfig::default();
+        config.symbols.prices.insert(sym("AAPL"), "0.5".parse().unwrap());
+        config.symbols.non_fractionable.push(sym("AAPL"));
+        let a = AssetProfile::derive(&config, &sym("AAPL"));
+        assert_eq!((a.start_micros, a.tick_scale, a.fractionable), (500_000, 4, false));
+    }
+}
