@@ -59,11 +59,25 @@ pub(crate) struct SimOrder {
     pub queue_ahead: i64,
     /// Limit in ticks of its market.
     pub limit_ticks: Option<i64>,
+    /// For a replacement order: the order it replaces.
+    pub replaces: Option<usize>,
 }
 
 impl SimOrder {
     pub fn leaves(&self) -> Decimal {
         (self.qty - self.order.filled_qty.get()).max(Decimal::ZERO)
+    }
+
+    /// Buying power this order holds on its own (buys only).
+    fn reservation(&self) -> Decimal {
+        if self.order.side != Side::Buy {
+            return Decimal::ZERO;
+        }
+        match self.order.notional {
+            // Until the venue fixes its quantity, a notional buy holds its notional.
+            Some(n) if self.qty.is_zero() => n.get(),
+            _ => self.leaves().checked_mul(self.reserve_price).unwrap_or(Decimal::ZERO),
+        }
     }
 }
 
@@ -365,13 +379,18 @@ impl Sim {
         !self.config.symbols.unknown.contains(symbol)
     }
 
-    /// Buying power held by open buy orders.
+    /// Buying power held by open buy orders. While a replace is pending, the larger of the old
+    /// and the new order is held, as at Alpaca.
     pub(crate) fn reserved(&self) -> Decimal {
         self.open
             .iter()
-            .map(|&i| &self.orders[i])
-            .filter(|o| o.order.side == Side::Buy)
-            .map(|o| o.leaves().checked_mul(o.reserve_price).unwrap_or(Decimal::ZERO))
+            .map(|&i| {
+                let o = &self.orders[i];
+                match o.replaces.filter(|old| self.open.contains(old)) {
+                    Some(old) => o.reservation().max(self.orders[old].reservation()) - self.orders[old].reservation(),
+                    None => o.reservation(),
+                }
+            })
             .sum()
     }
 

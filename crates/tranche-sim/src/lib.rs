@@ -45,4 +45,6 @@ pub use session::Calendar;
 pub use universe::AssetProfile;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

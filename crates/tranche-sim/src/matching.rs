@@ -27,16 +27,6 @@ impl Sim {
             return;
         }
         let slot = self.orders[i].slot;
-        if self.orders[i].order.notional.is_some() && self.orders[i].qty.is_zero() {
-            let market = &self.slots[slot].market;
-            let side = self.orders[i].order.side;
-            let price = market.profile.price(match side {
-                Side::Buy => market.ask,
-                Side::Sell => market.bid,
-            });
-            let notional = self.orders[i].order.notional.map_or(Decimal::ZERO, tranche_domain::Usd::get);
-            self.orders[i].qty = notional.checked_div(price).unwrap_or(Decimal::ZERO).trunc_with_scale(9);
-        }
         self.orders[i].order.status = OrderStatus::New;
         self.orders[i].order.updated_at = Some(self.now);
         self.emit(i, TradeEvent::New, None);
@@ -45,6 +35,16 @@ impl Sim {
         if self.slots[slot].market.halted {
             self.rest(i);
             return;
+        }
+        if self.orders[i].order.notional.is_some() {
+            self.fill_notional(i);
+            return;
+        }
+        if self.orders[i].order.side == Side::Buy && self.orders[i].limit_ticks.is_none() {
+            // Alpaca converts market buys into marketable limits with a collar; the simulator's
+            // collar is the price the order reserved buying power at (ask + 3 % at submission).
+            let reserve = tranche_domain::Price::new(self.orders[i].reserve_price);
+            self.orders[i].limit_ticks = self.slots[slot].market.to_ticks(reserve, Side::Buy);
         }
         self.take_liquidity(i);
         let o = &self.orders[i];
@@ -55,6 +55,24 @@ impl Sim {
             TimeInForce::Ioc | TimeInForce::Fok => self.finish(i, OrderStatus::Canceled, TradeEvent::Canceled),
             _ => self.rest(i),
         }
+    }
+
+    /// A notional market order: filled at once at the inside price by the broker's market maker
+    /// (as Alpaca fills fractional and notional orders), for `notional / price` shares.
+    fn fill_notional(&mut self, i: usize) {
+        let market = &self.slots[self.orders[i].slot].market;
+        let price = market.profile.price(match self.orders[i].order.side {
+            Side::Buy => market.ask,
+            Side::Sell => market.bid,
+        });
+        let notional = self.orders[i].order.notional.map_or(Decimal::ZERO, tranche_domain::Usd::get);
+        let qty = notional.checked_div(price).unwrap_or(Decimal::ZERO).trunc_with_scale(9);
+        if qty.is_zero() {
+            self.finish(i, OrderStatus::Canceled, TradeEvent::Canceled);
+            return;
+        }
+        self.orders[i].qty = qty;
+        self.fill(i, qty, price);
     }
 
     /// Walks the book for a marketable order (market, or limit through the far side).

@@ -292,7 +292,15 @@ impl Sim {
         };
         self.by_id.insert(order.id.clone(), index);
         self.by_client.insert(order.client_order_id.clone(), index);
-        self.orders.push(SimOrder { order: order.clone(), slot, qty, reserve_price, queue_ahead: 0, limit_ticks });
+        self.orders.push(SimOrder {
+            order: order.clone(),
+            slot,
+            qty,
+            reserve_price,
+            queue_ahead: 0,
+            limit_ticks,
+            replaces: None,
+        });
         self.open.insert(index);
         let at = self.after_ms(self.config.latency.venue_ms);
         self.schedule_at(at, Action::Arrive(index));
@@ -381,7 +389,15 @@ impl Sim {
             if side == Side::Buy { self.reserve_price(slot, order.order_type, limit) } else { Decimal::ZERO };
         self.by_id.insert(order.id.clone(), index);
         self.by_client.insert(order.client_order_id.clone(), index);
-        self.orders.push(SimOrder { order: order.clone(), slot, qty, reserve_price, queue_ahead: 0, limit_ticks });
+        self.orders.push(SimOrder {
+            order: order.clone(),
+            slot,
+            qty,
+            reserve_price,
+            queue_ahead: 0,
+            limit_ticks,
+            replaces: Some(old),
+        });
         self.open.insert(index);
         self.orders[old].order.status = OrderStatus::PendingReplace;
         self.orders[old].order.updated_at = Some(self.now);
