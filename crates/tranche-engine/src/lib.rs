@@ -1,6 +1,24 @@
 //! The execution engine: a pure decision core and an async driver over the broker ports.
 //!
-//! Planned contents (issue "Execution engine"): `core.handle(input, now) -> Vec<Command>` for the
-//! sell-then-buy phases, sizing, smart limit pricing, re-pegs, escalation, settlement waits and
-//! results; and a driver with a biased `select!` (order events, then quotes, then timers) that runs
-//! the commands against the ports. The engine depends on ports only, never on an adapter.
+//! - [`EngineCore`] is the synchronous state machine `handle(input, now) -> Vec<Command>`: the
+//!   sell-then-buy phases, sizing, smart limit pricing, re-pegs by replace or cancel-then-new,
+//!   escalation, settlement and buying-power scaling, and the result.
+//! - [`execute`] is the driver: it runs the core's commands against the `Broker`, `OrderEvents`,
+//!   `QuoteFeed` and `Clock` ports, feeds the answers back, and returns the result. Its `select!`
+//!   is biased: order events first, then broker answers, then quotes, then timers.
+//!
+//! The engine depends on the ports only, never on an adapter.
+
+mod config;
+mod core;
+mod driver;
+mod events;
+mod io;
+pub mod pricing;
+pub mod sizing;
+
+pub use config::{ConfigIssue, ConfigIssues, EngineConfig, Escalation, Strategy};
+pub use core::EngineCore;
+pub use driver::{execute, Ports};
+pub use events::{Phase, ProgressEvent};
+pub use io::{Command, Input, PreflightData, TimerId};

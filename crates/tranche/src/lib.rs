@@ -5,7 +5,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `sim` (default) | `sim`: the embedded simulated market and broker |
+//! | `sim` (default) | `sim`: the embedded simulated market and broker; `simulation`: running plans on it |
 //! | `ledger-sqlite` (default) | the SQLite ledger backend |
 //! | `alpaca` | `alpaca` and `pricing`: the Alpaca trading adapter and market-data client |
 //! | `ledger-s3` | the object-store (S3) ledger backend |
@@ -27,3 +27,6 @@ pub use tranche_emulator as emulator;
 pub use tranche_pricing as pricing;
 #[cfg(feature = "sim")]
 pub use tranche_sim as sim;
+
+#[cfg(feature = "sim")]
+pub mod simulation;

@@ -1,0 +1,236 @@
+//! Engine configuration: one struct with documented defaults, read from TOML with unknown keys
+//! refused, and a `validate()` that reports every bad field at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tranche_domain::{Bps, Usd, Weight};
+
+/// How orders are worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Smart limit orders: start inside the spread, re-peg toward the far side on a schedule,
+    /// then escalate (the default).
+    Smart,
+    /// A market order for each item at once (the baseline).
+    Market,
+    /// A replica of the predecessor's default algorithm: join the near side, one re-peg two cents
+    /// through the far side after the re-peg interval, then a market order.
+    Predecessor,
+}
+
+/// What the last step after the re-pegs is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Escalation {
+    /// A marketable limit `protection_band` beyond the far side (the default).
+    ProtectedLimit,
+    /// A true market order.
+    Market,
+}
+
+/// Engine settings. Every field has a default; see each field for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// How orders are worked (default `smart`).
+    pub strategy: Strategy,
+    /// Time between re-pegs of a working order (default 10 s).
+    #[serde(with = "secs")]
+    pub repeg_interval: Duration,
+    /// Re-pegs before escalating (default 3).
+    pub max_repegs: u32,
+    /// Where the first limit sits between the near side (0) and the far side (1) (default 0.4).
+    pub initial_aggressiveness: Weight,
+    /// Where the last re-peg sits (default 1.0: at the far side).
+    pub final_aggressiveness: Weight,
+    /// The step after the last re-peg (default `protected_limit`).
+    pub escalation: Escalation,
+    /// How far beyond the far side an escalation limit may trade (default 50 bps).
+    pub protection_band: Bps,
+    /// Oldest usable quote (default 5 s).
+    #[serde(with = "secs")]
+    pub quote_max_age: Duration,
+    /// Widest usable spread (default 200 bps).
+    pub max_spread: Bps,
+    /// Items worth less are skipped (default $1).
+    pub min_notional: Usd,
+    /// Share of buying power kept unused when sizing buys (default 1 %).
+    pub buying_power_buffer: Bps,
+    /// Items worked at the same time within a phase (default 8).
+    pub concurrency: usize,
+    /// Deadline of each trading phase (default 5 min).
+    #[serde(with = "secs")]
+    pub phase_deadline: Duration,
+    /// Deadline of the whole run (default 15 min).
+    #[serde(with = "secs")]
+    pub run_deadline: Duration,
+    /// Longest wait for the account to show the sells' buying power (default 10 s).
+    #[serde(with = "secs")]
+    pub settle_deadline: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Smart,
+            repeg_interval: Duration::from_secs(10),
+            max_repegs: 3,
+            initial_aggressiveness: Weight::new(rust_decimal::Decimal::new(4, 1)),
+            final_aggressiveness: Weight::new(rust_decimal::Decimal::ONE),
+            escalation: Escalation::ProtectedLimit,
+            protection_band: Bps::new(50.into()),
+            quote_max_age: Duration::from_secs(5),
+            max_spread: Bps::new(200.into()),
+            min_notional: Usd::new(1.into()),
+            buying_power_buffer: Bps::new(100.into()),
+            concurrency: 8,
+            phase_deadline: Duration::from_secs(300),
+            run_deadline: Duration::from_secs(900),
+            settle_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One bad configuration field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The key.
+    pub key: &'static str,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+/// Every bad field of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigIssues(pub Vec<ConfigIssue>);
+
+impl std::fmt::Display for ConfigIssues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invalid engine configuration:")?;
+        for issue in &self.0 {
+            write!(f, "\n  - {}: {}", issue.key, issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl EngineConfig {
+    /// Checks every field; reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigIssues> {
+        let mut issues = Vec::new();
+        let mut bad = |key: &'static str, message: String| issues.push(ConfigIssue { key, message });
+        let unit = rust_decimal::Decimal::ZERO..=rust_decimal::Decimal::ONE;
+        if self.repeg_interval < Duration::from_millis(100) {
+            bad("repeg_interval", "must be at least 0.1 s".into());
+        }
+        if self.max_repegs > 50 {
+            bad("max_repegs", format!("must be at most 50, got {}", self.max_repegs));
+        }
+        if !unit.contains(&self.initial_aggressiveness.get()) {
+            bad("initial_aggressiveness", format!("must be between 0 and 1, got {}", self.initial_aggressiveness));
+        }
+        if !unit.contains(&self.final_aggressiveness.get()) {
+            bad("final_aggressiveness", format!("must be between 0 and 1, got {}", self.final_aggressiveness));
+        }
+        if self.final_aggressiveness < self.initial_aggressiveness {
+            bad("final_aggressiveness", "must not be below initial_aggressiveness".into());
+        }
+        if self.protection_band.is_negative() || self.protection_band.get() > rust_decimal::Decimal::from(1000) {
+            bad("protection_band", format!("must be between 0 and 1000 bps, got {}", self.protection_band));
+        }
+        if self.quote_max_age.is_zero() {
+            bad("quote_max_age", "must be positive".into());
+        }
+        if !self.max_spread.is_positive() {
+            bad("max_spread", "must be positive".into());
+        }
+        if self.min_notional.is_negative() {
+            bad("min_notional", "must not be negative".into());
+        }
+        if self.buying_power_buffer.is_negative()
+            || self.buying_power_buffer.get() >= rust_decimal::Decimal::from(10_000)
+        {
+            bad("buying_power_buffer", "must be between 0 and 10000 bps".into());
+        }
+        if self.concurrency == 0 || self.concurrency > 200 {
+            bad("concurrency", format!("must be between 1 and 200, got {}", self.concurrency));
+        }
+        if self.phase_deadline.is_zero() {
+            bad("phase_deadline", "must be positive".into());
+        }
+        if self.run_deadline < self.phase_deadline {
+            bad("run_deadline", "must be at least phase_deadline".into());
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigIssues(issues))
+        }
+    }
+}
+
+/// Durations as (fractional) seconds in TOML.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| serde::de::Error::custom(format!("{secs} is not a valid number of seconds")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = EngineConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.repeg_interval, Duration::from_secs(10));
+        assert_eq!(config.quote_max_age, Duration::from_secs(5));
+        assert_eq!(config.min_notional, Usd::new(1.into()));
+    }
+
+    #[test]
+    fn toml_with_unknown_keys_is_refused() {
+        let config: EngineConfig = toml::from_str("repeg_interval = 2.5\nstrategy = \"predecessor\"").unwrap();
+        assert_eq!(config.repeg_interval, Duration::from_millis(2500));
+        assert_eq!(config.strategy, Strategy::Predecessor);
+        let err = toml::from_str::<EngineConfig>("repeg_intervall = 2").unwrap_err().to_string();
+        assert!(err.contains("repeg_intervall"), "{err}");
+    }
+
+    #[test]
+    fn validate_reports_every_bad_field() {
+        let config = EngineConfig {
+            max_repegs: 99,
+            initial_aggressiveness: Weight::new(2.into()),
+            concurrency: 0,
+            quote_max_age: Duration::ZERO,
+            run_deadline: Duration::from_secs(1),
+            ..EngineConfig::default()
+        };
+        let issues = config.validate().unwrap_err();
+        let keys: Vec<&str> = issues.0.iter().map(|i| i.key).collect();
+        for key in [
+            "max_repegs",
+            "initial_aggressiveness",
+            "final_aggressiveness",
+            "concurrency",
+            "quote_max_age",
+            "run_deadline",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {issues}");
+        }
+    }
+}

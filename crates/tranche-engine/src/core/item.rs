@@ -1,0 +1,206 @@
+//! One plan item's working state: its target, its child orders (every attempt, in order), its
+//! fills (deduplicated by execution id) and its outcome.
+//!
+//! Invariants: filled quantity and notional are sums over distinct executions of the item's own
+//! children, never a child's cumulative figure (predecessor defects D3, D4); a child's reported
+//! cumulative fill only cross-checks the executions; remaining = target - filled, never negative.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use tranche_domain::{
+    Asset, BrokerOrderId, ClientOrderId, ExecutionId, ItemOutcome, OrderRequest, OrderStatus, OrderType, PlanItem,
+    Position, Price, Side, Timestamp,
+};
+
+/// Where an item is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Its phase has not started.
+    Waiting,
+    /// Waiting for a usable quote to size it.
+    NeedsQuote,
+    /// Sized, waiting for a concurrency slot.
+    Ready,
+    /// Orders are being worked.
+    Working,
+    /// Deadline reached: cancelling what is left.
+    Closing,
+    /// Finished.
+    Done,
+}
+
+/// What we know about one child order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChildState {
+    /// Request sent, no answer yet (or waiting to be re-sent after a 429).
+    Sending,
+    /// The answer was lost: it may or may not exist; resolved by lookup or stream.
+    Uncertain,
+    /// Accepted by the broker, not final.
+    Live(OrderStatus),
+    /// Final at the broker.
+    Final(OrderStatus),
+    /// Never placed (refused, or a targeted lookup found nothing).
+    NotPlaced,
+}
+
+/// One order attempt of an item.
+#[derive(Debug, Clone)]
+pub(crate) struct Child {
+    pub client_id: ClientOrderId,
+    pub broker_id: Option<BrokerOrderId>,
+    pub state: ChildState,
+    pub qty: Decimal,
+    pub limit: Option<Price>,
+    pub order_type: OrderType,
+    /// The broker's cumulative filled quantity, as last reported.
+    pub reported_filled: Decimal,
+    /// A replace of this child was accepted: its leaves no longer count as exposure.
+    pub superseded: bool,
+    /// The request, kept to re-send it after a 429 (same client order id: it was not applied).
+    pub request: Option<OrderRequest>,
+}
+
+impl Child {
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, ChildState::Sending | ChildState::Uncertain | ChildState::Live(_))
+    }
+
+    pub fn leaves(&self) -> Decimal {
+        (self.qty - self.reported_filled).max(Decimal::ZERO)
+    }
+}
+
+/// A plan item being executed.
+#[derive(Debug, Clone)]
+pub(crate) struct ItemState {
+    pub item: PlanItem,
+    pub side: Option<Side>,
+    pub asset: Option<Asset>,
+    pub position: Option<Position>,
+    pub stage: Stage,
+    pub target: Decimal,
+    pub reference: Option<Price>,
+    pub arrival_mid: Option<Price>,
+    pub fills: BTreeMap<ExecutionId, (Decimal, Decimal, ClientOrderId)>,
+    pub filled: Decimal,
+    pub filled_notional: Decimal,
+    pub last_fill_at: Option<Timestamp>,
+    pub children: Vec<Child>,
+    pub attempt: u16,
+    pub repegs: u32,
+    pub step: u32,
+    pub escalated: bool,
+    pub busy: bool,
+    pub new_after_cancel: bool,
+    pub rejections: u32,
+    pub outcome: Option<(ItemOutcome, Option<String>)>,
+    pub started_at: Option<Timestamp>,
+    /// A fill cross-check found executions we have not seen.
+    pub missing_fills: bool,
+}
+
+impl ItemState {
+    pub fn new(item: PlanItem) -> Self {
+        Self {
+            side: item.action.side(),
+            item,
+            asset: None,
+            position: None,
+            stage: Stage::Waiting,
+            target: Decimal::ZERO,
+            reference: None,
+            arrival_mid: None,
+            fills: BTreeMap::new(),
+            filled: Decimal::ZERO,
+            filled_notional: Decimal::ZERO,
+            last_fill_at: None,
+            children: Vec::new(),
+            attempt: 0,
+            repegs: 0,
+            step: 0,
+            escalated: false,
+            busy: false,
+            new_after_cancel: false,
+            rejections: 0,
+            outcome: None,
+            started_at: None,
+            missing_fills: false,
+        }
+    }
+
+    pub fn fractionable(&self) -> bool {
+        self.asset.as_ref().is_some_and(|a| a.fractionable)
+    }
+
+    pub fn remaining(&self) -> Decimal {
+        (self.target - self.filled).max(Decimal::ZERO)
+    }
+
+    /// True when what is left cannot or need not be traded: nothing, less than a whole share of
+    /// a non-fractionable asset, or less than the minimum notional of a fractionable one.
+    pub fn is_complete(&self, min_notional: Decimal) -> bool {
+        let remaining = self.remaining();
+        if remaining.is_zero() {
+            return true;
+        }
+        if self.item.is_liquidation() {
+            // A liquidation sells everything, fractional remainder included.
+            return false;
+        }
+        if !self.fractionable() {
+            return remaining < Decimal::ONE;
+        }
+        let price = self.reference.map_or(Decimal::ZERO, Price::get);
+        remaining.checked_mul(price).is_none_or(|value| value < min_notional)
+    }
+
+    /// Books an execution once; returns false for a duplicate.
+    pub fn book_fill(
+        &mut self,
+        id: &ExecutionId,
+        qty: Decimal,
+        price: Decimal,
+        client_id: &ClientOrderId,
+        at: Timestamp,
+    ) -> bool {
+        if self.fills.contains_key(id) {
+            return false;
+        }
+        self.fills.insert(id.clone(), (qty, price, client_id.clone()));
+        self.filled += qty;
+        self.filled_notional += qty.checked_mul(price).unwrap_or(Decimal::ZERO);
+        self.last_fill_at = Some(self.last_fill_at.map_or(at, |t| t.max(at)));
+        true
+    }
+
+    /// The sum of booked executions of one child.
+    pub fn booked_for(&self, client_id: &ClientOrderId) -> Decimal {
+        self.fills.values().filter(|(_, _, c)| c == client_id).map(|(q, _, _)| *q).sum()
+    }
+
+    /// Index of the child with this client order id.
+    pub fn child_by_client(&self, id: &ClientOrderId) -> Option<usize> {
+        self.children.iter().position(|c| &c.client_id == id)
+    }
+
+    /// Index of the child with this broker id.
+    pub fn child_by_broker(&self, id: &BrokerOrderId) -> Option<usize> {
+        self.children.iter().position(|c| c.broker_id.as_ref() == Some(id))
+    }
+
+    /// Shares still exposed at the broker: leaves of open children not superseded by a replace.
+    pub fn exposure(&self) -> Decimal {
+        self.children.iter().filter(|c| c.is_open() && !c.superseded).map(Child::leaves).sum()
+    }
+
+    /// The newest open child that is not superseded.
+    pub fn working_child(&self) -> Option<usize> {
+        self.children.iter().rposition(|c| c.is_open() && !c.superseded)
+    }
+
+    pub fn any_open(&self) -> bool {
+        self.children.iter().any(Child::is_open)
+    }
+}

@@ -1,0 +1,198 @@
+//! The decision core: a synchronous state machine, `handle(input, now) -> Vec<Command>`.
+//!
+//! Owns the run's phases (preflight, stale-order cleanup, sells, settlement, buys), every item's
+//! state and the latest quotes it was told about. It performs no I/O and reads no clock: the
+//! driver executes its commands and feeds the answers back. Invariants: at most one request per
+//! item is in flight; a submit is never repeated blindly (an unknown outcome is looked up by
+//! client order id); no new order is sent while the trade-update stream is down; every item ends
+//! in the result exactly once.
+
+mod item;
+mod phases;
+mod report;
+mod work;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rust_decimal::Decimal;
+use tranche_domain::{
+    Account, BrokerOrderId, ClientOrderId, Quote, QuoteLimits, QuoteVerdict, RebalancePlan, Symbol, Timestamp,
+};
+
+use crate::config::EngineConfig;
+use crate::events::Phase;
+use crate::io::{Command, Input, TimerId};
+
+pub(crate) use item::{ChildState, ItemState, Stage};
+
+/// Which part of the run is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunPhase {
+    Start,
+    Preflight,
+    CancelStale,
+    RefreshPositions,
+    Sell,
+    Settle,
+    Buy,
+    Done,
+}
+
+/// The engine's decision core for one plan.
+#[derive(Debug)]
+pub struct EngineCore {
+    pub(crate) config: EngineConfig,
+    pub(crate) plan: RebalancePlan,
+    pub(crate) items: Vec<ItemState>,
+    pub(crate) phase: RunPhase,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) phase_started_at: Option<Timestamp>,
+    pub(crate) quotes: BTreeMap<Symbol, Quote>,
+    pub(crate) stream_up: bool,
+    pub(crate) stale_orders: BTreeSet<BrokerOrderId>,
+    pub(crate) account: Option<Account>,
+    pub(crate) settle_requested: bool,
+    pub(crate) settle_deadline: Option<Timestamp>,
+    pub(crate) account_errors: u32,
+    pub(crate) subscribed: Vec<Symbol>,
+    pub(crate) fills_requested: bool,
+    pub(crate) finished: bool,
+    pub(crate) notes: Vec<String>,
+}
+
+impl EngineCore {
+    /// A core for `plan` with `config` (validate both first).
+    pub fn new(plan: RebalancePlan, config: EngineConfig) -> Self {
+        let items = plan.items.iter().cloned().map(ItemState::new).collect();
+        Self {
+            config,
+            plan,
+            items,
+            phase: RunPhase::Start,
+            started_at: None,
+            phase_started_at: None,
+            quotes: BTreeMap::new(),
+            stream_up: true,
+            stale_orders: BTreeSet::new(),
+            account: None,
+            settle_requested: false,
+            settle_deadline: None,
+            account_errors: 0,
+            subscribed: Vec::new(),
+            fills_requested: false,
+            finished: false,
+            notes: Vec::new(),
+        }
+    }
+
+    /// True once the run has produced its result.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, input: Input, now: Timestamp) -> Vec<Command> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        match input {
+            Input::Start => self.start(now, &mut out),
+            Input::Preflight(data) => self.on_preflight(*data, now, &mut out),
+            Input::Positions(result) => self.on_positions(result, now, &mut out),
+            Input::Account(result) => self.on_account(result, now, &mut out),
+            Input::RestQuote { item, result } => self.on_rest_quote(item, result, now, &mut out),
+            Input::Submitted { item, client_order_id, result } => {
+                self.on_submitted(item, &client_order_id, result, now, &mut out)
+            }
+            Input::Replaced { item, old, client_order_id, result } => {
+                self.on_replaced(item, &old, &client_order_id, result, now, &mut out);
+            }
+            Input::Canceled { item, order, result } => self.on_canceled(item, &order, result, now, &mut out),
+            Input::LookedUp { item, client_order_id, result } => {
+                self.on_looked_up(item, &client_order_id, result, now, &mut out)
+            }
+            Input::Fills(result) => self.on_fills(result, now, &mut out),
+            Input::Update(update) => self.on_update(&update, now, &mut out),
+            Input::StreamUp => self.on_stream_up(now, &mut out),
+            Input::StreamDown => self.stream_up = false,
+            Input::StreamGap { since } => self.on_stream_gap(since, now, &mut out),
+            Input::Quote(quote) => self.on_quote(quote, now, &mut out),
+            Input::Timer(id) => self.on_timer(id, now, &mut out),
+        }
+        self.progress(now, &mut out);
+        out
+    }
+
+    pub(crate) fn limits(&self) -> QuoteLimits {
+        QuoteLimits { max_age: self.config.quote_max_age, max_spread: self.config.max_spread }
+    }
+
+    /// The latest quote for `symbol` if it is sane at `now`.
+    pub(crate) fn sane_quote(&self, symbol: &Symbol, now: Timestamp) -> Option<&Quote> {
+        self.quotes.get(symbol).filter(|q| q.verdict(now, self.limits()) == QuoteVerdict::Sane)
+    }
+
+    fn on_quote(&mut self, quote: Quote, now: Timestamp, out: &mut Vec<Command>) {
+        let symbol = quote.symbol.clone();
+        let newer = self.quotes.get(&symbol).is_none_or(|old| old.time <= quote.time);
+        if newer {
+            self.quotes.insert(symbol.clone(), quote);
+        }
+        // Items waiting for a usable quote may proceed.
+        let waiting: Vec<usize> = (0..self.items.len())
+            .filter(|&i| self.items[i].stage == Stage::NeedsQuote && self.items[i].item.symbol == symbol)
+            .collect();
+        for i in waiting {
+            if self.sane_quote(&symbol, now).is_some() {
+                self.on_reference_ready(i, now, out);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, id: TimerId, now: Timestamp, out: &mut Vec<Command>) {
+        match id {
+            TimerId::Repeg(i) => self.on_repeg_timer(i, now, out),
+            TimerId::Retry(i) => self.on_retry_timer(i, now, out),
+            TimerId::StaleDeadline => {
+                if self.phase == RunPhase::CancelStale {
+                    self.notes.push(format!(
+                        "{} stale order(s) did not confirm cancellation in time",
+                        self.stale_orders.len()
+                    ));
+                    self.stale_orders.clear();
+                    self.refresh_positions(out);
+                }
+            }
+            TimerId::Settle => {
+                if self.phase == RunPhase::Settle {
+                    out.push(Command::FetchAccount);
+                }
+            }
+            TimerId::PhaseDeadline => self.on_phase_deadline(now, out),
+            TimerId::RunDeadline => self.on_run_deadline(now, out),
+        }
+    }
+
+    pub(crate) fn client_id(&self, i: usize) -> ClientOrderId {
+        let item = &self.items[i];
+        let side = item.side.unwrap_or(tranche_domain::Side::Buy);
+        ClientOrderId::derive(&self.plan.plan_id, &item.item.symbol, side, item.attempt)
+    }
+
+    pub(crate) fn min_notional(&self) -> Decimal {
+        self.config.min_notional.get()
+    }
+
+    pub(crate) fn after(now: Timestamp, d: std::time::Duration) -> Timestamp {
+        now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX / 2)
+    }
+
+    pub(crate) fn emit_phase(&self, phase: Phase, started: bool, now: Timestamp, out: &mut Vec<Command>) {
+        out.push(Command::Emit(if started {
+            crate::events::ProgressEvent::PhaseStarted { phase, at: now }
+        } else {
+            crate::events::ProgressEvent::PhaseDone { phase, at: now }
+        }));
+    }
+}

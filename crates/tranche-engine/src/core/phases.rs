@@ -1,0 +1,543 @@
+//! The run's phases: preflight, cleanup of stale orders, sells, settlement, buys, and the
+//! transitions between them; sizing of items once a usable reference price is known.
+
+use rust_decimal::Decimal;
+use tranche_broker::BrokerError;
+use tranche_domain::{Action, Fill, ItemOutcome, Position, Quote, Side, Timestamp};
+
+use super::{EngineCore, RunPhase, Stage};
+use crate::config::Strategy;
+use crate::events::{Phase, ProgressEvent};
+use crate::io::{Command, PreflightData, TimerId};
+use crate::sizing::{buy_qty, scale_buys, sell_qty};
+
+impl EngineCore {
+    pub(super) fn start(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        self.started_at = Some(now);
+        self.phase = RunPhase::Preflight;
+        self.emit_phase(Phase::Preflight, true, now, out);
+        out.push(Command::SetTimer { id: TimerId::RunDeadline, at: Self::after(now, self.config.run_deadline) });
+        let symbols = self.items.iter().filter(|i| i.side.is_some()).map(|i| i.item.symbol.clone()).collect();
+        out.push(Command::Preflight { symbols });
+    }
+
+    /// Ends every unfinished item with `outcome` and `reason`.
+    fn fail_all(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
+        for i in 0..self.items.len() {
+            if self.items[i].stage != Stage::Done {
+                let outcome = if self.items[i].side.is_none() { ItemOutcome::Held } else { ItemOutcome::Failed };
+                self.finish_item(i, outcome, Some(reason.to_owned()), now, out);
+            }
+        }
+    }
+
+    pub(super) fn on_preflight(&mut self, data: PreflightData, now: Timestamp, out: &mut Vec<Command>) {
+        let account = match data.account {
+            Ok(a) => a,
+            Err(e) => return self.fail_all(&format!("preflight: cannot read the account: {e}"), now, out),
+        };
+        if !account.can_trade() {
+            return self.fail_all(
+                &format!(
+                    "preflight: the account cannot trade (status {:?}, trading blocked: {})",
+                    account.status, account.trading_blocked
+                ),
+                now,
+                out,
+            );
+        }
+        match data.clock {
+            Ok(clock) if clock.is_open => {}
+            Ok(clock) => {
+                return self.fail_all(
+                    &format!("preflight: the market is closed; it opens at {}", clock.next_open.to_rfc3339()),
+                    now,
+                    out,
+                );
+            }
+            Err(e) => return self.fail_all(&format!("preflight: cannot read the market clock: {e}"), now, out),
+        }
+        let positions = match data.positions {
+            Ok(p) => p,
+            Err(e) => return self.fail_all(&format!("preflight: cannot read positions: {e}"), now, out),
+        };
+        self.account = Some(account);
+        self.set_positions(&positions);
+        for (symbol, asset) in data.assets {
+            for i in 0..self.items.len() {
+                if self.items[i].item.symbol != symbol || self.items[i].stage == Stage::Done {
+                    continue;
+                }
+                match &asset {
+                    Ok(a) if a.tradable && a.active => self.items[i].asset = Some(a.clone()),
+                    Ok(_) => self.finish_item(
+                        i,
+                        ItemOutcome::Failed,
+                        Some(format!("{symbol} is not tradable at the broker")),
+                        now,
+                        out,
+                    ),
+                    Err(BrokerError::NotFound { .. }) => {
+                        self.finish_item(
+                            i,
+                            ItemOutcome::Failed,
+                            Some(format!("{symbol} is unknown to the broker")),
+                            now,
+                            out,
+                        );
+                    }
+                    Err(e) => self.finish_item(
+                        i,
+                        ItemOutcome::Failed,
+                        Some(format!("cannot read asset {symbol}: {e}")),
+                        now,
+                        out,
+                    ),
+                }
+            }
+        }
+        for i in 0..self.items.len() {
+            if self.items[i].item.action == Action::Hold {
+                self.finish_item(i, ItemOutcome::Held, None, now, out);
+            }
+        }
+        let symbols: Vec<_> =
+            self.items.iter().filter(|i| i.stage != Stage::Done).map(|i| i.item.symbol.clone()).collect();
+        if !symbols.is_empty() {
+            self.subscribed.clone_from(&symbols);
+            out.push(Command::Subscribe(symbols));
+        }
+        // Cancel only Tranche's own stale orders on this plan's symbols, never anyone else's
+        // (predecessor defect D12), and wait for them to be final before sizing.
+        if let Ok(open) = data.open_orders {
+            for order in open {
+                let ours = order.client_order_id.parse_derived().is_some();
+                let on_plan = self.items.iter().any(|i| i.item.symbol == order.symbol);
+                if ours && on_plan && order.status.is_cancelable() {
+                    self.stale_orders.insert(order.id.clone());
+                    out.push(Command::Cancel { item: None, order: order.id });
+                }
+            }
+        }
+        self.emit_phase(Phase::Preflight, false, now, out);
+        if self.stale_orders.is_empty() {
+            self.start_phase(RunPhase::Sell, now, out);
+        } else {
+            self.phase = RunPhase::CancelStale;
+            out.push(Command::SetTimer { id: TimerId::StaleDeadline, at: now + chrono::Duration::seconds(15) });
+        }
+    }
+
+    fn set_positions(&mut self, positions: &[Position]) {
+        for item in &mut self.items {
+            item.position = positions.iter().find(|p| p.symbol == item.item.symbol).cloned();
+        }
+    }
+
+    /// A stale order reached a final state (or could not be canceled because it already had).
+    pub(super) fn stale_done(&mut self, id: &tranche_domain::BrokerOrderId, out: &mut Vec<Command>) {
+        if self.stale_orders.remove(id) && self.stale_orders.is_empty() && self.phase == RunPhase::CancelStale {
+            out.push(Command::CancelTimer(TimerId::StaleDeadline));
+            self.refresh_positions(out);
+        }
+    }
+
+    pub(super) fn refresh_positions(&mut self, out: &mut Vec<Command>) {
+        self.phase = RunPhase::RefreshPositions;
+        out.push(Command::FetchPositions);
+    }
+
+    pub(super) fn on_positions(
+        &mut self,
+        result: Result<Vec<Position>, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        if self.phase != RunPhase::RefreshPositions {
+            return;
+        }
+        match result {
+            Ok(positions) => {
+                self.set_positions(&positions);
+                self.start_phase(RunPhase::Sell, now, out);
+            }
+            Err(e) => self.fail_all(&format!("cannot read positions after cancelling stale orders: {e}"), now, out),
+        }
+    }
+
+    pub(super) fn start_phase(&mut self, phase: RunPhase, now: Timestamp, out: &mut Vec<Command>) {
+        self.phase = phase;
+        self.phase_started_at = Some(now);
+        match phase {
+            RunPhase::Sell => {
+                self.emit_phase(Phase::Sell, true, now, out);
+                out.push(Command::SetTimer {
+                    id: TimerId::PhaseDeadline,
+                    at: Self::after(now, self.config.phase_deadline),
+                });
+                for i in 0..self.items.len() {
+                    if self.items[i].side == Some(Side::Sell) && self.items[i].stage == Stage::Waiting {
+                        self.request_reference(i, now, out);
+                    }
+                }
+            }
+            RunPhase::Settle => {
+                self.emit_phase(Phase::Settle, true, now, out);
+                self.settle_deadline = Some(Self::after(now, self.config.settle_deadline));
+                for i in 0..self.items.len() {
+                    if self.items[i].side == Some(Side::Buy) && self.items[i].stage == Stage::Waiting {
+                        self.request_reference(i, now, out);
+                    }
+                }
+            }
+            RunPhase::Buy => {
+                self.emit_phase(Phase::Buy, true, now, out);
+                out.push(Command::SetTimer {
+                    id: TimerId::PhaseDeadline,
+                    at: Self::after(now, self.config.phase_deadline),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks for a usable reference price for item `i` (feed first, then REST).
+    fn request_reference(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        self.items[i].stage = Stage::NeedsQuote;
+        self.items[i].started_at = Some(now);
+        if self.sane_quote(&self.items[i].item.symbol, now).is_some() {
+            self.on_reference_ready(i, now, out);
+        } else {
+            out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
+        }
+    }
+
+    pub(super) fn on_rest_quote(
+        &mut self,
+        i: usize,
+        result: Result<Quote, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(item) = self.items.get(i) else { return };
+        let symbol = item.item.symbol.clone();
+        if let Ok(q) = result {
+            if q.symbol == symbol && self.quotes.get(&symbol).is_none_or(|old| old.time <= q.time) {
+                self.quotes.insert(symbol.clone(), q);
+            }
+        }
+        match self.items[i].stage {
+            Stage::NeedsQuote => {
+                if self.sane_quote(&symbol, now).is_some() {
+                    self.on_reference_ready(i, now, out);
+                } else if self.items[i].item.is_liquidation() {
+                    // A liquidation needs no price to be sized; it is worked by the escalation order.
+                    self.on_reference_ready(i, now, out);
+                } else {
+                    let verdict = self
+                        .quotes
+                        .get(&symbol)
+                        .map_or("none".to_owned(), |q| format!("{:?}", q.verdict(now, self.limits())).to_lowercase());
+                    self.finish_item(
+                        i,
+                        ItemOutcome::Failed,
+                        Some(format!("no usable quote to size the order (latest: {verdict})")),
+                        now,
+                        out,
+                    );
+                }
+            }
+            Stage::Working => self.continue_repeg(i, now, out),
+            _ => {}
+        }
+    }
+
+    /// Item `i` has a usable reference (or is a liquidation without one): size it.
+    pub(super) fn on_reference_ready(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        let symbol = self.items[i].item.symbol.clone();
+        let quote = self.sane_quote(&symbol, now).cloned();
+        let mid = quote.as_ref().and_then(Quote::mid);
+        let item = &mut self.items[i];
+        item.reference = mid;
+        item.arrival_mid = mid;
+        match item.side {
+            Some(Side::Sell) => {
+                let available = item.position.as_ref().map_or(tranche_domain::Qty::ZERO, |p| p.qty_available);
+                match sell_qty(&item.item, available, item.fractionable(), mid, self.config.min_notional) {
+                    Ok(qty) => {
+                        item.target = qty;
+                        item.stage = Stage::Ready;
+                    }
+                    Err(reason) => self.finish_item(i, ItemOutcome::Skipped, Some(reason.to_string()), now, out),
+                }
+            }
+            Some(Side::Buy) => item.stage = Stage::Ready, // sized with the others at settlement
+            None => {}
+        }
+    }
+
+    pub(super) fn on_account(
+        &mut self,
+        result: Result<tranche_domain::Account, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        if self.phase != RunPhase::Settle {
+            return;
+        }
+        let account = match result {
+            Ok(a) => a,
+            Err(e) if self.account_errors < 5 => {
+                self.account_errors += 1;
+                tracing::warn!(error = %e, "reading the account failed; retrying");
+                out.push(Command::SetTimer { id: TimerId::Settle, at: now + chrono::Duration::seconds(1) });
+                return;
+            }
+            Err(e) => {
+                for i in 0..self.items.len() {
+                    if self.items[i].side == Some(Side::Buy) && self.items[i].stage != Stage::Done {
+                        self.finish_item(
+                            i,
+                            ItemOutcome::Failed,
+                            Some(format!("cannot read buying power: {e}")),
+                            now,
+                            out,
+                        );
+                    }
+                }
+                return;
+            }
+        };
+        let budget = (account.buying_power.get().min(account.non_marginable_buying_power.get())).max(Decimal::ZERO);
+        let buffer = Decimal::ONE - self.config.buying_power_buffer.get() / Decimal::from(10_000);
+        let budget = budget * buffer;
+        let mut sized: Vec<(usize, Decimal, Decimal, bool)> = Vec::new();
+        for i in 0..self.items.len() {
+            let item = &self.items[i];
+            if item.side != Some(Side::Buy) || item.stage != Stage::Ready {
+                continue;
+            }
+            let Some(reference) = item.reference else { continue };
+            match buy_qty(&item.item, item.fractionable(), reference, self.config.min_notional) {
+                Ok(qty) => {
+                    let worst = self.worst_buy_price(i, now);
+                    sized.push((i, qty, worst, item.fractionable()));
+                }
+                Err(reason) => self.finish_item(i, ItemOutcome::Skipped, Some(reason.to_string()), now, out),
+            }
+        }
+        let need: Decimal = sized.iter().map(|(_, q, p, _)| q * p).sum();
+        let deadline_passed = self.settle_deadline.is_none_or(|d| now >= d);
+        if need > budget && !deadline_passed {
+            // The sells' proceeds may not show yet: look again shortly, until the deadline.
+            out.push(Command::SetTimer { id: TimerId::Settle, at: now + chrono::Duration::seconds(1) });
+            return;
+        }
+        let mut buys: Vec<(Decimal, Decimal, bool)> = sized.iter().map(|(_, q, p, f)| (*q, *p, *f)).collect();
+        let factor = scale_buys(&mut buys, budget);
+        if factor < Decimal::ONE {
+            self.notes.push(format!(
+                "buys scaled to {}% to fit buying power of ${}",
+                (factor * Decimal::from(100)).round_dp(2),
+                budget.round_dp(2)
+            ));
+        }
+        for ((i, _, _, _), (qty, _, _)) in sized.iter().zip(buys) {
+            let reference = self.items[*i].reference.unwrap_or_default();
+            let notional = qty * reference.get();
+            if qty.is_zero() || notional < self.min_notional() {
+                let reason = if factor < Decimal::ONE {
+                    "scaled below the minimum notional to fit buying power"
+                } else {
+                    "below the minimum notional"
+                };
+                self.finish_item(*i, ItemOutcome::Skipped, Some(reason.into()), now, out);
+            } else {
+                self.items[*i].target = qty;
+                if factor < Decimal::ONE {
+                    self.items[*i].outcome = None;
+                }
+            }
+        }
+        self.account = Some(account);
+        self.emit_phase(Phase::Settle, false, now, out);
+        self.start_phase(RunPhase::Buy, now, out);
+    }
+
+    /// The most a buy of item `i` may pay per share: the far side plus the escalation band (or
+    /// Alpaca's 3 % market collar when market orders may be sent), plus 1 % for drift.
+    fn worst_buy_price(&self, i: usize, now: Timestamp) -> Decimal {
+        let item = &self.items[i];
+        let reference = item.reference.map_or(Decimal::ZERO, tranche_domain::Price::get);
+        let far = self.sane_quote(&item.item.symbol, now).map_or(reference, |q| q.ask.get());
+        let market_possible =
+            self.config.strategy != Strategy::Smart || self.config.escalation == crate::config::Escalation::Market;
+        let band = if market_possible {
+            Decimal::new(3, 2)
+        } else {
+            self.config.protection_band.get() / Decimal::from(10_000)
+        };
+        far * (Decimal::ONE + band) * Decimal::new(101, 2)
+    }
+
+    /// Starts ready items while slots are free, and moves on when a phase is complete.
+    pub(super) fn progress(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        if self.finished {
+            return;
+        }
+        let side = match self.phase {
+            RunPhase::Sell => Side::Sell,
+            RunPhase::Buy => Side::Buy,
+            RunPhase::Settle => {
+                let buys_left = self.items.iter().any(|i| i.side == Some(Side::Buy) && i.stage != Stage::Done);
+                let quotes_pending =
+                    self.items.iter().any(|i| i.side == Some(Side::Buy) && i.stage == Stage::NeedsQuote);
+                if !buys_left {
+                    self.emit_phase(Phase::Settle, false, now, out);
+                    self.finish_run(now, out);
+                } else if !quotes_pending && !self.settle_requested {
+                    // Every buy has its reference: read the buying power the sells freed.
+                    self.settle_requested = true;
+                    out.push(Command::FetchAccount);
+                }
+                return;
+            }
+            _ => return,
+        };
+        let active = self.items.iter().filter(|i| matches!(i.stage, Stage::Working | Stage::Closing)).count();
+        let mut free = self.config.concurrency.saturating_sub(active);
+        for i in 0..self.items.len() {
+            if free == 0 {
+                break;
+            }
+            if self.items[i].side == Some(side) && self.items[i].stage == Stage::Ready {
+                free -= 1;
+                self.start_item(i, now, out);
+            }
+        }
+        let phase_done = self.items.iter().filter(|i| i.side == Some(side)).all(|i| i.stage == Stage::Done);
+        if phase_done {
+            out.push(Command::CancelTimer(TimerId::PhaseDeadline));
+            match side {
+                Side::Sell => {
+                    self.emit_phase(Phase::Sell, false, now, out);
+                    self.start_phase(RunPhase::Settle, now, out);
+                    self.progress(now, out);
+                }
+                Side::Buy => {
+                    self.emit_phase(Phase::Buy, false, now, out);
+                    self.finish_run(now, out);
+                }
+            }
+        }
+    }
+
+    fn start_item(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        let item = &mut self.items[i];
+        item.stage = Stage::Working;
+        let (symbol, side, qty, mid) =
+            (item.item.symbol.clone(), item.side.unwrap_or(Side::Buy), item.target, item.arrival_mid);
+        out.push(Command::Emit(ProgressEvent::ItemStarted {
+            symbol,
+            side,
+            qty: qty.into(),
+            arrival_mid: mid,
+            at: now,
+        }));
+        self.place_next(i, now, out);
+    }
+
+    pub(super) fn on_phase_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        for i in 0..self.items.len() {
+            match self.items[i].stage {
+                Stage::Working => self.close_item(i, "phase deadline reached", now, out),
+                Stage::Ready | Stage::NeedsQuote if self.phase_side() == self.items[i].side => {
+                    self.finish_item(
+                        i,
+                        ItemOutcome::Unfilled,
+                        Some("phase deadline reached before the item started".into()),
+                        now,
+                        out,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn phase_side(&self) -> Option<Side> {
+        match self.phase {
+            RunPhase::Sell => Some(Side::Sell),
+            RunPhase::Buy | RunPhase::Settle => Some(Side::Buy),
+            _ => None,
+        }
+    }
+
+    pub(super) fn on_run_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        for i in 0..self.items.len() {
+            if self.items[i].stage != Stage::Done {
+                for c in self.items[i].children.iter().filter(|c| c.is_open()) {
+                    if let Some(id) = &c.broker_id {
+                        out.push(Command::Cancel { item: Some(i), order: id.clone() });
+                    }
+                }
+                let outcome = self.outcome_of(i);
+                self.finish_item(i, outcome, Some("run deadline reached".into()), now, out);
+            }
+        }
+        self.finish_run(now, out);
+    }
+
+    pub(super) fn on_stream_up(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        let was_down = !self.stream_up;
+        self.stream_up = true;
+        if was_down {
+            // Orders held back while the stream was down may go now.
+            for i in 0..self.items.len() {
+                if self.items[i].stage == Stage::Working
+                    && !self.items[i].busy
+                    && self.items[i].working_child().is_none()
+                {
+                    self.place_next(i, now, out);
+                }
+            }
+        }
+    }
+
+    /// Updates may have been lost: re-read every open child and the fills since the gap.
+    pub(super) fn on_stream_gap(&mut self, since: Timestamp, _now: Timestamp, out: &mut Vec<Command>) {
+        self.stream_up = false;
+        for (i, item) in self.items.iter().enumerate() {
+            for c in item.children.iter().filter(|c| matches!(c.state, super::ChildState::Live(_))) {
+                if let Some(id) = &c.broker_id {
+                    out.push(Command::LookupOrder { item: i, client_order_id: c.client_id.clone(), order: id.clone() });
+                }
+            }
+        }
+        out.push(Command::FetchFills { since });
+    }
+
+    pub(super) fn on_fills(&mut self, result: Result<Vec<Fill>, BrokerError>, now: Timestamp, out: &mut Vec<Command>) {
+        self.fills_requested = false;
+        let Ok(fills) = result else { return };
+        for fill in fills {
+            for i in 0..self.items.len() {
+                if self.items[i].child_by_client(&fill.client_order_id).is_some() {
+                    self.record_fill(
+                        i,
+                        &fill.execution_id,
+                        fill.qty.get(),
+                        fill.price.get(),
+                        &fill.client_order_id,
+                        fill.time,
+                        out,
+                    );
+                }
+            }
+        }
+        for i in 0..self.items.len() {
+            self.items[i].missing_fills = false;
+            self.after_change(i, now, out);
+        }
+    }
+}

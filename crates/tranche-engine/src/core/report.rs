@@ -1,0 +1,78 @@
+//! The end of a run: releasing subscriptions and building the [`ExecutionResult`] from the items'
+//! fills (never from requested amounts: predecessor defect D32).
+
+use serde_json::{json, Map, Value};
+use tranche_domain::{Bps, ExecutionResult, ItemOutcome, ItemResult, Price, Qty, Timestamp, Usd};
+
+use super::item::ChildState;
+use super::{EngineCore, RunPhase};
+use crate::io::{Command, TimerId};
+
+impl EngineCore {
+    pub(super) fn finish_run(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.phase = RunPhase::Done;
+        for id in [TimerId::PhaseDeadline, TimerId::RunDeadline, TimerId::Settle, TimerId::StaleDeadline] {
+            out.push(Command::CancelTimer(id));
+        }
+        if !self.subscribed.is_empty() {
+            out.push(Command::Release(std::mem::take(&mut self.subscribed)));
+        }
+        let items = (0..self.items.len()).map(|i| self.item_result(i, now)).collect();
+        let mut metadata = Map::new();
+        metadata.insert("engine".into(), json!(format!("tranche {}", env!("CARGO_PKG_VERSION"))));
+        metadata.insert("strategy".into(), serde_json::to_value(self.config.strategy).unwrap_or(Value::Null));
+        if let Some(start) = self.started_at {
+            metadata.insert("started_at".into(), json!(start.to_rfc3339()));
+            metadata.insert("duration_secs".into(), json!((now - start).num_milliseconds() as f64 / 1000.0));
+        }
+        if !self.notes.is_empty() {
+            metadata.insert("notes".into(), json!(self.notes));
+        }
+        let result =
+            ExecutionResult::from_items(&self.plan.plan_id, &self.plan.correlation_id, items, now, Some(metadata));
+        out.push(Command::Finish(Box::new(result)));
+    }
+
+    fn item_result(&self, i: usize, now: Timestamp) -> ItemResult {
+        let item = &self.items[i];
+        let (outcome, reason) =
+            item.outcome.clone().unwrap_or((ItemOutcome::Unfilled, Some("run ended before the item finished".into())));
+        let avg =
+            (!item.filled.is_zero()).then(|| Price::new((item.filled_notional / item.filled).round_dp(6).normalize()));
+        let slippage = match (item.side, item.arrival_mid, avg) {
+            (Some(side), Some(mid), Some(avg)) => Bps::slippage(side, mid, avg).map(Bps::rounded),
+            _ => None,
+        };
+        let placed: Vec<_> = item.children.iter().filter(|c| !matches!(c.state, ChildState::NotPlaced)).collect();
+        let last = placed.last();
+        let failed = matches!(outcome, ItemOutcome::Failed | ItemOutcome::Unfilled | ItemOutcome::PartiallyFilled);
+        ItemResult {
+            symbol: item.item.symbol.clone(),
+            action: item.item.action,
+            trade_amount: Usd::new(item.filled_notional.round_dp(2)),
+            shares: Qty::new(item.target),
+            price: avg,
+            order_id: last.and_then(|c| c.broker_id.as_ref().map(ToString::to_string)),
+            success: !failed,
+            error_message: if failed { reason.clone() } else { None },
+            timestamp: item.started_at.or(self.started_at).unwrap_or(now),
+            order_type: last.map(|c| c.order_type),
+            filled_at: item.last_fill_at,
+            outcome,
+            requested_qty: Qty::new(item.target),
+            filled_qty: Qty::new(item.filled),
+            requested_notional: item.item.trade_amount.abs(),
+            filled_notional: Usd::new(item.filled_notional.round_dp(2)),
+            avg_fill_price: avg,
+            arrival_mid: item.arrival_mid,
+            slippage_bps: slippage,
+            orders: u32::try_from(placed.len()).unwrap_or(u32::MAX),
+            repegs: item.repegs,
+            reason,
+        }
+    }
+}

@@ -1,0 +1,654 @@
+//! Working one item: placing child orders, re-pegging by replace (or cancel-then-new), escalating,
+//! reacting to answers, trade updates and timers, and finishing.
+//!
+//! Invariants: a submit whose outcome is unknown is looked up by client order id before anything
+//! else is sent for the item (never resent blindly); a 429 re-sends the same request with the
+//! same client order id (it was not applied); every new attempt gets a new client order id;
+//! exposure at the broker never knowingly exceeds what remains to trade (an over-exposed child is
+//! cancelled and replaced by one for the remainder); quantity already filled is never re-sent.
+
+use rust_decimal::Decimal;
+use tranche_broker::{BrokerError, RejectReason};
+use tranche_domain::{
+    BrokerOrderId, ClientOrderId, ExecutionId, ItemOutcome, Order, OrderAmount, OrderRequest, OrderStatus, OrderType,
+    Price, Quote, ReplaceRequest, Side, TimeInForce, Timestamp, TradeEvent, TradeUpdate,
+};
+
+use super::item::{Child, ChildState, Stage};
+use super::EngineCore;
+use crate::config::{Escalation, Strategy};
+use crate::events::ProgressEvent;
+use crate::io::{Command, TimerId};
+use crate::pricing::{aggressiveness_at, escalation_limit, predecessor_cross, step_limit};
+
+/// What the next order of an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OrderPlan {
+    Limit(Price),
+    Market,
+}
+
+const RETRY_SECS: i64 = 2;
+
+impl EngineCore {
+    /// The order for the item's current step, or `None` when a REST quote is needed first.
+    fn order_plan(&self, i: usize, now: Timestamp, allow_fallback: bool) -> Option<(OrderPlan, bool)> {
+        let item = &self.items[i];
+        let side = item.side.unwrap_or(Side::Buy);
+        let step = item.step;
+        let steps = self.config.max_repegs;
+        let escalation = |quote: Option<&Quote>| match (self.config.escalation, quote) {
+            (Escalation::ProtectedLimit, Some(q)) if q.far_side(side).is_positive() => {
+                OrderPlan::Limit(escalation_limit(side, q, self.config.protection_band))
+            }
+            _ => OrderPlan::Market,
+        };
+        let sane = self.sane_quote(&item.item.symbol, now);
+        let (wants_quote, planned) = match self.config.strategy {
+            Strategy::Market => (false, Some((OrderPlan::Market, true))),
+            Strategy::Predecessor => match step {
+                0 => (true, sane.map(|q| (OrderPlan::Limit(step_limit(side, q, Decimal::ZERO)), false))),
+                1 => (true, sane.map(|q| (OrderPlan::Limit(predecessor_cross(side, q)), false))),
+                _ => (false, Some((OrderPlan::Market, true))),
+            },
+            Strategy::Smart if step > steps => (true, sane.map(|q| (escalation(Some(q)), true))),
+            Strategy::Smart => {
+                let a = aggressiveness_at(
+                    step,
+                    steps,
+                    self.config.initial_aggressiveness.get(),
+                    self.config.final_aggressiveness.get(),
+                );
+                (true, sane.map(|q| (OrderPlan::Limit(step_limit(side, q, a)), false)))
+            }
+        };
+        match planned {
+            Some(plan) => Some(plan),
+            None if wants_quote && !allow_fallback => None,
+            // No sane quote even from REST: the escalation order, protected from the last known
+            // far side when there is one.
+            None => Some((escalation(self.quotes.get(&item.item.symbol)), true)),
+        }
+    }
+
+    fn order_qty(&self, i: usize, remaining: Decimal) -> Decimal {
+        let item = &self.items[i];
+        if item.item.is_liquidation() && item.side == Some(Side::Sell) {
+            remaining
+        } else if item.fractionable() {
+            remaining.trunc_with_scale(9)
+        } else {
+            remaining.trunc()
+        }
+    }
+
+    /// Sends the item's next order for what remains (or finishes the item).
+    pub(super) fn place_next(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        if self.items[i].stage != Stage::Working || self.items[i].busy || !self.stream_up {
+            return;
+        }
+        if self.items[i].is_complete(self.min_notional()) {
+            return self.finish_item(i, ItemOutcome::Filled, None, now, out);
+        }
+        let Some((plan, escalating)) = self.order_plan(i, now, false) else {
+            self.items[i].busy = true;
+            out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
+            return;
+        };
+        let qty = self.order_qty(i, self.items[i].remaining());
+        if qty <= Decimal::ZERO {
+            return self.finish_item(
+                i,
+                self.outcome_of(i),
+                Some("remaining quantity is below one share".into()),
+                now,
+                out,
+            );
+        }
+        let client_order_id = self.client_id(i);
+        let item = &mut self.items[i];
+        let (order_type, limit_price) = match plan {
+            OrderPlan::Limit(p) => (OrderType::Limit, Some(p)),
+            OrderPlan::Market => (OrderType::Market, None),
+        };
+        let request = OrderRequest {
+            client_order_id: client_order_id.clone(),
+            symbol: item.item.symbol.clone(),
+            side: item.side.unwrap_or(Side::Buy),
+            amount: OrderAmount::Qty(qty.into()),
+            order_type,
+            time_in_force: TimeInForce::Day,
+            limit_price,
+            extended_hours: false,
+        };
+        item.attempt = item.attempt.saturating_add(1);
+        item.busy = true;
+        if escalating && !item.escalated {
+            item.escalated = true;
+            out.push(Command::Emit(ProgressEvent::Escalated {
+                symbol: item.item.symbol.clone(),
+                limit: limit_price,
+                at: now,
+            }));
+        }
+        item.children.push(Child {
+            client_id: client_order_id,
+            broker_id: None,
+            state: ChildState::Sending,
+            qty,
+            limit: limit_price,
+            order_type,
+            reported_filled: Decimal::ZERO,
+            superseded: false,
+            request: Some(request.clone()),
+        });
+        out.push(Command::Submit { item: i, request });
+    }
+
+    pub(super) fn on_submitted(
+        &mut self,
+        i: usize,
+        cid: &ClientOrderId,
+        result: Result<Order, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
+        match result {
+            Ok(order) => {
+                self.items[i].busy = false;
+                self.adopt(i, c, &order);
+                let child = &self.items[i].children[c];
+                out.push(Command::Emit(ProgressEvent::OrderPlaced {
+                    symbol: self.items[i].item.symbol.clone(),
+                    qty: child.qty.into(),
+                    limit: child.limit,
+                    at: now,
+                }));
+                self.arm_repeg(i, now, out);
+            }
+            Err(BrokerError::RateLimited { retry_after }) => {
+                // Not applied: re-send the same request (same client order id) after the wait.
+                let wait = retry_after.map_or(chrono::Duration::seconds(RETRY_SECS), |d| {
+                    chrono::Duration::from_std(d).unwrap_or_default()
+                });
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + wait });
+            }
+            Err(BrokerError::Transient { .. }) => {
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(RETRY_SECS) });
+            }
+            Err(BrokerError::Uncertain { message }) => {
+                tracing::warn!(item = i, client_order_id = %cid, %message, "submit outcome unknown; looking the order up");
+                self.items[i].children[c].state = ChildState::Uncertain;
+                out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
+            }
+            Err(BrokerError::Rejected { reason: RejectReason::DuplicateClientOrderId, .. }) => {
+                // The id exists already (an earlier run or a lost answer): adopt that order.
+                self.items[i].children[c].state = ChildState::Uncertain;
+                out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
+            }
+            Err(e) => {
+                self.items[i].busy = false;
+                self.items[i].children[c].state = ChildState::NotPlaced;
+                self.items[i].rejections += 1;
+                let reason = format!("order refused: {e}");
+                if self.items[i].filled.is_zero() {
+                    self.finish_item(i, ItemOutcome::Failed, Some(reason), now, out);
+                } else {
+                    let outcome = self.outcome_of(i);
+                    self.finish_item(i, outcome, Some(reason), now, out);
+                }
+            }
+        }
+    }
+
+    /// Merges a broker report of child `c` of item `i`.
+    fn adopt(&mut self, i: usize, c: usize, order: &Order) {
+        let child = &mut self.items[i].children[c];
+        child.broker_id = Some(order.id.clone());
+        child.reported_filled = child.reported_filled.max(order.filled_qty.get());
+        if let Some(q) = order.qty {
+            child.qty = q.get();
+        }
+        child.state = match &child.state {
+            ChildState::Final(s) => ChildState::Final(*s),
+            _ if order.status.is_terminal() => ChildState::Final(order.status),
+            _ => ChildState::Live(order.status),
+        };
+        if matches!(child.state, ChildState::Final(_)) {
+            child.superseded = true;
+        }
+    }
+
+    fn arm_repeg(&self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        out.push(Command::SetTimer { id: TimerId::Repeg(i), at: Self::after(now, self.config.repeg_interval) });
+    }
+
+    pub(super) fn on_repeg_timer(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        if self.items.get(i).is_none_or(|item| item.stage != Stage::Working) {
+            return;
+        }
+        if self.items[i].busy {
+            out.push(Command::SetTimer { id: TimerId::Repeg(i), at: now + chrono::Duration::seconds(1) });
+            return;
+        }
+        let Some(c) = self.items[i].working_child() else {
+            return self.place_next(i, now, out);
+        };
+        if !matches!(self.items[i].children[c].state, ChildState::Live(_)) {
+            return;
+        }
+        self.items[i].step += 1;
+        if self.order_plan(i, now, false).is_none() {
+            self.items[i].busy = true;
+            out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
+            return;
+        }
+        self.continue_repeg(i, now, out);
+    }
+
+    /// Re-prices the working child for the current step (the quote is known, or will not be).
+    pub(super) fn continue_repeg(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        self.items[i].busy = false;
+        let Some(c) = self.items[i].working_child() else {
+            return self.place_next(i, now, out);
+        };
+        let Some((plan, escalating)) = self.order_plan(i, now, true) else { return };
+        let child = self.items[i].children[c].clone();
+        let Some(order_id) = child.broker_id.clone() else { return };
+        let remaining = self.order_qty(i, self.items[i].remaining());
+        match plan {
+            OrderPlan::Limit(price) if child.order_type == OrderType::Limit => {
+                if child.limit == Some(price) {
+                    return self.arm_repeg(i, now, out);
+                }
+                let fractional = !remaining.fract().is_zero() || !child.qty.fract().is_zero();
+                if fractional || remaining.is_zero() {
+                    // Alpaca cannot change a fractional quantity by replace: cancel, then new.
+                    return self.cancel_then_new(i, c, now, out);
+                }
+                let client_order_id = self.client_id(i);
+                let item = &mut self.items[i];
+                item.attempt = item.attempt.saturating_add(1);
+                item.busy = true;
+                if escalating && !item.escalated {
+                    item.escalated = true;
+                    out.push(Command::Emit(ProgressEvent::Escalated {
+                        symbol: item.item.symbol.clone(),
+                        limit: Some(price),
+                        at: now,
+                    }));
+                }
+                item.children.push(Child {
+                    client_id: client_order_id.clone(),
+                    broker_id: None,
+                    state: ChildState::Sending,
+                    qty: remaining,
+                    limit: Some(price),
+                    order_type: OrderType::Limit,
+                    reported_filled: Decimal::ZERO,
+                    superseded: false,
+                    request: None,
+                });
+                let request = ReplaceRequest {
+                    client_order_id,
+                    qty: Some(remaining.into()),
+                    limit_price: Some(price),
+                    time_in_force: None,
+                };
+                out.push(Command::Replace { item: i, order: order_id, request });
+            }
+            _ => self.cancel_then_new(i, c, now, out),
+        }
+    }
+
+    fn cancel_then_new(&mut self, i: usize, c: usize, _now: Timestamp, out: &mut Vec<Command>) {
+        let item = &mut self.items[i];
+        item.new_after_cancel = true;
+        if let Some(id) = item.children[c].broker_id.clone() {
+            out.push(Command::Cancel { item: Some(i), order: id });
+        }
+    }
+
+    pub(super) fn on_replaced(
+        &mut self,
+        i: usize,
+        old: &BrokerOrderId,
+        cid: &ClientOrderId,
+        result: Result<Order, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(new_c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
+        let old_c = self.items[i].child_by_broker(old);
+        match result {
+            Ok(order) => {
+                self.items[i].busy = false;
+                self.adopt(i, new_c, &order);
+                if let Some(o) = old_c {
+                    self.items[i].children[o].superseded = true;
+                }
+                self.items[i].repegs += 1;
+                let item = &self.items[i];
+                if let Some(limit) = item.children[new_c].limit {
+                    out.push(Command::Emit(ProgressEvent::Repegged {
+                        symbol: item.item.symbol.clone(),
+                        limit,
+                        repegs: item.repegs,
+                        at: now,
+                    }));
+                }
+                self.arm_repeg(i, now, out);
+                self.after_change(i, now, out);
+            }
+            Err(BrokerError::Uncertain { .. }) => {
+                // The replace may have happened: resolve by the new client order id.
+                self.items[i].children[new_c].state = ChildState::Uncertain;
+                out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
+            }
+            Err(e) => {
+                self.items[i].busy = false;
+                self.items[i].children[new_c].state = ChildState::NotPlaced;
+                match e {
+                    BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
+                    BrokerError::RateLimited { .. } | BrokerError::Transient { .. } => {
+                        self.items[i].step = self.items[i].step.saturating_sub(1);
+                        out.push(Command::SetTimer {
+                            id: TimerId::Repeg(i),
+                            at: now + chrono::Duration::seconds(RETRY_SECS),
+                        });
+                    }
+                    BrokerError::Rejected { reason: RejectReason::InsufficientBuyingPower, .. } => {
+                        tracing::warn!(item = i, "re-peg refused for buying power; keeping the working order");
+                        self.arm_repeg(i, now, out);
+                    }
+                    _ => {
+                        // Not replaceable now (filled, being cancelled, not yet routed...): find out.
+                        if let Some(o) = old_c {
+                            let c = self.items[i].children[o].client_id.clone();
+                            self.items[i].busy = true;
+                            out.push(Command::LookupOrder { item: i, client_order_id: c, order: old.clone() });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_canceled(
+        &mut self,
+        item: Option<usize>,
+        order: &BrokerOrderId,
+        result: Result<(), BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(i) = item else {
+            if result.is_err() {
+                self.stale_done(order, out);
+            }
+            return;
+        };
+        let Some(c) = self.items.get(i).and_then(|it| it.child_by_broker(order)) else { return };
+        match result {
+            Ok(()) => {
+                // Final state comes on the stream; look it up if it does not come.
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(5) });
+            }
+            Err(BrokerError::RateLimited { .. } | BrokerError::Transient { .. } | BrokerError::Uncertain { .. }) => {
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(RETRY_SECS) });
+            }
+            Err(_) => {
+                // Not cancelable (already final) or unknown: read its real state.
+                let cid = self.items[i].children[c].client_id.clone();
+                out.push(Command::LookupOrder { item: i, client_order_id: cid, order: order.clone() });
+            }
+        }
+    }
+
+    pub(super) fn on_retry_timer(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        let Some(item) = self.items.get(i) else { return };
+        if item.stage == Stage::Done {
+            return;
+        }
+        for c in 0..item.children.len() {
+            let child = &item.children[c];
+            match &child.state {
+                ChildState::Sending => {
+                    if let Some(request) = child.request.clone() {
+                        out.push(Command::Submit { item: i, request });
+                    }
+                }
+                ChildState::Uncertain => {
+                    out.push(Command::LookupClientId { item: i, client_order_id: child.client_id.clone() })
+                }
+                ChildState::Live(OrderStatus::PendingCancel) => {
+                    if let Some(id) = &child.broker_id {
+                        out.push(Command::LookupOrder {
+                            item: i,
+                            client_order_id: child.client_id.clone(),
+                            order: id.clone(),
+                        });
+                    }
+                }
+                ChildState::Live(_) if self.items[i].new_after_cancel || self.items[i].stage == Stage::Closing => {
+                    if let Some(id) = &child.broker_id {
+                        out.push(Command::LookupOrder {
+                            item: i,
+                            client_order_id: child.client_id.clone(),
+                            order: id.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = now;
+    }
+
+    pub(super) fn on_looked_up(
+        &mut self,
+        i: usize,
+        cid: &ClientOrderId,
+        result: Result<Order, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
+        match result {
+            Ok(order) => {
+                let was_unknown =
+                    matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending);
+                self.items[i].busy = false;
+                self.adopt(i, c, &order);
+                if was_unknown {
+                    // A replacement that did happen supersedes what it replaced.
+                    if let Some(old) = order.replaces.as_ref().and_then(|r| self.items[i].child_by_broker(r)) {
+                        self.items[i].children[old].superseded = true;
+                    }
+                    if matches!(self.items[i].children[c].state, ChildState::Live(_)) {
+                        self.arm_repeg(i, now, out);
+                    }
+                }
+                self.after_change(i, now, out);
+            }
+            Err(BrokerError::NotFound { .. }) => {
+                self.items[i].busy = false;
+                let child = &mut self.items[i].children[c];
+                if matches!(child.state, ChildState::Uncertain | ChildState::Sending) {
+                    // A targeted lookup found nothing: the request never took effect.
+                    child.state = ChildState::NotPlaced;
+                }
+                self.after_change(i, now, out);
+            }
+            Err(_) => {
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(RETRY_SECS) })
+            }
+        }
+    }
+
+    pub(super) fn on_update(&mut self, update: &TradeUpdate, now: Timestamp, out: &mut Vec<Command>) {
+        let order = &update.order;
+        let found =
+            (0..self.items.len()).find_map(|i| self.items[i].child_by_client(&order.client_order_id).map(|c| (i, c)));
+        let Some((i, c)) = found else {
+            if order.status.is_terminal() {
+                self.stale_done(&order.id, out);
+            }
+            return;
+        };
+        if let (Some(exec), TradeEvent::Fill | TradeEvent::PartialFill) = (&update.execution, update.event) {
+            let at = update.timestamp.unwrap_or(now);
+            self.record_fill(i, &exec.id, exec.qty.get(), exec.price.get(), &order.client_order_id, at, out);
+        }
+        self.adopt(i, c, order);
+        if update.event == TradeEvent::OrderReplaceRejected {
+            // The replace lost: this order keeps working (or has filled).
+            self.items[i].children[c].superseded = matches!(self.items[i].children[c].state, ChildState::Final(_));
+        }
+        if matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending) {
+            self.items[i].busy = false;
+        }
+        self.after_change(i, now, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_fill(
+        &mut self,
+        i: usize,
+        id: &ExecutionId,
+        qty: Decimal,
+        price: Decimal,
+        cid: &ClientOrderId,
+        at: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        if self.items[i].book_fill(id, qty, price, cid, at) {
+            let item = &self.items[i];
+            out.push(Command::Emit(ProgressEvent::Filled {
+                symbol: item.item.symbol.clone(),
+                qty: qty.into(),
+                price: price.into(),
+                filled: item.filled.into(),
+                target: item.target.into(),
+                at,
+            }));
+        }
+    }
+
+    /// Decides what follows any change of item `i`.
+    pub(super) fn after_change(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        if self.items[i].stage == Stage::Done {
+            return;
+        }
+        // Cross-check executions against each child's cumulative fill.
+        let missing = self.items[i].children.iter().any(|c| c.reported_filled > self.items[i].booked_for(&c.client_id));
+        if missing && !self.fills_requested {
+            self.fills_requested = true;
+            self.items[i].missing_fills = true;
+            let since = self.items[i].started_at.unwrap_or(now) - chrono::Duration::minutes(1);
+            out.push(Command::FetchFills { since });
+        }
+        let complete = self.items[i].is_complete(self.min_notional());
+        let any_open = self.items[i].any_open();
+        let stage = self.items[i].stage;
+        if complete || stage == Stage::Closing {
+            if any_open {
+                self.cancel_open_children(i, out);
+            } else if !missing {
+                let (outcome, reason) = if complete {
+                    (ItemOutcome::Filled, None)
+                } else {
+                    (self.outcome_of(i), Some("phase deadline reached".to_owned()))
+                };
+                self.finish_item(i, outcome, reason, now, out);
+            }
+            return;
+        }
+        if stage != Stage::Working || self.items[i].busy {
+            return;
+        }
+        let remaining = self.items[i].remaining();
+        if self.items[i].exposure() > remaining {
+            // A replace raced with fills: never leave more working than remains.
+            if let Some(c) = self.items[i].working_child() {
+                return self.cancel_then_new(i, c, now, out);
+            }
+        }
+        if self.items[i].working_child().is_none() {
+            let last_rejected =
+                self.items[i].children.last().is_some_and(|c| c.state == ChildState::Final(OrderStatus::Rejected));
+            if last_rejected && !self.items[i].new_after_cancel {
+                self.items[i].rejections += 1;
+                if self.items[i].rejections >= 3 {
+                    let outcome = self.outcome_of(i);
+                    return self.finish_item(
+                        i,
+                        outcome,
+                        Some("orders rejected by the broker three times".into()),
+                        now,
+                        out,
+                    );
+                }
+            }
+            self.items[i].new_after_cancel = false;
+            self.place_next(i, now, out);
+        }
+    }
+
+    fn cancel_open_children(&mut self, i: usize, out: &mut Vec<Command>) {
+        for c in &mut self.items[i].children {
+            if let (ChildState::Live(status), Some(id)) = (&c.state, &c.broker_id) {
+                if status.is_cancelable() {
+                    c.state = ChildState::Live(OrderStatus::PendingCancel);
+                    out.push(Command::Cancel { item: Some(i), order: id.clone() });
+                }
+            }
+        }
+    }
+
+    /// Stops working item `i`: cancels what is open and finishes when everything is final.
+    pub(super) fn close_item(&mut self, i: usize, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
+        self.items[i].stage = Stage::Closing;
+        out.push(Command::CancelTimer(TimerId::Repeg(i)));
+        if self.items[i].any_open() {
+            self.cancel_open_children(i, out);
+            out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(5) });
+        } else {
+            let outcome = self.outcome_of(i);
+            self.finish_item(i, outcome, Some(reason.to_owned()), now, out);
+        }
+    }
+
+    /// The outcome implied by the fills so far.
+    pub(super) fn outcome_of(&self, i: usize) -> ItemOutcome {
+        let item = &self.items[i];
+        if item.is_complete(self.min_notional()) && item.target.is_sign_positive() && !item.target.is_zero() {
+            ItemOutcome::Filled
+        } else if item.filled.is_zero() {
+            ItemOutcome::Unfilled
+        } else {
+            ItemOutcome::PartiallyFilled
+        }
+    }
+
+    pub(super) fn finish_item(
+        &mut self,
+        i: usize,
+        outcome: ItemOutcome,
+        reason: Option<String>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let item = &mut self.items[i];
+        if item.stage == Stage::Done {
+            return;
+        }
+        item.stage = Stage::Done;
+        item.busy = false;
+        item.outcome = Some((outcome, reason.clone()));
+        out.push(Command::CancelTimer(TimerId::Repeg(i)));
+        out.push(Command::CancelTimer(TimerId::Retry(i)));
+        out.push(Command::Emit(ProgressEvent::ItemDone { symbol: item.item.symbol.clone(), outcome, reason, at: now }));
+    }
+}

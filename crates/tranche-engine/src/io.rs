@@ -1,0 +1,202 @@
+//! What goes into the decision core ([`Input`]) and what comes out of it ([`Command`]).
+//!
+//! Invariant: the core sees the world only through inputs and acts only through commands; every
+//! broker request carries the id of the item it belongs to, and its answer comes back as the
+//! matching input.
+
+use tranche_broker::BrokerError;
+use tranche_domain::{
+    Account, Asset, BrokerOrderId, ClientOrderId, ExecutionResult, Fill, MarketClock, Order, OrderRequest, Position,
+    Quote, ReplaceRequest, Symbol, Timestamp, TradeUpdate,
+};
+
+use crate::events::ProgressEvent;
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerId {
+    /// Re-price (or escalate) the working order of an item.
+    Repeg(usize),
+    /// Retry a request of an item after a refusal that asked to wait (429) or a lookup.
+    Retry(usize),
+    /// Give up waiting for stale orders to be canceled.
+    StaleDeadline,
+    /// Look at the account again while waiting for buying power.
+    Settle,
+    /// The current trading phase ran out of time.
+    PhaseDeadline,
+    /// The run ran out of time.
+    RunDeadline,
+}
+
+/// The broker state read before trading.
+#[derive(Debug, Clone)]
+pub struct PreflightData {
+    /// The account.
+    pub account: Result<Account, BrokerError>,
+    /// The market clock.
+    pub clock: Result<MarketClock, BrokerError>,
+    /// Every position.
+    pub positions: Result<Vec<Position>, BrokerError>,
+    /// Every open order of the account.
+    pub open_orders: Result<Vec<Order>, BrokerError>,
+    /// Asset metadata of every traded symbol.
+    pub assets: Vec<(Symbol, Result<Asset, BrokerError>)>,
+}
+
+/// An input to the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Begin the run.
+    Start,
+    /// Answer to [`Command::Preflight`].
+    Preflight(Box<PreflightData>),
+    /// Answer to [`Command::FetchPositions`].
+    Positions(Result<Vec<Position>, BrokerError>),
+    /// Answer to [`Command::FetchAccount`].
+    Account(Result<Account, BrokerError>),
+    /// Answer to [`Command::FetchQuote`].
+    RestQuote {
+        /// The item that asked.
+        item: usize,
+        /// The quote or why there is none.
+        result: Result<Quote, BrokerError>,
+    },
+    /// Answer to [`Command::Submit`].
+    Submitted {
+        /// The item.
+        item: usize,
+        /// The client order id submitted.
+        client_order_id: ClientOrderId,
+        /// The order or the error.
+        result: Result<Order, BrokerError>,
+    },
+    /// Answer to [`Command::Replace`].
+    Replaced {
+        /// The item.
+        item: usize,
+        /// The order replaced.
+        old: BrokerOrderId,
+        /// The replacement's client order id.
+        client_order_id: ClientOrderId,
+        /// The new order or the error.
+        result: Result<Order, BrokerError>,
+    },
+    /// Answer to [`Command::Cancel`].
+    Canceled {
+        /// The item (`None` for stale orders of earlier runs).
+        item: Option<usize>,
+        /// The order.
+        order: BrokerOrderId,
+        /// Accepted or the error.
+        result: Result<(), BrokerError>,
+    },
+    /// Answer to [`Command::LookupClientId`] or [`Command::LookupOrder`].
+    LookedUp {
+        /// The item.
+        item: usize,
+        /// The client order id looked up.
+        client_order_id: ClientOrderId,
+        /// The order or the error (`NotFound` after a targeted lookup means it was never placed).
+        result: Result<Order, BrokerError>,
+    },
+    /// Answer to [`Command::FetchFills`].
+    Fills(Result<Vec<Fill>, BrokerError>),
+    /// A trade update from the stream.
+    Update(Box<TradeUpdate>),
+    /// The trade-update stream is up.
+    StreamUp,
+    /// The trade-update stream is down.
+    StreamDown,
+    /// Updates since `since` may have been lost.
+    StreamGap {
+        /// Start of the gap.
+        since: Timestamp,
+    },
+    /// A quote changed in the feed.
+    Quote(Quote),
+    /// A timer fired.
+    Timer(TimerId),
+}
+
+/// A command from the core.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Read account, clock, positions, open orders and the assets of `symbols`.
+    Preflight {
+        /// Traded symbols.
+        symbols: Vec<Symbol>,
+    },
+    /// Read positions.
+    FetchPositions,
+    /// Read the account.
+    FetchAccount,
+    /// Read the REST latest quote for an item's symbol.
+    FetchQuote {
+        /// The item.
+        item: usize,
+        /// The symbol.
+        symbol: Symbol,
+    },
+    /// Subscribe quotes.
+    Subscribe(Vec<Symbol>),
+    /// Release quote subscriptions.
+    Release(Vec<Symbol>),
+    /// Place an order.
+    Submit {
+        /// The item.
+        item: usize,
+        /// The request.
+        request: OrderRequest,
+    },
+    /// Replace a working order.
+    Replace {
+        /// The item.
+        item: usize,
+        /// The order to replace.
+        order: BrokerOrderId,
+        /// The replacement.
+        request: ReplaceRequest,
+    },
+    /// Cancel an order.
+    Cancel {
+        /// The item (`None` for stale orders of earlier runs).
+        item: Option<usize>,
+        /// The order.
+        order: BrokerOrderId,
+    },
+    /// Look an order up by client order id.
+    LookupClientId {
+        /// The item.
+        item: usize,
+        /// The id.
+        client_order_id: ClientOrderId,
+    },
+    /// Look an order up by broker id.
+    LookupOrder {
+        /// The item.
+        item: usize,
+        /// The client order id (echoed back).
+        client_order_id: ClientOrderId,
+        /// The broker id.
+        order: BrokerOrderId,
+    },
+    /// Read fill activities since a time.
+    FetchFills {
+        /// Start.
+        since: Timestamp,
+    },
+    /// Fire `id` at `at` (replaces an earlier timer with the same id).
+    SetTimer {
+        /// What for.
+        id: TimerId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Drop a timer.
+    CancelTimer(TimerId),
+    /// Tell the user.
+    Emit(ProgressEvent),
+    /// The run is over.
+    Finish(Box<ExecutionResult>),
+}

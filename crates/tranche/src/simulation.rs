@@ -1,0 +1,153 @@
+//! Running plans on the embedded simulator: the account picture a plan implies, one run in
+//! virtual time, and many seeded scenarios with execution-quality statistics (what
+//! `tranche sim run` and the benchmarks report).
+//!
+//! Invariants: a run uses only the simulator's seeded randomness and virtual time, so the same
+//! plan, configs and seed give the same result; every scenario is checked against the engine's
+//! invariants and violations are counted, never hidden.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use tranche_broker::{Clock, TokioClock};
+use tranche_domain::{ExecutionResult, Fill, Order, Qty, RebalancePlan, Side, Symbol, Usd};
+use tranche_engine::{execute, EngineConfig, Ports, ProgressEvent};
+use tranche_sim::{SimConfig, SimulatedBroker, StartPosition};
+
+/// What the simulator recorded during a run, for checking the result against the broker.
+#[derive(Debug, Clone)]
+pub struct SimRecord {
+    /// Every order the simulated broker accepted.
+    pub orders: Vec<Order>,
+    /// Every fill.
+    pub fills: Vec<Fill>,
+    /// Positions before the run.
+    pub positions_before: BTreeMap<Symbol, Decimal>,
+    /// Positions after the run.
+    pub positions_after: BTreeMap<Symbol, Decimal>,
+    /// Cash after the run.
+    pub cash_after: Decimal,
+    /// Virtual seconds from start to result.
+    pub elapsed_secs: f64,
+}
+
+/// The simulator account that a plan describes: positions worth each item's `current_value` at the
+/// simulator's starting prices, and cash for the rest of `total_portfolio_value`.
+pub fn account_from_plan(plan: &RebalancePlan, base: &SimConfig) -> SimConfig {
+    let mut config = base.clone();
+    let mut invested = Decimal::ZERO;
+    config.account.positions.clear();
+    for item in &plan.items {
+        let value = item.current_value.get();
+        if value <= Decimal::ZERO {
+            continue;
+        }
+        let profile = tranche_sim::AssetProfile::derive(&config, &item.symbol);
+        let price = Decimal::new(profile.start_micros, 6);
+        if price <= Decimal::ZERO {
+            continue;
+        }
+        let raw = value / price;
+        let qty = if profile.fractionable { raw.trunc_with_scale(6) } else { raw.trunc() };
+        if qty > Decimal::ZERO {
+            invested += qty * price;
+            config.account.positions.push(StartPosition {
+                symbol: item.symbol.clone(),
+                qty: Qty::new(qty),
+                avg_entry_price: None,
+            });
+        }
+    }
+    config.account.starting_cash = Usd::new((plan.total_portfolio_value.get() - invested).max(Decimal::ZERO));
+    config
+}
+
+/// Runs `plan` on a fresh simulator in virtual time. Must be called inside a tokio runtime whose
+/// time is paused (`tokio::time::pause()` / `start_paused`), or it runs in real time.
+pub async fn run_on_sim(
+    plan: RebalancePlan,
+    engine: EngineConfig,
+    sim: SimConfig,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressEvent>>,
+) -> Result<(ExecutionResult, SimRecord), String> {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(sim.session.start));
+    let broker = SimulatedBroker::start(sim, Arc::clone(&clock))?;
+    let positions_before = broker.with_sim(|s| s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect());
+    let start = clock.now();
+    let ports = Ports {
+        broker: Arc::new(broker.broker()),
+        events: Box::new(broker.order_events()),
+        quotes: Arc::new(broker.quote_feed()),
+        clock: Arc::clone(&clock),
+    };
+    let result = execute(plan, engine, ports, progress).await;
+    // Let cancels and late updates land before reading the broker's final state.
+    let settle = clock.now() + chrono::Duration::seconds(2);
+    clock.sleep_until(settle).await;
+    let record = broker.with_sim(|s| SimRecord {
+        orders: s.orders().cloned().collect(),
+        fills: s.fills().to_vec(),
+        positions_before,
+        positions_after: s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect(),
+        cash_after: s.account().cash.get(),
+        elapsed_secs: (result.execution_timestamp - start).num_milliseconds() as f64 / 1000.0,
+    });
+    Ok((result, record))
+}
+
+/// An invariant a run broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+/// Checks a run against the engine's invariants: no client order id twice, no position below
+/// zero, every order final and none of ours open, every item exactly once, result fills equal
+/// broker fills.
+pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRecord) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for o in &record.orders {
+        if !ids.insert(o.client_order_id.clone()) {
+            v.push(Violation(format!("client order id {} used twice", o.client_order_id)));
+        }
+        if !o.status.is_terminal() {
+            v.push(Violation(format!("order {} ({}) still {}", o.client_order_id, o.symbol, o.status)));
+        }
+    }
+    for (symbol, qty) in &record.positions_after {
+        if *qty < Decimal::ZERO {
+            v.push(Violation(format!("short position in {symbol}: {qty}")));
+        }
+    }
+    if result.orders.len() != plan.items.len() {
+        v.push(Violation(format!("{} items in the result for {} in the plan", result.orders.len(), plan.items.len())));
+    }
+    for (item, row) in plan.items.iter().zip(&result.orders) {
+        if item.symbol != row.symbol {
+            v.push(Violation(format!("result row {} is for {} not {}", row.symbol, row.symbol, item.symbol)));
+        }
+        let broker_filled: Decimal = record.fills.iter().filter(|f| f.symbol == item.symbol).map(|f| f.qty.get()).sum();
+        if broker_filled != row.filled_qty.get() {
+            v.push(Violation(format!(
+                "{}: result filled {} but the broker filled {}",
+                item.symbol, row.filled_qty, broker_filled
+            )));
+        }
+        let side_ok =
+            record.fills.iter().filter(|f| f.symbol == item.symbol).all(|f| Some(f.side) == item.action.side());
+        if !side_ok {
+            v.push(Violation(format!("{}: a fill on the wrong side", item.symbol)));
+        }
+    }
+    v
+}
+
+/// Net shares traded per symbol (buys positive).
+pub fn net_traded(fills: &[Fill]) -> BTreeMap<Symbol, Decimal> {
+    let mut out = BTreeMap::new();
+    for f in fills {
+        let signed = if f.side == Side::Buy { f.qty.get() } else { -f.qty.get() };
+        *out.entry(f.symbol.clone()).or_insert(Decimal::ZERO) += signed;
+    }
+    out
+}
