@@ -14,6 +14,10 @@ use tranche_domain::{PlanItem, Price, Qty, Usd};
 pub enum NoTrade {
     /// Nothing held to sell.
     NothingToSell,
+    /// No usable price to turn dollars into shares.
+    NoPrice,
+    /// The amount buys less than one share of an asset that trades in whole shares only.
+    LessThanOneShare,
     /// Worth less than the minimum notional.
     BelowMinimum {
         /// The item's value at the reference price.
@@ -25,6 +29,8 @@ impl std::fmt::Display for NoTrade {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NothingToSell => f.write_str("no position available to sell"),
+            Self::NoPrice => f.write_str("no usable quote to size the order"),
+            Self::LessThanOneShare => f.write_str("less than one share of an asset that is not fractionable"),
             Self::BelowMinimum { notional } => write!(f, "below the minimum notional (${notional})"),
         }
     }
@@ -56,7 +62,7 @@ pub fn sell_qty(
     }
     let Some(price) = reference.filter(|p| p.is_positive()) else {
         // Without a price only a liquidation can be sized.
-        return Err(NoTrade::BelowMinimum { notional: Usd::ZERO });
+        return Err(NoTrade::NoPrice);
     };
     let wanted = item.trade_amount.abs().shares_at(price).map_or(available, Qty::get);
     let mut qty = wanted.min(available);
@@ -69,7 +75,11 @@ pub fn sell_qty(
 /// Shares to buy for `item` at `reference`, before scaling.
 pub fn buy_qty(item: &PlanItem, fractionable: bool, reference: Price, min_notional: Usd) -> Result<Decimal, NoTrade> {
     let wanted = item.trade_amount.abs().shares_at(reference).map_or(Decimal::ZERO, Qty::get);
-    check_minimum(round_buy(wanted, fractionable), reference, min_notional)
+    let qty = round_buy(wanted, fractionable);
+    if qty.is_zero() && !wanted.is_zero() {
+        return Err(NoTrade::LessThanOneShare);
+    }
+    check_minimum(qty, reference, min_notional)
 }
 
 fn check_minimum(qty: Decimal, price: Price, min_notional: Usd) -> Result<Decimal, NoTrade> {

@@ -98,11 +98,12 @@ impl AccountState {
                 let fee = Self::sell_fees(fees, qty, price);
                 self.cash += notional - fee;
                 self.fees_paid += fee;
-                if let Some(h) = self.holdings.get_mut(symbol) {
-                    h.qty -= qty;
-                    if h.qty <= Decimal::ZERO {
-                        self.holdings.remove(symbol);
-                    }
+                let h = self.holdings.entry(symbol.clone()).or_insert(Holding { qty: Decimal::ZERO, avg_entry: price });
+                h.qty -= qty;
+                // Order entry refuses short sales, so a position never goes below zero; a
+                // negative one would stay visible here rather than vanish.
+                if h.qty.is_zero() {
+                    self.holdings.remove(symbol);
                 }
                 fee
             }

@@ -495,6 +495,23 @@ impl Sim {
             self.finish(new, OrderStatus::Rejected, TradeEvent::Rejected);
             return;
         }
+        if self.orders[new].order.side == Side::Sell {
+            // The venue will not let the replacement sell shares that are no longer there (the
+            // old order may have filled while the replace was on its way).
+            let symbol = self.orders[new].order.symbol.clone();
+            let others = self.held_for_sells(&symbol) - self.orders[old].leaves() - self.orders[new].leaves();
+            let available = self.account.qty(&symbol) - others.max(Decimal::ZERO);
+            if self.orders[new].leaves() > available {
+                self.emit(old, TradeEvent::OrderReplaceRejected, None);
+                self.finish(new, OrderStatus::Rejected, TradeEvent::Rejected);
+                self.orders[old].order.status = if self.orders[old].order.filled_qty.is_zero() {
+                    OrderStatus::New
+                } else {
+                    OrderStatus::PartiallyFilled
+                };
+                return;
+            }
+        }
         let new_id = self.orders[new].order.id.clone();
         self.orders[old].order.replaced_by = Some(new_id);
         self.finish(old, OrderStatus::Replaced, TradeEvent::Replaced);

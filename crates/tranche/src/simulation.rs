@@ -151,3 +151,57 @@ pub fn net_traded(fills: &[Fill]) -> BTreeMap<Symbol, Decimal> {
     }
     out
 }
+
+/// Symbols scenarios draw from: large caps, ETFs, non-fractionable and sub-dollar names, and
+/// synthetic symbols with derived profiles.
+const POOL: &[&str] = &[
+    "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "BRK.B", "JPM", "SPY", "QQQ", "IWM", "TLT", "GLD", "EDZ", "SQQQ",
+    "SOXL", "F", "PLUG", "NIO", "SIRI", "XA", "XB", "XC", "XD", "XE", "XF",
+];
+
+/// A seeded random rebalance: a plan of 1 to `max_items` items (buys, sells, liquidations and
+/// holds) and the simulator it runs on, with the account the plan describes.
+pub fn scenario(seed: u64, max_items: usize, base: &SimConfig) -> (RebalancePlan, SimConfig) {
+    let mut rng = tranche_sim::Rng::derive(seed, "scenario");
+    let count = 1 + usize::try_from(rng.below(max_items.max(1) as u64)).unwrap_or(0);
+    let mut symbols: Vec<&str> = Vec::new();
+    while symbols.len() < count.min(POOL.len()) {
+        let s = POOL[usize::try_from(rng.below(POOL.len() as u64)).unwrap_or(0)];
+        if !symbols.contains(&s) {
+            symbols.push(s);
+        }
+    }
+    let cash = Decimal::from(rng.range_i64(0, 40_000));
+    let mut items = Vec::new();
+    let mut total = cash;
+    for s in &symbols {
+        let current = Decimal::from(rng.range_i64(0, 20_000));
+        total += current;
+        let (action, amount, target_weight) = match (rng.below(10), current.is_zero()) {
+            (0, _) => ("HOLD", Decimal::ZERO, "0.1"),
+            (1..=2, false) => ("SELL", -current, "0"),
+            (3..=5, false) => {
+                ("SELL", -(current * Decimal::from(rng.range_i64(5, 95)) / Decimal::from(100)).round_dp(2), "0.05")
+            }
+            _ => ("BUY", Decimal::from(rng.range_i64(2, 15_000)), "0.1"),
+        };
+        items.push(serde_json::json!({
+            "symbol": s, "current_weight": "0.1", "target_weight": target_weight, "target_value": "0",
+            "current_value": current.to_string(), "trade_amount": amount.to_string(), "action": action,
+        }));
+    }
+    let plan = serde_json::json!({
+        "correlation_id": format!("corr-{seed}"), "causation_id": "scenario", "timestamp": "2026-03-02T14:40:00Z",
+        "plan_id": format!("scenario-{seed}"), "total_portfolio_value": total.to_string(), "items": items,
+    });
+    let plan = RebalancePlan::from_value(&plan).unwrap_or_else(|issues| unreachable_plan(&issues));
+    let mut sim = base.clone();
+    sim.seed = seed;
+    let sim = account_from_plan(&plan, &sim);
+    (plan, sim)
+}
+
+/// Generated plans are valid by construction; a failure here is a bug in the generator.
+fn unreachable_plan(issues: &tranche_domain::PlanIssues) -> RebalancePlan {
+    panic!("scenario generator produced an invalid plan: {issues}")
+}

@@ -133,6 +133,16 @@ impl EngineCore {
         self.quotes.get(symbol).filter(|q| q.verdict(now, self.limits()) == QuoteVerdict::Sane)
     }
 
+    /// A quote good enough to size an order from (not to price one): two-sided and uncrossed,
+    /// even if wide or somewhat old (at most ten times the pricing age limit).
+    pub(crate) fn sizing_quote(&self, symbol: &Symbol, now: Timestamp) -> Option<&Quote> {
+        let relaxed = QuoteLimits {
+            max_age: self.config.quote_max_age.saturating_mul(10),
+            max_spread: tranche_domain::Bps::new(Decimal::from(10_000)),
+        };
+        self.quotes.get(symbol).filter(|q| q.verdict(now, relaxed) == QuoteVerdict::Sane)
+    }
+
     fn on_quote(&mut self, quote: Quote, now: Timestamp, out: &mut Vec<Command>) {
         let symbol = quote.symbol.clone();
         let newer = self.quotes.get(&symbol).is_none_or(|old| old.time <= quote.time);
@@ -144,7 +154,7 @@ impl EngineCore {
             .filter(|&i| self.items[i].stage == Stage::NeedsQuote && self.items[i].item.symbol == symbol)
             .collect();
         for i in waiting {
-            if self.sane_quote(&symbol, now).is_some() {
+            if self.sizing_quote(&symbol, now).is_some() {
                 self.on_reference_ready(i, now, out);
             }
         }

@@ -205,7 +205,7 @@ impl EngineCore {
     fn request_reference(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         self.items[i].stage = Stage::NeedsQuote;
         self.items[i].started_at = Some(now);
-        if self.sane_quote(&self.items[i].item.symbol, now).is_some() {
+        if self.sizing_quote(&self.items[i].item.symbol, now).is_some() {
             self.on_reference_ready(i, now, out);
         } else {
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
@@ -228,7 +228,7 @@ impl EngineCore {
         }
         match self.items[i].stage {
             Stage::NeedsQuote => {
-                if self.sane_quote(&symbol, now).is_some() {
+                if self.sizing_quote(&symbol, now).is_some() {
                     self.on_reference_ready(i, now, out);
                 } else if self.items[i].item.is_liquidation() {
                     // A liquidation needs no price to be sized; it is worked by the escalation order.
@@ -255,8 +255,7 @@ impl EngineCore {
     /// Item `i` has a usable reference (or is a liquidation without one): size it.
     pub(super) fn on_reference_ready(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         let symbol = self.items[i].item.symbol.clone();
-        let quote = self.sane_quote(&symbol, now).cloned();
-        let mid = quote.as_ref().and_then(Quote::mid);
+        let mid = self.sizing_quote(&symbol, now).and_then(Quote::mid);
         let item = &mut self.items[i];
         item.reference = mid;
         item.arrival_mid = mid;
@@ -369,7 +368,7 @@ impl EngineCore {
     fn worst_buy_price(&self, i: usize, now: Timestamp) -> Decimal {
         let item = &self.items[i];
         let reference = item.reference.map_or(Decimal::ZERO, tranche_domain::Price::get);
-        let far = self.sane_quote(&item.item.symbol, now).map_or(reference, |q| q.ask.get());
+        let far = self.sizing_quote(&item.item.symbol, now).map_or(reference, |q| q.ask.get()).max(reference);
         let market_possible =
             self.config.strategy != Strategy::Smart || self.config.escalation == crate::config::Escalation::Market;
         let band = if market_possible {

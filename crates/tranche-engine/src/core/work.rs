@@ -84,13 +84,19 @@ impl EngineCore {
 
     /// Sends the item's next order for what remains (or finishes the item).
     pub(super) fn place_next(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        self.place(i, now, false, out);
+    }
+
+    /// Like [`Self::place_next`]; with `quote_fetched` the REST quote was already tried, so an
+    /// unusable quote leads to the escalation order instead of another fetch.
+    pub(super) fn place(&mut self, i: usize, now: Timestamp, quote_fetched: bool, out: &mut Vec<Command>) {
         if self.items[i].stage != Stage::Working || self.items[i].busy || !self.stream_up {
             return;
         }
         if self.items[i].is_complete(self.min_notional()) {
             return self.finish_item(i, ItemOutcome::Filled, None, now, out);
         }
-        let Some((plan, escalating)) = self.order_plan(i, now, false) else {
+        let Some((plan, escalating)) = self.order_plan(i, now, quote_fetched) else {
             self.items[i].busy = true;
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
             return;
@@ -251,7 +257,7 @@ impl EngineCore {
     pub(super) fn continue_repeg(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         self.items[i].busy = false;
         let Some(c) = self.items[i].working_child() else {
-            return self.place_next(i, now, out);
+            return self.place(i, now, true, out);
         };
         let Some((plan, escalating)) = self.order_plan(i, now, true) else { return };
         let child = self.items[i].children[c].clone();
@@ -263,8 +269,18 @@ impl EngineCore {
                     return self.arm_repeg(i, now, out);
                 }
                 let fractional = !remaining.fract().is_zero() || !child.qty.fract().is_zero();
-                if fractional || remaining.is_zero() {
-                    // Alpaca cannot change a fractional quantity by replace: cancel, then new.
+                let untouched = child.reported_filled.is_zero() && self.items[i].booked_for(&child.client_id).is_zero();
+                let side = self.items[i].side.unwrap_or(Side::Buy);
+                let marketable = self.quotes.get(&self.items[i].item.symbol).is_none_or(|q| match side {
+                    Side::Buy => price >= q.ask,
+                    Side::Sell => price <= q.bid,
+                });
+                // A replace races with fills of the order it replaces, and Alpaca's replacement
+                // keeps the quantity sent, so a raced fill would be traded twice. Replace only an
+                // untouched order with a non-marketable price (the engine then sees a raced fill
+                // and cancels the excess before it can trade); otherwise cancel, then new. Alpaca
+                // cannot change a fractional quantity by replace at all.
+                if fractional || remaining.is_zero() || !untouched || marketable {
                     return self.cancel_then_new(i, c, now, out);
                 }
                 let client_order_id = self.client_id(i);

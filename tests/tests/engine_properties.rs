@@ -1,0 +1,109 @@
+//! Property test of the engine on the simulator: seeded random plans and markets in virtual
+//! time, every run checked against the engine's invariants.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rust_decimal::Decimal;
+use tranche::domain::{ItemOutcome, Side};
+use tranche::engine::{EngineConfig, Strategy};
+use tranche::sim::{AccountKind, LatencyConfig, SimConfig};
+use tranche::simulation::{check_run, net_traded, run_on_sim, scenario};
+
+const SEEDS: u64 = 2000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+}
+
+/// The market and engine variations a seed selects: strategies, account kinds, quote anomalies.
+fn setup(seed: u64) -> (SimConfig, EngineConfig) {
+    let mut sim = SimConfig::default();
+    if seed % 3 == 0 {
+        sim.account.kind = AccountKind::Margin;
+    }
+    if seed % 5 == 0 {
+        sim.market.one_sided_ppm = 20_000;
+        sim.market.crossed_ppm = 10_000;
+        sim.market.zero_ppm = 5_000;
+        sim.market.stale_ppm = 5_000;
+    }
+    if seed % 7 == 0 {
+        sim.latency = LatencyConfig { ack_ms: 150, venue_ms: 40, update_ms: 120 };
+    }
+    let strategy =
+        [Strategy::Smart, Strategy::Smart, Strategy::Market, Strategy::Predecessor][usize::try_from(seed % 4).unwrap()];
+    (sim, EngineConfig { strategy, ..EngineConfig::default() })
+}
+
+fn check_seed(seed: u64, filled: &mut usize, attempted: &mut usize) -> Vec<String> {
+    let (base, engine) = setup(seed);
+    let (plan, sim) = scenario(seed, 8, &base);
+    let deadline = engine.run_deadline;
+    let (result, record) = runtime().block_on(run_on_sim(plan.clone(), engine, sim, None)).unwrap();
+    let mut problems: Vec<String> = check_run(&plan, &result, &record).into_iter().map(|v| v.0).collect();
+    let traded = net_traded(&record.fills);
+    *attempted += result.orders_placed as usize;
+    *filled += result.orders_succeeded as usize;
+    for row in &result.orders {
+        if row.reason.as_deref().is_some_and(|r| r.contains("insufficient buying power")) {
+            problems.push(format!("{}: refused for buying power: {:?}", row.symbol, row.reason));
+        }
+        if row.outcome == ItemOutcome::Filled {
+            let got = traded.get(&row.symbol).copied().unwrap_or_default().abs();
+            let want = row.requested_qty.get();
+            let tolerance = match row.avg_fill_price {
+                Some(p) if want.fract() != Decimal::ZERO => Decimal::ONE / p.get(),
+                _ => Decimal::ONE,
+            };
+            if (got - want).abs() >= tolerance.max(Decimal::new(1, 9)) && (got - want).abs() >= Decimal::ONE {
+                problems.push(format!("{}: traded {got} for a target of {want}", row.symbol));
+            }
+        }
+        let side = row.action.side();
+        if side == Some(Side::Sell) {
+            let before = record.positions_before.get(&row.symbol).copied().unwrap_or_default();
+            if row.filled_qty.get() > before {
+                problems.push(format!("{}: sold {} of {before} held", row.symbol, row.filled_qty));
+            }
+        }
+    }
+    if record.elapsed_secs > deadline.as_secs_f64() + 1.0 {
+        problems.push(format!("run took {}s past its {}s deadline", record.elapsed_secs, deadline.as_secs()));
+    }
+    if problems.is_empty() {
+        return problems;
+    }
+    problems.insert(
+        0,
+        format!(
+            "seed {seed}: {:?}",
+            result
+                .orders
+                .iter()
+                .map(|r| (&r.symbol, r.outcome, &r.reason, r.filled_qty, r.requested_qty))
+                .collect::<Vec<_>>()
+        ),
+    );
+    problems
+}
+
+#[test]
+fn engine_invariants_hold_over_thousands_of_random_plans() {
+    let mut failures = Vec::new();
+    let (mut filled, mut attempted) = (0, 0);
+    for seed in 0..SEEDS {
+        let problems = check_seed(seed, &mut filled, &mut attempted);
+        if !problems.is_empty() {
+            failures.push(problems.join("\n  "));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {SEEDS} runs broke invariants:\n{}",
+        failures.len(),
+        failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
+    );
+    // The runs really trade: nearly every item that needed trading completed.
+    assert!(attempted > 3 * usize::try_from(SEEDS).unwrap(), "{attempted} items traded");
+    assert!(filled * 100 >= attempted * 97, "{filled} of {attempted} items completed");
+}
