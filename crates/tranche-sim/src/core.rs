@@ -189,6 +189,11 @@ impl Sim {
         self.account.fees_paid
     }
 
+    /// Symbols with at least one quote-feed subscription.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
     /// Updates lost to injected drops and outages.
     pub fn lost_updates(&self) -> u64 {
         self.outbox.lost

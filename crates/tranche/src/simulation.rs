@@ -63,6 +63,13 @@ pub fn account_from_plan(plan: &RebalancePlan, base: &SimConfig) -> SimConfig {
     config
 }
 
+/// Starts a simulator for `sim` on a virtual-time clock at the session start.
+pub fn start_sim(sim: SimConfig) -> Result<(SimulatedBroker, Arc<dyn Clock>), String> {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(sim.session.start));
+    let broker = SimulatedBroker::start(sim, Arc::clone(&clock))?;
+    Ok((broker, clock))
+}
+
 /// Runs `plan` on a fresh simulator in virtual time. Must be called inside a tokio runtime whose
 /// time is paused (`tokio::time::pause()` / `start_paused`), or it runs in real time.
 pub async fn run_on_sim(
@@ -71,29 +78,41 @@ pub async fn run_on_sim(
     sim: SimConfig,
     progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressEvent>>,
 ) -> Result<(ExecutionResult, SimRecord), String> {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(sim.session.start));
-    let broker = SimulatedBroker::start(sim, Arc::clone(&clock))?;
+    let (broker, clock) = start_sim(sim)?;
+    Ok(run_on_broker(plan, engine, &broker, &clock, progress).await)
+}
+
+/// Runs `plan` on an existing simulator (prepared by the caller) and records what it did.
+pub async fn run_on_broker(
+    plan: RebalancePlan,
+    engine: EngineConfig,
+    broker: &SimulatedBroker,
+    clock: &Arc<dyn Clock>,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressEvent>>,
+) -> (ExecutionResult, SimRecord) {
     let positions_before = broker.with_sim(|s| s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect());
+    let orders_before = broker.with_sim(|s| s.orders().count());
+    let fills_before = broker.with_sim(|s| s.fills().len());
     let start = clock.now();
     let ports = Ports {
         broker: Arc::new(broker.broker()),
         events: Box::new(broker.order_events()),
         quotes: Arc::new(broker.quote_feed()),
-        clock: Arc::clone(&clock),
+        clock: Arc::clone(clock),
     };
     let result = execute(plan, engine, ports, progress).await;
     // Let cancels and late updates land before reading the broker's final state.
     let settle = clock.now() + chrono::Duration::seconds(2);
     clock.sleep_until(settle).await;
     let record = broker.with_sim(|s| SimRecord {
-        orders: s.orders().cloned().collect(),
-        fills: s.fills().to_vec(),
+        orders: s.orders().skip(orders_before).cloned().collect(),
+        fills: s.fills()[fills_before..].to_vec(),
         positions_before,
         positions_after: s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect(),
         cash_after: s.account().cash.get(),
         elapsed_secs: (result.execution_timestamp - start).num_milliseconds() as f64 / 1000.0,
     });
-    Ok((result, record))
+    (result, record)
 }
 
 /// An invariant a run broke.
