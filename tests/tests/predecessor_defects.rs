@@ -5,7 +5,8 @@
 
 use rust_decimal::Decimal;
 use tranche::domain::{
-    ClientOrderId, ItemOutcome, OrderAmount, OrderRequest, OrderStatus, OrderType, RebalancePlan, Side, Symbol, TimeInForce,
+    ClientOrderId, ItemOutcome, OrderAmount, OrderRequest, OrderStatus, OrderType, RebalancePlan, Side, Symbol,
+    TimeInForce,
 };
 use tranche::engine::{EngineConfig, Strategy};
 use tranche::sim::SimConfig;
@@ -59,7 +60,10 @@ async fn d1_a_rejected_market_order_is_a_failure_and_a_filled_one_carries_its_id
 
     let msft = &result.orders[1];
     assert_eq!(msft.outcome, ItemOutcome::Filled);
-    assert!(msft.order_id.as_deref().is_some_and(|id| record.orders.iter().any(|o| o.id.as_str() == id)), "the broker's order id");
+    assert!(
+        msft.order_id.as_deref().is_some_and(|id| record.orders.iter().any(|o| o.id.as_str() == id)),
+        "the broker's order id"
+    );
     assert!(msft.avg_fill_price.is_some() && msft.filled_notional.is_positive());
     assert_eq!(result.total_trade_value, msft.filled_notional, "totals come from fills only");
     assert_eq!((result.orders_placed, result.orders_succeeded), (2, 1));
@@ -108,9 +112,21 @@ async fn d3_d4_fills_aggregate_across_the_whole_chain_and_filled_quantity_is_nev
         assert_eq!(row.outcome, ItemOutcome::Filled);
         // D4: each new order is for what remained when it was sent, never the original quantity.
         for (k, order) in chain.iter().enumerate() {
-            let filled_before: Decimal =
-                record.fills.iter().filter(|f| f.symbol == row.symbol && f.time <= order.created_at && chain[..k].iter().any(|c| c.id == f.order_id)).map(|f| f.qty.get()).sum();
-            assert!(order.qty.unwrap().get() <= row.requested_qty.get() - filled_before, "{} order {k} re-sends filled quantity", row.symbol);
+            let filled_before: Decimal = record
+                .fills
+                .iter()
+                .filter(|f| {
+                    f.symbol == row.symbol
+                        && f.time <= order.created_at
+                        && chain[..k].iter().any(|c| c.id == f.order_id)
+                })
+                .map(|f| f.qty.get())
+                .sum();
+            assert!(
+                order.qty.unwrap().get() <= row.requested_qty.get() - filled_before,
+                "{} order {k} re-sends filled quantity",
+                row.symbol
+            );
         }
         assert!(chain_filled <= row.requested_qty.get(), "no overfill");
     }
@@ -120,7 +136,14 @@ async fn d3_d4_fills_aggregate_across_the_whole_chain_and_filled_quantity_is_nev
 fn d5_liquidation_keeps_the_fractional_remainder() {
     // Covered in depth by `sizing::tests::d5_...`; here through the public sizing API.
     let plan = make_plan("d5", &[("EDZ", "SELL", -100, 100, "0")], 0);
-    let qty = tranche::engine::sizing::sell_qty(&plan.items[0], "10.5".parse().unwrap(), false, None, tranche::domain::Usd::new(Decimal::ONE)).unwrap();
+    let qty = tranche::engine::sizing::sell_qty(
+        &plan.items[0],
+        "10.5".parse().unwrap(),
+        false,
+        None,
+        tranche::domain::Usd::new(Decimal::ONE),
+    )
+    .unwrap();
     assert_eq!(qty, "10.5".parse().unwrap());
 }
 
@@ -148,7 +171,10 @@ async fn d11_one_sided_quotes_are_never_priced_from_and_no_second_order_is_sent(
     let mid = result.orders[0].arrival_mid.unwrap().get();
     for order in &record.orders {
         if let Some(limit) = order.limit_price {
-            assert!(limit.get() > mid * Decimal::new(9, 1), "a buy priced at {limit} from a one-sided quote (mid {mid})");
+            assert!(
+                limit.get() > mid * Decimal::new(9, 1),
+                "a buy priced at {limit} from a one-sided quote (mid {mid})"
+            );
         }
     }
     // Orders never overlap: each starts after the previous one ended (cancel-then-new) or
@@ -162,7 +188,8 @@ async fn d13_client_order_ids_are_deterministic_unique_and_tagged_with_the_plan(
     let sim = account_from_plan(&plan, &quiet_market());
     let (_, first) = run_on_sim(plan.clone(), EngineConfig::default(), sim.clone(), None).await.unwrap();
     let (_, second) = run_on_sim(plan.clone(), EngineConfig::default(), sim, None).await.unwrap();
-    let ids = |r: &tranche::simulation::SimRecord| r.orders.iter().map(|o| o.client_order_id.clone()).collect::<Vec<_>>();
+    let ids =
+        |r: &tranche::simulation::SimRecord| r.orders.iter().map(|o| o.client_order_id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&first), ids(&second), "same plan, same market: same ids");
     let unique: std::collections::BTreeSet<_> = ids(&first).into_iter().collect();
     assert_eq!(unique.len(), first.orders.len());

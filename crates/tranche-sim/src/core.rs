@@ -103,6 +103,7 @@ pub struct Sim {
     pub(crate) subscriptions: BTreeMap<Symbol, u32>,
     pub(crate) quote_changes: Vec<Symbol>,
     pub(crate) exec_seq: u64,
+    pub(crate) requests: u64,
 }
 
 /// Largest amount accepted in a configuration (keeps decimal arithmetic far from overflow).
@@ -148,6 +149,7 @@ impl Sim {
             subscriptions: BTreeMap::new(),
             quote_changes: Vec::new(),
             exec_seq: 0,
+            requests: 0,
             config,
         };
         let close = sim.calendar.next_close(now);
@@ -187,6 +189,11 @@ impl Sim {
     /// Fees charged so far.
     pub fn fees_paid(&self) -> Decimal {
         self.account.fees_paid
+    }
+
+    /// REST requests served so far (every read and every mutation, refused ones included).
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// Symbols with at least one quote-feed subscription.

@@ -53,6 +53,7 @@ fn insufficient_qty(requested: Decimal, available: Decimal) -> SimError {
 impl Sim {
     /// Injected 429 / 5xx for any REST call.
     pub(crate) fn call_fault(&mut self) -> Option<SimError> {
+        self.requests += 1;
         let faults = &self.config.faults;
         let (rate, server, retry) = (faults.rate_limit_ppm, faults.server_error_ppm, faults.retry_after_ms);
         if self.rng.chance_ppm(rate) {

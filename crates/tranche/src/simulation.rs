@@ -30,6 +30,8 @@ pub struct SimRecord {
     pub cash_after: Decimal,
     /// Virtual seconds from start to result.
     pub elapsed_secs: f64,
+    /// REST requests the run made.
+    pub requests: u64,
 }
 
 /// The simulator account that a plan describes: positions worth each item's `current_value` at the
@@ -93,6 +95,7 @@ pub async fn run_on_broker(
     let positions_before = broker.with_sim(|s| s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect());
     let orders_before = broker.with_sim(|s| s.orders().count());
     let fills_before = broker.with_sim(|s| s.fills().len());
+    let requests_before = broker.with_sim(|s| s.requests());
     let start = clock.now();
     let ports = Ports {
         broker: Arc::new(broker.broker()),
@@ -111,6 +114,7 @@ pub async fn run_on_broker(
         positions_after: s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect(),
         cash_after: s.account().cash.get(),
         elapsed_secs: (result.execution_timestamp - start).num_milliseconds() as f64 / 1000.0,
+        requests: s.requests() - requests_before,
     });
     (result, record)
 }
@@ -223,4 +227,112 @@ pub fn scenario(seed: u64, max_items: usize, base: &SimConfig) -> (RebalancePlan
 /// Generated plans are valid by construction; a failure here is a bug in the generator.
 fn unreachable_plan(issues: &tranche_domain::PlanIssues) -> RebalancePlan {
     panic!("scenario generator produced an invalid plan: {issues}")
+}
+
+/// How much fault injection a scenario batch uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Faults {
+    /// None.
+    None,
+    /// Occasional.
+    Light,
+    /// Frequent, of every kind.
+    Heavy,
+}
+
+impl Faults {
+    fn config(self) -> tranche_sim::FaultConfig {
+        match self {
+            Faults::None => tranche_sim::FaultConfig::none(),
+            Faults::Light => tranche_sim::FaultConfig::light(),
+            Faults::Heavy => tranche_sim::FaultConfig::heavy(),
+        }
+    }
+}
+
+/// Mean and 95th percentile.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Spread {
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// 95th percentile (nearest rank).
+    pub p95: f64,
+}
+
+/// Execution quality over many seeded scenarios (`tranche sim run --json` prints this).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScenarioReport {
+    /// The strategy.
+    pub strategy: tranche_engine::Strategy,
+    /// Scenarios run.
+    pub scenarios: u64,
+    /// Fault level.
+    pub faults: Faults,
+    /// Slippage of each filled item against its arrival mid, in bps (positive is worse).
+    pub slippage_bps: Spread,
+    /// Items completed / items that needed trading.
+    pub completion_rate: f64,
+    /// Mean virtual seconds per run.
+    pub mean_completion_secs: f64,
+    /// REST requests per order placed.
+    pub requests_per_order: f64,
+    /// Invariant violations (must be 0).
+    pub invariant_violations: u64,
+}
+
+/// The `percent`th percentile of sorted values (nearest rank).
+fn percentile(sorted: &[f64], percent: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (sorted.len() * percent).div_ceil(100).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs `count` seeded scenarios (seeds `first_seed..first_seed + count`) with `engine` on
+/// markets with `faults`, in virtual time. Call it outside an async context: it drives its own
+/// paused-time runtime.
+pub fn run_scenarios(
+    first_seed: u64,
+    count: u64,
+    engine: &EngineConfig,
+    faults: Faults,
+) -> Result<ScenarioReport, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
+    let base = SimConfig { faults: faults.config(), ..SimConfig::default() };
+    let mut slippage = Vec::new();
+    let (mut attempted, mut completed, mut orders, mut requests, mut violations) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut secs = 0.0;
+    for seed in first_seed..first_seed.saturating_add(count) {
+        let (plan, sim) = scenario(seed, 8, &base);
+        let (result, record) = runtime.block_on(run_on_sim(plan.clone(), engine.clone(), sim, None))?;
+        violations += check_run(&plan, &result, &record).len() as u64;
+        attempted += u64::from(result.orders_placed);
+        completed += u64::from(result.orders_succeeded);
+        orders += record.orders.len() as u64;
+        requests += record.requests;
+        secs += record.elapsed_secs;
+        for row in &result.orders {
+            if let Some(bps) = row.slippage_bps {
+                slippage.push(bps.get().to_string().parse::<f64>().unwrap_or(0.0));
+            }
+        }
+    }
+    slippage.sort_by(f64::total_cmp);
+    let mean = if slippage.is_empty() { 0.0 } else { slippage.iter().sum::<f64>() / slippage.len() as f64 };
+    Ok(ScenarioReport {
+        strategy: engine.strategy,
+        scenarios: count,
+        faults,
+        slippage_bps: Spread { mean, p95: percentile(&slippage, 95) },
+        completion_rate: if attempted == 0 { 1.0 } else { completed as f64 / attempted as f64 },
+        mean_completion_secs: if count == 0 { 0.0 } else { secs / count as f64 },
+        requests_per_order: if orders == 0 { 0.0 } else { requests as f64 / orders as f64 },
+        invariant_violations: violations,
+    })
 }
