@@ -7,6 +7,18 @@ use tranche::domain::{Action, PlanError, RebalancePlan, Usd};
 
 use crate::exit;
 
+/// Reads and validates a plan file; on failure prints every problem and returns the exit code.
+pub fn read_plan(path: &Path) -> Result<RebalancePlan, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read plan file {}: {e}", path.display());
+        exit::code(exit::NO_INPUT)
+    })?;
+    RebalancePlan::from_json_str(&text).map_err(|error| {
+        eprintln!("error: {}: {error}", path.display());
+        exit::code(exit::INVALID_PLAN)
+    })
+}
+
 /// `tranche plan validate PLAN [--json]`.
 pub fn validate(path: &Path, json: bool) -> ExitCode {
     let text = match std::fs::read_to_string(path) {

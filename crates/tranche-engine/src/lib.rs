@@ -14,6 +14,7 @@ mod core;
 mod driver;
 mod events;
 mod io;
+mod preview;
 pub mod pricing;
 pub mod sizing;
 
@@ -22,3 +23,4 @@ pub use core::EngineCore;
 pub use driver::{execute, Ports};
 pub use events::{Phase, ProgressEvent};
 pub use io::{Command, Input, PreflightData, TimerId};
+pub use preview::{preview, Preview, PreviewRow};

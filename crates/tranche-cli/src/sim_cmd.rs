@@ -1,0 +1,42 @@
+//! `tranche sim run`: many seeded simulated rebalances and their execution quality.
+
+use std::process::ExitCode;
+
+use tranche::engine::{EngineConfig, Strategy};
+use tranche::simulation::{run_scenarios, Faults};
+
+use crate::exit;
+
+/// Runs `tranche sim run`.
+pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: bool) -> ExitCode {
+    let engine = EngineConfig { strategy, ..EngineConfig::default() };
+    let report = match run_scenarios(seed, scenarios, &engine, faults) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    if json {
+        match serde_json::to_string(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot write the report: {e}");
+                return exit::code(exit::FAILURE);
+            }
+        }
+    } else {
+        println!("strategy               {:?}", report.strategy);
+        println!("scenarios              {} (seeds {seed}..{})", report.scenarios, seed + scenarios);
+        println!("faults                 {:?}", report.faults);
+        println!("slippage (bps)         mean {:.2}, p95 {:.2}", report.slippage_bps.mean, report.slippage_bps.p95);
+        println!("completion             {:.2} %", report.completion_rate * 100.0);
+        println!("time to complete       {:.1} s (virtual, mean)", report.mean_completion_secs);
+        println!("requests per order     {:.2}", report.requests_per_order);
+        println!("invariant violations   {}", report.invariant_violations);
+    }
+    if report.invariant_violations > 0 {
+        return exit::code(exit::FAILURE);
+    }
+    ExitCode::SUCCESS
+}

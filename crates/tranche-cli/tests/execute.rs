@@ -1,0 +1,116 @@
+//! End-to-end: the real `tranche` binary executing plans on the embedded simulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use tranche_tests::example;
+
+fn tranche(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tranche")).args(args).output().expect("the binary runs")
+}
+
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tranche-cli-exec-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn execute_on_the_simulator_prints_a_table_and_exits_zero() {
+    let plan = example("plan.json");
+    let out = tranche(&["execute", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("SYMBOL"), "{stdout}");
+    assert!(stdout.contains("success: 4 of 4 items completed"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("phase Buy done"), "progress lines on stderr: {stderr}");
+}
+
+#[test]
+fn execute_json_prints_the_execution_result() {
+    let plan = example("plan-30.json");
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--json", "--quiet", "--seed", "3"]);
+    assert!(out.status.code().is_some_and(|c| c == 0 || c == 2), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["plan_id"], "example-30-symbols-20261120");
+    assert_eq!(result["orders"].as_array().unwrap().len(), 30);
+    for key in ["success", "status", "orders_placed", "orders_succeeded", "total_trade_value", "execution_timestamp"] {
+        assert!(result.get(key).is_some(), "{key}");
+    }
+    assert!(out.stderr.is_empty(), "--quiet: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn dry_run_shows_first_orders_and_sends_nothing() {
+    let plan = example("plan.json");
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--dry-run", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let preview: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = preview["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    let aapl = &rows[0];
+    assert_eq!(aapl["symbol"], "AAPL");
+    assert!(
+        aapl["qty"].as_str().is_some()
+            && aapl["first_limit"].as_str().is_some()
+            && aapl["reference"].as_str().is_some()
+    );
+    let human = tranche(&["execute", plan.to_str().unwrap(), "--dry-run"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("nothing is sent"));
+    assert!(!String::from_utf8_lossy(&human.stderr).contains("order "), "no order was placed");
+}
+
+#[test]
+fn a_broken_plan_exits_65_listing_all_problems() {
+    let plan = example("broken-plan.json");
+    let out = tranche(&["execute", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the plan has 11 problems"));
+}
+
+#[test]
+fn bad_configuration_exits_78_naming_the_file_key_and_fix() {
+    let plan = example("plan.json");
+    let unknown = temp_file("unknown.toml", "[engine]\nrepeg_intervall = 5\n");
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--config", unknown.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown.toml") && stderr.contains("repeg_intervall") && stderr.contains("fix:"),
+        "{stderr}"
+    );
+
+    let invalid = temp_file("invalid.toml", "[engine]\nconcurrency = 0\nmax_repegs = 500\n");
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--config", invalid.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[engine] concurrency") && stderr.contains("[engine] max_repegs"),
+        "every bad key: {stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    assert_eq!(tranche(&["execute"]).status.code(), Some(64));
+    assert_eq!(tranche(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn sim_run_json_has_the_documented_shape() {
+    let out = tranche(&["sim", "run", "--scenarios", "20", "--strategy", "predecessor", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["strategy"], "predecessor");
+    assert_eq!(report["scenarios"], 20);
+    assert_eq!(report["faults"], "none");
+    assert!(report["slippage_bps"]["mean"].is_number() && report["slippage_bps"]["p95"].is_number());
+    for key in ["completion_rate", "mean_completion_secs", "requests_per_order"] {
+        assert!(report[key].is_number(), "{key}");
+    }
+    assert_eq!(report["invariant_violations"], 0);
+}
