@@ -1,0 +1,44 @@
+//! The `Ledger` port: what the engine records and what it asks back.
+//!
+//! Invariants every backend keeps: `begin` refuses a plan that another live worker runs and
+//! returns the recorded result of a completed plan; `record_intent` is durable before it
+//! returns (the engine sends the order only afterwards); `record_fill` is idempotent on the
+//! execution id; `finish` records the result durably.
+
+use async_trait::async_trait;
+use tranche_domain::{ExecutionResult, RebalancePlan};
+
+use crate::model::{
+    BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+};
+
+/// A durable trade ledger.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Begins (or resumes, after an interruption) a run of `plan`.
+    async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError>;
+
+    /// Records an order attempt before it is sent.
+    async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError>;
+
+    /// Records the latest state of an order.
+    async fn record_order(&self, run: &RunHandle, order: &OrderRecord) -> Result<(), LedgerError>;
+
+    /// Records a fill once; a repeated execution id is ignored and counted.
+    async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError>;
+
+    /// Finishes the run with its result and releases the plan.
+    async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError>;
+
+    /// Every run of a plan, oldest first (`None`: every run in the ledger).
+    async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError>;
+
+    /// Every intent of a plan, in the order they were recorded.
+    async fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError>;
+
+    /// The latest state of every order of a plan.
+    async fn orders(&self, plan_id: &str) -> Result<Vec<OrderRecord>, LedgerError>;
+
+    /// Every fill of a plan, oldest first.
+    async fn fills(&self, plan_id: &str) -> Result<Vec<FillRecord>, LedgerError>;
+}

@@ -1,0 +1,210 @@
+//! The SQLite ledger: recording, idempotency, one worker per plan, completed plans, resuming
+//! after a crash (including a real SIGKILL mid-write), and clear errors on foreign files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use tranche_domain::{ClientOrderId, ExecutionResult, OrderStatus, OrderType, Qty, RebalancePlan, Side, Symbol};
+use tranche_ledger::{
+    BeginOutcome, FillOutcome, FillRecord, Ledger, LedgerError, OrderIntent, OrderRecord, RunHandle, SqliteLedger,
+};
+
+fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tranche-ledger-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("ledger.sqlite")
+}
+
+fn plan(id: &str) -> RebalancePlan {
+    RebalancePlan::from_value(&serde_json::json!({
+        "plan_id": id, "correlation_id": "corr", "causation_id": "x", "timestamp": "2026-03-02T15:00:00Z",
+        "total_portfolio_value": "1000", "metadata": {"strategy_attribution": {"AAPL": {"momentum": 1.0}}},
+        "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "100", "current_value": "0",
+                   "current_weight": "0", "target_weight": "0.1", "target_value": "100"}]
+    }))
+    .unwrap()
+}
+
+fn started(outcome: BeginOutcome) -> RunHandle {
+    match outcome {
+        BeginOutcome::Started(run) => run,
+        other => panic!("expected a started run, got {other:?}"),
+    }
+}
+
+fn fill(run: &RunHandle, n: u32) -> FillRecord {
+    FillRecord {
+        execution_id: format!("exec-{n}"),
+        plan_id: run.plan_id.clone(),
+        run_id: run.run_id.clone(),
+        client_order_id: ClientOrderId::from_broker("tr-pa-AAPL-b0"),
+        broker_order_id: "order-1".into(),
+        symbol: Symbol::parse("AAPL").unwrap(),
+        side: Side::Buy,
+        qty: "0.5".parse().unwrap(),
+        price: "228.10".parse().unwrap(),
+        bid: Some("228.09".parse().unwrap()),
+        ask: Some("228.11".parse().unwrap()),
+        order_type: Some(OrderType::Limit),
+        strategy_attribution: serde_json::from_str(r#"{"momentum": 1.0}"#).ok(),
+        filled_at: chrono::DateTime::from_timestamp(1_772_463_600, 123_456_789).unwrap(),
+    }
+}
+
+fn result_for(plan: &RebalancePlan) -> ExecutionResult {
+    ExecutionResult::from_items(&plan.plan_id, &plan.correlation_id, Vec::new(), chrono::Utc::now(), None)
+}
+
+#[tokio::test]
+async fn records_intents_orders_and_fills_and_answers_queries() {
+    let ledger = SqliteLedger::open(temp_path("records")).unwrap();
+    let plan = plan("p1");
+    let run = started(ledger.begin(&plan).await.unwrap());
+    assert!(!run.resumed);
+    let intent = OrderIntent {
+        plan_id: "p1".into(),
+        run_id: run.run_id.clone(),
+        item_index: 0,
+        symbol: Symbol::parse("AAPL").unwrap(),
+        side: Side::Buy,
+        attempt: 0,
+        client_order_id: ClientOrderId::from_broker("tr-pp1-AAPL-b0"),
+        order_type: OrderType::Limit,
+        qty: Qty::new(1.into()),
+        limit_price: Some("228.05".parse().unwrap()),
+        replaces: None,
+        created_at: chrono::Utc::now(),
+    };
+    ledger.record_intent(&run, &intent).await.unwrap();
+    ledger.record_intent(&run, &intent).await.unwrap();
+    let mut order = OrderRecord {
+        plan_id: "p1".into(),
+        client_order_id: intent.client_order_id.clone(),
+        broker_order_id: Some("order-1".into()),
+        symbol: intent.symbol.clone(),
+        side: Side::Buy,
+        status: OrderStatus::New,
+        filled_qty: Qty::ZERO,
+        filled_avg_price: None,
+        updated_at: chrono::Utc::now(),
+    };
+    ledger.record_order(&run, &order).await.unwrap();
+    order.status = OrderStatus::Filled;
+    order.filled_qty = Qty::new(1.into());
+    ledger.record_order(&run, &order).await.unwrap();
+    assert_eq!(ledger.record_fill(&run, &fill(&run, 1)).await.unwrap(), FillOutcome::Recorded);
+
+    assert_eq!(ledger.intents("p1").await.unwrap(), vec![intent]);
+    let orders = ledger.orders("p1").await.unwrap();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].status, OrderStatus::Filled);
+    let fills = ledger.fills("p1").await.unwrap();
+    assert_eq!(fills, vec![fill(&run, 1)], "every field round-trips exactly");
+    assert!(ledger.fills("other").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn fills_are_recorded_once_and_duplicates_counted() {
+    let ledger = SqliteLedger::open(temp_path("dups")).unwrap();
+    let run = started(ledger.begin(&plan("p2")).await.unwrap());
+    assert_eq!(ledger.record_fill(&run, &fill(&run, 7)).await.unwrap(), FillOutcome::Recorded);
+    assert_eq!(ledger.record_fill(&run, &fill(&run, 7)).await.unwrap(), FillOutcome::Duplicate);
+    assert_eq!(ledger.record_fill(&run, &fill(&run, 7)).await.unwrap(), FillOutcome::Duplicate);
+    assert_eq!(ledger.fills("p2").await.unwrap().len(), 1);
+    assert_eq!(ledger.runs(Some("p2")).await.unwrap()[0].duplicate_fills, 2);
+}
+
+#[tokio::test]
+async fn a_running_plan_is_refused_and_a_completed_one_returns_its_result() {
+    let path = temp_path("begin");
+    let first = SqliteLedger::open(&path).unwrap();
+    let other_worker = SqliteLedger::open(&path).unwrap();
+    let plan = plan("p3");
+    let run = started(first.begin(&plan).await.unwrap());
+    assert_eq!(other_worker.begin(&plan).await.unwrap(), BeginOutcome::AlreadyRunning { run_id: run.run_id.clone() });
+    assert_eq!(first.begin(&plan).await.unwrap(), BeginOutcome::AlreadyRunning { run_id: run.run_id.clone() });
+    let result = result_for(&plan);
+    first.finish(&run, &result).await.unwrap();
+    assert_eq!(other_worker.begin(&plan).await.unwrap(), BeginOutcome::AlreadyCompleted(Box::new(result)));
+    assert!(matches!(first.record_fill(&run, &fill(&run, 1)).await, Err(LedgerError::NotActive { .. })));
+    // Another plan is unaffected.
+    started(other_worker.begin(&self::plan("p4")).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_interrupted_run_is_resumed_by_the_next_worker() {
+    let path = temp_path("resume");
+    let plan = plan("p5");
+    let run = {
+        let ledger = SqliteLedger::open(&path).unwrap();
+        let run = started(ledger.begin(&plan).await.unwrap());
+        ledger.record_fill(&run, &fill(&run, 1)).await.unwrap();
+        run
+        // Dropped without finishing: the worker "died".
+    };
+    let ledger = SqliteLedger::open(&path).unwrap();
+    let resumed = started(ledger.begin(&plan).await.unwrap());
+    assert!(resumed.resumed);
+    assert_eq!(resumed.run_id, run.run_id);
+    assert_eq!(ledger.fills("p5").await.unwrap().len(), 1);
+}
+
+#[test]
+fn the_ledger_survives_sigkill_mid_write_and_reopens_consistent() {
+    let path = temp_path("sigkill");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-crash-writer"))
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the writer starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut committed = 0u64;
+    while committed < 200 {
+        let line = lines.next().expect("the writer reports commits").unwrap();
+        committed = line.trim_start_matches("committed ").parse::<u64>().unwrap() + 1;
+    }
+    // SIGKILL: no destructor, no flush, no unlock.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let ledger = SqliteLedger::open(&path).expect("reopens after a crash");
+    let fills = runtime.block_on(ledger.fills("crash-plan")).unwrap();
+    let stored = u64::try_from(fills.len()).unwrap();
+    assert!(stored >= committed, "every fill reported committed is there ({stored} of {committed})");
+    for (n, fill) in fills.iter().enumerate() {
+        assert_eq!(fill.execution_id, format!("exec-{n}"), "no gap, no torn row");
+    }
+    // The killed worker's lock is gone: the run can be resumed at once.
+    let outcome = runtime.block_on(ledger.begin(&plan("crash-plan"))).unwrap();
+    assert!(matches!(outcome, BeginOutcome::Started(RunHandle { resumed: true, .. })), "{outcome:?}");
+}
+
+#[test]
+fn corrupt_foreign_and_newer_files_give_clear_errors() {
+    let garbage = temp_path("garbage");
+    std::fs::write(
+        &garbage,
+        b"this is not a database, just text that happens to be long enough to fill a header..........",
+    )
+    .unwrap();
+    let err = SqliteLedger::open(&garbage).unwrap_err();
+    assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("damaged or not a database"));
+
+    let foreign = temp_path("foreign");
+    rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE customers (id INTEGER);").unwrap();
+    let err = SqliteLedger::open(&foreign).unwrap_err();
+    assert!(matches!(err, LedgerError::Foreign { .. }), "{err}");
+    assert!(err.to_string().contains("not a Tranche ledger"));
+
+    let newer = temp_path("newer");
+    drop(SqliteLedger::open(&newer).unwrap());
+    rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
+    let err = SqliteLedger::open(&newer).unwrap_err();
+    assert!(matches!(err, LedgerError::TooNew { found: 99, .. }), "{err}");
+}
