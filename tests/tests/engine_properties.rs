@@ -18,16 +18,16 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The market and engine variations a seed selects: strategies, account kinds, quote anomalies.
 fn setup(seed: u64) -> (SimConfig, EngineConfig) {
     let mut sim = SimConfig::default();
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         sim.account.kind = AccountKind::Margin;
     }
-    if seed % 5 == 0 {
+    if seed.is_multiple_of(5) {
         sim.market.one_sided_ppm = 20_000;
         sim.market.crossed_ppm = 10_000;
         sim.market.zero_ppm = 5_000;
         sim.market.stale_ppm = 5_000;
     }
-    if seed % 7 == 0 {
+    if seed.is_multiple_of(7) {
         sim.latency = LatencyConfig { ack_ms: 150, venue_ms: 40, update_ms: 120 };
     }
     let strategy =

@@ -20,7 +20,7 @@ fn short_day(seed: u64) -> SimConfig {
     let mut config = SimConfig { seed, ..SimConfig::default() };
     config.session.close = config.session.open + chrono::Duration::minutes(30);
     config.session.start = config.session.open + chrono::Duration::minutes(5);
-    config.account.kind = if seed % 3 == 0 { AccountKind::Margin } else { AccountKind::Cash };
+    config.account.kind = if seed.is_multiple_of(3) { AccountKind::Margin } else { AccountKind::Cash };
     config.account.starting_cash = Decimal::from(20_000 + (seed % 7) * 10_000).into();
     config.account.positions = SYMBOLS
         .iter()
