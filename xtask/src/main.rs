@@ -34,6 +34,26 @@ fn nextest_installed() -> bool {
     Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|out| out.status.success())
 }
 
+/// Installs the S3-compatible test server (moto, from PyPI) unless it is already importable.
+fn ensure_moto() -> Result<(), String> {
+    let importable = |python: &str| {
+        Command::new(python).args(["-c", "import moto.server"]).output().is_ok_and(|o| o.status.success())
+    };
+    if importable("python3") {
+        return Ok(());
+    }
+    eprintln!("==> installing the S3 test server: python3 -m pip install 'moto[server]'");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "moto[server]"])
+        .status()
+        .map_err(|e| format!("cannot run pip: {e}"))?;
+    if status.success() && importable("python3") {
+        Ok(())
+    } else {
+        Err(format!("pip install 'moto[server]' failed ({status})"))
+    }
+}
+
 fn ci_steps() -> Vec<Step> {
     let mut steps = vec![
         Step::cargo("format", &["fmt", "--all", "--check"]),
@@ -93,7 +113,13 @@ fn print_timings(timings: &[(&str, f64)], total: f64) {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("ci") => run_steps(&ci_steps()),
+        Some("ci") => {
+            if let Err(e) = ensure_moto() {
+                eprintln!("ci: {e}; the S3 ledger tests need it");
+                return ExitCode::FAILURE;
+            }
+            run_steps(&ci_steps())
+        }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -2,14 +2,19 @@
 //!
 //! - [`Ledger`] is the port: runs, order intents (written before the order is sent), order
 //!   states, fills (idempotent on execution id) and results, with queries per plan id.
-//! - [`SqliteLedger`] (feature `sqlite`, the embedded default): one file, WAL, durable commits,
+//! - `SqliteLedger` (feature `sqlite`, the embedded default): one file, WAL, durable commits,
 //!   versioned schema, one live worker per plan through an operating-system file lock that a
 //!   crashed process releases.
+//! - `ObjectLedger` (feature `s3`): S3 and compatible stores; every record its own object,
+//!   a plan lease by conditional create, and each finished run archived whole under
+//!   `trade-ledgers/YYYY/MM/DD/`.
 //!
 //! Invariants: nothing recorded is ever rewritten except an order's latest state and a run's
 //! completion; amounts are stored as exact decimal text.
 
 mod model;
+#[cfg(feature = "s3")]
+mod object;
 mod port;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -17,6 +22,8 @@ mod sqlite;
 pub use model::{
     BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord, RunStatus,
 };
+#[cfg(feature = "s3")]
+pub use object::{s3_store, ObjectLedger, S3Settings, DEFAULT_LEASE};
 pub use port::Ledger;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteLedger;

@@ -18,6 +18,12 @@ pub trait Ledger: Send + Sync {
     /// Begins (or resumes, after an interruption) a run of `plan`.
     async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError>;
 
+    /// Keeps the plan claimed by this worker (renews a lease where the backend uses one). The
+    /// engine calls it periodically; an error means the claim is lost and the run must stop.
+    async fn heartbeat(&self, _run: &RunHandle) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
     /// Records an order attempt before it is sent.
     async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError>;
 
