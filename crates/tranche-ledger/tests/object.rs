@@ -172,3 +172,23 @@ async fn object_ledger_on_a_real_s3_server() {
     let store = s3_store(&settings).unwrap();
     suite(store, "tranche").await;
 }
+
+#[tokio::test]
+async fn a_damaged_object_is_a_clear_error_not_a_panic() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let ledger = ObjectLedger::new(Arc::clone(&store), "ledger", "worker");
+    let plan = make_plan("plan-damaged");
+    let run = started(ledger.begin(&plan).await.unwrap());
+    ledger.record_fill(&run, &fill(&run, 1)).await.unwrap();
+    // Overwrite every fill object with garbage, as a broken tool or a truncated upload would.
+    let fills_dir = {
+        use futures::StreamExt;
+        let all: Vec<_> = store.list(Some(&object_store::path::Path::from("ledger"))).collect().await;
+        all.into_iter().map(|m| m.unwrap().location).filter(|p| p.as_ref().contains("/fills/")).collect::<Vec<_>>()
+    };
+    assert_eq!(fills_dir.len(), 1);
+    store.put(&fills_dir[0], object_store::PutPayload::from_static(b"{not json")).await.unwrap();
+    let err = ledger.fills(&plan.plan_id).await.unwrap_err();
+    assert!(err.to_string().contains("damaged or not a database") || err.to_string().contains("fills"), "{err}");
+    assert!(matches!(err, tranche_ledger::LedgerError::Corrupt { .. }), "{err}");
+}
