@@ -12,12 +12,13 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, StreamEvent};
-use tranche_domain::{ExecutionResult, RebalancePlan, Symbol, Timestamp};
+use tranche_domain::{BrokerOrderId, ExecutionResult, OrderAmount, OrderRequest, Price, Qty, RebalancePlan, Symbol, Timestamp};
+use tranche_ledger::{BeginOutcome, Ledger, LedgerError, OrderIntent, RunHandle};
 
 use crate::config::EngineConfig;
-use crate::core::EngineCore;
+use crate::core::{EngineCore, Recovery};
 use crate::events::ProgressEvent;
-use crate::io::{Command, Input, PreflightData, TimerId};
+use crate::io::{Command, Input, LedgerRecord, PreflightData, TimerId};
 
 /// The ports the engine runs on.
 pub struct Ports {
@@ -62,18 +63,102 @@ where
     }
 }
 
-/// Executes `plan` with `config` on `ports`; progress events go to `progress` when given.
-/// Never panics on broker behaviour: every failure ends up in the result.
+/// Why a recorded run did not produce a result of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Another worker runs this plan now.
+    #[error("plan is already being executed by run {run_id}; wait for it to finish")]
+    AlreadyRunning {
+        /// That run.
+        run_id: String,
+    },
+    /// The ledger could not be read or begun; nothing was traded.
+    #[error("the ledger cannot be used, nothing was traded: {0}")]
+    Ledger(LedgerError),
+    /// The run traded but its result could not be recorded.
+    #[error("the run finished but its result could not be recorded: {error}")]
+    LedgerAfterRun {
+        /// The failure.
+        error: LedgerError,
+        /// The run's result.
+        result: Box<ExecutionResult>,
+    },
+}
+
+/// The ledger side of a recorded run.
+struct Journal {
+    ledger: Arc<dyn Ledger>,
+    run: RunHandle,
+    next_heartbeat: Timestamp,
+}
+
+const HEARTBEAT: chrono::Duration = chrono::Duration::seconds(20);
+
+/// Executes `plan` with `config` on `ports` without a ledger; progress events go to `progress`
+/// when given. Never panics on broker behaviour: every failure ends up in the result.
 pub async fn execute(
     plan: RebalancePlan,
     config: EngineConfig,
-    mut ports: Ports,
+    ports: Ports,
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
 ) -> ExecutionResult {
-    let span = tracing::info_span!("run", plan_id = %plan.plan_id, correlation_id = %plan.correlation_id);
-    let _guard = span.enter();
-    let mut core = EngineCore::new(plan, config);
+    let plan_id = plan.plan_id.clone();
+    let correlation_id = plan.correlation_id.clone();
+    let core = EngineCore::new(plan, config);
+    match run_loop(core, ports, None, progress).await {
+        Ok(result) => result,
+        Err(RunError::LedgerAfterRun { result, .. }) => *result,
+        // Without a journal no ledger error can occur; report it as a failed run all the same.
+        Err(e) => ExecutionResult::from_items(&plan_id, &correlation_id, Vec::new(), chrono::Utc::now(), Some(note(&e.to_string()))),
+    }
+}
+
+/// Executes `plan` exactly once with `ledger` as its journal: a completed plan returns its
+/// recorded result and trades nothing; a plan another worker runs is refused; an interrupted
+/// run is continued from the ledger and the broker. Every order intent is recorded before the
+/// order is sent; every fill and order state is recorded as it is learnt.
+pub async fn execute_recorded(
+    plan: RebalancePlan,
+    config: EngineConfig,
+    ports: Ports,
+    ledger: Arc<dyn Ledger>,
+    progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
+) -> Result<ExecutionResult, RunError> {
+    let run = match ledger.begin(&plan).await.map_err(RunError::Ledger)? {
+        BeginOutcome::AlreadyCompleted(result) => {
+            tracing::info!(plan_id = %plan.plan_id, "plan already executed; returning its recorded result");
+            return Ok(*result);
+        }
+        BeginOutcome::AlreadyRunning { run_id } => return Err(RunError::AlreadyRunning { run_id }),
+        BeginOutcome::Started(run) => run,
+    };
+    let core = if run.resumed {
+        let intents = ledger.intents(&plan.plan_id).await.map_err(RunError::Ledger)?;
+        let fills = ledger.fills(&plan.plan_id).await.map_err(RunError::Ledger)?;
+        let started_at = ledger
+            .runs(Some(&plan.plan_id))
+            .await
+            .map_err(RunError::Ledger)?
+            .into_iter()
+            .find(|r| r.run_id == run.run_id)
+            .map(|r| r.started_at);
+        tracing::warn!(plan_id = %plan.plan_id, run_id = %run.run_id, intents = intents.len(), fills = fills.len(), "resuming an interrupted run");
+        EngineCore::resuming(plan, config, Recovery { intents, fills, started_at })
+    } else {
+        EngineCore::new(plan, config)
+    };
+    let journal = Journal { ledger, run, next_heartbeat: ports.clock.now() + HEARTBEAT };
+    run_loop(core, ports, Some(journal), progress).await
+}
+
+async fn run_loop(
+    mut core: EngineCore,
+    mut ports: Ports,
+    mut journal: Option<Journal>,
+    progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
+) -> Result<ExecutionResult, RunError> {
     let mut tasks: JoinSet<Input> = JoinSet::new();
+    let mut records: JoinSet<Option<String>> = JoinSet::new();
     let mut timers: BTreeMap<TimerId, Timestamp> = BTreeMap::new();
     let mut quote_rx = ports.quotes.changes();
     let mut subscribed: BTreeSet<Symbol> = BTreeSet::new();
@@ -84,19 +169,31 @@ pub async fn execute(
         while let Some(input) = queue.pop_front() {
             let now = ports.clock.now();
             for command in core.handle(input, now) {
-                if let Some(result) =
-                    dispatch(command, &ports, &mut tasks, &mut timers, &mut subscribed, progress.as_ref())
-                {
+                let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
+                if let Some(result) = dispatch(command, &context, &mut tasks, &mut records, &mut timers, &mut subscribed) {
                     tasks.abort_all();
-                    return result;
+                    return finish(result, journal, records).await;
                 }
             }
         }
+        let now = ports.clock.now();
+        if let Some(j) = journal.as_mut() {
+            if now >= j.next_heartbeat {
+                j.next_heartbeat = now + HEARTBEAT;
+                let (ledger, run) = (Arc::clone(&j.ledger), j.run.clone());
+                records.spawn(async move { ledger.heartbeat(&run).await.err().map(|e| e.to_string()) });
+            }
+        }
+        let heartbeat = journal.as_ref().map(|j| j.next_heartbeat);
         let next_timer = timers.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
+        let wake = match (next_timer.map(|(_, at)| at), heartbeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let clock = Arc::clone(&ports.clock);
         let sleep = async move {
-            match next_timer {
-                Some((_, at)) => clock.sleep_until(at).await,
+            match wake {
+                Some(at) => clock.sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
@@ -119,6 +216,11 @@ pub async fn execute(
                 Ok(input) => queue.push_back(input),
                 Err(e) => tracing::error!(error = %e, "a broker task failed"),
             },
+            Some(joined) = records.join_next(), if !records.is_empty() => {
+                if let Ok(Some(error)) = joined {
+                    queue.push_back(Input::LedgerFailed(error));
+                }
+            },
             changed = quote_rx.recv(), if quotes_open => match changed {
                 Ok(symbol) => {
                     if subscribed.contains(&symbol) {
@@ -137,26 +239,85 @@ pub async fn execute(
                 Err(broadcast::error::RecvError::Closed) => quotes_open = false,
             },
             () = sleep => {
-                if let Some((id, _)) = next_timer {
-                    timers.remove(&id);
-                    queue.push_back(Input::Timer(id));
+                if let Some((id, at)) = next_timer {
+                    if ports.clock.now() >= at {
+                        timers.remove(&id);
+                        queue.push_back(Input::Timer(id));
+                    }
                 }
             }
         }
     }
 }
 
+/// Waits for the ledger writes in flight, then records the result.
+async fn finish(result: ExecutionResult, journal: Option<Journal>, mut records: JoinSet<Option<String>>) -> Result<ExecutionResult, RunError> {
+    let Some(journal) = journal else { return Ok(result) };
+    let mut failure = None;
+    while let Some(joined) = records.join_next().await {
+        if let Ok(Some(error)) = joined {
+            failure = Some(error);
+        }
+    }
+    if let Some(error) = failure {
+        return Err(RunError::LedgerAfterRun { error: LedgerError::Storage(error), result: Box::new(result) });
+    }
+    match journal.ledger.finish(&journal.run, &result).await {
+        Ok(()) => Ok(result),
+        Err(error) => Err(RunError::LedgerAfterRun { error, result: Box::new(result) }),
+    }
+}
+
+/// What `dispatch` needs besides the task sets.
+struct Context<'a> {
+    ports: &'a Ports,
+    journal: Option<&'a Journal>,
+    progress: Option<&'a mpsc::UnboundedSender<ProgressEvent>>,
+}
+
+fn note(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("error".into(), serde_json::Value::String(text.to_owned()));
+    map
+}
+
+/// The intent of a submit or replace, for the ledger.
+fn intent(journal: &Journal, item: usize, request: &OrderRequest, replaces: Option<&BrokerOrderId>, arrival_mid: Option<Price>, now: Timestamp) -> OrderIntent {
+    let (qty, order_type) = match request.amount {
+        OrderAmount::Qty(q) => (q, request.order_type),
+        OrderAmount::Notional(_) => (Qty::ZERO, request.order_type),
+    };
+    OrderIntent {
+        plan_id: journal.run.plan_id.clone(),
+        run_id: journal.run.run_id.clone(),
+        item_index: u32::try_from(item).unwrap_or(u32::MAX),
+        symbol: request.symbol.clone(),
+        side: request.side,
+        attempt: request.client_order_id.parse_derived().map_or(0, |d| d.attempt),
+        client_order_id: request.client_order_id.clone(),
+        order_type,
+        qty,
+        limit_price: request.limit_price,
+        replaces: replaces.map(ToString::to_string),
+        arrival_mid,
+        created_at: now,
+    }
+}
+
 /// Runs one command; returns the result when the run is over.
 fn dispatch(
     command: Command,
-    ports: &Ports,
+    context: &Context<'_>,
     tasks: &mut JoinSet<Input>,
+    records: &mut JoinSet<Option<String>>,
     timers: &mut BTreeMap<TimerId, Timestamp>,
     subscribed: &mut BTreeSet<Symbol>,
-    progress: Option<&mpsc::UnboundedSender<ProgressEvent>>,
 ) -> Option<ExecutionResult> {
+    let ports = context.ports;
+    let progress = context.progress;
     let broker = Arc::clone(&ports.broker);
     let clock = Arc::clone(&ports.clock);
+    let journal = context.journal.map(|j| (Arc::clone(&j.ledger), j.run.clone()));
     match command {
         Command::Preflight { symbols } => {
             tasks.spawn(async move {
@@ -191,11 +352,7 @@ fn dispatch(
                     tracing::warn!(error = %e, "quote subscription failed; prices will come from REST");
                 }
                 // Prime the core with whatever the feed already holds.
-                let quotes: Vec<_> = symbols.iter().filter_map(|s| feed.latest(s)).collect();
-                match quotes.into_iter().next() {
-                    Some(q) => Input::Quote(q),
-                    None => Input::StreamUp,
-                }
+                Input::Quotes(symbols.iter().filter_map(|s| feed.latest(s)).collect())
             });
         }
         Command::Release(symbols) => {
@@ -206,17 +363,54 @@ fn dispatch(
             // Released in the background; the run does not wait for it.
             tokio::spawn(async move { feed.release(&symbols).await });
         }
-        Command::Submit { item, request } => {
+        Command::Submit { item, request, arrival_mid } => {
+            let intent = context.journal.map(|j| intent(j, item, &request, None, arrival_mid, clock.now()));
             tasks.spawn(async move {
+                // The intent is durable before the order leaves the process.
+                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
+                    if let Err(e) = ledger.record_intent(&run, &intent).await {
+                        return Input::IntentFailed { item, client_order_id: request.client_order_id, reason: e.to_string() };
+                    }
+                }
                 let result = broker.submit_order(&request).await;
                 Input::Submitted { item, client_order_id: request.client_order_id, result }
             });
         }
-        Command::Replace { item, order, request } => {
+        Command::Replace { item, order, symbol, side, request, arrival_mid } => {
+            let as_order = OrderRequest {
+                client_order_id: request.client_order_id.clone(),
+                symbol,
+                side,
+                amount: OrderAmount::Qty(request.qty.unwrap_or(Qty::ZERO)),
+                order_type: tranche_domain::OrderType::Limit,
+                time_in_force: request.time_in_force.unwrap_or(tranche_domain::TimeInForce::Day),
+                limit_price: request.limit_price,
+                extended_hours: false,
+            };
+            let intent = context.journal.map(|j| intent(j, item, &as_order, Some(&order), arrival_mid, clock.now()));
             tasks.spawn(async move {
+                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
+                    if let Err(e) = ledger.record_intent(&run, &intent).await {
+                        return Input::IntentFailed { item, client_order_id: request.client_order_id, reason: e.to_string() };
+                    }
+                }
                 let result = broker.replace_order(&order, &request).await;
                 Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }
             });
+        }
+        Command::Record(record) => {
+            if let Some((ledger, run)) = journal {
+                records.spawn(async move {
+                    let written = match *record {
+                        LedgerRecord::Order(order) => ledger.record_order(&run, &order).await,
+                        LedgerRecord::Fill(mut fill) => {
+                            fill.run_id.clone_from(&run.run_id);
+                            ledger.record_fill(&run, &fill).await.map(|_| ())
+                        }
+                    };
+                    written.err().map(|e| e.to_string())
+                });
+            }
         }
         Command::Cancel { item, order } => {
             tasks.spawn(async move {

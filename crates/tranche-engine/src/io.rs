@@ -12,6 +12,15 @@ use tranche_domain::{
 
 use crate::events::ProgressEvent;
 
+/// A record for the ledger.
+#[derive(Debug, Clone)]
+pub enum LedgerRecord {
+    /// An order's latest state.
+    Order(tranche_ledger::OrderRecord),
+    /// A fill.
+    Fill(tranche_ledger::FillRecord),
+}
+
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimerId {
@@ -115,6 +124,19 @@ pub enum Input {
     },
     /// A quote changed in the feed.
     Quote(Quote),
+    /// Quotes the feed already held when the subscription was made.
+    Quotes(Vec<Quote>),
+    /// Writing to the ledger failed for good: the run must stop.
+    LedgerFailed(String),
+    /// The intent of an order could not be recorded, so the order was not sent.
+    IntentFailed {
+        /// The item.
+        item: usize,
+        /// The order that was not sent.
+        client_order_id: ClientOrderId,
+        /// Why.
+        reason: String,
+    },
     /// A timer fired.
     Timer(TimerId),
 }
@@ -142,22 +164,32 @@ pub enum Command {
     Subscribe(Vec<Symbol>),
     /// Release quote subscriptions.
     Release(Vec<Symbol>),
-    /// Place an order.
+    /// Record the intent, then place the order.
     Submit {
         /// The item.
         item: usize,
         /// The request.
         request: OrderRequest,
+        /// The item's arrival mid (recorded with the intent).
+        arrival_mid: Option<tranche_domain::Price>,
     },
-    /// Replace a working order.
+    /// Record the intent, then replace a working order.
     Replace {
         /// The item.
         item: usize,
         /// The order to replace.
         order: BrokerOrderId,
+        /// Symbol and side of the order (for the intent).
+        symbol: Symbol,
+        /// Side.
+        side: tranche_domain::Side,
         /// The replacement.
         request: ReplaceRequest,
+        /// The item's arrival mid (recorded with the intent).
+        arrival_mid: Option<tranche_domain::Price>,
     },
+    /// Write to the ledger.
+    Record(Box<LedgerRecord>),
     /// Cancel an order.
     Cancel {
         /// The item (`None` for stale orders of earlier runs).

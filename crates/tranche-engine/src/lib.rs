@@ -19,8 +19,8 @@ pub mod pricing;
 pub mod sizing;
 
 pub use config::{ConfigIssue, ConfigIssues, EngineConfig, Escalation, Strategy};
-pub use core::EngineCore;
-pub use driver::{execute, Ports};
+pub use core::{EngineCore, Recovery};
+pub use driver::{execute, execute_recorded, Ports, RunError};
 pub use events::{Phase, ProgressEvent};
-pub use io::{Command, Input, PreflightData, TimerId};
+pub use io::{Command, Input, LedgerRecord, PreflightData, TimerId};
 pub use preview::{preview, Preview, PreviewRow};

@@ -75,6 +75,8 @@ pub struct OrderIntent {
     pub limit_price: Option<Price>,
     /// The broker order this one replaces (a re-peg by replace).
     pub replaces: Option<String>,
+    /// The mid price when the item started (the slippage benchmark, kept for resumed runs).
+    pub arrival_mid: Option<Price>,
     /// When the intent was recorded.
     pub created_at: DateTime<Utc>,
 }

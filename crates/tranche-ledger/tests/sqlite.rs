@@ -77,7 +77,8 @@ async fn records_intents_orders_and_fills_and_answers_queries() {
         qty: Qty::new(1.into()),
         limit_price: Some("228.05".parse().unwrap()),
         replaces: None,
-        created_at: chrono::Utc::now(),
+        arrival_mid: Some("228.06".parse().unwrap()),
+        created_at: chrono::DateTime::from_timestamp(1_772_463_600, 5).unwrap(),
     };
     ledger.record_intent(&run, &intent).await.unwrap();
     ledger.record_intent(&run, &intent).await.unwrap();

@@ -99,6 +99,8 @@ pub(crate) struct ItemState {
     pub started_at: Option<Timestamp>,
     /// A fill cross-check found executions we have not seen.
     pub missing_fills: bool,
+    /// Continued from an interrupted run: sized already, orders recorded.
+    pub recovered: bool,
 }
 
 impl ItemState {
@@ -127,6 +129,7 @@ impl ItemState {
             outcome: None,
             started_at: None,
             missing_fills: false,
+            recovered: false,
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod item;
 mod phases;
+mod recovery;
 mod report;
 mod work;
 
@@ -24,6 +25,7 @@ use crate::events::Phase;
 use crate::io::{Command, Input, TimerId};
 
 pub(crate) use item::{ChildState, ItemState, Stage};
+pub use recovery::Recovery;
 
 /// Which part of the run is active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub struct EngineCore {
     pub(crate) fills_requested: bool,
     pub(crate) finished: bool,
     pub(crate) notes: Vec<String>,
+    pub(crate) recovery: Option<Recovery>,
+    pub(crate) aborted: Option<String>,
 }
 
 impl EngineCore {
@@ -82,7 +86,16 @@ impl EngineCore {
             fills_requested: false,
             finished: false,
             notes: Vec::new(),
+            recovery: None,
+            aborted: None,
         }
+    }
+
+    /// A core that continues an interrupted run of `plan` from what the ledger recorded.
+    pub fn resuming(plan: RebalancePlan, config: EngineConfig, recovery: Recovery) -> Self {
+        let mut core = Self::new(plan, config);
+        core.recovery = Some(recovery);
+        core
     }
 
     /// True once the run has produced its result.
@@ -118,6 +131,17 @@ impl EngineCore {
             Input::StreamDown => self.stream_up = false,
             Input::StreamGap { since } => self.on_stream_gap(since, now, &mut out),
             Input::Quote(quote) => self.on_quote(quote, now, &mut out),
+            Input::Quotes(quotes) => quotes.into_iter().for_each(|q| self.on_quote(q, now, &mut out)),
+            Input::LedgerFailed(reason) => self.abort(&format!("ledger write failed: {reason}"), now, &mut out),
+            Input::IntentFailed { item, client_order_id, reason } => {
+                if let Some(it) = self.items.get_mut(item) {
+                    it.busy = false;
+                    if let Some(c) = it.child_by_client(&client_order_id) {
+                        it.children[c].state = ChildState::NotPlaced;
+                    }
+                }
+                self.abort(&format!("ledger write failed, order not sent: {reason}"), now, &mut out);
+            }
             Input::Timer(id) => self.on_timer(id, now, &mut out),
         }
         self.progress(now, &mut out);

@@ -101,6 +101,7 @@ impl EngineCore {
                 self.finish_item(i, ItemOutcome::Held, None, now, out);
             }
         }
+        self.apply_recovery(out);
         let symbols: Vec<_> =
             self.items.iter().filter(|i| i.stage != Stage::Done).map(|i| i.item.symbol.clone()).collect();
         if !symbols.is_empty() {
@@ -203,8 +204,13 @@ impl EngineCore {
 
     /// Asks for a usable reference price for item `i` (feed first, then REST).
     fn request_reference(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
-        self.items[i].stage = Stage::NeedsQuote;
         self.items[i].started_at = Some(now);
+        if self.items[i].recovered {
+            // Sized by the interrupted run: continue with the recorded target.
+            self.items[i].stage = Stage::Ready;
+            return;
+        }
+        self.items[i].stage = Stage::NeedsQuote;
         if self.sizing_quote(&self.items[i].item.symbol, now).is_some() {
             self.on_reference_ready(i, now, out);
         } else {
@@ -311,9 +317,15 @@ impl EngineCore {
         let buffer = Decimal::ONE - self.config.buying_power_buffer.get() / Decimal::from(10_000);
         let budget = budget * buffer;
         let mut sized: Vec<(usize, Decimal, Decimal, bool)> = Vec::new();
+        let mut committed = Decimal::ZERO;
         for i in 0..self.items.len() {
             let item = &self.items[i];
             if item.side != Some(Side::Buy) || item.stage != Stage::Ready {
+                continue;
+            }
+            if item.recovered {
+                // Sized by the interrupted run; what remains still needs buying power.
+                committed += item.remaining() * self.worst_buy_price(i, now);
                 continue;
             }
             let Some(reference) = item.reference else { continue };
@@ -325,7 +337,7 @@ impl EngineCore {
                 Err(reason) => self.finish_item(i, ItemOutcome::Skipped, Some(reason.to_string()), now, out),
             }
         }
-        let need: Decimal = sized.iter().map(|(_, q, p, _)| q * p).sum();
+        let need: Decimal = sized.iter().map(|(_, q, p, _)| q * p).sum::<Decimal>() + committed;
         let deadline_passed = self.settle_deadline.is_none_or(|d| now >= d);
         if need > budget && !deadline_passed {
             // The sells' proceeds may not show yet: look again shortly, until the deadline.
@@ -333,7 +345,7 @@ impl EngineCore {
             return;
         }
         let mut buys: Vec<(Decimal, Decimal, bool)> = sized.iter().map(|(_, q, p, f)| (*q, *p, *f)).collect();
-        let factor = scale_buys(&mut buys, budget);
+        let factor = scale_buys(&mut buys, (budget - committed).max(Decimal::ZERO));
         if factor < Decimal::ONE {
             self.notes.push(format!(
                 "buys scaled to {}% to fit buying power of ${}",
@@ -382,6 +394,18 @@ impl EngineCore {
     /// Starts ready items while slots are free, and moves on when a phase is complete.
     pub(super) fn progress(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         if self.finished {
+            return;
+        }
+        if let Some(reason) = self.aborted.clone() {
+            // Finish once every working item has cancelled what it had open.
+            if !self.items.iter().any(|i| matches!(i.stage, Stage::Working | Stage::Closing)) {
+                for i in 0..self.items.len() {
+                    if self.items[i].stage != Stage::Done {
+                        self.finish_item(i, ItemOutcome::Failed, Some(reason.clone()), now, out);
+                    }
+                }
+                self.finish_run(now, out);
+            }
             return;
         }
         let side = match self.phase {

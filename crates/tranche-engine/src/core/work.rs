@@ -90,7 +90,14 @@ impl EngineCore {
     /// Like [`Self::place_next`]; with `quote_fetched` the REST quote was already tried, so an
     /// unusable quote leads to the escalation order instead of another fetch.
     pub(super) fn place(&mut self, i: usize, now: Timestamp, quote_fetched: bool, out: &mut Vec<Command>) {
-        if self.items[i].stage != Stage::Working || self.items[i].busy || !self.stream_up {
+        // Never a new order while the stream is down, while an earlier one may still be live
+        // (a recovered or uncertain order is resolved first), or after the run was aborted.
+        if self.items[i].stage != Stage::Working
+            || self.items[i].busy
+            || !self.stream_up
+            || self.aborted.is_some()
+            || self.items[i].working_child().is_some()
+        {
             return;
         }
         if self.items[i].is_complete(self.min_notional()) {
@@ -148,7 +155,8 @@ impl EngineCore {
             superseded: false,
             request: Some(request.clone()),
         });
-        out.push(Command::Submit { item: i, request });
+        let arrival_mid = self.items[i].arrival_mid;
+        out.push(Command::Submit { item: i, request, arrival_mid });
     }
 
     pub(super) fn on_submitted(
@@ -164,6 +172,7 @@ impl EngineCore {
             Ok(order) => {
                 self.items[i].busy = false;
                 self.adopt(i, c, &order);
+                self.record_order_to_ledger(&order, now, out);
                 let child = &self.items[i].children[c];
                 out.push(Command::Emit(ProgressEvent::OrderPlaced {
                     symbol: self.items[i].item.symbol.clone(),
@@ -234,7 +243,8 @@ impl EngineCore {
         if self.items.get(i).is_none_or(|item| item.stage != Stage::Working) {
             return;
         }
-        if self.items[i].busy {
+        if self.items[i].busy || !self.stream_up {
+            // A replace creates a new order: not while the stream is down.
             out.push(Command::SetTimer { id: TimerId::Repeg(i), at: now + chrono::Duration::seconds(1) });
             return;
         }
@@ -312,7 +322,8 @@ impl EngineCore {
                     limit_price: Some(price),
                     time_in_force: None,
                 };
-                out.push(Command::Replace { item: i, order: order_id, request });
+                let (symbol, side, arrival_mid) = (self.items[i].item.symbol.clone(), side, self.items[i].arrival_mid);
+                out.push(Command::Replace { item: i, order: order_id, symbol, side, request, arrival_mid });
             }
             _ => self.cancel_then_new(i, c, now, out),
         }
@@ -341,6 +352,7 @@ impl EngineCore {
             Ok(order) => {
                 self.items[i].busy = false;
                 self.adopt(i, new_c, &order);
+                self.record_order_to_ledger(&order, now, out);
                 if let Some(o) = old_c {
                     self.items[i].children[o].superseded = true;
                 }
@@ -432,7 +444,7 @@ impl EngineCore {
             match &child.state {
                 ChildState::Sending => {
                     if let Some(request) = child.request.clone() {
-                        out.push(Command::Submit { item: i, request });
+                        out.push(Command::Submit { item: i, request, arrival_mid: self.items[i].arrival_mid });
                     }
                 }
                 ChildState::Uncertain => {
@@ -518,6 +530,11 @@ impl EngineCore {
             self.record_fill(i, &exec.id, exec.qty.get(), exec.price.get(), &order.client_order_id, at, out);
         }
         self.adopt(i, c, order);
+        self.record_order_to_ledger(order, now, out);
+        if order.status.is_terminal() {
+            // Also the end of a stale order this run waits for (one of an earlier run).
+            self.stale_done(&order.id, out);
+        }
         if update.event == TradeEvent::OrderReplaceRejected {
             // The replace lost: this order keeps working (or has filled).
             self.items[i].children[c].superseded = matches!(self.items[i].children[c].state, ChildState::Final(_));
@@ -540,6 +557,7 @@ impl EngineCore {
         out: &mut Vec<Command>,
     ) {
         if self.items[i].book_fill(id, qty, price, cid, at) {
+            self.record_fill_to_ledger(i, id, qty, price, cid, at, out);
             let item = &self.items[i];
             out.push(Command::Emit(ProgressEvent::Filled {
                 symbol: item.item.symbol.clone(),

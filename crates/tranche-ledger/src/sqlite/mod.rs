@@ -249,8 +249,8 @@ impl Ledger for SqliteLedger {
         let conn = self.conn();
         self.active(&conn, run)?;
         conn.execute(
-            "INSERT OR IGNORE INTO intents (client_order_id, plan_id, run_id, item_index, symbol, side, attempt, order_type, qty, limit_price, replaces, created_at, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, (SELECT coalesce(max(seq), 0) + 1 FROM intents))",
+            "INSERT OR IGNORE INTO intents (client_order_id, plan_id, run_id, item_index, symbol, side, attempt, order_type, qty, limit_price, replaces, created_at, arrival_mid, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, (SELECT coalesce(max(seq), 0) + 1 FROM intents))",
             params![
                 intent.client_order_id.as_str(),
                 intent.plan_id,
@@ -264,6 +264,7 @@ impl Ledger for SqliteLedger {
                 intent.limit_price.map(|p| p.to_string()),
                 intent.replaces,
                 ts(intent.created_at),
+                intent.arrival_mid.map(|p| p.to_string()),
             ],
         )
         .map_err(storage)?;
@@ -379,7 +380,7 @@ impl Ledger for SqliteLedger {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT plan_id, run_id, item_index, symbol, side, attempt, client_order_id, order_type, qty, limit_price, replaces, created_at
+                "SELECT plan_id, run_id, item_index, symbol, side, attempt, client_order_id, order_type, qty, limit_price, replaces, created_at, arrival_mid
                  FROM intents WHERE plan_id = ?1 ORDER BY seq",
             )
             .map_err(storage)?;
@@ -398,6 +399,7 @@ impl Ledger for SqliteLedger {
                     r.get::<_, Option<String>>(9)?,
                     r.get::<_, Option<String>>(10)?,
                     r.get::<_, String>(11)?,
+                    r.get::<_, Option<String>>(12)?,
                 ))
             })
             .map_err(storage)?
@@ -418,6 +420,7 @@ impl Ledger for SqliteLedger {
                     limit,
                     replaces,
                     created,
+                    mid,
                 )| {
                     Ok(OrderIntent {
                         plan_id,
@@ -431,6 +434,7 @@ impl Ledger for SqliteLedger {
                         qty: parse(&qty)?,
                         limit_price: limit.as_deref().map(parse).transpose()?,
                         replaces,
+                        arrival_mid: mid.as_deref().map(parse).transpose()?,
                         created_at: parse_ts(&created)?,
                     })
                 },

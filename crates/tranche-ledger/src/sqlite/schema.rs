@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[&str] = &[
         qty              TEXT NOT NULL,
         limit_price      TEXT,
         replaces         TEXT,
+        arrival_mid      TEXT,
         created_at       TEXT NOT NULL,
         seq              INTEGER NOT NULL
     );

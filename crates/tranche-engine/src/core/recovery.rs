@@ -1,0 +1,134 @@
+//! Continuing an interrupted run: rebuilding items from the ledger's intents and fills, resolving
+//! every recorded order at the broker, and recording to the ledger as the run goes.
+//!
+//! Invariants: an item's target is the quantity of its first recorded order (never re-sized, so
+//! a restart never trades twice); attempt numbers continue after the highest recorded one (no
+//! client order id is ever reused); every recorded order is looked up by client order id before
+//! the item may send anything new; fills already in the ledger are booked, not recounted.
+
+use rust_decimal::Decimal;
+use tranche_domain::{ClientOrderId, ExecutionId, ItemOutcome, Order, OrderType, Timestamp};
+use tranche_ledger::{FillRecord, OrderIntent, OrderRecord};
+
+use super::item::{Child, ChildState, Stage};
+use super::EngineCore;
+use crate::io::{Command, LedgerRecord};
+
+/// What the ledger holds of an interrupted run of the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Every recorded order intent of the plan.
+    pub intents: Vec<OrderIntent>,
+    /// Every recorded fill of the plan.
+    pub fills: Vec<FillRecord>,
+    /// When the interrupted run started (fills since then are re-read from the broker).
+    pub started_at: Option<Timestamp>,
+}
+
+impl EngineCore {
+    /// Rebuilds items from the recovery data and asks the broker about every recorded order.
+    pub(super) fn apply_recovery(&mut self, out: &mut Vec<Command>) {
+        let Some(recovery) = self.recovery.take() else { return };
+        for intent in &recovery.intents {
+            let Some(item) = self.items.get_mut(usize::try_from(intent.item_index).unwrap_or(usize::MAX)) else { continue };
+            if item.item.symbol != intent.symbol || item.side != Some(intent.side) {
+                continue;
+            }
+            if item.children.is_empty() {
+                item.target = intent.qty.get();
+                item.arrival_mid = intent.arrival_mid;
+                item.reference = intent.arrival_mid;
+            }
+            item.recovered = true;
+            item.attempt = item.attempt.max(intent.attempt.saturating_add(1));
+            item.children.push(Child {
+                client_id: intent.client_order_id.clone(),
+                broker_id: None,
+                state: ChildState::Uncertain,
+                qty: intent.qty.get(),
+                limit: intent.limit_price,
+                order_type: intent.order_type,
+                reported_filled: Decimal::ZERO,
+                superseded: false,
+                request: None,
+            });
+            let item_index = usize::try_from(intent.item_index).unwrap_or(0);
+            out.push(Command::LookupClientId { item: item_index, client_order_id: intent.client_order_id.clone() });
+        }
+        for fill in &recovery.fills {
+            if let Some(i) = self.items.iter().position(|it| it.child_by_client(&fill.client_order_id).is_some()) {
+                let id = ExecutionId::new(fill.execution_id.clone());
+                self.items[i].book_fill(&id, fill.qty.get(), fill.price.get(), &fill.client_order_id, fill.filled_at);
+            }
+        }
+        if let Some(since) = recovery.started_at {
+            // Fills that happened after the last ledger write of the interrupted run.
+            self.fills_requested = true;
+            out.push(Command::FetchFills { since: since - chrono::Duration::minutes(1) });
+        }
+        let resumed = self.items.iter().filter(|i| i.recovered).count();
+        if resumed > 0 {
+            self.notes.push(format!("resumed an interrupted run: {resumed} item(s) continued from the ledger"));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_fill_to_ledger(&self, i: usize, id: &ExecutionId, qty: Decimal, price: Decimal, cid: &ClientOrderId, at: Timestamp, out: &mut Vec<Command>) {
+        let item = &self.items[i];
+        let child = item.child_by_client(cid).map(|c| &item.children[c]);
+        let quote = self.quotes.get(&item.item.symbol);
+        let record = FillRecord {
+            execution_id: id.as_str().to_owned(),
+            plan_id: self.plan.plan_id.clone(),
+            run_id: String::new(),
+            client_order_id: cid.clone(),
+            broker_order_id: child.and_then(|c| c.broker_id.as_ref()).map(ToString::to_string).unwrap_or_default(),
+            symbol: item.item.symbol.clone(),
+            side: item.side.unwrap_or(tranche_domain::Side::Buy),
+            qty: qty.into(),
+            price: price.into(),
+            bid: quote.map(|q| q.bid).filter(|p| p.is_positive()),
+            ask: quote.map(|q| q.ask).filter(|p| p.is_positive()),
+            order_type: Some(child.map_or(OrderType::Limit, |c| c.order_type)),
+            strategy_attribution: self.plan.strategy_attribution(&item.item.symbol).cloned(),
+            filled_at: at,
+        };
+        out.push(Command::Record(Box::new(LedgerRecord::Fill(record))));
+    }
+
+    pub(super) fn record_order_to_ledger(&self, order: &Order, now: Timestamp, out: &mut Vec<Command>) {
+        let record = OrderRecord {
+            plan_id: self.plan.plan_id.clone(),
+            client_order_id: order.client_order_id.clone(),
+            broker_order_id: Some(order.id.to_string()),
+            symbol: order.symbol.clone(),
+            side: order.side,
+            status: order.status,
+            filled_qty: order.filled_qty,
+            filled_avg_price: order.filled_avg_price,
+            updated_at: order.updated_at.unwrap_or(now),
+        };
+        out.push(Command::Record(Box::new(LedgerRecord::Order(record))));
+    }
+
+    /// Stops the run: nothing new is sent, working orders are cancelled, every unfinished item
+    /// ends with `reason`.
+    pub(super) fn abort(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
+        if self.aborted.is_some() {
+            return;
+        }
+        tracing::error!(%reason, "aborting the run");
+        self.aborted = Some(reason.to_owned());
+        self.notes.push(reason.to_owned());
+        for i in 0..self.items.len() {
+            match self.items[i].stage {
+                Stage::Working => self.close_item(i, reason, now, out),
+                Stage::Done | Stage::Closing => {}
+                _ => {
+                    let outcome = if self.items[i].side.is_none() { ItemOutcome::Held } else { ItemOutcome::Failed };
+                    self.finish_item(i, outcome, Some(reason.to_owned()), now, out);
+                }
+            }
+        }
+    }
+}
