@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, StreamEvent};
-use tranche_domain::{BrokerOrderId, ExecutionResult, OrderAmount, OrderRequest, Price, Qty, RebalancePlan, Symbol, Timestamp};
+use tranche_domain::{
+    BrokerOrderId, ExecutionResult, OrderAmount, OrderRequest, Price, Qty, RebalancePlan, Symbol, Timestamp,
+};
 use tranche_ledger::{BeginOutcome, Ledger, LedgerError, OrderIntent, RunHandle};
 
 use crate::config::EngineConfig;
@@ -109,7 +111,13 @@ pub async fn execute(
         Ok(result) => result,
         Err(RunError::LedgerAfterRun { result, .. }) => *result,
         // Without a journal no ledger error can occur; report it as a failed run all the same.
-        Err(e) => ExecutionResult::from_items(&plan_id, &correlation_id, Vec::new(), chrono::Utc::now(), Some(note(&e.to_string()))),
+        Err(e) => ExecutionResult::from_items(
+            &plan_id,
+            &correlation_id,
+            Vec::new(),
+            chrono::Utc::now(),
+            Some(note(&e.to_string())),
+        ),
     }
 }
 
@@ -170,7 +178,9 @@ async fn run_loop(
             let now = ports.clock.now();
             for command in core.handle(input, now) {
                 let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
-                if let Some(result) = dispatch(command, &context, &mut tasks, &mut records, &mut timers, &mut subscribed) {
+                if let Some(result) =
+                    dispatch(command, &context, &mut tasks, &mut records, &mut timers, &mut subscribed)
+                {
                     tasks.abort_all();
                     return finish(result, journal, records).await;
                 }
@@ -251,7 +261,11 @@ async fn run_loop(
 }
 
 /// Waits for the ledger writes in flight, then records the result.
-async fn finish(result: ExecutionResult, journal: Option<Journal>, mut records: JoinSet<Option<String>>) -> Result<ExecutionResult, RunError> {
+async fn finish(
+    result: ExecutionResult,
+    journal: Option<Journal>,
+    mut records: JoinSet<Option<String>>,
+) -> Result<ExecutionResult, RunError> {
     let Some(journal) = journal else { return Ok(result) };
     let mut failure = None;
     while let Some(joined) = records.join_next().await {
@@ -282,7 +296,14 @@ fn note(text: &str) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// The intent of a submit or replace, for the ledger.
-fn intent(journal: &Journal, item: usize, request: &OrderRequest, replaces: Option<&BrokerOrderId>, arrival_mid: Option<Price>, now: Timestamp) -> OrderIntent {
+fn intent(
+    journal: &Journal,
+    item: usize,
+    request: &OrderRequest,
+    replaces: Option<&BrokerOrderId>,
+    arrival_mid: Option<Price>,
+    now: Timestamp,
+) -> OrderIntent {
     let (qty, order_type) = match request.amount {
         OrderAmount::Qty(q) => (q, request.order_type),
         OrderAmount::Notional(_) => (Qty::ZERO, request.order_type),
@@ -317,7 +338,6 @@ fn dispatch(
     let progress = context.progress;
     let broker = Arc::clone(&ports.broker);
     let clock = Arc::clone(&ports.clock);
-    let journal = context.journal.map(|j| (Arc::clone(&j.ledger), j.run.clone()));
     match command {
         Command::Preflight { symbols } => {
             tasks.spawn(async move {
@@ -363,54 +383,8 @@ fn dispatch(
             // Released in the background; the run does not wait for it.
             tokio::spawn(async move { feed.release(&symbols).await });
         }
-        Command::Submit { item, request, arrival_mid } => {
-            let intent = context.journal.map(|j| intent(j, item, &request, None, arrival_mid, clock.now()));
-            tasks.spawn(async move {
-                // The intent is durable before the order leaves the process.
-                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
-                    if let Err(e) = ledger.record_intent(&run, &intent).await {
-                        return Input::IntentFailed { item, client_order_id: request.client_order_id, reason: e.to_string() };
-                    }
-                }
-                let result = broker.submit_order(&request).await;
-                Input::Submitted { item, client_order_id: request.client_order_id, result }
-            });
-        }
-        Command::Replace { item, order, symbol, side, request, arrival_mid } => {
-            let as_order = OrderRequest {
-                client_order_id: request.client_order_id.clone(),
-                symbol,
-                side,
-                amount: OrderAmount::Qty(request.qty.unwrap_or(Qty::ZERO)),
-                order_type: tranche_domain::OrderType::Limit,
-                time_in_force: request.time_in_force.unwrap_or(tranche_domain::TimeInForce::Day),
-                limit_price: request.limit_price,
-                extended_hours: false,
-            };
-            let intent = context.journal.map(|j| intent(j, item, &as_order, Some(&order), arrival_mid, clock.now()));
-            tasks.spawn(async move {
-                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
-                    if let Err(e) = ledger.record_intent(&run, &intent).await {
-                        return Input::IntentFailed { item, client_order_id: request.client_order_id, reason: e.to_string() };
-                    }
-                }
-                let result = broker.replace_order(&order, &request).await;
-                Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }
-            });
-        }
-        Command::Record(record) => {
-            if let Some((ledger, run)) = journal {
-                records.spawn(async move {
-                    let written = match *record {
-                        LedgerRecord::Order(order) => ledger.record_order(&run, &order).await,
-                        LedgerRecord::Fill(mut fill) => {
-                            fill.run_id.clone_from(&run.run_id);
-                            ledger.record_fill(&run, &fill).await.map(|_| ())
-                        }
-                    };
-                    written.err().map(|e| e.to_string())
-                });
-            }
+        command @ (Command::Submit { .. } | Command::Replace { .. } | Command::Record(_)) => {
+            dispatch_journaled(command, context, tasks, records);
         }
         Command::Cancel { item, order } => {
             tasks.spawn(async move {
@@ -449,4 +423,76 @@ fn dispatch(
         Command::Finish(result) => return Some(*result),
     }
     None
+}
+
+/// Orders (intent first) and ledger records.
+fn dispatch_journaled(
+    command: Command,
+    context: &Context<'_>,
+    tasks: &mut JoinSet<Input>,
+    records: &mut JoinSet<Option<String>>,
+) {
+    let broker = Arc::clone(&context.ports.broker);
+    let clock = Arc::clone(&context.ports.clock);
+    let journal = context.journal.map(|j| (Arc::clone(&j.ledger), j.run.clone()));
+    match command {
+        Command::Submit { item, request, arrival_mid } => {
+            let intent = context.journal.map(|j| intent(j, item, &request, None, arrival_mid, clock.now()));
+            tasks.spawn(async move {
+                // The intent is durable before the order leaves the process.
+                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
+                    if let Err(e) = ledger.record_intent(&run, &intent).await {
+                        return Input::IntentFailed {
+                            item,
+                            client_order_id: request.client_order_id,
+                            reason: e.to_string(),
+                        };
+                    }
+                }
+                let result = broker.submit_order(&request).await;
+                Input::Submitted { item, client_order_id: request.client_order_id, result }
+            });
+        }
+        Command::Replace { item, order, symbol, side, request, arrival_mid } => {
+            let as_order = OrderRequest {
+                client_order_id: request.client_order_id.clone(),
+                symbol,
+                side,
+                amount: OrderAmount::Qty(request.qty.unwrap_or(Qty::ZERO)),
+                order_type: tranche_domain::OrderType::Limit,
+                time_in_force: request.time_in_force.unwrap_or(tranche_domain::TimeInForce::Day),
+                limit_price: request.limit_price,
+                extended_hours: false,
+            };
+            let intent = context.journal.map(|j| intent(j, item, &as_order, Some(&order), arrival_mid, clock.now()));
+            tasks.spawn(async move {
+                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
+                    if let Err(e) = ledger.record_intent(&run, &intent).await {
+                        return Input::IntentFailed {
+                            item,
+                            client_order_id: request.client_order_id,
+                            reason: e.to_string(),
+                        };
+                    }
+                }
+                let result = broker.replace_order(&order, &request).await;
+                Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }
+            });
+        }
+        Command::Record(record) => {
+            if let Some((ledger, run)) = journal {
+                records.spawn(async move {
+                    let written = match *record {
+                        LedgerRecord::Order(order) => ledger.record_order(&run, &order).await,
+                        LedgerRecord::Fill(mut fill) => {
+                            fill.run_id.clone_from(&run.run_id);
+                            ledger.record_fill(&run, &fill).await.map(|_| ())
+                        }
+                    };
+                    written.err().map(|e| e.to_string())
+                });
+            }
+        }
+        _ => {}
+    }
 }

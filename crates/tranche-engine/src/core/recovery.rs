@@ -30,7 +30,9 @@ impl EngineCore {
     pub(super) fn apply_recovery(&mut self, out: &mut Vec<Command>) {
         let Some(recovery) = self.recovery.take() else { return };
         for intent in &recovery.intents {
-            let Some(item) = self.items.get_mut(usize::try_from(intent.item_index).unwrap_or(usize::MAX)) else { continue };
+            let Some(item) = self.items.get_mut(usize::try_from(intent.item_index).unwrap_or(usize::MAX)) else {
+                continue;
+            };
             if item.item.symbol != intent.symbol || item.side != Some(intent.side) {
                 continue;
             }
@@ -73,7 +75,16 @@ impl EngineCore {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn record_fill_to_ledger(&self, i: usize, id: &ExecutionId, qty: Decimal, price: Decimal, cid: &ClientOrderId, at: Timestamp, out: &mut Vec<Command>) {
+    pub(super) fn record_fill_to_ledger(
+        &self,
+        i: usize,
+        id: &ExecutionId,
+        qty: Decimal,
+        price: Decimal,
+        cid: &ClientOrderId,
+        at: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
         let item = &self.items[i];
         let child = item.child_by_client(cid).map(|c| &item.children[c]);
         let quote = self.quotes.get(&item.item.symbol);
