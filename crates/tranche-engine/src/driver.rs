@@ -143,13 +143,9 @@ pub async fn execute_recorded(
     let core = if run.resumed {
         let intents = ledger.intents(&plan.plan_id).await.map_err(RunError::Ledger)?;
         let fills = ledger.fills(&plan.plan_id).await.map_err(RunError::Ledger)?;
-        let started_at = ledger
-            .runs(Some(&plan.plan_id))
-            .await
-            .map_err(RunError::Ledger)?
-            .into_iter()
-            .find(|r| r.run_id == run.run_id)
-            .map(|r| r.started_at);
+        // The engine's own clock stamped the intents: the earliest one bounds the interrupted
+        // run's fills (the ledger's run times are wall-clock, which a simulation does not use).
+        let started_at = intents.iter().map(|i| i.created_at).min();
         tracing::warn!(plan_id = %plan.plan_id, run_id = %run.run_id, intents = intents.len(), fills = fills.len(), "resuming an interrupted run");
         EngineCore::resuming(plan, config, Recovery { intents, fills, started_at })
     } else {

@@ -137,8 +137,17 @@ impl ItemState {
         self.asset.as_ref().is_some_and(|a| a.fractionable)
     }
 
+    /// Shares known to have filled: per order, the larger of its booked executions and the
+    /// broker's cumulative figure (executions can arrive after the figure, or be lost in transit).
+    pub fn known_filled(&self) -> Decimal {
+        let per_child: Decimal =
+            self.children.iter().map(|c| c.reported_filled.max(self.booked_for(&c.client_id))).sum();
+        per_child.max(self.filled)
+    }
+
+    /// What is left to trade, by everything known to have filled.
     pub fn remaining(&self) -> Decimal {
-        (self.target - self.filled).max(Decimal::ZERO)
+        (self.target - self.known_filled()).max(Decimal::ZERO)
     }
 
     /// True when what is left cannot or need not be traded: nothing, less than a whole share of

@@ -62,6 +62,21 @@ pub struct EngineCore {
     pub(crate) notes: Vec<String>,
     pub(crate) recovery: Option<Recovery>,
     pub(crate) aborted: Option<String>,
+    /// Where the final fill reconciliation is.
+    pub(crate) finishing: Finishing,
+    /// Fill activities from this time on belong to the run (an interrupted run's included).
+    pub(crate) fills_since: Option<Timestamp>,
+}
+
+/// The final fill reconciliation before the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finishing {
+    /// Not started.
+    No,
+    /// Fill activities requested; the result follows their answer.
+    AwaitingFills,
+    /// Done: the result may be built.
+    Reconciled,
 }
 
 impl EngineCore {
@@ -88,6 +103,8 @@ impl EngineCore {
             notes: Vec::new(),
             recovery: None,
             aborted: None,
+            finishing: Finishing::No,
+            fills_since: None,
         }
     }
 

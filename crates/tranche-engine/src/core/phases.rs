@@ -467,6 +467,15 @@ impl EngineCore {
             arrival_mid: mid,
             at: now,
         }));
+        if let Some(c) = self.items[i].working_child() {
+            // An order of an interrupted run may still work: re-read it and keep it on the
+            // re-peg schedule (its updates may have been lost while nobody listened).
+            let child = &self.items[i].children[c];
+            if let Some(id) = child.broker_id.clone() {
+                out.push(Command::LookupOrder { item: i, client_order_id: child.client_id.clone(), order: id });
+            }
+            out.push(Command::SetTimer { id: TimerId::Repeg(i), at: Self::after(now, self.config.repeg_interval) });
+        }
         self.place_next(i, now, out);
     }
 
@@ -542,7 +551,17 @@ impl EngineCore {
 
     pub(super) fn on_fills(&mut self, result: Result<Vec<Fill>, BrokerError>, now: Timestamp, out: &mut Vec<Command>) {
         self.fills_requested = false;
-        let Ok(fills) = result else { return };
+        let fills = match result {
+            Ok(fills) => fills,
+            Err(e) => {
+                if self.finishing == super::Finishing::AwaitingFills {
+                    self.notes.push(format!("final fill reconciliation failed: {e}"));
+                    self.finishing = super::Finishing::Reconciled;
+                    self.finish_run(now, out);
+                }
+                return;
+            }
+        };
         for fill in fills {
             for i in 0..self.items.len() {
                 if self.items[i].child_by_client(&fill.client_order_id).is_some() {
@@ -561,6 +580,10 @@ impl EngineCore {
         for i in 0..self.items.len() {
             self.items[i].missing_fills = false;
             self.after_change(i, now, out);
+        }
+        if self.finishing == super::Finishing::AwaitingFills {
+            self.finishing = super::Finishing::Reconciled;
+            self.finish_run(now, out);
         }
     }
 }

@@ -65,8 +65,10 @@ impl EngineCore {
         }
         if let Some(since) = recovery.started_at {
             // Fills that happened after the last ledger write of the interrupted run.
+            let since = since - chrono::Duration::minutes(1);
+            self.fills_since = Some(self.fills_since.map_or(since, |s| s.min(since)));
             self.fills_requested = true;
-            out.push(Command::FetchFills { since: since - chrono::Duration::minutes(1) });
+            out.push(Command::FetchFills { since });
         }
         let resumed = self.items.iter().filter(|i| i.recovered).count();
         if resumed > 0 {

@@ -5,12 +5,27 @@ use serde_json::{json, Map, Value};
 use tranche_domain::{Bps, ExecutionResult, ItemOutcome, ItemResult, Price, Qty, Timestamp, Usd};
 
 use super::item::ChildState;
-use super::{EngineCore, RunPhase};
+use super::{EngineCore, Finishing, RunPhase};
 use crate::io::{Command, TimerId};
 
 impl EngineCore {
     pub(super) fn finish_run(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         if self.finished {
+            return;
+        }
+        if self.finishing == Finishing::AwaitingFills {
+            return;
+        }
+        if self.finishing == Finishing::No
+            && self.started_at.is_some()
+            && self.items.iter().any(|i| !i.children.is_empty())
+        {
+            // Before the result: every execution of the run, from the broker's own record, so a
+            // fill whose update was lost is still counted (and recorded).
+            self.finishing = Finishing::AwaitingFills;
+            let since = self.started_at.unwrap_or(now) - chrono::Duration::minutes(1);
+            let since = self.fills_since.map_or(since, |s| s.min(since));
+            out.push(Command::FetchFills { since });
             return;
         }
         self.finished = true;

@@ -583,9 +583,13 @@ impl EngineCore {
             let since = self.items[i].started_at.unwrap_or(now) - chrono::Duration::minutes(1);
             out.push(Command::FetchFills { since });
         }
+        let stage = self.items[i].stage;
+        if !matches!(stage, Stage::Working | Stage::Closing) {
+            // Not started yet (or done): its phase decides what happens, not a stray answer.
+            return;
+        }
         let complete = self.items[i].is_complete(self.min_notional());
         let any_open = self.items[i].any_open();
-        let stage = self.items[i].stage;
         if complete || stage == Stage::Closing {
             if any_open {
                 self.cancel_open_children(i, out);
