@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use tranche::broker::QuoteFeed;
 use tranche::domain::{ExecutionResult, RebalancePlan};
+use tranche::engine::{execute_recorded, Ports, RunError};
 use tranche::engine::{preview, Preview, ProgressEvent};
-use tranche::simulation::{account_from_plan, run_on_broker, start_sim};
+use tranche::simulation::{account_from_plan, start_sim};
 
 use crate::exit;
 use crate::output;
@@ -31,6 +32,8 @@ pub struct ExecuteOptions {
     pub json: bool,
     /// `--quiet`: no progress lines.
     pub quiet: bool,
+    /// `--ledger SPEC`: record the run (and make it exactly-once) in this ledger.
+    pub ledger: Option<String>,
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -75,9 +78,13 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         });
         return print_preview(&plan, &found, options.json);
     }
+    let ledger = match options.ledger.as_deref().map(crate::ledger_cmd::open).transpose() {
+        Ok(l) => l,
+        Err(e) => return fail(exit::BAD_CONFIG, &format!("--ledger: {e}")),
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
     let quiet = options.quiet;
-    let result: ExecutionResult = runtime.block_on(async {
+    let outcome: Result<ExecutionResult, RunError> = runtime.block_on(async {
         let printer = tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 if !quiet {
@@ -85,10 +92,38 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
                 }
             }
         });
-        let (result, _) = run_on_broker(plan.clone(), settings.engine.clone(), &broker, &clock, Some(tx)).await;
+        let ports = Ports {
+            broker: std::sync::Arc::new(broker.broker()),
+            events: Box::new(broker.order_events()),
+            quotes: std::sync::Arc::new(broker.quote_feed()),
+            clock: std::sync::Arc::clone(&clock),
+        };
+        let outcome = match ledger {
+            Some(ledger) => execute_recorded(plan.clone(), settings.engine.clone(), ports, ledger, Some(tx)).await,
+            None => Ok(tranche::engine::execute(plan.clone(), settings.engine.clone(), ports, Some(tx)).await),
+        };
         let _ = printer.await;
-        result
+        outcome
     });
+    let result = match outcome {
+        Ok(result) => result,
+        Err(RunError::AlreadyRunning { run_id }) => {
+            return fail(
+                exit::PLAN_BUSY,
+                &format!("plan `{}` is being executed by run {run_id}; try again when it is done", plan.plan_id),
+            );
+        }
+        Err(RunError::Ledger(e)) => return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded")),
+        Err(RunError::LedgerAfterRun { error, result }) => {
+            eprintln!("error: the run finished but could not be recorded in the ledger: {error}");
+            if options.json {
+                println!("{}", serde_json::to_string_pretty(&*result).unwrap_or_default());
+            } else {
+                output::result_table(&result, &mut std::io::stdout().lock());
+            }
+            return exit::code(exit::FAILURE);
+        }
+    };
     if options.json {
         match serde_json::to_string_pretty(&result) {
             Ok(text) => println!("{text}"),

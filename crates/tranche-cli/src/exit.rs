@@ -16,6 +16,8 @@ pub const INVALID_PLAN: u8 = 65;
 pub const NO_INPUT: u8 = 66;
 /// The broker cannot be used (EX_UNAVAILABLE).
 pub const BROKER_UNAVAILABLE: u8 = 69;
+/// The plan is being executed by another worker right now (EX_TEMPFAIL: try again later).
+pub const PLAN_BUSY: u8 = 75;
 /// Bad configuration (EX_CONFIG).
 pub const BAD_CONFIG: u8 = 78;
 

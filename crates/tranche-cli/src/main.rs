@@ -3,10 +3,11 @@
 //!
 //! Exit codes (sysexits-style, stable for scripts): 0 success, 2 partial success, 3 failure,
 //! 64 usage, 65 invalid plan, 66 an input file cannot be read, 69 broker unavailable,
-//! 78 bad configuration.
+//! 75 the plan is being executed by another worker, 78 bad configuration.
 
 mod execute;
 mod exit;
+mod ledger_cmd;
 mod output;
 mod plan_cmd;
 mod settings;
@@ -33,9 +34,11 @@ enum Command {
   tranche execute examples/plan.json --dry-run       # show the first orders, send nothing
   tranche execute examples/plan-30.json --json > result.json
   tranche execute plan.json --config tranche.toml --seed 7
+  tranche execute plan.json --ledger sqlite:ledger.sqlite   # exactly once: a re-run trades nothing
 
 Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
-66 unreadable file, 69 broker unavailable, 78 bad configuration.")]
+66 unreadable file, 69 broker unavailable, 75 plan busy in another worker,
+78 bad configuration.")]
     Execute {
         /// The plan file (JSON, the predecessor's format; see docs/plan-format.md).
         plan: PathBuf,
@@ -57,7 +60,14 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
         /// No progress lines on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// Record the run in a ledger (`sqlite:PATH` or `s3://BUCKET/PREFIX`): every order intent
+        /// before it is sent, every fill; a completed plan run again returns its recorded result.
+        #[arg(long, value_name = "SPEC")]
+        ledger: Option<String>,
     },
+    /// Read the ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Work with rebalance plans.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -76,6 +86,36 @@ enum PlanCommand {
         /// The plan file (JSON, the predecessor's format).
         plan: PathBuf,
         /// Print the verdict as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// List runs, oldest first.
+    #[command(
+        after_help = "Examples:\n  tranche ledger runs\n  tranche ledger runs --ledger s3://my-bucket/tranche --plan daily-2026-03-02"
+    )]
+    Runs {
+        /// The ledger.
+        #[arg(long, value_name = "SPEC", default_value = ledger_cmd::DEFAULT_LEDGER)]
+        ledger: String,
+        /// Only runs of this plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plan's runs, orders and fills.
+    Show {
+        /// The plan id.
+        plan_id: String,
+        /// The ledger.
+        #[arg(long, value_name = "SPEC", default_value = ledger_cmd::DEFAULT_LEDGER)]
+        ledger: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -129,9 +169,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Execute { plan, config, sim_state, seed, dry_run, json, quiet } => {
-            execute::run(&execute::ExecuteOptions { plan, config, sim_state, seed, dry_run, json, quiet })
+        Command::Execute { plan, config, sim_state, seed, dry_run, json, quiet, ledger } => {
+            execute::run(&execute::ExecuteOptions { plan, config, sim_state, seed, dry_run, json, quiet, ledger })
         }
+        Command::Ledger(LedgerCommand::Runs { ledger, plan, json }) => ledger_cmd::runs(&ledger, plan.as_deref(), json),
+        Command::Ledger(LedgerCommand::Show { plan_id, ledger, json }) => ledger_cmd::show(&ledger, &plan_id, json),
         Command::Plan(PlanCommand::Validate { plan, json }) => plan_cmd::validate(&plan, json),
         Command::Sim(SimCommand::Run { scenarios, strategy, faults, seed, json }) => {
             let strategy = match strategy {

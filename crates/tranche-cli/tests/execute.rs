@@ -114,3 +114,28 @@ fn sim_run_json_has_the_documented_shape() {
     }
     assert_eq!(report["invariant_violations"], 0);
 }
+
+#[test]
+fn with_a_ledger_a_plan_runs_once_and_a_rerun_returns_the_recorded_result() {
+    let plan = example("plan.json");
+    let dir = std::env::temp_dir().join(format!("tranche-cli-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = format!("sqlite:{}", dir.join("ledger.sqlite").display());
+    let first = tranche(&["execute", plan.to_str().unwrap(), "--json", "--quiet", "--ledger", &spec]);
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = tranche(&["execute", plan.to_str().unwrap(), "--json", "--ledger", &spec]);
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(first.stdout, second.stdout, "the re-run returns the recorded result");
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("order "), "and sends no order");
+
+    let runs = tranche(&["ledger", "runs", "--ledger", &spec, "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let shown = tranche(&["ledger", "show", "example-small-20261120", "--ledger", &spec, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["fills"].as_array().unwrap().len(), 4);
+    assert_eq!(shown["intents"].as_array().unwrap().len(), 4);
+    let bad = tranche(&["execute", plan.to_str().unwrap(), "--ledger", "ftp://nope"]);
+    assert_eq!(bad.status.code(), Some(78));
+}

@@ -1,0 +1,146 @@
+//! `--ledger` specifications and `tranche ledger ...`: where runs are recorded, and reading
+//! them back.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tranche::ledger::{s3_store, Ledger, ObjectLedger, S3Settings, SqliteLedger};
+
+use crate::exit;
+
+/// The default ledger file.
+pub const DEFAULT_LEDGER: &str = "sqlite:tranche-ledger.sqlite";
+
+/// Opens the ledger of a `--ledger` value: `sqlite:PATH` or `s3://BUCKET/PREFIX` (S3 credentials,
+/// region and endpoint from the standard `AWS_*` environment variables).
+pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        if path.is_empty() {
+            return Err("`--ledger sqlite:` needs a file path, e.g. sqlite:tranche-ledger.sqlite".into());
+        }
+        return SqliteLedger::open(path).map(|l| Arc::new(l) as Arc<dyn Ledger>).map_err(|e| e.to_string());
+    }
+    if let Some(rest) = spec.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err("`--ledger s3://BUCKET/PREFIX` needs a bucket".into());
+        }
+        let settings = S3Settings { bucket: bucket.to_owned(), ..S3Settings::default() };
+        let store = s3_store(&settings).map_err(|e| e.to_string())?;
+        let owner = format!("tranche-{}", std::process::id());
+        return Ok(Arc::new(ObjectLedger::new(store, prefix.trim_end_matches('/'), owner)));
+    }
+    Err(format!("`{spec}` is not a ledger; use sqlite:PATH or s3://BUCKET/PREFIX"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        exit::code(exit::FAILURE)
+    })
+}
+
+/// `tranche ledger runs [--plan ID] [--json]`.
+pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> ExitCode {
+    let ledger = match open(spec) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::code(exit::BAD_CONFIG);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(ledger.runs(plan)) {
+        Ok(runs) if json => {
+            println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_else(|_| "[]".into()));
+            ExitCode::SUCCESS
+        }
+        Ok(runs) => {
+            println!("{:<36} {:<28} {:<10} {:<36} {:>8}", "RUN", "PLAN", "STATUS", "STARTED", "RESULT");
+            for run in runs {
+                let status = run.result.as_ref().map_or("-".to_owned(), |r| format!("{:?}", r.status).to_lowercase());
+                println!(
+                    "{:<36} {:<28} {:<10} {:<36} {:>8}",
+                    run.run_id,
+                    run.plan_id,
+                    run.status.as_str(),
+                    run.started_at.to_rfc3339(),
+                    status
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+/// `tranche ledger show PLAN_ID [--json]`: intents, orders and fills of a plan.
+pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
+    let ledger = match open(spec) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::code(exit::BAD_CONFIG);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let read = rt.block_on(async {
+        Ok::<_, tranche::ledger::LedgerError>((
+            ledger.runs(Some(plan_id)).await?,
+            ledger.intents(plan_id).await?,
+            ledger.orders(plan_id).await?,
+            ledger.fills(plan_id).await?,
+        ))
+    });
+    let (runs, intents, orders, fills) = match read {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    if json {
+        let all = serde_json::json!({"runs": runs, "intents": intents, "orders": orders, "fills": fills});
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    println!("plan {plan_id}: {} run(s), {} order intent(s), {} fill(s)", runs.len(), intents.len(), fills.len());
+    for run in &runs {
+        println!("  run {} {} since {}", run.run_id, run.status.as_str(), run.started_at.to_rfc3339());
+    }
+    println!("\nORDERS");
+    for order in &orders {
+        println!(
+            "  {:<36} {:<6} {:<4} {:<16} filled {}",
+            order.client_order_id.as_str(),
+            order.symbol.as_str(),
+            order.side.as_str(),
+            order.status.as_str(),
+            order.filled_qty.get().normalize()
+        );
+    }
+    println!("\nFILLS");
+    for fill in &fills {
+        println!(
+            "  {} {:<6} {:<4} {:>14} @ {:<10} bid {:<10} ask {:<10} {}",
+            fill.filled_at.format("%H:%M:%S%.3f"),
+            fill.symbol.as_str(),
+            fill.side.as_str(),
+            fill.qty.get().normalize(),
+            fill.price.get().normalize(),
+            fill.bid.map_or("-".into(), |p| p.get().normalize().to_string()),
+            fill.ask.map_or("-".into(), |p| p.get().normalize().to_string()),
+            fill.client_order_id.as_str()
+        );
+    }
+    ExitCode::SUCCESS
+}
