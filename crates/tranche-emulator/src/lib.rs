@@ -1,5 +1,160 @@
-//! Alpaca-compatible HTTP and WebSocket emulator served from the simulator.
+//! An Alpaca-compatible emulator: the trading REST paths under `/v2`, the trade_updates
+//! WebSocket at `/stream` and the latest-quote data endpoints under `/v2/stocks/`, served from a
+//! `tranche-sim` market running in real time, with Alpaca's JSON shapes, status codes, error
+//! bodies and key-pair authentication.
 //!
-//! Planned contents (issue "Alpaca adapter and emulator"): the Alpaca trading REST paths, the
-//! trade_updates stream and the market-data stream with Alpaca's JSON shapes, status codes, error
-//! bodies and auth checks, plus fault-injection switches, over a `tranche-sim` market.
+//! Invariants: every request is checked against the configured key pair (a wrong pair is a 401
+//! with Alpaca's body, no pair a 403); every simulator refusal is answered with the status, code
+//! and message Alpaca uses; the broker state lives as long as the process.
+
+mod render;
+mod rest;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::broadcast;
+use tranche_broker::{Clock, OrderEvents, StreamEvent, TokioClock};
+use tranche_sim::{SimConfig, SimulatedBroker};
+
+pub use render::asset_id;
+
+/// Default key id accepted by the emulator.
+pub const DEFAULT_KEY_ID: &str = "EMULATORKEYID";
+/// Default secret accepted by the emulator.
+pub const DEFAULT_SECRET_KEY: &str = "emulator-secret-key";
+
+/// How the emulator runs.
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    /// The simulated market and account.
+    pub sim: SimConfig,
+    /// The only accepted key id.
+    pub key_id: String,
+    /// The only accepted secret.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("seed", &self.sim.seed)
+            .field("key_id", &self.key_id)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self { sim: SimConfig::default(), key_id: DEFAULT_KEY_ID.into(), secret_key: DEFAULT_SECRET_KEY.into() }
+    }
+}
+
+/// Shared state of the handlers.
+pub(crate) struct State {
+    pub broker: SimulatedBroker,
+    pub key_id: String,
+    pub secret_key: String,
+    /// Trade updates for every connected stream client, as JSON text.
+    pub updates: broadcast::Sender<Arc<str>>,
+    /// Bumped on every injected stream outage: connected clients are dropped.
+    pub outages: broadcast::Sender<()>,
+}
+
+/// A running emulator.
+pub struct Emulator {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Binds `addr` (port 0 picks a free one) and serves until dropped.
+    pub async fn start(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(config.sim.session.start));
+        let broker = SimulatedBroker::start(config.sim, clock).map_err(std::io::Error::other)?;
+        let (updates, _) = broadcast::channel(4096);
+        let (outages, _) = broadcast::channel(16);
+        let mut events = broker.order_events();
+        let state = Arc::new(State { broker, key_id: config.key_id, secret_key: config.secret_key, updates, outages });
+        let pump_state = Arc::clone(&state);
+        let pump = tokio::spawn(async move {
+            while let Some(event) = events.next_event().await {
+                match event {
+                    StreamEvent::Update(update) => {
+                        let text: Arc<str> = render::trade_update(&update).to_string().into();
+                        let _ = pump_state.updates.send(text);
+                    }
+                    StreamEvent::Down { .. } => {
+                        let _ = pump_state.outages.send(());
+                    }
+                    StreamEvent::Up | StreamEvent::Gap { .. } => {}
+                }
+            }
+        });
+        let app = router(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "emulator server stopped");
+            }
+        });
+        Ok(Self { addr, state, server, pump })
+    }
+
+    /// The base URL (`http://HOST:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs `f` on the simulator (inspection and fault control in tests).
+    pub fn with_sim<R>(&self, f: impl FnOnce(&mut tranche_sim::Sim) -> R) -> R {
+        self.state.broker.with_sim(f)
+    }
+
+    /// Drops every connected trade-update stream (as a network failure would).
+    pub fn drop_streams(&self) {
+        let _ = self.state.outages.send(());
+    }
+
+    /// Waits until the server stops (it runs until the process ends).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.pump.abort();
+    }
+}
+
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/v2/account", get(rest::account))
+        .route("/v2/positions", get(rest::positions))
+        .route("/v2/positions/{symbol}", get(rest::position))
+        .route("/v2/assets/{symbol}", get(rest::asset))
+        .route("/v2/clock", get(rest::clock))
+        .route("/v2/orders", post(rest::submit).get(rest::list_orders))
+        .route("/v2/orders:by_client_order_id", get(rest::order_by_client_id))
+        .route("/v2/orders/{id}", get(rest::order).patch(rest::replace).delete(rest::cancel))
+        .route("/v2/account/activities/FILL", get(rest::fill_activities))
+        .route("/v2/stocks/{symbol}/quotes/latest", get(rest::latest_quote))
+        .route("/stream", get(stream::trade_updates))
+        .with_state(state)
+}

@@ -51,6 +51,12 @@ fn insufficient_qty(requested: Decimal, available: Decimal) -> SimError {
 }
 
 impl Sim {
+    /// Injected 429 / 5xx for a read made outside the `Sim` API (the emulator's reads); counts
+    /// the request.
+    pub fn inject_call_fault(&mut self) -> Option<SimError> {
+        self.call_fault()
+    }
+
     /// Injected 429 / 5xx for any REST call.
     pub(crate) fn call_fault(&mut self) -> Option<SimError> {
         self.requests += 1;

@@ -1,0 +1,367 @@
+//! The trading REST handlers (and the latest-quote data endpoint), answering as Alpaca does.
+
+// Handlers return an HTTP response as their error: its size is the framework's.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+use tranche_domain::{
+    BrokerOrderId, ClientOrderId, OrderAmount, OrderRequest, OrderType, Price, Qty, ReplaceRequest, Side, Symbol,
+    TimeInForce, Usd,
+};
+use tranche_sim::SimError;
+
+use crate::render;
+use crate::State;
+
+type Shared = Extract<Arc<State>>;
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("X-Ratelimit-Limit", HeaderValue::from_static("200"));
+    headers.insert("X-Ratelimit-Remaining", HeaderValue::from_static("199"));
+    let reset = chrono::Utc::now().timestamp() + 60;
+    if let Ok(v) = HeaderValue::from_str(&reset.to_string()) {
+        headers.insert("X-Ratelimit-Reset", v);
+    }
+    response
+}
+
+fn ok(body: Value) -> Response {
+    reply(StatusCode::OK, body)
+}
+
+fn error(status: u16, code: u64, message: &str) -> Response {
+    reply(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), render::error(code, message))
+}
+
+/// A simulator refusal as Alpaca answers it.
+fn sim_error(e: SimError) -> Response {
+    match e {
+        SimError::Reject { status, code, message, .. } => error(status, code, &message),
+        SimError::NotFound { message } => error(404, 40_410_000, &message),
+        SimError::RateLimited { retry_after } => {
+            let mut r = error(429, 42_910_000, "rate limit exceeded");
+            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                r.headers_mut().insert("Retry-After", v);
+            }
+            r
+        }
+        SimError::ServerError { status } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            "<html><body>upstream error</body></html>",
+        )
+            .into_response(),
+        // The client never hears back: a gateway timeout is what it sees.
+        SimError::Timeout { .. } => {
+            (StatusCode::GATEWAY_TIMEOUT, "<html><body>504 Gateway Time-out</body></html>").into_response()
+        }
+    }
+}
+
+/// Alpaca's key-pair check: no headers is 403 `forbidden.`, a wrong pair 401.
+fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Response> {
+    let key = headers.get("APCA-API-KEY-ID").and_then(|v| v.to_str().ok());
+    let secret = headers.get("APCA-API-SECRET-KEY").and_then(|v| v.to_str().ok());
+    match (key, secret) {
+        (Some(k), Some(s)) if k == state.key_id && s == state.secret_key => Ok(()),
+        (None, _) | (_, None) => Err(reply(StatusCode::FORBIDDEN, serde_json::json!({"message": "forbidden."}))),
+        _ => Err(error(401, 40_110_000, "request is not authorized")),
+    }
+}
+
+fn symbol(text: &str) -> Result<Symbol, Response> {
+    Symbol::parse(text).map_err(|e| error(422, 40_010_001, &format!("invalid symbol: {e}")))
+}
+
+/// A call with faults applied the way the simulator injects them into REST calls.
+fn read<T>(state: &State, f: impl FnOnce(&mut tranche_sim::Sim) -> Result<T, SimError>) -> Result<T, Response> {
+    state
+        .broker
+        .with_sim(|sim| match sim.inject_call_fault() {
+            Some(fault) => Err(fault),
+            None => f(sim),
+        })
+        .map_err(sim_error)
+}
+
+pub async fn account(state: Shared, headers: HeaderMap) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match read(&state, |s| Ok((s.account(), s.positions()))) {
+        Ok((account, positions)) => {
+            let lmv = positions.iter().map(|p| p.market_value.get()).sum();
+            ok(render::account(&account, lmv))
+        }
+        Err(r) => r,
+    }
+}
+
+pub async fn positions(state: Shared, headers: HeaderMap) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match read(&state, |s| Ok(s.positions())) {
+        Ok(list) => ok(Value::Array(list.iter().map(render::position).collect())),
+        Err(r) => r,
+    }
+}
+
+pub async fn position(state: Shared, headers: HeaderMap, Path(sym): Path<String>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let sym = match symbol(&sym) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match read(&state, |s| s.position(&sym).ok_or(SimError::NotFound { message: "position does not exist".into() })) {
+        Ok(p) => ok(render::position(&p)),
+        Err(r) => r,
+    }
+}
+
+pub async fn asset(state: Shared, headers: HeaderMap, Path(sym): Path<String>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let sym = match symbol(&sym) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match read(&state, |s| s.asset(&sym)) {
+        Ok(a) => ok(render::asset(&a)),
+        Err(r) => r,
+    }
+}
+
+pub async fn clock(state: Shared, headers: HeaderMap) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match read(&state, |s| Ok(s.clock())) {
+        Ok(c) => ok(render::clock(&c)),
+        Err(r) => r,
+    }
+}
+
+pub async fn latest_quote(state: Shared, headers: HeaderMap, Path(sym): Path<String>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let sym = match symbol(&sym) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match state.broker.with_sim(|s| s.latest_quote(&sym)) {
+        Ok(q) => ok(render::latest_quote(&q)),
+        Err(SimError::NotFound { .. }) => error(404, 40_410_000, "not found"),
+        Err(e) => sim_error(e),
+    }
+}
+
+/// A number sent as a string or a JSON number (`null` and `""` are absent).
+fn decimal_field(body: &Value, name: &str) -> Result<Option<rust_decimal::Decimal>, Response> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => {
+            s.parse().map(Some).map_err(|_| error(422, 40_010_001, &format!("invalid {name}: {s}")))
+        }
+        Some(Value::Number(n)) => {
+            n.to_string().parse().map(Some).map_err(|_| error(422, 40_010_001, &format!("invalid {name}: {n}")))
+        }
+        Some(other) => Err(error(422, 40_010_001, &format!("invalid {name}: {other}"))),
+    }
+}
+
+fn text_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+    body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn parse_order(body: &Value, generated_id: String) -> Result<OrderRequest, Response> {
+    let sym = symbol(text_field(body, "symbol").ok_or_else(|| error(422, 40_010_001, "symbol is required"))?)?;
+    let side: Side = text_field(body, "side")
+        .ok_or_else(|| error(422, 40_010_001, "side is required"))?
+        .parse()
+        .map_err(|e: String| error(422, 40_010_001, &e))?;
+    let order_type: OrderType = text_field(body, "type")
+        .or_else(|| text_field(body, "order_type"))
+        .ok_or_else(|| error(422, 40_010_001, "type is required"))?
+        .parse()
+        .map_err(|e: String| error(422, 40_010_001, &e))?;
+    let time_in_force: TimeInForce = text_field(body, "time_in_force")
+        .ok_or_else(|| error(422, 40_010_001, "time_in_force is required"))?
+        .parse()
+        .map_err(|e: String| error(422, 40_010_001, &e))?;
+    let amount = match (decimal_field(body, "qty")?, decimal_field(body, "notional")?) {
+        (Some(q), None) => OrderAmount::Qty(Qty::new(q)),
+        (None, Some(n)) => OrderAmount::Notional(Usd::new(n)),
+        (None, None) => return Err(error(422, 40_010_001, "qty or notional is required")),
+        (Some(_), Some(_)) => return Err(error(400, 40_010_000, "only one of qty or notional may be given")),
+    };
+    Ok(OrderRequest {
+        client_order_id: ClientOrderId::from_broker(
+            text_field(body, "client_order_id").map_or(generated_id, str::to_owned),
+        ),
+        symbol: sym,
+        side,
+        amount,
+        order_type,
+        time_in_force,
+        limit_price: decimal_field(body, "limit_price")?.map(Price::new),
+        extended_hours: body.get("extended_hours").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+pub async fn submit(state: Shared, headers: HeaderMap, body: Option<Json<Value>>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let Some(Json(body)) = body else {
+        return error(400, 40_010_000, "request body format is invalid");
+    };
+    let generated = format!("emu-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+    let request = match parse_order(&body, generated) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match state.broker.with_sim(|s| s.submit(&request)) {
+        Ok(order) => ok(render::order(&order)),
+        Err(e) => sim_error(e),
+    }
+}
+
+pub async fn replace(state: Shared, headers: HeaderMap, Path(id): Path<String>, body: Option<Json<Value>>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let body = body.map_or(Value::Null, |Json(b)| b);
+    let request = ReplaceRequest {
+        client_order_id: ClientOrderId::from_broker(text_field(&body, "client_order_id").map_or_else(
+            || format!("emu-r-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()),
+            str::to_owned,
+        )),
+        qty: match decimal_field(&body, "qty") {
+            Ok(q) => q.map(Qty::new),
+            Err(r) => return r,
+        },
+        limit_price: match decimal_field(&body, "limit_price") {
+            Ok(p) => p.map(Price::new),
+            Err(r) => return r,
+        },
+        time_in_force: text_field(&body, "time_in_force").and_then(|t| t.parse().ok()),
+    };
+    match state.broker.with_sim(|s| s.replace(&BrokerOrderId::new(id), &request)) {
+        Ok(order) => ok(render::order(&order)),
+        Err(e) => sim_error(e),
+    }
+}
+
+pub async fn cancel(state: Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match state.broker.with_sim(|s| s.cancel(&BrokerOrderId::new(id))) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => sim_error(e),
+    }
+}
+
+pub async fn order(state: Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match read(&state, |s| s.order(&BrokerOrderId::new(id))) {
+        Ok(o) => ok(render::order(&o)),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ByClientId {
+    client_order_id: String,
+}
+
+pub async fn order_by_client_id(state: Shared, headers: HeaderMap, Query(q): Query<ByClientId>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match read(&state, |s| s.order_by_client_id(&ClientOrderId::from_broker(q.client_order_id))) {
+        Ok(o) => ok(render::order(&o)),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn list_orders(state: Shared, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let status = q.status.unwrap_or_else(|| "open".into());
+    let limit = q.limit.unwrap_or(50).min(500);
+    let listed = read(&state, |s| {
+        Ok(match status.as_str() {
+            "open" => s.open_orders(),
+            "closed" => s.orders().filter(|o| o.status.is_terminal()).cloned().collect(),
+            _ => s.orders().cloned().collect(),
+        })
+    });
+    match listed {
+        Ok(mut orders) => {
+            orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
+            orders.truncate(limit);
+            ok(Value::Array(orders.iter().map(render::order).collect()))
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ActivityQuery {
+    after: Option<String>,
+}
+
+pub async fn fill_activities(state: Shared, headers: HeaderMap, Query(q): Query<ActivityQuery>) -> Response {
+    let state = state.0;
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let after = match q.after.as_deref().map(tranche_domain::time::parse_timestamp).transpose() {
+        Ok(t) => t.unwrap_or(chrono::DateTime::UNIX_EPOCH),
+        Err(e) => return error(422, 40_010_001, &format!("invalid after: {e}")),
+    };
+    match read(&state, |s| {
+        Ok(s.fill_activities(after)
+            .into_iter()
+            .map(|f| render::fill_activity(&f, s.order(&f.order_id).ok().as_ref()))
+            .collect::<Vec<_>>())
+    }) {
+        Ok(list) => ok(Value::Array(list)),
+        Err(r) => r,
+    }
+}
