@@ -1,0 +1,113 @@
+//! Where the adapter connects and with which keys. Paper trading unless live is asked for;
+//! the secret never appears in any `Debug` output, log or error.
+
+/// Alpaca's paper trading API.
+pub const PAPER_URL: &str = "https://paper-api.alpaca.markets";
+/// Alpaca's live trading API.
+pub const LIVE_URL: &str = "https://api.alpaca.markets";
+/// Alpaca's market data API.
+pub const DATA_URL: &str = "https://data.alpaca.markets";
+
+/// A secret key: shown as `<redacted>` everywhere.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the authentication header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct AlpacaConfig {
+    /// Trading REST base URL (`APCA_API_BASE_URL`); the trade_updates socket is `<base>/stream`.
+    pub trading_url: String,
+    /// Market data REST base URL (`APCA_API_DATA_URL`).
+    pub data_url: String,
+    /// Key id (`APCA_API_KEY_ID`).
+    pub key_id: String,
+    /// Secret (`APCA_API_SECRET_KEY`).
+    pub secret: Secret,
+    /// Requests per minute the client allows itself (Alpaca's limit is 200).
+    pub requests_per_minute: u32,
+    /// Per-request timeout.
+    pub timeout: std::time::Duration,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required key is missing.
+    #[error("{0} is not set: export it or put it in the config file")]
+    Missing(&'static str),
+}
+
+impl AlpacaConfig {
+    /// Paper trading at `trading_url` (or Alpaca's paper API) with the given keys.
+    pub fn new(key_id: impl Into<String>, secret: Secret) -> Self {
+        Self {
+            trading_url: PAPER_URL.into(),
+            data_url: DATA_URL.into(),
+            key_id: key_id.into(),
+            secret,
+            requests_per_minute: 190,
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+
+    /// From `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL` and
+    /// `APCA_API_DATA_URL`; paper unless `live` (which selects the live URL when no base URL is
+    /// set).
+    pub fn from_env(live: bool) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let key = var("APCA_API_KEY_ID").ok_or(ConfigError::Missing("APCA_API_KEY_ID"))?;
+        let secret = var("APCA_API_SECRET_KEY").ok_or(ConfigError::Missing("APCA_API_SECRET_KEY"))?;
+        let mut config = Self::new(key, Secret::new(secret));
+        config.trading_url =
+            var("APCA_API_BASE_URL").unwrap_or_else(|| if live { LIVE_URL } else { PAPER_URL }.to_owned());
+        if let Some(data) = var("APCA_API_DATA_URL") {
+            config.data_url = data;
+        }
+        Ok(config)
+    }
+
+    /// The trade_updates socket URL: the trading base with a WebSocket scheme and `/stream`.
+    pub fn stream_url(&self) -> String {
+        let base = self.trading_url.trim_end_matches('/');
+        let ws = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base.to_owned()
+        };
+        format!("{ws}/stream")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_and_stream_urls_derive() {
+        let mut config = AlpacaConfig::new("KEY", Secret::new("very-secret"));
+        assert!(!format!("{config:?}").contains("very-secret"));
+        assert_eq!(config.stream_url(), "wss://paper-api.alpaca.markets/stream");
+        config.trading_url = "http://127.0.0.1:8080/".into();
+        assert_eq!(config.stream_url(), "ws://127.0.0.1:8080/stream");
+    }
+}

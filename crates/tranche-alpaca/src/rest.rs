@@ -1,0 +1,320 @@
+//! The `Broker` port over Alpaca's trading REST API (and the data API's latest quote).
+//!
+//! Invariants: GETs are retried with capped exponential backoff and jitter on transient errors
+//! and 429s; POST, PATCH and DELETE are never retried (an ambiguous failure is `Uncertain`, to be
+//! resolved by a lookup); every request waits for the client-side rate limiter; the secret is
+//! sent only in its header.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tranche_broker::{Broker, BrokerError};
+use tranche_domain::{
+    Account, Asset, BrokerOrderId, ClientOrderId, ExecutionId, Fill, MarketClock, Order, OrderAmount, OrderRequest,
+    Position, Price, Qty, Quote, ReplaceRequest, Side, Symbol, Timestamp,
+};
+
+use crate::config::AlpacaConfig;
+use crate::dto::{AccountDto, AssetDto, ClockDto, DecodeError, FillActivityDto, LatestQuoteDto, OrderDto, PositionDto};
+use crate::errors::{map_status, retry_after};
+use crate::limiter::RateLimiter;
+
+/// Attempts of a GET before its error is returned.
+const GET_ATTEMPTS: u32 = 4;
+
+/// Alpaca's trading REST API as a `Broker`.
+#[derive(Clone)]
+pub struct AlpacaBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: AlpacaConfig,
+    limiter: RateLimiter,
+    /// Broker order id -> client order id, learnt from every order seen (fill activities carry
+    /// only the broker id).
+    client_ids: Mutex<HashMap<String, ClientOrderId>>,
+}
+
+impl std::fmt::Debug for AlpacaBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlpacaBroker").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+fn decode_error(e: &DecodeError, mutation: bool) -> BrokerError {
+    if mutation {
+        BrokerError::Uncertain { message: e.to_string() }
+    } else {
+        BrokerError::Transient { message: e.to_string() }
+    }
+}
+
+fn jitter_ms(max: u64) -> u64 {
+    let nanos = u64::from(chrono::Utc::now().timestamp_subsec_nanos());
+    if max == 0 {
+        0
+    } else {
+        nanos % max
+    }
+}
+
+impl AlpacaBroker {
+    /// A client for `config`.
+    pub fn new(config: AlpacaConfig) -> Result<Self, BrokerError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("tranche/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BrokerError::Transient { message: format!("cannot build the HTTP client: {e}") })?;
+        let limiter = RateLimiter::new(config.requests_per_minute);
+        Ok(Self { inner: Arc::new(Inner { http, config, limiter, client_ids: Mutex::new(HashMap::new()) }) })
+    }
+
+    fn remember(&self, order: &Order) {
+        self.inner
+            .client_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(order.id.as_str().to_owned(), order.client_order_id.clone());
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        mutation: bool,
+    ) -> Result<Option<Value>, BrokerError> {
+        self.inner.limiter.acquire().await;
+        let config = &self.inner.config;
+        let mut request = self
+            .inner
+            .http
+            .request(method, url)
+            .header("APCA-API-KEY-ID", &config.key_id)
+            .header("APCA-API-SECRET-KEY", config.secret.expose())
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            // Never sent (connection refused, DNS): nothing can have happened.
+            Err(e) if e.is_connect() => {
+                return Err(BrokerError::Transient {
+                    message: format!("cannot connect to Alpaca: {}", e.without_url()),
+                })
+            }
+            Err(e) if mutation => {
+                return Err(BrokerError::Uncertain { message: format!("no answer from Alpaca: {}", e.without_url()) })
+            }
+            Err(e) => {
+                return Err(BrokerError::Transient { message: format!("no answer from Alpaca: {}", e.without_url()) })
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        if headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()) == Some("0") {
+            if let Some(wait) = retry_after(&headers) {
+                self.inner.limiter.block_for(wait);
+            }
+        }
+        let text = match response.text().await {
+            Ok(t) => t,
+            Err(e) if mutation => {
+                return Err(BrokerError::Uncertain { message: format!("answer cut off: {}", e.without_url()) })
+            }
+            Err(e) => return Err(BrokerError::Transient { message: format!("answer cut off: {}", e.without_url()) }),
+        };
+        if status == StatusCode::NO_CONTENT || (status.is_success() && text.trim().is_empty()) {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(map_status(status.as_u16(), retry_after(&headers), &text, mutation));
+        }
+        serde_json::from_str(&text).map(Some).map_err(|e| decode_error(&DecodeError(e.to_string()), mutation))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: &str, query: &[(&str, String)]) -> Result<T, BrokerError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(Method::GET, url, query, None, false).await {
+                Ok(Some(value)) => {
+                    return serde_json::from_value(value).map_err(|e| decode_error(&DecodeError(e.to_string()), false))
+                }
+                Ok(None) => return Err(BrokerError::Transient { message: "empty answer".into() }),
+                Err(e) if e.is_retryable() && attempt < GET_ATTEMPTS => {
+                    let backoff = match &e {
+                        BrokerError::RateLimited { retry_after: Some(d) } => *d,
+                        _ => Duration::from_millis((200u64 << attempt).min(5_000) + jitter_ms(200)),
+                    };
+                    tracing::debug!(error = %e, attempt, ?backoff, "retrying a read");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn trading(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.config.trading_url.trim_end_matches('/'))
+    }
+
+    fn order_from(&self, value: Option<Value>, mutation: bool) -> Result<Order, BrokerError> {
+        let value = value.ok_or_else(|| decode_error(&DecodeError("empty order answer".into()), mutation))?;
+        let dto: OrderDto =
+            serde_json::from_value(value).map_err(|e| decode_error(&DecodeError(e.to_string()), mutation))?;
+        let order = dto.into_order().map_err(|e| decode_error(&e, mutation))?;
+        self.remember(&order);
+        Ok(order)
+    }
+
+    async fn client_id_of(&self, order_id: &str) -> Result<ClientOrderId, BrokerError> {
+        if let Some(id) = self.inner.client_ids.lock().unwrap_or_else(PoisonError::into_inner).get(order_id).cloned() {
+            return Ok(id);
+        }
+        Ok(self.order(&BrokerOrderId::new(order_id)).await?.client_order_id)
+    }
+}
+
+fn dec(value: impl std::fmt::Display) -> Value {
+    Value::String(value.to_string())
+}
+
+#[async_trait]
+impl Broker for AlpacaBroker {
+    async fn account(&self) -> Result<Account, BrokerError> {
+        Ok(self.get::<AccountDto>(&self.trading("/v2/account"), &[]).await?.into_account())
+    }
+
+    async fn positions(&self) -> Result<Vec<Position>, BrokerError> {
+        let list: Vec<PositionDto> = self.get(&self.trading("/v2/positions"), &[]).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|p| p.into_position().map_err(|e| tracing::warn!(error = %e, "skipping a position")).ok())
+            .collect())
+    }
+
+    async fn position(&self, symbol: &Symbol) -> Result<Option<Position>, BrokerError> {
+        match self.get::<PositionDto>(&self.trading(&format!("/v2/positions/{symbol}")), &[]).await {
+            Ok(p) => p.into_position().map(Some).map_err(|e| decode_error(&e, false)),
+            Err(BrokerError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError> {
+        self.get::<AssetDto>(&self.trading(&format!("/v2/assets/{symbol}")), &[])
+            .await?
+            .into_asset()
+            .map_err(|e| decode_error(&e, false))
+    }
+
+    async fn clock(&self) -> Result<MarketClock, BrokerError> {
+        self.get::<ClockDto>(&self.trading("/v2/clock"), &[]).await?.into_clock().map_err(|e| decode_error(&e, false))
+    }
+
+    async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError> {
+        let url = format!("{}/v2/stocks/{symbol}/quotes/latest", self.inner.config.data_url.trim_end_matches('/'));
+        self.get::<LatestQuoteDto>(&url, &[]).await?.into_quote(symbol).map_err(|e| decode_error(&e, false))
+    }
+
+    async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {
+        let mut body = json!({
+            "symbol": request.symbol.as_str(),
+            "side": request.side.as_str(),
+            "type": request.order_type.as_str(),
+            "time_in_force": request.time_in_force.as_str(),
+            "client_order_id": request.client_order_id.as_str(),
+            "extended_hours": request.extended_hours,
+        });
+        match request.amount {
+            OrderAmount::Qty(q) => body["qty"] = dec(q),
+            OrderAmount::Notional(n) => body["notional"] = dec(n),
+        }
+        if let Some(limit) = request.limit_price {
+            body["limit_price"] = dec(limit);
+        }
+        let answer = self.send_once(Method::POST, &self.trading("/v2/orders"), &[], Some(&body), true).await?;
+        self.order_from(answer, true)
+    }
+
+    async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError> {
+        let mut body = json!({"client_order_id": request.client_order_id.as_str()});
+        if let Some(q) = request.qty {
+            body["qty"] = dec(q);
+        }
+        if let Some(p) = request.limit_price {
+            body["limit_price"] = dec(p);
+        }
+        if let Some(t) = request.time_in_force {
+            body["time_in_force"] = json!(t.as_str());
+        }
+        let answer =
+            self.send_once(Method::PATCH, &self.trading(&format!("/v2/orders/{id}")), &[], Some(&body), true).await?;
+        self.order_from(answer, true)
+    }
+
+    async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError> {
+        self.send_once(Method::DELETE, &self.trading(&format!("/v2/orders/{id}")), &[], None, true).await.map(|_| ())
+    }
+
+    async fn order(&self, id: &BrokerOrderId) -> Result<Order, BrokerError> {
+        let value: Value = self.get(&self.trading(&format!("/v2/orders/{id}")), &[]).await?;
+        self.order_from(Some(value), false)
+    }
+
+    async fn order_by_client_id(&self, id: &ClientOrderId) -> Result<Order, BrokerError> {
+        let value: Value = self
+            .get(&self.trading("/v2/orders:by_client_order_id"), &[("client_order_id", id.as_str().to_owned())])
+            .await?;
+        self.order_from(Some(value), false)
+    }
+
+    async fn open_orders(&self) -> Result<Vec<Order>, BrokerError> {
+        let list: Vec<OrderDto> =
+            self.get(&self.trading("/v2/orders"), &[("status", "open".into()), ("limit", "500".into())]).await?;
+        let orders: Vec<Order> = list
+            .into_iter()
+            .filter_map(|o| o.into_order().map_err(|e| tracing::warn!(error = %e, "skipping an order")).ok())
+            .collect();
+        for order in &orders {
+            self.remember(order);
+        }
+        Ok(orders)
+    }
+
+    async fn fill_activities(&self, since: Timestamp) -> Result<Vec<Fill>, BrokerError> {
+        let after = since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let list: Vec<FillActivityDto> = self
+            .get(&self.trading("/v2/account/activities/FILL"), &[("after", after), ("direction", "asc".into())])
+            .await?;
+        let mut fills = Vec::with_capacity(list.len());
+        for a in list {
+            let (Some(qty), Some(price)) = (a.qty, a.price) else { continue };
+            let Ok(symbol) = Symbol::parse(&a.symbol) else { continue };
+            let Ok(side) = a.side.parse::<Side>() else { continue };
+            let Ok(time) = tranche_domain::time::parse_timestamp(&a.transaction_time) else { continue };
+            fills.push(Fill {
+                execution_id: ExecutionId::new(a.execution_id()),
+                order_id: BrokerOrderId::new(a.order_id.clone()),
+                client_order_id: self.client_id_of(&a.order_id).await?,
+                symbol,
+                side,
+                qty: Qty::new(qty),
+                price: Price::new(price),
+                time,
+            });
+        }
+        Ok(fills)
+    }
+}
