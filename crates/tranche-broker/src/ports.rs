@@ -86,6 +86,36 @@ pub trait QuoteFeed: Send + Sync {
     fn changes(&self) -> broadcast::Receiver<Symbol>;
 }
 
+/// A feed without live quotes: the engine then prices from the broker's REST latest quote
+/// (until a market-data stream is configured).
+#[derive(Debug)]
+pub struct NoQuoteFeed {
+    changes: broadcast::Sender<Symbol>,
+}
+
+impl Default for NoQuoteFeed {
+    fn default() -> Self {
+        Self { changes: broadcast::channel(1).0 }
+    }
+}
+
+#[async_trait]
+impl QuoteFeed for NoQuoteFeed {
+    async fn subscribe(&self, _symbols: &[Symbol]) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn release(&self, _symbols: &[Symbol]) {}
+
+    fn latest(&self, _symbol: &Symbol) -> Option<Quote> {
+        None
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Symbol> {
+        self.changes.subscribe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,6 +191,11 @@ impl Sim {
         self.account.fees_paid
     }
 
+    /// Replaces the injected faults from now on (tests and the emulator's fault switches).
+    pub fn set_faults(&mut self, faults: crate::config::FaultConfig) {
+        self.config.faults = faults;
+    }
+
     /// REST requests served so far (every read and every mutation, refused ones included).
     pub fn requests(&self) -> u64 {
         self.requests

@@ -1,0 +1,216 @@
+//! The adapter against the Alpaca emulator over real HTTP and WebSocket on loopback.
+//! (Real sockets run in real time; waits are bounded by timeouts, never fixed sleeps.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tranche_alpaca::{AlpacaBroker, AlpacaConfig, AlpacaOrderEvents, Secret};
+use tranche_broker::{Broker, BrokerError, OrderEvents, RejectReason, StreamEvent};
+use tranche_domain::{
+    ClientOrderId, OrderAmount, OrderRequest, OrderStatus, OrderType, Qty, ReplaceRequest, Side, Symbol, TimeInForce,
+    TradeEvent,
+};
+use tranche_emulator::{Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
+use tranche_sim::FaultConfig;
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+async fn emulator() -> Emulator {
+    let mut config = EmulatorConfig::default();
+    config.sim.market.quote_interval_ms = 100;
+    Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
+}
+
+fn adapter(emu: &Emulator) -> AlpacaConfig {
+    let mut config = AlpacaConfig::new(DEFAULT_KEY_ID, Secret::new(DEFAULT_SECRET_KEY));
+    config.trading_url = emu.url();
+    config.data_url = emu.url();
+    config.requests_per_minute = 6000;
+    config
+}
+
+fn order(cid: &str, symbol: &str, side: Side, qty: &str, limit: Option<&str>) -> OrderRequest {
+    OrderRequest {
+        client_order_id: ClientOrderId::from_broker(cid),
+        symbol: sym(symbol),
+        side,
+        amount: OrderAmount::Qty(qty.parse().unwrap()),
+        order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
+        time_in_force: TimeInForce::Day,
+        limit_price: limit.map(|l| l.parse().unwrap()),
+        extended_hours: false,
+    }
+}
+
+/// The next update for `cid` with `event`, within a bounded wait.
+async fn expect_event(events: &mut AlpacaOrderEvents, cid: &str, event: TradeEvent) -> tranche_domain::TradeUpdate {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.next_event().await {
+                Some(StreamEvent::Update(u)) if u.order.client_order_id.as_str() == cid && u.event == event => {
+                    return *u
+                }
+                Some(_) => {}
+                None => panic!("stream ended"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no {event} for {cid}"))
+}
+
+async fn expect_marker(events: &mut AlpacaOrderEvents, want: fn(&StreamEvent) -> bool) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if want(&events.next_event().await.expect("stream open")) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("marker in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_lifecycle_replace_cancel_and_duplicates() {
+    let emu = emulator().await;
+    let config = adapter(&emu);
+    let broker = AlpacaBroker::new(config.clone()).unwrap();
+    let mut events = AlpacaOrderEvents::connect(config);
+    expect_marker(&mut events, |e| matches!(e, StreamEvent::Up)).await;
+
+    assert!(broker.clock().await.unwrap().is_open);
+    assert_eq!(broker.account().await.unwrap().cash, "100000".parse().unwrap());
+    let quote = broker.latest_quote(&sym("AAPL")).await.unwrap();
+    assert!(quote.bid < quote.ask);
+
+    // A market buy: new, then fills; the position shows it.
+    let placed = broker.submit_order(&order("e2e-1", "AAPL", Side::Buy, "3", None)).await.unwrap();
+    assert_eq!(placed.status, OrderStatus::Accepted);
+    expect_event(&mut events, "e2e-1", TradeEvent::New).await;
+    let fill = expect_event(&mut events, "e2e-1", TradeEvent::Fill).await;
+    assert!(fill.execution.is_some());
+    assert_eq!(broker.position(&sym("AAPL")).await.unwrap().unwrap().qty, Qty::new(3.into()));
+    let fills = broker.fill_activities(placed.created_at - chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].client_order_id.as_str(), "e2e-1", "fill activities map back to client order ids");
+
+    // Cancel of a filled order: 422 not cancelable.
+    let err = broker.cancel_order(&placed.id).await.unwrap_err();
+    assert_eq!(err.reject_reason(), Some(&RejectReason::NotCancelable), "{err}");
+
+    // A resting limit, replaced, then canceled.
+    let low = (quote.bid.get() - rust_decimal::Decimal::from(20)).round_dp(2).to_string();
+    let resting = broker.submit_order(&order("e2e-2", "AAPL", Side::Buy, "2", Some(&low))).await.unwrap();
+    expect_event(&mut events, "e2e-2", TradeEvent::New).await;
+    let lower = (quote.bid.get() - rust_decimal::Decimal::from(21)).round_dp(2);
+    let replacement = broker
+        .replace_order(
+            &resting.id,
+            &ReplaceRequest {
+                client_order_id: ClientOrderId::from_broker("e2e-2r"),
+                qty: Some(Qty::new(2.into())),
+                limit_price: Some(lower.into()),
+                time_in_force: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(replacement.replaces.as_ref(), Some(&resting.id));
+    expect_event(&mut events, "e2e-2", TradeEvent::Replaced).await;
+    expect_event(&mut events, "e2e-2r", TradeEvent::New).await;
+    broker.cancel_order(&replacement.id).await.unwrap();
+    expect_event(&mut events, "e2e-2r", TradeEvent::Canceled).await;
+    assert_eq!(
+        broker.order_by_client_id(&ClientOrderId::from_broker("e2e-2")).await.unwrap().status,
+        OrderStatus::Replaced
+    );
+    assert!(broker.open_orders().await.unwrap().is_empty());
+
+    // A reused client order id is refused forever.
+    let err = broker.submit_order(&order("e2e-1", "AAPL", Side::Buy, "1", None)).await.unwrap_err();
+    assert_eq!(err.reject_reason(), Some(&RejectReason::DuplicateClientOrderId), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_rate_limits_are_handled_without_storms_or_second_orders() {
+    let emu = emulator().await;
+    let broker = AlpacaBroker::new(adapter(&emu)).unwrap();
+
+    // 5xx on a GET: retried (4 attempts), then reported as transient.
+    emu.with_sim(|s| s.set_faults(FaultConfig { server_error_ppm: 1_000_000, ..FaultConfig::none() }));
+    let before = emu.with_sim(|s| s.requests());
+    assert!(matches!(broker.account().await, Err(BrokerError::Transient { .. })));
+    assert_eq!(emu.with_sim(|s| s.requests()) - before, 4, "bounded retries");
+
+    // 5xx on a POST: not retried, reported as uncertain; the lookup by client order id says it
+    // never happened, so nothing was placed twice.
+    let before = emu.with_sim(|s| s.requests());
+    let err = broker.submit_order(&order("e2e-5xx", "MSFT", Side::Buy, "1", None)).await.unwrap_err();
+    assert!(err.may_have_taken_effect(), "{err}");
+    assert_eq!(emu.with_sim(|s| s.requests()) - before, 1, "a submit is never retried");
+    emu.with_sim(|s| s.set_faults(FaultConfig::none()));
+    assert!(matches!(
+        broker.order_by_client_id(&ClientOrderId::from_broker("e2e-5xx")).await,
+        Err(BrokerError::NotFound { .. })
+    ));
+
+    // A submit whose answer is lost after it took effect: uncertain, and the lookup finds it.
+    emu.with_sim(|s| s.set_faults(FaultConfig { submit_timeout_after_ppm: 1_000_000, ..FaultConfig::none() }));
+    let err = broker.submit_order(&order("e2e-504", "MSFT", Side::Buy, "1", None)).await.unwrap_err();
+    assert!(err.may_have_taken_effect(), "{err}");
+    emu.with_sim(|s| s.set_faults(FaultConfig::none()));
+    let found = broker.order_by_client_id(&ClientOrderId::from_broker("e2e-504")).await.unwrap();
+    assert_eq!(found.client_order_id.as_str(), "e2e-504");
+    assert_eq!(emu.with_sim(|s| s.orders().filter(|o| o.client_order_id.as_str() == "e2e-504").count()), 1);
+
+    // 429 with Retry-After: the client waits as told, a few times, then reports it.
+    emu.with_sim(|s| {
+        s.set_faults(FaultConfig { rate_limit_ppm: 1_000_000, retry_after_ms: 1_000, ..FaultConfig::none() })
+    });
+    let before = emu.with_sim(|s| s.requests());
+    let started = std::time::Instant::now();
+    assert!(matches!(broker.positions().await, Err(BrokerError::RateLimited { .. })));
+    assert_eq!(emu.with_sim(|s| s.requests()) - before, 4, "no request storm");
+    assert!(started.elapsed() >= Duration::from_secs(3), "the server's wait was honoured");
+    emu.with_sim(|s| s.set_faults(FaultConfig::none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_is_announced_and_resumed_with_a_gap_marker() {
+    let emu = emulator().await;
+    let config = adapter(&emu);
+    let broker = AlpacaBroker::new(config.clone()).unwrap();
+    let mut events = AlpacaOrderEvents::connect(config);
+    expect_marker(&mut events, |e| matches!(e, StreamEvent::Up)).await;
+    emu.drop_streams();
+    expect_marker(&mut events, |e| matches!(e, StreamEvent::Down { .. })).await;
+    expect_marker(&mut events, |e| matches!(e, StreamEvent::Gap { .. })).await;
+    expect_marker(&mut events, |e| matches!(e, StreamEvent::Up)).await;
+    broker.submit_order(&order("after-gap", "SPY", Side::Buy, "1", None)).await.unwrap();
+    expect_event(&mut events, "after-gap", TradeEvent::Fill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_are_an_auth_error_and_never_printed() {
+    let emu = emulator().await;
+    let mut config = adapter(&emu);
+    config.secret = Secret::new("wrong-secret-value");
+    let broker = AlpacaBroker::new(config.clone()).unwrap();
+    let err = broker.account().await.unwrap_err();
+    assert!(matches!(err, BrokerError::Auth { .. }), "{err}");
+    assert!(!err.to_string().contains("wrong-secret-value") && !format!("{broker:?}").contains("wrong-secret-value"));
+    let mut events = AlpacaOrderEvents::connect(config);
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), events.next_event()).await.unwrap(),
+        Some(StreamEvent::Down { .. })
+    ));
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), events.next_event()).await.unwrap(),
+        None,
+        "a refused key stops the stream"
+    );
+}
