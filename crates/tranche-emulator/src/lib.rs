@@ -36,6 +36,10 @@ pub struct EmulatorConfig {
     pub key_id: String,
     /// The only accepted secret.
     pub secret_key: String,
+    /// Put the simulated session around the wall clock (open every day, for hours), so the
+    /// market is open whatever the time and quotes carry real timestamps (default). When
+    /// false, the simulator's configured session and start time are used as given.
+    pub wall_clock_session: bool,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -50,7 +54,12 @@ impl std::fmt::Debug for EmulatorConfig {
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
-        Self { sim: SimConfig::default(), key_id: DEFAULT_KEY_ID.into(), secret_key: DEFAULT_SECRET_KEY.into() }
+        Self {
+            sim: SimConfig::default(),
+            key_id: DEFAULT_KEY_ID.into(),
+            secret_key: DEFAULT_SECRET_KEY.into(),
+            wall_clock_session: true,
+        }
     }
 }
 
@@ -82,7 +91,14 @@ impl std::fmt::Debug for Emulator {
 
 impl Emulator {
     /// Binds `addr` (port 0 picks a free one) and serves until dropped.
-    pub async fn start(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Self> {
+    pub async fn start(addr: SocketAddr, mut config: EmulatorConfig) -> std::io::Result<Self> {
+        if config.wall_clock_session {
+            let now = chrono::Utc::now();
+            config.sim.session.open = now - chrono::Duration::minutes(15);
+            config.sim.session.close = now + chrono::Duration::hours(8);
+            config.sim.session.start = now;
+            config.sim.session.weekends = true;
+        }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(config.sim.session.start));

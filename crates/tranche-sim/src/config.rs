@@ -58,12 +58,19 @@ pub struct SessionConfig {
     pub close: Timestamp,
     /// Where the simulated clock starts (default: 15 minutes after the open).
     pub start: Timestamp,
+    /// Sessions on Saturdays and Sundays too (the emulator's "always open" market).
+    pub weekends: bool,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         let open = chrono::Utc.with_ymd_and_hms(2026, 3, 2, 14, 30, 0).single().unwrap_or_default();
-        Self { open, close: open + chrono::Duration::minutes(390), start: open + chrono::Duration::minutes(15) }
+        Self {
+            open,
+            close: open + chrono::Duration::minutes(390),
+            start: open + chrono::Duration::minutes(15),
+            weekends: false,
+        }
     }
 }
 

@@ -13,16 +13,17 @@ use crate::config::SessionConfig;
 pub struct Calendar {
     open: NaiveTime,
     close: NaiveTime,
-}
-
-fn is_weekday(t: Timestamp) -> bool {
-    !matches!(t.weekday(), Weekday::Sat | Weekday::Sun)
+    weekends: bool,
 }
 
 impl Calendar {
     /// The calendar of `session` (its open and close times of day, UTC).
     pub fn new(session: &SessionConfig) -> Self {
-        Self { open: session.open.time(), close: session.close.time() }
+        Self { open: session.open.time(), close: session.close.time(), weekends: session.weekends }
+    }
+
+    fn is_weekday(&self, t: Timestamp) -> bool {
+        self.weekends || !matches!(t.weekday(), Weekday::Sat | Weekday::Sun)
     }
 
     fn at(day: Timestamp, time: NaiveTime) -> Timestamp {
@@ -31,7 +32,7 @@ impl Calendar {
 
     /// The regular session is open at `t`.
     pub fn is_open(&self, t: Timestamp) -> bool {
-        is_weekday(t) && t >= Self::at(t, self.open) && t < Self::at(t, self.close)
+        self.is_weekday(t) && t >= Self::at(t, self.open) && t < Self::at(t, self.close)
     }
 
     /// The first session open at or after `t`.
@@ -39,7 +40,7 @@ impl Calendar {
         let mut day = t;
         for _ in 0..8 {
             let open = Self::at(day, self.open);
-            if is_weekday(day) && open >= t {
+            if self.is_weekday(day) && open >= t {
                 return open;
             }
             day += Duration::days(1);
@@ -52,7 +53,7 @@ impl Calendar {
         let mut day = t;
         for _ in 0..8 {
             let close = Self::at(day, self.close);
-            if is_weekday(day) && close > t {
+            if self.is_weekday(day) && close > t {
                 return close;
             }
             day += Duration::days(1);

@@ -1,0 +1,72 @@
+//! The engine through the Alpaca adapter and the emulator, over real HTTP and WebSocket on
+//! loopback: the 30-symbol example plan with the same invariants as on the simulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use tranche::alpaca::{AlpacaBroker, AlpacaConfig, AlpacaOrderEvents, Secret};
+use tranche::broker::{NoQuoteFeed, SystemClock};
+use tranche::domain::{ItemOutcome, RebalancePlan};
+use tranche::emulator::{Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
+use tranche::engine::{execute, EngineConfig, Ports};
+use tranche::sim::SimConfig;
+use tranche::simulation::account_from_plan;
+use tranche_tests::example;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_thirty_symbol_plan_executes_through_the_adapter_and_the_emulator() {
+    let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan-30.json")).unwrap()).unwrap();
+    let mut sim = account_from_plan(&plan, &SimConfig::default());
+    sim.market.quote_interval_ms = 100;
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig { sim, ..EmulatorConfig::default() })
+        .await
+        .unwrap();
+    let mut config = AlpacaConfig::new(DEFAULT_KEY_ID, Secret::new(DEFAULT_SECRET_KEY));
+    config.trading_url = emu.url();
+    config.data_url = emu.url();
+    config.requests_per_minute = 6000;
+    let ports = Ports {
+        broker: Arc::new(AlpacaBroker::new(config.clone()).unwrap()),
+        events: Box::new(AlpacaOrderEvents::connect(config)),
+        quotes: Arc::new(NoQuoteFeed::default()),
+        clock: Arc::new(SystemClock),
+    };
+    let engine = EngineConfig {
+        repeg_interval: Duration::from_millis(1500),
+        phase_deadline: Duration::from_secs(90),
+        run_deadline: Duration::from_secs(200),
+        settle_deadline: Duration::from_secs(3),
+        ..EngineConfig::default()
+    };
+    let result = tokio::time::timeout(Duration::from_secs(240), execute(plan.clone(), engine, ports, None))
+        .await
+        .expect("the run ends");
+
+    let (orders, fills, positions) =
+        emu.with_sim(|s| (s.orders().cloned().collect::<Vec<_>>(), s.fills().to_vec(), s.positions()));
+    let ids: BTreeSet<_> = orders.iter().map(|o| o.client_order_id.clone()).collect();
+    assert_eq!(ids.len(), orders.len(), "no client order id twice");
+    assert!(orders.iter().all(|o| o.status.is_terminal()), "every order final");
+    assert!(positions.iter().all(|p| p.qty.get() >= Decimal::ZERO), "no short");
+    assert_eq!(result.orders.len(), plan.items.len(), "every item once");
+    for (item, row) in plan.items.iter().zip(&result.orders) {
+        let traded: Decimal = fills.iter().filter(|f| f.symbol == item.symbol).map(|f| f.qty.get()).sum();
+        assert_eq!(traded, row.filled_qty.get(), "{}: result fills equal broker fills", item.symbol);
+        assert!(
+            row.reason.as_deref().is_none_or(|r| !r.contains("insufficient buying power")),
+            "{}: {:?}",
+            item.symbol,
+            row.reason
+        );
+    }
+    let filled = result.orders.iter().filter(|r| r.outcome == ItemOutcome::Filled).count();
+    assert!(
+        filled >= 25,
+        "{filled} of 30 filled: {:#?}",
+        result.orders.iter().map(|r| (&r.symbol, r.outcome, &r.reason)).collect::<Vec<_>>()
+    );
+}
