@@ -48,7 +48,8 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("seed", &self.sim.seed)
             .field("key_id", &self.key_id)
             .field("secret_key", &"<redacted>")
-            .finish()
+            .field("wall_clock_session", &self.wall_clock_session)
+            .finish_non_exhaustive()
     }
 }
 
