@@ -34,6 +34,12 @@ pub struct ExecuteOptions {
     pub quiet: bool,
     /// `--ledger SPEC`: record the run (and make it exactly-once) in this ledger.
     pub ledger: Option<String>,
+    /// `--broker alpaca` (else the simulator).
+    pub alpaca: bool,
+    /// `--live`.
+    pub live: bool,
+    /// `--confirm-live`.
+    pub confirm_live: bool,
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -51,6 +57,9 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(exit::BAD_CONFIG, &e.0),
     };
+    if options.alpaca || options.live {
+        return run_alpaca(options, &plan, &settings);
+    }
     let mut sim = match &options.sim_state {
         Some(path) => match settings::load_sim_state(path) {
             Ok(s) => s,
@@ -105,34 +114,7 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         let _ = printer.await;
         outcome
     });
-    let result = match outcome {
-        Ok(result) => result,
-        Err(RunError::AlreadyRunning { run_id }) => {
-            return fail(
-                exit::PLAN_BUSY,
-                &format!("plan `{}` is being executed by run {run_id}; try again when it is done", plan.plan_id),
-            );
-        }
-        Err(RunError::Ledger(e)) => return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded")),
-        Err(RunError::LedgerAfterRun { error, result }) => {
-            eprintln!("error: the run finished but could not be recorded in the ledger: {error}");
-            if options.json {
-                println!("{}", serde_json::to_string_pretty(&*result).unwrap_or_default());
-            } else {
-                output::result_table(&result, &mut std::io::stdout().lock());
-            }
-            return exit::code(exit::FAILURE);
-        }
-    };
-    if options.json {
-        match serde_json::to_string_pretty(&result) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fail(exit::FAILURE, &format!("cannot write the result: {e}")),
-        }
-    } else {
-        output::result_table(&result, &mut std::io::stdout().lock());
-    }
-    exit::for_status(result.status)
+    report(outcome, options)
 }
 
 fn print_preview(plan: &RebalancePlan, found: &Preview, json: bool) -> ExitCode {
@@ -147,4 +129,111 @@ fn print_preview(plan: &RebalancePlan, found: &Preview, json: bool) -> ExitCode 
         output::preview_table(found, &mut out);
     }
     ExitCode::SUCCESS
+}
+
+/// The Alpaca configuration for this command, with the live-trading safety checks.
+fn alpaca_config(options: &ExecuteOptions) -> Result<tranche::alpaca::AlpacaConfig, (u8, String)> {
+    if options.live && !options.confirm_live {
+        return Err((exit::USAGE, "live trading needs both --live and --confirm-live; nothing was sent".into()));
+    }
+    if options.live && !options.alpaca {
+        return Err((exit::USAGE, "--live is for --broker alpaca".into()));
+    }
+    let config =
+        tranche::alpaca::AlpacaConfig::from_env(options.live).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    if !options.live && config.trading_url.trim_end_matches('/') == tranche::alpaca::LIVE_URL {
+        return Err((
+            exit::USAGE,
+            "APCA_API_BASE_URL points at the live API; pass --live --confirm-live to trade real money".into(),
+        ));
+    }
+    Ok(config)
+}
+
+/// `tranche execute --broker alpaca`: real time, the trade_updates stream, quotes from REST,
+/// and a ledger (default `sqlite:tranche-ledger.sqlite`) so that a re-run never trades twice.
+fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &settings::Settings) -> ExitCode {
+    let config = match alpaca_config(options) {
+        Ok(c) => c,
+        Err((code, message)) => return fail(code, &message),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(exit::BROKER_UNAVAILABLE, &format!("cannot start the runtime: {e}")),
+    };
+    let broker = match tranche::alpaca::AlpacaBroker::new(config.clone()) {
+        Ok(b) => b,
+        Err(e) => return fail(exit::BROKER_UNAVAILABLE, &e.to_string()),
+    };
+    let quotes = tranche::broker::NoQuoteFeed::default();
+    if let Err(e) = runtime.block_on(tranche::broker::Broker::clock(&broker)) {
+        return fail(exit::BROKER_UNAVAILABLE, &format!("Alpaca is not reachable at {}: {e}", config.trading_url));
+    }
+    if options.dry_run {
+        let found = runtime.block_on(preview(
+            plan,
+            &settings.engine,
+            &broker,
+            &quotes,
+            tranche::broker::Clock::now(&tranche::broker::SystemClock),
+        ));
+        return print_preview(plan, &found, options.json);
+    }
+    let spec = options.ledger.clone().unwrap_or_else(|| crate::ledger_cmd::DEFAULT_LEDGER.to_owned());
+    let ledger = match crate::ledger_cmd::open(&spec) {
+        Ok(l) => l,
+        Err(e) => return fail(exit::BAD_CONFIG, &format!("--ledger: {e}")),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
+    let quiet = options.quiet;
+    let engine = settings.engine.clone();
+    let plan = plan.clone();
+    let outcome = runtime.block_on(async move {
+        let printer = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if !quiet {
+                    output::progress_line(&event);
+                }
+            }
+        });
+        let ports = Ports {
+            broker: std::sync::Arc::new(broker),
+            events: Box::new(tranche::alpaca::AlpacaOrderEvents::connect(config)),
+            quotes: std::sync::Arc::new(quotes),
+            clock: std::sync::Arc::new(tranche::broker::SystemClock),
+        };
+        let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await;
+        let _ = printer.await;
+        outcome
+    });
+    report(outcome, options)
+}
+
+/// Prints a run's outcome and returns its exit code.
+fn report(outcome: Result<ExecutionResult, RunError>, options: &ExecuteOptions) -> ExitCode {
+    let result = match outcome {
+        Ok(result) => result,
+        Err(RunError::AlreadyRunning { run_id }) => {
+            return fail(
+                exit::PLAN_BUSY,
+                &format!("the plan is being executed by run {run_id}; try again when it is done"),
+            );
+        }
+        Err(RunError::Ledger(e)) => return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded")),
+        Err(RunError::LedgerAfterRun { error, result }) => {
+            eprintln!("error: the run finished but could not be recorded in the ledger: {error}");
+            print_result(&result, options.json);
+            return exit::code(exit::FAILURE);
+        }
+    };
+    print_result(&result, options.json);
+    exit::for_status(result.status)
+}
+
+fn print_result(result: &ExecutionResult, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+    } else {
+        output::result_table(result, &mut std::io::stdout().lock());
+    }
 }

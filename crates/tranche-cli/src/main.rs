@@ -60,6 +60,17 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
         /// No progress lines on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// The broker: the embedded simulator (default) or Alpaca (keys and URLs from
+        /// `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`, `APCA_API_DATA_URL`;
+        /// paper unless `--live --confirm-live`).
+        #[arg(long, value_enum, default_value = "sim")]
+        broker: BrokerArg,
+        /// Trade real money at Alpaca's live API (needs --confirm-live too).
+        #[arg(long)]
+        live: bool,
+        /// Confirms --live.
+        #[arg(long)]
+        confirm_live: bool,
         /// Record the run in a ledger (`sqlite:PATH` or `s3://BUCKET/PREFIX`): every order intent
         /// before it is sent, every fill; a completed plan run again returns its recorded result.
         #[arg(long, value_name = "SPEC")]
@@ -68,6 +79,22 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
     /// Read the ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Run the Alpaca-compatible emulator (same as `alpaca-emulator`).
+    #[command(
+        after_help = "Example:\n  tranche emulator --listen 127.0.0.1:8088\n  APCA_API_BASE_URL=http://127.0.0.1:8088 APCA_API_DATA_URL=http://127.0.0.1:8088 \\\n    APCA_API_KEY_ID=EMULATORKEYID APCA_API_SECRET_KEY=emulator-secret-key \\\n    tranche execute examples/plan.json --broker alpaca"
+    )]
+    Emulator {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Seed of the simulated market.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Start the account from this plan's picture (positions worth each item's
+        /// `current_value`, cash for the rest of `total_portfolio_value`).
+        #[arg(long, value_name = "PLAN")]
+        plan: Option<PathBuf>,
+    },
     /// Work with rebalance plans.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -121,6 +148,12 @@ enum LedgerCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BrokerArg {
+    Sim,
+    Alpaca,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum StrategyArg {
     Market,
@@ -169,9 +202,32 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Execute { plan, config, sim_state, seed, dry_run, json, quiet, ledger } => {
-            execute::run(&execute::ExecuteOptions { plan, config, sim_state, seed, dry_run, json, quiet, ledger })
-        }
+        Command::Execute {
+            plan,
+            config,
+            sim_state,
+            seed,
+            dry_run,
+            json,
+            quiet,
+            ledger,
+            broker,
+            live,
+            confirm_live,
+        } => execute::run(&execute::ExecuteOptions {
+            plan,
+            config,
+            sim_state,
+            seed,
+            dry_run,
+            json,
+            quiet,
+            ledger,
+            alpaca: broker == BrokerArg::Alpaca,
+            live,
+            confirm_live,
+        }),
+        Command::Emulator { listen, seed, plan } => emulator(listen, seed, plan.as_deref()),
         Command::Ledger(LedgerCommand::Runs { ledger, plan, json }) => ledger_cmd::runs(&ledger, plan.as_deref(), json),
         Command::Ledger(LedgerCommand::Show { plan_id, ledger, json }) => ledger_cmd::show(&ledger, &plan_id, json),
         Command::Plan(PlanCommand::Validate { plan, json }) => plan_cmd::validate(&plan, json),
@@ -189,4 +245,37 @@ fn main() -> ExitCode {
             sim_cmd::run(scenarios, seed, strategy, faults, json)
         }
     }
+}
+
+fn emulator(listen: std::net::SocketAddr, seed: u64, plan: Option<&std::path::Path>) -> ExitCode {
+    let mut config = tranche::emulator::EmulatorConfig::default();
+    config.sim.seed = seed;
+    if let Some(path) = plan {
+        match plan_cmd::read_plan(path) {
+            Ok(plan) => config.sim = tranche::simulation::account_from_plan(&plan, &config.sim),
+            Err(code) => return code,
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    runtime.block_on(async move {
+        let mut emulator = match tranche::emulator::Emulator::start(listen, config).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e}");
+                return exit::code(exit::BROKER_UNAVAILABLE);
+            }
+        };
+        println!("alpaca-emulator listening on {}", emulator.url());
+        tokio::select! {
+            () = emulator.wait() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,183 @@
+//! End to end, with real processes: `tranche emulator` keeps the broker state in its own
+//! process; `tranche execute --broker alpaca` is killed with SIGKILL in the middle of a plan and
+//! the same command is run again. No client order id twice, every order final, ledger fills
+//! equal broker fills, no oversell, nothing traded beyond its target.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use rust_decimal::Decimal;
+use tranche::alpaca::{AlpacaBroker, AlpacaConfig, Secret};
+use tranche::broker::Broker;
+use tranche::ledger::{Ledger, SqliteLedger};
+use tranche_tests::example;
+
+const KEY: &str = "EMULATORKEYID";
+const SECRET: &str = "emulator-secret-key";
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tranche() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tranche"))
+}
+
+fn start_emulator(plan: &str) -> (Killed, String) {
+    let mut child = tranche()
+        .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", plan])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("alpaca-emulator listening on ").expect("the documented first line").to_owned();
+    (Killed(child), url)
+}
+
+fn execute(url: &str, plan: &str, ledger: &str, config: &str) -> Command {
+    let mut cmd = tranche();
+    cmd.args(["execute", plan, "--broker", "alpaca", "--ledger", ledger, "--config", config])
+        .env("APCA_API_BASE_URL", url)
+        .env("APCA_API_DATA_URL", url)
+        .env("APCA_API_KEY_ID", KEY)
+        .env("APCA_API_SECRET_KEY", SECRET);
+    cmd
+}
+
+#[test]
+fn a_killed_run_is_continued_by_the_same_command_without_trading_twice() {
+    let dir = std::env::temp_dir().join(format!("tranche-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("fast.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nrepeg_interval = 1.0\nphase_deadline = 90.0\nrun_deadline = 200.0\nsettle_deadline = 3.0\n",
+    )
+    .unwrap();
+    let plan_path = example("plan-30.json");
+    let plan = plan_path.to_str().unwrap();
+    let ledger_path = dir.join("ledger.sqlite");
+    let ledger = format!("sqlite:{}", ledger_path.display());
+    let (_emulator, url) = start_emulator(plan);
+
+    // First run: killed with SIGKILL once a few orders are out.
+    let mut first = execute(&url, plan, &ledger, config.to_str().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut orders_seen = 0;
+    for line in BufReader::new(first.stderr.take().unwrap()).lines() {
+        if line.unwrap().contains(" order ") {
+            orders_seen += 1;
+            if orders_seen == 6 {
+                break;
+            }
+        }
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(orders_seen, 6, "the first run was killed mid-plan");
+
+    // The same command again: continues and finishes.
+    let second = execute(&url, plan, &ledger, config.to_str().unwrap()).args(["--json", "--quiet"]).output().unwrap();
+    assert!(matches!(second.status.code(), Some(0 | 2)), "{}", String::from_utf8_lossy(&second.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(result["orders"].as_array().unwrap().len(), 30);
+
+    // Check the broker (another process) against the ledger.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut adapter = AlpacaConfig::new(KEY, Secret::new(SECRET));
+    adapter.trading_url.clone_from(&url);
+    adapter.data_url.clone_from(&url);
+    let broker = AlpacaBroker::new(adapter).unwrap();
+    let (open, fills, positions) = runtime.block_on(async {
+        (
+            broker.open_orders().await.unwrap(),
+            broker.fill_activities(chrono::DateTime::UNIX_EPOCH).await.unwrap(),
+            broker.positions().await.unwrap(),
+        )
+    });
+    assert!(open.is_empty(), "no order left open: {open:?}");
+    assert!(positions.iter().all(|p| p.qty.get() >= Decimal::ZERO), "no oversell");
+    let local = SqliteLedger::open(&ledger_path).unwrap();
+    let plan_id = "example-30-symbols-20261120";
+    let (runs, intents, ledger_fills) = runtime.block_on(async {
+        (
+            local.runs(Some(plan_id)).await.unwrap(),
+            local.intents(plan_id).await.unwrap(),
+            local.fills(plan_id).await.unwrap(),
+        )
+    });
+    assert_eq!(runs.len(), 1, "one run, interrupted and continued");
+    let broker_ids: BTreeSet<String> = fills.iter().map(|f| f.execution_id.as_str().to_owned()).collect();
+    let ledger_ids: BTreeSet<String> = ledger_fills.iter().map(|f| f.execution_id.clone()).collect();
+    assert_eq!(broker_ids, ledger_ids, "ledger fills equal broker fills");
+    assert_eq!(ledger_ids.len(), ledger_fills.len(), "no fill recorded twice");
+    let intent_ids: BTreeSet<_> = intents.iter().map(|i| i.client_order_id.clone()).collect();
+    assert_eq!(intent_ids.len(), intents.len(), "no client order id twice");
+    for fill in &fills {
+        assert!(intent_ids.contains(&fill.client_order_id), "every order had its intent recorded first");
+    }
+    for (index, row) in result["orders"].as_array().unwrap().iter().enumerate() {
+        let target =
+            intents.iter().filter(|i| i.item_index as usize == index).min_by_key(|i| i.attempt).map(|i| i.qty.get());
+        let symbol = row["symbol"].as_str().unwrap();
+        let traded: Decimal = fills.iter().filter(|f| f.symbol.as_str() == symbol).map(|f| f.qty.get()).sum();
+        if let Some(target) = target {
+            assert!(traded <= target, "{symbol}: traded {traded} of a target of {target}");
+        }
+        assert_eq!(row["filled_qty"].as_str().unwrap().parse::<Decimal>().unwrap(), traded, "{symbol}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn live_trading_needs_explicit_confirmation() {
+    let plan = example("plan.json");
+    let out = tranche()
+        .args(["execute", plan.to_str().unwrap(), "--broker", "alpaca", "--live"])
+        .env("APCA_API_KEY_ID", KEY)
+        .env("APCA_API_SECRET_KEY", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--confirm-live"));
+    let out = tranche()
+        .args(["execute", plan.to_str().unwrap(), "--broker", "alpaca"])
+        .env("APCA_API_BASE_URL", "https://api.alpaca.markets")
+        .env("APCA_API_KEY_ID", KEY)
+        .env("APCA_API_SECRET_KEY", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "a live base URL without --live is refused");
+}
+
+#[test]
+fn execute_through_the_emulator_with_a_base_url_override_never_leaks_the_secret() {
+    let plan = example("plan.json");
+    let (_emulator, url) = start_emulator(plan.to_str().unwrap());
+    let dir = std::env::temp_dir().join(format!("tranche-alpaca-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = format!("sqlite:{}", dir.join("l.sqlite").display());
+    let config = dir.join("fast.toml");
+    std::fs::write(&config, "[engine]\nrepeg_interval = 1.0\n").unwrap();
+    let out = execute(&url, plan.to_str().unwrap(), &ledger, config.to_str().unwrap()).arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "success");
+    let everything = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!everything.contains(SECRET), "the secret never appears in output or logs");
+    let _ = std::fs::remove_dir_all(&dir);
+}
