@@ -21,6 +21,7 @@ fn sym(s: &str) -> Symbol {
 async fn emulator() -> Emulator {
     let mut config = EmulatorConfig::default();
     config.sim.market.quote_interval_ms = 100;
+    config.sim.account.starting_cash = "10000000".parse().unwrap();
     Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
 }
 
@@ -83,7 +84,7 @@ async fn order_lifecycle_replace_cancel_and_duplicates() {
     expect_marker(&mut events, |e| matches!(e, StreamEvent::Up)).await;
 
     assert!(broker.clock().await.unwrap().is_open);
-    assert_eq!(broker.account().await.unwrap().cash, "100000".parse().unwrap());
+    assert_eq!(broker.account().await.unwrap().cash, "10000000".parse().unwrap());
     let quote = broker.latest_quote(&sym("AAPL")).await.unwrap();
     assert!(quote.bid < quote.ask);
 
@@ -97,6 +98,15 @@ async fn order_lifecycle_replace_cancel_and_duplicates() {
     let fills = broker.fill_activities(placed.created_at - chrono::Duration::seconds(1)).await.unwrap();
     assert_eq!(fills.len(), 1);
     assert_eq!(fills[0].client_order_id.as_str(), "e2e-1", "fill activities map back to client order ids");
+
+    // A market order larger than the displayed size walks the book: partial fills, then the fill,
+    // each execution with its own quantity and price.
+    let big = (quote.ask_size.get() * rust_decimal::Decimal::from(3)).to_string();
+    broker.submit_order(&order("e2e-big", "AAPL", Side::Buy, &big, None)).await.unwrap();
+    let partial = expect_event(&mut events, "e2e-big", TradeEvent::PartialFill).await;
+    let last = expect_event(&mut events, "e2e-big", TradeEvent::Fill).await;
+    assert!(partial.execution.as_ref().unwrap().qty < last.order.filled_qty);
+    assert_eq!(last.order.filled_qty.get().to_string(), big);
 
     // Cancel of a filled order: 422 not cancelable.
     let err = broker.cancel_order(&placed.id).await.unwrap_err();

@@ -64,6 +64,14 @@ impl Default for EmulatorConfig {
     }
 }
 
+/// The US regular session (09:30-16:00 America/New_York, taken as UTC-5: the simulator has no
+/// daylight saving) on weekdays, with the clock starting at `now`.
+pub fn us_regular_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::SessionConfig {
+    let day = now.date_naive();
+    let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).map_or(now, |t| t.and_utc());
+    tranche_sim::SessionConfig { open: at(14, 30), close: at(21, 0), start: now, weekends: false }
+}
+
 /// Shared state of the handlers.
 pub(crate) struct State {
     pub broker: SimulatedBroker,

@@ -28,12 +28,40 @@ struct Args {
     /// Starting cash of the account.
     #[arg(long, default_value = "100000")]
     cash: String,
+    /// Injected faults: dropped, duplicated and delayed updates, dropped sockets, 5xx, 429,
+    /// lost answers to submits.
+    #[arg(long, value_enum, default_value = "none")]
+    faults: Faults,
+    /// Extra latency of every trade update, in milliseconds.
+    #[arg(long, default_value_t = 15)]
+    update_latency_ms: u64,
+    /// Follow the US regular session (09:30-16:00 ET on weekdays) instead of an always-open
+    /// market.
+    #[arg(long)]
+    real_hours: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Faults {
+    None,
+    Light,
+    Heavy,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut config = EmulatorConfig { key_id: args.key_id, secret_key: args.secret_key, ..EmulatorConfig::default() };
     config.sim.seed = args.seed;
+    config.sim.faults = match args.faults {
+        Faults::None => tranche_sim::FaultConfig::none(),
+        Faults::Light => tranche_sim::FaultConfig::light(),
+        Faults::Heavy => tranche_sim::FaultConfig::heavy(),
+    };
+    config.sim.latency.update_ms = args.update_latency_ms;
+    if args.real_hours {
+        config.wall_clock_session = false;
+        config.sim.session = tranche_emulator::us_regular_session(chrono::Utc::now());
+    }
     match args.cash.parse() {
         Ok(cash) => config.sim.account.starting_cash = cash,
         Err(e) => {
