@@ -1,6 +1,6 @@
-//! Alpaca market-data stream: codec, latest-quote store, subscriptions and supervisor.
-//!
-//! Planned contents (issue "Pricing stream"): a JSON and msgpack codec separate from the transport,
-//! reference-counted subscriptions, a bounded per-symbol latest-quote store, a data-age watchdog,
-//! reconnect with backoff and resubscription, and the REST latest-quote fallback; it implements the
-//! `QuoteFeed` port.
+//! Alpaca market-data stream: the codec ([`codec`], JSON and msgpack, separate from the
+//! transport so it can be benchmarked and fuzzed), a bounded latest-quote store, and the
+//! streaming client that implements the `QuoteFeed` port.
+
+pub mod codec;
+pub mod store;

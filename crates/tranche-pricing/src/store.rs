@@ -1,0 +1,90 @@
+//! The per-symbol latest-quote store: latest wins (by the quote's own time), memory bounded by
+//! a symbol cap whatever the message rate (one slot per symbol, overwritten in place).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use tranche_domain::{Quote, Symbol};
+
+/// Latest quote per symbol.
+#[derive(Debug)]
+pub struct QuoteStore {
+    max_symbols: usize,
+    quotes: RwLock<HashMap<Symbol, Quote>>,
+}
+
+impl QuoteStore {
+    /// A store holding at most `max_symbols` symbols.
+    pub fn new(max_symbols: usize) -> Self {
+        Self { max_symbols, quotes: RwLock::new(HashMap::new()) }
+    }
+
+    /// Keeps `quote` unless a newer one is held; returns whether it was kept. A quote for a new
+    /// symbol beyond the cap is dropped.
+    pub fn update(&self, quote: Quote) -> bool {
+        let mut quotes = self.quotes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = quotes.get_mut(&quote.symbol) {
+            if held.time > quote.time {
+                return false;
+            }
+            *held = quote;
+            return true;
+        }
+        if quotes.len() >= self.max_symbols {
+            return false;
+        }
+        quotes.insert(quote.symbol.clone(), quote);
+        true
+    }
+
+    /// The latest quote of `symbol`.
+    pub fn get(&self, symbol: &Symbol) -> Option<Quote> {
+        self.quotes.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(symbol).cloned()
+    }
+
+    /// Forgets `symbol` (after its subscription ends).
+    pub fn remove(&self, symbol: &Symbol) {
+        self.quotes.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(symbol);
+    }
+
+    /// Symbols held.
+    pub fn len(&self) -> usize {
+        self.quotes.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tranche_domain::Qty;
+
+    fn q(symbol: &str, secs: i64, bid: &str) -> Quote {
+        Quote {
+            symbol: Symbol::parse(symbol).unwrap(),
+            bid: bid.parse().unwrap(),
+            bid_size: Qty::new(1.into()),
+            ask: "999".parse().unwrap(),
+            ask_size: Qty::new(1.into()),
+            time: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn latest_wins_and_memory_is_bounded() {
+        let store = QuoteStore::new(2);
+        assert!(store.update(q("A", 10, "1")));
+        assert!(!store.update(q("A", 9, "2")), "an older quote never replaces a newer one");
+        assert!(store.update(q("A", 11, "3")));
+        assert_eq!(store.get(&Symbol::parse("A").unwrap()).unwrap().bid, "3".parse().unwrap());
+        for i in 0..10_000 {
+            store.update(q("B", i, "4"));
+        }
+        assert!(!store.update(q("C", 1, "5")), "beyond the cap");
+        assert_eq!(store.len(), 2);
+    }
+}
