@@ -1,5 +1,6 @@
 //! An Alpaca-compatible emulator: the trading REST paths under `/v2`, the trade_updates
-//! WebSocket at `/stream` and the latest-quote data endpoints under `/v2/stocks/`, served from a
+//! WebSocket at `/stream`, the market-data WebSocket at `/v2/{iex|sip|test}` and the
+//! latest-quote data endpoints under `/v2/stocks/`, served from a
 //! `tranche-sim` market running in real time, with Alpaca's JSON shapes, status codes, error
 //! bodies and key-pair authentication.
 //!
@@ -7,6 +8,7 @@
 //! with Alpaca's body, no pair a 403); every simulator refusal is answered with the status, code
 //! and message Alpaca uses; the broker state lives as long as the process.
 
+mod data_stream;
 mod render;
 mod rest;
 mod stream;
@@ -81,6 +83,12 @@ pub(crate) struct State {
     pub updates: broadcast::Sender<Arc<str>>,
     /// Bumped on every injected stream outage: connected clients are dropped.
     pub outages: broadcast::Sender<()>,
+    /// Drops every market-data socket.
+    pub data_drops: broadcast::Sender<()>,
+    /// Market-data sockets stay open but send nothing (a stalled feed).
+    pub market_data_silent: std::sync::atomic::AtomicBool,
+    /// Authenticated market-data sessions, by key and feed (one each).
+    pub data_sessions: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running emulator.
@@ -115,7 +123,16 @@ impl Emulator {
         let (updates, _) = broadcast::channel(4096);
         let (outages, _) = broadcast::channel(16);
         let mut events = broker.order_events();
-        let state = Arc::new(State { broker, key_id: config.key_id, secret_key: config.secret_key, updates, outages });
+        let state = Arc::new(State {
+            broker,
+            key_id: config.key_id,
+            secret_key: config.secret_key,
+            updates,
+            outages,
+            data_drops: broadcast::channel(16).0,
+            market_data_silent: std::sync::atomic::AtomicBool::new(false),
+            data_sessions: std::sync::Mutex::new(std::collections::HashSet::new()),
+        });
         let pump_state = Arc::clone(&state);
         let pump = tokio::spawn(async move {
             while let Some(event) = events.next_event().await {
@@ -155,6 +172,16 @@ impl Emulator {
         let _ = self.state.outages.send(());
     }
 
+    /// Drops every market-data socket.
+    pub fn drop_market_data(&self) {
+        let _ = self.state.data_drops.send(());
+    }
+
+    /// Stalls (or resumes) the market-data feed: sockets stay open, nothing is sent.
+    pub fn silence_market_data(&self, silent: bool) {
+        self.state.market_data_silent.store(silent, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Waits until the server stops (it runs until the process ends).
     pub async fn wait(&mut self) {
         let _ = (&mut self.server).await;
@@ -181,5 +208,6 @@ fn router(state: Arc<State>) -> Router {
         .route("/v2/account/activities/FILL", get(rest::fill_activities))
         .route("/v2/stocks/{symbol}/quotes/latest", get(rest::latest_quote))
         .route("/stream", get(stream::trade_updates))
+        .route("/v2/{feed}", get(data_stream::market_data))
         .with_state(state)
 }

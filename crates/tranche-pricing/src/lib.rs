@@ -2,5 +2,8 @@
 //! transport so it can be benchmarked and fuzzed), a bounded latest-quote store, and the
 //! streaming client that implements the `QuoteFeed` port.
 
+mod client;
 pub mod codec;
 pub mod store;
+
+pub use client::{AlpacaQuoteFeed, StreamConfig};

@@ -1,0 +1,325 @@
+//! The streaming quote client (`QuoteFeed`): connects to `{stream}/v2/{feed}`, authenticates,
+//! keeps reference-counted quote subscriptions (the last release unsubscribes), stores the latest
+//! quote per symbol, watches for silence, and reconnects with capped exponential backoff and
+//! jitter (much longer after `406 connection limit exceeded`), resubscribing everything held.
+//! Bad credentials (402) or a feed outside the plan (409) are fatal: `subscribe` then fails.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tranche_broker::{BrokerError, QuoteFeed};
+use tranche_domain::{Quote, Symbol};
+
+use crate::codec::{decode_json, decode_msgpack, DataMessage};
+use crate::store::QuoteStore;
+
+/// How to reach the market-data stream.
+#[derive(Clone)]
+pub struct StreamConfig {
+    /// Full URL of the feed, e.g. `wss://stream.data.alpaca.markets/v2/iex`.
+    pub url: String,
+    /// Key id.
+    pub key_id: String,
+    /// Secret (never printed).
+    pub secret: String,
+    /// Ask for MessagePack frames (as Alpaca's SDKs do).
+    pub msgpack: bool,
+    /// Reconnect when nothing arrives for this long.
+    pub silence: Duration,
+    /// Most symbols held in the store.
+    pub max_symbols: usize,
+}
+
+impl std::fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConfig")
+            .field("url", &self.url)
+            .field("key_id", &self.key_id)
+            .field("secret", &"<redacted>")
+            .field("msgpack", &self.msgpack)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamConfig {
+    /// A JSON feed at `url` with a 30 s silence watchdog.
+    pub fn new(url: impl Into<String>, key_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_id: key_id.into(),
+            secret: secret.into(),
+            msgpack: false,
+            silence: Duration::from_secs(30),
+            max_symbols: 10_000,
+        }
+    }
+}
+
+enum Command {
+    Subscribe(Vec<Symbol>),
+    Unsubscribe(Vec<Symbol>),
+}
+
+struct Inner {
+    store: QuoteStore,
+    refs: Mutex<BTreeMap<Symbol, u32>>,
+    commands: mpsc::UnboundedSender<Command>,
+    changes: broadcast::Sender<Symbol>,
+    fatal: Mutex<Option<String>>,
+    connections: AtomicU64,
+    limit_refusals: AtomicU64,
+}
+
+/// Live quotes from Alpaca's market-data stream.
+#[derive(Clone)]
+pub struct AlpacaQuoteFeed {
+    inner: Arc<Inner>,
+    task: Arc<tokio::task::AbortHandle>,
+}
+
+impl std::fmt::Debug for AlpacaQuoteFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlpacaQuoteFeed").finish_non_exhaustive()
+    }
+}
+
+impl Drop for AlpacaQuoteFeed {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+impl AlpacaQuoteFeed {
+    /// Starts the supervisor on the current tokio runtime.
+    pub fn connect(config: StreamConfig) -> Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            store: QuoteStore::new(config.max_symbols),
+            refs: Mutex::new(BTreeMap::new()),
+            commands,
+            changes: broadcast::channel(4096).0,
+            fatal: Mutex::new(None),
+            connections: AtomicU64::new(0),
+            limit_refusals: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(supervise(config, Arc::clone(&inner), rx)).abort_handle();
+        Self { inner, task: Arc::new(task) }
+    }
+
+    /// Connections made so far (reconnects show here).
+    pub fn connections(&self) -> u64 {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// `406 connection limit exceeded` answers seen so far.
+    pub fn limit_refusals(&self) -> u64 {
+        self.inner.limit_refusals.load(Ordering::Relaxed)
+    }
+
+    /// The fatal error that stopped the stream, if any.
+    pub fn fatal(&self) -> Option<String> {
+        self.inner.fatal.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+#[async_trait]
+impl QuoteFeed for AlpacaQuoteFeed {
+    async fn subscribe(&self, symbols: &[Symbol]) -> Result<(), BrokerError> {
+        if let Some(message) = self.fatal() {
+            return Err(BrokerError::Auth { message });
+        }
+        let mut added = Vec::new();
+        {
+            let mut refs = self.inner.refs.lock().unwrap_or_else(PoisonError::into_inner);
+            for s in symbols {
+                let count = refs.entry(s.clone()).or_insert(0);
+                *count += 1;
+                if *count == 1 {
+                    added.push(s.clone());
+                }
+            }
+        }
+        if !added.is_empty() {
+            let _ = self.inner.commands.send(Command::Subscribe(added));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, symbols: &[Symbol]) {
+        let mut removed = Vec::new();
+        {
+            let mut refs = self.inner.refs.lock().unwrap_or_else(PoisonError::into_inner);
+            for s in symbols {
+                if let Some(count) = refs.get_mut(s) {
+                    *count -= 1;
+                    if *count == 0 {
+                        refs.remove(s);
+                        removed.push(s.clone());
+                    }
+                }
+            }
+        }
+        for s in &removed {
+            self.inner.store.remove(s);
+        }
+        if !removed.is_empty() {
+            let _ = self.inner.commands.send(Command::Unsubscribe(removed));
+        }
+    }
+
+    fn latest(&self, symbol: &Symbol) -> Option<Quote> {
+        let subscribed = self.inner.refs.lock().unwrap_or_else(PoisonError::into_inner).contains_key(symbol);
+        if subscribed {
+            self.inner.store.get(symbol)
+        } else {
+            None
+        }
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Symbol> {
+        self.inner.changes.subscribe()
+    }
+}
+
+enum End {
+    Retry { slow: bool },
+    Fatal(String),
+}
+
+fn jitter(max_ms: u64) -> Duration {
+    Duration::from_millis(u64::from(chrono::Utc::now().timestamp_subsec_nanos()) % max_ms.max(1))
+}
+
+async fn supervise(config: StreamConfig, inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match session(&config, &inner, &mut commands).await {
+            End::Fatal(message) => {
+                tracing::error!(%message, "market-data stream stopped");
+                *inner.fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+                return;
+            }
+            End::Retry { slow } => {
+                // Alpaca keeps a dropped session ~90 s: after a 406, wait long.
+                let wait = if slow { backoff.max(Duration::from_secs(30)) } else { backoff };
+                tokio::time::sleep(wait + jitter(250)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn subscribe_message(action: &str, symbols: &[Symbol]) -> Message {
+    let list: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
+    Message::Text(json!({"action": action, "quotes": list}).to_string().into())
+}
+
+async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
+    let Ok(mut request) = config.url.as_str().into_client_request() else {
+        return End::Fatal(format!("`{}` is not a WebSocket URL", config.url));
+    };
+    if config.msgpack {
+        if let Ok(v) = "application/msgpack".parse() {
+            request.headers_mut().insert("Content-Type", v);
+        }
+    }
+    let mut socket = match tokio_tungstenite::connect_async(request).await {
+        Ok((s, _)) => s,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            let status = r.status().as_u16();
+            return if matches!(status, 401 | 403) {
+                End::Fatal(format!("market-data upgrade refused: HTTP {status}"))
+            } else {
+                End::Retry { slow: status == 429 || status == 406 }
+            };
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "market-data connection failed");
+            return End::Retry { slow: false };
+        }
+    };
+    inner.connections.fetch_add(1, Ordering::Relaxed);
+    let auth = json!({"action": "auth", "key": config.key_id, "secret": config.secret});
+    if socket.send(Message::Text(auth.to_string().into())).await.is_err() {
+        return End::Retry { slow: false };
+    }
+    let mut authenticated = false;
+    let mut watchdog = tokio::time::interval(config.silence / 4);
+    watchdog.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            frame = socket.next() => {
+                let messages = match frame {
+                    Some(Ok(Message::Text(t))) => decode_json(t.as_bytes()),
+                    Some(Ok(Message::Binary(b))) => if config.msgpack { decode_msgpack(&b) } else { decode_json(&b) },
+                    Some(Ok(Message::Close(_))) | None => return End::Retry { slow: false },
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "market-data read failed");
+                        return End::Retry { slow: false };
+                    }
+                };
+                last_heard = tokio::time::Instant::now();
+                let messages = match messages {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an undecodable market-data frame");
+                        continue;
+                    }
+                };
+                for message in messages {
+                    match message {
+                        DataMessage::Success(msg) if msg == "authenticated" => {
+                            authenticated = true;
+                            let held: Vec<Symbol> = inner.refs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+                            if !held.is_empty() && socket.send(subscribe_message("subscribe", &held)).await.is_err() {
+                                return End::Retry { slow: false };
+                            }
+                        }
+                        DataMessage::Quote(q) => {
+                            let symbol = q.symbol.clone();
+                            if inner.store.update(q) {
+                                let _ = inner.changes.send(symbol);
+                            }
+                        }
+                        DataMessage::Error { code: 402 | 409 | 410 | 411, msg } => return End::Fatal(msg),
+                        DataMessage::Error { code: 406, msg } => {
+                            inner.limit_refusals.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%msg, "market-data connection limit");
+                            return End::Retry { slow: true };
+                        }
+                        DataMessage::Error { code, msg } => tracing::warn!(code, %msg, "market-data error"),
+                        _ => {}
+                    }
+                }
+            }
+            command = commands.recv(), if authenticated => {
+                let message = match command {
+                    Some(Command::Subscribe(s)) => subscribe_message("subscribe", &s),
+                    Some(Command::Unsubscribe(s)) => subscribe_message("unsubscribe", &s),
+                    None => return End::Fatal("the feed was dropped".into()),
+                };
+                if socket.send(message).await.is_err() {
+                    return End::Retry { slow: false };
+                }
+            }
+            _ = watchdog.tick() => {
+                if last_heard.elapsed() > config.silence {
+                    tracing::warn!("market-data stream silent; reconnecting");
+                    return End::Retry { slow: false };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The quote client against the emulator's market-data stream over loopback: subscribe and
+//! receive, release, reconnect with resubscription after a dropped socket, the silence watchdog,
+//! the 406 connection limit with a long backoff, msgpack frames, and refused keys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tranche_broker::QuoteFeed;
+use tranche_domain::Symbol;
+use tranche_emulator::{Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
+use tranche_pricing::{AlpacaQuoteFeed, StreamConfig};
+
+fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+async fn emulator() -> Emulator {
+    let mut config = EmulatorConfig::default();
+    config.sim.market.quote_interval_ms = 50;
+    Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
+}
+
+fn stream(emu: &Emulator, msgpack: bool) -> StreamConfig {
+    let mut config = StreamConfig::new(format!("ws://{}/v2/iex", emu.addr), DEFAULT_KEY_ID, DEFAULT_SECRET_KEY);
+    config.msgpack = msgpack;
+    config.silence = Duration::from_secs(2);
+    config
+}
+
+/// Waits (bounded) for a quote change of `symbol`.
+async fn next_quote(
+    feed: &AlpacaQuoteFeed,
+    rx: &mut tokio::sync::broadcast::Receiver<Symbol>,
+    symbol: &Symbol,
+) -> tranche_domain::Quote {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Ok(s) = rx.recv().await {
+                if &s == symbol {
+                    if let Some(q) = feed.latest(symbol) {
+                        return q;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("a quote in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_receive_release_and_resubscribe_after_a_drop() {
+    for msgpack in [false, true] {
+        let emu = emulator().await;
+        let feed = AlpacaQuoteFeed::connect(stream(&emu, msgpack));
+        let mut rx = feed.changes();
+        feed.subscribe(&[sym("AAPL"), sym("SPY")]).await.unwrap();
+        let q = next_quote(&feed, &mut rx, &sym("AAPL")).await;
+        assert!(q.bid < q.ask && q.bid.is_positive(), "{q:?}");
+        next_quote(&feed, &mut rx, &sym("SPY")).await;
+
+        // Reference counting: two holders, the second release unsubscribes.
+        feed.subscribe(&[sym("SPY")]).await.unwrap();
+        feed.release(&[sym("SPY")]).await;
+        assert!(feed.latest(&sym("SPY")).is_some());
+        feed.release(&[sym("SPY")]).await;
+        assert!(feed.latest(&sym("SPY")).is_none(), "released symbols are not served");
+
+        // A dropped socket: the client reconnects and resubscribes what it holds.
+        let before = feed.connections();
+        emu.drop_market_data();
+        tokio::time::timeout(Duration::from_secs(15), async {
+            while feed.connections() == before {
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("reconnected");
+        let after = next_quote(&feed, &mut rx, &sym("AAPL")).await;
+        assert!(after.time >= q.time);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_reconnects_a_silent_socket_and_406_backs_off() {
+    let emu = emulator().await;
+    let feed = AlpacaQuoteFeed::connect(stream(&emu, false));
+    let mut rx = feed.changes();
+    feed.subscribe(&[sym("QQQ")]).await.unwrap();
+    next_quote(&feed, &mut rx, &sym("QQQ")).await;
+
+    emu.silence_market_data(true);
+    let before = feed.connections();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while feed.connections() == before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the watchdog forced a reconnect");
+    emu.silence_market_data(false);
+    next_quote(&feed, &mut rx, &sym("QQQ")).await;
+
+    // A second client with the same key and feed: 406, and it waits long before trying again.
+    let second = AlpacaQuoteFeed::connect(stream(&emu, false));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while second.limit_refusals() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("406 seen");
+    let attempts = second.connections();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(second.connections(), attempts, "no reconnect storm after 406");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_keys_are_fatal() {
+    let emu = emulator().await;
+    let mut config = stream(&emu, false);
+    config.secret = "wrong".into();
+    let feed = AlpacaQuoteFeed::connect(config);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while feed.fatal().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("fatal in time");
+    assert!(feed.subscribe(&[sym("AAPL")]).await.is_err());
+    assert!(!format!("{:?}", stream(&emu, false)).contains(DEFAULT_SECRET_KEY));
+}
