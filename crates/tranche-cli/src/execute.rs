@@ -165,7 +165,14 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
         Ok(b) => b,
         Err(e) => return fail(exit::BROKER_UNAVAILABLE, &e.to_string()),
     };
-    let quotes = tranche::broker::NoQuoteFeed::default();
+    let stream = market_data_url(&config);
+    let quotes: std::sync::Arc<dyn tranche::broker::QuoteFeed> = runtime.block_on(async {
+        std::sync::Arc::new(tranche::pricing::AlpacaQuoteFeed::connect(tranche::pricing::StreamConfig::new(
+            stream.clone(),
+            config.key_id.clone(),
+            config.secret.expose().to_owned(),
+        ))) as std::sync::Arc<dyn tranche::broker::QuoteFeed>
+    });
     if let Err(e) = runtime.block_on(tranche::broker::Broker::clock(&broker)) {
         return fail(exit::BROKER_UNAVAILABLE, &format!("Alpaca is not reachable at {}: {e}", config.trading_url));
     }
@@ -174,7 +181,7 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
             plan,
             &settings.engine,
             &broker,
-            &quotes,
+            &*quotes,
             tranche::broker::Clock::now(&tranche::broker::SystemClock),
         ));
         return print_preview(plan, &found, options.json);
@@ -199,7 +206,7 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
         let ports = Ports {
             broker: std::sync::Arc::new(broker),
             events: Box::new(tranche::alpaca::AlpacaOrderEvents::connect(config)),
-            quotes: std::sync::Arc::new(quotes),
+            quotes,
             clock: std::sync::Arc::new(tranche::broker::SystemClock),
         };
         let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await;
@@ -236,4 +243,24 @@ fn print_result(result: &ExecutionResult, json: bool) {
     } else {
         output::result_table(result, &mut std::io::stdout().lock());
     }
+}
+
+/// The market-data stream: `APCA_API_DATA_STREAM_URL` (default Alpaca's, or the data URL's host
+/// when that was overridden, e.g. for the emulator) and feed `APCA_DATA_FEED` (default `iex`).
+fn market_data_url(config: &tranche::alpaca::AlpacaConfig) -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let base = var("APCA_API_DATA_STREAM_URL").unwrap_or_else(|| {
+        let data = config.data_url.trim_end_matches('/');
+        if data == tranche::alpaca::DATA_URL {
+            "wss://stream.data.alpaca.markets".to_owned()
+        } else if let Some(rest) = data.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = data.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            data.to_owned()
+        }
+    });
+    let feed = var("APCA_DATA_FEED").unwrap_or_else(|| "iex".to_owned());
+    format!("{}/v2/{feed}", base.trim_end_matches('/'))
 }
