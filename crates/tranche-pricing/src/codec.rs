@@ -169,12 +169,33 @@ fn num(value: Option<Num<'_>>, field: &str) -> Result<Decimal, CodecError> {
     value.and_then(Num::decimal).ok_or_else(|| CodecError(format!("missing or invalid `{field}`")))
 }
 
-fn symbol(text: Option<&str>) -> Result<Symbol, CodecError> {
-    Symbol::parse(text.unwrap_or_default()).map_err(|e| CodecError(e.to_string()))
+/// Validated symbols by their wire text, so a busy connection validates each symbol once and
+/// shares it afterwards (bounded: cleared when it grows past its cap).
+#[derive(Debug, Default)]
+pub struct SymbolCache {
+    known: std::collections::HashMap<Box<str>, Symbol>,
+}
+
+impl SymbolCache {
+    const CAP: usize = 20_000;
+
+    fn get(&mut self, text: Option<&str>) -> Result<Symbol, CodecError> {
+        let text = text.unwrap_or_default();
+        if let Some(symbol) = self.known.get(text) {
+            return Ok(symbol.clone());
+        }
+        let symbol = Symbol::parse(text).map_err(|e| CodecError(e.to_string()))?;
+        if self.known.len() >= Self::CAP {
+            self.known.clear();
+        }
+        self.known.insert(text.into(), symbol.clone());
+        Ok(symbol)
+    }
 }
 
 fn message(
     raw: RawJson<'_>,
+    symbols: &mut SymbolCache,
     time: impl FnOnce(Option<&str>) -> Result<Timestamp, CodecError>,
 ) -> Result<DataMessage, CodecError> {
     Ok(match raw.kind {
@@ -182,7 +203,7 @@ fn message(
         "error" => DataMessage::Error { code: raw.code.unwrap_or(0), msg: raw.msg.unwrap_or_default() },
         "subscription" => DataMessage::Subscription { quotes: raw.quotes.unwrap_or_default() },
         "q" => DataMessage::Quote(Quote {
-            symbol: symbol(raw.symbol)?,
+            symbol: symbols.get(raw.symbol)?,
             bid: Price::new(num(raw.bp, "bp")?),
             bid_size: Qty::new(num(raw.bs, "bs")?),
             ask: Price::new(num(raw.ap, "ap")?),
@@ -190,7 +211,7 @@ fn message(
             time: time(raw.t)?,
         }),
         "t" => DataMessage::Trade {
-            symbol: symbol(raw.symbol)?,
+            symbol: symbols.get(raw.symbol)?,
             price: Price::new(num(raw.p, "p")?),
             size: Qty::new(num(raw.s, "s")?),
             time: time(raw.t)?,
@@ -201,13 +222,18 @@ fn message(
 
 /// Decodes a JSON frame: an array of messages (a single object is accepted too).
 pub fn decode_json(frame: &[u8]) -> Result<Vec<DataMessage>, CodecError> {
+    decode_json_with(frame, &mut SymbolCache::default())
+}
+
+/// [`decode_json`] with a connection's symbol cache.
+pub fn decode_json_with(frame: &[u8], symbols: &mut SymbolCache) -> Result<Vec<DataMessage>, CodecError> {
     let first = frame.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let raws: Vec<RawJson<'_>> = if first == Some(b'{') {
         vec![serde_json::from_slice(frame).map_err(|e| CodecError(e.to_string()))?]
     } else {
         serde_json::from_slice(frame).map_err(|e| CodecError(e.to_string()))?
     };
-    raws.into_iter().map(|raw| message(raw, |t| timestamp(t.unwrap_or_default()))).collect()
+    raws.into_iter().map(|raw| message(raw, symbols, |t| timestamp(t.unwrap_or_default()))).collect()
 }
 
 fn mp_get<'a>(map: &'a [(rmpv::Value, rmpv::Value)], key: &str) -> Option<&'a rmpv::Value> {
@@ -254,6 +280,11 @@ fn mp_time(value: Option<&rmpv::Value>) -> Result<Timestamp, CodecError> {
 
 /// Decodes a MessagePack frame (an array of maps).
 pub fn decode_msgpack(frame: &[u8]) -> Result<Vec<DataMessage>, CodecError> {
+    decode_msgpack_with(frame, &mut SymbolCache::default())
+}
+
+/// [`decode_msgpack`] with a connection's symbol cache.
+pub fn decode_msgpack_with(frame: &[u8], symbols: &mut SymbolCache) -> Result<Vec<DataMessage>, CodecError> {
     let mut cursor = frame;
     let value = rmpv::decode::read_value(&mut cursor).map_err(|e| CodecError(e.to_string()))?;
     let items = match value {
@@ -281,7 +312,7 @@ pub fn decode_msgpack(frame: &[u8]) -> Result<Vec<DataMessage>, CodecError> {
                 .and_then(rmpv::Value::as_array)
                 .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
         };
-        out.push(message(raw, |_| mp_time(mp_get(&map, "t")))?);
+        out.push(message(raw, symbols, |_| mp_time(mp_get(&map, "t")))?);
     }
     Ok(out)
 }
@@ -360,6 +391,23 @@ mod tests {
             decode_json(br#"[{"T":"success","msg":"connected"}]"#).unwrap(),
             vec![DataMessage::Success("connected".into())]
         );
+    }
+
+    #[test]
+    fn symbol_cache_shares_validated_symbols_rejects_bad_ones_and_stays_bounded() {
+        let mut cache = SymbolCache::default();
+        let frame = br#"[{"T":"q","S":"AMD","bp":1,"bs":1,"ap":2,"as":1,"t":"2021-02-22T15:51:45Z"}]"#;
+        let first = decode_json_with(frame, &mut cache).unwrap();
+        let second = decode_json_with(frame, &mut cache).unwrap();
+        assert_eq!(first, decode_json(frame).unwrap());
+        let (DataMessage::Quote(a), DataMessage::Quote(b)) = (&first[0], &second[0]) else { panic!("{first:?}") };
+        assert!(std::ptr::eq(a.symbol.as_str(), b.symbol.as_str()), "second decode reuses the cached symbol");
+        let bad = br#"[{"T":"q","S":"no spaces","bp":1,"bs":1,"ap":2,"as":1,"t":"2021-02-22T15:51:45Z"}]"#;
+        assert!(decode_json_with(bad, &mut cache).is_err());
+        for i in 0..SymbolCache::CAP + 10 {
+            cache.get(Some(&format!("S{i}"))).unwrap();
+        }
+        assert!(cache.known.len() <= SymbolCache::CAP);
     }
 
     #[test]
