@@ -129,13 +129,15 @@ fn read_json(path: &Path) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
 }
 
-/// Mean nanoseconds per iteration and elements per iteration of a criterion benchmark.
+/// Nanoseconds per iteration and elements per iteration of a criterion benchmark.
 fn criterion_result(target: &Path, id: &str) -> Result<(f64, Option<f64>), String> {
     let dir = target.join("criterion").join(id).join("new");
     let estimates = read_json(&dir.join("estimates.json"))?;
-    let mean = estimates["mean"]["point_estimate"]
+    // Criterion's own headline figure: the slope of its linear sampling when it has one, else the mean.
+    let mean = estimates["slope"]["point_estimate"]
         .as_f64()
-        .ok_or_else(|| format!("{id}: no mean in criterion's estimates"))?;
+        .or_else(|| estimates["mean"]["point_estimate"].as_f64())
+        .ok_or_else(|| format!("{id}: no estimate in criterion's results"))?;
     let elements = read_json(&dir.join("benchmark.json"))?["throughput"]["Elements"].as_f64();
     Ok((mean, elements))
 }
