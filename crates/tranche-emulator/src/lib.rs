@@ -207,6 +207,8 @@ fn router(state: Arc<State>) -> Router {
         .route("/v2/orders/{id}", get(rest::order).patch(rest::replace).delete(rest::cancel))
         .route("/v2/account/activities/FILL", get(rest::fill_activities))
         .route("/v2/stocks/{symbol}/quotes/latest", get(rest::latest_quote))
+        // The streams authenticate with their first message, not with headers.
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), rest::require_keys))
         .route("/stream", get(stream::trade_updates))
         .route("/v2/{feed}", get(data_stream::market_data))
         .with_state(state)

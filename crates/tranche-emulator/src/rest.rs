@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, Query, Request, State as Extract};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
@@ -65,14 +66,16 @@ fn sim_error(e: SimError) -> Response {
     }
 }
 
-/// Alpaca's key-pair check: no headers is 403 `forbidden.`, a wrong pair 401.
-fn authorize(state: &State, headers: &HeaderMap) -> Result<(), Response> {
+/// Alpaca's key-pair check, a middleware in front of every REST route: no headers is 403
+/// `forbidden.`, a wrong pair 401; the handler runs only for the right pair.
+pub async fn require_keys(state: Shared, request: Request, next: Next) -> Response {
+    let headers = request.headers();
     let key = headers.get("APCA-API-KEY-ID").and_then(|v| v.to_str().ok());
     let secret = headers.get("APCA-API-SECRET-KEY").and_then(|v| v.to_str().ok());
     match (key, secret) {
-        (Some(k), Some(s)) if k == state.key_id && s == state.secret_key => Ok(()),
-        (None, _) | (_, None) => Err(reply(StatusCode::FORBIDDEN, serde_json::json!({"message": "forbidden."}))),
-        _ => Err(error(401, 40_110_000, "request is not authorized")),
+        (Some(k), Some(s)) if k == state.0.key_id && s == state.0.secret_key => next.run(request).await,
+        (None, _) | (_, None) => reply(StatusCode::FORBIDDEN, serde_json::json!({"message": "forbidden."})),
+        _ => error(401, 40_110_000, "request is not authorized"),
     }
 }
 
@@ -91,11 +94,8 @@ fn read<T>(state: &State, f: impl FnOnce(&mut tranche_sim::Sim) -> Result<T, Sim
         .map_err(sim_error)
 }
 
-pub async fn account(state: Shared, headers: HeaderMap) -> Response {
+pub async fn account(state: Shared) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match read(&state, |s| Ok((s.account(), s.positions()))) {
         Ok((account, positions)) => {
             let lmv = positions.iter().map(|p| p.market_value.get()).sum();
@@ -105,22 +105,16 @@ pub async fn account(state: Shared, headers: HeaderMap) -> Response {
     }
 }
 
-pub async fn positions(state: Shared, headers: HeaderMap) -> Response {
+pub async fn positions(state: Shared) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match read(&state, |s| Ok(s.positions())) {
         Ok(list) => ok(Value::Array(list.iter().map(render::position).collect())),
         Err(r) => r,
     }
 }
 
-pub async fn position(state: Shared, headers: HeaderMap, Path(sym): Path<String>) -> Response {
+pub async fn position(state: Shared, Path(sym): Path<String>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let sym = match symbol(&sym) {
         Ok(s) => s,
         Err(r) => return r,
@@ -131,11 +125,8 @@ pub async fn position(state: Shared, headers: HeaderMap, Path(sym): Path<String>
     }
 }
 
-pub async fn asset(state: Shared, headers: HeaderMap, Path(sym): Path<String>) -> Response {
+pub async fn asset(state: Shared, Path(sym): Path<String>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let sym = match symbol(&sym) {
         Ok(s) => s,
         Err(r) => return r,
@@ -146,22 +137,16 @@ pub async fn asset(state: Shared, headers: HeaderMap, Path(sym): Path<String>) -
     }
 }
 
-pub async fn clock(state: Shared, headers: HeaderMap) -> Response {
+pub async fn clock(state: Shared) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match read(&state, |s| Ok(s.clock())) {
         Ok(c) => ok(render::clock(&c)),
         Err(r) => r,
     }
 }
 
-pub async fn latest_quote(state: Shared, headers: HeaderMap, Path(sym): Path<String>) -> Response {
+pub async fn latest_quote(state: Shared, Path(sym): Path<String>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let sym = match symbol(&sym) {
         Ok(s) => s,
         Err(r) => return r,
@@ -227,11 +212,8 @@ fn parse_order(body: &Value, generated_id: String) -> Result<OrderRequest, Respo
     })
 }
 
-pub async fn submit(state: Shared, headers: HeaderMap, body: Option<Json<Value>>) -> Response {
+pub async fn submit(state: Shared, body: Option<Json<Value>>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let Some(Json(body)) = body else {
         return error(400, 40_010_000, "request body format is invalid");
     };
@@ -246,11 +228,8 @@ pub async fn submit(state: Shared, headers: HeaderMap, body: Option<Json<Value>>
     }
 }
 
-pub async fn replace(state: Shared, headers: HeaderMap, Path(id): Path<String>, body: Option<Json<Value>>) -> Response {
+pub async fn replace(state: Shared, Path(id): Path<String>, body: Option<Json<Value>>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let body = body.map_or(Value::Null, |Json(b)| b);
     let request = ReplaceRequest {
         client_order_id: ClientOrderId::from_broker(text_field(&body, "client_order_id").map_or_else(
@@ -273,22 +252,16 @@ pub async fn replace(state: Shared, headers: HeaderMap, Path(id): Path<String>, 
     }
 }
 
-pub async fn cancel(state: Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn cancel(state: Shared, Path(id): Path<String>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match state.broker.with_sim(|s| s.cancel(&BrokerOrderId::new(id))) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => sim_error(e),
     }
 }
 
-pub async fn order(state: Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn order(state: Shared, Path(id): Path<String>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match read(&state, |s| s.order(&BrokerOrderId::new(id))) {
         Ok(o) => ok(render::order(&o)),
         Err(r) => r,
@@ -300,11 +273,8 @@ pub struct ByClientId {
     client_order_id: String,
 }
 
-pub async fn order_by_client_id(state: Shared, headers: HeaderMap, Query(q): Query<ByClientId>) -> Response {
+pub async fn order_by_client_id(state: Shared, Query(q): Query<ByClientId>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match read(&state, |s| s.order_by_client_id(&ClientOrderId::from_broker(q.client_order_id))) {
         Ok(o) => ok(render::order(&o)),
         Err(r) => r,
@@ -317,11 +287,8 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-pub async fn list_orders(state: Shared, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+pub async fn list_orders(state: Shared, Query(q): Query<ListQuery>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let status = q.status.unwrap_or_else(|| "open".into());
     let limit = q.limit.unwrap_or(50).min(500);
     let listed = read(&state, |s| {
@@ -346,11 +313,8 @@ pub struct ActivityQuery {
     after: Option<String>,
 }
 
-pub async fn fill_activities(state: Shared, headers: HeaderMap, Query(q): Query<ActivityQuery>) -> Response {
+pub async fn fill_activities(state: Shared, Query(q): Query<ActivityQuery>) -> Response {
     let state = state.0;
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     let after = match q.after.as_deref().map(tranche_domain::time::parse_timestamp).transpose() {
         Ok(t) => t.unwrap_or(chrono::DateTime::UNIX_EPOCH),
         Err(e) => return error(422, 40_010_001, &format!("invalid after: {e}")),
