@@ -204,7 +204,7 @@ impl EngineCore {
     fn on_timer(&mut self, id: TimerId, now: Timestamp, out: &mut Vec<Command>) {
         match id {
             TimerId::Repeg(i) => self.on_repeg_timer(i, now, out),
-            TimerId::Retry(i) => self.on_retry_timer(i, now, out),
+            TimerId::Retry(i) => self.on_retry_timer(i, out),
             TimerId::StaleDeadline => {
                 if self.phase == RunPhase::CancelStale {
                     self.notes.push(format!(

@@ -434,32 +434,27 @@ impl EngineCore {
         }
     }
 
-    pub(super) fn on_retry_timer(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+    pub(super) fn on_retry_timer(&mut self, i: usize, out: &mut Vec<Command>) {
         let Some(item) = self.items.get(i) else { return };
         if item.stage == Stage::Done {
             return;
         }
-        for c in 0..item.children.len() {
-            let child = &item.children[c];
+        for child in &item.children {
             match &child.state {
                 ChildState::Sending => {
                     if let Some(request) = child.request.clone() {
-                        out.push(Command::Submit { item: i, request, arrival_mid: self.items[i].arrival_mid });
+                        out.push(Command::Submit { item: i, request, arrival_mid: item.arrival_mid });
                     }
                 }
                 ChildState::Uncertain => {
                     out.push(Command::LookupClientId { item: i, client_order_id: child.client_id.clone() })
                 }
-                ChildState::Live(OrderStatus::PendingCancel) => {
-                    if let Some(id) = &child.broker_id {
-                        out.push(Command::LookupOrder {
-                            item: i,
-                            client_order_id: child.client_id.clone(),
-                            order: id.clone(),
-                        });
-                    }
-                }
-                ChildState::Live(_) if self.items[i].new_after_cancel || self.items[i].stage == Stage::Closing => {
+                // A cancel in flight, or an order that must go before the next one: read its state.
+                ChildState::Live(status)
+                    if *status == OrderStatus::PendingCancel
+                        || item.new_after_cancel
+                        || item.stage == Stage::Closing =>
+                {
                     if let Some(id) = &child.broker_id {
                         out.push(Command::LookupOrder {
                             item: i,
@@ -471,7 +466,6 @@ impl EngineCore {
                 _ => {}
             }
         }
-        let _ = now;
     }
 
     pub(super) fn on_looked_up(
