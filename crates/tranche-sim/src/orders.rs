@@ -252,6 +252,16 @@ impl Sim {
         Ok((slot, qty, reserve))
     }
 
+    /// Registers a new open order under its broker and client ids; returns its index.
+    fn admit(&mut self, entry: SimOrder) -> usize {
+        let index = self.orders.len();
+        self.by_id.insert(entry.order.id.clone(), index);
+        self.by_client.insert(entry.order.client_order_id.clone(), index);
+        self.orders.push(entry);
+        self.open.insert(index);
+        index
+    }
+
     /// Places an order.
     pub fn submit(&mut self, req: &OrderRequest) -> Result<Order, SimError> {
         if let Some(fault) = self.call_fault() {
@@ -268,7 +278,6 @@ impl Sim {
                 return Err(e);
             }
         };
-        let index = self.orders.len();
         let limit_ticks = req.limit_price.and_then(|p| self.slots[slot].market.to_ticks(p, req.side));
         let order = Order {
             id: self.next_broker_id(),
@@ -297,9 +306,7 @@ impl Sim {
             replaced_by: None,
             extended_hours: req.extended_hours,
         };
-        self.by_id.insert(order.id.clone(), index);
-        self.by_client.insert(order.client_order_id.clone(), index);
-        self.orders.push(SimOrder {
+        let index = self.admit(SimOrder {
             order: order.clone(),
             slot,
             qty,
@@ -308,7 +315,6 @@ impl Sim {
             limit_ticks,
             replaces: None,
         });
-        self.open.insert(index);
         let at = self.after_ms(self.config.latency.venue_ms);
         self.schedule_at(at, Action::Arrive(index));
         self.record(|| {
@@ -376,7 +382,6 @@ impl Sim {
         };
         let slot = self.orders[old].slot;
         let side = self.orders[old].order.side;
-        let index = self.orders.len();
         let mut order = self.orders[old].order.clone();
         order.id = self.next_broker_id();
         order.client_order_id = req.client_order_id.clone();
@@ -394,9 +399,7 @@ impl Sim {
         let limit_ticks = limit.and_then(|p| self.slots[slot].market.to_ticks(p, side));
         let reserve_price =
             if side == Side::Buy { self.reserve_price(slot, order.order_type, limit) } else { Decimal::ZERO };
-        self.by_id.insert(order.id.clone(), index);
-        self.by_client.insert(order.client_order_id.clone(), index);
-        self.orders.push(SimOrder {
+        let index = self.admit(SimOrder {
             order: order.clone(),
             slot,
             qty,
@@ -405,7 +408,6 @@ impl Sim {
             limit_ticks,
             replaces: Some(old),
         });
-        self.open.insert(index);
         self.orders[old].order.status = OrderStatus::PendingReplace;
         self.orders[old].order.updated_at = Some(self.now);
         self.emit(old, TradeEvent::PendingReplace, None);
