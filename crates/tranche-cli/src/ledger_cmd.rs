@@ -33,24 +33,24 @@ pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
     Err(format!("`{spec}` is not a ledger; use sqlite:PATH or s3://BUCKET/PREFIX"))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+/// The ledger of `spec` and a runtime to read it with, or the exit code of the failure (already
+/// reported on stderr).
+fn open_for_reading(spec: &str) -> Result<(Arc<dyn Ledger>, tokio::runtime::Runtime), ExitCode> {
+    let ledger = open(spec).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::code(exit::BAD_CONFIG)
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
         eprintln!("error: cannot start the runtime: {e}");
         exit::code(exit::FAILURE)
-    })
+    })?;
+    Ok((ledger, runtime))
 }
 
 /// `tranche ledger runs [--plan ID] [--json]`.
 pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> ExitCode {
-    let ledger = match open(spec) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::code(exit::BAD_CONFIG);
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (ledger, rt) = match open_for_reading(spec) {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     match rt.block_on(ledger.runs(plan)) {
@@ -82,15 +82,8 @@ pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> ExitCode {
 
 /// `tranche ledger show PLAN_ID [--json]`: intents, orders and fills of a plan.
 pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
-    let ledger = match open(spec) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::code(exit::BAD_CONFIG);
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (ledger, rt) = match open_for_reading(spec) {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     let read = rt.block_on(async {
