@@ -14,32 +14,53 @@ use crate::exit;
 use crate::output;
 use crate::plan_cmd::read_plan;
 use crate::settings;
+use crate::BrokerArg;
 
-/// Options of `tranche execute`.
-#[derive(Debug, Clone)]
+/// Options of `tranche execute` (its command-line arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ExecuteOptions {
-    /// The plan file.
+    /// The plan file (JSON, the predecessor's format; see docs/plan-format.md).
     pub plan: PathBuf,
-    /// `--config FILE`.
+    /// Settings file (`[engine]`, `[simulator]`; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// `--sim-state FILE`.
+    /// Simulator state to start from instead of the plan's own picture (TOML or JSON).
+    #[arg(long, value_name = "FILE")]
     pub sim_state: Option<PathBuf>,
-    /// `--seed N`.
+    /// Seed of the simulated market.
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// `--dry-run`.
+    /// Print the orders that would be placed and send nothing.
+    #[arg(long)]
     pub dry_run: bool,
-    /// `--json`.
+    /// Print the result as JSON.
+    #[arg(long)]
     pub json: bool,
-    /// `--quiet`: no progress lines.
+    /// No progress lines on stderr.
+    #[arg(long, short)]
     pub quiet: bool,
-    /// `--ledger SPEC`: record the run (and make it exactly-once) in this ledger.
-    pub ledger: Option<String>,
-    /// `--broker alpaca` (else the simulator).
-    pub alpaca: bool,
-    /// `--live`.
+    /// The broker: the embedded simulator (default) or Alpaca (keys and URLs from
+    /// `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`, `APCA_API_DATA_URL`;
+    /// paper unless `--live --confirm-live`).
+    #[arg(long, value_enum, default_value = "sim")]
+    pub broker: BrokerArg,
+    /// Trade real money at Alpaca's live API (needs --confirm-live too).
+    #[arg(long)]
     pub live: bool,
-    /// `--confirm-live`.
+    /// Confirms --live.
+    #[arg(long)]
     pub confirm_live: bool,
+    /// Record the run in a ledger (`sqlite:PATH` or `s3://BUCKET/PREFIX`): every order intent
+    /// before it is sent, every fill; a completed plan run again returns its recorded result.
+    #[arg(long, value_name = "SPEC")]
+    pub ledger: Option<String>,
+}
+
+impl ExecuteOptions {
+    /// Whether orders go to Alpaca (`--broker alpaca`).
+    pub fn alpaca(&self) -> bool {
+        self.broker == BrokerArg::Alpaca
+    }
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -57,7 +78,7 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(exit::BAD_CONFIG, &e.0),
     };
-    if options.alpaca || options.live {
+    if options.alpaca() || options.live {
         return run_alpaca(options, &plan, &settings);
     }
     let mut sim = match &options.sim_state {
@@ -136,7 +157,7 @@ fn alpaca_config(options: &ExecuteOptions) -> Result<tranche::alpaca::AlpacaConf
     if options.live && !options.confirm_live {
         return Err((exit::USAGE, "live trading needs both --live and --confirm-live; nothing was sent".into()));
     }
-    if options.live && !options.alpaca {
+    if options.live && !options.alpaca() {
         return Err((exit::USAGE, "--live is for --broker alpaca".into()));
     }
     let config =

@@ -39,43 +39,7 @@ enum Command {
 Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
 66 unreadable file, 69 broker unavailable, 75 plan busy in another worker,
 78 bad configuration.")]
-    Execute {
-        /// The plan file (JSON, the predecessor's format; see docs/plan-format.md).
-        plan: PathBuf,
-        /// Settings file (`[engine]`, `[simulator]`; see docs/configuration.md).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Simulator state to start from instead of the plan's own picture (TOML or JSON).
-        #[arg(long, value_name = "FILE")]
-        sim_state: Option<PathBuf>,
-        /// Seed of the simulated market.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print the orders that would be placed and send nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-        /// No progress lines on stderr.
-        #[arg(long, short)]
-        quiet: bool,
-        /// The broker: the embedded simulator (default) or Alpaca (keys and URLs from
-        /// `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`, `APCA_API_DATA_URL`;
-        /// paper unless `--live --confirm-live`).
-        #[arg(long, value_enum, default_value = "sim")]
-        broker: BrokerArg,
-        /// Trade real money at Alpaca's live API (needs --confirm-live too).
-        #[arg(long)]
-        live: bool,
-        /// Confirms --live.
-        #[arg(long)]
-        confirm_live: bool,
-        /// Record the run in a ledger (`sqlite:PATH` or `s3://BUCKET/PREFIX`): every order intent
-        /// before it is sent, every fill; a completed plan run again returns its recorded result.
-        #[arg(long, value_name = "SPEC")]
-        ledger: Option<String>,
-    },
+    Execute(execute::ExecuteOptions),
     /// Read the ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -148,8 +112,9 @@ enum LedgerCommand {
     },
 }
 
+/// `--broker`: where orders go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BrokerArg {
+pub(crate) enum BrokerArg {
     Sim,
     Alpaca,
 }
@@ -202,31 +167,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Execute {
-            plan,
-            config,
-            sim_state,
-            seed,
-            dry_run,
-            json,
-            quiet,
-            ledger,
-            broker,
-            live,
-            confirm_live,
-        } => execute::run(&execute::ExecuteOptions {
-            plan,
-            config,
-            sim_state,
-            seed,
-            dry_run,
-            json,
-            quiet,
-            ledger,
-            alpaca: broker == BrokerArg::Alpaca,
-            live,
-            confirm_live,
-        }),
+        Command::Execute(options) => execute::run(&options),
         Command::Emulator { listen, seed, plan } => emulator(listen, seed, plan.as_deref()),
         Command::Ledger(LedgerCommand::Runs { ledger, plan, json }) => ledger_cmd::runs(&ledger, plan.as_deref(), json),
         Command::Ledger(LedgerCommand::Show { plan_id, ledger, json }) => ledger_cmd::show(&ledger, &plan_id, json),
