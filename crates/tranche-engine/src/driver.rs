@@ -13,7 +13,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, StreamEvent};
 use tranche_domain::{
-    BrokerOrderId, ExecutionResult, OrderAmount, OrderRequest, Price, Qty, RebalancePlan, Symbol, Timestamp,
+    BrokerOrderId, ClientOrderId, ExecutionResult, OrderAmount, OrderRequest, Price, Qty, RebalancePlan, Symbol,
+    Timestamp,
 };
 use tranche_ledger::{BeginOutcome, Ledger, LedgerError, OrderIntent, RunHandle};
 
@@ -421,6 +422,22 @@ fn dispatch(
     None
 }
 
+/// Makes the intent of an order durable before the order leaves the process (when the run is
+/// journaled); if it cannot be written, the input that stops the order from being sent.
+async fn intent_first(
+    journal: Option<(Arc<dyn Ledger>, RunHandle)>,
+    intent: Option<OrderIntent>,
+    item: usize,
+    client_order_id: &ClientOrderId,
+) -> Result<(), Input> {
+    let (Some((ledger, run)), Some(intent)) = (journal, intent) else { return Ok(()) };
+    ledger.record_intent(&run, &intent).await.map_err(|e| Input::IntentFailed {
+        item,
+        client_order_id: client_order_id.clone(),
+        reason: e.to_string(),
+    })
+}
+
 /// Orders (intent first) and ledger records.
 fn dispatch_journaled(
     command: Command,
@@ -435,15 +452,8 @@ fn dispatch_journaled(
         Command::Submit { item, request, arrival_mid } => {
             let intent = context.journal.map(|j| intent(j, item, &request, None, arrival_mid, clock.now()));
             tasks.spawn(async move {
-                // The intent is durable before the order leaves the process.
-                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
-                    if let Err(e) = ledger.record_intent(&run, &intent).await {
-                        return Input::IntentFailed {
-                            item,
-                            client_order_id: request.client_order_id,
-                            reason: e.to_string(),
-                        };
-                    }
+                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id).await {
+                    return failed;
                 }
                 let result = broker.submit_order(&request).await;
                 Input::Submitted { item, client_order_id: request.client_order_id, result }
@@ -462,14 +472,8 @@ fn dispatch_journaled(
             };
             let intent = context.journal.map(|j| intent(j, item, &as_order, Some(&order), arrival_mid, clock.now()));
             tasks.spawn(async move {
-                if let (Some((ledger, run)), Some(intent)) = (journal, intent) {
-                    if let Err(e) = ledger.record_intent(&run, &intent).await {
-                        return Input::IntentFailed {
-                            item,
-                            client_order_id: request.client_order_id,
-                            reason: e.to_string(),
-                        };
-                    }
+                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id).await {
+                    return failed;
                 }
                 let result = broker.replace_order(&order, &request).await;
                 Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }
