@@ -42,6 +42,18 @@ fn storage(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Storage(e.to_string())
 }
 
+/// Runs a query and reads every row with `row`.
+fn select_all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, LedgerError> {
+    let mut stmt = conn.prepare(sql).map_err(storage)?;
+    let rows = stmt.query_map(params, row).map_err(storage)?.collect::<Result<Vec<_>, _>>().map_err(storage);
+    rows
+}
+
 /// Lower-case hex of `bytes`.
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -351,26 +363,14 @@ impl Ledger for SqliteLedger {
     async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
         let conn = self.conn();
         let raws = match plan_id {
-            Some(p) => {
-                let mut stmt = conn
-                    .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE plan_id = ?1 ORDER BY started_at"))
-                    .map_err(storage)?;
-                let rows = stmt
-                    .query_map([p], Self::read_run)
-                    .map_err(storage)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(storage)?;
-                rows
-            }
+            Some(p) => select_all(
+                &conn,
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE plan_id = ?1 ORDER BY started_at"),
+                [p],
+                Self::read_run,
+            )?,
             None => {
-                let mut stmt =
-                    conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at")).map_err(storage)?;
-                let rows = stmt
-                    .query_map([], Self::read_run)
-                    .map_err(storage)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(storage)?;
-                rows
+                select_all(&conn, &format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at"), [], Self::read_run)?
             }
         };
         raws.into_iter().map(Self::to_run).collect()
@@ -378,33 +378,29 @@ impl Ledger for SqliteLedger {
 
     async fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT plan_id, run_id, item_index, symbol, side, attempt, client_order_id, order_type, qty, limit_price, replaces, created_at, arrival_mid
+        let rows = select_all(
+            &conn,
+            "SELECT plan_id, run_id, item_index, symbol, side, attempt, client_order_id, order_type, qty, limit_price, replaces, created_at, arrival_mid
                  FROM intents WHERE plan_id = ?1 ORDER BY seq",
-            )
-            .map_err(storage)?;
-        let rows = stmt
-            .query_map([plan_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, u16>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, String>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, String>(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                ))
-            })
-            .map_err(storage)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(storage)?;
+            [plan_id],
+            |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, u16>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, String>(11)?,
+                r.get::<_, Option<String>>(12)?,
+            ))
+        },
+        )?;
         rows.into_iter()
             .map(
                 |(
@@ -444,29 +440,25 @@ impl Ledger for SqliteLedger {
 
     async fn orders(&self, plan_id: &str) -> Result<Vec<OrderRecord>, LedgerError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT plan_id, client_order_id, broker_order_id, symbol, side, status, filled_qty, filled_avg_price, updated_at
+        let rows = select_all(
+            &conn,
+            "SELECT plan_id, client_order_id, broker_order_id, symbol, side, status, filled_qty, filled_avg_price, updated_at
                  FROM orders WHERE plan_id = ?1 ORDER BY updated_at",
-            )
-            .map_err(storage)?;
-        let rows = stmt
-            .query_map([plan_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, String>(8)?,
-                ))
-            })
-            .map_err(storage)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(storage)?;
+            [plan_id],
+            |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, String>(8)?,
+            ))
+        },
+        )?;
         rows.into_iter()
             .map(|(plan_id, cid, broker, symbol, side, status, filled, avg, updated)| {
                 Ok(OrderRecord {
@@ -486,34 +478,30 @@ impl Ledger for SqliteLedger {
 
     async fn fills(&self, plan_id: &str) -> Result<Vec<FillRecord>, LedgerError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT execution_id, plan_id, run_id, client_order_id, broker_order_id, symbol, side, qty, price, bid, ask, order_type, strategy_attribution, filled_at
+        let rows = select_all(
+            &conn,
+            "SELECT execution_id, plan_id, run_id, client_order_id, broker_order_id, symbol, side, qty, price, bid, ask, order_type, strategy_attribution, filled_at
                  FROM fills WHERE plan_id = ?1 ORDER BY seq",
-            )
-            .map_err(storage)?;
-        let rows = stmt
-            .query_map([plan_id], |r| {
-                Ok([
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, Option<String>>(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                    r.get::<_, Option<String>>(13)?,
-                ])
-            })
-            .map_err(storage)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(storage)?;
+            [plan_id],
+            |r| {
+            Ok([
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, Option<String>>(11)?,
+                r.get::<_, Option<String>>(12)?,
+                r.get::<_, Option<String>>(13)?,
+            ])
+        },
+        )?;
         rows.into_iter()
             .map(|c| {
                 let need =
