@@ -130,7 +130,7 @@ fn read_json(path: &Path) -> Result<Value, String> {
 }
 
 /// Nanoseconds per iteration and elements per iteration of a criterion benchmark.
-fn criterion_result(target: &Path, id: &str) -> Result<(f64, Option<f64>), String> {
+pub(crate) fn criterion_result(target: &Path, id: &str) -> Result<(f64, Option<f64>), String> {
     let dir = target.join("criterion").join(id).join("new");
     let estimates = read_json(&dir.join("estimates.json"))?;
     // Criterion's own headline figure: the slope of its linear sampling when it has one, else the mean.
@@ -142,7 +142,7 @@ fn criterion_result(target: &Path, id: &str) -> Result<(f64, Option<f64>), Strin
     Ok((mean, elements))
 }
 
-fn human_rate(per_sec: f64) -> String {
+pub(crate) fn human_rate(per_sec: f64) -> String {
     if per_sec >= 1e6 {
         format!("{:.2} M", per_sec / 1e6)
     } else if per_sec >= 1e3 {
@@ -201,6 +201,8 @@ pub fn bench(quick: bool) -> Result<(), String> {
         }
         run("cargo", &args)?;
     }
+    // On the frames the codec bench just decoded; a failure is reported on the page, not fatal.
+    let alpaca_py = crate::alpaca_py::measure(&root, &target, quick);
     let mut engine_args = vec!["bench", "--locked", "-p", "tranche", "--bench", "engine", "--"];
     if quick {
         engine_args.push("--quick");
@@ -220,7 +222,7 @@ pub fn bench(quick: bool) -> Result<(), String> {
         quality.push((*strategy, *faults, report));
     }
 
-    let page = render(quick, seeds, &target, &engine, &quality)?;
+    let page = render(quick, seeds, &target, &engine, &quality, &alpaca_py)?;
     let path = root.join("docs").join("benchmarks.md");
     std::fs::write(&path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("<== wrote {}", path.display());
@@ -233,6 +235,7 @@ fn render(
     target: &Path,
     engine: &Value,
     quality: &[(&str, &str, Value)],
+    alpaca_py: &Result<crate::alpaca_py::Measurement, String>,
 ) -> Result<String, String> {
     let mut page = String::new();
     let mode = if quick {
@@ -248,9 +251,10 @@ fn render(
 
     render_engine(&mut page, engine);
     render_criterion(&mut page, target)?;
+    crate::alpaca_py::render(&mut page, target, alpaca_py)?;
     render_quality(&mut page, seeds, quality);
     page.push_str(
-        "## Not measured yet\n\n- The rate-limit bound: a 30-symbol plan through the emulator with 20 ms round trip and 200\n  requests per minute against the lower bound that limit sets.\n- The official Python SDK (`alpaca-py`) decoding the same market-data frames, for the ratio the\n  pricing issue asks for.\n- Trade-update decoding throughput (the adapter's JSON path).\n- Heap allocations per order (a counting allocator needs `unsafe`, which the workspace forbids).\n",
+        "## Not measured yet\n\n- The rate-limit bound: a 30-symbol plan through the emulator with 20 ms round trip and 200\n  requests per minute against the lower bound that limit sets.\n- Trade-update decoding throughput (the adapter's JSON path).\n- Heap allocations per order (a counting allocator needs `unsafe`, which the workspace forbids).\n",
     );
     Ok(page)
 }

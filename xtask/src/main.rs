@@ -3,6 +3,7 @@
 //! stopping at the first failure with a non-zero exit. `cargo xtask bench [--quick]` runs the
 //! benchmarks and execution-quality runs and rewrites `docs/benchmarks.md`.
 
+mod alpaca_py;
 mod bench;
 
 use std::process::{Command, ExitCode};

@@ -1,8 +1,11 @@
 //! Decode throughput of market-data quote frames (JSON and msgpack) and the cost of a store
-//! update: the figures behind "at least 2 million quotes per second per core in JSON".
+//! update: the figures behind "at least 2 million quotes per second per core in JSON". The exact
+//! frames decoded here are written to `target/bench-results/quote-frames.json`, so that
+//! `cargo xtask bench` can time the official Python SDK decoding the same bytes.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use std::fmt::Write as _;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -33,11 +36,35 @@ fn quotes(n: usize) -> Vec<Quote> {
         .collect()
 }
 
+/// Writes the frames to `<target>/bench-results/quote-frames.json`: the JSON frames as strings,
+/// the msgpack frames as lowercase hex, and how many quotes they hold.
+fn write_frames(json: &[String], msgpack: &[Vec<u8>], quotes: usize) {
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
+        |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        std::path::PathBuf::from,
+    );
+    let dir = target.join("bench-results");
+    std::fs::create_dir_all(&dir).expect("create bench-results");
+    let hex = |frame: &Vec<u8>| {
+        frame.iter().fold(String::with_capacity(frame.len() * 2), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+    };
+    let doc = serde_json::json!({
+        "quotes": quotes,
+        "json": json,
+        "msgpack_hex": msgpack.iter().map(hex).collect::<Vec<_>>(),
+    });
+    std::fs::write(dir.join("quote-frames.json"), doc.to_string()).expect("write quote-frames.json");
+}
+
 fn bench(c: &mut Criterion) {
     let batch = quotes(1000);
     // Frames of 10 quotes, as the server batches them.
     let json: Vec<String> = batch.chunks(10).map(encode_json_quotes).collect();
     let msgpack: Vec<Vec<u8>> = batch.chunks(10).map(encode_msgpack_quotes).collect();
+    write_frames(&json, &msgpack, batch.len());
     let mut group = c.benchmark_group("pricing");
     group.throughput(Throughput::Elements(1000));
     // One connection's decoder: its symbol cache is warm after the first frames.
