@@ -273,6 +273,21 @@ impl FillActivityDto {
     }
 }
 
+/// The data API's latest quotes of many symbols (§7): `{"quotes": {"AAPL": {"bp",...}, ...}}`;
+/// a symbol without a quote is absent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LatestQuotesDto {
+    #[serde(default)]
+    quotes: std::collections::BTreeMap<String, QuoteBody>,
+}
+
+impl LatestQuotesDto {
+    /// The domain quotes, in symbol order.
+    pub fn into_quotes(self) -> Result<Vec<Quote>, DecodeError> {
+        self.quotes.into_iter().map(|(s, quote)| quote.into_quote(symbol(&s)?)).collect()
+    }
+}
+
 /// The data API's latest quote (§7): `{"symbol", "quote": {"bp","bs","ap","as","t"}}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LatestQuoteDto {
@@ -300,13 +315,19 @@ impl LatestQuoteDto {
             Some(s) => symbol(&s)?,
             None => fallback.clone(),
         };
+        self.quote.into_quote(symbol)
+    }
+}
+
+impl QuoteBody {
+    fn into_quote(self, symbol: Symbol) -> Result<Quote, DecodeError> {
         Ok(Quote {
             symbol,
-            bid: Price::new(self.quote.bp.unwrap_or_default()),
-            bid_size: Qty::new(self.quote.bs.unwrap_or_default()),
-            ask: Price::new(self.quote.ap.unwrap_or_default()),
-            ask_size: Qty::new(self.quote.r#as.unwrap_or_default()),
-            time: parse_timestamp(&self.quote.t).map_err(bad)?,
+            bid: Price::new(self.bp.unwrap_or_default()),
+            bid_size: Qty::new(self.bs.unwrap_or_default()),
+            ask: Price::new(self.ap.unwrap_or_default()),
+            ask_size: Qty::new(self.r#as.unwrap_or_default()),
+            time: parse_timestamp(&self.t).map_err(bad)?,
         })
     }
 }

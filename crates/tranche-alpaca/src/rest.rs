@@ -20,9 +20,15 @@ use tranche_domain::{
 };
 
 use crate::config::AlpacaConfig;
-use crate::dto::{AccountDto, AssetDto, ClockDto, DecodeError, FillActivityDto, LatestQuoteDto, OrderDto, PositionDto};
+use crate::dto::{
+    AccountDto, AssetDto, ClockDto, DecodeError, FillActivityDto, LatestQuoteDto, LatestQuotesDto, OrderDto,
+    PositionDto,
+};
 use crate::errors::{map_status, retry_after};
 use crate::limiter::RateLimiter;
+
+/// Symbols asked for in one multi-symbol latest-quotes request.
+const QUOTE_BATCH: usize = 200;
 
 /// Attempts of a GET before its error is returned.
 const GET_ATTEMPTS: u32 = 4;
@@ -226,6 +232,18 @@ impl Broker for AlpacaBroker {
     async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError> {
         let url = format!("{}/v2/stocks/{symbol}/quotes/latest", self.inner.config.data_url.trim_end_matches('/'));
         self.get::<LatestQuoteDto>(&url, &[]).await?.into_quote(symbol).map_err(|e| decode_error(&e, false))
+    }
+
+    async fn latest_quotes(&self, symbols: &[Symbol]) -> Result<Vec<Quote>, BrokerError> {
+        let url = format!("{}/v2/stocks/quotes/latest", self.inner.config.data_url.trim_end_matches('/'));
+        let mut quotes = Vec::with_capacity(symbols.len());
+        // One request per batch; batches keep the query string well under URL length limits.
+        for batch in symbols.chunks(QUOTE_BATCH) {
+            let list = batch.iter().map(Symbol::as_str).collect::<Vec<_>>().join(",");
+            let dto = self.get::<LatestQuotesDto>(&url, &[("symbols", list)]).await?;
+            quotes.extend(dto.into_quotes().map_err(|e| decode_error(&e, false))?);
+        }
+        Ok(quotes)
     }
 
     async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {

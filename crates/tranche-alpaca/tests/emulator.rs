@@ -224,3 +224,65 @@ async fn wrong_keys_are_an_auth_error_and_never_printed() {
         "a refused key stops the stream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_latest_quotes_come_in_one_request() {
+    let mut config = EmulatorConfig::default();
+    config.sim.symbols.unknown.push(sym("NOPE"));
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+    let broker = AlpacaBroker::new(adapter(&emu)).unwrap();
+    let before = emu.requests_served();
+    let symbols = [sym("MSFT"), sym("AAPL"), sym("NOPE")];
+    let quotes = broker.latest_quotes(&symbols).await.unwrap();
+    assert_eq!(emu.requests_served() - before, 1, "one request for all symbols");
+    let got: Vec<&str> = quotes.iter().map(|q| q.symbol.as_str()).collect();
+    assert_eq!(got, ["AAPL", "MSFT"], "a symbol without a quote is left out");
+    assert!(quotes.iter().all(|q| q.bid < q.ask));
+}
+
+/// A budget of 60 a minute: a full bucket, then one request a second.
+async fn emulator_with_budget() -> Emulator {
+    let config = EmulatorConfig { requests_per_minute: 60, ..EmulatorConfig::default() };
+    Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_past_its_budget_with_alpacas_429() {
+    let emu = emulator_with_budget().await;
+    let http = reqwest::Client::new();
+    let clock = format!("{}/v2/clock", emu.url());
+    let mut last = None;
+    for _ in 0..70 {
+        let answer = http
+            .get(&clock)
+            .header("APCA-API-KEY-ID", DEFAULT_KEY_ID)
+            .header("APCA-API-SECRET-KEY", DEFAULT_SECRET_KEY)
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 429 {
+            last = Some(answer);
+            break;
+        }
+        assert!(answer.headers().contains_key("x-ratelimit-reset"));
+    }
+    let refused = last.expect("the 61st request of the minute is refused");
+    assert_eq!(refused.headers()["x-ratelimit-limit"], "60");
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], 42_910_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_paces_itself_by_the_servers_headers() {
+    let emu = emulator_with_budget().await;
+    // The client's own pacing is off (6000 a minute): only the server's headers slow it down.
+    let broker = AlpacaBroker::new(adapter(&emu)).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..63 {
+        broker.clock().await.unwrap();
+    }
+    assert_eq!(emu.requests_served(), 63, "no request was refused: the client waited for the reset");
+    assert!(started.elapsed() >= Duration::from_secs(2), "three requests past the budget came a second apart");
+}

@@ -38,6 +38,21 @@ pub trait Broker: Send + Sync {
     /// nothing fresh).
     async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError>;
 
+    /// The latest quotes of many symbols; a symbol without a quote is left out. Brokers that
+    /// can answer in one request override this; the default asks symbol by symbol and fails on
+    /// the first error other than "not found".
+    async fn latest_quotes(&self, symbols: &[Symbol]) -> Result<Vec<Quote>, BrokerError> {
+        let mut quotes = Vec::with_capacity(symbols.len());
+        for symbol in symbols {
+            match self.latest_quote(symbol).await {
+                Ok(q) => quotes.push(q),
+                Err(BrokerError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(quotes)
+    }
+
     /// Places an order. Never retried internally: an ambiguous outcome is `Uncertain`.
     async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError>;
 

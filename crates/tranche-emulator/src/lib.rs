@@ -9,6 +9,7 @@
 //! and message Alpaca uses; the broker state lives as long as the process.
 
 mod data_stream;
+mod limits;
 mod render;
 mod rest;
 mod stream;
@@ -38,6 +39,10 @@ pub struct EmulatorConfig {
     pub key_id: String,
     /// The only accepted secret.
     pub secret_key: String,
+    /// Alpaca's request budget per key pair and minute (200); 0 turns the limit off.
+    pub requests_per_minute: u32,
+    /// Added before every REST answer: the network round trip a client sees (default none).
+    pub round_trip: std::time::Duration,
     /// Put the simulated session around the wall clock (open every day, for hours), so the
     /// market is open whatever the time and quotes carry real timestamps (default). When
     /// false, the simulator's configured session and start time are used as given.
@@ -51,6 +56,8 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("key_id", &self.key_id)
             .field("secret_key", &"<redacted>")
             .field("wall_clock_session", &self.wall_clock_session)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("round_trip", &self.round_trip)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +69,8 @@ impl Default for EmulatorConfig {
             key_id: DEFAULT_KEY_ID.into(),
             secret_key: DEFAULT_SECRET_KEY.into(),
             wall_clock_session: true,
+            requests_per_minute: 200,
+            round_trip: std::time::Duration::ZERO,
         }
     }
 }
@@ -89,6 +98,10 @@ pub(crate) struct State {
     pub market_data_silent: std::sync::atomic::AtomicBool,
     /// Authenticated market-data sessions, by key and feed (one each).
     pub data_sessions: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The key pair's REST request budget (and the count of requests).
+    pub budget: limits::RequestBudget,
+    /// Waited before every REST answer.
+    pub round_trip: std::time::Duration,
 }
 
 /// A running emulator.
@@ -132,6 +145,8 @@ impl Emulator {
             data_drops: broadcast::channel(16).0,
             market_data_silent: std::sync::atomic::AtomicBool::new(false),
             data_sessions: std::sync::Mutex::new(std::collections::HashSet::new()),
+            budget: limits::RequestBudget::new(config.requests_per_minute),
+            round_trip: config.round_trip,
         });
         let pump_state = Arc::clone(&state);
         let pump = tokio::spawn(async move {
@@ -165,6 +180,11 @@ impl Emulator {
     /// Runs `f` on the simulator (inspection and fault control in tests).
     pub fn with_sim<R>(&self, f: impl FnOnce(&mut tranche_sim::Sim) -> R) -> R {
         self.state.broker.with_sim(f)
+    }
+
+    /// REST requests received so far (refused ones included): what a client spent of its budget.
+    pub fn requests_served(&self) -> u64 {
+        self.state.budget.served()
     }
 
     /// Drops every connected trade-update stream (as a network failure would).
@@ -207,6 +227,9 @@ fn router(state: Arc<State>) -> Router {
         .route("/v2/orders/{id}", get(rest::order).patch(rest::replace).delete(rest::cancel))
         .route("/v2/account/activities/FILL", get(rest::fill_activities))
         .route("/v2/stocks/{symbol}/quotes/latest", get(rest::latest_quote))
+        .route("/v2/stocks/quotes/latest", get(rest::latest_quotes))
+        // The key check runs first (the outer layer), then the budget and the round trip.
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), limits::budget_and_round_trip))
         // The streams authenticate with their first message, not with headers.
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), rest::require_keys))
         .route("/stream", get(stream::trade_updates))

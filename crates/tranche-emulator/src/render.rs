@@ -201,10 +201,18 @@ pub fn trade_update(u: &TradeUpdate) -> Value {
 
 /// The latest-quote response of the data API (§7), numbers not strings.
 pub fn latest_quote(q: &Quote) -> Value {
-    json!({
-        "symbol": q.symbol.as_str(),
-        "quote": {"t": ts(q.time), "ax": "V", "ap": num(q.ask), "as": num(q.ask_size), "bx": "V", "bp": num(q.bid), "bs": num(q.bid_size), "c": ["R"], "z": "C"},
-    })
+    json!({ "symbol": q.symbol.as_str(), "quote": quote_body(q) })
+}
+
+fn quote_body(q: &Quote) -> Value {
+    json!({"t": ts(q.time), "ax": "V", "ap": num(q.ask), "as": num(q.ask_size), "bx": "V", "bp": num(q.bid), "bs": num(q.bid_size), "c": ["R"], "z": "C"})
+}
+
+/// `GET /v2/stocks/quotes/latest?symbols=...`: the quotes by symbol.
+pub fn latest_quotes(quotes: &[Quote]) -> Value {
+    let by_symbol: serde_json::Map<String, Value> =
+        quotes.iter().map(|q| (q.symbol.as_str().to_owned(), quote_body(q))).collect();
+    json!({ "quotes": by_symbol })
 }
 
 /// Alpaca's error body.

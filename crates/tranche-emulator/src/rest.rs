@@ -22,16 +22,9 @@ use crate::State;
 
 type Shared = Extract<Arc<State>>;
 
+/// A JSON answer (the rate-limit headers are added by [`crate::limits`]).
 fn reply(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert("X-Ratelimit-Limit", HeaderValue::from_static("200"));
-    headers.insert("X-Ratelimit-Remaining", HeaderValue::from_static("199"));
-    let reset = chrono::Utc::now().timestamp() + 60;
-    if let Ok(v) = HeaderValue::from_str(&reset.to_string()) {
-        headers.insert("X-Ratelimit-Reset", v);
-    }
-    response
+    (status, Json(body)).into_response()
 }
 
 fn ok(body: Value) -> Response {
@@ -156,6 +149,30 @@ pub async fn latest_quote(state: Shared, Path(sym): Path<String>) -> Response {
         Err(SimError::NotFound { .. }) => error(404, 40_410_000, "not found"),
         Err(e) => sim_error(e),
     }
+}
+
+/// `symbols=A,B,C` of the multi-symbol data endpoints.
+#[derive(Debug, serde::Deserialize)]
+pub struct SymbolsQuery {
+    symbols: Option<String>,
+}
+
+/// `GET /v2/stocks/quotes/latest?symbols=A,B`: `{"quotes":{"A":{..},"B":{..}}}`; a symbol
+/// without a quote is left out, as Alpaca does; no or a malformed symbol is a 400.
+pub async fn latest_quotes(state: Shared, Query(q): Query<SymbolsQuery>) -> Response {
+    let state = state.0;
+    let Some(list) = q.symbols.filter(|s| !s.trim().is_empty()) else {
+        return error(400, 40_010_000, "missing symbols");
+    };
+    let mut symbols = Vec::new();
+    for text in list.split(',') {
+        match Symbol::parse(text.trim()) {
+            Ok(s) => symbols.push(s),
+            Err(e) => return error(400, 40_010_001, &format!("invalid symbol: {e}")),
+        }
+    }
+    let quotes: Vec<_> = state.broker.with_sim(|s| symbols.iter().filter_map(|sym| s.latest_quote(sym).ok()).collect());
+    ok(render::latest_quotes(&quotes))
 }
 
 /// A number sent as a string or a JSON number (`null` and `""` are absent).

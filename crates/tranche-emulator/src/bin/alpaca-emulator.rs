@@ -35,6 +35,12 @@ struct Args {
     /// Extra latency of every trade update, in milliseconds.
     #[arg(long, default_value_t = 15)]
     update_latency_ms: u64,
+    /// Alpaca's request budget per minute (0: no limit); past it, requests get 429.
+    #[arg(long, default_value_t = 200)]
+    requests_per_minute: u32,
+    /// Round trip added before every REST answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    round_trip_ms: u64,
     /// Follow the US regular session (09:30-16:00 ET on weekdays) instead of an always-open
     /// market.
     #[arg(long)]
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
         Faults::Heavy => tranche_sim::FaultConfig::heavy(),
     };
     config.sim.latency.update_ms = args.update_latency_ms;
+    config.requests_per_minute = args.requests_per_minute;
+    config.round_trip = std::time::Duration::from_millis(args.round_trip_ms);
     if args.real_hours {
         config.wall_clock_session = false;
         config.sim.session = tranche_emulator::us_regular_session(chrono::Utc::now());
