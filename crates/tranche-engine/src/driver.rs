@@ -173,7 +173,12 @@ async fn run_loop(
     loop {
         while let Some(input) = queue.pop_front() {
             let now = ports.clock.now();
+            let mut quotes_wanted = Vec::new();
             for command in core.handle(input, now) {
+                if let Command::FetchQuote { item, symbol } = command {
+                    quotes_wanted.push((item, symbol));
+                    continue;
+                }
                 let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
                 if let Some(result) =
                     dispatch(command, &context, &mut tasks, &mut records, &mut timers, &mut subscribed)
@@ -182,6 +187,7 @@ async fn run_loop(
                     return finish(result, journal, records).await;
                 }
             }
+            fetch_quotes(quotes_wanted, &ports, &mut tasks);
         }
         let now = ports.clock.now();
         if let Some(j) = journal.as_mut() {
@@ -322,6 +328,29 @@ fn intent(
     }
 }
 
+/// Asks the broker's REST market data for the quotes items wanted in one step: one request for
+/// one symbol, one multi-symbol request for several.
+fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet<Input>) {
+    let broker = Arc::clone(&ports.broker);
+    let clock = Arc::clone(&ports.clock);
+    match <[_; 1]>::try_from(wanted) {
+        Ok([(item, symbol)]) => {
+            tasks.spawn(async move {
+                Input::RestQuote { item, result: read(&clock, || broker.latest_quote(&symbol)).await }
+            });
+        }
+        Err(wanted) if wanted.is_empty() => {}
+        Err(wanted) => {
+            let (items, mut symbols): (Vec<usize>, Vec<Symbol>) = wanted.into_iter().unzip();
+            symbols.sort();
+            symbols.dedup();
+            tasks.spawn(async move {
+                Input::RestQuotes { items, result: read(&clock, || broker.latest_quotes(&symbols)).await }
+            });
+        }
+    }
+}
+
 /// Runs one command; returns the result when the run is over.
 fn dispatch(
     command: Command,
@@ -356,11 +385,7 @@ fn dispatch(
         Command::FetchAccount => {
             tasks.spawn(async move { Input::Account(read(&clock, || broker.account()).await) });
         }
-        Command::FetchQuote { item, symbol } => {
-            tasks.spawn(async move {
-                Input::RestQuote { item, result: read(&clock, || broker.latest_quote(&symbol)).await }
-            });
-        }
+        Command::FetchQuote { item, symbol } => fetch_quotes(vec![(item, symbol)], ports, tasks),
         Command::Subscribe(symbols) => {
             subscribed.extend(symbols.iter().cloned());
             let feed = Arc::clone(&ports.quotes);

@@ -71,6 +71,13 @@ pub enum Input {
         /// The quote or why there is none.
         result: Result<Quote, BrokerError>,
     },
+    /// Answer to several [`Command::FetchQuote`]s of one step, asked in one request.
+    RestQuotes {
+        /// The items that asked.
+        items: Vec<usize>,
+        /// The quotes found (a symbol without one is left out) or why there are none.
+        result: Result<Vec<Quote>, BrokerError>,
+    },
     /// Answer to [`Command::Submit`].
     Submitted {
         /// The item.

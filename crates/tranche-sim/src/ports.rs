@@ -197,6 +197,11 @@ impl Broker for SimBroker {
         self.read(|sim| sim.latest_quote(symbol)).await
     }
 
+    async fn latest_quotes(&self, symbols: &[Symbol]) -> Result<Vec<Quote>, BrokerError> {
+        // One request, as Alpaca's multi-symbol endpoint; a symbol without a quote is left out.
+        self.read(|sim| Ok(symbols.iter().filter_map(|s| sim.latest_quote(s).ok()).collect())).await
+    }
+
     async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {
         self.mutate(|sim| sim.submit(request)).await
     }

@@ -132,6 +132,18 @@ impl EngineCore {
             Input::Positions(result) => self.on_positions(result, now, &mut out),
             Input::Account(result) => self.on_account(result, now, &mut out),
             Input::RestQuote { item, result } => self.on_rest_quote(item, result, now, &mut out),
+            Input::RestQuotes { items, result } => {
+                for item in items {
+                    let Some(symbol) = self.items.get(item).map(|i| i.item.symbol.clone()) else { continue };
+                    let one = match &result {
+                        Ok(quotes) => quotes.iter().find(|q| q.symbol == symbol).cloned().ok_or_else(|| {
+                            tranche_broker::BrokerError::NotFound { what: format!("latest quote of {symbol}") }
+                        }),
+                        Err(e) => Err(e.clone()),
+                    };
+                    self.on_rest_quote(item, one, now, &mut out);
+                }
+            }
             Input::Submitted { item, client_order_id, result } => {
                 self.on_submitted(item, &client_order_id, result, now, &mut out)
             }
