@@ -172,22 +172,13 @@ async fn run_loop(
     let mut quotes_open = true;
     loop {
         while let Some(input) = queue.pop_front() {
-            let now = ports.clock.now();
-            let mut quotes_wanted = Vec::new();
-            for command in core.handle(input, now) {
-                if let Command::FetchQuote { item, symbol } = command {
-                    quotes_wanted.push((item, symbol));
-                    continue;
-                }
-                let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
-                if let Some(result) =
-                    dispatch(command, &context, &mut tasks, &mut records, &mut timers, &mut subscribed)
-                {
-                    tasks.abort_all();
-                    return finish(result, journal, records).await;
-                }
+            let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
+            if let Some(result) =
+                step(&mut core, input, &context, &mut tasks, &mut records, &mut timers, &mut subscribed)
+            {
+                tasks.abort_all();
+                return finish(result, journal, records).await;
             }
-            fetch_quotes(quotes_wanted, &ports, &mut tasks);
         }
         let now = ports.clock.now();
         if let Some(j) = journal.as_mut() {
@@ -326,6 +317,29 @@ fn intent(
         arrival_mid,
         created_at: now,
     }
+}
+
+/// Runs the core on one input and carries out its commands (the quotes wanted in this step go
+/// out together); returns the result when the run is over.
+fn step(
+    core: &mut EngineCore,
+    input: Input,
+    context: &Context<'_>,
+    tasks: &mut JoinSet<Input>,
+    records: &mut JoinSet<Option<String>>,
+    timers: &mut BTreeMap<TimerId, Timestamp>,
+    subscribed: &mut BTreeSet<Symbol>,
+) -> Option<ExecutionResult> {
+    let mut quotes_wanted = Vec::new();
+    for command in core.handle(input, context.ports.clock.now()) {
+        if let Command::FetchQuote { item, symbol } = command {
+            quotes_wanted.push((item, symbol));
+        } else if let Some(result) = dispatch(command, context, tasks, records, timers, subscribed) {
+            return Some(result);
+        }
+    }
+    fetch_quotes(quotes_wanted, context.ports, tasks);
+    None
 }
 
 /// Asks the broker's REST market data for the quotes items wanted in one step: one request for
