@@ -22,13 +22,13 @@ pub struct ExecuteOptions {
     /// The plan file (JSON, the predecessor's format; see docs/plan-format.md).
     pub plan: PathBuf,
     /// Settings file (`[engine]`, `[simulator]`; see docs/configuration.md).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TRANCHE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Simulator state to start from instead of the plan's own picture (TOML or JSON).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TRANCHE_SIM_STATE")]
     pub sim_state: Option<PathBuf>,
     /// Seed of the simulated market.
-    #[arg(long)]
+    #[arg(long, env = "TRANCHE_SEED")]
     pub seed: Option<u64>,
     /// Print the orders that would be placed and send nothing.
     #[arg(long)]
@@ -42,7 +42,7 @@ pub struct ExecuteOptions {
     /// The broker: the embedded simulator (default) or Alpaca (keys and URLs from
     /// `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`, `APCA_API_DATA_URL`;
     /// paper unless `--live --confirm-live`).
-    #[arg(long, value_enum, default_value = "sim")]
+    #[arg(long, value_enum, env = "TRANCHE_BROKER", default_value = "sim")]
     pub broker: BrokerArg,
     /// Trade real money at Alpaca's live API (needs --confirm-live too).
     #[arg(long)]
@@ -52,7 +52,7 @@ pub struct ExecuteOptions {
     pub confirm_live: bool,
     /// Record the run in a ledger (`sqlite:PATH` or `s3://BUCKET/PREFIX`): every order intent
     /// before it is sent, every fill; a completed plan run again returns its recorded result.
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", env = "TRANCHE_LEDGER")]
     pub ledger: Option<String>,
 }
 

@@ -5,23 +5,50 @@
 //! 64 usage, 65 invalid plan, 66 an input file cannot be read, 69 broker unavailable,
 //! 75 the plan is being executed by another worker, 78 bad configuration.
 
+mod account_cmd;
+mod broker_cmd;
+mod env;
 mod execute;
 mod exit;
 mod ledger_cmd;
+mod logging;
 mod output;
 mod plan_cmd;
+mod plan_new;
 mod settings;
 mod sim_cmd;
+mod targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Execute portfolio rebalance plans safely, quickly and at good prices.
 #[derive(Debug, Parser)]
-#[command(name = "tranche", version, about, long_about = None)]
+#[command(
+    name = "tranche",
+    version,
+    about,
+    long_about = None,
+    after_help = "Settings come from flags, then TRANCHE_* environment variables, then the --config file \
+(TRANCHE_CONFIG), then defaults; see docs/configuration.md."
+)]
 struct Cli {
+    /// How log lines on stderr are written: text, or json (one JSON object per line).
+    #[arg(long, global = true, value_enum, env = "TRANCHE_LOG_FORMAT", default_value = "text")]
+    log_format: logging::LogFormat,
+    /// Which log events are written: a level (off, error, warn, info, debug, trace) or
+    /// directives such as `warn,tranche_engine=debug`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        env = "TRANCHE_LOG_LEVEL",
+        default_value = logging::DEFAULT_FILTER,
+        value_parser = logging::parse_filter
+    )]
+    log_level: tracing_subscriber::filter::Targets,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,7 +79,7 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
         /// Seed of the simulated market.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, env = "TRANCHE_SEED", default_value_t = 1)]
         seed: u64,
         /// Start the account from this plan's picture (positions worth each item's
         /// `current_value`, cash for the rest of `total_portfolio_value`).
@@ -62,6 +89,19 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
     /// Work with rebalance plans.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Show the broker account: equity, cash, buying power, whether it may trade.
+    #[command(
+        after_help = "Examples:\n  tranche account\n  tranche account --sim-state state.toml --json\n  tranche account --broker alpaca   # APCA_API_KEY_ID, APCA_API_SECRET_KEY; paper unless --live"
+    )]
+    Account(account_cmd::ReadOptions),
+    /// Show the positions held, with their market value and share of the equity.
+    #[command(
+        after_help = "Examples:\n  tranche positions --sim-state state.toml\n  tranche positions --broker alpaca --json | jq '.[].symbol'"
+    )]
+    Positions(account_cmd::ReadOptions),
+    /// Show the open orders (closed ones are in the ledger: `tranche ledger show PLAN_ID`).
+    #[command(after_help = "Examples:\n  tranche orders --broker alpaca\n  tranche orders --broker alpaca --symbol AAPL,MSFT --json")]
+    Orders(account_cmd::OrdersOptions),
     /// Simulated rebalances for measuring execution quality.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -69,6 +109,16 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
 
 #[derive(Debug, Subcommand)]
 enum PlanCommand {
+    /// Make a plan from target weights and the broker's equity and positions.
+    #[command(after_help = "Examples:
+  tranche plan new --targets targets.csv --out plan.json      # on the simulator's account
+  tranche plan new --targets targets.json --broker alpaca --min-trade 25 --out plan.json
+  tranche plan new --targets targets.csv --keep-unlisted --plan-id daily-2026-03-02 > plan.json
+
+Targets: CSV with a `symbol,weight` header, or JSON {\"AAPL\": 0.3} or [{\"symbol\": \"AAPL\", \"weight\": 0.3}].
+Target value = weight x equity; differences under --min-trade dollars are HOLD; positions not in the
+targets are sold to zero unless --keep-unlisted. Exit 65 lists every problem of the targets.")]
+    New(plan_cmd::NewOptions),
     /// Check a plan file and list every problem in it at once.
     #[command(
         after_help = "Examples:\n  tranche plan validate examples/plan.json\n  tranche plan validate --json plan.json | jq .problems"
@@ -90,7 +140,7 @@ enum LedgerCommand {
     )]
     Runs {
         /// The ledger.
-        #[arg(long, value_name = "SPEC", default_value = ledger_cmd::DEFAULT_LEDGER)]
+        #[arg(long, value_name = "SPEC", env = "TRANCHE_LEDGER", default_value = ledger_cmd::DEFAULT_LEDGER)]
         ledger: String,
         /// Only runs of this plan.
         #[arg(long)]
@@ -104,7 +154,7 @@ enum LedgerCommand {
         /// The plan id.
         plan_id: String,
         /// The ledger.
-        #[arg(long, value_name = "SPEC", default_value = ledger_cmd::DEFAULT_LEDGER)]
+        #[arg(long, value_name = "SPEC", env = "TRANCHE_LEDGER", default_value = ledger_cmd::DEFAULT_LEDGER)]
         ledger: String,
         /// Print JSON.
         #[arg(long)]
@@ -159,19 +209,34 @@ enum SimCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let args: Vec<String> = std::env::args().collect();
+    let parsed = Cli::command().try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
+            if let Some(message) = env::clap_error(&e, &args) {
+                eprintln!("error: {message}");
+                return exit::code(exit::BAD_CONFIG);
+            }
             let _ = e.print();
             return if e.use_stderr() { exit::code(exit::USAGE) } else { ExitCode::SUCCESS };
         }
     };
+    logging::init(cli.log_format, cli.log_level);
+    if let Err(message) = env::record(&matches) {
+        logging::error(&message);
+        return exit::code(exit::BAD_CONFIG);
+    }
     match cli.command {
+        Command::Account(options) => account_cmd::account(&options),
+        Command::Positions(options) => account_cmd::positions(&options),
+        Command::Orders(options) => account_cmd::orders(&options),
         Command::Execute(options) => execute::run(&options),
         Command::Emulator { listen, seed, plan } => emulator(listen, seed, plan.as_deref()),
         Command::Ledger(LedgerCommand::Runs { ledger, plan, json }) => ledger_cmd::runs(&ledger, plan.as_deref(), json),
         Command::Ledger(LedgerCommand::Show { plan_id, ledger, json }) => ledger_cmd::show(&ledger, &plan_id, json),
         Command::Plan(PlanCommand::Validate { plan, json }) => plan_cmd::validate(&plan, json),
+        Command::Plan(PlanCommand::New(options)) => plan_cmd::new(&options),
         Command::Sim(SimCommand::Run { scenarios, strategy, faults, seed, json }) => {
             let strategy = match strategy {
                 StrategyArg::Market => tranche::engine::Strategy::Market,

@@ -1,11 +1,51 @@
-//! `tranche plan ...`: reading and checking plan files.
+//! `tranche plan ...`: reading and checking plan files, and making one from target weights.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use rust_decimal::Decimal;
 use tranche::domain::{Action, PlanError, RebalancePlan, Usd};
 
+use crate::broker_cmd::{self, BrokerOptions, Failure};
 use crate::exit;
+use crate::plan_new::{self, NewPlan};
+use crate::targets;
+
+/// Options of `tranche plan new`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NewOptions {
+    /// Target weights: CSV with a `symbol,weight` header, or JSON (`{"AAPL": 0.3}` or
+    /// `[{"symbol": "AAPL", "weight": 0.3}]`). Weights are fractions (or `30%` in CSV), each at
+    /// least 0, adding up to at most 1; the rest stays cash.
+    #[arg(long, value_name = "FILE")]
+    pub targets: PathBuf,
+    #[command(flatten)]
+    /// The broker whose equity and positions the plan starts from.
+    pub broker: BrokerOptions,
+    /// Write the plan to this file and print a summary table (default: the plan on stdout).
+    #[arg(long, value_name = "PLAN.json")]
+    pub out: Option<PathBuf>,
+    /// Differences smaller than this many dollars become HOLD.
+    #[arg(long, value_name = "USD", default_value = "1", value_parser = parse_min_trade)]
+    pub min_trade: Decimal,
+    /// Keep positions that are not in the targets as they are (HOLD); by default they are sold
+    /// to zero.
+    #[arg(long)]
+    pub keep_unlisted: bool,
+    /// The plan id, the idempotency key of its execution (default: rebalance-YYYYMMDD-HHMMSS,
+    /// UTC now).
+    #[arg(long, value_name = "ID")]
+    pub plan_id: Option<String>,
+}
+
+fn parse_min_trade(text: &str) -> Result<Decimal, String> {
+    let value = tranche::domain::money::parse_decimal(text)?;
+    if value < Decimal::ZERO {
+        return Err(format!("{value} is negative; use a dollar amount of 0 or more"));
+    }
+    Ok(value)
+}
 
 /// Reads and validates a plan file; on failure prints every problem and returns the exit code.
 pub fn read_plan(path: &Path) -> Result<RebalancePlan, ExitCode> {
@@ -87,4 +127,112 @@ fn total(plan: &RebalancePlan, action: Action) -> String {
         .filter(|i| i.action == action)
         .try_fold(Usd::ZERO, |acc, i| acc.checked_add(i.trade_amount.abs()))
         .map_or_else(|| "overflow".to_owned(), |t| t.to_string())
+}
+
+/// `tranche plan new --targets FILE [--out PLAN.json]`: a plan from target weights and the
+/// broker's equity and positions.
+pub fn new(options: &NewOptions) -> ExitCode {
+    match make(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn make(options: &NewOptions) -> Result<(), Failure> {
+    let path = &options.targets;
+    let text = std::fs::read_to_string(path).map_err(|e| Failure {
+        code: exit::NO_INPUT,
+        message: format!("cannot read the targets file {}: {e}", path.display()),
+    })?;
+    let targets = targets::parse(&text)
+        .map_err(|problems| Failure { code: exit::INVALID_PLAN, message: format!("{}: {problems}", path.display()) })?;
+    let plan_id = match &options.plan_id {
+        Some(id) if id.trim().is_empty() => {
+            return Err(Failure { code: exit::USAGE, message: "--plan-id must not be empty".into() });
+        }
+        Some(id) => id.trim().to_owned(),
+        None => format!("rebalance-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")),
+    };
+    let connection = broker_cmd::connect(&options.broker)?;
+    let account = connection.call("account", connection.broker.account())?;
+    let positions = connection.call("positions", connection.broker.positions())?;
+    let how = NewPlan {
+        plan_id,
+        timestamp: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3),
+        min_trade: options.min_trade,
+        keep_unlisted: options.keep_unlisted,
+        targets_source: path.display().to_string(),
+        broker: connection.label.to_owned(),
+    };
+    let plan = plan_new::build(&targets, account.equity, &positions, &how).map_err(|problems| {
+        let n = problems.len();
+        let list: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
+        Failure {
+            code: exit::INVALID_PLAN,
+            message: format!(
+                "cannot make a plan from {}: {n} problem{}:{}",
+                path.display(),
+                if n == 1 { "" } else { "s" },
+                list.concat()
+            ),
+        }
+    })?;
+    tracing::info!(plan_id = %plan.plan_id, items = plan.items.len(), broker = connection.label, "plan made");
+    let json = plan.to_json_pretty();
+    let Some(out) = &options.out else {
+        println!("{json}");
+        return Ok(());
+    };
+    write_atomically(out, &json).map_err(|e| Failure {
+        code: exit::FAILURE,
+        message: format!("cannot write the plan to {}: {e}", out.display()),
+    })?;
+    summary(&plan, out, &mut std::io::stdout().lock());
+    Ok(())
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`: a reader never
+/// sees half a plan.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let temporary = path.with_file_name(name);
+    std::fs::write(&temporary, format!("{text}\n"))?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
+/// The new plan as a table, and where it was written.
+fn summary(plan: &RebalancePlan, out: &Path, to: &mut impl Write) {
+    let _ = writeln!(
+        to,
+        "{:<10} {:<6} {:>14} {:>14} {:>14} {:>9} {:>9}",
+        "SYMBOL", "ACTION", "CURRENT $", "TARGET $", "TRADE $", "CURRENT", "TARGET"
+    );
+    for item in &plan.items {
+        let _ = writeln!(
+            to,
+            "{:<10} {:<6} {:>14} {:>14} {:>14} {:>9} {:>9}",
+            item.symbol.as_str(),
+            item.action.as_str(),
+            format!("{:.2}", item.current_value.get()),
+            format!("{:.2}", item.target_value.get()),
+            format!("{:.2}", item.trade_amount.get()),
+            format!("{:.2}%", item.current_weight.get() * Decimal::ONE_HUNDRED),
+            format!("{:.2}%", item.target_weight.get() * Decimal::ONE_HUNDRED),
+        );
+    }
+    let _ = writeln!(
+        to,
+        "\nplan `{}` written to {}: {} buys for ${}, {} sells for ${}, {} holds; portfolio ${}",
+        plan.plan_id,
+        out.display(),
+        count(plan, Action::Buy),
+        total(plan, Action::Buy),
+        count(plan, Action::Sell),
+        total(plan, Action::Sell),
+        count(plan, Action::Hold),
+        plan.total_portfolio_value
+    );
 }

@@ -1,5 +1,6 @@
 //! `tranche.toml`: the engine and simulator settings, read with unknown keys refused; every
-//! error names the file, the key and the fix.
+//! error names the file (and the `TRANCHE_*` variable when the path came from the environment),
+//! the key and the fix.
 
 use std::path::Path;
 
@@ -22,16 +23,30 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct SettingsError(pub String);
 
+/// The fix for a file that cannot be read: name the variable or the flag it came from.
+fn unreadable_fix(id: &str, flag: &str) -> String {
+    match crate::env::source_of(id) {
+        Some(var) => format!("fix: point {} at a readable file, or unset it", var.name),
+        None => format!("fix: check the {flag} path"),
+    }
+}
+
 /// Reads `path` (or the defaults when `None`) and validates the engine settings.
 pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
+    let origin = crate::env::origin("config");
     let settings = match path {
         None => Settings::default(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SettingsError(format!("{}: cannot read the configuration file: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                SettingsError(format!(
+                    "{}{origin}: cannot read the configuration file: {e}\n{}",
+                    path.display(),
+                    unreadable_fix("config", "--config")
+                ))
+            })?;
             toml::from_str::<Settings>(&text).map_err(|e| {
                 SettingsError(format!(
-                    "{}: {}fix: correct or remove the key (see docs/configuration.md for every key and its default)",
+                    "{}{origin}: {}fix: correct or remove the key (see docs/configuration.md for every key and its default)",
                     path.display(),
                     e
                 ))
@@ -39,7 +54,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
         }
     };
     settings.engine.validate().map_err(|issues| {
-        let file = path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
+        let file = path.map_or_else(|| "defaults".to_owned(), |p| format!("{}{origin}", p.display()));
         let lines: Vec<String> = issues.0.iter().map(|i| format!("  - [engine] {}: {}", i.key, i.message)).collect();
         SettingsError(format!("{file}: invalid engine settings:\n{}", lines.join("\n")))
     })?;
@@ -48,14 +63,20 @@ pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
 
 /// Reads a simulator state file (the `[simulator]` table's format, as TOML or JSON).
 pub fn load_sim_state(path: &Path) -> Result<SimConfig, SettingsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SettingsError(format!("{}: cannot read the simulator state file: {e}", path.display())))?;
+    let origin = crate::env::origin("sim_state");
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SettingsError(format!(
+            "{}{origin}: cannot read the simulator state file: {e}\n{}",
+            path.display(),
+            unreadable_fix("sim_state", "--sim-state")
+        ))
+    })?;
     let parsed = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str::<SimConfig>(&text).map_err(|e| e.to_string())
     } else {
         toml::from_str::<SimConfig>(&text).map_err(|e| e.to_string())
     };
     parsed.map_err(|e| {
-        SettingsError(format!("{}: {e}\nfix: see docs/configuration.md for the simulator keys", path.display()))
+        SettingsError(format!("{}{origin}: {e}\nfix: see docs/configuration.md for the simulator keys", path.display()))
     })
 }

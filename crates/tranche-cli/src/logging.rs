@@ -1,0 +1,100 @@
+//! Logs: `tracing` events on stderr, as text or as one JSON object per line (`--log-format`,
+//! `TRANCHE_LOG_FORMAT`), filtered by `--log-level` (`TRANCHE_LOG_LEVEL`, default `warn`).
+//!
+//! Invariants: logs go to stderr only (stdout carries results); the format is chosen once per
+//! process; events never carry credentials (the adapters' configurations redact their secrets,
+//! and no command logs a key). In JSON mode the CLI's own error messages are log events too, so
+//! every line on stderr is one JSON object.
+
+use std::sync::OnceLock;
+
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// `--log-format`: how log lines on stderr are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (`2026-03-02T14:45:00Z  WARN tranche_engine: ...`).
+    Text,
+    /// One JSON object per line (`{"timestamp":..,"level":..,"message":..,"target":..}`).
+    Json,
+}
+
+/// The format chosen at start-up (text until [`init`] runs).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The default `--log-level`.
+pub const DEFAULT_FILTER: &str = "warn";
+
+/// Parses a `--log-level` value: a level (`off`, `error`, `warn`, `info`, `debug`, `trace`) or
+/// comma-separated directives such as `warn,tranche_engine=debug`.
+/// Every directive must name a level: a bare word that is not a level (`loud`) is refused rather
+/// than read as "everything from target `loud`".
+pub fn parse_filter(text: &str) -> Result<Targets, String> {
+    let refuse = || {
+        format!(
+            "`{text}` is not a log filter; use a level (off, error, warn, info, debug, trace) or directives \
+             such as warn,tranche_engine=debug"
+        )
+    };
+    let is_level = |word: &str| {
+        !word.trim().is_empty() && word.trim().parse::<tracing_subscriber::filter::LevelFilter>().is_ok()
+    };
+    let every_directive_has_a_level = text.split(',').all(|directive| match directive.split_once('=') {
+        Some((target, level)) => !target.trim().is_empty() && is_level(level),
+        None => is_level(directive),
+    });
+    if !every_directive_has_a_level {
+        return Err(refuse());
+    }
+    text.parse::<Targets>().map_err(|_| refuse())
+}
+
+/// Installs the subscriber that writes log events to stderr. Call once, before any work.
+pub fn init(format: LogFormat, filter: Targets) {
+    let _ = FORMAT.set(format);
+    let layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    // A second initialisation (impossible in this binary) would keep the first subscriber.
+    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
+}
+
+/// True when logs are JSON lines.
+pub fn is_json() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
+/// Reports a fatal error of a command: `error: ...` on stderr, or an ERROR event in JSON mode.
+pub fn error(message: &str) {
+    if is_json() {
+        tracing::error!(target: "tranche", "{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_levels_or_directives() {
+        for good in ["warn", "INFO", "off", "trace", "warn,tranche_engine=debug"] {
+            assert!(parse_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["loud", "", "warn,tranche_engine", "=info", "warn,tranche_engine=loud"] {
+            let message = parse_filter(bad).unwrap_err();
+            assert!(message.contains("is not a log filter"), "{bad}: {message}");
+        }
+    }
+}

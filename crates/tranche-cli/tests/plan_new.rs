@@ -1,0 +1,146 @@
+//! End-to-end: `tranche plan new` with the real binary on the embedded simulator; the plans it
+//! writes pass `tranche plan validate` and execute on the same account.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The binary with no `TRANCHE_*` or `APCA_*` variable inherited from the caller's shell.
+fn tranche() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tranche"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TRANCHE_") || name.starts_with("APCA_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().expect("the binary runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh directory with a simulator state holding cash, AAPL and EDZ.
+fn workspace(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tranche-plan-new-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("state.toml"),
+        "seed = 3\n[account]\nstarting_cash = \"50000\"\n\
+         positions = [{ symbol = \"AAPL\", qty = \"100\" }, { symbol = \"EDZ\", qty = \"50\" }]\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn validate(plan: &Path) -> serde_json::Value {
+    let (code, stdout, stderr) = run(tranche().args(["plan", "validate", "--json", s(plan)]));
+    assert_eq!(code, Some(0), "plan validate accepts the new plan: {stdout}{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn a_plan_from_csv_targets_is_valid_and_executes_on_the_same_account() {
+    let dir = workspace("csv");
+    let (targets, state, plan) = (dir.join("targets.csv"), dir.join("state.toml"), dir.join("plan.json"));
+    std::fs::write(&targets, "symbol,weight\nAAPL,0.3\nMSFT,0.2\nSPY,40%\n").unwrap();
+    let (code, stdout, stderr) = run(tranche().args([
+        "plan",
+        "new",
+        "--targets",
+        s(&targets),
+        "--sim-state",
+        s(&state),
+        "--out",
+        s(&plan),
+        "--plan-id",
+        "csv-test-plan",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("SYMBOL"), "a summary table: {stdout}");
+    assert!(stdout.contains("plan `csv-test-plan` written to"), "{stdout}");
+
+    let verdict = validate(&plan);
+    assert_eq!(verdict["plan_id"], "csv-test-plan");
+    assert_eq!(verdict["items"], 4, "three targets and the unlisted EDZ");
+    assert_eq!((verdict["buys"].as_u64(), verdict["sells"].as_u64()), (Some(2), Some(2)), "{verdict}");
+
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let edz = written["items"].as_array().unwrap().iter().find(|i| i["symbol"] == "EDZ").unwrap();
+    assert_eq!((edz["action"].as_str(), edz["target_weight"].as_str()), (Some("SELL"), Some("0")), "sold to zero");
+    assert_eq!(written["metadata"]["broker"], "sim");
+
+    let (code, stdout, stderr) = run(tranche().args(["execute", s(&plan), "--sim-state", s(&state), "--quiet"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("success: 4 of 4 items completed"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plan_from_json_targets_goes_to_stdout_and_keeps_unlisted_positions_on_request() {
+    let dir = workspace("json");
+    let (targets, state) = (dir.join("targets.json"), dir.join("state.toml"));
+    std::fs::write(&targets, r#"[{"symbol": "AAPL", "weight": 0.25}, {"symbol": "QQQ", "weight": "0.5"}]"#).unwrap();
+    let (code, stdout, stderr) = run(tranche()
+        .args(["plan", "new", "--targets", s(&targets), "--keep-unlisted", "--min-trade", "50"])
+        .env("TRANCHE_SIM_STATE", &state));
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan_path = dir.join("plan.json");
+    std::fs::write(&plan_path, &stdout).unwrap();
+    validate(&plan_path);
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let actions: Vec<(&str, &str)> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["symbol"].as_str().unwrap(), i["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, [("AAPL", "SELL"), ("QQQ", "BUY"), ("EDZ", "HOLD")], "{stdout}");
+    assert!(plan["plan_id"].as_str().unwrap().starts_with("rebalance-"), "a generated plan id");
+
+    std::fs::write(&targets, r#"{"AAPL": 0.5, "QQQ": 0.5}"#).unwrap();
+    let (code, _, stderr) = run(tranche()
+        .args(["plan", "new", "--targets", s(&targets), "--keep-unlisted"])
+        .env("TRANCHE_SIM_STATE", &state));
+    assert_eq!(code, Some(65), "kept EDZ leaves less than 100% for the targets: {stderr}");
+    assert!(stderr.contains("with --keep-unlisted the positions not in the targets (EDZ)"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_targets_exit_65_listing_every_problem() {
+    let dir = workspace("bad");
+    let targets = dir.join("targets.csv");
+    std::fs::write(&targets, "symbol,weight\nAAPL,0.7\nBAD SYMBOL,0.1\nMSFT,-0.2\naapl,0.3\nSPY,lots\nQQQ,0.2\n")
+        .unwrap();
+    let (code, stdout, stderr) = run(tranche().args(["plan", "new", "--targets", s(&targets)]));
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stdout.is_empty(), "no plan: {stdout}");
+    for want in [
+        "the targets have 5 problems",
+        "line 3: symbol `BAD SYMBOL`",
+        "line 4: weight -0.2 is negative",
+        "line 5: duplicate symbol AAPL: already at line 2",
+        "line 6: `lots` is not a decimal number",
+        "the weights add up to 1.3; at most 1 is allowed",
+    ] {
+        assert!(stderr.contains(want), "missing `{want}` in {stderr}");
+    }
+
+    let (code, _, stderr) = run(tranche().args(["plan", "new", "--targets", s(&dir.join("missing.csv"))]));
+    assert_eq!(code, Some(66), "{stderr}");
+    let (code, _, stderr) = run(tranche().args(["plan", "new", "--targets", s(&targets), "--min-trade", "-5"]));
+    assert_eq!(code, Some(64), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
