@@ -39,9 +39,8 @@ pub fn parse_filter(text: &str) -> Result<Targets, String> {
              such as warn,tranche_engine=debug"
         )
     };
-    let is_level = |word: &str| {
-        !word.trim().is_empty() && word.trim().parse::<tracing_subscriber::filter::LevelFilter>().is_ok()
-    };
+    let is_level =
+        |word: &str| !word.trim().is_empty() && word.trim().parse::<tracing_subscriber::filter::LevelFilter>().is_ok();
     let every_directive_has_a_level = text.split(',').all(|directive| match directive.split_once('=') {
         Some((target, level)) => !target.trim().is_empty() && is_level(level),
         None => is_level(directive),
