@@ -100,7 +100,9 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
     )]
     Positions(account_cmd::ReadOptions),
     /// Show the open orders (closed ones are in the ledger: `tranche ledger show PLAN_ID`).
-    #[command(after_help = "Examples:\n  tranche orders --broker alpaca\n  tranche orders --broker alpaca --symbol AAPL,MSFT --json")]
+    #[command(
+        after_help = "Examples:\n  tranche orders --broker alpaca\n  tranche orders --broker alpaca --symbol AAPL,MSFT --json"
+    )]
     Orders(account_cmd::OrdersOptions),
     /// Simulated rebalances for measuring execution quality.
     #[command(subcommand)]
