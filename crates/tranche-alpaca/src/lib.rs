@@ -22,4 +22,4 @@ pub use config::{AlpacaConfig, ConfigError, Secret, DATA_URL, LIVE_URL, PAPER_UR
 pub use errors::map_status;
 pub use limiter::RateLimiter;
 pub use rest::AlpacaBroker;
-pub use stream::AlpacaOrderEvents;
+pub use stream::{decode_trade_update, AlpacaOrderEvents};

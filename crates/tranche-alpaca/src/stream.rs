@@ -92,6 +92,13 @@ async fn supervise(config: AlpacaConfig, tx: mpsc::Sender<StreamEvent>) {
     }
 }
 
+/// The `data` of one `trade_updates` message as the domain update (the stream's decode path,
+/// public for the throughput benchmark); the error says what was unreadable.
+pub fn decode_trade_update(data: &Value) -> Result<tranche_domain::TradeUpdate, String> {
+    use serde::Deserialize as _;
+    TradeUpdateDto::deserialize(data).map_err(|e| e.to_string())?.into_update().map_err(|e| e.to_string())
+}
+
 fn parse_frame(message: &Message) -> Option<Value> {
     match message {
         Message::Text(t) => serde_json::from_str(t.as_str()).ok(),
@@ -174,7 +181,7 @@ async fn session(
                     }
                     Some("trade_updates") => {
                         let Some(data) = value.get("data") else { continue };
-                        match serde_json::from_value::<TradeUpdateDto>(data.clone()).map_err(|e| e.to_string()).and_then(|d| d.into_update().map_err(|e| e.to_string())) {
+                        match decode_trade_update(data) {
                             Ok(update) => {
                                 if tx.send(StreamEvent::Update(Box::new(update))).await.is_err() {
                                     return End::Stop;

@@ -187,6 +187,11 @@ impl Emulator {
         self.state.budget.served()
     }
 
+    /// REST requests refused with 429 because the key's budget was spent.
+    pub fn requests_refused(&self) -> u64 {
+        self.state.budget.refused()
+    }
+
     /// Drops every connected trade-update stream (as a network failure would).
     pub fn drop_streams(&self) {
         let _ = self.state.outages.send(());

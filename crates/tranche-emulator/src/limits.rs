@@ -25,6 +25,7 @@ pub(crate) struct RequestBudget {
     per_minute: u32,
     bucket: Mutex<(f64, Instant)>,
     served: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// What the budget said of one request.
@@ -39,12 +40,22 @@ struct Verdict {
 impl RequestBudget {
     /// A full bucket of `per_minute` requests (0 means no limit).
     pub(crate) fn new(per_minute: u32) -> Self {
-        Self { per_minute, bucket: Mutex::new((f64::from(per_minute), Instant::now())), served: AtomicU64::new(0) }
+        Self {
+            per_minute,
+            bucket: Mutex::new((f64::from(per_minute), Instant::now())),
+            served: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
     }
 
     /// REST requests received so far, refused ones included.
     pub(crate) fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// REST requests refused with 429.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     fn take(&self) -> Verdict {
@@ -59,6 +70,9 @@ impl RequestBudget {
         let tokens = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * per_sec).min(capacity);
         let allowed = tokens >= 1.0;
         let tokens = if allowed { tokens - 1.0 } else { tokens };
+        if !allowed {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
         *bucket = (tokens, now);
         Verdict {
             allowed,
@@ -114,6 +128,7 @@ mod tests {
         let allowed = (0..10).filter(|_| budget.take().allowed).count();
         assert_eq!(allowed, 2, "one request a second comes back");
         assert_eq!(budget.served(), 111);
+        assert_eq!(budget.refused(), 49);
     }
 
     #[test]

@@ -380,16 +380,25 @@ fn dispatch(
     let clock = Arc::clone(&ports.clock);
     match command {
         Command::Preflight { symbols } => {
+            // Every read at once: the run starts after one round trip, not one per read.
             tasks.spawn(async move {
-                let account = read(&clock, || broker.account()).await;
-                let market = read(&clock, || broker.clock()).await;
-                let positions = read(&clock, || broker.positions()).await;
-                let open_orders = read(&clock, || broker.open_orders()).await;
-                let mut assets = Vec::with_capacity(symbols.len());
-                for symbol in symbols {
-                    let asset = read(&clock, || broker.asset(&symbol)).await;
-                    assets.push((symbol, asset));
+                let mut lookups = JoinSet::new();
+                for (i, symbol) in symbols.into_iter().enumerate() {
+                    let (broker, clock) = (Arc::clone(&broker), Arc::clone(&clock));
+                    lookups.spawn(async move {
+                        let asset = read(&clock, || broker.asset(&symbol)).await;
+                        (i, symbol, asset)
+                    });
                 }
+                let (account, market, positions, open_orders) = tokio::join!(
+                    read(&clock, || broker.account()),
+                    read(&clock, || broker.clock()),
+                    read(&clock, || broker.positions()),
+                    read(&clock, || broker.open_orders()),
+                );
+                let mut found = lookups.join_all().await;
+                found.sort_by_key(|(i, _, _)| *i);
+                let assets = found.into_iter().map(|(_, symbol, asset)| (symbol, asset)).collect();
                 Input::Preflight(Box::new(PreflightData { account, clock: market, positions, open_orders, assets }))
             });
         }
