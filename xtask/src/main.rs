@@ -5,6 +5,7 @@
 
 mod alpaca_py;
 mod bench;
+mod report_shot;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -15,6 +16,8 @@ commands:
   ci      run the quality gate: fmt check, clippy -D warnings, all tests, docs (warnings denied)
   bench   run every benchmark and the execution-quality runs, rewrite docs/benchmarks.md
           (--quick: criterion's quick mode, 200 instead of 1,000 seeds; a few minutes)
+  report-shot  run examples/plan.json with --report and render the page to target/report/run.png
+          with headless Chromium (installed if missing); --out FILE.png, --plan PLAN, --seed N
   help    show this text";
 
 /// One step of the gate: a name and the command that runs it.
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("report-shot") => report_shot::main(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

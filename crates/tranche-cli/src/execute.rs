@@ -1,8 +1,10 @@
-//! `tranche execute PLAN`: the main job, on the embedded simulator (virtual time).
+//! `tranche execute PLAN`: the main job, on the embedded simulator (virtual time) or at Alpaca;
+//! progress on stderr while it runs, the result on stdout, and with `--report` an HTML report.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tranche::broker::QuoteFeed;
 use tranche::domain::{ExecutionResult, RebalancePlan};
@@ -13,6 +15,7 @@ use tranche::simulation::{account_from_plan, start_sim};
 use crate::exit;
 use crate::output;
 use crate::plan_cmd::read_plan;
+use crate::report;
 use crate::settings;
 use crate::BrokerArg;
 
@@ -36,9 +39,17 @@ pub struct ExecuteOptions {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-    /// No progress lines on stderr.
+    /// No progress on stderr (by default: live per-symbol bars on a terminal, plain lines
+    /// otherwise).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Write a self-contained HTML report to FILE (no script, nothing loaded from anywhere): the
+    /// result as a table and, per traded symbol, a chart of the bid/ask band with the limit-price
+    /// steps and the fills. With --dry-run it shows the preview instead (nothing is sent). The
+    /// file is created before anything is sent: if it cannot be, the command stops with exit 64.
+    /// If it cannot be rewritten after the run, the error is printed and the exit code is 3.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// The broker: the embedded simulator (default) or Alpaca (keys and URLs from
     /// `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`, `APCA_API_DATA_URL`;
     /// paper unless `--live --confirm-live`).
@@ -91,6 +102,12 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
     if let Some(seed) = options.seed {
         sim.seed = seed;
     }
+    let info =
+        report::RunInfo::new(format!("Embedded simulator, seed {}; times are the simulator's virtual clock", sim.seed));
+    let target = match report_target(options, &plan, &info) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
         Ok(rt) => rt,
         Err(e) => return fail(exit::BROKER_UNAVAILABLE, &format!("cannot start the runtime: {e}")),
@@ -106,39 +123,92 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
             let _ = feed.subscribe(&symbols).await;
             preview(&plan, &settings.engine, &broker.broker(), &feed, tranche::broker::Clock::now(&*clock)).await
         });
-        return print_preview(&plan, &found, options.json);
+        return print_preview(&plan, &found, options.json, target.as_ref(), &info);
     }
     let ledger = match options.ledger.as_deref().map(crate::ledger_cmd::open).transpose() {
         Ok(l) => l,
         Err(e) => return fail(exit::BAD_CONFIG, &format!("--ledger: {e}")),
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
+    let recording = report::Recording::new();
     let quiet = options.quiet;
     let outcome: Result<ExecutionResult, RunError> = runtime.block_on(async {
-        let printer = tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if !quiet {
-                    output::progress_line(&event);
-                }
-            }
-        });
+        let (tx, watcher) = watch(quiet, target.is_some().then(|| Arc::clone(&recording)));
         let ports = Ports {
-            broker: std::sync::Arc::new(broker.broker()),
+            broker: Arc::new(broker.broker()),
             events: Box::new(broker.order_events()),
-            quotes: std::sync::Arc::new(broker.quote_feed()),
-            clock: std::sync::Arc::clone(&clock),
+            quotes: recorded(Arc::new(broker.quote_feed()), &clock, target.as_ref(), &recording),
+            clock: Arc::clone(&clock),
         };
         let outcome = match ledger {
             Some(ledger) => execute_recorded(plan.clone(), settings.engine.clone(), ports, ledger, Some(tx)).await,
             None => Ok(tranche::engine::execute(plan.clone(), settings.engine.clone(), ports, Some(tx)).await),
         };
-        let _ = printer.await;
+        let _ = watcher.await;
         outcome
     });
-    report(outcome, options)
+    finish(outcome, options, target.as_ref().map(|t| (t, &*recording, &info)))
 }
 
-fn print_preview(plan: &RebalancePlan, found: &Preview, json: bool) -> ExitCode {
+/// Creates the `--report` file (a "run in progress" page) before anything is sent.
+fn report_target(
+    options: &ExecuteOptions,
+    plan: &RebalancePlan,
+    info: &report::RunInfo,
+) -> Result<Option<report::Target>, ExitCode> {
+    match &options.report {
+        None => Ok(None),
+        Some(path) => match report::Target::create(path, &plan.plan_id, info) {
+            Ok(target) => Ok(Some(target)),
+            Err(message) => Err(fail(exit::USAGE, &format!("--report: {message}; nothing was sent"))),
+        },
+    }
+}
+
+/// The quote feed handed to the engine: `feed` itself, or with `--report` a recorder around it.
+fn recorded(
+    feed: Arc<dyn QuoteFeed>,
+    clock: &Arc<dyn tranche::broker::Clock>,
+    target: Option<&report::Target>,
+    recording: &Arc<report::Recording>,
+) -> Arc<dyn QuoteFeed> {
+    match target {
+        Some(_) => Arc::new(report::RecordingFeed::new(feed, Arc::clone(clock), Arc::clone(recording))),
+        None => feed,
+    }
+}
+
+/// The engine's progress channel and the task that draws its events on stderr (and records them
+/// for the report); the task ends when the engine drops the sender.
+fn watch(
+    quiet: bool,
+    recording: Option<Arc<report::Recording>>,
+) -> (tokio::sync::mpsc::UnboundedSender<ProgressEvent>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
+    let task = tokio::spawn(async move {
+        let mut progress = output::Progress::for_stderr(quiet);
+        while let Some(event) = rx.recv().await {
+            if let Some(recording) = &recording {
+                recording.event(&event);
+            }
+            progress.event(&event);
+        }
+        progress.finish();
+    });
+    (tx, task)
+}
+
+fn print_preview(
+    plan: &RebalancePlan,
+    found: &Preview,
+    json: bool,
+    target: Option<&report::Target>,
+    info: &report::RunInfo,
+) -> ExitCode {
+    if let Some(target) = target {
+        if let Err(message) = target.write_preview(&plan.plan_id, found, info) {
+            return fail(exit::FAILURE, &message);
+        }
+    }
     if json {
         match serde_json::to_string_pretty(found) {
             Ok(text) => println!("{text}"),
@@ -182,17 +252,22 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
         Ok(rt) => rt,
         Err(e) => return fail(exit::BROKER_UNAVAILABLE, &format!("cannot start the runtime: {e}")),
     };
+    let info = report::RunInfo::new(alpaca_label(options, &config));
+    let target = match report_target(options, plan, &info) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let broker = match tranche::alpaca::AlpacaBroker::new(config.clone()) {
         Ok(b) => b,
         Err(e) => return fail(exit::BROKER_UNAVAILABLE, &e.to_string()),
     };
     let stream = market_data_url(&config);
-    let quotes: std::sync::Arc<dyn tranche::broker::QuoteFeed> = runtime.block_on(async {
-        std::sync::Arc::new(tranche::pricing::AlpacaQuoteFeed::connect(tranche::pricing::StreamConfig::new(
+    let quotes: Arc<dyn QuoteFeed> = runtime.block_on(async {
+        Arc::new(tranche::pricing::AlpacaQuoteFeed::connect(tranche::pricing::StreamConfig::new(
             stream.clone(),
             config.key_id.clone(),
             config.secret.expose().to_owned(),
-        ))) as std::sync::Arc<dyn tranche::broker::QuoteFeed>
+        ))) as Arc<dyn QuoteFeed>
     });
     if let Err(e) = runtime.block_on(tranche::broker::Broker::clock(&broker)) {
         return fail(exit::BROKER_UNAVAILABLE, &format!("Alpaca is not reachable at {}: {e}", config.trading_url));
@@ -205,57 +280,93 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
             &*quotes,
             tranche::broker::Clock::now(&tranche::broker::SystemClock),
         ));
-        return print_preview(plan, &found, options.json);
+        return print_preview(plan, &found, options.json, target.as_ref(), &info);
     }
     let spec = options.ledger.clone().unwrap_or_else(|| crate::ledger_cmd::DEFAULT_LEDGER.to_owned());
     let ledger = match crate::ledger_cmd::open(&spec) {
         Ok(l) => l,
         Err(e) => return fail(exit::BAD_CONFIG, &format!("--ledger: {e}")),
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
+    let recording = report::Recording::new();
+    let clock: Arc<dyn tranche::broker::Clock> = Arc::new(tranche::broker::SystemClock);
+    let quotes = recorded(quotes, &clock, target.as_ref(), &recording);
     let quiet = options.quiet;
     let engine = settings.engine.clone();
     let plan = plan.clone();
+    let record = target.is_some().then(|| Arc::clone(&recording));
     let outcome = runtime.block_on(async move {
-        let printer = tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if !quiet {
-                    output::progress_line(&event);
-                }
-            }
-        });
+        let (tx, watcher) = watch(quiet, record);
         let ports = Ports {
-            broker: std::sync::Arc::new(broker),
+            broker: Arc::new(broker),
             events: Box::new(tranche::alpaca::AlpacaOrderEvents::connect(config)),
             quotes,
-            clock: std::sync::Arc::new(tranche::broker::SystemClock),
+            clock,
         };
         let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await;
-        let _ = printer.await;
+        let _ = watcher.await;
         outcome
     });
-    report(outcome, options)
+    finish(outcome, options, target.as_ref().map(|t| (t, &*recording, &info)))
 }
 
-/// Prints a run's outcome and returns its exit code.
-fn report(outcome: Result<ExecutionResult, RunError>, options: &ExecuteOptions) -> ExitCode {
-    let result = match outcome {
-        Ok(result) => result,
+/// Where orders go, for the report: paper, live or another Alpaca-compatible URL (never the URL
+/// itself, which may carry credentials).
+fn alpaca_label(options: &ExecuteOptions, config: &tranche::alpaca::AlpacaConfig) -> String {
+    let url = config.trading_url.trim_end_matches('/');
+    if url == tranche::alpaca::LIVE_URL {
+        "Alpaca live trading (real money)".to_owned()
+    } else if url == tranche::alpaca::PAPER_URL {
+        "Alpaca paper trading".to_owned()
+    } else if options.live {
+        "Alpaca-compatible API (live flag set)".to_owned()
+    } else {
+        "Alpaca-compatible API at a custom URL (e.g. the emulator)".to_owned()
+    }
+}
+
+/// Prints a run's outcome, writes its report, and returns the exit code.
+fn finish(
+    outcome: Result<ExecutionResult, RunError>,
+    options: &ExecuteOptions,
+    report: Option<(&report::Target, &report::Recording, &report::RunInfo)>,
+) -> ExitCode {
+    let (result, code) = match outcome {
+        Ok(result) => {
+            let code = exit::for_status(result.status);
+            (result, code)
+        }
         Err(RunError::AlreadyRunning { run_id }) => {
+            discard(report);
             return fail(
                 exit::PLAN_BUSY,
                 &format!("the plan is being executed by run {run_id}; try again when it is done"),
             );
         }
-        Err(RunError::Ledger(e)) => return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded")),
+        Err(RunError::Ledger(e)) => {
+            discard(report);
+            return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded"));
+        }
         Err(RunError::LedgerAfterRun { error, result }) => {
             eprintln!("error: the run finished but could not be recorded in the ledger: {error}");
-            print_result(&result, options.json);
-            return exit::code(exit::FAILURE);
+            (*result, exit::code(exit::FAILURE))
         }
     };
     print_result(&result, options.json);
-    exit::for_status(result.status)
+    if let Some((target, recording, info)) = report {
+        match target.write_run(&result, recording, info) {
+            Ok(()) if !options.quiet => eprintln!("report written to {}", target.path().display()),
+            Ok(()) => {}
+            Err(message) => return fail(exit::FAILURE, &message),
+        }
+    }
+    code
+}
+
+/// Removes the "run in progress" page of a run that never started (nothing to report).
+fn discard(report: Option<(&report::Target, &report::Recording, &report::RunInfo)>) {
+    if let Some((target, _, _)) = report {
+        let _ = std::fs::remove_file(target.path());
+    }
 }
 
 fn print_result(result: &ExecutionResult, json: bool) {

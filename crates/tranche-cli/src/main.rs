@@ -15,6 +15,7 @@ mod logging;
 mod output;
 mod plan_cmd;
 mod plan_new;
+mod report;
 mod settings;
 mod sim_cmd;
 mod targets;
@@ -62,6 +63,7 @@ enum Command {
   tranche execute examples/plan-30.json --json > result.json
   tranche execute plan.json --config tranche.toml --seed 7
   tranche execute plan.json --ledger sqlite:ledger.sqlite   # exactly once: a re-run trades nothing
+  tranche execute examples/plan.json --report run.html   # HTML report: table + a chart per symbol
 
 Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
 66 unreadable file, 69 broker unavailable, 75 plan busy in another worker,

@@ -1,9 +1,53 @@
-//! Human output: progress lines on stderr, the result table and the dry-run table on stdout.
+//! Human output: progress on stderr (a live display on a terminal, plain lines otherwise, nothing
+//! with `--quiet`), the result table and the dry-run table on stdout.
 
-use std::io::Write;
+mod live;
 
-use tranche::domain::{ExecutionResult, ItemOutcome};
+use std::io::{IsTerminal, Write};
+
+use tranche::domain::{ExecutionResult, ItemOutcome, Symbol};
 use tranche::engine::{Preview, ProgressEvent};
+
+/// Where progress events are drawn.
+#[derive(Debug)]
+pub enum Progress {
+    /// Nowhere (`--quiet`).
+    Quiet,
+    /// One plain line per event on stderr (stderr is not a terminal, or `TERM=dumb`).
+    Lines,
+    /// Live per-symbol bars on the terminal.
+    Live(Box<live::Live>),
+}
+
+impl Progress {
+    /// The display for this process: quiet, live when stderr is a capable terminal, else lines.
+    pub fn for_stderr(quiet: bool) -> Self {
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        if quiet {
+            Self::Quiet
+        } else if std::io::stderr().is_terminal() && !dumb {
+            Self::Live(Box::new(live::Live::new()))
+        } else {
+            Self::Lines
+        }
+    }
+
+    /// Draws one event.
+    pub fn event(&mut self, event: &ProgressEvent) {
+        match self {
+            Self::Quiet => {}
+            Self::Lines => progress_line(event),
+            Self::Live(live) => live.event(event),
+        }
+    }
+
+    /// Ends the display, leaving the final state on screen.
+    pub fn finish(self) {
+        if let Self::Live(live) = self {
+            live.finish();
+        }
+    }
+}
 
 fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
@@ -14,6 +58,11 @@ fn num(value: impl Into<rust_decimal::Decimal>) -> String {
     value.into().normalize().to_string()
 }
 
+/// A symbol padded to the width of the progress columns.
+fn sym(symbol: &Symbol) -> String {
+    format!("{:<6}", symbol.as_str())
+}
+
 /// One plain line per progress event, on stderr.
 pub fn progress_line(event: &ProgressEvent) {
     let line = match event {
@@ -21,34 +70,38 @@ pub fn progress_line(event: &ProgressEvent) {
         ProgressEvent::PhaseDone { phase, at } => format!("{} phase {phase:?} done", at.format("%H:%M:%S%.3f")),
         ProgressEvent::ItemStarted { symbol, side, qty, arrival_mid, at } => {
             format!(
-                "{} {symbol:<6} {side} {} (mid {})",
+                "{} {} {side} {} (mid {})",
                 at.format("%H:%M:%S%.3f"),
+                sym(symbol),
                 num(*qty),
                 opt(arrival_mid.map(num))
             )
         }
         ProgressEvent::OrderPlaced { symbol, qty, limit, at } => {
             format!(
-                "{} {symbol:<6} order {} @ {}",
+                "{} {} order {} @ {}",
                 at.format("%H:%M:%S%.3f"),
+                sym(symbol),
                 num(*qty),
                 limit.map_or("market".to_owned(), num)
             )
         }
         ProgressEvent::Repegged { symbol, limit, repegs, at } => {
-            format!("{} {symbol:<6} re-peg #{repegs} to {limit}", at.format("%H:%M:%S%.3f"))
+            format!("{} {} re-peg #{repegs} to {limit}", at.format("%H:%M:%S%.3f"), sym(symbol))
         }
         ProgressEvent::Escalated { symbol, limit, at } => {
             format!(
-                "{} {symbol:<6} escalated to {}",
+                "{} {} escalated to {}",
                 at.format("%H:%M:%S%.3f"),
+                sym(symbol),
                 limit.map_or("market".to_owned(), |l| l.to_string())
             )
         }
         ProgressEvent::Filled { symbol, qty, price, filled, target, at } => {
             format!(
-                "{} {symbol:<6} filled {} @ {} ({} of {})",
+                "{} {} filled {} @ {} ({} of {})",
                 at.format("%H:%M:%S%.3f"),
+                sym(symbol),
                 num(*qty),
                 num(*price),
                 num(*filled),
@@ -57,8 +110,10 @@ pub fn progress_line(event: &ProgressEvent) {
         }
         ProgressEvent::ItemDone { symbol, outcome, reason, at } => {
             format!(
-                "{} {symbol:<6} {outcome:?}{}",
+                "{} {} done: {}{}",
                 at.format("%H:%M:%S%.3f"),
+                sym(symbol),
+                outcome_name(*outcome),
                 reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
             )
         }
@@ -104,7 +159,8 @@ pub fn result_table(result: &ExecutionResult, out: &mut impl Write) {
     );
 }
 
-fn outcome_name(outcome: ItemOutcome) -> &'static str {
+/// The human name of an outcome.
+pub(crate) fn outcome_name(outcome: ItemOutcome) -> &'static str {
     match outcome {
         ItemOutcome::Filled => "filled",
         ItemOutcome::PartiallyFilled => "partially filled",
