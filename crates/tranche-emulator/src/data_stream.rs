@@ -108,6 +108,9 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, msgpack
                 if !subscribed.contains(&symbol) || state.market_data_silent.load(Ordering::Relaxed) {
                     continue;
                 }
+                if state.silent_symbols.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&symbol) {
+                    continue;
+                }
                 let Some(quote) = quotes.latest(&symbol) else { continue };
                 let frame = if msgpack {
                     Message::Binary(tranche_pricing_free::msgpack_quote(&quote).into())

@@ -96,6 +96,8 @@ pub(crate) struct State {
     pub data_drops: broadcast::Sender<()>,
     /// Market-data sockets stay open but send nothing (a stalled feed).
     pub market_data_silent: std::sync::atomic::AtomicBool,
+    /// Symbols whose quotes are not sent (a subscription the server lost).
+    pub silent_symbols: std::sync::Mutex<std::collections::HashSet<tranche_domain::Symbol>>,
     /// Authenticated market-data sessions, by key and feed (one each).
     pub data_sessions: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The key pair's REST request budget (and the count of requests).
@@ -144,6 +146,7 @@ impl Emulator {
             outages,
             data_drops: broadcast::channel(16).0,
             market_data_silent: std::sync::atomic::AtomicBool::new(false),
+            silent_symbols: std::sync::Mutex::new(std::collections::HashSet::new()),
             data_sessions: std::sync::Mutex::new(std::collections::HashSet::new()),
             budget: limits::RequestBudget::new(config.requests_per_minute),
             round_trip: config.round_trip,
@@ -205,6 +208,17 @@ impl Emulator {
     /// Stalls (or resumes) the market-data feed: sockets stay open, nothing is sent.
     pub fn silence_market_data(&self, silent: bool) {
         self.state.market_data_silent.store(silent, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops (or resumes) sending quotes of one symbol while the others flow: a subscription
+    /// the server lost.
+    pub fn silence_symbol(&self, symbol: &tranche_domain::Symbol, silent: bool) {
+        let mut set = self.state.silent_symbols.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if silent {
+            set.insert(symbol.clone());
+        } else {
+            set.remove(symbol);
+        }
     }
 
     /// Waits until the server stops (it runs until the process ends).

@@ -3,8 +3,13 @@
 //! quote per symbol, watches for silence, and reconnects with capped exponential backoff and
 //! jitter (much longer after `406 connection limit exceeded`), resubscribing everything held.
 //! Bad credentials (402) or a feed outside the plan (409) are fatal: `subscribe` then fails.
+//!
+//! Two watchdogs: per connection (nothing at all for `silence`: reconnect) and per symbol (a
+//! held symbol without a quote for `symbol_silence` while the socket lives: it is reported stale
+//! and resubscribed, at most once per `symbol_silence`, since the server may have lost the
+//! subscription; its next quote clears it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -34,6 +39,8 @@ pub struct StreamConfig {
     pub msgpack: bool,
     /// Reconnect when nothing arrives for this long.
     pub silence: Duration,
+    /// A held symbol without a quote for this long is stale and resubscribed.
+    pub symbol_silence: Duration,
     /// Most symbols held in the store.
     pub max_symbols: usize,
 }
@@ -45,12 +52,14 @@ impl std::fmt::Debug for StreamConfig {
             .field("key_id", &self.key_id)
             .field("secret", &"<redacted>")
             .field("msgpack", &self.msgpack)
+            .field("silence", &self.silence)
+            .field("symbol_silence", &self.symbol_silence)
             .finish_non_exhaustive()
     }
 }
 
 impl StreamConfig {
-    /// A JSON feed at `url` with a 30 s silence watchdog.
+    /// A JSON feed at `url` with a 30 s connection watchdog and a 60 s per-symbol watchdog.
     pub fn new(url: impl Into<String>, key_id: impl Into<String>, secret: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -58,6 +67,7 @@ impl StreamConfig {
             secret: secret.into(),
             msgpack: false,
             silence: Duration::from_secs(30),
+            symbol_silence: Duration::from_secs(60),
             max_symbols: 10_000,
         }
     }
@@ -76,6 +86,9 @@ struct Inner {
     fatal: Mutex<Option<String>>,
     connections: AtomicU64,
     limit_refusals: AtomicU64,
+    /// Held symbols the per-symbol watchdog found silent, until their next quote.
+    stale: Mutex<BTreeSet<Symbol>>,
+    symbol_resubscribes: AtomicU64,
 }
 
 /// Live quotes from Alpaca's market-data stream.
@@ -111,6 +124,8 @@ impl AlpacaQuoteFeed {
             fatal: Mutex::new(None),
             connections: AtomicU64::new(0),
             limit_refusals: AtomicU64::new(0),
+            stale: Mutex::new(BTreeSet::new()),
+            symbol_resubscribes: AtomicU64::new(0),
         });
         let task = tokio::spawn(supervise(config, Arc::clone(&inner), rx)).abort_handle();
         Self { inner, task: Arc::new(task) }
@@ -124,6 +139,16 @@ impl AlpacaQuoteFeed {
     /// `406 connection limit exceeded` answers seen so far.
     pub fn limit_refusals(&self) -> u64 {
         self.inner.limit_refusals.load(Ordering::Relaxed)
+    }
+
+    /// Held symbols without a quote for `symbol_silence` (cleared by their next quote).
+    pub fn stale_symbols(&self) -> Vec<Symbol> {
+        self.inner.stale.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    /// Symbols resubscribed by the per-symbol watchdog so far.
+    pub fn symbol_resubscribes(&self) -> u64 {
+        self.inner.symbol_resubscribes.load(Ordering::Relaxed)
     }
 
     /// The fatal error that stopped the stream, if any.
@@ -172,6 +197,12 @@ impl QuoteFeed for AlpacaQuoteFeed {
         for s in &removed {
             self.inner.store.remove(s);
         }
+        {
+            let mut stale = self.inner.stale.lock().unwrap_or_else(PoisonError::into_inner);
+            for s in &removed {
+                stale.remove(s);
+            }
+        }
         if !removed.is_empty() {
             let _ = self.inner.commands.send(Command::Unsubscribe(removed));
         }
@@ -189,6 +220,58 @@ impl QuoteFeed for AlpacaQuoteFeed {
     fn changes(&self) -> broadcast::Receiver<Symbol> {
         self.inner.changes.subscribe()
     }
+}
+
+impl Inner {
+    fn unmark_stale(&self, symbol: &Symbol) {
+        let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
+        if !stale.is_empty() {
+            stale.remove(symbol);
+        }
+    }
+
+    /// The held symbols not heard of for `limit`: marked stale, their clocks restarted (so each
+    /// is resubscribed at most once per `limit`). Symbols no longer held are forgotten; newly
+    /// held ones start their clock now.
+    fn silent_symbols(&self, heard: &mut HashMap<Symbol, tokio::time::Instant>, limit: Duration) -> Vec<Symbol> {
+        let now = tokio::time::Instant::now();
+        let held = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.retain(|s, _| held.contains_key(s));
+        let mut silent = Vec::new();
+        for symbol in held.keys() {
+            let since = heard.entry(symbol.clone()).or_insert(now);
+            if now.duration_since(*since) > limit {
+                *since = now;
+                silent.push(symbol.clone());
+            }
+        }
+        drop(held);
+        if !silent.is_empty() {
+            self.stale.lock().unwrap_or_else(PoisonError::into_inner).extend(silent.iter().cloned());
+            self.symbol_resubscribes.fetch_add(silent.len() as u64, Ordering::Relaxed);
+        }
+        silent
+    }
+}
+
+/// The per-symbol watchdog's tick: resubscribes the held symbols silent for `limit`; false when
+/// the socket failed.
+async fn resubscribe_silent<S>(
+    socket: &mut S,
+    inner: &Inner,
+    heard: &mut HashMap<Symbol, tokio::time::Instant>,
+    limit: Duration,
+) -> bool
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let silent = inner.silent_symbols(heard, limit);
+    if silent.is_empty() {
+        return true;
+    }
+    let list: Vec<&str> = silent.iter().map(Symbol::as_str).collect();
+    tracing::warn!(symbols = ?list, "no quotes for these symbols; resubscribing them");
+    socket.send(subscribe_message("subscribe", &silent)).await.is_ok()
 }
 
 enum End {
@@ -224,29 +307,39 @@ fn subscribe_message(action: &str, symbols: &[Symbol]) -> Message {
     Message::Text(json!({"action": action, "quotes": list}).to_string().into())
 }
 
-async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the socket (asking for msgpack frames when configured); refusals say how to go on.
+async fn open(config: &StreamConfig) -> Result<Socket, End> {
     let Ok(mut request) = config.url.as_str().into_client_request() else {
-        return End::Fatal(format!("`{}` is not a WebSocket URL", config.url));
+        return Err(End::Fatal(format!("`{}` is not a WebSocket URL", config.url)));
     };
     if config.msgpack {
         if let Ok(v) = "application/msgpack".parse() {
             request.headers_mut().insert("Content-Type", v);
         }
     }
-    let mut socket = match tokio_tungstenite::connect_async(request).await {
-        Ok((s, _)) => s,
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((s, _)) => Ok(s),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
             let status = r.status().as_u16();
-            return if matches!(status, 401 | 403) {
+            Err(if matches!(status, 401 | 403) {
                 End::Fatal(format!("market-data upgrade refused: HTTP {status}"))
             } else {
                 End::Retry { slow: status == 429 || status == 406 }
-            };
+            })
         }
         Err(e) => {
             tracing::warn!(error = %e, "market-data connection failed");
-            return End::Retry { slow: false };
+            Err(End::Retry { slow: false })
         }
+    }
+}
+
+async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
+    let mut socket = match open(config).await {
+        Ok(s) => s,
+        Err(end) => return end,
     };
     inner.connections.fetch_add(1, Ordering::Relaxed);
     let auth = json!({"action": "auth", "key": config.key_id, "secret": config.secret});
@@ -255,9 +348,11 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
     }
     let mut authenticated = false;
     let mut symbols = SymbolCache::default();
-    let mut watchdog = tokio::time::interval(config.silence / 4);
+    let mut watchdog = tokio::time::interval(config.silence.min(config.symbol_silence) / 4);
     watchdog.tick().await;
     let mut last_heard = tokio::time::Instant::now();
+    // When each held symbol was last heard of (or subscribed), for the per-symbol watchdog.
+    let mut symbol_heard: HashMap<Symbol, tokio::time::Instant> = HashMap::new();
     loop {
         tokio::select! {
             frame = socket.next() => {
@@ -290,6 +385,8 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
                         }
                         DataMessage::Quote(q) => {
                             let symbol = q.symbol.clone();
+                            symbol_heard.insert(symbol.clone(), last_heard);
+                            inner.unmark_stale(&symbol);
                             if inner.store.update(q) {
                                 let _ = inner.changes.send(symbol);
                             }
@@ -318,6 +415,9 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
             _ = watchdog.tick() => {
                 if last_heard.elapsed() > config.silence {
                     tracing::warn!("market-data stream silent; reconnecting");
+                    return End::Retry { slow: false };
+                }
+                if authenticated && !resubscribe_silent(&mut socket, inner, &mut symbol_heard, config.symbol_silence).await {
                     return End::Retry { slow: false };
                 }
             }

@@ -1,6 +1,7 @@
 //! The quote client against the emulator's market-data stream over loopback: subscribe and
 //! receive, release, reconnect with resubscription after a dropped socket, the silence watchdog,
-//! the 406 connection limit with a long backoff, msgpack frames, and refused keys.
+//! the 406 connection limit with a long backoff, msgpack frames, refused keys, and the
+//! per-symbol watchdog (one silent symbol on a live socket).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -115,6 +116,37 @@ async fn the_watchdog_reconnects_a_silent_socket_and_406_backs_off() {
     let attempts = second.connections();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(second.connections(), attempts, "no reconnect storm after 406");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_silent_symbol_is_reported_stale_and_resubscribed_without_a_reconnect() {
+    let emu = emulator().await;
+    let mut config = stream(&emu, false);
+    config.silence = Duration::from_secs(30);
+    config.symbol_silence = Duration::from_secs(1);
+    let feed = AlpacaQuoteFeed::connect(config);
+    let mut rx = feed.changes();
+    feed.subscribe(&[sym("AAPL"), sym("MSFT")]).await.unwrap();
+    next_quote(&feed, &mut rx, &sym("AAPL")).await;
+    next_quote(&feed, &mut rx, &sym("MSFT")).await;
+    assert!(feed.stale_symbols().is_empty());
+
+    emu.silence_symbol(&sym("AAPL"), true);
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while feed.stale_symbols().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the per-symbol watchdog noticed");
+    assert_eq!(feed.stale_symbols(), [sym("AAPL")], "only the silent symbol is stale");
+    assert!(feed.symbol_resubscribes() >= 1, "the silent symbol was resubscribed");
+    next_quote(&feed, &mut rx, &sym("MSFT")).await;
+    assert_eq!(feed.connections(), 1, "the socket lives: no reconnect for one symbol");
+
+    emu.silence_symbol(&sym("AAPL"), false);
+    next_quote(&feed, &mut rx, &sym("AAPL")).await;
+    assert!(feed.stale_symbols().is_empty(), "its next quote clears it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
