@@ -84,7 +84,7 @@ const CRITERION: &[Criterion] = &[
         package: "tranche-alpaca",
         bench: "trade_updates",
         id: "alpaca/decode_trade_updates_1000",
-        what: "`trade_updates` fill frames (full order object) to domain updates, the adapter's stream path (Alpaca sends these as JSON only)",
+        what: "`trade_updates` fill frames (full order object) to domain updates, the adapter's stream path (the adapter asks for JSON; msgpack is not requested)",
         unit: Unit::Rate("updates"),
         goal: Goal::MinRate(
             1e5,
@@ -355,7 +355,7 @@ fn render_rate_limit(page: &mut String, rate_limit: &Value) {
         rate_limit["per_minute"],
         rate_limit["per_minute"],
     );
-    page.push_str("| strategy | completion | items filled | REST requests (refused) | budget used | lower bound | completion ÷ bound | goal | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
+    page.push_str("| strategy | completion | trades filled | REST requests (refused) | budget used | lower bound | completion ÷ bound | goal | verdict |\n|---|---|---|---|---|---|---|---|---|\n");
     let per_minute = num(&rate_limit["per_minute"]);
     for run in rate_limit["runs"].as_array().map_or(&[][..], Vec::as_slice) {
         let secs = num(&run["completion_secs"]);
@@ -372,7 +372,7 @@ fn render_rate_limit(page: &mut String, rate_limit: &Value) {
             "| `{}` | {secs:.2} s | {} of {} | {} ({refused}) | {:.0} % | {bound:.2} s | {:.1} × | {goal} | {} |",
             run["strategy"].as_str().unwrap_or_default(),
             run["filled_items"],
-            run["items"],
+            run["trades"],
             run["requests"],
             num(&run["requests"]) * 100.0 / per_minute,
             secs / bound,
@@ -444,7 +444,7 @@ fn render_quality(page: &mut String, seeds: &str, quality: &[(&str, &str, Value)
     }
     let _ = writeln!(
         page,
-        "\nGoal: `smart`'s mean slippage below both other strategies without faults: {}. Goal: requests per\norder near the floor of 1.0: **misses** while per-symbol asset reads and sizing quotes are made\nfor every run (they dominate small plans).\n",
+        "\nGoal: `smart`'s mean slippage below both other strategies without faults: {}. Goal: requests per\norder near the floor of 1.0: **misses**: every re-peg is a request, and every run reads each\nsymbol's asset once (Alpaca has no multi-symbol asset read short of listing every asset); the\nsizing quotes of a phase go out as one multi-symbol request.\n",
         verdict(smart_mean < others_min)
     );
 }

@@ -2,7 +2,8 @@
 //! `data` to the domain `TradeUpdate`, exactly as the adapter's stream does for every message.
 //! The frames are fill and partial-fill events around a full Alpaca order object (the shape of
 //! the recorded `order_routes__limit_order` fixture, every field present), with varied ids,
-//! prices and quantities. Alpaca's trading stream speaks JSON only, so there is no msgpack path.
+//! prices and quantities. The adapter asks the trading stream for JSON (Alpaca sends msgpack only
+//! when the upgrade asks for it, and trade updates are a few per order), so JSON is the one path.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 

@@ -15,16 +15,21 @@ pub enum Progress {
     Quiet,
     /// One plain line per event on stderr (stderr is not a terminal, or `TERM=dumb`).
     Lines,
+    /// One JSON object per event on stderr (`--log-format json`: every stderr line is JSON).
+    Json,
     /// Live per-symbol bars on the terminal.
     Live(Box<live::Live>),
 }
 
 impl Progress {
-    /// The display for this process: quiet, live when stderr is a capable terminal, else lines.
+    /// The display for this process: quiet, JSON lines with JSON logs, live when stderr is a
+    /// capable terminal, else plain lines.
     pub fn for_stderr(quiet: bool) -> Self {
         let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
         if quiet {
             Self::Quiet
+        } else if crate::logging::is_json() {
+            Self::Json
         } else if std::io::stderr().is_terminal() && !dumb {
             Self::Live(Box::new(live::Live::new()))
         } else {
@@ -37,6 +42,7 @@ impl Progress {
         match self {
             Self::Quiet => {}
             Self::Lines => progress_line(event),
+            Self::Json => progress_json(event),
             Self::Live(live) => live.event(event),
         }
     }
@@ -118,6 +124,18 @@ pub fn progress_line(event: &ProgressEvent) {
             )
         }
     };
+    eprintln!("{line}");
+}
+
+/// One progress event as a JSON line on stderr, shaped like the JSON log lines with the event
+/// under `progress`: `{"timestamp", "level": "INFO", "target": "tranche::progress", "progress": {..}}`.
+pub fn progress_json(event: &ProgressEvent) {
+    let line = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "INFO",
+        "target": "tranche::progress",
+        "progress": event,
+    });
     eprintln!("{line}");
 }
 

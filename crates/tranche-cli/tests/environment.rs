@@ -128,3 +128,19 @@ fn json_logs_are_one_object_per_line_on_stderr() {
     let (_, _, stderr) = run(tranche().arg("account"));
     assert!(stderr.is_empty(), "text logs at the default level say nothing on success: {stderr}");
 }
+
+#[test]
+fn with_json_logs_execute_progress_is_json_lines_too() {
+    let plan = example("plan.json");
+    let (code, stdout, stderr) = run(tranche().args(["--log-format", "json", "execute", plan.to_str().unwrap()]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("AAPL"), "the result table stays on stdout: {stdout}");
+    let events: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let progress: Vec<&serde_json::Value> = events.iter().filter(|e| e["target"] == "tranche::progress").collect();
+    assert!(
+        progress.iter().any(|e| e["progress"]["event"] == "filled" && e["progress"]["symbol"] == "AAPL"),
+        "{stderr}"
+    );
+    assert!(progress.iter().all(|e| e["timestamp"].is_string() && e["level"] == "INFO"), "{stderr}");
+}

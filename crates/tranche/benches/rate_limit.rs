@@ -79,6 +79,7 @@ async fn run(plan: &RebalancePlan, strategy: Strategy) -> serde_json::Value {
         "strategy": format!("{strategy:?}").to_lowercase(),
         "completion_secs": secs,
         "items": plan.items.len(),
+        "trades": plan.items.iter().filter(|i| i.action.side().is_some()).count(),
         "filled_items": filled,
         "orders": orders,
         "requests": requests,
@@ -98,10 +99,10 @@ fn main() {
     for &strategy in strategies {
         let run = runtime.block_on(run(&plan, strategy));
         println!(
-            "rate-limit bound  {:<8} {:>7.2} s for {} items ({} filled), {} requests ({} refused); bound {:.2} s at the floor of one request per order, {:.2} s for the requests made",
+            "rate-limit bound  {:<8} {:>7.2} s for {} trades ({} filled), {} requests ({} refused); bound {:.2} s at the floor of one request per order, {:.2} s for the requests made",
             run["strategy"].as_str().unwrap_or_default(),
             run["completion_secs"].as_f64().unwrap_or_default(),
-            run["items"],
+            run["trades"],
             run["filled_items"],
             run["requests"],
             run["refused"],
