@@ -11,7 +11,6 @@ use serde_json::Value;
 
 /// A criterion benchmark and what the page says about it.
 struct Criterion {
-    package: &'static str,
     bench: &'static str,
     id: &'static str,
     what: &'static str,
@@ -41,7 +40,6 @@ enum Goal {
 
 const CRITERION: &[Criterion] = &[
     Criterion {
-        package: "tranche-sim",
         bench: "simulation",
         id: "sim/quote_events_100_symbols",
         what: "quote updates of 100 subscribed symbols over 60 simulated seconds at 10 updates/s each",
@@ -49,7 +47,6 @@ const CRITERION: &[Criterion] = &[
         goal: Goal::MinRate(1e6, "≥ 1 M quote events/s on one core"),
     },
     Criterion {
-        package: "tranche-sim",
         bench: "simulation",
         id: "sim/quote_events_100_symbols_with_resting_orders",
         what: "the same with a resting buy limit at the bid in every symbol (queue-position matching on every update)",
@@ -57,7 +54,6 @@ const CRITERION: &[Criterion] = &[
         goal: Goal::MinRate(1e6, "≥ 1 M quote events/s on one core"),
     },
     Criterion {
-        package: "tranche-pricing",
         bench: "codec",
         id: "pricing/decode_json_1000_quotes",
         what: "JSON frames of 10 quotes to typed quotes (exact decimals, symbols validated once per connection)",
@@ -65,7 +61,6 @@ const CRITERION: &[Criterion] = &[
         goal: Goal::MinRate(2e6, "≥ 2 M quotes/s per core"),
     },
     Criterion {
-        package: "tranche-pricing",
         bench: "codec",
         id: "pricing/decode_msgpack_1000_quotes",
         what: "msgpack frames (extension −1 timestamps) to typed quotes, through a generic msgpack value",
@@ -73,7 +68,6 @@ const CRITERION: &[Criterion] = &[
         goal: Goal::None("none set; a direct msgpack reader would avoid the intermediate value"),
     },
     Criterion {
-        package: "tranche-pricing",
         bench: "codec",
         id: "pricing/store_update_1000_quotes",
         what: "latest-wins update of the per-symbol quote store",
@@ -81,7 +75,6 @@ const CRITERION: &[Criterion] = &[
         goal: Goal::None("none set"),
     },
     Criterion {
-        package: "tranche-alpaca",
         bench: "trade_updates",
         id: "alpaca/decode_trade_updates_1000",
         what: "`trade_updates` fill frames (full order object) to domain updates, the adapter's stream path (the adapter asks for JSON; msgpack is not requested)",
@@ -92,7 +85,6 @@ const CRITERION: &[Criterion] = &[
         ),
     },
     Criterion {
-        package: "tranche-ledger",
         bench: "fills",
         id: "ledger_sqlite/record_fill_durable",
         what: "one fill as its own transaction, WAL with `synchronous = FULL` (on disk when the call returns)",
@@ -102,16 +94,6 @@ const CRITERION: &[Criterion] = &[
             "≤ 5 ms per fill (a rebalance has at most a few hundred fills: durability under a second per run)",
         ),
     },
-];
-
-/// Execution-quality runs: (strategy, faults).
-const QUALITY: &[(&str, &str)] = &[
-    ("smart", "none"),
-    ("predecessor", "none"),
-    ("market", "none"),
-    ("smart", "light"),
-    ("predecessor", "light"),
-    ("market", "light"),
 ];
 
 fn workspace_root() -> PathBuf {
@@ -203,51 +185,37 @@ fn machine() -> String {
 pub fn bench(quick: bool) -> Result<(), String> {
     let root = workspace_root();
     let target = target_dir(&root);
-    let mut benches: Vec<(&str, &str)> = CRITERION.iter().map(|c| (c.package, c.bench)).collect();
-    benches.dedup();
-    for (package, bench) in benches {
-        let mut args = vec!["bench", "--locked", "-p", package, "--bench", bench, "--"];
+    // Every benchmark is built by one invocation and run by invocations selecting the same
+    // packages and features: one feature resolution, so the dependencies compile once.
+    let select = ["--locked", "--workspace", "--features", "tranche/alpaca,tranche/emulator"];
+    run("cargo", &[&["bench", "--benches", "--no-run"][..], &select].concat())?;
+    let run_bench = |name: &str| -> Result<(), String> {
+        let mut args = [&["bench"][..], &select, &["--bench", name, "--"]].concat();
         if quick {
             args.push("--quick");
         }
-        run("cargo", &args)?;
+        run("cargo", &args).map(|_| ())
+    };
+    // The benches that write their figures as JSON for this page.
+    let bench = |name: &str| -> Result<Value, String> {
+        run_bench(name)?;
+        read_json(&target.join("bench-results").join(format!("{name}.json")))
+    };
+    let mut criterion: Vec<&str> = CRITERION.iter().map(|c| c.bench).collect();
+    criterion.dedup();
+    for name in criterion {
+        run_bench(name)?;
     }
     // On the frames the codec bench just decoded; a failure is reported on the page, not fatal.
     let alpaca_py = crate::alpaca_py::measure(&root, &target, quick);
-    let mut engine_args = vec!["bench", "--locked", "-p", "tranche", "--bench", "engine", "--"];
-    if quick {
-        engine_args.push("--quick");
-    }
-    run("cargo", &engine_args)?;
-    let engine = read_json(&target.join("bench-results").join("engine.json"))?;
-    let mut alloc_args = vec!["bench", "--locked", "-p", "tranche", "--bench", "allocations", "--"];
-    if quick {
-        alloc_args.push("--quick");
-    }
-    run("cargo", &alloc_args)?;
-    let allocations = read_json(&target.join("bench-results").join("allocations.json"))?;
-    let mut rate_args =
-        vec!["bench", "--locked", "-p", "tranche", "--features", "alpaca,emulator", "--bench", "rate_limit", "--"];
-    if quick {
-        rate_args.push("--quick");
-    }
-    run("cargo", &rate_args)?;
-    let rate_limit = read_json(&target.join("bench-results").join("rate_limit.json"))?;
-
-    let seeds = if quick { "200" } else { "1000" };
-    run("cargo", &["build", "--locked", "--release", "-p", "tranche-cli"])?;
-    let cli = target.join("release").join("tranche");
-    let cli = cli.to_string_lossy();
-    let mut quality = Vec::new();
-    for (strategy, faults) in QUALITY {
-        let out =
-            run(&cli, &["sim", "run", "--scenarios", seeds, "--strategy", strategy, "--faults", faults, "--json"])?;
-        let report: Value = serde_json::from_str(out.trim()).map_err(|e| format!("sim run output: {e}"))?;
-        quality.push((*strategy, *faults, report));
-    }
+    let engine = bench("engine")?;
+    let allocations = bench("allocations")?;
+    let rate_limit = bench("rate_limit")?;
+    let quality = bench("quality")?;
+    let seeds = quality["seeds"].as_str().unwrap_or("?").to_owned();
 
     let measured = Measured { engine, allocations, rate_limit, quality, alpaca_py };
-    let page = render(quick, seeds, &target, &measured)?;
+    let page = render(quick, &seeds, &target, &measured)?;
     let path = root.join("docs").join("benchmarks.md");
     std::fs::write(&path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("<== wrote {}", path.display());
@@ -259,7 +227,8 @@ struct Measured {
     engine: Value,
     allocations: Value,
     rate_limit: Value,
-    quality: Vec<(&'static str, &'static str, Value)>,
+    /// `quality.json`: the seeds and, per (strategy, faults), `tranche sim run --json`'s report.
+    quality: Value,
     alpaca_py: Result<crate::alpaca_py::Measurement, String>,
 }
 
@@ -415,7 +384,7 @@ fn render_criterion(page: &mut String, target: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn render_quality(page: &mut String, seeds: &str, quality: &[(&str, &str, Value)]) {
+fn render_quality(page: &mut String, seeds: &str, quality: &Value) {
     let _ = writeln!(
         page,
         "\n## Execution quality (`tranche sim run --scenarios {seeds}`)\n\nSeeds 1..={seeds} of `tranche::simulation::scenario`: random plans of 1 to 8 items (buys, partial sells,\nliquidations, holds) over large caps, ETFs, non-fractionable and sub-dollar names, on the simulator's\nrealistic spreads; default engine settings. Slippage is per filled item against the mid when the item\nstarted (positive is worse). `light` faults: lost and delayed trade updates, stream drops, 429s and\n5xx answers, timeouts after the broker acted. Requests per order include the run's fixed reads\n(account, clock, positions, open orders, one asset read per symbol, REST quotes for sizing); the\nfloor is 1.0.\n"
@@ -423,10 +392,12 @@ fn render_quality(page: &mut String, seeds: &str, quality: &[(&str, &str, Value)
     page.push_str("| strategy | faults | mean slippage | p95 slippage | completion | mean time to complete (virtual) | REST requests per order | invariant violations |\n|---|---|---|---|---|---|---|---|\n");
     let mut smart_mean = f64::NAN;
     let mut others_min = f64::INFINITY;
-    for (strategy, faults, r) in quality {
+    for run in quality["runs"].as_array().map_or(&[][..], Vec::as_slice) {
+        let (strategy, faults, r) =
+            (run["strategy"].as_str().unwrap_or("?"), run["faults"].as_str().unwrap_or("?"), &run["report"]);
         let mean = num(&r["slippage_bps"]["mean"]);
-        if *faults == "none" {
-            if *strategy == "smart" {
+        if faults == "none" {
+            if strategy == "smart" {
                 smart_mean = mean;
             } else {
                 others_min = others_min.min(mean);

@@ -77,12 +77,9 @@ Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
         after_help = "Example:\n  tranche emulator --listen 127.0.0.1:8088\n  APCA_API_BASE_URL=http://127.0.0.1:8088 APCA_API_DATA_URL=http://127.0.0.1:8088 \\\n    APCA_API_KEY_ID=EMULATORKEYID APCA_API_SECRET_KEY=emulator-secret-key \\\n    tranche execute examples/plan.json --broker alpaca"
     )]
     Emulator {
-        /// Address to listen on (port 0 picks a free port).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// Seed of the simulated market.
-        #[arg(long, env = "TRANCHE_SEED", default_value_t = 1)]
-        seed: u64,
+        /// The emulator's own options (the same as `alpaca-emulator`'s).
+        #[command(flatten)]
+        options: tranche::emulator::options::EmulatorArgs,
         /// Start the account from this plan's picture (positions worth each item's
         /// `current_value`, cash for the rest of `total_portfolio_value`).
         #[arg(long, value_name = "PLAN")]
@@ -236,7 +233,7 @@ fn main() -> ExitCode {
         Command::Positions(options) => account_cmd::positions(&options),
         Command::Orders(options) => account_cmd::orders(&options),
         Command::Execute(options) => execute::run(&options),
-        Command::Emulator { listen, seed, plan } => emulator(listen, seed, plan.as_deref()),
+        Command::Emulator { options, plan } => emulator(&options, plan.as_deref()),
         Command::Ledger(LedgerCommand::Runs { ledger, plan, json }) => ledger_cmd::runs(&ledger, plan.as_deref(), json),
         Command::Ledger(LedgerCommand::Show { plan_id, ledger, json }) => ledger_cmd::show(&ledger, &plan_id, json),
         Command::Plan(PlanCommand::Validate { plan, json }) => plan_cmd::validate(&plan, json),
@@ -257,35 +254,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn emulator(listen: std::net::SocketAddr, seed: u64, plan: Option<&std::path::Path>) -> ExitCode {
-    let mut config = tranche::emulator::EmulatorConfig::default();
-    config.sim.seed = seed;
+fn emulator(options: &tranche::emulator::options::EmulatorArgs, plan: Option<&std::path::Path>) -> ExitCode {
+    let mut config = match options.config() {
+        Ok(c) => c,
+        Err(e) => {
+            logging::error(&e);
+            return exit::code(exit::USAGE);
+        }
+    };
     if let Some(path) = plan {
         match plan_cmd::read_plan(path) {
             Ok(plan) => config.sim = tranche::simulation::account_from_plan(&plan, &config.sim),
             Err(code) => return code,
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::code(exit::FAILURE);
-        }
-    };
-    runtime.block_on(async move {
-        let mut emulator = match tranche::emulator::Emulator::start(listen, config).await {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("error: cannot listen on {listen}: {e}");
-                return exit::code(exit::BROKER_UNAVAILABLE);
-            }
-        };
-        println!("alpaca-emulator listening on {}", emulator.url());
-        tokio::select! {
-            () = emulator.wait() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        ExitCode::SUCCESS
-    })
+    tranche::emulator::options::serve(options.listen, config)
 }

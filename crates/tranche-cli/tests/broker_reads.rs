@@ -3,39 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use tranche_tests::example;
 
-const KEY: &str = "EMULATORKEYID";
-const SECRET: &str = "emulator-secret-key";
-
-/// The binary with no `TRANCHE_*` or `APCA_*` variable inherited from the caller's shell.
-fn tranche() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tranche"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TRANCHE_") || name.starts_with("APCA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
-    let out = cmd.output().expect("the binary runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod support;
+use support::{at_emulator, run, start_emulator, tranche, SECRET};
 
 /// A simulator state with cash and two positions, in a fresh directory.
 fn sim_state(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tranche-reads-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("state.toml");
+    let path = support::temp_dir(&format!("reads-{name}")).join("state.toml");
     std::fs::write(
         &path,
         "seed = 3\n[account]\nstarting_cash = \"50000\"\n\
@@ -103,43 +80,15 @@ fn live_is_only_for_alpaca() {
     assert!(stderr.contains("--live is for --broker alpaca"), "{stderr}");
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `tranche emulator` on a free loopback port with the account of `examples/plan.json`.
-fn start_emulator() -> (Killed, String) {
-    let plan = example("plan.json");
-    let mut child = tranche()
-        .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", plan.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("alpaca-emulator listening on ").expect("the documented first line").to_owned();
-    (Killed(child), url)
-}
-
 fn at_alpaca(url: &str, args: &[&str]) -> Command {
     let mut cmd = tranche();
-    cmd.args(args)
-        .args(["--broker", "alpaca"])
-        .env("APCA_API_BASE_URL", url)
-        .env("APCA_API_DATA_URL", url)
-        .env("APCA_API_KEY_ID", KEY)
-        .env("APCA_API_SECRET_KEY", SECRET);
+    at_emulator(cmd.args(args).args(["--broker", "alpaca"]), url);
     cmd
 }
 
 #[test]
 fn positions_and_account_at_alpaca_through_the_emulator_never_show_the_secret() {
-    let (_emulator, url) = start_emulator();
+    let (_emulator, url) = start_emulator(&example("plan.json"));
     let (code, stdout, stderr) =
         run(&mut at_alpaca(&url, &["positions", "--json", "--log-format", "json", "--log-level", "trace"]));
     assert_eq!(code, Some(0), "{stderr}");

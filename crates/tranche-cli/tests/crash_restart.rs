@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use rust_decimal::Decimal;
 use tranche::alpaca::{AlpacaBroker, AlpacaConfig, Secret};
@@ -15,49 +15,18 @@ use tranche::broker::Broker;
 use tranche::ledger::{Ledger, SqliteLedger};
 use tranche_tests::example;
 
-const KEY: &str = "EMULATORKEYID";
-const SECRET: &str = "emulator-secret-key";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tranche() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tranche"))
-}
-
-fn start_emulator(plan: &str) -> (Killed, String) {
-    let mut child = tranche()
-        .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", plan])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("alpaca-emulator listening on ").expect("the documented first line").to_owned();
-    (Killed(child), url)
-}
+mod support;
+use support::{at_emulator, start_emulator, temp_dir, tranche, KEY, SECRET};
 
 fn execute(url: &str, plan: &str, ledger: &str, config: &str) -> Command {
     let mut cmd = tranche();
-    cmd.args(["execute", plan, "--broker", "alpaca", "--ledger", ledger, "--config", config])
-        .env("APCA_API_BASE_URL", url)
-        .env("APCA_API_DATA_URL", url)
-        .env("APCA_API_KEY_ID", KEY)
-        .env("APCA_API_SECRET_KEY", SECRET);
+    at_emulator(cmd.args(["execute", plan, "--broker", "alpaca", "--ledger", ledger, "--config", config]), url);
     cmd
 }
 
 #[test]
 fn a_killed_run_is_continued_by_the_same_command_without_trading_twice() {
-    let dir = std::env::temp_dir().join(format!("tranche-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("crash");
     let config = dir.join("fast.toml");
     std::fs::write(
         &config,
@@ -68,7 +37,7 @@ fn a_killed_run_is_continued_by_the_same_command_without_trading_twice() {
     let plan = plan_path.to_str().unwrap();
     let ledger_path = dir.join("ledger.sqlite");
     let ledger = format!("sqlite:{}", ledger_path.display());
-    let (_emulator, url) = start_emulator(plan);
+    let (_emulator, url) = start_emulator(&plan_path);
 
     // First run: killed with SIGKILL once a few orders are out.
     let mut first = execute(&url, plan, &ledger, config.to_str().unwrap())
@@ -166,10 +135,8 @@ fn live_trading_needs_explicit_confirmation() {
 #[test]
 fn execute_through_the_emulator_with_a_base_url_override_never_leaks_the_secret() {
     let plan = example("plan.json");
-    let (_emulator, url) = start_emulator(plan.to_str().unwrap());
-    let dir = std::env::temp_dir().join(format!("tranche-alpaca-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (_emulator, url) = start_emulator(&plan);
+    let dir = temp_dir("alpaca-cli");
     let ledger = format!("sqlite:{}", dir.join("l.sqlite").display());
     let config = dir.join("fast.toml");
     std::fs::write(&config, "[engine]\nrepeg_interval = 1.0\n").unwrap();

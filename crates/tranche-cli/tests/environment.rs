@@ -8,30 +8,11 @@ use std::process::Command;
 
 use tranche_tests::example;
 
-/// The binary with no `TRANCHE_*` or `APCA_*` variable inherited from the caller's shell.
-fn tranche() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tranche"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TRANCHE_") || name.starts_with("APCA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
-    let out = cmd.output().expect("the binary runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod support;
+use support::{run, temp_dir, tranche};
 
 fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tranche-env-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = temp_dir(&format!("env-{name}")).join(name);
     std::fs::write(&path, contents).unwrap();
     path
 }

@@ -4,33 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// The binary with no `TRANCHE_*` or `APCA_*` variable inherited from the caller's shell.
-fn tranche() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tranche"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TRANCHE_") || name.starts_with("APCA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
-    let out = cmd.output().expect("the binary runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod support;
+use support::{run, s, temp_dir, tranche};
 
 /// A fresh directory with a simulator state holding cash, AAPL and EDZ.
 fn workspace(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tranche-plan-new-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir(&format!("plan-new-{name}"));
     std::fs::write(
         dir.join("state.toml"),
         "seed = 3\n[account]\nstarting_cash = \"50000\"\n\
@@ -38,10 +18,6 @@ fn workspace(name: &str) -> PathBuf {
     )
     .unwrap();
     dir
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn validate(plan: &Path) -> serde_json::Value {

@@ -6,26 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 
 use scraper::{Html, Selector};
 use tranche_tests::example;
 
+mod support;
+use support::{start_emulator, temp_dir, tranche};
+
 /// A secret no output may contain.
 const SECRET: &str = "zz-report-test-secret-7f3a9c";
-
-fn tranche() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tranche"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tranche-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn select<'a>(page: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
     page.select(&Selector::parse(css).unwrap()).collect()
@@ -155,31 +146,10 @@ fn an_unwritable_report_path_stops_before_anything_is_sent() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The emulator's own key pair (it refuses any other).
-const EMULATOR_KEY: &str = "EMULATORKEYID";
-const EMULATOR_SECRET: &str = "emulator-secret-key";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_run_at_alpaca_through_the_emulator_charts_the_streamed_quotes() {
     let plan = example("plan.json");
-    let mut child = tranche()
-        .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", plan.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _emulator = Killed(child);
-    let url = line.trim().strip_prefix("alpaca-emulator listening on ").expect("the documented first line").to_owned();
+    let (_emulator, url) = start_emulator(&plan);
     let dir = temp_dir("alpaca");
     let report = dir.join("run.html");
     let config = dir.join("fast.toml");
@@ -190,15 +160,15 @@ fn a_run_at_alpaca_through_the_emulator_charts_the_streamed_quotes() {
         .args(["--config", config.to_str().unwrap()])
         .env("APCA_API_BASE_URL", &url)
         .env("APCA_API_DATA_URL", &url)
-        .env("APCA_API_KEY_ID", EMULATOR_KEY)
-        .env("APCA_API_SECRET_KEY", EMULATOR_SECRET)
+        .env("APCA_API_KEY_ID", support::KEY)
+        .env("APCA_API_SECRET_KEY", support::SECRET)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_run_report(&report, &["AAPL", "MSFT", "SPY", "EDZ", "QQQ"]);
     let html = std::fs::read_to_string(&report).unwrap();
-    assert!(!html.contains(EMULATOR_SECRET) && !html.contains(&url), "neither the secret nor the URL");
+    assert!(!html.contains(support::SECRET) && !html.contains(&url), "neither the secret nor the URL");
     let everything = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!everything.contains(EMULATOR_SECRET));
+    assert!(!everything.contains(support::SECRET));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,7 @@
 
 mod data_stream;
 mod limits;
+pub mod options;
 mod render;
 mod rest;
 mod stream;
