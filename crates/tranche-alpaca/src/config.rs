@@ -51,7 +51,7 @@ pub struct AlpacaConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A required key is missing.
-    #[error("{0} is not set: export it or put it in the config file")]
+    #[error("{0} is not set: export it (Alpaca's key pair; see docs/configuration.md)")]
     Missing(&'static str),
 }
 

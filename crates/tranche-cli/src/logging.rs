@@ -1,12 +1,14 @@
 //! Logs: `tracing` events on stderr, as text or as one JSON object per line (`--log-format`,
 //! `TRANCHE_LOG_FORMAT`), filtered by `--log-level` (`TRANCHE_LOG_LEVEL`, default `warn`).
 //!
-//! Invariants: logs go to stderr only (stdout carries results); the format is chosen once per
-//! process; events never carry credentials (the adapters' configurations redact their secrets,
+//! Invariants: logs go to stderr only (stdout carries results), one whole event per write; while
+//! live progress bars are drawn, each event is written with the bars suspended (above them,
+//! never through them); the format is chosen once per process; events never carry credentials (the adapters' configurations redact their secrets,
 //! and no command logs a key). In JSON mode the CLI's own error messages are log events too, so
 //! every line on stderr is one JSON object.
 
-use std::sync::OnceLock;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
@@ -24,6 +26,48 @@ pub enum LogFormat {
 
 /// The format chosen at start-up (text until [`init`] runs).
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The live progress display drawn on stderr, if any.
+static DISPLAY: Mutex<Option<indicatif::MultiProgress>> = Mutex::new(None);
+
+/// Registers (or, with `None`, removes) the live display log lines must not cut through.
+pub fn set_display(display: Option<indicatif::MultiProgress>) {
+    *DISPLAY.lock().unwrap_or_else(PoisonError::into_inner) = display;
+}
+
+/// One log event, collected and written to stderr in one piece when dropped.
+#[derive(Debug, Default)]
+struct EventWriter {
+    bytes: Vec<u8>,
+}
+
+impl Write for EventWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        if self.bytes.is_empty() {
+            return;
+        }
+        // A log line that cannot be written has nowhere else to go.
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.bytes);
+        };
+        let display = DISPLAY.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match display {
+            Some(display) => display.suspend(write),
+            None => write(),
+        }
+    }
+}
 
 /// The default `--log-level`.
 pub const DEFAULT_FILTER: &str = "warn";
@@ -55,13 +99,13 @@ pub fn parse_filter(text: &str) -> Result<Targets, String> {
 pub fn init(format: LogFormat, filter: Targets) {
     let _ = FORMAT.set(format);
     let layer = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(EventWriter::default).with_ansi(false).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .with_writer(EventWriter::default)
             .boxed(),
     };
     // A second initialisation (impossible in this binary) would keep the first subscriber.

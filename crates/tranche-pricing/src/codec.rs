@@ -1,5 +1,7 @@
 //! The market-data stream codec, separate from the transport: server frames (JSON text, or
-//! MessagePack with timestamp extension −1) to typed messages, and client actions to JSON.
+//! MessagePack with timestamp extension −1) to typed messages, and client actions to JSON. A JSON
+//! frame of plain quotes takes the scanner of `fast_json`; everything else, and anything that
+//! scanner declines, goes through the general deserializer here.
 //!
 //! Invariants: decoding never panics on any bytes (malformed frames are an error; unknown
 //! message types are `Other`); prices are decimals read from the number's shortest text, never
@@ -103,13 +105,18 @@ fn fast_utc(text: &str) -> Option<Timestamp> {
     Some(date.and_time(time).and_utc())
 }
 
-fn timestamp(text: &str) -> Result<Timestamp, CodecError> {
+pub(crate) fn timestamp(text: &str) -> Result<Timestamp, CodecError> {
     if let Some(t) = fast_utc(text) {
         return Ok(t);
     }
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| CodecError(format!("timestamp `{text}`: {e}")))
+}
+
+/// A JSON number's text as the exact decimal it writes.
+pub(crate) fn number_text(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text).ok().or_else(|| Decimal::from_scientific(text).ok())
 }
 
 /// A number as the sender wrote it (JSON text), or as msgpack carried it (a float).
@@ -128,10 +135,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Num<'a> {
 impl Num<'_> {
     fn decimal(self) -> Option<Decimal> {
         match self {
-            Num::Text(raw) => {
-                let text = raw.get();
-                Decimal::from_str(text).ok().or_else(|| Decimal::from_scientific(text).ok())
-            }
+            Num::Text(raw) => number_text(raw.get()),
             Num::Float(f) => decimal_from_f64(f),
         }
     }
@@ -179,7 +183,7 @@ pub struct SymbolCache {
 impl SymbolCache {
     const CAP: usize = 20_000;
 
-    fn get(&mut self, text: Option<&str>) -> Result<Symbol, CodecError> {
+    pub(crate) fn get(&mut self, text: Option<&str>) -> Result<Symbol, CodecError> {
         let text = text.unwrap_or_default();
         if let Some(symbol) = self.known.get(text) {
             return Ok(symbol.clone());
@@ -228,6 +232,20 @@ pub fn decode_json(frame: &[u8]) -> Result<Vec<DataMessage>, CodecError> {
 /// [`decode_json`] with a connection's symbol cache.
 pub fn decode_json_with(frame: &[u8], symbols: &mut SymbolCache) -> Result<Vec<DataMessage>, CodecError> {
     let first = frame.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'[') {
+        if let Some(quotes) = crate::fast_json::quotes(frame, symbols) {
+            return Ok(quotes);
+        }
+    }
+    decode_json_general(frame, first, symbols)
+}
+
+/// Any JSON frame through the general deserializer (the fast path's reference).
+pub(crate) fn decode_json_general(
+    frame: &[u8],
+    first: Option<u8>,
+    symbols: &mut SymbolCache,
+) -> Result<Vec<DataMessage>, CodecError> {
     let raws: Vec<RawJson<'_>> = if first == Some(b'{') {
         vec![serde_json::from_slice(frame).map_err(|e| CodecError(e.to_string()))?]
     } else {

@@ -4,6 +4,7 @@
 
 mod client;
 pub mod codec;
+mod fast_json;
 pub mod store;
 
 pub use client::{AlpacaQuoteFeed, StreamConfig};

@@ -153,6 +153,8 @@ impl Live {
         let style = ProgressStyle::with_template("{prefix:<7} {bar:24.cyan/blue} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("█▌ ");
+        // Log lines written while the bars are up go above them, not through them.
+        crate::logging::set_display(Some(multi.clone()));
         Self { multi, header, style, items: BTreeMap::new(), phase: None, clock: None }
     }
 
@@ -214,6 +216,7 @@ impl Live {
 
     /// Leaves the final state on screen.
     pub fn finish(self) {
+        crate::logging::set_display(None);
         self.header.abandon_with_message(self.header_message());
         for (bar, line) in self.items.values() {
             bar.abandon_with_message(line.message());
