@@ -46,6 +46,9 @@ pub struct EngineCore {
     pub(crate) config: EngineConfig,
     pub(crate) plan: RebalancePlan,
     pub(crate) items: Vec<ItemState>,
+    /// The items of each symbol (the plan's items are fixed for the run), so a quote finds
+    /// the items it concerns without scanning them all.
+    pub(crate) items_of: BTreeMap<Symbol, Vec<usize>>,
     pub(crate) phase: RunPhase,
     pub(crate) started_at: Option<Timestamp>,
     pub(crate) phase_started_at: Option<Timestamp>,
@@ -82,11 +85,16 @@ pub(crate) enum Finishing {
 impl EngineCore {
     /// A core for `plan` with `config` (validate both first).
     pub fn new(plan: RebalancePlan, config: EngineConfig) -> Self {
-        let items = plan.items.iter().cloned().map(ItemState::new).collect();
+        let items: Vec<ItemState> = plan.items.iter().cloned().map(ItemState::new).collect();
+        let mut items_of: BTreeMap<Symbol, Vec<usize>> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            items_of.entry(item.item.symbol.clone()).or_default().push(i);
+        }
         Self {
             config,
             plan,
             items,
+            items_of,
             phase: RunPhase::Start,
             started_at: None,
             phase_started_at: None,
@@ -203,9 +211,9 @@ impl EngineCore {
             self.quotes.insert(symbol.clone(), quote);
         }
         // Items waiting for a usable quote may proceed.
-        let waiting: Vec<usize> = (0..self.items.len())
-            .filter(|&i| self.items[i].stage == Stage::NeedsQuote && self.items[i].item.symbol == symbol)
-            .collect();
+        let Some(of_symbol) = self.items_of.get(&symbol) else { return };
+        let waiting: Vec<usize> =
+            of_symbol.iter().copied().filter(|&i| self.items[i].stage == Stage::NeedsQuote).collect();
         for i in waiting {
             if self.sizing_quote(&symbol, now).is_some() {
                 self.on_reference_ready(i, now, out);
