@@ -282,9 +282,19 @@ pub struct LatestQuotesDto {
 }
 
 impl LatestQuotesDto {
-    /// The domain quotes, in symbol order.
-    pub fn into_quotes(self) -> Result<Vec<Quote>, DecodeError> {
-        self.quotes.into_iter().map(|(s, quote)| quote.into_quote(symbol(&s)?)).collect()
+    /// The domain quotes, in symbol order. An entry that cannot be read is left out (and
+    /// logged): its symbol then has no quote, as if the feed had none, and the others are kept.
+    pub fn into_quotes(self) -> Vec<Quote> {
+        self.quotes
+            .into_iter()
+            .filter_map(|(s, quote)| match symbol(&s).and_then(|sym| quote.into_quote(sym)) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    tracing::warn!(symbol = %s, error = %e, "skipping an unreadable latest quote");
+                    None
+                }
+            })
+            .collect()
     }
 }
 
@@ -367,5 +377,22 @@ impl TradeUpdateDto {
             position_qty: self.position_qty.map(Qty::new),
             timestamp: ts(self.timestamp.as_deref())?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_unreadable_latest_quote_does_not_spoil_the_others() {
+        let body = r#"{"quotes":{
+            "AAPL":{"t":"2022-04-12T17:16:36.390749849Z","ap":170.34,"as":1,"bp":165.5,"bs":1},
+            "BAD SYMBOL":{"t":"2022-04-12T17:16:36Z","ap":1,"as":1,"bp":1,"bs":1},
+            "MSFT":{"t":"not a time","ap":1,"as":1,"bp":1,"bs":1}}}"#;
+        let quotes = serde_json::from_str::<LatestQuotesDto>(body).unwrap().into_quotes();
+        assert_eq!(quotes.len(), 1);
+        assert_eq!(quotes[0].symbol.as_str(), "AAPL");
+        assert_eq!(quotes[0].bid, Price::new(Decimal::new(1655, 1)));
     }
 }

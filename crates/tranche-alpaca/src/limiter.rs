@@ -1,41 +1,45 @@
-//! A client-side rate limiter: at most the configured number of requests in any window of one
-//! minute (Alpaca's rule is 200 per minute per key), so a plan's first requests go out at once
-//! instead of trickling; it also honours the server's `X-Ratelimit-Remaining` /
-//! `X-Ratelimit-Reset` headers.
+//! A client-side rate limiter that keeps every sliding minute within the budget (Alpaca's rule
+//! is 200 requests per minute per key; the client allows itself 190): a token bucket holding
+//! half the budget, refilled at the other half per minute. A plan's first requests (up to half
+//! the budget) go out at once, later ones at an even pace, and no request ever waits more than
+//! one refill interval, so a cancel never sits behind a stalled window. It also honours the
+//! server's `X-Ratelimit-Remaining` / `X-Ratelimit-Reset` headers.
 //!
-//! Invariant: the send times of the last `per_minute` requests are kept (memory bounded by the
-//! budget); a request is let through only when fewer than `per_minute` were let through in the
-//! minute before it, and never while the server said to wait.
+//! Invariant: in any window of one minute at most `capacity + refill per minute` = the budget
+//! is let through, and nothing while the server said to wait.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-const WINDOW: Duration = Duration::from_secs(60);
-
 #[derive(Debug)]
-struct Window {
-    /// When the requests of the last minute were let through, oldest first.
-    sent: VecDeque<Instant>,
+struct Bucket {
+    tokens: f64,
+    last: Instant,
     blocked_until: Option<Instant>,
 }
 
-/// A sliding one-minute window shared by every request of one adapter.
+/// A token bucket shared by every request of one adapter.
 #[derive(Debug)]
 pub struct RateLimiter {
-    per_minute: usize,
-    window: Mutex<Window>,
+    /// Tokens the bucket holds at most (half the budget).
+    capacity: f64,
+    /// Tokens added per second (the other half of the budget, spread over the minute).
+    per_second: f64,
+    bucket: Mutex<Bucket>,
 }
 
 impl RateLimiter {
-    /// Allows `per_minute` requests in any minute (at least one).
+    /// Allows at most `per_minute` requests in any minute (at least one).
     pub fn new(per_minute: u32) -> Self {
-        let per_minute = usize::try_from(per_minute.max(1)).unwrap_or(usize::MAX);
+        let budget = f64::from(per_minute.max(1));
+        let capacity = (budget / 2.0).ceil();
+        let per_second = (budget - capacity).max(1.0) / 60.0;
         Self {
-            per_minute,
-            window: Mutex::new(Window { sent: VecDeque::with_capacity(per_minute.min(1024)), blocked_until: None }),
+            capacity,
+            per_second,
+            bucket: Mutex::new(Bucket { tokens: capacity, last: Instant::now(), blocked_until: None }),
         }
     }
 
@@ -43,17 +47,20 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         loop {
             let wait = {
-                let mut w = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut b = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let now = Instant::now();
-                while w.sent.front().is_some_and(|&t| now.duration_since(t) >= WINDOW) {
-                    w.sent.pop_front();
-                }
-                match (w.blocked_until, w.sent.front()) {
-                    (Some(until), _) if until > now => Some(until - now),
-                    (_, Some(&oldest)) if w.sent.len() >= self.per_minute => Some(oldest + WINDOW - now),
-                    _ => {
-                        w.sent.push_back(now);
+                b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * self.per_second).min(self.capacity);
+                b.last = now;
+                match b.blocked_until {
+                    Some(until) if until > now => Some(until - now),
+                    // A hair under one token (float refill) counts as one.
+                    _ if b.tokens >= 1.0 - 1e-9 => {
+                        b.tokens = (b.tokens - 1.0).max(0.0);
                         None
+                    }
+                    // At least a millisecond: a wait rounded to nothing would spin.
+                    _ => {
+                        Some(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second).max(Duration::from_millis(1)))
                     }
                 }
             };
@@ -66,8 +73,8 @@ impl RateLimiter {
 
     /// The server said no requests are left until `reset_in` from now.
     pub fn block_for(&self, reset_in: Duration) {
-        let mut w = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.blocked_until = Some(Instant::now() + reset_in);
+        let mut b = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.blocked_until = Some(Instant::now() + reset_in);
     }
 }
 
@@ -76,15 +83,16 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_minutes_budget_goes_at_once_then_as_the_window_slides() {
+    async fn half_the_budget_goes_at_once_then_an_even_pace() {
         let limiter = RateLimiter::new(60);
         let start = Instant::now();
-        for _ in 0..60 {
+        for _ in 0..30 {
             limiter.acquire().await;
         }
-        assert_eq!(start.elapsed(), Duration::ZERO, "the whole budget is there at the start");
+        assert_eq!(start.elapsed(), Duration::ZERO, "half the budget is there at the start");
         limiter.acquire().await;
-        assert_eq!(start.elapsed(), WINDOW, "the 61st waits until the first leaves the window");
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(1_990) && waited <= Duration::from_millis(2_010), "{waited:?}");
         limiter.block_for(Duration::from_secs(30));
         let before = Instant::now();
         limiter.acquire().await;
@@ -104,7 +112,7 @@ mod tests {
             sent.push(Instant::now());
         }
         for (i, &t) in sent.iter().enumerate() {
-            let in_window = sent[i..].iter().take_while(|&&u| u.duration_since(t) < WINDOW).count();
+            let in_window = sent[i..].iter().take_while(|&&u| u.duration_since(t) < Duration::from_secs(60)).count();
             assert!(in_window <= 20, "{in_window} requests in the minute from request {i}");
         }
     }

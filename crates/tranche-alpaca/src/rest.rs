@@ -241,7 +241,7 @@ impl Broker for AlpacaBroker {
         for batch in symbols.chunks(QUOTE_BATCH) {
             let list = batch.iter().map(Symbol::as_str).collect::<Vec<_>>().join(",");
             let dto = self.get::<LatestQuotesDto>(&url, &[("symbols", list)]).await?;
-            quotes.extend(dto.into_quotes().map_err(|e| decode_error(&e, false))?);
+            quotes.extend(dto.into_quotes());
         }
         Ok(quotes)
     }

@@ -75,7 +75,7 @@ impl ExecuteOptions {
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    crate::logging::error(message);
     exit::code(code)
 }
 

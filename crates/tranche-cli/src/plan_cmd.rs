@@ -33,7 +33,7 @@ pub struct NewOptions {
     /// to zero.
     #[arg(long)]
     pub keep_unlisted: bool,
-    /// The plan id, the idempotency key of its execution (default: rebalance-YYYYMMDD-HHMMSS,
+    /// The plan id, the idempotency key of its execution (default: rebalance-YYYYMMDD-HHMMSS-mmm,
     /// UTC now).
     #[arg(long, value_name = "ID")]
     pub plan_id: Option<String>,
@@ -151,7 +151,9 @@ fn make(options: &NewOptions) -> Result<(), Failure> {
             return Err(Failure { code: exit::USAGE, message: "--plan-id must not be empty".into() });
         }
         Some(id) => id.trim().to_owned(),
-        None => format!("rebalance-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")),
+        // Down to the millisecond: two plans made by one script in the same second must not
+        // share an id (with a ledger the second would return the first's result).
+        None => format!("rebalance-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f")),
     };
     let connection = broker_cmd::connect(&options.broker)?;
     let account = connection.call("account", connection.broker.account())?;

@@ -3,7 +3,10 @@
 //! Invariants: time comes only from the `Clock` port; broker calls run concurrently as tasks and
 //! each answer returns as exactly one input; the `select!` is biased (order events, then broker
 //! answers, then quotes, then timers) so a fill is always seen before a quote or timer that
-//! could act on stale state; reads are retried with backoff, mutations never.
+//! could act on stale state; reads are retried with backoff, mutations never (a cancel, being
+//! idempotent, is the exception). When the run ends with orders of its own not known to be
+//! final (a deadline, an abort), each is cancelled before the result is returned, and any that
+//! could not be is named in the result's metadata (`possibly_working_orders`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
-use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, StreamEvent};
+use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, RejectReason, StreamEvent};
 use tranche_domain::{
     BrokerOrderId, ClientOrderId, ExecutionResult, OrderAmount, OrderRequest, Price, Qty, RebalancePlan, Symbol,
     Timestamp,
@@ -177,6 +180,7 @@ async fn run_loop(
                 step(&mut core, input, &context, &mut tasks, &mut records, &mut timers, &mut subscribed)
             {
                 tasks.abort_all();
+                let result = cancel_leftovers(result, core.open_orders(), &ports).await;
                 return finish(result, journal, records).await;
             }
         }
@@ -255,6 +259,65 @@ async fn run_loop(
 }
 
 /// Waits for the ledger writes in flight, then records the result.
+/// Cancel attempts per leftover order (1, 2, 4, 8 s apart).
+const CANCEL_ATTEMPTS: u32 = 5;
+
+/// Cancels the run's orders still open when it ends; the ones that cannot be cancelled are
+/// named in the result (and logged) so no working order goes unnoticed.
+async fn cancel_leftovers(
+    mut result: ExecutionResult,
+    open: Vec<(ClientOrderId, Option<BrokerOrderId>)>,
+    ports: &Ports,
+) -> ExecutionResult {
+    let mut left = Vec::new();
+    for (client_id, broker_id) in open {
+        let id = match broker_id {
+            Some(id) => id,
+            // Its answer never came: find it by client order id.
+            None => match read(&ports.clock, || ports.broker.order_by_client_id(&client_id)).await {
+                Ok(order) if !order.status.is_terminal() => order.id,
+                Ok(_) | Err(BrokerError::NotFound { .. }) => continue,
+                Err(e) => {
+                    left.push(format!("{client_id}: {e}"));
+                    continue;
+                }
+            },
+        };
+        tracing::warn!(%client_id, order = %id, "the run ended with this order open; cancelling it");
+        if let Err(e) = cancel_with_retries(&id, ports).await {
+            left.push(format!("{client_id} ({id}): {e}"));
+        }
+    }
+    if !left.is_empty() {
+        tracing::error!(orders = ?left, "orders of this run may still be working at the broker");
+        let list = left.into_iter().map(serde_json::Value::String).collect();
+        result.metadata.get_or_insert_with(Default::default).insert("possibly_working_orders".into(), list);
+    }
+    result
+}
+
+/// Cancels `id`, retrying failures that may be transient (a cancel is idempotent); an order
+/// that is already final or gone counts as cancelled.
+async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), BrokerError> {
+    let mut wait = chrono::Duration::seconds(1);
+    let mut attempt = 1;
+    loop {
+        match ports.broker.cancel_order(id).await {
+            Ok(()) | Err(BrokerError::NotFound { .. }) => return Ok(()),
+            Err(BrokerError::Rejected { reason: RejectReason::NotCancelable, .. }) => return Ok(()),
+            Err(
+                e @ (BrokerError::RateLimited { .. } | BrokerError::Transient { .. } | BrokerError::Uncertain { .. }),
+            ) if attempt < CANCEL_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "cancel failed; retrying");
+                ports.clock.sleep_until(ports.clock.now() + wait).await;
+                wait = wait * 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 async fn finish(
     result: ExecutionResult,
     journal: Option<Journal>,

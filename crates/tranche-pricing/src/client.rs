@@ -39,7 +39,7 @@ pub struct StreamConfig {
     pub msgpack: bool,
     /// Reconnect when nothing arrives for this long.
     pub silence: Duration,
-    /// A held symbol without a quote for this long is stale and resubscribed.
+    /// A held symbol without a quote for this long is stale and resubscribed (zero: off).
     pub symbol_silence: Duration,
     /// Most symbols held in the store.
     pub max_symbols: usize,
@@ -265,6 +265,9 @@ async fn resubscribe_silent<S>(
 where
     S: futures_util::Sink<Message> + Unpin,
 {
+    if limit.is_zero() {
+        return true;
+    }
     let silent = inner.silent_symbols(heard, limit);
     if silent.is_empty() {
         return true;
@@ -348,7 +351,10 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
     }
     let mut authenticated = false;
     let mut symbols = SymbolCache::default();
-    let mut watchdog = tokio::time::interval(config.silence.min(config.symbol_silence) / 4);
+    // A zero `symbol_silence` turns the per-symbol watchdog off; the tick is never zero.
+    let shortest =
+        if config.symbol_silence.is_zero() { config.silence } else { config.silence.min(config.symbol_silence) };
+    let mut watchdog = tokio::time::interval((shortest / 4).max(Duration::from_millis(1)));
     watchdog.tick().await;
     let mut last_heard = tokio::time::Instant::now();
     // When each held symbol was last heard of (or subscribed), for the per-symbol watchdog.

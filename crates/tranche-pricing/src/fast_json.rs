@@ -4,7 +4,8 @@
 //!
 //! Invariant: it answers only when the frame is well-formed JSON of that one shape (an array of
 //! objects whose keys and string values hold no escapes, whose numbers parse, whose arrays hold
-//! only strings or numbers, with every quote field present once and `T` = `q`), and then it
+//! only strings or numbers, with every quote field present once, `T` = `q`, and none of the keys
+//! the general decoder reads for other messages), and then it
 //! answers exactly what the general decoder would; for anything else it returns `None` and the
 //! general decoder decides, errors included. It never panics: every index is checked.
 
@@ -152,6 +153,11 @@ fn quote_object(s: &mut Scanner<'_>, symbols: &mut SymbolCache) -> Option<Quote>
             return None;
         }
         let key = s.string_body()?;
+        // Keys the general decoder reads with a type of its own (trades' `p` and `s`, control
+        // messages' fields) are its to judge.
+        if matches!(key, "p" | "s" | "msg" | "code" | "quotes") {
+            return None;
+        }
         if s.next()? != b':' {
             return None;
         }
@@ -238,6 +244,25 @@ mod tests {
         decode_json_general(frame, first, &mut SymbolCache::default())
     }
 
+    const KEYS: &[&str] = &["T", "S", "bp", "bs", "ap", "as", "t", "c", "z", "p", "s", "msg", "code", "quotes", "x"];
+    const VALUES: &[&str] = &[
+        "\"q\"",
+        "\"t\"",
+        "\"AAPL\"",
+        "\"2022-04-12T17:16:36.390749849Z\"",
+        "165.5",
+        "1",
+        "-2",
+        "1e2",
+        "[\"R\"]",
+        "[]",
+        "[1,\"x\"]",
+        "{}",
+        "null",
+        "true",
+        "\"x\"",
+    ];
+
     const FRAME: &str = r#"[{"T":"q","S":"AAPL","bx":"V","bp":165.5,"bs":1,"ax":"V","ap":170.34,"as":1,"t":"2022-04-12T17:16:36.390749849Z","c":["R"],"z":"C"},
         {"T":"q","S":"MSFT","bp":1e2,"bs":300,"ap":100.01,"as":2,"t":"2022-04-12T17:16:36Z","c":[]}]"#;
 
@@ -285,6 +310,52 @@ mod tests {
             }
             if let Some(fast) = quotes(&frame, &mut SymbolCache::default()) {
                 prop_assert_eq!(Ok(fast), general(&frame));
+            }
+        }
+
+        /// Frames of quote objects with extra fields from the keys both decoders know spliced in
+        /// anywhere (duplicates, other messages' keys and every kind of value included) and
+        /// sometimes a field left out: the fast path declines or agrees.
+        #[test]
+        fn structured_frames_never_make_it_disagree(
+            objects in proptest::collection::vec(
+                (
+                    proptest::collection::vec((0usize..KEYS.len(), 0usize..VALUES.len(), 0usize..8), 0..3),
+                    proptest::option::of(0usize..7),
+                ),
+                1..4,
+            ),
+        ) {
+            let base = [
+                ("T", "\"q\""),
+                ("S", "\"AAPL\""),
+                ("bp", "165.5"),
+                ("bs", "1"),
+                ("ap", "170.34"),
+                ("as", "2"),
+                ("t", "\"2022-04-12T17:16:36.390749849Z\""),
+            ];
+            let frame = format!(
+                "[{}]",
+                objects
+                    .iter()
+                    .map(|(extras, dropped)| {
+                        let mut fields: Vec<String> = base
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| Some(*i) != *dropped)
+                            .map(|(_, (k, v))| format!("\"{k}\":{v}"))
+                            .collect();
+                        for &(k, v, at) in extras {
+                            fields.insert(at.min(fields.len()), format!("\"{}\":{}", KEYS[k], VALUES[v]));
+                        }
+                        format!("{{{}}}", fields.join(","))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            if let Some(fast) = quotes(frame.as_bytes(), &mut SymbolCache::default()) {
+                prop_assert_eq!(Ok(fast), general(frame.as_bytes()), "{}", frame);
             }
         }
 

@@ -57,11 +57,14 @@ impl Drop for Killed {
     }
 }
 
-/// `tranche emulator` (seed 5) on a free loopback port, its account from `plan`'s picture;
+/// `tranche emulator` (seed 5, no request budget) on a free loopback port, its account from
+/// `plan`'s picture;
 /// returns it and its base URL, read from the documented first line.
 pub fn start_emulator(plan: &Path) -> (Killed, String) {
     let mut child = tranche()
         .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", s(plan)])
+        // Two processes of one test may share its key; the budget has tests of its own.
+        .args(["--requests-per-minute", "0"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

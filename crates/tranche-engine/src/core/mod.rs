@@ -123,6 +123,17 @@ impl EngineCore {
         core
     }
 
+    /// This run's orders not known to be final: the client order id and, when the broker
+    /// answered, its id. Empty after a normal end; after a deadline or an abort these may still
+    /// be working at the broker.
+    pub fn open_orders(&self) -> Vec<(ClientOrderId, Option<BrokerOrderId>)> {
+        self.items
+            .iter()
+            .flat_map(|item| item.children.iter().filter(|c| c.is_open()))
+            .map(|c| (c.client_id.clone(), c.broker_id.clone()))
+            .collect()
+    }
+
     /// True once the run has produced its result.
     pub fn is_finished(&self) -> bool {
         self.finished

@@ -1,0 +1,70 @@
+//! A run that ends with its own orders still working (the run deadline, here while the broker
+//! fails every call) cancels them before returning, retrying failed cancels with backoff; an
+//! order it cannot cancel is named in the result, never left unnoticed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tranche::domain::RebalancePlan;
+use tranche::engine::EngineConfig;
+use tranche::sim::{FaultConfig, SimConfig};
+use tranche::simulation::{account_from_plan, run_on_broker, start_sim};
+use tranche_tests::example;
+
+/// Every REST call fails with a 5xx.
+fn broken() -> FaultConfig {
+    FaultConfig { server_error_ppm: 1_000_000, ..FaultConfig::none() }
+}
+
+/// The small example on a market without trades (passive limits rest), a 5 s run deadline and
+/// a broker that fails every call from 4.5 s after the start until `recovers_after` seconds
+/// (never, with `None`).
+async fn run_through_an_outage(
+    recovers_after: Option<i64>,
+) -> (tranche::domain::ExecutionResult, Vec<tranche::domain::Order>) {
+    let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan.json")).unwrap()).unwrap();
+    let mut sim = account_from_plan(&plan, &SimConfig::default());
+    sim.market.trade_ppm = 0;
+    let (broker, clock) = start_sim(sim).unwrap();
+    let engine = EngineConfig { run_deadline: Duration::from_secs(5), ..EngineConfig::default() };
+    let start = clock.now();
+    let outage = async {
+        clock.sleep_until(start + chrono::Duration::milliseconds(4_500)).await;
+        broker.with_sim(|s| s.set_faults(broken()));
+        if let Some(secs) = recovers_after {
+            clock.sleep_until(start + chrono::Duration::seconds(secs)).await;
+            broker.with_sim(|s| s.set_faults(FaultConfig::none()));
+        }
+    };
+    let ((result, _), ()) = tokio::join!(run_on_broker(plan, engine, &broker, &clock, None), outage);
+    // Let cancels accepted at the very end land.
+    clock.sleep_until(clock.now() + chrono::Duration::seconds(2)).await;
+    let orders = broker.with_sim(|s| s.orders().cloned().collect());
+    (result, orders)
+}
+
+#[tokio::test(start_paused = true)]
+async fn orders_working_at_the_deadline_are_cancelled_once_the_broker_answers_again() {
+    let (result, orders) = run_through_an_outage(Some(9)).await;
+    assert!(!orders.is_empty(), "orders were placed before the deadline");
+    assert!(
+        orders.iter().all(|o| o.status.is_terminal()),
+        "nothing of the run is left working: {:?}",
+        orders.iter().map(|o| (&o.client_order_id, o.status)).collect::<Vec<_>>()
+    );
+    let metadata = result.metadata.unwrap_or_default();
+    assert!(!metadata.contains_key("possibly_working_orders"), "{metadata:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_order_that_cannot_be_cancelled_is_named_in_the_result() {
+    let (result, orders) = run_through_an_outage(None).await;
+    let working: Vec<String> =
+        orders.iter().filter(|o| !o.status.is_terminal()).map(|o| o.client_order_id.to_string()).collect();
+    assert!(!working.is_empty(), "the broker refused every cancel");
+    let named = result.metadata.unwrap_or_default()["possibly_working_orders"].to_string();
+    for client_id in &working {
+        assert!(named.contains(client_id.as_str()), "{client_id} is named: {named}");
+    }
+}
