@@ -79,6 +79,14 @@ fn fail(code: u8, message: &str) -> ExitCode {
     exit::code(code)
 }
 
+/// A failure before the run started: the "run in progress" report page goes too.
+fn fail_before_run(target: Option<&report::Target>, code: u8, message: &str) -> ExitCode {
+    if let Some(target) = target {
+        let _ = std::fs::remove_file(target.path());
+    }
+    fail(code, message)
+}
+
 /// Runs `tranche execute`.
 pub fn run(options: &ExecuteOptions) -> ExitCode {
     let plan = match read_plan(&options.plan) {
@@ -110,11 +118,17 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
         Ok(rt) => rt,
-        Err(e) => return fail(exit::BROKER_UNAVAILABLE, &format!("cannot start the runtime: {e}")),
+        Err(e) => {
+            return fail_before_run(
+                target.as_ref(),
+                exit::BROKER_UNAVAILABLE,
+                &format!("cannot start the runtime: {e}"),
+            )
+        }
     };
     let (broker, clock) = match runtime.block_on(async { start_sim(sim) }) {
         Ok(b) => b,
-        Err(e) => return fail(exit::BAD_CONFIG, &format!("simulator: {e}")),
+        Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("simulator: {e}")),
     };
     if options.dry_run {
         let feed = broker.quote_feed();
@@ -127,7 +141,7 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
     }
     let ledger = match options.ledger.as_deref().map(crate::ledger_cmd::open).transpose() {
         Ok(l) => l,
-        Err(e) => return fail(exit::BAD_CONFIG, &format!("--ledger: {e}")),
+        Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("--ledger: {e}")),
     };
     let recording = report::Recording::new();
     let quiet = options.quiet;
@@ -259,7 +273,7 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
     };
     let broker = match tranche::alpaca::AlpacaBroker::new(config.clone()) {
         Ok(b) => b,
-        Err(e) => return fail(exit::BROKER_UNAVAILABLE, &e.to_string()),
+        Err(e) => return fail_before_run(target.as_ref(), exit::BROKER_UNAVAILABLE, &e.to_string()),
     };
     let stream = market_data_url(&config);
     let quotes: Arc<dyn QuoteFeed> = runtime.block_on(async {
@@ -270,7 +284,11 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
         ))) as Arc<dyn QuoteFeed>
     });
     if let Err(e) = runtime.block_on(tranche::broker::Broker::clock(&broker)) {
-        return fail(exit::BROKER_UNAVAILABLE, &format!("Alpaca is not reachable at {}: {e}", config.trading_url));
+        return fail_before_run(
+            target.as_ref(),
+            exit::BROKER_UNAVAILABLE,
+            &format!("Alpaca is not reachable at {}: {e}", config.trading_url),
+        );
     }
     if options.dry_run {
         let found = runtime.block_on(preview(
@@ -285,7 +303,7 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
     let spec = options.ledger.clone().unwrap_or_else(|| crate::ledger_cmd::DEFAULT_LEDGER.to_owned());
     let ledger = match crate::ledger_cmd::open(&spec) {
         Ok(l) => l,
-        Err(e) => return fail(exit::BAD_CONFIG, &format!("--ledger: {e}")),
+        Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("--ledger: {e}")),
     };
     let recording = report::Recording::new();
     let clock: Arc<dyn tranche::broker::Clock> = Arc::new(tranche::broker::SystemClock);
@@ -347,7 +365,7 @@ fn finish(
             return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded"));
         }
         Err(RunError::LedgerAfterRun { error, result }) => {
-            eprintln!("error: the run finished but could not be recorded in the ledger: {error}");
+            crate::logging::error(&format!("the run finished but could not be recorded in the ledger: {error}"));
             (*result, exit::code(exit::FAILURE))
         }
     };

@@ -37,11 +37,11 @@ pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
 /// reported on stderr).
 fn open_for_reading(spec: &str) -> Result<(Arc<dyn Ledger>, tokio::runtime::Runtime), ExitCode> {
     let ledger = open(spec).map_err(|e| {
-        eprintln!("error: {e}");
+        crate::logging::error(&e);
         exit::code(exit::BAD_CONFIG)
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the runtime: {e}");
+        crate::logging::error(&format!("cannot start the runtime: {e}"));
         exit::code(exit::FAILURE)
     })?;
     Ok((ledger, runtime))
@@ -74,7 +74,7 @@ pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::error(&e.to_string());
             exit::code(exit::FAILURE)
         }
     }
@@ -97,7 +97,7 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
     let (runs, intents, orders, fills) = match read {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::error(&e.to_string());
             return exit::code(exit::FAILURE);
         }
     };

@@ -50,11 +50,11 @@ fn parse_min_trade(text: &str) -> Result<Decimal, String> {
 /// Reads and validates a plan file; on failure prints every problem and returns the exit code.
 pub fn read_plan(path: &Path) -> Result<RebalancePlan, ExitCode> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: cannot read plan file {}: {e}", path.display());
+        crate::logging::error(&format!("cannot read plan file {}: {e}", path.display()));
         exit::code(exit::NO_INPUT)
     })?;
     RebalancePlan::from_json_str(&text).map_err(|error| {
-        eprintln!("error: {}: {error}", path.display());
+        crate::logging::error(&format!("{}: {error}", path.display()));
         exit::code(exit::INVALID_PLAN)
     })
 }
@@ -64,7 +64,7 @@ pub fn validate(path: &Path, json: bool) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
-            eprintln!("error: cannot read plan file {}: {e}", path.display());
+            crate::logging::error(&format!("cannot read plan file {}: {e}", path.display()));
             return exit::code(exit::NO_INPUT);
         }
     };
@@ -109,7 +109,7 @@ pub fn validate(path: &Path, json: bool) -> ExitCode {
                 };
                 println!("{}", serde_json::json!({"valid": false, "problems": problems}));
             } else {
-                eprintln!("error: {}: {error}", path.display());
+                crate::logging::error(&format!("{}: {error}", path.display()));
             }
             exit::code(exit::INVALID_PLAN)
         }

@@ -13,7 +13,7 @@ pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: 
     let report = match run_scenarios(seed, scenarios, &engine, faults) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::error(&e);
             return exit::code(exit::FAILURE);
         }
     };
@@ -21,7 +21,7 @@ pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: 
         match serde_json::to_string(&report) {
             Ok(text) => println!("{text}"),
             Err(e) => {
-                eprintln!("error: cannot write the report: {e}");
+                crate::logging::error(&format!("cannot write the report: {e}"));
                 return exit::code(exit::FAILURE);
             }
         }

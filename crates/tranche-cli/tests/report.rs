@@ -172,3 +172,25 @@ fn a_run_at_alpaca_through_the_emulator_charts_the_streamed_quotes() {
     assert!(!everything.contains(support::SECRET));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_run_that_cannot_start_leaves_no_report_page_behind() {
+    let dir = temp_dir("unreachable");
+    let report = dir.join("run.html");
+    let plan = example("plan.json");
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, _, stderr) = support::run(
+        tranche()
+            .args(["execute", plan.to_str().unwrap(), "--broker", "alpaca", "--report", report.to_str().unwrap()])
+            .env("APCA_API_BASE_URL", &url)
+            .env("APCA_API_DATA_URL", &url)
+            .env("APCA_API_KEY_ID", "KEY")
+            .env("APCA_API_SECRET_KEY", SECRET),
+    );
+    assert_eq!(code, Some(69), "the broker is unreachable: {stderr}");
+    assert!(!report.exists(), "the \"run in progress\" page is removed when the run never started");
+    assert!(!stderr.contains(SECRET));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Alpaca's keys and URLs come from `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`
-//! (paper unless it says otherwise), `APCA_API_DATA_STREAM_URL` and `APCA_DATA_FEED`; the
+//! (paper unless it says otherwise; Alpaca's live host is refused unless `CONFIRM_LIVE=yes`, so a
+//! copied environment never trades real money by accident), `APCA_API_DATA_STREAM_URL` and
+//! `APCA_DATA_FEED`; the
 //! bucket's credentials, region and endpoint from the standard `AWS_*` variables. The ledger makes
 //! the run exactly-once: running the same plan again returns its recorded result, and two workers
 //! cannot run one plan at the same time. Prints the `ExecutionResult` as JSON; exits 0 on success,
@@ -50,6 +52,13 @@ async fn run() -> Result<ExecutionStatus, String> {
 
     let ledger = s3_ledger(&ledger_url)?;
     let alpaca = AlpacaConfig::from_env(false).map_err(|e| e.to_string())?;
+    let live = alpaca.trading_url.trim_end_matches('/') == tranche::alpaca::LIVE_URL;
+    if live && std::env::var("CONFIRM_LIVE").as_deref() != Ok("yes") {
+        return Err(format!(
+            "APCA_API_BASE_URL is Alpaca's live host ({}): set CONFIRM_LIVE=yes to trade real money",
+            tranche::alpaca::LIVE_URL
+        ));
+    }
     let broker = AlpacaBroker::new(alpaca.clone()).map_err(|e| e.to_string())?;
     let quotes = AlpacaQuoteFeed::connect(StreamConfig::new(
         market_data_url(),
