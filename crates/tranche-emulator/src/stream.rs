@@ -1,23 +1,81 @@
 //! The trade_updates WebSocket (§5): authenticate (both accepted forms), listen, then every
-//! trade update as JSON in binary frames, as Alpaca's paper stream sends them.
+//! trade update as JSON in binary frames, as Alpaca's paper stream sends them, or as MessagePack
+//! when the upgrade asks for it with `Content-Type: application/msgpack` (client messages are
+//! then accepted in either encoding).
 
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State as Extract;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::State;
 
-pub async fn trade_updates(state: Extract<Arc<State>>, ws: WebSocketUpgrade) -> Response {
+pub async fn trade_updates(state: Extract<Arc<State>>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
     let state = state.0;
-    ws.on_upgrade(move |socket| session(socket, state))
+    let msgpack = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("msgpack"));
+    ws.on_upgrade(move |socket| session(socket, state, msgpack))
 }
 
-fn frame(value: &Value) -> Message {
-    Message::Binary(value.to_string().into_bytes().into())
+/// A JSON value as MessagePack (integers stay integers, other numbers become floats).
+fn to_msgpack(value: &Value) -> rmpv::Value {
+    match value {
+        Value::Null => rmpv::Value::Nil,
+        Value::Bool(b) => rmpv::Value::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => rmpv::Value::from(i),
+            (None, Some(u)) => rmpv::Value::from(u),
+            _ => rmpv::Value::F64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(t) => rmpv::Value::from(t.as_str()),
+        Value::Array(items) => rmpv::Value::Array(items.iter().map(to_msgpack).collect()),
+        Value::Object(map) => {
+            rmpv::Value::Map(map.iter().map(|(k, v)| (rmpv::Value::from(k.as_str()), to_msgpack(v))).collect())
+        }
+    }
+}
+
+/// A MessagePack value as JSON (what a client's msgpack message says).
+fn from_msgpack(value: &rmpv::Value) -> Value {
+    match value {
+        rmpv::Value::Boolean(b) => Value::Bool(*b),
+        rmpv::Value::Integer(i) => i.as_i64().map_or_else(|| i.as_u64().map_or(Value::Null, Value::from), Value::from),
+        rmpv::Value::F32(f) => Value::from(f64::from(*f)),
+        rmpv::Value::F64(f) => Value::from(*f),
+        rmpv::Value::String(t) => t.as_str().map_or(Value::Null, Value::from),
+        rmpv::Value::Array(items) => Value::Array(items.iter().map(from_msgpack).collect()),
+        rmpv::Value::Map(entries) => {
+            Value::Object(entries.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), from_msgpack(v)))).collect())
+        }
+        rmpv::Value::Nil | rmpv::Value::Binary(_) | rmpv::Value::Ext(..) => Value::Null,
+    }
+}
+
+/// One server message: JSON in a binary frame, or MessagePack.
+fn frame(value: &Value, msgpack: bool) -> Message {
+    if msgpack {
+        let mut bytes = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut bytes, &to_msgpack(value));
+        Message::Binary(bytes.into())
+    } else {
+        Message::Binary(value.to_string().into_bytes().into())
+    }
+}
+
+/// A client message: JSON (text or binary), or MessagePack on a msgpack session.
+fn client_message(bytes: &[u8], msgpack: bool) -> Option<Value> {
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+        return Some(value);
+    }
+    if !msgpack {
+        return None;
+    }
+    let mut reader = bytes;
+    rmpv::decode::read_value(&mut reader).ok().map(|v| from_msgpack(&v))
 }
 
 fn credentials(msg: &Value) -> Option<(String, String)> {
@@ -31,16 +89,16 @@ fn credentials(msg: &Value) -> Option<(String, String)> {
     }
 }
 
-async fn session(mut socket: WebSocket, state: Arc<State>) {
+async fn session(mut socket: WebSocket, state: Arc<State>, msgpack: bool) {
     let mut updates = state.updates.subscribe();
     let mut outages = state.outages.subscribe();
     let (mut authorized, mut listening) = (false, false);
     loop {
         tokio::select! {
             incoming = socket.recv() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                let bytes: Vec<u8> = match incoming {
+                    Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(b))) => b.to_vec(),
                     Some(Ok(Message::Ping(p))) => {
                         if socket.send(Message::Pong(p)).await.is_err() {
                             return;
@@ -50,9 +108,9 @@ async fn session(mut socket: WebSocket, state: Arc<State>) {
                     Some(Ok(Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
-                let Ok(msg) = serde_json::from_str::<Value>(&text) else {
+                let Some(msg) = client_message(&bytes, msgpack) else {
                     let reply = json!({"stream": "error", "data": {"error_message": "invalid syntax"}});
-                    if socket.send(frame(&reply)).await.is_err() {
+                    if socket.send(frame(&reply, msgpack)).await.is_err() {
                         return;
                     }
                     continue;
@@ -72,13 +130,17 @@ async fn session(mut socket: WebSocket, state: Arc<State>) {
                     Some("listen") => json!({"stream": "authorization", "data": {"status": "unauthorized", "action": "listen"}}),
                     _ => json!({"stream": "error", "data": {"error_message": "unknown action"}}),
                 };
-                if socket.send(frame(&reply)).await.is_err() {
+                if socket.send(frame(&reply, msgpack)).await.is_err() {
                     return;
                 }
             }
             update = updates.recv(), if listening => match update {
                 Ok(text) => {
-                    if socket.send(Message::Binary(text.as_bytes().to_vec().into())).await.is_err() {
+                    let message = match serde_json::from_str::<Value>(&text) {
+                        Ok(update) if msgpack => frame(&update, true),
+                        _ => Message::Binary(text.as_bytes().to_vec().into()),
+                    };
+                    if socket.send(message).await.is_err() {
                         return;
                     }
                 }

@@ -1,0 +1,85 @@
+//! The trade_updates stream in MessagePack: asked for with `Content-Type: application/msgpack`
+//! at the upgrade, every server message (authorization, listening, trade updates) comes as a
+//! msgpack map, and the client may speak msgpack or JSON. Real sockets on loopback; every wait is
+//! bounded by a timeout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tranche_domain::{ClientOrderId, OrderAmount, OrderRequest, OrderType, Side, Symbol, TimeInForce};
+use tranche_emulator::{Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn field<'a>(map: &'a rmpv::Value, key: &str) -> &'a rmpv::Value {
+    map.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(key))).map_or(&rmpv::Value::Nil, |(_, v)| v)
+}
+
+/// The next server message, which must be a binary msgpack map.
+async fn next_msgpack(socket: &mut Socket) -> rmpv::Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket is open")
+            .unwrap();
+        match message {
+            Message::Binary(bytes) => {
+                let mut reader = &bytes[..];
+                let value = rmpv::decode::read_value(&mut reader).expect("a msgpack frame");
+                assert!(value.is_map(), "{value:?}");
+                return value;
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a msgpack frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_msgpack_session_gets_every_message_in_msgpack() {
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig::default()).await.unwrap();
+    let mut request = format!("ws://{}/stream", emu.addr).into_client_request().unwrap();
+    request.headers_mut().insert("Content-Type", "application/msgpack".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    // Authenticate in msgpack.
+    let auth = rmpv::Value::Map(vec![
+        ("action".into(), "auth".into()),
+        ("key".into(), DEFAULT_KEY_ID.into()),
+        ("secret".into(), DEFAULT_SECRET_KEY.into()),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &auth).unwrap();
+    socket.send(Message::Binary(bytes.into())).await.unwrap();
+    let reply = next_msgpack(&mut socket).await;
+    assert_eq!(field(&reply, "stream").as_str(), Some("authorization"));
+    assert_eq!(field(field(&reply, "data"), "status").as_str(), Some("authorized"));
+
+    // Listen in JSON: accepted too, answered in msgpack.
+    let listen = r#"{"action":"listen","data":{"streams":["trade_updates"]}}"#;
+    socket.send(Message::Text(listen.into())).await.unwrap();
+    let reply = next_msgpack(&mut socket).await;
+    assert_eq!(field(&reply, "stream").as_str(), Some("listening"));
+
+    let order = OrderRequest {
+        client_order_id: ClientOrderId::from_broker("msgpack-1"),
+        symbol: Symbol::parse("AAPL").unwrap(),
+        side: Side::Buy,
+        amount: OrderAmount::Qty("2".parse().unwrap()),
+        order_type: OrderType::Market,
+        time_in_force: TimeInForce::Day,
+        limit_price: None,
+        extended_hours: false,
+    };
+    emu.with_sim(|s| s.submit(&order)).unwrap();
+    let update = next_msgpack(&mut socket).await;
+    assert_eq!(field(&update, "stream").as_str(), Some("trade_updates"));
+    let data = field(&update, "data");
+    assert!(field(data, "event").as_str().is_some(), "{update:?}");
+    assert_eq!(field(field(data, "order"), "client_order_id").as_str(), Some("msgpack-1"));
+}
