@@ -44,6 +44,9 @@ pub struct EmulatorConfig {
     pub requests_per_minute: u32,
     /// Added before every REST answer: the network round trip a client sees (default none).
     pub round_trip: std::time::Duration,
+    /// Fault injection: a trade_updates upgrade sooner than this after the previous one is
+    /// refused with HTTP 429, as Alpaca answers rapid reconnects (default: never refused).
+    pub stream_reconnect_min: Option<std::time::Duration>,
     /// Put the simulated session around the wall clock (open every day, for hours), so the
     /// market is open whatever the time and quotes carry real timestamps (default). When
     /// false, the simulator's configured session and start time are used as given.
@@ -59,6 +62,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("wall_clock_session", &self.wall_clock_session)
             .field("requests_per_minute", &self.requests_per_minute)
             .field("round_trip", &self.round_trip)
+            .field("stream_reconnect_min", &self.stream_reconnect_min)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +76,7 @@ impl Default for EmulatorConfig {
             wall_clock_session: true,
             requests_per_minute: 200,
             round_trip: std::time::Duration::ZERO,
+            stream_reconnect_min: None,
         }
     }
 }
@@ -105,6 +110,10 @@ pub(crate) struct State {
     pub budget: limits::RequestBudget,
     /// Waited before every REST answer.
     pub round_trip: std::time::Duration,
+    /// Rapid trade_updates reconnects are refused with 429 (see `EmulatorConfig`).
+    pub stream_reconnect_min: Option<std::time::Duration>,
+    /// When the last trade_updates upgrade was accepted.
+    pub last_stream_upgrade: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A running emulator.
@@ -151,6 +160,8 @@ impl Emulator {
             data_sessions: std::sync::Mutex::new(std::collections::HashSet::new()),
             budget: limits::RequestBudget::new(config.requests_per_minute),
             round_trip: config.round_trip,
+            stream_reconnect_min: config.stream_reconnect_min,
+            last_stream_upgrade: std::sync::Mutex::new(None),
         });
         let pump_state = Arc::clone(&state);
         let pump = tokio::spawn(async move {

@@ -52,6 +52,10 @@ pub struct EmulatorArgs {
     /// Round trip added before every REST answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub round_trip_ms: u64,
+    /// Refuse a trade_updates reconnect sooner than this many milliseconds after the previous
+    /// one with HTTP 429, as Alpaca does (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub stream_reconnect_min_ms: u64,
     /// Follow the US regular session (09:30-16:00 ET on weekdays) instead of an always-open
     /// market.
     #[arg(long)]
@@ -66,6 +70,8 @@ impl EmulatorArgs {
             secret_key: self.secret_key.clone(),
             requests_per_minute: self.requests_per_minute,
             round_trip: std::time::Duration::from_millis(self.round_trip_ms),
+            stream_reconnect_min: (self.stream_reconnect_min_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.stream_reconnect_min_ms)),
             ..EmulatorConfig::default()
         };
         config.sim.seed = self.seed;

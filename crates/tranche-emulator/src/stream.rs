@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State as Extract;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -16,6 +16,15 @@ use crate::State;
 
 pub async fn trade_updates(state: Extract<Arc<State>>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
     let state = state.0;
+    if let Some(min) = state.stream_reconnect_min {
+        let now = tokio::time::Instant::now();
+        let mut last = state.last_stream_upgrade.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| now.duration_since(at) < min) {
+            // Alpaca answers rapid reconnects with 429 instead of 101.
+            return (axum::http::StatusCode::TOO_MANY_REQUESTS, "too many requests").into_response();
+        }
+        *last = Some(now);
+    }
     let msgpack = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("msgpack"));
     ws.on_upgrade(move |socket| session(socket, state, msgpack))
 }

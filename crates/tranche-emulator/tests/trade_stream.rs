@@ -1,7 +1,8 @@
-//! The trade_updates stream in MessagePack: asked for with `Content-Type: application/msgpack`
-//! at the upgrade, every server message (authorization, listening, trade updates) comes as a
-//! msgpack map, and the client may speak msgpack or JSON. Real sockets on loopback; every wait is
-//! bounded by a timeout.
+//! The trade_updates stream: in MessagePack when asked for with `Content-Type:
+//! application/msgpack` at the upgrade (every server message, authorization, listening and trade
+//! updates, comes as a msgpack map, and the client may speak msgpack or JSON), and a rapid
+//! reconnect refused with HTTP 429 at the upgrade when that fault is on. Real sockets on
+//! loopback; every wait is bounded by a timeout.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -82,4 +83,17 @@ async fn a_msgpack_session_gets_every_message_in_msgpack() {
     let data = field(&update, "data");
     assert!(field(data, "event").as_str().is_some(), "{update:?}");
     assert_eq!(field(field(data, "order"), "client_order_id").as_str(), Some("msgpack-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reconnect_is_refused_with_429_at_the_upgrade() {
+    let config = EmulatorConfig { stream_reconnect_min: Some(Duration::from_secs(30)), ..EmulatorConfig::default() };
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+    let url = format!("ws://{}/stream", emu.addr);
+    let (first, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("the first upgrade is accepted");
+    drop(first);
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 429),
+        other => panic!("expected HTTP 429 instead of 101, got {:?}", other.map(|(_, r)| r.status())),
+    }
 }
