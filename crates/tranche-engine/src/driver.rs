@@ -165,23 +165,18 @@ async fn run_loop(
     mut journal: Option<Journal>,
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
 ) -> Result<ExecutionResult, RunError> {
-    let mut tasks: JoinSet<Input> = JoinSet::new();
-    let mut records: JoinSet<Option<String>> = JoinSet::new();
-    let mut timers: BTreeMap<TimerId, Timestamp> = BTreeMap::new();
+    let mut work = InFlight::default();
     let mut quote_rx = ports.quotes.changes();
-    let mut subscribed: BTreeSet<Symbol> = BTreeSet::new();
     let mut queue: VecDeque<Input> = VecDeque::from([Input::Start]);
     let mut events_open = true;
     let mut quotes_open = true;
     loop {
         while let Some(input) = queue.pop_front() {
             let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
-            if let Some(result) =
-                step(&mut core, input, &context, &mut tasks, &mut records, &mut timers, &mut subscribed)
-            {
-                tasks.abort_all();
+            if let Some(result) = step(&mut core, input, &context, &mut work) {
+                work.tasks.abort_all();
                 let result = cancel_leftovers(result, core.open_orders(), &ports).await;
-                return finish(result, journal, records).await;
+                return finish(result, journal, work.records).await;
             }
         }
         let now = ports.clock.now();
@@ -189,11 +184,11 @@ async fn run_loop(
             if now >= j.next_heartbeat {
                 j.next_heartbeat = now + HEARTBEAT;
                 let (ledger, run) = (Arc::clone(&j.ledger), j.run.clone());
-                records.spawn(async move { ledger.heartbeat(&run).await.err().map(|e| e.to_string()) });
+                work.records.spawn(async move { ledger.heartbeat(&run).await.err().map(|e| e.to_string()) });
             }
         }
         let heartbeat = journal.as_ref().map(|j| j.next_heartbeat);
-        let next_timer = timers.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
+        let next_timer = work.timers.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
         let wake = match (next_timer.map(|(_, at)| at), heartbeat) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -220,25 +215,25 @@ async fn run_loop(
                     queue.push_back(Input::StreamDown);
                 }
             },
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => match joined {
+            Some(joined) = work.tasks.join_next(), if !work.tasks.is_empty() => match joined {
                 Ok(input) => queue.push_back(input),
                 Err(e) => tracing::error!(error = %e, "a broker task failed"),
             },
-            Some(joined) = records.join_next(), if !records.is_empty() => {
+            Some(joined) = work.records.join_next(), if !work.records.is_empty() => {
                 if let Ok(Some(error)) = joined {
                     queue.push_back(Input::LedgerFailed(error));
                 }
             },
             changed = quote_rx.recv(), if quotes_open => match changed {
                 Ok(symbol) => {
-                    if subscribed.contains(&symbol) {
+                    if work.subscribed.contains(&symbol) {
                         if let Some(quote) = ports.quotes.latest(&symbol) {
                             queue.push_back(Input::Quote(quote));
                         }
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    for symbol in &subscribed {
+                    for symbol in &work.subscribed {
                         if let Some(quote) = ports.quotes.latest(symbol) {
                             queue.push_back(Input::Quote(quote));
                         }
@@ -249,7 +244,7 @@ async fn run_loop(
             () = sleep => {
                 if let Some((id, at)) = next_timer {
                     if ports.clock.now() >= at {
-                        timers.remove(&id);
+                        work.timers.remove(&id);
                         queue.push_back(Input::Timer(id));
                     }
                 }
@@ -258,7 +253,6 @@ async fn run_loop(
     }
 }
 
-/// Waits for the ledger writes in flight, then records the result.
 /// Cancel attempts per leftover order (1, 2, 4, 8 s apart).
 const CANCEL_ATTEMPTS: u32 = 5;
 
@@ -318,6 +312,7 @@ async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), Br
     }
 }
 
+/// Waits for the ledger writes in flight, then records the result.
 async fn finish(
     result: ExecutionResult,
     journal: Option<Journal>,
@@ -339,7 +334,17 @@ async fn finish(
     }
 }
 
-/// What `dispatch` needs besides the task sets.
+/// What the loop has under way: broker calls, ledger writes, timers, and the symbols whose quotes
+/// it holds.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<Input>,
+    records: JoinSet<Option<String>>,
+    timers: BTreeMap<TimerId, Timestamp>,
+    subscribed: BTreeSet<Symbol>,
+}
+
+/// What `dispatch` needs besides what is in flight.
 struct Context<'a> {
     ports: &'a Ports,
     journal: Option<&'a Journal>,
@@ -384,24 +389,16 @@ fn intent(
 
 /// Runs the core on one input and carries out its commands (the quotes wanted in this step go
 /// out together); returns the result when the run is over.
-fn step(
-    core: &mut EngineCore,
-    input: Input,
-    context: &Context<'_>,
-    tasks: &mut JoinSet<Input>,
-    records: &mut JoinSet<Option<String>>,
-    timers: &mut BTreeMap<TimerId, Timestamp>,
-    subscribed: &mut BTreeSet<Symbol>,
-) -> Option<ExecutionResult> {
+fn step(core: &mut EngineCore, input: Input, context: &Context<'_>, work: &mut InFlight) -> Option<ExecutionResult> {
     let mut quotes_wanted = Vec::new();
     for command in core.handle(input, context.ports.clock.now()) {
         if let Command::FetchQuote { item, symbol } = command {
             quotes_wanted.push((item, symbol));
-        } else if let Some(result) = dispatch(command, context, tasks, records, timers, subscribed) {
+        } else if let Some(result) = dispatch(command, context, work) {
             return Some(result);
         }
     }
-    fetch_quotes(quotes_wanted, context.ports, tasks);
+    fetch_quotes(quotes_wanted, context.ports, &mut work.tasks);
     None
 }
 
@@ -429,14 +426,8 @@ fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet
 }
 
 /// Runs one command; returns the result when the run is over.
-fn dispatch(
-    command: Command,
-    context: &Context<'_>,
-    tasks: &mut JoinSet<Input>,
-    records: &mut JoinSet<Option<String>>,
-    timers: &mut BTreeMap<TimerId, Timestamp>,
-    subscribed: &mut BTreeSet<Symbol>,
-) -> Option<ExecutionResult> {
+fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Option<ExecutionResult> {
+    let InFlight { tasks, records, timers, subscribed } = work;
     let ports = context.ports;
     let progress = context.progress;
     let broker = Arc::clone(&ports.broker);
