@@ -287,7 +287,7 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
         return fail_before_run(
             target.as_ref(),
             exit::BROKER_UNAVAILABLE,
-            &format!("Alpaca is not reachable at {}: {e}", config.trading_url),
+            &format!("Alpaca is not reachable at {}: {e}", without_userinfo(&config.trading_url)),
         );
     }
     if options.dry_run {
@@ -395,6 +395,16 @@ fn print_result(result: &ExecutionResult, json: bool) {
     }
 }
 
+/// `url` without any `user:password@` part, for messages (a URL may carry credentials).
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The market-data stream: `APCA_API_DATA_STREAM_URL` (default Alpaca's, or the data URL's host
 /// when that was overridden, e.g. for the emulator) and feed `APCA_DATA_FEED` (default `iex`).
 fn market_data_url(config: &tranche::alpaca::AlpacaConfig) -> String {
@@ -413,4 +423,17 @@ fn market_data_url(config: &tranche::alpaca::AlpacaConfig) -> String {
     });
     let feed = var("APCA_DATA_FEED").unwrap_or_else(|| "iex".to_owned());
     format!("{}/v2/{feed}", base.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn credentials_in_a_url_never_reach_a_message() {
+        assert_eq!(without_userinfo("https://user:secret@example.com/v2"), "https://example.com/v2");
+        assert_eq!(without_userinfo("http://127.0.0.1:8088"), "http://127.0.0.1:8088");
+        assert_eq!(without_userinfo("https://host/path@not-userinfo"), "https://host/path@not-userinfo");
+        assert_eq!(without_userinfo("not a url"), "not a url");
+    }
 }
