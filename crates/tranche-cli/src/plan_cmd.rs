@@ -166,6 +166,14 @@ fn make(options: &NewOptions) -> Result<(), Failure> {
         targets_source: path.display().to_string(),
         broker: connection.label.to_owned(),
     };
+    if let Some(gap) = plan_new::unaccounted(account.equity, account.cash, &positions) {
+        tracing::warn!(
+            target: "tranche",
+            unaccounted = %gap,
+            "${gap} of the equity is in holdings the broker reported but that could not be read (see the log \
+             above); they are not in the plan, so its targets are computed on an equity that includes them"
+        );
+    }
     let plan = plan_new::build(&targets, account.equity, &positions, &how).map_err(|problems| {
         let n = problems.len();
         let list: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();

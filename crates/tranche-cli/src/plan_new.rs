@@ -49,6 +49,16 @@ struct Line {
     held: bool,
 }
 
+/// The part of `equity` that neither `cash` nor `positions` accounts for, when it is more than
+/// $1 and 0.5 % of the equity: holdings the broker reported but the adapter could not read (an
+/// option, say). Their symbols cannot be in the plan, so its targets would be off.
+pub fn unaccounted(equity: Usd, cash: Usd, positions: &[Position]) -> Option<Decimal> {
+    let held: Decimal = positions.iter().map(|p| p.market_value.get()).sum();
+    let gap = equity.get() - cash.get() - held;
+    let tolerance = Decimal::ONE.max(equity.get().abs() * Decimal::new(5, 3));
+    (gap.abs() > tolerance).then_some(gap)
+}
+
 /// Builds the plan, or lists every reason it cannot be built.
 pub fn build(
     targets: &[Target],

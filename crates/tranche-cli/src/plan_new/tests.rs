@@ -119,3 +119,12 @@ fn the_metadata_says_where_the_plan_came_from() {
     assert_eq!(metadata["unlisted_positions"], "sell");
     assert_eq!(metadata["targets_weight_sum"], "0.25");
 }
+
+#[test]
+fn equity_the_positions_do_not_explain_is_noticed() {
+    let positions = [held("AAPL", "10", "2000"), held("EDZ", "50", "500")];
+    let usd = |t: &str| -> Usd { t.parse().unwrap() };
+    assert_eq!(unaccounted(usd("10000"), usd("7500"), &positions), None, "all accounted for");
+    assert_eq!(unaccounted(usd("10030"), usd("7500"), &positions), None, "price drift within 0.5 %");
+    assert_eq!(unaccounted(usd("12500"), usd("7500"), &positions), Some(d("2500")), "an unread holding");
+}
