@@ -33,6 +33,11 @@ pub struct NewOptions {
     /// to zero.
     #[arg(long)]
     pub keep_unlisted: bool,
+    /// Make the plan even when part of the equity is in holdings that could not be read (their
+    /// symbols cannot be in the plan); by default that is refused, since the targets would be
+    /// computed on an equity the plan does not see whole.
+    #[arg(long)]
+    pub allow_unread_holdings: bool,
     /// The plan id, the idempotency key of its execution (default: rebalance-YYYYMMDD-HHMMSS-mmm,
     /// UTC now).
     #[arg(long, value_name = "ID")]
@@ -167,12 +172,17 @@ fn make(options: &NewOptions) -> Result<(), Failure> {
         broker: connection.label.to_owned(),
     };
     if let Some(gap) = plan_new::unaccounted(account.equity, account.cash, &positions) {
-        tracing::warn!(
-            target: "tranche",
-            unaccounted = %gap,
-            "${gap} of the equity is in holdings the broker reported but that could not be read (see the log \
-             above); they are not in the plan, so its targets are computed on an equity that includes them"
+        let what = format!(
+            "${gap} of the equity is in holdings the broker reported but that could not be read (see the \
+             warnings above); they cannot be in the plan"
         );
+        if !options.allow_unread_holdings {
+            return Err(Failure {
+                code: exit::INVALID_PLAN,
+                message: format!("{what}\nfix: close or move those holdings, or pass --allow-unread-holdings"),
+            });
+        }
+        tracing::warn!(target: "tranche", unaccounted = %gap, "{what}; going on (--allow-unread-holdings)");
     }
     let plan = plan_new::build(&targets, account.equity, &positions, &how).map_err(|problems| {
         let n = problems.len();
