@@ -222,26 +222,46 @@ impl QuoteFeed for AlpacaQuoteFeed {
     }
 }
 
+/// A held symbol as this connection knows it: when it was last heard of (or first held), and
+/// whether the per-symbol watchdog marked it stale.
+struct Heard {
+    at: tokio::time::Instant,
+    stale: bool,
+}
+
 impl Inner {
-    fn unmark_stale(&self, symbol: &Symbol) {
-        let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
-        if !stale.is_empty() {
-            stale.remove(symbol);
+    /// A quote of `symbol` arrived at `at`. The shared stale set is touched only when the symbol
+    /// was marked (or is new on this connection, which may follow one that marked it), so the
+    /// quote path takes no lock in the usual case.
+    fn quote_heard(&self, heard: &mut HashMap<Symbol, Heard>, symbol: &Symbol, at: tokio::time::Instant) {
+        let was_marked = match heard.get_mut(symbol) {
+            Some(h) => {
+                h.at = at;
+                std::mem::take(&mut h.stale)
+            }
+            None => {
+                heard.insert(symbol.clone(), Heard { at, stale: false });
+                true
+            }
+        };
+        if was_marked {
+            self.stale.lock().unwrap_or_else(PoisonError::into_inner).remove(symbol);
         }
     }
 
     /// The held symbols not heard of for `limit`: marked stale, their clocks restarted (so each
     /// is resubscribed at most once per `limit`). Symbols no longer held are forgotten; newly
     /// held ones start their clock now.
-    fn silent_symbols(&self, heard: &mut HashMap<Symbol, tokio::time::Instant>, limit: Duration) -> Vec<Symbol> {
+    fn silent_symbols(&self, heard: &mut HashMap<Symbol, Heard>, limit: Duration) -> Vec<Symbol> {
         let now = tokio::time::Instant::now();
         let held = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
         heard.retain(|s, _| held.contains_key(s));
         let mut silent = Vec::new();
         for symbol in held.keys() {
-            let since = heard.entry(symbol.clone()).or_insert(now);
-            if now.duration_since(*since) > limit {
-                *since = now;
+            let h = heard.entry(symbol.clone()).or_insert(Heard { at: now, stale: false });
+            if now.duration_since(h.at) > limit {
+                h.at = now;
+                h.stale = true;
                 silent.push(symbol.clone());
             }
         }
@@ -259,7 +279,7 @@ impl Inner {
 async fn resubscribe_silent<S>(
     socket: &mut S,
     inner: &Inner,
-    heard: &mut HashMap<Symbol, tokio::time::Instant>,
+    heard: &mut HashMap<Symbol, Heard>,
     limit: Duration,
 ) -> bool
 where
@@ -358,7 +378,7 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
     watchdog.tick().await;
     let mut last_heard = tokio::time::Instant::now();
     // When each held symbol was last heard of (or subscribed), for the per-symbol watchdog.
-    let mut symbol_heard: HashMap<Symbol, tokio::time::Instant> = HashMap::new();
+    let mut symbol_heard: HashMap<Symbol, Heard> = HashMap::new();
     loop {
         tokio::select! {
             frame = socket.next() => {
@@ -391,8 +411,7 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
                         }
                         DataMessage::Quote(q) => {
                             let symbol = q.symbol.clone();
-                            symbol_heard.insert(symbol.clone(), last_heard);
-                            inner.unmark_stale(&symbol);
+                            inner.quote_heard(&mut symbol_heard, &symbol, last_heard);
                             if inner.store.update(q) {
                                 let _ = inner.changes.send(symbol);
                             }
