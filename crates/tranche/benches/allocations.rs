@@ -58,15 +58,6 @@ fn main() {
         );
         runs.push(run);
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
-        |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        std::path::PathBuf::from,
-    );
-    let dir = target.join("bench-results");
     let report = serde_json::json!({ "symbols": support::SYMBOLS, "runs": runs });
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(dir.join("allocations.json"), serde_json::to_vec_pretty(&report).unwrap_or_default())
-    }) {
-        eprintln!("warning: cannot write {}: {e}", dir.display());
-    }
+    support::write_results("allocations", &report);
 }

@@ -31,6 +31,8 @@ use tranche::pricing::{AlpacaQuoteFeed, StreamConfig};
 use tranche::sim::SimConfig;
 use tranche::simulation::account_from_plan;
 
+mod support;
+
 /// Alpaca's budget.
 const PER_MINUTE: u32 = 200;
 /// The round trip of every REST call.
@@ -111,11 +113,6 @@ fn main() {
         );
         runs.push(run);
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
-        |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        std::path::PathBuf::from,
-    );
-    let dir = target.join("bench-results");
     let report = serde_json::json!({
         "per_minute": PER_MINUTE,
         "round_trip_ms": ROUND_TRIP.as_millis(),
@@ -123,9 +120,5 @@ fn main() {
         "floor_requests": FLOOR_REQUESTS,
         "runs": runs,
     });
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(dir.join("rate_limit.json"), serde_json::to_vec_pretty(&report).unwrap_or_default())
-    }) {
-        eprintln!("warning: cannot write {}: {e}", dir.display());
-    }
+    support::write_results("rate_limit", &report);
 }

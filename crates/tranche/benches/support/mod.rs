@@ -1,4 +1,7 @@
-//! What the engine benches share: the 100-symbol plan.
+//! What the benches of this crate share: the 100-symbol plan and where results are written.
+
+// Each bench uses part of this module.
+#![allow(dead_code)]
 
 use tranche::domain::RebalancePlan;
 
@@ -41,4 +44,19 @@ pub fn plan_100() -> RebalancePlan {
         "items": items,
     });
     RebalancePlan::from_json_str(&plan.to_string()).expect("the bench plan is valid")
+}
+
+/// Writes `report` to `<target>/bench-results/<name>.json` for `cargo xtask bench`; a failure is
+/// a warning (the printed figures stand).
+pub fn write_results(name: &str, report: &serde_json::Value) {
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
+        |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        std::path::PathBuf::from,
+    );
+    let dir = target.join("bench-results");
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(report).unwrap_or_default())
+    }) {
+        eprintln!("warning: cannot write {}: {e}", dir.display());
+    }
 }
