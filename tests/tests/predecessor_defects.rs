@@ -4,10 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rust_decimal::Decimal;
-use tranche::domain::{
-    ClientOrderId, ItemOutcome, OrderAmount, OrderRequest, OrderStatus, OrderType, RebalancePlan, Side, Symbol,
-    TimeInForce,
-};
+use tranche::domain::{ClientOrderId, ItemOutcome, OrderRequest, OrderStatus, RebalancePlan, Side, Symbol};
 use tranche::engine::{EngineConfig, Strategy};
 use tranche::sim::SimConfig;
 use tranche::simulation::{account_from_plan, check_run, run_on_broker, run_on_sim, start_sim};
@@ -38,16 +35,13 @@ async fn d1_a_rejected_market_order_is_a_failure_and_a_filled_one_carries_its_id
     let sim = account_from_plan(&plan, &SimConfig::default());
     let (broker, clock) = start_sim(sim).unwrap();
     // Someone else's resting sell on AAPL: Alpaca refuses a crossing buy as a potential wash trade.
-    let foreign = OrderRequest {
-        client_order_id: ClientOrderId::from_broker("someone-else-1"),
-        symbol: sym("AAPL"),
-        side: Side::Sell,
-        amount: OrderAmount::Qty(Decimal::ONE.into()),
-        order_type: OrderType::Limit,
-        time_in_force: TimeInForce::Day,
-        limit_price: Some("999.00".parse().unwrap()),
-        extended_hours: false,
-    };
+    let foreign = OrderRequest::day(
+        ClientOrderId::from_broker("someone-else-1"),
+        sym("AAPL"),
+        Side::Sell,
+        Decimal::ONE.into(),
+        Some("999.00".parse().unwrap()),
+    );
     broker.with_sim(|s| s.submit(&foreign)).unwrap();
     let engine = EngineConfig { strategy: Strategy::Market, ..EngineConfig::default() };
     let (result, record) = run_on_broker(plan.clone(), engine, &broker, &clock, None).await;

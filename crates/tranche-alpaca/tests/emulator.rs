@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use tranche_alpaca::{AlpacaBroker, AlpacaConfig, AlpacaOrderEvents, Secret};
 use tranche_broker::{Broker, BrokerError, OrderEvents, RejectReason, StreamEvent};
-use tranche_domain::{
-    ClientOrderId, OrderAmount, OrderRequest, OrderStatus, OrderType, Qty, ReplaceRequest, Side, Symbol, TimeInForce,
-    TradeEvent,
-};
+use tranche_domain::{ClientOrderId, OrderRequest, OrderStatus, Qty, ReplaceRequest, Side, Symbol, TradeEvent};
 use tranche_emulator::{Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
 use tranche_sim::FaultConfig;
 
@@ -34,16 +31,13 @@ fn adapter(emu: &Emulator) -> AlpacaConfig {
 }
 
 fn order(cid: &str, symbol: &str, side: Side, qty: &str, limit: Option<&str>) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::from_broker(cid),
-        symbol: sym(symbol),
+    OrderRequest::day(
+        ClientOrderId::from_broker(cid),
+        sym(symbol),
         side,
-        amount: OrderAmount::Qty(qty.parse().unwrap()),
-        order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
-        time_in_force: TimeInForce::Day,
-        limit_price: limit.map(|l| l.parse().unwrap()),
-        extended_hours: false,
-    }
+        qty.parse().unwrap(),
+        limit.map(|l| l.parse().unwrap()),
+    )
 }
 
 /// The next update for `cid` with `event`, within a bounded wait.

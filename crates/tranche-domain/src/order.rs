@@ -68,6 +68,23 @@ pub struct OrderRequest {
     pub extended_hours: bool,
 }
 
+impl OrderRequest {
+    /// A regular-session day order for `qty` shares: a limit order at `limit`, or a market order
+    /// without one.
+    pub fn day(client_order_id: ClientOrderId, symbol: Symbol, side: Side, qty: Qty, limit: Option<Price>) -> Self {
+        Self {
+            client_order_id,
+            symbol,
+            side,
+            amount: OrderAmount::Qty(qty),
+            order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
+            time_in_force: TimeInForce::Day,
+            limit_price: limit,
+            extended_hours: false,
+        }
+    }
+}
+
 /// A replace (Alpaca `PATCH /v2/orders/{id}`): a new order supersedes the old one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplaceRequest {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tranche_domain::{ClientOrderId, OrderAmount, OrderRequest, OrderType, Side, Symbol, TimeInForce};
+use tranche_domain::{ClientOrderId, OrderRequest, Side, Symbol};
 use tranche_emulator::{Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -67,16 +67,13 @@ async fn a_msgpack_session_gets_every_message_in_msgpack() {
     let reply = next_msgpack(&mut socket).await;
     assert_eq!(field(&reply, "stream").as_str(), Some("listening"));
 
-    let order = OrderRequest {
-        client_order_id: ClientOrderId::from_broker("msgpack-1"),
-        symbol: Symbol::parse("AAPL").unwrap(),
-        side: Side::Buy,
-        amount: OrderAmount::Qty("2".parse().unwrap()),
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-        limit_price: None,
-        extended_hours: false,
-    };
+    let order = OrderRequest::day(
+        ClientOrderId::from_broker("msgpack-1"),
+        Symbol::parse("AAPL").unwrap(),
+        Side::Buy,
+        "2".parse().unwrap(),
+        None,
+    );
     emu.with_sim(|s| s.submit(&order)).unwrap();
     let update = next_msgpack(&mut socket).await;
     assert_eq!(field(&update, "stream").as_str(), Some("trade_updates"));

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tranche_domain::{ClientOrderId, OrderAmount, OrderRequest, OrderType, Side, Symbol, TimeInForce};
+use tranche_domain::{ClientOrderId, OrderRequest, Side, Symbol};
 use tranche_sim::{Sim, SimConfig};
 
 const SYMBOLS: usize = 100;
@@ -23,16 +23,13 @@ fn busy_sim(resting_orders: bool) -> Sim {
         sim.subscribe(&symbol);
         if resting_orders {
             let bid = sim.true_quote(&symbol).unwrap().bid;
-            let request = OrderRequest {
-                client_order_id: ClientOrderId::from_broker(format!("bench-{i}")),
+            let request = OrderRequest::day(
+                ClientOrderId::from_broker(format!("bench-{i}")),
                 symbol,
-                side: Side::Buy,
-                amount: OrderAmount::Qty("1000".parse().unwrap()),
-                order_type: OrderType::Limit,
-                time_in_force: TimeInForce::Day,
-                limit_price: Some(bid),
-                extended_hours: false,
-            };
+                Side::Buy,
+                "1000".parse().unwrap(),
+                Some(bid),
+            );
             sim.submit(&request).unwrap();
         }
     }

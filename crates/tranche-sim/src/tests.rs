@@ -3,7 +3,7 @@
 use rust_decimal::Decimal;
 use tranche_broker::RejectReason;
 use tranche_domain::{
-    ClientOrderId, OrderAmount, OrderRequest, OrderStatus, OrderType, Qty, ReplaceRequest, Side, Symbol, TimeInForce,
+    ClientOrderId, OrderAmount, OrderRequest, OrderStatus, Qty, ReplaceRequest, Side, Symbol, TimeInForce,
 };
 
 use crate::{Sim, SimConfig, SimError, StartPosition};
@@ -26,16 +26,13 @@ pub(crate) fn config(seed: u64) -> SimConfig {
 }
 
 pub(crate) fn order(cid: &str, symbol: &str, side: Side, qty: &str, limit: Option<&str>) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::from_broker(cid),
-        symbol: sym(symbol),
+    OrderRequest::day(
+        ClientOrderId::from_broker(cid),
+        sym(symbol),
         side,
-        amount: OrderAmount::Qty(qty.parse().unwrap()),
-        order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
-        time_in_force: TimeInForce::Day,
-        limit_price: limit.map(|l| l.parse().unwrap()),
-        extended_hours: false,
-    }
+        qty.parse().unwrap(),
+        limit.map(|l| l.parse().unwrap()),
+    )
 }
 
 fn run_for(sim: &mut Sim, secs: i64) {

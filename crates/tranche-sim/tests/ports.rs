@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, StreamEvent, TokioClock};
-use tranche_domain::{
-    ClientOrderId, OrderAmount, OrderRequest, OrderStatus, OrderType, Qty, Side, Symbol, TimeInForce, TradeEvent,
-};
+use tranche_domain::{ClientOrderId, OrderRequest, OrderStatus, Qty, Side, Symbol, TradeEvent};
 use tranche_sim::{FaultConfig, SimConfig, SimulatedBroker, StartPosition};
 
 fn sym(s: &str) -> Symbol {
@@ -20,16 +18,7 @@ fn start(config: SimConfig) -> (SimulatedBroker, Arc<dyn Clock>) {
 }
 
 fn market_buy(cid: &str, symbol: &str, qty: &str) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::from_broker(cid),
-        symbol: sym(symbol),
-        side: Side::Buy,
-        amount: OrderAmount::Qty(qty.parse().unwrap()),
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-        limit_price: None,
-        extended_hours: false,
-    }
+    OrderRequest::day(ClientOrderId::from_broker(cid), sym(symbol), Side::Buy, qty.parse().unwrap(), None)
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,8 +10,8 @@
 use rust_decimal::Decimal;
 use tranche_broker::{BrokerError, RejectReason};
 use tranche_domain::{
-    BrokerOrderId, ClientOrderId, ExecutionId, ItemOutcome, Order, OrderAmount, OrderRequest, OrderStatus, OrderType,
-    Price, Quote, ReplaceRequest, Side, TimeInForce, Timestamp, TradeEvent, TradeUpdate,
+    BrokerOrderId, ClientOrderId, ExecutionId, ItemOutcome, Order, OrderRequest, OrderStatus, OrderType, Price, Quote,
+    ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate,
 };
 
 use super::item::{Child, ChildState, Stage};
@@ -120,20 +120,17 @@ impl EngineCore {
         }
         let client_order_id = self.client_id(i);
         let item = &mut self.items[i];
-        let (order_type, limit_price) = match plan {
-            OrderPlan::Limit(p) => (OrderType::Limit, Some(p)),
-            OrderPlan::Market => (OrderType::Market, None),
+        let limit_price = match plan {
+            OrderPlan::Limit(p) => Some(p),
+            OrderPlan::Market => None,
         };
-        let request = OrderRequest {
-            client_order_id: client_order_id.clone(),
-            symbol: item.item.symbol.clone(),
-            side: item.side.unwrap_or(Side::Buy),
-            amount: OrderAmount::Qty(qty.into()),
-            order_type,
-            time_in_force: TimeInForce::Day,
+        let request = OrderRequest::day(
+            client_order_id.clone(),
+            item.item.symbol.clone(),
+            item.side.unwrap_or(Side::Buy),
+            qty.into(),
             limit_price,
-            extended_hours: false,
-        };
+        );
         item.attempt = item.attempt.saturating_add(1);
         item.busy = true;
         if escalating && !item.escalated {
@@ -150,7 +147,7 @@ impl EngineCore {
             state: ChildState::Sending,
             qty,
             limit: limit_price,
-            order_type,
+            order_type: request.order_type,
             reported_filled: Decimal::ZERO,
             superseded: false,
             request: Some(request.clone()),
