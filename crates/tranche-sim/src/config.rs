@@ -261,6 +261,17 @@ pub struct FaultConfig {
     pub quote_gap_ppm: u32,
     /// How long a quote gap lasts, in milliseconds.
     pub quote_gap_ms: u64,
+    /// A submit is answered with a gateway timeout (504) but the broker creates the order
+    /// 0.5 s to `late_order_max_ms` later; until then a lookup by client order id says 404.
+    pub late_order_ppm: u32,
+    /// The longest delay of a late order, in milliseconds (default 30,000).
+    pub late_order_max_ms: u64,
+    /// An order is routed slowly: it stays `accepted`, then `pending_new` (both reported on
+    /// the stream) for 0.5 to 5 s before it works, so a replace in that window is refused.
+    pub slow_routing_ppm: u32,
+    /// Fill activities carry ids unrelated to the trade updates' execution ids (a real FILL
+    /// activity has no `execution_id`; nothing documents that its id matches one).
+    pub activity_ids_unrelated: bool,
 }
 
 impl FaultConfig {
@@ -280,6 +291,10 @@ impl FaultConfig {
             retry_after_ms: 1000,
             quote_gap_ppm: 0,
             quote_gap_ms: 0,
+            late_order_ppm: 0,
+            late_order_max_ms: 30_000,
+            slow_routing_ppm: 0,
+            activity_ids_unrelated: false,
         }
     }
 
@@ -299,6 +314,10 @@ impl FaultConfig {
             retry_after_ms: 1_000,
             quote_gap_ppm: 2_000,
             quote_gap_ms: 10_000,
+            late_order_ppm: 2_000,
+            late_order_max_ms: 30_000,
+            slow_routing_ppm: 10_000,
+            activity_ids_unrelated: false,
         }
     }
 
@@ -318,7 +337,18 @@ impl FaultConfig {
             retry_after_ms: 2_000,
             quote_gap_ppm: 10_000,
             quote_gap_ms: 15_000,
+            late_order_ppm: 20_000,
+            late_order_max_ms: 30_000,
+            slow_routing_ppm: 50_000,
+            activity_ids_unrelated: true,
         }
+    }
+
+    /// `heavy` without the faults that engine core v1 is known not to survive (late orders,
+    /// activity ids unrelated to execution ids): what the exactly-once chaos suite runs until
+    /// the engine closes those holes.
+    pub fn heavy_known() -> Self {
+        Self { late_order_ppm: 0, activity_ids_unrelated: false, ..Self::heavy() }
     }
 }
 

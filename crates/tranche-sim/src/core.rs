@@ -35,6 +35,10 @@ pub(crate) enum Action {
     ReplaceArrive(usize, usize),
     /// The session closes: DAY orders expire.
     Close,
+    /// A slowly routed order becomes `pending_new`.
+    Route(usize),
+    /// An order whose submit was answered with a timeout is created now (index into `late`).
+    LateCreate(usize),
 }
 
 /// One symbol's market and the orders resting in it.
@@ -104,6 +108,12 @@ pub struct Sim {
     pub(crate) quote_changes: Vec<Symbol>,
     pub(crate) exec_seq: u64,
     pub(crate) requests: u64,
+    /// Submits answered with a timeout whose orders the broker creates later.
+    pub(crate) late: Vec<crate::orders::LateOrder>,
+    /// How often each injected fault fired (the outbox counts its own).
+    pub(crate) fired: crate::tally::Tally,
+    /// The observer of Tranche's promises.
+    pub(crate) referee: crate::referee::Referee,
 }
 
 /// Largest amount accepted in a configuration (keeps decimal arithmetic far from overflow).
@@ -122,6 +132,9 @@ impl Sim {
         }
         if config.session.close <= config.session.open {
             return Err("simulator session: close must be after open".into());
+        }
+        if config.session.close - config.session.open > chrono::Duration::days(1) {
+            return Err("simulator session: a session lasts at most a day (close within 24 hours of open)".into());
         }
         let calendar = Calendar::new(&config.session);
         let now = config.session.start;
@@ -150,6 +163,9 @@ impl Sim {
             quote_changes: Vec::new(),
             exec_seq: 0,
             requests: 0,
+            late: Vec::new(),
+            fired: crate::tally::Tally::default(),
+            referee: crate::referee::Referee::default(),
             config,
         };
         let close = sim.calendar.next_close(now);
@@ -209,6 +225,14 @@ impl Sim {
     /// Updates lost to injected drops and outages.
     pub fn lost_updates(&self) -> u64 {
         self.outbox.lost
+    }
+
+    /// How often each kind of injected fault fired so far, by name (the trade-update channel's
+    /// included).
+    pub fn faults_fired(&self) -> crate::tally::Tally {
+        let mut all = self.fired.clone();
+        all.add(&self.outbox.fired);
+        all
     }
 
     pub(crate) fn record(&mut self, line: impl FnOnce() -> String) {
@@ -279,6 +303,8 @@ impl Sim {
             Action::CancelArrive(i) => self.cancel_arrives(i),
             Action::ReplaceArrive(old, new) => self.replace_arrives(old, new),
             Action::Close => self.close_session(),
+            Action::LateCreate(i) => self.create_late(i),
+            Action::Route(i) => self.route(i),
         }
     }
 

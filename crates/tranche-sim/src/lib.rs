@@ -29,8 +29,10 @@ mod orders;
 mod outbox;
 mod ports;
 mod reads;
+mod referee;
 mod rng;
 mod session;
+mod tally;
 mod universe;
 
 pub use config::{
@@ -40,11 +42,15 @@ pub use config::{
 pub use core::Sim;
 pub use error::SimError;
 pub use ports::{SimBroker, SimOrderEvents, SimQuoteFeed, SimulatedBroker};
+pub use referee::{Referee, Violation, ViolationKind};
 pub use rng::Rng;
 pub use session::Calendar;
+pub use tally::Tally;
 pub use universe::AssetProfile;
 
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod referee_tests;
 #[cfg(test)]
 mod tests;

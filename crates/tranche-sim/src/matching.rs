@@ -57,6 +57,15 @@ impl Sim {
         }
     }
 
+    /// Order `i` is routed: `pending_new` on its way to the venue (slow routing only).
+    pub(crate) fn route(&mut self, i: usize) {
+        if self.orders[i].order.status == OrderStatus::Accepted {
+            self.orders[i].order.status = OrderStatus::PendingNew;
+            self.orders[i].order.updated_at = Some(self.now);
+            self.emit(i, TradeEvent::PendingNew, None);
+        }
+    }
+
     /// A notional market order: filled at once at the inside price by the broker's market maker
     /// (as Alpaca fills fractional and notional orders), for `notional / price` shares.
     fn fill_notional(&mut self, i: usize) {
@@ -248,7 +257,9 @@ impl Sim {
             time: now,
         };
         self.record(|| format!("fill {} {} {} @ {}", fill.client_order_id, fill.side, fill.qty, fill.price));
+        let client_order_id = fill.client_order_id.clone();
         self.fills.push(fill);
+        self.judge_fill(&client_order_id, side);
         let execution = Execution { id: execution_id, qty: Qty::new(qty), price: Price::new(price) };
         if complete {
             let slot = self.orders[i].slot;

@@ -16,6 +16,15 @@ use tranche_domain::{
 use crate::core::{Action, Sim, SimOrder};
 use crate::error::SimError;
 
+/// A submit answered with a timeout whose order the broker creates later.
+#[derive(Debug, Clone)]
+pub(crate) struct LateOrder {
+    /// What was sent.
+    pub request: OrderRequest,
+    /// Reached the books (or was dropped) already.
+    pub created: bool,
+}
+
 const FORBIDDEN: u16 = 403;
 const UNPROCESSABLE: u16 = 422;
 const CODE_403: u64 = 40_310_000;
@@ -63,9 +72,11 @@ impl Sim {
         let faults = &self.config.faults;
         let (rate, server, retry) = (faults.rate_limit_ppm, faults.server_error_ppm, faults.retry_after_ms);
         if self.rng.chance_ppm(rate) {
+            self.fired.hit("rate_limited");
             return Some(SimError::RateLimited { retry_after: std::time::Duration::from_millis(retry) });
         }
         if self.rng.chance_ppm(server) {
+            self.fired.hit("server_error");
             let status = [500, 502, 503, 504][usize::try_from(self.rng.below(4)).unwrap_or(0)];
             return Some(SimError::ServerError { status });
         }
@@ -264,10 +275,12 @@ impl Sim {
 
     /// Places an order.
     pub fn submit(&mut self, req: &OrderRequest) -> Result<Order, SimError> {
+        self.judge_submit(req);
         if let Some(fault) = self.call_fault() {
             return Err(fault);
         }
         if self.rng.chance_ppm(self.config.faults.submit_timeout_before_ppm) {
+            self.fired.hit("submit_timeout_before");
             self.record(|| format!("submit {} TIMEOUT before", req.client_order_id));
             return Err(SimError::Timeout { applied: false });
         }
@@ -278,6 +291,56 @@ impl Sim {
                 return Err(e);
             }
         };
+        if self.rng.chance_ppm(self.config.faults.late_order_ppm) {
+            // The gateway gives up; the order reaches the broker's books later.
+            self.fired.hit("late_order");
+            let span = self.config.faults.late_order_max_ms.max(500) - 500;
+            let delay = 500 + self.rng.below(span + 1);
+            let at = self.after_ms(delay);
+            self.late.push(LateOrder { request: req.clone(), created: false });
+            self.schedule_at(at, Action::LateCreate(self.late.len() - 1));
+            self.referee.answer_lost(&req.client_order_id);
+            self.record(|| format!("submit {} TIMEOUT late order", req.client_order_id));
+            return Err(SimError::ServerError { status: 504 });
+        }
+        let order = self.place(req, slot, qty, reserve_price);
+        if self.rng.chance_ppm(self.config.faults.submit_timeout_after_ppm) {
+            self.fired.hit("submit_timeout_after");
+            self.referee.answer_lost(&req.client_order_id);
+            self.record(|| format!("submit {} TIMEOUT after", req.client_order_id));
+            return Err(SimError::Timeout { applied: true });
+        }
+        Ok(order)
+    }
+
+    /// Places an order as the account's owner would, outside Tranche (no fault injection, not
+    /// judged by the referee): the user's own resting orders that Tranche must never touch.
+    pub fn submit_as_user(&mut self, req: &OrderRequest) -> Result<Order, SimError> {
+        let (slot, qty, reserve_price) = self.validate_new(req)?;
+        self.record(|| format!("user order {}", req.client_order_id));
+        Ok(self.place(req, slot, qty, reserve_price))
+    }
+
+    /// A late order reaches the broker's books: created as if submitted now, unless its client
+    /// order id was taken meanwhile (a re-send won) or it no longer passes validation (then it
+    /// never exists, as a request the broker dropped).
+    pub(crate) fn create_late(&mut self, index: usize) {
+        let Some(late) = self.late.get(index).cloned() else { return };
+        self.late[index].created = true;
+        let req = &late.request;
+        match self.validate_new(req) {
+            Ok((slot, qty, reserve_price)) => {
+                self.judge_late_creation(&req.client_order_id);
+                self.record(|| format!("late order {} created", req.client_order_id));
+                self.place(req, slot, qty, reserve_price);
+            }
+            Err(e) => self.record(|| format!("late order {} dropped: {e}", req.client_order_id)),
+        }
+    }
+
+    /// Admits a validated order and schedules its arrival at the venue (slowly routed orders
+    /// report `accepted` and `pending_new` first).
+    fn place(&mut self, req: &OrderRequest, slot: usize, qty: Decimal, reserve_price: Decimal) -> Order {
         let limit_ticks = req.limit_price.and_then(|p| self.slots[slot].market.to_ticks(p, req.side));
         let order = Order {
             id: self.next_broker_id(),
@@ -315,7 +378,16 @@ impl Sim {
             limit_ticks,
             replaces: None,
         });
-        let at = self.after_ms(self.config.latency.venue_ms);
+        let mut venue_ms = self.config.latency.venue_ms;
+        if self.rng.chance_ppm(self.config.faults.slow_routing_ppm) {
+            self.fired.hit("slow_routing");
+            self.emit(index, TradeEvent::Accepted, None);
+            let pending_after = 250 + self.rng.below(2_250);
+            let route_at = self.after_ms(pending_after);
+            self.schedule_at(route_at, Action::Route(index));
+            venue_ms += pending_after + 250 + self.rng.below(2_250);
+        }
+        let at = self.after_ms(venue_ms);
         self.schedule_at(at, Action::Arrive(index));
         self.record(|| {
             format!(
@@ -323,11 +395,7 @@ impl Sim {
                 order.client_order_id, order.side, order.symbol, req.amount, req.limit_price
             )
         });
-        if self.rng.chance_ppm(self.config.faults.submit_timeout_after_ppm) {
-            self.record(|| format!("submit {} TIMEOUT after", req.client_order_id));
-            return Err(SimError::Timeout { applied: true });
-        }
-        Ok(order)
+        order
     }
 
     fn index_of(&self, id: &BrokerOrderId) -> Result<usize, SimError> {
@@ -336,6 +404,9 @@ impl Sim {
 
     /// Requests a cancel (Alpaca answers 204 and reports the outcome on the stream).
     pub fn cancel(&mut self, id: &BrokerOrderId) -> Result<(), SimError> {
+        if let Some(&i) = self.by_id.get(id) {
+            self.judge_cancel(i);
+        }
         if let Some(fault) = self.call_fault() {
             return Err(fault);
         }
@@ -367,6 +438,9 @@ impl Sim {
 
     /// Replaces a working order; returns the new order.
     pub fn replace(&mut self, id: &BrokerOrderId, req: &ReplaceRequest) -> Result<Order, SimError> {
+        if let Some(&old) = self.by_id.get(id) {
+            self.judge_replace(old, req);
+        }
         if let Some(fault) = self.call_fault() {
             return Err(fault);
         }
@@ -420,10 +494,16 @@ impl Sim {
 
     fn validate_replace(&mut self, old: usize, req: &ReplaceRequest) -> Result<(Decimal, Option<Price>), SimError> {
         let o = &self.orders[old];
-        if o.order.status.is_terminal()
-            || matches!(o.order.status, OrderStatus::PendingCancel | OrderStatus::PendingReplace)
-        {
-            return Err(reject(UNPROCESSABLE, CODE_422, RejectReason::NotCancelable, "order is not replaceable"));
+        if o.order.status.is_terminal() {
+            let message = "unable to replace order, order is not open";
+            return Err(reject(UNPROCESSABLE, CODE_VALIDATION, RejectReason::NotCancelable, message));
+        }
+        if matches!(
+            o.order.status,
+            OrderStatus::Accepted | OrderStatus::PendingNew | OrderStatus::PendingCancel | OrderStatus::PendingReplace
+        ) {
+            let message = "unable to replace order, order isn't sent to exchange yet";
+            return Err(reject(UNPROCESSABLE, CODE_VALIDATION, RejectReason::NotCancelable, message));
         }
         if o.order.notional.is_some() {
             return Err(reject(

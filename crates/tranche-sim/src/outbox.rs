@@ -68,6 +68,8 @@ pub struct Outbox {
     seq: u64,
     /// Updates lost to drops and outages.
     pub lost: u64,
+    /// How often each delivery fault fired.
+    pub fired: crate::tally::Tally,
 }
 
 fn ms(value: u64) -> chrono::Duration {
@@ -79,7 +81,15 @@ impl Outbox {
     pub fn new(seed: u64) -> Self {
         let mut ready = VecDeque::new();
         ready.push_back(StreamEvent::Up);
-        Self { rng: Rng::derive(seed, "outbox"), pending: BinaryHeap::new(), ready, down_since: None, seq: 0, lost: 0 }
+        Self {
+            rng: Rng::derive(seed, "outbox"),
+            pending: BinaryHeap::new(),
+            ready,
+            down_since: None,
+            seq: 0,
+            lost: 0,
+            fired: crate::tally::Tally::default(),
+        }
     }
 
     fn push(&mut self, at: Timestamp, delivery: Delivery) {
@@ -91,13 +101,19 @@ impl Outbox {
     pub fn send(&mut self, update: TradeUpdate, now: Timestamp, latency: &LatencyConfig, faults: &FaultConfig) -> Fate {
         if self.rng.chance_ppm(faults.drop_update_ppm) {
             self.lost += 1;
+            self.fired.hit("update_dropped");
             return Fate::Dropped;
         }
-        let delayed_ms =
-            if self.rng.chance_ppm(faults.delay_update_ppm) { self.rng.below(faults.max_delay_ms + 1) } else { 0 };
+        let delayed_ms = if self.rng.chance_ppm(faults.delay_update_ppm) {
+            self.fired.hit("update_delayed");
+            self.rng.below(faults.max_delay_ms + 1)
+        } else {
+            0
+        };
         let at = now + ms(latency.update_ms + delayed_ms);
         let duplicated = self.rng.chance_ppm(faults.duplicate_update_ppm);
         if duplicated {
+            self.fired.hit("update_duplicated");
             let again = at + ms(1 + self.rng.below(faults.max_delay_ms + 1));
             self.push(again, Delivery::Update(Box::new(update.clone())));
         }
@@ -121,6 +137,7 @@ impl Outbox {
                         continue;
                     }
                     if self.rng.chance_ppm(faults.disconnect_ppm) {
+                        self.fired.hit("stream_disconnect");
                         self.down_since = Some(item.at);
                         self.lost += 1;
                         self.ready.push_back(StreamEvent::Down { reason: "injected disconnect".into() });

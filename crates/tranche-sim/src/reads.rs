@@ -4,7 +4,7 @@
 //! fault stream).
 
 use rust_decimal::Decimal;
-use tranche_domain::{Account, Asset, Fill, MarketClock, Order, Position, Quote, Symbol, Timestamp};
+use tranche_domain::{Account, Asset, ExecutionId, Fill, MarketClock, Order, Position, Quote, Symbol, Timestamp};
 
 use crate::core::Sim;
 use crate::error::SimError;
@@ -74,9 +74,32 @@ impl Sim {
         self.open.iter().map(|&i| self.orders[i].order.clone()).collect()
     }
 
-    /// Fills at or after `since`, oldest first.
-    pub fn fill_activities(&self, since: Timestamp) -> Vec<Fill> {
-        self.fills.iter().filter(|f| f.time >= since).cloned().collect()
+    /// Fill activities at or after `since`, oldest first. With `activity_ids_unrelated` each
+    /// carries an id of its own instead of the trade update's execution id (as a real FILL
+    /// activity, whose id nothing ties to the stream's `execution_id`).
+    pub fn fill_activities(&mut self, since: Timestamp) -> Vec<Fill> {
+        let unrelated = self.config.faults.activity_ids_unrelated;
+        let seed = self.config.seed;
+        let list: Vec<Fill> = self
+            .fills
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.time >= since)
+            .map(|(index, f)| {
+                let mut fill = f.clone();
+                if unrelated {
+                    let mixed = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed.rotate_left(17);
+                    fill.execution_id = ExecutionId::new(format!("act-{mixed:016x}"));
+                }
+                fill
+            })
+            .collect();
+        if unrelated {
+            for _ in &list {
+                self.fired.hit("activity_id_unrelated");
+            }
+        }
+        list
     }
 
     /// Cash plus the value of every position at the true mid.

@@ -1,70 +1,90 @@
-//! The trading calendar: the configured session's open and close times of day, every weekday
-//! (no holidays, no daylight-saving shift: a simulated calendar, documented as such).
+//! The trading calendar: one session a day, opening at the configured open's time of day and
+//! lasting as long as the configured session (close − open, at most a day), on weekdays or on
+//! every day (no holidays, no daylight-saving shift: a simulated calendar, documented as such).
 //!
-//! Invariant: `is_open(t)` is true exactly on `[open, close)` of a weekday session.
+//! A session is anchored at its open: the session that opens at 20:00 UTC and lasts eight hours
+//! closes at 04:00 UTC the next day, and "weekday" is judged by the day it opens. So a session
+//! may cross midnight, and a calendar built around any instant of any day is open at that
+//! instant.
+//!
+//! Invariants: `is_open(t)` is true exactly on `[open_k, open_k + length)` of a session `k`
+//! whose open falls on a trading day; `next_open(t) >= t`; `next_close(t) > t`; when open,
+//! `next_close(t) < next_open(t)` unless sessions tile the whole day.
 
-use chrono::{Datelike, Duration, NaiveTime, Weekday};
+use chrono::{Datelike, Duration, Weekday};
 use tranche_domain::Timestamp;
 
 use crate::config::SessionConfig;
 
-/// Session times of day derived from the configured session.
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+/// The daily sessions derived from the configured session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Calendar {
-    open: NaiveTime,
-    close: NaiveTime,
+    /// The open of one session (any session: the others are whole days away).
+    anchor: Timestamp,
+    /// How long a session lasts, in milliseconds (1 to a day).
+    length_ms: i64,
+    /// Sessions on Saturdays and Sundays too.
     weekends: bool,
 }
 
 impl Calendar {
-    /// The calendar of `session` (its open and close times of day, UTC).
+    /// The calendar of `session`: daily sessions at its open's time of day, lasting
+    /// `close - open` (clamped to between a millisecond and a day; `Sim::new` refuses anything
+    /// outside that range before a calendar is built).
     pub fn new(session: &SessionConfig) -> Self {
-        Self { open: session.open.time(), close: session.close.time(), weekends: session.weekends }
+        let length_ms = (session.close - session.open).num_milliseconds().clamp(1, DAY_MS);
+        Self { anchor: session.open, length_ms, weekends: session.weekends }
     }
 
-    fn is_weekday(&self, t: Timestamp) -> bool {
-        self.weekends || !matches!(t.weekday(), Weekday::Sat | Weekday::Sun)
+    /// Whether sessions open on the day of `open`.
+    fn trades_on(&self, open: Timestamp) -> bool {
+        self.weekends || !matches!(open.weekday(), Weekday::Sat | Weekday::Sun)
     }
 
-    fn at(day: Timestamp, time: NaiveTime) -> Timestamp {
-        day.date_naive().and_time(time).and_utc()
+    /// The open of session `k` (session 0 opens at the anchor).
+    fn open_of(&self, k: i64) -> Timestamp {
+        let offset = Duration::milliseconds(k.saturating_mul(DAY_MS));
+        self.anchor.checked_add_signed(offset).unwrap_or(if k < 0 { Timestamp::MIN_UTC } else { Timestamp::MAX_UTC })
+    }
+
+    fn close_of(&self, k: i64) -> Timestamp {
+        self.open_of(k).checked_add_signed(Duration::milliseconds(self.length_ms)).unwrap_or(Timestamp::MAX_UTC)
+    }
+
+    /// The index of the last session that opens at or before `t`.
+    fn session_at_or_before(&self, t: Timestamp) -> i64 {
+        (t - self.anchor).num_milliseconds().div_euclid(DAY_MS)
     }
 
     /// The regular session is open at `t`.
     pub fn is_open(&self, t: Timestamp) -> bool {
-        self.is_weekday(t) && t >= Self::at(t, self.open) && t < Self::at(t, self.close)
+        let k = self.session_at_or_before(t);
+        self.trades_on(self.open_of(k)) && t < self.close_of(k)
     }
 
     /// The first session open at or after `t`.
     pub fn next_open(&self, t: Timestamp) -> Timestamp {
-        let mut day = t;
-        for _ in 0..8 {
-            let open = Self::at(day, self.open);
-            if self.is_weekday(day) && open >= t {
-                return open;
-            }
-            day += Duration::days(1);
-        }
-        Self::at(day, self.open)
+        let last = self.session_at_or_before(t);
+        let first = if self.open_of(last) >= t { last } else { last + 1 };
+        (first..first + 8).map(|k| self.open_of(k)).find(|&open| self.trades_on(open)).unwrap_or(self.open_of(first))
     }
 
     /// The first session close strictly after `t`.
     pub fn next_close(&self, t: Timestamp) -> Timestamp {
-        let mut day = t;
-        for _ in 0..8 {
-            let close = Self::at(day, self.close);
-            if self.is_weekday(day) && close > t {
-                return close;
-            }
-            day += Duration::days(1);
-        }
-        Self::at(day, self.close)
+        let last = self.session_at_or_before(t);
+        (last..last + 9)
+            .find(|&k| self.trades_on(self.open_of(k)) && self.close_of(k) > t)
+            .map_or_else(|| self.close_of(last + 1), |k| self.close_of(k))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn weekday_sessions() {
@@ -73,10 +93,54 @@ mod tests {
         assert!(cal.is_open(session.open));
         assert!(cal.is_open(session.start));
         assert!(!cal.is_open(session.close));
+        assert!(!cal.is_open(session.open - Duration::milliseconds(1)));
         assert_eq!(cal.next_close(session.start), session.close);
+        assert_eq!(cal.next_open(session.open), session.open, "an open at t counts");
         assert_eq!(cal.next_open(session.close), session.open + Duration::days(1));
         let friday_close = session.close + Duration::days(4);
         assert_eq!(cal.next_open(friday_close), session.open + Duration::days(7), "skips the weekend");
+        assert_eq!(cal.next_close(friday_close), session.close + Duration::days(7), "skips the weekend");
         assert!(!cal.is_open(session.open + Duration::days(5) + Duration::hours(1)), "Saturday");
+        assert!(!cal.is_open(session.open - Duration::days(2) + Duration::hours(1)), "the Saturday before");
+    }
+
+    #[test]
+    fn a_session_that_crosses_midnight_is_open_on_both_sides_of_it() {
+        // Opens Saturday 2026-11-28 20:00 UTC for eight hours: closes Sunday 04:00.
+        let open = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 20, 0, 0).unwrap();
+        let session = SessionConfig { open, close: open + Duration::hours(8), start: open, weekends: true };
+        let cal = Calendar::new(&session);
+        let midnight = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+        for t in [open, midnight - Duration::seconds(1), midnight, midnight + Duration::hours(3)] {
+            assert!(cal.is_open(t), "open at {t}");
+            assert_eq!(cal.next_close(t), open + Duration::hours(8), "closes once, at 04:00, seen from {t}");
+            if t > open {
+                assert_eq!(cal.next_open(t), open + Duration::days(1), "next opens the next evening, seen from {t}");
+            }
+        }
+        assert!(!cal.is_open(open + Duration::hours(8)));
+        assert!(!cal.is_open(open - Duration::minutes(1)));
+    }
+
+    #[test]
+    fn a_weekday_session_that_crosses_midnight_belongs_to_the_day_it_opens() {
+        // Friday 2026-11-27 22:00 UTC for four hours: the Saturday-morning part is still Friday's.
+        let open = chrono::Utc.with_ymd_and_hms(2026, 11, 27, 22, 0, 0).unwrap();
+        let session = SessionConfig { open, close: open + Duration::hours(4), start: open, weekends: false };
+        let cal = Calendar::new(&session);
+        assert!(cal.is_open(open + Duration::hours(3)), "Saturday 01:00 is in Friday's session");
+        assert!(!cal.is_open(open + Duration::days(1) + Duration::hours(1)), "no Saturday session");
+        assert_eq!(cal.next_open(open + Duration::hours(5)), open + Duration::days(3), "Monday 22:00");
+        assert_eq!(cal.next_close(open + Duration::hours(5)), open + Duration::days(3) + Duration::hours(4));
+    }
+
+    #[test]
+    fn sessions_as_long_as_a_day_never_close_on_trading_days() {
+        let open = chrono::Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap(); // a Monday
+        let session = SessionConfig { open, close: open + Duration::days(1), start: open, weekends: true };
+        let cal = Calendar::new(&session);
+        for hour in 0..24 * 9 {
+            assert!(cal.is_open(open + Duration::hours(hour)), "hour {hour}");
+        }
     }
 }

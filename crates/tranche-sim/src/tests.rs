@@ -159,19 +159,23 @@ fn replace_goes_to_the_back_of_the_queue_and_keeps_fills_of_the_old_order() {
 
 #[test]
 fn a_replace_that_loses_the_race_to_a_fill_is_rejected_and_the_fill_stands() {
-    let mut config = config(5);
-    config.latency.venue_ms = 3_000;
-    let mut sim = Sim::new(config).unwrap();
+    let mut sim = Sim::new(config(5)).unwrap();
     let q = sim.true_quote(&sym("AAPL")).unwrap();
-    // Marketable on arrival: a sell of 2 at a limit far below the bid.
-    let o = sim.submit(&order("x1", "AAPL", Side::Sell, "2", Some(&(q.bid.get() - d("20")).to_string()))).unwrap();
+    // A sell of 2 resting far above the ask; replaced once it works (Alpaca refuses a replace
+    // before the order is at the venue), and filled while the replace is on its way.
+    let far = q.ask.get() + d("20");
+    let o = sim.submit(&order("x1", "AAPL", Side::Sell, "2", Some(&far.to_string()))).unwrap();
+    run_for(&mut sim, 1);
     let replace = ReplaceRequest {
         client_order_id: ClientOrderId::from_broker("x1-r"),
         qty: None,
-        limit_price: Some((q.ask.get() + d("20")).to_string().parse().unwrap()),
+        limit_price: Some((far + d("1")).to_string().parse().unwrap()),
         time_in_force: None,
     };
+    sim.config.latency.venue_ms = 3_000;
     let new = sim.replace(&o.id, &replace).unwrap();
+    let index = sim.by_id[&o.id];
+    sim.fill(index, d("2"), far);
     run_for(&mut sim, 5);
     let old = sim.order(&o.id).unwrap();
     assert_eq!(old.status, OrderStatus::Filled, "the fill won the race");

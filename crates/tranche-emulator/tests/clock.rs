@@ -1,0 +1,82 @@
+//! The emulator's market is open from its start, whatever the hour or the day it starts: its
+//! clock is pinned at every hour of a week (and at minutes around midnight), and `GET /v2/clock`
+//! must answer open with the next close after now and before the next open. Then a session that
+//! starts before midnight is followed across it in the simulator's own time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use tranche_emulator::{always_open_session, Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
+
+/// `GET /v2/clock` with the default key pair, on a plain socket; the JSON body.
+fn clock(address: &str) -> serde_json::Value {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /v2/clock HTTP/1.1\r\nHost: {address}\r\nAPCA-API-KEY-ID: {DEFAULT_KEY_ID}\r\n\
+         APCA-API-SECRET-KEY: {DEFAULT_SECRET_KEY}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+fn time(value: &serde_json::Value, key: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(value[key].as_str().unwrap()).unwrap().with_timezone(&Utc)
+}
+
+/// Every hour of Monday 2026-11-23 to Sunday 2026-11-29, and the minutes around each midnight.
+fn starts() -> Vec<DateTime<Utc>> {
+    let monday = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap();
+    let mut out: Vec<_> = (0..24 * 7).map(|h| monday + Duration::hours(h)).collect();
+    for day in 1..8 {
+        let midnight = monday + Duration::days(day);
+        out.extend([-16, -15, -1, 1, 15].map(|m| midnight + Duration::minutes(m)));
+    }
+    out.extend([Utc.with_ymd_and_hms(2026, 11, 28, 17, 30, 0).unwrap()]); // the hour the bug was found
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_market_is_open_at_start_at_every_hour_of_every_day() {
+    for start in starts() {
+        let config = EmulatorConfig { start_at: Some(start), ..EmulatorConfig::default() };
+        let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+        let address = emulator.addr.to_string();
+        let answer = tokio::task::spawn_blocking(move || clock(&address)).await.unwrap();
+        let (now, next_open, next_close) =
+            (time(&answer, "timestamp"), time(&answer, "next_open"), time(&answer, "next_close"));
+        assert_eq!(answer["is_open"], true, "started at {start}: {answer}");
+        assert!(now >= start && now < start + Duration::minutes(1), "started at {start}: {answer}");
+        assert!(next_close > now && next_close < next_open, "started at {start}: {answer}");
+        assert!(next_close - now >= Duration::hours(7), "open for the whole session from {start}: {answer}");
+    }
+}
+
+#[test]
+fn a_session_started_before_midnight_stays_open_across_it_and_closes_once() {
+    let start = Utc.with_ymd_and_hms(2026, 11, 28, 23, 50, 0).unwrap(); // a Saturday night
+    let mut config = tranche_sim::SimConfig::default();
+    config.session = always_open_session(start);
+    let mut sim = tranche_sim::Sim::new(config).unwrap();
+    let close = sim.clock().next_close;
+    assert_eq!(close, start + Duration::hours(8));
+    let mut t = start;
+    while t < close {
+        sim.advance_to(t);
+        let clock = sim.clock();
+        assert!(clock.is_open, "open at {t}");
+        assert_eq!(clock.next_close, close, "one close, seen from {t}");
+        t += Duration::minutes(7);
+    }
+    sim.advance_to(close);
+    let after = sim.clock();
+    assert!(!after.is_open, "closed at the close");
+    assert_eq!(after.next_open, start - Duration::minutes(15) + Duration::days(1), "opens again the next night");
+}

@@ -1,0 +1,304 @@
+//! The referee catches each broken promise from a hand-made order sequence (and stays silent on
+//! a clean one), and the new broker behaviours act as Alpaca does: late orders, slow routing
+//! and its replace refusals, unrelated activity ids.
+
+use rust_decimal::Decimal;
+use tranche_domain::{ClientOrderId, OrderStatus, Qty, RebalancePlan, ReplaceRequest, Side, TradeEvent};
+
+use crate::tests::{config, order, sym};
+use crate::{AccountKind, Sim, SimError, ViolationKind};
+
+/// AAPL and EDZ are held (100 and 40 shares); the plan sells AAPL, buys MSFT, holds EDZ.
+fn plan() -> RebalancePlan {
+    let item = |symbol: &str, action: &str, amount: &str| {
+        serde_json::json!({
+            "symbol": symbol, "current_weight": "0.1", "target_weight": "0.1", "target_value": "0",
+            "current_value": "1000", "trade_amount": amount, "action": action,
+        })
+    };
+    RebalancePlan::from_value(&serde_json::json!({
+        "correlation_id": "c", "causation_id": "t", "timestamp": "2026-03-02T14:40:00Z",
+        "plan_id": "ref1", "total_portfolio_value": "100000",
+        "items": [item("AAPL", "SELL", "-1000"), item("MSFT", "BUY", "1000"), item("EDZ", "HOLD", "0")],
+    }))
+    .unwrap()
+}
+
+fn id(symbol: &str, side: Side, attempt: u16) -> String {
+    ClientOrderId::derive("ref1", &sym(symbol), side, attempt).as_str().to_owned()
+}
+
+fn watched(sim: Sim) -> Sim {
+    let mut sim = sim;
+    sim.referee_mut().watch(&plan());
+    sim
+}
+
+fn sim() -> Sim {
+    watched(Sim::new(config(7)).unwrap())
+}
+
+fn run_for(sim: &mut Sim, secs: i64) {
+    let t = sim.now() + chrono::Duration::seconds(secs);
+    sim.advance_to(t);
+}
+
+fn kinds(sim: &Sim) -> Vec<ViolationKind> {
+    sim.referee().violations().iter().map(|v| v.kind).collect()
+}
+
+/// A sell limit far above the market: it rests.
+fn resting_sell(sim: &Sim, cid: &str, qty: &str) -> tranche_domain::OrderRequest {
+    let far = (sim.true_quote(&sym("AAPL")).unwrap().ask.get() * Decimal::from(2)).round_dp(2);
+    order(cid, "AAPL", Side::Sell, qty, Some(&far.to_string()))
+}
+
+#[test]
+fn a_clean_sell_then_buy_sees_nothing() {
+    let mut sim = sim();
+    sim.submit(&order(&id("AAPL", Side::Sell, 0), "AAPL", Side::Sell, "10", None)).unwrap();
+    run_for(&mut sim, 2);
+    sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "2", None)).unwrap();
+    run_for(&mut sim, 2);
+    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_eq!(sim.referee().counts().total(), 0);
+    assert_eq!(sim.referee().counts().iter().count(), ViolationKind::ALL.len(), "every kind is listed");
+}
+
+#[test]
+fn a_second_order_for_an_item_while_the_first_works() {
+    let mut sim = sim();
+    let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
+    sim.submit(&first).unwrap();
+    run_for(&mut sim, 1);
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10")).unwrap();
+    assert_eq!(kinds(&sim), vec![ViolationKind::TwoWorkingOrders]);
+}
+
+#[test]
+fn a_replace_is_not_a_second_order_and_a_new_order_after_a_final_cancel_is_fine() {
+    let mut sim = sim();
+    let first = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    let far = first.limit_price.unwrap().get() + Decimal::ONE;
+    let replace = ReplaceRequest {
+        qty: None,
+        limit_price: Some(far.into()),
+        time_in_force: None,
+        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, 1)),
+    };
+    let second = sim.replace(&first.id, &replace).unwrap();
+    run_for(&mut sim, 1);
+    sim.cancel(&second.id).unwrap();
+    run_for(&mut sim, 1);
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 2), "10")).unwrap();
+    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+}
+
+#[test]
+fn a_new_order_while_the_cancel_of_the_old_is_pending_is_two_working_orders() {
+    let mut sim = sim();
+    let first = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    sim.cancel(&first.id).unwrap();
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10")).unwrap();
+    assert_eq!(kinds(&sim), vec![ViolationKind::TwoWorkingOrders]);
+}
+
+#[test]
+fn a_buy_while_a_sell_of_the_plan_works() {
+    let mut sim = sim();
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "1", None)).unwrap();
+    assert_eq!(kinds(&sim), vec![ViolationKind::BuyBeforeSellsFinal]);
+}
+
+#[test]
+fn a_buy_beyond_cash_on_a_margin_account_is_caught_at_the_attempt_and_at_the_fill() {
+    let mut config = config(7);
+    config.account.kind = AccountKind::Margin;
+    config.account.starting_cash = "1000".parse().unwrap();
+    let mut sim = watched(Sim::new(config).unwrap());
+    sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "5", None)).unwrap();
+    run_for(&mut sim, 2);
+    assert!(sim.account().cash.get() < Decimal::ZERO, "the margin account let it through");
+    assert_eq!(
+        kinds(&sim),
+        vec![ViolationKind::MarginUsed, ViolationKind::MarginUsed],
+        "{:?}",
+        sim.referee().violations()
+    );
+    let mut allowed = Sim::new(self::config(7)).unwrap();
+    allowed.referee_mut().watch(&plan());
+    allowed.referee_mut().allow_margin(true);
+    let _ = allowed.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "100000", None));
+    assert!(allowed.referee().violations().is_empty(), "a plan that allows margin");
+}
+
+#[test]
+fn an_off_tick_price_is_counted_though_the_broker_refuses_it() {
+    let mut sim = sim();
+    let err = sim.submit(&order(&id("AAPL", Side::Sell, 0), "AAPL", Side::Sell, "1", Some("500.005"))).unwrap_err();
+    assert!(matches!(err, SimError::Reject { .. }), "{err:?}");
+    assert_eq!(kinds(&sim), vec![ViolationKind::OffTickPrice]);
+}
+
+#[test]
+fn orders_outside_the_plan_hold_items_wrong_sides_and_foreign_ids() {
+    let mut sim = sim();
+    let _ = sim.submit(&order(&id("EDZ", Side::Sell, 0), "EDZ", Side::Sell, "1", None)); // HOLD item
+    let _ = sim.submit(&order(&id("SPY", Side::Buy, 0), "SPY", Side::Buy, "1", None)); // not in the plan
+    let _ = sim.submit(&order(&id("MSFT", Side::Sell, 0), "MSFT", Side::Sell, "1", None)); // wrong side
+    let _ = sim.submit(&order(&id("AAPL", Side::Sell, 0), "MSFT", Side::Sell, "1", None)); // id names AAPL
+    let _ = sim.submit(&order("my-own-order", "AAPL", Side::Sell, "1", None)); // not a Tranche id
+    let outside = kinds(&sim).iter().filter(|k| **k == ViolationKind::OrderOutsidePlan).count();
+    assert_eq!(outside, 5, "{:?}", sim.referee().violations());
+}
+
+#[test]
+fn touching_the_users_own_order_or_another_plans_order() {
+    let mut sim = sim();
+    let far = resting_sell(&sim, "user-gtc-1", "5");
+    let mine = sim.submit_as_user(&far).unwrap();
+    let other_plan = ClientOrderId::derive("otherplan", &sym("EDZ"), Side::Sell, 0);
+    let theirs = sim.submit_as_user(&order(other_plan.as_str(), "EDZ", Side::Sell, "1", Some("9999"))).unwrap();
+    assert!(sim.referee().violations().is_empty(), "the user's own orders are not judged");
+    run_for(&mut sim, 1);
+    sim.cancel(&mine.id).unwrap();
+    let replace = ReplaceRequest {
+        qty: None,
+        limit_price: Some("9998".parse().unwrap()),
+        time_in_force: None,
+        client_order_id: ClientOrderId::derive("otherplan", &sym("EDZ"), Side::Sell, 1),
+    };
+    let _ = sim.replace(&theirs.id, &replace);
+    assert_eq!(kinds(&sim), vec![ViolationKind::ForeignOrderTouched, ViolationKind::ForeignOrderTouched]);
+}
+
+#[test]
+fn an_order_for_a_completed_plan() {
+    let mut sim = sim();
+    sim.referee_mut().plan_completed("ref1");
+    sim.submit(&order(&id("AAPL", Side::Sell, 0), "AAPL", Side::Sell, "1", None)).unwrap();
+    assert_eq!(kinds(&sim), vec![ViolationKind::CompletedPlanOrdered]);
+}
+
+#[test]
+fn oversells_and_short_sales_are_counted_though_the_broker_refuses_them() {
+    let mut sim = sim();
+    assert!(sim.submit(&order(&id("AAPL", Side::Sell, 0), "AAPL", Side::Sell, "100.5", None)).is_err());
+    assert!(sim.submit(&order(&id("MSFT", Side::Sell, 0), "MSFT", Side::Sell, "1", None)).is_err());
+    let found = kinds(&sim);
+    assert!(found.contains(&ViolationKind::Oversell), "{found:?}");
+    assert!(found.contains(&ViolationKind::ShortSale), "{found:?}");
+    // A resting sell holds its shares: a second sell of the rest plus one more is an oversell too.
+    let mut sim = self::sim();
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "60")).unwrap();
+    let _ = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "41"));
+    assert!(kinds(&sim).contains(&ViolationKind::Oversell), "{:?}", kinds(&sim));
+}
+
+#[test]
+fn a_reused_client_order_id_unless_it_resends_a_request_whose_answer_was_lost() {
+    let mut sim = sim();
+    let first = order(&id("AAPL", Side::Sell, 0), "AAPL", Side::Sell, "1", None);
+    sim.submit(&first).unwrap();
+    run_for(&mut sim, 2);
+    assert!(sim.submit(&first).is_err(), "the broker refuses the duplicate");
+    assert_eq!(kinds(&sim), vec![ViolationKind::ClientOrderIdReused]);
+
+    let mut lossy = self::config(7);
+    lossy.faults.submit_timeout_after_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(lossy).unwrap());
+    assert!(matches!(sim.submit(&first), Err(SimError::Timeout { applied: true })));
+    assert!(sim.submit(&first).is_err(), "the duplicate is refused");
+    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_eq!(sim.faults_fired().get("submit_timeout_after"), 1);
+}
+
+#[test]
+fn a_late_order_appears_after_its_timeout_and_a_new_id_meanwhile_is_two_working_orders() {
+    let mut late = config(7);
+    late.faults.late_order_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(late).unwrap());
+    let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
+    assert_eq!(sim.submit(&first), Err(SimError::ServerError { status: 504 }));
+    assert!(sim.order_by_client_id(&first.client_order_id).is_err(), "not there yet");
+    sim.set_faults(crate::FaultConfig::none());
+    // What engine core v1 did: a lookup said 404, so it sent the item again under a new id.
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10")).unwrap();
+    assert_eq!(kinds(&sim), vec![ViolationKind::TwoWorkingOrders]);
+    run_for(&mut sim, 31);
+    let created = sim.order_by_client_id(&first.client_order_id).expect("created late");
+    assert!(created.status.is_open(), "{created:?}");
+    assert_eq!(sim.faults_fired().get("late_order"), 1);
+}
+
+#[test]
+fn an_identical_resend_of_a_late_order_wins_and_the_late_one_never_appears_twice() {
+    let mut late = config(7);
+    late.faults.late_order_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(late).unwrap());
+    let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
+    assert!(sim.submit(&first).is_err());
+    sim.set_faults(crate::FaultConfig::none());
+    sim.submit(&first).unwrap();
+    run_for(&mut sim, 31);
+    let ours = sim.orders().filter(|o| o.client_order_id == first.client_order_id).count();
+    assert_eq!(ours, 1);
+    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+}
+
+#[test]
+fn a_slowly_routed_order_reports_accepted_and_pending_new_and_refuses_a_replace_until_it_works() {
+    let mut slow = config(7);
+    slow.faults.slow_routing_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(slow).unwrap());
+    let placed = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    let replace = ReplaceRequest {
+        qty: Some(Qty::new(Decimal::from(9))),
+        limit_price: None,
+        time_in_force: None,
+        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, 1)),
+    };
+    match sim.replace(&placed.id, &replace) {
+        Err(SimError::Reject { status: 422, code: 40_010_001, message, .. }) => {
+            assert_eq!(message, "unable to replace order, order isn't sent to exchange yet");
+        }
+        other => panic!("{other:?}"),
+    }
+    run_for(&mut sim, 6);
+    let mut events = Vec::new();
+    while let Some(event) = sim.pop_event() {
+        if let tranche_broker::StreamEvent::Update(u) = event {
+            events.push(u.event);
+        }
+    }
+    assert_eq!(events, vec![TradeEvent::Accepted, TradeEvent::PendingNew, TradeEvent::New]);
+    assert_eq!(sim.order(&placed.id).unwrap().status, OrderStatus::New);
+    sim.replace(&placed.id, &replace).expect("working now");
+    run_for(&mut sim, 1);
+    sim.cancel(&sim.order(&placed.id).unwrap().replaced_by.unwrap()).unwrap();
+    run_for(&mut sim, 1);
+    let closed =
+        sim.replace(&placed.id, &ReplaceRequest { client_order_id: ClientOrderId::from_broker("x"), ..replace });
+    match closed {
+        Err(SimError::Reject { message, .. }) => assert_eq!(message, "unable to replace order, order is not open"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn activity_ids_can_be_unrelated_to_execution_ids() {
+    let mut unrelated = config(7);
+    unrelated.faults.activity_ids_unrelated = true;
+    let mut sim = Sim::new(unrelated).unwrap();
+    sim.submit(&order("a1", "AAPL", Side::Sell, "3", None)).unwrap();
+    run_for(&mut sim, 2);
+    let executions: Vec<_> = sim.fills().iter().map(|f| f.execution_id.clone()).collect();
+    let activities = sim.fill_activities(sim.now() - chrono::Duration::minutes(1));
+    assert_eq!(activities.len(), executions.len());
+    assert!(activities.iter().all(|a| !executions.contains(&a.execution_id)), "{activities:?}");
+    assert_eq!(sim.faults_fired().get("activity_id_unrelated"), activities.len() as u64);
+}
