@@ -51,6 +51,10 @@ pub struct EmulatorConfig {
     /// market is open whatever the time and quotes carry real timestamps (default). When
     /// false, the simulator's configured session and start time are used as given.
     pub wall_clock_session: bool,
+    /// The instant the emulator's clock reads when it starts, for an always-open session
+    /// (`wall_clock_session`); `None` (the default) is the wall clock's now. Tests pin it so
+    /// that what they see does not depend on the hour or the day they run.
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -60,6 +64,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("key_id", &self.key_id)
             .field("secret_key", &"<redacted>")
             .field("wall_clock_session", &self.wall_clock_session)
+            .field("start_at", &self.start_at)
             .field("requests_per_minute", &self.requests_per_minute)
             .field("round_trip", &self.round_trip)
             .field("stream_reconnect_min", &self.stream_reconnect_min)
@@ -74,6 +79,7 @@ impl Default for EmulatorConfig {
             key_id: DEFAULT_KEY_ID.into(),
             secret_key: DEFAULT_SECRET_KEY.into(),
             wall_clock_session: true,
+            start_at: None,
             requests_per_minute: 200,
             round_trip: std::time::Duration::ZERO,
             stream_reconnect_min: None,
@@ -87,6 +93,23 @@ pub fn us_regular_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::Se
     let day = now.date_naive();
     let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).map_or(now, |t| t.and_utc());
     tranche_sim::SessionConfig { open: at(14, 30), close: at(21, 0), start: now, weekends: false }
+}
+
+/// How long the always-open session has been open when the emulator starts.
+const OPENED_BEFORE_START: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+/// How long the always-open session stays open after the emulator starts.
+const OPEN_AFTER_START: chrono::TimeDelta = chrono::TimeDelta::hours(8);
+
+/// The emulator's always-open market around `now`: a session that opened 15 minutes before
+/// `now` and closes 8 hours after it, repeated every day of the week (weekends included), so
+/// the market is open from `now` for the whole session whatever the hour or the day.
+pub fn always_open_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::SessionConfig {
+    tranche_sim::SessionConfig {
+        open: now - OPENED_BEFORE_START,
+        close: now + OPEN_AFTER_START,
+        start: now,
+        weekends: true,
+    }
 }
 
 /// Shared state of the handlers.
@@ -135,11 +158,7 @@ impl Emulator {
     /// Binds `addr` (port 0 picks a free one) and serves until dropped.
     pub async fn start(addr: SocketAddr, mut config: EmulatorConfig) -> std::io::Result<Self> {
         if config.wall_clock_session {
-            let now = chrono::Utc::now();
-            config.sim.session.open = now - chrono::Duration::minutes(15);
-            config.sim.session.close = now + chrono::Duration::hours(8);
-            config.sim.session.start = now;
-            config.sim.session.weekends = true;
+            config.sim.session = always_open_session(config.start_at.unwrap_or_else(chrono::Utc::now));
         }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;

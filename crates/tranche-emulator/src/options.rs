@@ -60,6 +60,11 @@ pub struct EmulatorArgs {
     /// market.
     #[arg(long)]
     pub real_hours: bool,
+    /// What the emulator's clock reads when it starts (RFC 3339, e.g. 2026-11-28T17:30:00Z;
+    /// default: the wall clock). The market is open from then on for eight hours, whatever
+    /// the hour or the day, unless --real-hours.
+    #[arg(long)]
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl EmulatorArgs {
@@ -72,6 +77,7 @@ impl EmulatorArgs {
             round_trip: std::time::Duration::from_millis(self.round_trip_ms),
             stream_reconnect_min: (self.stream_reconnect_min_ms > 0)
                 .then(|| std::time::Duration::from_millis(self.stream_reconnect_min_ms)),
+            start_at: self.start_at,
             ..EmulatorConfig::default()
         };
         config.sim.seed = self.seed;
@@ -83,7 +89,7 @@ impl EmulatorArgs {
         config.sim.latency.update_ms = self.update_latency_ms;
         if self.real_hours {
             config.wall_clock_session = false;
-            config.sim.session = us_regular_session(chrono::Utc::now());
+            config.sim.session = us_regular_session(self.start_at.unwrap_or_else(chrono::Utc::now));
         }
         config.sim.account.starting_cash = self.cash.parse().map_err(|e| format!("--cash `{}`: {e}", self.cash))?;
         Ok(config)
