@@ -93,6 +93,7 @@ async fn each_phase_sizes_its_items_from_one_request_and_a_symbol_without_a_quot
     };
     let orders_before = sim.with_sim(|s| s.orders().count());
     let positions_before = sim.with_sim(|s| s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect());
+    sim.with_sim(|s| s.referee_mut().watch(&plan));
     let start = clock.now();
     let result = execute(plan.clone(), EngineConfig::default(), ports, None).await;
     clock.sleep_until(clock.now() + chrono::Duration::seconds(2)).await;
@@ -114,6 +115,9 @@ async fn each_phase_sizes_its_items_from_one_request_and_a_symbol_without_a_quot
         cash_after: s.account().cash.get(),
         elapsed_secs: (result.execution_timestamp - start).num_milliseconds() as f64 / 1000.0,
         requests: 0,
+        referee: s.referee().violations().iter().map(ToString::to_string).collect(),
+        referee_counts: tranche::sim::count_violations(s.referee().violations()),
+        faults_fired: s.faults_fired(),
     });
     let violations = check_run(&plan, &result, &record);
     assert!(violations.is_empty(), "{violations:?}");

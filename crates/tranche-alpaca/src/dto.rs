@@ -132,6 +132,10 @@ pub struct AccountDto {
     #[serde(default, deserialize_with = "opt_decimal")]
     non_marginable_buying_power: Option<Decimal>,
     #[serde(default, deserialize_with = "opt_decimal")]
+    regt_buying_power: Option<Decimal>,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    daytrading_buying_power: Option<Decimal>,
+    #[serde(default, deserialize_with = "opt_decimal")]
     equity: Option<Decimal>,
     #[serde(default, deserialize_with = "opt_decimal")]
     multiplier: Option<Decimal>,
@@ -154,6 +158,8 @@ impl AccountDto {
             cash: Usd::new(self.cash.unwrap_or_default()),
             buying_power: Usd::new(buying_power),
             non_marginable_buying_power: Usd::new(self.non_marginable_buying_power.unwrap_or(buying_power)),
+            regt_buying_power: Usd::new(self.regt_buying_power.unwrap_or(buying_power)),
+            daytrading_buying_power: Usd::new(self.daytrading_buying_power.unwrap_or_default()),
             equity: Usd::new(self.equity.unwrap_or_default()),
             multiplier: self.multiplier.and_then(|m| u8::try_from(m.trunc().mantissa()).ok()).unwrap_or(1),
             trading_blocked: self.trading_blocked.unwrap_or(false) || self.trade_suspended_by_user.unwrap_or(false),

@@ -220,6 +220,8 @@ mod tests {
             cash: "2500.5".parse().unwrap(),
             buying_power: "2500.5".parse().unwrap(),
             non_marginable_buying_power: "2500.5".parse().unwrap(),
+            regt_buying_power: "2500.5".parse().unwrap(),
+            daytrading_buying_power: "0".parse().unwrap(),
             equity: "10000".parse().unwrap(),
             multiplier: 1,
             trading_blocked: false,

@@ -34,6 +34,14 @@ pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: 
         println!("time to complete       {:.1} s (virtual, mean)", report.mean_completion_secs);
         println!("requests per order     {:.2}", report.requests_per_order);
         println!("invariant violations   {}", report.invariant_violations);
+        let fired: Vec<String> = report.faults_fired.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        println!("faults fired           {}", if fired.is_empty() { "none".to_owned() } else { fired.join(", ") });
+        let seen: Vec<String> =
+            report.referee.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name} {n}")).collect();
+        println!(
+            "referee                {}",
+            if seen.is_empty() { "nothing seen".to_owned() } else { seen.join(", ") }
+        );
     }
     if report.invariant_violations > 0 {
         return exit::code(exit::FAILURE);

@@ -113,6 +113,21 @@ fn sim_run_json_has_the_documented_shape() {
         assert!(report[key].is_number(), "{key}");
     }
     assert_eq!(report["invariant_violations"], 0);
+    assert_eq!(report["faults_fired"], serde_json::json!({}), "no faults asked for, none fired");
+    let referee = report["referee"].as_object().unwrap();
+    assert!(referee.contains_key("two_working_orders") && referee.contains_key("oversell"), "{referee:?}");
+    assert!(referee.values().all(|n| *n == 0), "a good run: {referee:?}");
+}
+
+#[test]
+fn sim_run_json_counts_the_faults_that_fired_by_name() {
+    let out = tranche(&["sim", "run", "--scenarios", "5", "--faults", "heavy", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fired = report["faults_fired"].as_object().unwrap();
+    for name in ["update_dropped", "server_error", "rate_limited"] {
+        assert!(fired.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0) > 0, "{name}: {fired:?}");
+    }
+    assert!(report["referee"].is_object());
 }
 
 #[test]

@@ -28,8 +28,16 @@ pub struct Account {
     pub cash: Usd,
     /// What the broker will let new buy orders use now (open buy orders already deducted).
     pub buying_power: Usd,
-    /// Buying power for non-marginable assets (cash-like).
+    /// Buying power for non-marginable assets. On a margin account this is excess equity, not
+    /// cash: it can be positive while cash is negative.
     pub non_marginable_buying_power: Usd,
+    /// Reg-T (overnight) buying power: twice the excess equity on a margin account.
+    #[serde(default)]
+    pub regt_buying_power: Usd,
+    /// Day-trading buying power: four times the excess over maintenance margin for a pattern
+    /// day trader (multiplier 4), zero otherwise.
+    #[serde(default)]
+    pub daytrading_buying_power: Usd,
     /// Cash plus the market value of all positions.
     pub equity: Usd,
     /// Margin multiplier: 1 for a cash-like account, 2 or 4 for margin.

@@ -159,6 +159,8 @@ mod tests {
                 cash: Usd::new(10_000.into()),
                 buying_power: Usd::new(10_000.into()),
                 non_marginable_buying_power: Usd::new(10_000.into()),
+                regt_buying_power: Usd::new(10_000.into()),
+                daytrading_buying_power: Usd::ZERO,
                 equity: Usd::new(10_000.into()),
                 multiplier: 1,
                 trading_blocked: false,

@@ -8,10 +8,14 @@
 //! - `ObjectLedger` (feature `s3`): S3 and compatible stores; every record its own object,
 //!   a plan lease by conditional create, and each finished run archived whole under
 //!   `trade-ledgers/YYYY/MM/DD/`.
+//! - `faults` (feature `faults`, for tests): seeded fault injection, `FaultyStore` over any
+//!   object store and `FaultyLedger` over any ledger.
 //!
 //! Invariants: nothing recorded is ever rewritten except an order's latest state and a run's
 //! completion; amounts are stored as exact decimal text.
 
+#[cfg(feature = "faults")]
+pub mod faults;
 mod model;
 #[cfg(feature = "s3")]
 mod object;

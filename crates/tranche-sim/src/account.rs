@@ -12,6 +12,19 @@ use tranche_domain::{Account, AccountStatus, Price, Qty, Side, Symbol, Usd};
 
 use crate::config::{AccountConfig, AccountKind, FeeConfig};
 
+/// Buying-power figures of an account at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Margin {
+    /// What new buys may use.
+    pub buying_power: Decimal,
+    /// Reg-T buying power.
+    pub regt: Decimal,
+    /// Day-trading buying power (pattern day traders only).
+    pub daytrading: Decimal,
+    /// Buying power for non-marginable securities.
+    pub non_marginable: Decimal,
+}
+
 /// One position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holding {
@@ -115,28 +128,46 @@ impl AccountState {
         self.holdings.iter().map(|(s, h)| h.qty.checked_mul(mark(s)).unwrap_or(Decimal::ZERO)).sum()
     }
 
-    /// Buying power given the reservations of open buy orders, as Alpaca's formula: cash account
-    /// `cash - reserved`; margin `max(equity - initial margin, 0) * multiplier - reserved`.
-    pub fn buying_power(&self, reserved: Decimal, mark: &impl Fn(&Symbol) -> Decimal) -> Decimal {
-        match self.kind {
-            AccountKind::Cash => self.cash - reserved,
-            AccountKind::Margin => {
-                let lmv = self.long_market_value(mark);
-                let equity = self.cash + lmv;
-                let initial_margin = lmv / Decimal::TWO;
-                (equity - initial_margin).max(Decimal::ZERO) * Decimal::from(self.multiplier) - reserved
-            }
+    /// The margin figures of the account given the reservations of open buy orders, as Alpaca
+    /// reports them. A cash account (or a margin account with multiplier 1) spends cash. A
+    /// margin account's excess equity is `equity - initial margin` (50 % of the long market
+    /// value): Reg-T buying power is twice it, non-marginable buying power is it once (so it is
+    /// not cash: it stays positive with a margin debit); a pattern day trader (multiplier 4)
+    /// also has four times the excess over maintenance margin (25 %) to day-trade, and its
+    /// buying power is the larger of the two.
+    pub fn margin(&self, reserved: Decimal, mark: &impl Fn(&Symbol) -> Decimal) -> Margin {
+        if self.kind == AccountKind::Cash || self.multiplier <= 1 {
+            let cash = self.cash - reserved;
+            return Margin { buying_power: cash, regt: cash, daytrading: Decimal::ZERO, non_marginable: cash };
         }
+        let lmv = self.long_market_value(mark);
+        let equity = self.cash + lmv;
+        let excess = (equity - lmv / Decimal::TWO).max(Decimal::ZERO);
+        let regt = excess * Decimal::TWO - reserved;
+        let daytrading = if self.multiplier >= 4 {
+            (equity - lmv / Decimal::from(4)).max(Decimal::ZERO) * Decimal::from(4) - reserved
+        } else {
+            Decimal::ZERO
+        };
+        Margin { buying_power: regt.max(daytrading), regt, daytrading, non_marginable: excess - reserved }
+    }
+
+    /// Buying power given the reservations of open buy orders (see [`AccountState::margin`]).
+    pub fn buying_power(&self, reserved: Decimal, mark: &impl Fn(&Symbol) -> Decimal) -> Decimal {
+        self.margin(reserved, mark).buying_power
     }
 
     /// The account snapshot the broker reports.
     pub fn snapshot(&self, reserved: Decimal, mark: &impl Fn(&Symbol) -> Decimal) -> Account {
         let equity = self.cash + self.long_market_value(mark);
+        let margin = self.margin(reserved, mark);
         Account {
             status: AccountStatus::Active,
             cash: Usd::new(self.cash),
-            buying_power: Usd::new(self.buying_power(reserved, mark)),
-            non_marginable_buying_power: Usd::new((self.cash - reserved).max(Decimal::ZERO)),
+            buying_power: Usd::new(margin.buying_power),
+            non_marginable_buying_power: Usd::new(margin.non_marginable.max(Decimal::ZERO)),
+            regt_buying_power: Usd::new(margin.regt),
+            daytrading_buying_power: Usd::new(margin.daytrading.max(Decimal::ZERO)),
             equity: Usd::new(equity),
             multiplier: self.multiplier,
             trading_blocked: self.trading_blocked,
@@ -204,6 +235,20 @@ mod tests {
         let margin = AccountState::new(&config, |_| d("100"));
         // equity 110,000; initial margin 5,000; (105,000) * 2 - 1,000.
         assert_eq!(margin.buying_power(d("1000"), &mark), d("209000"));
+        let figures = margin.margin(d("1000"), &mark);
+        assert_eq!((figures.regt, figures.daytrading, figures.non_marginable), (d("209000"), d("0"), d("104000")));
+        config.multiplier = 4;
+        let pdt = AccountState::new(&config, |_| d("100")).margin(d("1000"), &mark);
+        // excess over maintenance: 110,000 - 2,500 = 107,500; x4 - 1,000.
+        assert_eq!((pdt.daytrading, pdt.buying_power), (d("429000"), d("429000")));
+        config.multiplier = 1;
+        let one = AccountState::new(&config, |_| d("100")).margin(d("1000"), &mark);
+        assert_eq!((one.buying_power, one.non_marginable), (d("99000"), d("99000")), "multiplier 1 spends cash");
+        // Alpaca's own example shape: a margin debit with non-marginable buying power left.
+        config.multiplier = 2;
+        config.starting_cash = Usd::new(d("-2000"));
+        let debit = AccountState::new(&config, |_| d("100")).margin(Decimal::ZERO, &mark);
+        assert!(debit.non_marginable > Decimal::ZERO, "NMBP {} with cash -2000", debit.non_marginable);
         let position = margin.position(&Symbol::parse("SPY").unwrap(), d("30"), d("100")).unwrap();
         assert_eq!(position.qty_available, Qty::new(d("70")));
     }

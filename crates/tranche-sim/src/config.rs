@@ -111,6 +111,29 @@ pub struct AccountConfig {
     pub positions: Vec<StartPosition>,
     /// The account refuses new orders.
     pub trading_blocked: bool,
+    /// The user's own orders, resting when the simulation starts (placed outside Tranche:
+    /// Tranche must never touch them, and Alpaca's wash-trade rule fires against them).
+    pub open_orders: Vec<UserOrder>,
+}
+
+/// An order the account's owner placed outside Tranche: a limit (limit price only), a stop
+/// (stop price only) or a stop-limit (both). Stops rest untriggered until the market reaches
+/// the stop price, then work as a market (or limit) order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserOrder {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Buy or sell.
+    pub side: tranche_domain::Side,
+    /// Shares.
+    pub qty: Qty,
+    /// Limit price, if any.
+    #[serde(default)]
+    pub limit_price: Option<Price>,
+    /// Stop price, if any.
+    #[serde(default)]
+    pub stop_price: Option<Price>,
 }
 
 impl Default for AccountConfig {
@@ -121,6 +144,7 @@ impl Default for AccountConfig {
             starting_cash: Usd::new(rust_decimal::Decimal::from(100_000)),
             positions: Vec::new(),
             trading_blocked: false,
+            open_orders: Vec::new(),
         }
     }
 }
@@ -345,10 +369,10 @@ impl FaultConfig {
     }
 
     /// `heavy` without the faults that engine core v1 is known not to survive (late orders,
-    /// activity ids unrelated to execution ids): what the exactly-once chaos suite runs until
-    /// the engine closes those holes.
+    /// activity ids unrelated to execution ids, slow routing with its replace refusals): what
+    /// the exactly-once chaos suite holds the engine to until it closes those holes.
     pub fn heavy_known() -> Self {
-        Self { late_order_ppm: 0, activity_ids_unrelated: false, ..Self::heavy() }
+        Self { late_order_ppm: 0, activity_ids_unrelated: false, slow_routing_ppm: 0, ..Self::heavy() }
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct SimOrder {
     pub limit_ticks: Option<i64>,
     /// For a replacement order: the order it replaces.
     pub replaces: Option<usize>,
+    /// An untriggered stop: its stop price in ticks (it works once the market reaches it).
+    pub stop_ticks: Option<i64>,
 }
 
 impl SimOrder {
@@ -174,6 +176,7 @@ impl Sim {
         for symbol in held {
             sim.slot_of(&symbol);
         }
+        sim.place_user_orders()?;
         Ok(sim)
     }
 
@@ -324,6 +327,7 @@ impl Sim {
             }
         }
         if self.calendar.is_open(self.now) {
+            self.trigger_stops(slot);
             self.match_resting(slot, outcome.aggressor);
         }
         let next = self.slots[slot].market.next_interval_ms(&self.config.market);

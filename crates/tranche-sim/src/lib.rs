@@ -34,15 +34,16 @@ mod rng;
 mod session;
 mod tally;
 mod universe;
+mod user_orders;
 
 pub use config::{
     AccountConfig, AccountKind, FaultConfig, FeeConfig, LatencyConfig, MarketConfig, SessionConfig, SimConfig,
-    StartPosition, SymbolRules,
+    StartPosition, SymbolRules, UserOrder,
 };
 pub use core::Sim;
 pub use error::SimError;
 pub use ports::{SimBroker, SimOrderEvents, SimQuoteFeed, SimulatedBroker};
-pub use referee::{Referee, Violation, ViolationKind};
+pub use referee::{count_violations, Referee, Violation, ViolationKind};
 pub use rng::Rng;
 pub use session::Calendar;
 pub use tally::Tally;

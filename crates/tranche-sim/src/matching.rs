@@ -36,6 +36,10 @@ impl Sim {
             self.rest(i);
             return;
         }
+        if self.is_untriggered_stop(i) {
+            // Waits off the book for its stop price (see `user_orders`).
+            return;
+        }
         if self.orders[i].order.notional.is_some() {
             self.fill_notional(i);
             return;
@@ -85,7 +89,7 @@ impl Sim {
     }
 
     /// Walks the book for a marketable order (market, or limit through the far side).
-    fn take_liquidity(&mut self, i: usize) {
+    pub(crate) fn take_liquidity(&mut self, i: usize) {
         let slot = self.orders[i].slot;
         let side = self.orders[i].order.side;
         let limit = self.orders[i].limit_ticks;
@@ -137,7 +141,7 @@ impl Sim {
     }
 
     /// Puts order `i` in its market's queue, behind what is displayed at its price.
-    fn rest(&mut self, i: usize) {
+    pub(crate) fn rest(&mut self, i: usize) {
         let slot = self.orders[i].slot;
         let market = &self.slots[slot].market;
         let ahead = match (self.orders[i].order.side, self.orders[i].limit_ticks) {
@@ -159,6 +163,9 @@ impl Sim {
         }
         let resting = self.slots[slot].resting.clone();
         for &i in &resting {
+            if self.is_untriggered_stop(i) {
+                continue;
+            }
             let o = &self.orders[i];
             let Some(limit) = o.limit_ticks else { continue };
             let market = &self.slots[slot].market;

@@ -193,6 +193,15 @@ impl Sim {
             let message = format!("asset \"{}\" is not fractionable", req.symbol);
             return Err(reject(FORBIDDEN, CODE_403, RejectReason::NotFractionable, message));
         }
+        if fractional && qty > Decimal::ZERO {
+            // Alpaca's minimum for a fractional order: $1 at the current price.
+            let m = &self.slots[slot].market;
+            let value = qty.checked_mul(m.profile.price(m.bid)).unwrap_or(Decimal::MAX);
+            if value < Decimal::ONE {
+                let message = "cost basis must be >= minimal amount of order 1";
+                return Err(reject(FORBIDDEN, CODE_403, RejectReason::InvalidRequest, message));
+            }
+        }
         if fractional && req.time_in_force != TimeInForce::Day {
             let message = "fractional orders must be DAY orders";
             return Err(reject(UNPROCESSABLE, CODE_422, RejectReason::InvalidRequest, message));
@@ -377,6 +386,7 @@ impl Sim {
             queue_ahead: 0,
             limit_ticks,
             replaces: None,
+            stop_ticks: None,
         });
         let mut venue_ms = self.config.latency.venue_ms;
         if self.rng.chance_ppm(self.config.faults.slow_routing_ppm) {
@@ -481,6 +491,7 @@ impl Sim {
             queue_ahead: 0,
             limit_ticks,
             replaces: Some(old),
+            stop_ticks: None,
         });
         self.orders[old].order.status = OrderStatus::PendingReplace;
         self.orders[old].order.updated_at = Some(self.now);

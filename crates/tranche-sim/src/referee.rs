@@ -107,6 +107,18 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// `violations` by kind, every kind listed (zero included).
+pub fn count_violations(violations: &[Violation]) -> Tally {
+    let mut tally = Tally::default();
+    for kind in ViolationKind::ALL {
+        tally.list(kind.name());
+    }
+    for v in violations {
+        tally.hit(v.kind.name());
+    }
+    tally
+}
+
 /// A plan the referee holds Tranche to.
 #[derive(Debug, Clone)]
 struct WatchedPlan {
@@ -161,14 +173,7 @@ impl Referee {
 
     /// Violations by kind (every kind listed, zero included).
     pub fn counts(&self) -> Tally {
-        let mut tally = Tally::default();
-        for kind in ViolationKind::ALL {
-            tally.list(kind.name());
-        }
-        for v in &self.violations {
-            tally.hit(v.kind.name());
-        }
-        tally
+        count_violations(&self.violations)
     }
 
     fn flag(&mut self, kind: ViolationKind, id: &ClientOrderId, at: Timestamp, detail: String) {
@@ -301,9 +306,7 @@ impl Sim {
             return;
         };
         let Some(plan) = self.referee.plans.get(&derived.plan_tag) else { return };
-        let problem = if derived.symbol != req.symbol {
-            Some(format!("{id} names {} but orders {}", derived.symbol, req.symbol))
-        } else {
+        let problem = if derived.symbol == req.symbol {
             match plan.items.get(&req.symbol) {
                 None => Some(format!("{id}: {} is not in plan {}", req.symbol, plan.plan_id)),
                 Some(None) => Some(format!("{id}: {} is a HOLD item of plan {}", req.symbol, plan.plan_id)),
@@ -312,6 +315,8 @@ impl Sim {
                 }
                 Some(Some(_)) => None,
             }
+        } else {
+            Some(format!("{id} names {} but orders {}", derived.symbol, req.symbol))
         };
         let completed = plan.completed.then(|| format!("{id} sent for completed plan {}", plan.plan_id));
         if let Some(detail) = problem {

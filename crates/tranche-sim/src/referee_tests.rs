@@ -302,3 +302,75 @@ fn activity_ids_can_be_unrelated_to_execution_ids() {
     assert!(activities.iter().all(|a| !executions.contains(&a.execution_id)), "{activities:?}");
     assert_eq!(sim.faults_fired().get("activity_id_unrelated"), activities.len() as u64);
 }
+
+#[test]
+fn the_users_own_orders_rest_stops_trigger_and_the_wash_trade_rule_fires_against_them() {
+    let mut config = config(7);
+    let q = Sim::new(config.clone()).unwrap().true_quote(&sym("AAPL")).unwrap();
+    let below = (q.bid.get() - Decimal::from(30)).round_dp(2);
+    config.account.open_orders = vec![
+        crate::UserOrder {
+            symbol: sym("AAPL"),
+            side: Side::Buy,
+            qty: Qty::new(Decimal::ONE),
+            limit_price: Some(below.into()),
+            stop_price: None,
+        },
+        crate::UserOrder {
+            symbol: sym("EDZ"),
+            side: Side::Sell,
+            qty: Qty::new(Decimal::from(5)),
+            limit_price: None,
+            stop_price: Some("0.01".parse().unwrap()),
+        },
+    ];
+    let mut sim = watched(Sim::new(config).unwrap());
+    run_for(&mut sim, 1);
+    let open = sim.open_orders();
+    assert_eq!(open.len(), 2, "{open:?}");
+    assert!(open.iter().all(|o| o.client_order_id.as_str().starts_with("user-")));
+    assert_eq!(open[1].order_type, tranche_domain::OrderType::Stop);
+    // Tranche's market sell would trade with the user's buy limit; its buy with the user's stop.
+    let sell = sim.submit(&order(&id("AAPL", Side::Sell, 0), "AAPL", Side::Sell, "1", None)).unwrap_err();
+    assert!(sell.to_string().contains("potential wash trade detected"), "{sell}");
+    let buy = sim.submit(&order(&id("EDZ", Side::Buy, 0), "EDZ", Side::Buy, "1", Some("1.00"))).unwrap_err();
+    assert!(buy.to_string().contains("potential wash trade detected"), "{buy}");
+    // A sell that cannot cross the user's buy is fine.
+    let above = (q.ask.get() + Decimal::from(30)).round_dp(2).to_string();
+    sim.submit(&order(&id("AAPL", Side::Sell, 1), "AAPL", Side::Sell, "1", Some(&above))).unwrap();
+    // The stop rests untriggered unless EDZ's bid falls to a cent: it never filled here.
+    run_for(&mut sim, 60);
+    assert!(sim.fills().iter().all(|f| !f.client_order_id.as_str().starts_with("user-")), "{:?}", sim.fills());
+}
+
+#[test]
+fn a_sell_stop_triggers_when_the_bid_reaches_it_and_then_fills() {
+    let mut config = config(7);
+    let q = Sim::new(config.clone()).unwrap().true_quote(&sym("AAPL")).unwrap();
+    let stop = q.bid.get().round_dp(2); // at the bid: triggers on the first quote at or below
+    config.account.open_orders = vec![crate::UserOrder {
+        symbol: sym("AAPL"),
+        side: Side::Sell,
+        qty: Qty::new(Decimal::from(3)),
+        limit_price: None,
+        stop_price: Some((stop + Decimal::ONE).into()),
+    }];
+    let mut sim = Sim::new(config).unwrap();
+    run_for(&mut sim, 30);
+    let filled: Decimal =
+        sim.fills().iter().filter(|f| f.client_order_id.as_str() == "user-0").map(|f| f.qty.get()).sum();
+    assert_eq!(filled, Decimal::from(3), "{:?}", sim.log().iter().rev().take(5).collect::<Vec<_>>());
+}
+
+#[test]
+fn odd_fractional_positions_of_non_fractionable_assets_and_the_one_dollar_minimum() {
+    let mut config = config(7);
+    config.account.positions[1].qty = Qty::new("40.37".parse().unwrap()); // EDZ, not fractionable
+    let mut sim = Sim::new(config).unwrap();
+    assert_eq!(sim.position(&sym("EDZ")).unwrap().qty, Qty::new("40.37".parse().unwrap()));
+    let all = sim.submit(&order("e1", "EDZ", Side::Sell, "40.37", None)).unwrap_err();
+    assert!(all.to_string().contains("is not fractionable"), "{all}");
+    sim.submit(&order("e2", "EDZ", Side::Sell, "40", None)).expect("the whole shares sell");
+    let tiny = sim.submit(&order("a1", "AAPL", Side::Sell, "0.001", None)).unwrap_err();
+    assert!(tiny.to_string().contains("minimal amount of order 1"), "{tiny}");
+}

@@ -30,6 +30,13 @@ impl Tally {
         }
     }
 
+    /// What was counted after `earlier` (a snapshot of this tally): each count less the earlier
+    /// one; names counted before but not since are kept with 0.
+    #[must_use]
+    pub fn since(&self, earlier: &Tally) -> Tally {
+        Tally(self.0.iter().map(|(name, count)| (*name, count.saturating_sub(earlier.get(name)))).collect())
+    }
+
     /// The sum of every count.
     pub fn total(&self) -> u64 {
         self.0.values().sum()
@@ -61,6 +68,10 @@ mod tests {
         a.add(&b);
         assert_eq!((a.get("late_order"), a.get("server_error"), a.get("never")), (2, 1, 0));
         assert_eq!(a.total(), 3);
-        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"late_order":2,"server_error":1}"#);
+        let before = a.clone();
+        a.hit("late_order");
+        assert_eq!(a.since(&before).get("late_order"), 1);
+        assert_eq!(a.since(&before).get("server_error"), 0);
+        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"late_order":3,"server_error":1}"#);
     }
 }

@@ -32,6 +32,12 @@ pub struct SimRecord {
     pub elapsed_secs: f64,
     /// REST requests the run made.
     pub requests: u64,
+    /// What the simulator's referee saw during the run (every broken promise, at the attempt).
+    pub referee: Vec<String>,
+    /// The referee's counts by kind (every kind listed).
+    pub referee_counts: tranche_sim::Tally,
+    /// How often each injected fault fired during the run.
+    pub faults_fired: tranche_sim::Tally,
 }
 
 /// The simulator account that a plan describes: positions worth each item's `current_value` at the
@@ -93,6 +99,8 @@ pub async fn run_on_broker(
     progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressEvent>>,
 ) -> (ExecutionResult, SimRecord) {
     let positions_before = broker.with_sim(|s| s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect());
+    broker.with_sim(|s| s.referee_mut().watch(&plan));
+    let (violations_before, fired_before) = broker.with_sim(|s| (s.referee().violations().len(), s.faults_fired()));
     let orders_before = broker.with_sim(|s| s.orders().count());
     let fills_before = broker.with_sim(|s| s.fills().len());
     let requests_before = broker.with_sim(|s| s.requests());
@@ -115,6 +123,9 @@ pub async fn run_on_broker(
         cash_after: s.account().cash.get(),
         elapsed_secs: (result.execution_timestamp - start).num_milliseconds() as f64 / 1000.0,
         requests: s.requests() - requests_before,
+        referee: s.referee().violations()[violations_before..].iter().map(ToString::to_string).collect(),
+        referee_counts: tranche_sim::count_violations(&s.referee().violations()[violations_before..]),
+        faults_fired: s.faults_fired().since(&fired_before),
     });
     (result, record)
 }
@@ -123,11 +134,12 @@ pub async fn run_on_broker(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation(pub String);
 
-/// Checks a run against the engine's invariants: no client order id twice, no position below
-/// zero, every order final and none of ours open, every item exactly once, result fills equal
-/// broker fills.
+/// Checks a run against the engine's invariants: whatever the broker's referee saw at the
+/// attempt (see `tranche_sim::Referee`), no client order id twice, no position below zero,
+/// every order final and none of ours open, every item exactly once, result fills equal broker
+/// fills.
 pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRecord) -> Vec<Violation> {
-    let mut v = Vec::new();
+    let mut v: Vec<Violation> = record.referee.iter().map(|seen| Violation(format!("referee: {seen}"))).collect();
     let mut ids = std::collections::BTreeSet::new();
     for o in &record.orders {
         if !ids.insert(o.client_order_id.clone()) {
@@ -277,8 +289,12 @@ pub struct ScenarioReport {
     pub mean_completion_secs: f64,
     /// REST requests per order placed.
     pub requests_per_order: f64,
-    /// Invariant violations (must be 0).
+    /// Invariant violations (must be 0), the referee's included.
     pub invariant_violations: u64,
+    /// How often each kind of injected fault fired, by name.
+    pub faults_fired: tranche_sim::Tally,
+    /// What the broker's referee saw, by kind (all zero on a good run).
+    pub referee: tranche_sim::Tally,
 }
 
 /// The `percent`th percentile of sorted values (nearest rank).
@@ -308,10 +324,13 @@ pub fn run_scenarios(
     let mut slippage = Vec::new();
     let (mut attempted, mut completed, mut orders, mut requests, mut violations) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut secs = 0.0;
+    let (mut fired, mut referee) = (tranche_sim::Tally::default(), tranche_sim::count_violations(&[]));
     for seed in first_seed..first_seed.saturating_add(count) {
         let (plan, sim) = scenario(seed, 8, &base);
         let (result, record) = runtime.block_on(run_on_sim(plan.clone(), engine.clone(), sim, None))?;
         violations += check_run(&plan, &result, &record).len() as u64;
+        fired.add(&record.faults_fired);
+        referee.add(&record.referee_counts);
         attempted += u64::from(result.orders_placed);
         completed += u64::from(result.orders_succeeded);
         orders += record.orders.len() as u64;
@@ -334,5 +353,7 @@ pub fn run_scenarios(
         mean_completion_secs: if count == 0 { 0.0 } else { secs / count as f64 },
         requests_per_order: if orders == 0 { 0.0 } else { requests as f64 / orders as f64 },
         invariant_violations: violations,
+        faults_fired: fired,
+        referee,
     })
 }
