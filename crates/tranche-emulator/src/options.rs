@@ -36,13 +36,24 @@ pub struct EmulatorArgs {
     /// The only secret accepted.
     #[arg(long, default_value = DEFAULT_SECRET_KEY)]
     pub secret_key: String,
-    /// Starting cash of the account.
-    #[arg(long, default_value = "100000")]
-    pub cash: String,
+    /// Starting cash of the account (default 100000, or the --sim-config file's).
+    #[arg(long)]
+    pub cash: Option<String>,
     /// Injected faults: dropped, duplicated and delayed updates, dropped sockets, 5xx, 429,
-    /// lost answers to submits.
+    /// lost answers to submits; heavy adds late orders (a 504 whose order appears up to 30 s
+    /// later), slow routing (accepted/pending_new, replaces refused until the order works) and
+    /// fill activities whose ids are unrelated to the execution ids.
     #[arg(long, value_enum, default_value = "none")]
     pub faults: Faults,
+    /// The account as Alpaca sets it up: every account is a margin account; 1 spends cash only,
+    /// 2 is Reg-T margin, 4 a pattern day trader (default: a cash account).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["1", "2", "4"]))]
+    pub account_multiplier: Option<String>,
+    /// A simulator configuration (JSON, every field optional: session, account with positions
+    /// and the user's own open orders, market, symbols, latency, fees, faults with every knob);
+    /// the other flags apply on top of it.
+    #[arg(long, value_name = "FILE")]
+    pub sim_config: Option<std::path::PathBuf>,
     /// Extra latency of every trade update, in milliseconds.
     #[arg(long, default_value_t = 15)]
     pub update_latency_ms: u64,
@@ -71,6 +82,14 @@ impl EmulatorArgs {
     /// The emulator configuration these options describe; the error names the bad flag.
     pub fn config(&self) -> Result<EmulatorConfig, String> {
         let mut config = EmulatorConfig {
+            sim: match &self.sim_config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("--sim-config {}: cannot read it: {e}", path.display()))?;
+                    serde_json::from_str(&text).map_err(|e| format!("--sim-config {}: {e}", path.display()))?
+                }
+                None => tranche_sim::SimConfig::default(),
+            },
             key_id: self.key_id.clone(),
             secret_key: self.secret_key.clone(),
             requests_per_minute: self.requests_per_minute,
@@ -81,17 +100,25 @@ impl EmulatorArgs {
             ..EmulatorConfig::default()
         };
         config.sim.seed = self.seed;
-        config.sim.faults = match self.faults {
-            Faults::None => tranche_sim::FaultConfig::none(),
-            Faults::Light => tranche_sim::FaultConfig::light(),
-            Faults::Heavy => tranche_sim::FaultConfig::heavy(),
-        };
+        match self.faults {
+            // The configuration file's faults stand unless a level is asked for.
+            Faults::None if self.sim_config.is_some() => {}
+            Faults::None => config.sim.faults = tranche_sim::FaultConfig::none(),
+            Faults::Light => config.sim.faults = tranche_sim::FaultConfig::light(),
+            Faults::Heavy => config.sim.faults = tranche_sim::FaultConfig::heavy(),
+        }
+        if let Some(multiplier) = &self.account_multiplier {
+            config.sim.account.kind = tranche_sim::AccountKind::Margin;
+            config.sim.account.multiplier = multiplier.parse().map_err(|e| format!("--account-multiplier: {e}"))?;
+        }
         config.sim.latency.update_ms = self.update_latency_ms;
         if self.real_hours {
             config.wall_clock_session = false;
             config.sim.session = us_regular_session(self.start_at.unwrap_or_else(chrono::Utc::now));
         }
-        config.sim.account.starting_cash = self.cash.parse().map_err(|e| format!("--cash `{}`: {e}", self.cash))?;
+        if let Some(cash) = &self.cash {
+            config.sim.account.starting_cash = cash.parse().map_err(|e| format!("--cash `{cash}`: {e}"))?;
+        }
         Ok(config)
     }
 }
@@ -148,5 +175,12 @@ mod tests {
         assert_eq!(config.sim.account.starting_cash.to_string(), "2500.50");
         let bad = Cli::parse_from(["x", "--cash", "lots"]).emulator.config().unwrap_err();
         assert!(bad.contains("--cash `lots`"), "{bad}");
+        let margin =
+            Cli::parse_from(["x", "--account-multiplier", "4", "--faults", "heavy"]).emulator.config().unwrap();
+        assert_eq!((margin.sim.account.kind, margin.sim.account.multiplier), (tranche_sim::AccountKind::Margin, 4));
+        assert!(margin.sim.faults.late_order_ppm > 0 && margin.sim.faults.activity_ids_unrelated);
+        assert!(Cli::try_parse_from(["x", "--account-multiplier", "3"]).is_err());
+        let missing = Cli::parse_from(["x", "--sim-config", "/nonexistent/sim.json"]).emulator.config().unwrap_err();
+        assert!(missing.contains("--sim-config /nonexistent/sim.json: cannot read it"), "{missing}");
     }
 }
