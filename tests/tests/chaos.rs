@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use tranche::audit::ledger_mismatches;
 use tranche::broker::Clock;
 use tranche::domain::{ExecutionResult, ItemOutcome, RebalancePlan, Side, Symbol};
 use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
 use tranche::ledger::{Ledger, ObjectLedger};
-use tranche::sim::{FaultConfig, Rng, SimConfig, SimulatedBroker, Tally};
+use tranche::sim::{FaultConfig, Rng, SimConfig, SimulatedBroker, Tally, ViolationKind};
 use tranche::simulation::{scenario, start_sim};
 
 const SEEDS: u64 = 1000;
@@ -148,21 +149,16 @@ async fn check(seed: u64, faults: &FaultConfig, seen: &mut Exercised) -> Vec<Str
             problems.push(format!("order {} was sent without a recorded intent", o.client_order_id));
         }
     }
-    // Ledger fills equal broker fills: none lost, none counted twice.
-    let broker_ids: BTreeSet<_> = fills.iter().map(|f| f.execution_id.as_str().to_owned()).collect();
-    let ledger_ids: Vec<_> = ledger_fills.iter().map(|f| f.execution_id.clone()).collect();
-    let ledger_set: BTreeSet<_> = ledger_ids.iter().cloned().collect();
-    if ledger_set.len() != ledger_ids.len() {
-        problems.push("a fill is in the ledger twice".into());
-    }
-    if ledger_set != broker_ids {
-        problems.push(format!(
-            "ledger has {} fills, broker {} (missing {:?})",
-            ledger_set.len(),
-            broker_ids.len(),
-            broker_ids.difference(&ledger_set).collect::<Vec<_>>()
-        ));
-    }
+    // The ledger against the broker, field by field (orders and fills): what it finds is the
+    // referee's `ledger_mismatch`.
+    let ledger_orders = ledger.orders(&plan.plan_id).await.unwrap();
+    let mismatches = ledger_mismatches(&plan.plan_id, &ledger_orders, &ledger_fills, &orders, &fills);
+    broker.with_sim(|s| {
+        let now = s.now();
+        for m in mismatches {
+            s.referee_mut().report(ViolationKind::LedgerMismatch, now, m);
+        }
+    });
     check_items(&plan, result, &clean.result, &fills, &intents, &positions_after, seen, &mut problems);
     // Redelivery of a completed plan: the ledger answers, the broker hears nothing.
     let orders_before = orders.len();
@@ -270,20 +266,37 @@ fn check_items(
     }
 }
 
-/// Referee findings of engine core v1 after a crash/restart or a lost fill: a sell re-sent for
-/// shares already sold (the broker refuses it, so no position ever goes short, but the attempt
-/// is an oversell or a short sale). Held to zero by the ignored test below.
-const KNOWN_SELL_ATTEMPTS: [&str; 2] = ["referee: oversell", "referee: short_sale"];
+/// Referee findings of engine core v1, held to zero by the ignored tests below: after a
+/// crash/restart or a lost fill a sell is re-sent for shares already sold (the broker refuses
+/// it, so no position ever goes short, but the attempt is an oversell or a short sale); and the
+/// ledger's order records stop at the last status the engine saw (`pending_cancel`, `accepted`,
+/// `partially_filled` ...) when later updates were lost or the run crashed.
+fn known_v1_hole(problem: &str) -> bool {
+    sell_attempt(problem) || stale_ledger_order(problem)
+}
 
-/// Runs the suite over `SEEDS` seeds with `faults`, leaving out problems that start with any of
-/// `known`; the failures and what was exercised.
-fn suite(faults: &FaultConfig, known: &[&str]) -> (Vec<String>, Exercised) {
+fn sell_attempt(problem: &str) -> bool {
+    problem.starts_with("referee: oversell") || problem.starts_with("referee: short_sale")
+}
+
+fn stale_ledger_order(problem: &str) -> bool {
+    problem.starts_with("referee: ledger_mismatch") && problem.contains(": order ")
+}
+
+/// Every problem counts.
+fn none_known(_: &str) -> bool {
+    false
+}
+
+/// Runs the suite over `SEEDS` seeds with `faults`, leaving out problems that `known` accepts;
+/// the failures and what was exercised.
+fn suite(faults: &FaultConfig, known: fn(&str) -> bool) -> (Vec<String>, Exercised) {
     let mut failures = Vec::new();
     let mut seen = Exercised::default();
     for seed in 0..SEEDS {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let mut problems = runtime.block_on(check(seed, faults, &mut seen));
-        problems.retain(|p| !known.iter().any(|k| p.starts_with(k)));
+        problems.retain(|p| !known(p));
         if problems.len() > 1 {
             failures.push(problems.join("\n    "));
         }
@@ -320,7 +333,7 @@ fn assert_every_fault_fired(faults: &FaultConfig, seen: &Exercised) {
 #[test]
 fn exactly_once_under_every_fault_and_a_crash_restart() {
     let faults = FaultConfig::heavy_known();
-    let (failures, seen) = suite(&faults, &KNOWN_SELL_ATTEMPTS);
+    let (failures, seen) = suite(&faults, known_v1_hole);
     assert!(
         failures.is_empty(),
         "{} of {SEEDS} seeds broke exactly-once:\n{}",
@@ -347,7 +360,7 @@ fn exactly_once_under_every_fault_and_a_crash_restart() {
 #[test]
 fn every_fault_of_the_test_bed_fires_in_the_chaos_suite() {
     let faults = FaultConfig::heavy();
-    let (_, seen) = suite(&faults, &[]);
+    let (_, seen) = suite(&faults, none_known);
     assert_every_fault_fired(&faults, &seen);
 }
 
@@ -358,7 +371,25 @@ fn every_fault_of_the_test_bed_fires_in_the_chaos_suite() {
 #[test]
 #[ignore = "engine core v2: sells re-sent for shares already sold after a restart or a lost fill (oversell / short-sale attempts)"]
 fn sells_are_never_sent_for_shares_already_sold() {
-    let (failures, _) = suite(&FaultConfig::heavy_known(), &[]);
+    let (failures, _) = suite(&FaultConfig::heavy_known(), stale_ledger_order);
+    assert!(
+        failures.is_empty(),
+        "{} seeds:\n{}",
+        failures.len(),
+        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Engine core v1 records an order in the ledger when it learns of a change, so a record stops at
+/// the last status the engine saw: after a crash, or when the final update was lost and the
+/// order was reconciled without being recorded again, the ledger says `pending_cancel`,
+/// `accepted` or `partially_filled` where the broker says `canceled` or `filled` (in about half
+/// of the seeds, e.g. seed 0: `tr-...-NIO-b0: ledger status pending_cancel, broker canceled`;
+/// seed 1: `tr-...-XD-s0: ledger filled qty 7200, broker 9990`). The fills themselves agree.
+#[test]
+#[ignore = "engine core v2: the ledger's order records keep stale statuses and fill quantities after lost updates or a crash"]
+fn the_ledger_holds_every_orders_final_state() {
+    let (failures, _) = suite(&FaultConfig::heavy_known(), sell_attempt);
     assert!(
         failures.is_empty(),
         "{} seeds:\n{}",
@@ -380,7 +411,7 @@ fn sells_are_never_sent_for_shares_already_sold() {
 #[test]
 #[ignore = "engine core v2: fills booked twice when activity ids differ from execution ids, and late orders re-sent under a new id"]
 fn exactly_once_under_every_fault_of_the_test_bed() {
-    let (failures, _) = suite(&FaultConfig::heavy(), &[]);
+    let (failures, _) = suite(&FaultConfig::heavy(), none_known);
     assert!(
         failures.is_empty(),
         "{} of {SEEDS} seeds broke exactly-once:\n{}",

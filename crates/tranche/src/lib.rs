@@ -30,3 +30,5 @@ pub use tranche_sim as sim;
 
 #[cfg(feature = "sim")]
 pub mod simulation;
+
+pub mod audit;

@@ -565,15 +565,7 @@ impl EngineCore {
         for fill in fills {
             for i in 0..self.items.len() {
                 if self.items[i].child_by_client(&fill.client_order_id).is_some() {
-                    self.record_fill(
-                        i,
-                        &fill.execution_id,
-                        fill.qty.get(),
-                        fill.price.get(),
-                        &fill.client_order_id,
-                        fill.time,
-                        out,
-                    );
+                    self.record_fill(i, &fill, out);
                 }
             }
         }

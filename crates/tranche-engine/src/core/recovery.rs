@@ -7,7 +7,7 @@
 //! the item may send anything new; fills already in the ledger are booked, not recounted.
 
 use rust_decimal::Decimal;
-use tranche_domain::{ClientOrderId, ExecutionId, ItemOutcome, Order, OrderType, Timestamp};
+use tranche_domain::{ExecutionId, ItemOutcome, Order, OrderType, Timestamp};
 use tranche_ledger::{FillRecord, OrderIntent, OrderRecord};
 
 use super::item::{Child, ChildState, Stage};
@@ -76,35 +76,27 @@ impl EngineCore {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn record_fill_to_ledger(
-        &self,
-        i: usize,
-        id: &ExecutionId,
-        qty: Decimal,
-        price: Decimal,
-        cid: &ClientOrderId,
-        at: Timestamp,
-        out: &mut Vec<Command>,
-    ) {
+    /// The ledger record of an execution of item `i`, under the broker id the execution names
+    /// (the child may not know its broker id yet when its submit answer was lost).
+    pub(super) fn record_fill_to_ledger(&self, i: usize, fill: &tranche_domain::Fill, out: &mut Vec<Command>) {
         let item = &self.items[i];
-        let child = item.child_by_client(cid).map(|c| &item.children[c]);
+        let child = item.child_by_client(&fill.client_order_id).map(|c| &item.children[c]);
         let quote = self.quotes.get(&item.item.symbol);
         let record = FillRecord {
-            execution_id: id.as_str().to_owned(),
+            execution_id: fill.execution_id.as_str().to_owned(),
             plan_id: self.plan.plan_id.clone(),
             run_id: String::new(),
-            client_order_id: cid.clone(),
-            broker_order_id: child.and_then(|c| c.broker_id.as_ref()).map(ToString::to_string).unwrap_or_default(),
+            client_order_id: fill.client_order_id.clone(),
+            broker_order_id: fill.order_id.to_string(),
             symbol: item.item.symbol.clone(),
             side: item.side.unwrap_or(tranche_domain::Side::Buy),
-            qty: qty.into(),
-            price: price.into(),
+            qty: fill.qty,
+            price: fill.price,
             bid: quote.map(|q| q.bid).filter(|p| p.is_positive()),
             ask: quote.map(|q| q.ask).filter(|p| p.is_positive()),
             order_type: Some(child.map_or(OrderType::Limit, |c| c.order_type)),
             strategy_attribution: self.plan.strategy_attribution(&item.item.symbol).cloned(),
-            filled_at: at,
+            filled_at: fill.time,
         };
         out.push(Command::Record(Box::new(LedgerRecord::Fill(record))));
     }

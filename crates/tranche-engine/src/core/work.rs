@@ -10,7 +10,7 @@
 use rust_decimal::Decimal;
 use tranche_broker::{BrokerError, RejectReason};
 use tranche_domain::{
-    BrokerOrderId, ClientOrderId, ExecutionId, ItemOutcome, Order, OrderRequest, OrderStatus, OrderType, Price, Quote,
+    BrokerOrderId, ClientOrderId, ItemOutcome, Order, OrderRequest, OrderStatus, OrderType, Price, Quote,
     ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate,
 };
 
@@ -517,8 +517,17 @@ impl EngineCore {
             return;
         };
         if let (Some(exec), TradeEvent::Fill | TradeEvent::PartialFill) = (&update.execution, update.event) {
-            let at = update.timestamp.unwrap_or(now);
-            self.record_fill(i, &exec.id, exec.qty.get(), exec.price.get(), &order.client_order_id, at, out);
+            let fill = tranche_domain::Fill {
+                execution_id: exec.id.clone(),
+                order_id: order.id.clone(),
+                client_order_id: order.client_order_id.clone(),
+                symbol: order.symbol.clone(),
+                side: order.side,
+                qty: exec.qty,
+                price: exec.price,
+                time: update.timestamp.unwrap_or(now),
+            };
+            self.record_fill(i, &fill, out);
         }
         self.adopt(i, c, order);
         self.record_order_to_ledger(order, now, out);
@@ -536,19 +545,11 @@ impl EngineCore {
         self.after_change(i, now, out);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn record_fill(
-        &mut self,
-        i: usize,
-        id: &ExecutionId,
-        qty: Decimal,
-        price: Decimal,
-        cid: &ClientOrderId,
-        at: Timestamp,
-        out: &mut Vec<Command>,
-    ) {
-        if self.items[i].book_fill(id, qty, price, cid, at) {
-            self.record_fill_to_ledger(i, id, qty, price, cid, at, out);
+    /// Books an execution of item `i` (from the stream or the activities) and records it.
+    pub(super) fn record_fill(&mut self, i: usize, fill: &tranche_domain::Fill, out: &mut Vec<Command>) {
+        let (qty, price, at) = (fill.qty.get(), fill.price.get(), fill.time);
+        if self.items[i].book_fill(&fill.execution_id, qty, price, &fill.client_order_id, at) {
+            self.record_fill_to_ledger(i, fill, out);
             let item = &self.items[i];
             out.push(Command::Emit(ProgressEvent::Filled {
                 symbol: item.item.symbol.clone(),
