@@ -177,7 +177,7 @@ mod tests {
         let check = |orders: &[OrderRecord], fills: &[FillRecord]| {
             ledger_mismatches("audit1", orders, fills, std::slice::from_ref(&order), std::slice::from_ref(&fill))
         };
-        assert!(check(&[record.clone()], &[booked.clone()]).is_empty());
+        assert!(check(std::slice::from_ref(&record), std::slice::from_ref(&booked)).is_empty());
         let cases: Vec<(&str, Vec<OrderRecord>, Vec<FillRecord>)> = vec![
             ("not in the ledger", vec![], vec![booked.clone()]),
             ("ledger status", vec![OrderRecord { status: OrderStatus::New, ..record.clone() }], vec![booked.clone()]),
