@@ -3,9 +3,10 @@
 //! Invariants: GETs are retried with capped exponential backoff and jitter on transient errors
 //! and 429s; POST, PATCH and DELETE are never retried (an ambiguous failure is `Uncertain`, to be
 //! resolved by a lookup); every request waits for the client-side rate limiter; the secret is
-//! sent only in its header.
+//! sent only in its header; fill activities are read page after page to the last one (each
+//! execution once), never past a fixed number of pages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ use crate::limiter::RateLimiter;
 
 /// Symbols asked for in one multi-symbol latest-quotes request.
 const QUOTE_BATCH: usize = 200;
+
+/// Activities asked for per page (Alpaca's maximum).
+const ACTIVITY_PAGE_SIZE: usize = 100;
+
+/// Pages of fill activities read before giving up (100,000 executions).
+const MAX_ACTIVITY_PAGES: usize = 1_000;
 
 /// Attempts of a GET before its error is returned.
 const GET_ATTEMPTS: u32 = 4;
@@ -192,6 +199,50 @@ impl AlpacaBroker {
     }
 }
 
+impl AlpacaBroker {
+    /// Every FILL activity from a second before `since` on, oldest first: page after page of
+    /// `ACTIVITY_PAGE_SIZE`, each asked for after the last id of the one before, until a short
+    /// page. `after` is exclusive at Alpaca and documented to whole seconds, so it names the
+    /// whole second before `since` and the caller drops what is older. A server that sends a
+    /// page with nothing new, or more than `MAX_ACTIVITY_PAGES` pages, is an error rather than
+    /// a loop.
+    async fn fill_activity_pages(&self, since: Timestamp) -> Result<Vec<FillActivityDto>, BrokerError> {
+        let earlier = since.checked_sub_signed(chrono::TimeDelta::seconds(1)).unwrap_or(since);
+        let after = earlier.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let url = self.trading("/v2/account/activities/FILL");
+        let mut seen = HashSet::new();
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_ACTIVITY_PAGES {
+            let mut query = vec![
+                ("after", after.clone()),
+                ("direction", "asc".to_owned()),
+                ("page_size", ACTIVITY_PAGE_SIZE.to_string()),
+            ];
+            if let Some(t) = &token {
+                query.push(("page_token", t.clone()));
+            }
+            let page: Vec<FillActivityDto> = self.get(&url, &query).await?;
+            let full = page.len() >= ACTIVITY_PAGE_SIZE;
+            let Some(last) = page.last().map(|a| a.id.clone()) else { return Ok(all) };
+            let before = all.len();
+            all.extend(page.into_iter().filter(|a| seen.insert(a.id.clone())));
+            if !full {
+                return Ok(all);
+            }
+            if all.len() == before {
+                return Err(BrokerError::Transient {
+                    message: format!("fill activities: the page after {} repeats it", token.unwrap_or_default()),
+                });
+            }
+            token = Some(last);
+        }
+        Err(BrokerError::Transient {
+            message: format!("fill activities: still more after {MAX_ACTIVITY_PAGES} pages of {ACTIVITY_PAGE_SIZE}"),
+        })
+    }
+}
+
 fn dec(value: impl std::fmt::Display) -> Value {
     Value::String(value.to_string())
 }
@@ -312,16 +363,17 @@ impl Broker for AlpacaBroker {
     }
 
     async fn fill_activities(&self, since: Timestamp) -> Result<Vec<Fill>, BrokerError> {
-        let after = since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let list: Vec<FillActivityDto> = self
-            .get(&self.trading("/v2/account/activities/FILL"), &[("after", after), ("direction", "asc".into())])
-            .await?;
+        let list = self.fill_activity_pages(since).await?;
         let mut fills = Vec::with_capacity(list.len());
         for a in list {
             let (Some(qty), Some(price)) = (a.qty, a.price) else { continue };
             let Ok(symbol) = Symbol::parse(&a.symbol) else { continue };
             let Ok(side) = a.side.parse::<Side>() else { continue };
             let Ok(time) = tranche_domain::time::parse_timestamp(&a.transaction_time) else { continue };
+            // The query asked from a second earlier (see `fill_activity_pages`).
+            if time < since {
+                continue;
+            }
             fills.push(Fill {
                 execution_id: ExecutionId::new(a.execution_id()),
                 order_id: BrokerOrderId::new(a.order_id.clone()),
@@ -334,5 +386,72 @@ impl Broker for AlpacaBroker {
             });
         }
         Ok(fills)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A FILL activity numbered `i`.
+    fn activity(i: usize) -> Value {
+        json!({
+            "id": format!("20260302093000000::exec-{i:06}"), "activity_type": "FILL",
+            "transaction_time": "2026-03-02T14:30:00Z", "type": "fill", "price": "10", "qty": "1",
+            "side": "buy", "symbol": "AAPL", "order_id": "order-1", "cum_qty": "1", "leaves_qty": "0",
+        })
+    }
+
+    /// A fake Alpaca answering its `n`-th request with `page(n)`; the requests it served.
+    async fn serve(page: fn(usize) -> Value) -> (AlpacaBroker, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&served);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = page(count.fetch_add(1, Ordering::SeqCst)).to_string();
+                tokio::spawn(async move {
+                    let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => head.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        let mut config = AlpacaConfig::new("KEY", crate::config::Secret::new("SECRET"));
+        config.trading_url = format!("http://{addr}");
+        config.requests_per_minute = u32::MAX;
+        (AlpacaBroker::new(config).unwrap(), served)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_ignores_the_page_token_is_an_error_not_a_loop() {
+        let (broker, served) = serve(|_| Value::Array((0..ACTIVITY_PAGE_SIZE).map(activity).collect())).await;
+        let err = broker.fill_activities(chrono::DateTime::UNIX_EPOCH).await.unwrap_err();
+        assert!(matches!(err, BrokerError::Transient { .. }), "{err}");
+        assert_eq!(served.load(Ordering::SeqCst), 2, "stopped at the first page with nothing new");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_without_end_stop_at_the_cap() {
+        let (broker, served) =
+            serve(|n| Value::Array((n * ACTIVITY_PAGE_SIZE..(n + 1) * ACTIVITY_PAGE_SIZE).map(activity).collect()))
+                .await;
+        let err = broker.fill_activities(chrono::DateTime::UNIX_EPOCH).await.unwrap_err();
+        assert!(matches!(err, BrokerError::Transient { .. }), "{err}");
+        assert_eq!(served.load(Ordering::SeqCst), MAX_ACTIVITY_PAGES);
     }
 }

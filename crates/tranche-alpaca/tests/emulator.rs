@@ -280,3 +280,58 @@ async fn the_adapter_paces_itself_by_the_servers_headers() {
     assert_eq!(emu.requests_served(), 63, "no request was refused: the client waited for the reset");
     assert!(started.elapsed() >= Duration::from_secs(2), "three requests past the budget came a second apart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_activities_are_read_page_after_page_each_execution_once() {
+    let mut config = EmulatorConfig {
+        start_at: Some(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 2, 14, 30, 0).unwrap()),
+        requests_per_minute: 0,
+        ..EmulatorConfig::default()
+    };
+    config.sim.account.starting_cash = "100000000".parse().unwrap();
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+    let adapter = adapter(&emu);
+    let broker = AlpacaBroker::new(adapter.clone()).unwrap();
+    let mut events = AlpacaOrderEvents::connect(adapter);
+    expect_marker(&mut events, |e| matches!(e, StreamEvent::Up)).await;
+
+    // 230 executions of orders Tranche never sent, in four symbols: three pages.
+    let orders = 230;
+    for i in 0..orders {
+        let symbol = ["AAPL", "MSFT", "SPY", "QQQ"][i % 4];
+        let request = order(&format!("outside-{i}"), symbol, Side::Buy, "1", None);
+        emu.with_sim(|s| s.submit(&request)).unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut filled = std::collections::BTreeSet::new();
+        while filled.len() < orders {
+            if let Some(StreamEvent::Update(u)) = events.next_event().await {
+                if u.event == TradeEvent::Fill {
+                    filled.insert(u.order.id.clone());
+                }
+            }
+        }
+    })
+    .await
+    .expect("every order filled in time");
+
+    let booked = emu.with_sim(|s| s.fills().to_vec());
+    assert_eq!(booked.len(), orders);
+    let start = booked[0].time - chrono::Duration::seconds(1);
+    let fills = broker.fill_activities(start).await.unwrap();
+    let ids: Vec<&str> = fills.iter().map(|f| f.execution_id.as_str()).collect();
+    let want: Vec<&str> = booked.iter().map(|f| f.execution_id.as_str()).collect();
+    assert_eq!(ids, want, "every execution once, oldest first");
+    assert!(fills.iter().all(|f| f.client_order_id.as_str().starts_with("outside-")), "client ids looked up");
+
+    // Client ids are known now: the second read is the pages alone (100 + 100 + 30).
+    let before = emu.requests_served();
+    assert_eq!(broker.fill_activities(start).await.unwrap().len(), orders);
+    assert_eq!(emu.requests_served() - before, 3, "three pages");
+
+    // From an execution's time on: that one and every later one (none earlier).
+    let since = booked[150].time;
+    let later = broker.fill_activities(since).await.unwrap();
+    let want: Vec<&str> = booked.iter().filter(|f| f.time >= since).map(|f| f.execution_id.as_str()).collect();
+    assert_eq!(later.iter().map(|f| f.execution_id.as_str()).collect::<Vec<_>>(), want);
+}

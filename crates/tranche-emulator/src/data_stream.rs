@@ -1,12 +1,19 @@
 //! The market-data WebSocket (§6) at `/v2/{iex|sip|test}`: `connected`, `auth`, `subscribe` /
-//! `unsubscribe` (quotes) with the full subscription state in reply, then the simulated
-//! market's quotes in batches, as JSON text or (when asked with `Content-Type:
-//! application/msgpack`) msgpack binary frames with extension timestamps. One authenticated
-//! session per key and feed: the next gets `406 connection limit exceeded`.
+//! `unsubscribe` (any channel; quotes are the only data) with the full subscription state in
+//! reply, then the simulated market's quotes in batches, as JSON text or (when asked with
+//! `Content-Type: application/msgpack`) msgpack binary frames with extension timestamps.
+//!
+//! Alpaca's Basic-plan rules, with the limits of [`DataStreamConfig`]: one authenticated
+//! session per key and feed (the next gets `406 connection limit exceeded` and is closed); on
+//! `iex` at most `iex_symbol_limit` distinct trade and quote symbols per connection (a subscribe
+//! past it gets `405 symbol limit exceeded` and changes nothing); a connection that has not
+//! authenticated within `auth_timeout` gets `404 auth timeout` and is closed.
 
-use std::collections::BTreeSet;
+mod subscriptions;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State as Extract};
@@ -14,10 +21,50 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tranche_broker::QuoteFeed;
-use tranche_domain::Symbol;
 
 use crate::State;
+use subscriptions::Subscriptions;
 
+/// Alpaca's Basic plan: 30 symbols per `iex` connection.
+pub const IEX_SYMBOL_LIMIT: usize = 30;
+/// Alpaca's auth timeout as the emulator keeps it: 10 seconds after connecting.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The market-data stream's limits (Alpaca's Basic plan by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataStreamConfig {
+    /// Most distinct symbols one `iex` connection may hold across its trades and quotes
+    /// (default 30; bars are not counted); 0 turns the limit off. `sip`, `delayed_sip` and
+    /// `test` have no limit.
+    pub iex_symbol_limit: usize,
+    /// How long a connection may stay unauthenticated before `404 auth timeout` closes it
+    /// (default 10 s); zero never times out.
+    pub auth_timeout: Duration,
+}
+
+impl Default for DataStreamConfig {
+    fn default() -> Self {
+        Self { iex_symbol_limit: IEX_SYMBOL_LIMIT, auth_timeout: AUTH_TIMEOUT }
+    }
+}
+
+impl DataStreamConfig {
+    /// The symbol limit of `feed` (0: none).
+    fn symbol_limit(&self, feed: &str) -> usize {
+        if feed == "iex" {
+            self.iex_symbol_limit
+        } else {
+            0
+        }
+    }
+}
+
+/// The limits the emulator runs with.
+fn config_of(state: &State) -> DataStreamConfig {
+    state.data_stream
+}
+
+/// The upgrade at `/v2/{feed}`: `iex`, `sip`, `delayed_sip` and `test`; any other is a 404.
 pub async fn market_data(
     state: Extract<Arc<State>>,
     Path(feed): Path<String>,
@@ -36,11 +83,51 @@ fn control(value: &Value) -> Message {
     Message::Text(Value::Array(vec![value.clone()]).to_string().into())
 }
 
+fn error(code: u16, msg: &str) -> Message {
+    control(&json!({"T": "error", "code": code, "msg": msg}))
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies a `subscribe` (or `unsubscribe`) to the connection's state and the quote source;
+/// the reply: the whole state, or `405 symbol limit exceeded` with nothing changed.
+async fn change(
+    subscribed: &mut Subscriptions,
+    quotes: &dyn QuoteFeed,
+    subscribe: bool,
+    msg: &Value,
+    limit: usize,
+) -> Message {
+    match subscribed.apply(subscribe, msg, limit) {
+        Ok(changed) => {
+            if !changed.added.is_empty() {
+                let _ = quotes.subscribe(&changed.added).await;
+            }
+            if !changed.removed.is_empty() {
+                quotes.release(&changed.removed).await;
+            }
+            control(&subscribed.reply())
+        }
+        Err(subscriptions::LimitExceeded) => error(405, "symbol limit exceeded"),
+    }
+}
+
 async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, msgpack: bool) {
+    let config = config_of(&state);
+    // No deadline for zero, or for a timeout too long to be represented.
+    let auth_deadline = (!config.auth_timeout.is_zero())
+        .then(|| tokio::time::Instant::now().checked_add(config.auth_timeout))
+        .flatten();
     let quotes = state.broker.quote_feed();
     let mut changes = quotes.changes();
     let mut drops = state.data_drops.subscribe();
-    let mut subscribed: BTreeSet<Symbol> = BTreeSet::new();
+    let mut subscribed = Subscriptions::default();
     let mut session_key: Option<String> = None;
     if socket.send(control(&json!({"T": "success", "msg": "connected"}))).await.is_err() {
         return;
@@ -59,53 +146,42 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, msgpack
                     _ => break,
                 };
                 let Ok(msg) = serde_json::from_str::<Value>(&text) else {
-                    let _ = socket.send(control(&json!({"T": "error", "code": 400, "msg": "invalid syntax"}))).await;
+                    let _ = socket.send(error(400, "invalid syntax")).await;
                     continue;
                 };
                 let action = msg.get("action").and_then(Value::as_str).unwrap_or_default();
                 let reply = match action {
-                    "auth" if session_key.is_some() => json!({"T": "error", "code": 403, "msg": "already authenticated"}),
+                    "auth" if session_key.is_some() => error(403, "already authenticated"),
                     "auth" => {
                         let ok = msg.get("key").and_then(Value::as_str) == Some(state.key_id.as_str())
                             && msg.get("secret").and_then(Value::as_str) == Some(state.secret_key.as_str());
                         if !ok {
-                            let _ = socket.send(control(&json!({"T": "error", "code": 402, "msg": "auth failed"}))).await;
+                            let _ = socket.send(error(402, "auth failed")).await;
                             break;
                         }
                         let key = format!("{}/{feed}", state.key_id);
                         let fresh = state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone());
                         if !fresh {
-                            let _ = socket.send(control(&json!({"T": "error", "code": 406, "msg": "connection limit exceeded"}))).await;
+                            let _ = socket.send(error(406, "connection limit exceeded")).await;
                             break;
                         }
                         session_key = Some(key);
-                        json!({"T": "success", "msg": "authenticated"})
+                        control(&json!({"T": "success", "msg": "authenticated"}))
                     }
-                    "subscribe" | "unsubscribe" if session_key.is_none() => json!({"T": "error", "code": 401, "msg": "not authenticated"}),
+                    "subscribe" | "unsubscribe" if session_key.is_none() => error(401, "not authenticated"),
                     "subscribe" | "unsubscribe" => {
-                        let symbols: Vec<Symbol> = msg.get("quotes").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str()).filter_map(|s| Symbol::parse(s).ok()).collect()).unwrap_or_default();
-                        let changed: Vec<Symbol> = if action == "subscribe" {
-                            symbols.into_iter().filter(|s| subscribed.insert(s.clone())).collect()
-                        } else {
-                            symbols.into_iter().filter(|s| subscribed.remove(s)).collect()
-                        };
-                        if action == "subscribe" {
-                            let _ = quotes.subscribe(&changed).await;
-                        } else {
-                            quotes.release(&changed).await;
-                        }
-                        let list: Vec<&str> = subscribed.iter().map(Symbol::as_str).collect();
-                        json!({"T": "subscription", "trades": [], "quotes": list, "bars": [], "updatedBars": [], "dailyBars": [], "statuses": [], "lulds": [], "corrections": [], "cancelErrors": []})
+                        let limit = config.symbol_limit(&feed);
+                        change(&mut subscribed, &quotes, action == "subscribe", &msg, limit).await
                     }
-                    _ => json!({"T": "error", "code": 400, "msg": "invalid syntax"}),
+                    _ => error(400, "invalid syntax"),
                 };
-                if socket.send(control(&reply)).await.is_err() {
+                if socket.send(reply).await.is_err() {
                     break;
                 }
             }
             changed = changes.recv() => {
                 let Ok(symbol) = changed else { continue };
-                if !subscribed.contains(&symbol) || state.market_data_silent.load(Ordering::Relaxed) {
+                if !subscribed.wants_quote(&symbol) || state.market_data_silent.load(Ordering::Relaxed) {
                     continue;
                 }
                 if state.silent_symbols.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&symbol) {
@@ -121,10 +197,15 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, msgpack
                     break;
                 }
             }
+            () = until(auth_deadline), if session_key.is_none() => {
+                let _ = socket.send(error(404, "auth timeout")).await;
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
             _ = drops.recv() => break,
         }
     }
-    quotes.release(&subscribed.into_iter().collect::<Vec<_>>()).await;
+    quotes.release(&subscribed.quote_symbols()).await;
     if let Some(key) = session_key {
         state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
     }

@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use tranche_broker::{Clock, OrderEvents, StreamEvent, TokioClock};
 use tranche_sim::{SimConfig, SimulatedBroker};
 
+pub use data_stream::DataStreamConfig;
 pub use render::asset_id;
 
 /// Default key id accepted by the emulator.
@@ -55,6 +56,9 @@ pub struct EmulatorConfig {
     /// (`wall_clock_session`); `None` (the default) is the wall clock's now. Tests pin it so
     /// that what they see does not depend on the hour or the day they run.
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The market-data stream's limits (Alpaca's Basic plan: 30 symbols on `iex`, auth within
+    /// 10 s).
+    pub data_stream: DataStreamConfig,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("secret_key", &"<redacted>")
             .field("wall_clock_session", &self.wall_clock_session)
             .field("start_at", &self.start_at)
+            .field("data_stream", &self.data_stream)
             .field("requests_per_minute", &self.requests_per_minute)
             .field("round_trip", &self.round_trip)
             .field("stream_reconnect_min", &self.stream_reconnect_min)
@@ -80,6 +85,7 @@ impl Default for EmulatorConfig {
             secret_key: DEFAULT_SECRET_KEY.into(),
             wall_clock_session: true,
             start_at: None,
+            data_stream: DataStreamConfig::default(),
             requests_per_minute: 200,
             round_trip: std::time::Duration::ZERO,
             stream_reconnect_min: None,
@@ -137,6 +143,8 @@ pub(crate) struct State {
     pub stream_reconnect_min: Option<std::time::Duration>,
     /// When the last trade_updates upgrade was accepted.
     pub last_stream_upgrade: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The market-data stream's limits.
+    pub data_stream: DataStreamConfig,
 }
 
 /// A running emulator.
@@ -181,6 +189,7 @@ impl Emulator {
             round_trip: config.round_trip,
             stream_reconnect_min: config.stream_reconnect_min,
             last_stream_upgrade: std::sync::Mutex::new(None),
+            data_stream: config.data_stream,
         });
         let pump_state = Arc::clone(&state);
         let pump = tokio::spawn(async move {
@@ -276,6 +285,8 @@ fn router(state: Arc<State>) -> Router {
         .route("/v2/orders:by_client_order_id", get(rest::order_by_client_id))
         .route("/v2/orders/{id}", get(rest::order).patch(rest::replace).delete(rest::cancel))
         .route("/v2/account/activities/FILL", get(rest::fill_activities))
+        .route("/v2/account/activities", get(rest::activities))
+        .route("/v2/account/activities/{activity_type}", get(rest::activities_of_type))
         .route("/v2/stocks/{symbol}/quotes/latest", get(rest::latest_quote))
         .route("/v2/stocks/quotes/latest", get(rest::latest_quotes))
         // The key check runs first (the outer layer), then the budget and the round trip.

@@ -54,6 +54,14 @@ pub struct EmulatorArgs {
     /// the other flags apply on top of it.
     #[arg(long, value_name = "FILE")]
     pub sim_config: Option<std::path::PathBuf>,
+    /// Most symbols one `iex` market-data connection may subscribe (Alpaca's Basic plan: 30;
+    /// 0: no limit). Past it a subscribe gets error 405 and changes nothing.
+    #[arg(long, default_value_t = crate::data_stream::IEX_SYMBOL_LIMIT)]
+    pub data_symbol_limit: usize,
+    /// Milliseconds a market-data connection may stay unauthenticated before it is closed with
+    /// error 404 "auth timeout" (Alpaca: 10,000; 0: never).
+    #[arg(long, default_value_t = 10_000)]
+    pub data_auth_timeout_ms: u64,
     /// Extra latency of every trade update, in milliseconds.
     #[arg(long, default_value_t = 15)]
     pub update_latency_ms: u64,
@@ -97,6 +105,10 @@ impl EmulatorArgs {
             stream_reconnect_min: (self.stream_reconnect_min_ms > 0)
                 .then(|| std::time::Duration::from_millis(self.stream_reconnect_min_ms)),
             start_at: self.start_at,
+            data_stream: crate::DataStreamConfig {
+                iex_symbol_limit: self.data_symbol_limit,
+                auth_timeout: std::time::Duration::from_millis(self.data_auth_timeout_ms),
+            },
             ..EmulatorConfig::default()
         };
         config.sim.seed = self.seed;

@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tranche_domain::{Account, Asset, Fill, MarketClock, Order, Position, Quote, Timestamp, TradeUpdate};
+use tranche_domain::{Account, Asset, Fill, MarketClock, Order, Position, Qty, Quote, Timestamp, TradeUpdate};
 
 fn ts(t: Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
@@ -88,7 +88,8 @@ pub fn account(a: &Account, long_market_value: Decimal) -> Value {
         "currency": "USD",
         "cash": dec(a.cash),
         "buying_power": dec(a.buying_power),
-        "regt_buying_power": dec(a.buying_power),
+        "regt_buying_power": dec(a.regt_buying_power),
+        "daytrading_buying_power": dec(a.daytrading_buying_power),
         "non_marginable_buying_power": dec(a.non_marginable_buying_power),
         "effective_buying_power": dec(a.buying_power),
         "equity": dec(a.equity),
@@ -157,31 +158,57 @@ pub fn asset(a: &Asset) -> Value {
     })
 }
 
+/// US/Eastern as the emulator keeps it: UTC-5 all year (the simulator has no daylight saving).
+pub fn eastern() -> chrono::FixedOffset {
+    chrono::FixedOffset::west_opt(5 * 3600).unwrap_or_else(|| chrono::Utc.fix())
+}
+
 /// The clock object (§3.13), with US/Eastern offsets (EST in the simulated March session).
 pub fn clock(c: &MarketClock) -> Value {
-    let eastern = chrono::FixedOffset::west_opt(5 * 3600).unwrap_or_else(|| chrono::Utc.fix());
+    let eastern = eastern();
     let et = |t: Timestamp| t.with_timezone(&eastern).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
     json!({"timestamp": et(c.timestamp), "is_open": c.is_open, "next_open": et(c.next_open), "next_close": et(c.next_close)})
 }
 
 use chrono::Offset;
 
-/// A FILL activity (`GET /v2/account/activities/FILL`).
-pub fn fill_activity(f: &Fill, order: Option<&Order>) -> Value {
+/// The layout of the time in an activity id: US/Eastern wall time to the millisecond, as in
+/// Alpaca's documented sample (`20190524113406977::…` for `2019-05-24T15:34:06.977Z`).
+pub const ACTIVITY_ID_TIME: &str = "%Y%m%d%H%M%S%3f";
+
+/// An account activity id as Alpaca writes it: `<Eastern time to the ms>::<id>`.
+pub fn activity_id(time: Timestamp, id: &str) -> String {
+    format!("{}::{id}", time.with_timezone(&eastern()).format(ACTIVITY_ID_TIME))
+}
+
+/// Where an execution left its order: what a FILL activity reports besides the execution.
+#[derive(Debug, Clone, Copy)]
+pub struct FillProgress {
+    /// Shares of the order filled up to and including this execution.
+    pub cum_qty: Qty,
+    /// Shares of the order still unfilled after it (`None`: not known, a notional order).
+    pub leaves_qty: Option<Qty>,
+    /// This execution completed the order.
+    pub completes: bool,
+}
+
+/// A FILL activity (`GET /v2/account/activities[/FILL]`), as of its execution: `type`,
+/// `cum_qty`, `leaves_qty` and `order_status` say where the order stood right after it. The id
+/// is `<time>::<execution id>`; like Alpaca's activities it has no `execution_id` field.
+pub fn fill_activity(f: &Fill, progress: &FillProgress) -> Value {
     json!({
-        "id": format!("{}::{}", f.time.format("%Y%m%d%H%M%S%3f"), f.execution_id),
+        "id": activity_id(f.time, f.execution_id.as_str()),
         "activity_type": "FILL",
         "transaction_time": ts(f.time),
-        "type": if order.is_some_and(|o| o.leaves_qty().is_some_and(tranche_domain::Qty::is_zero)) { "fill" } else { "partial_fill" },
+        "type": if progress.completes { "fill" } else { "partial_fill" },
         "price": dec(f.price),
         "qty": dec(f.qty),
         "side": f.side.as_str(),
         "symbol": f.symbol.as_str(),
-        "leaves_qty": order.and_then(Order::leaves_qty).map_or(Value::Null, dec),
+        "leaves_qty": progress.leaves_qty.map_or(Value::Null, dec),
         "order_id": f.order_id.as_str(),
-        "cum_qty": order.map_or(Value::Null, |o| dec(o.filled_qty)),
-        "order_status": order.map_or("filled", |o| o.status.as_str()),
-        "execution_id": f.execution_id.as_str(),
+        "cum_qty": dec(progress.cum_qty),
+        "order_status": if progress.completes { "filled" } else { "partially_filled" },
     })
 }
 

@@ -1,4 +1,5 @@
-//! The trading REST handlers (and the latest-quote data endpoint), answering as Alpaca does.
+//! The trading REST handlers (and the latest-quote data endpoint), answering as Alpaca does;
+//! the account activities, paged as Alpaca pages them, are in [`activities`].
 
 // Handlers return an HTTP response as their error: its size is the framework's.
 #![allow(clippy::result_large_err)]
@@ -19,6 +20,10 @@ use tranche_sim::SimError;
 
 use crate::render;
 use crate::State;
+
+mod activities;
+
+pub use activities::{activities, activities_of_type, fill_activities};
 
 type Shared = Extract<Arc<State>>;
 
@@ -321,28 +326,6 @@ pub async fn list_orders(state: Shared, Query(q): Query<ListQuery>) -> Response 
             orders.truncate(limit);
             ok(Value::Array(orders.iter().map(render::order).collect()))
         }
-        Err(r) => r,
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub struct ActivityQuery {
-    after: Option<String>,
-}
-
-pub async fn fill_activities(state: Shared, Query(q): Query<ActivityQuery>) -> Response {
-    let state = state.0;
-    let after = match q.after.as_deref().map(tranche_domain::time::parse_timestamp).transpose() {
-        Ok(t) => t.unwrap_or(chrono::DateTime::UNIX_EPOCH),
-        Err(e) => return error(422, 40_010_001, &format!("invalid after: {e}")),
-    };
-    match read(&state, |s| {
-        Ok(s.fill_activities(after)
-            .into_iter()
-            .map(|f| render::fill_activity(&f, s.order(&f.order_id).ok().as_ref()))
-            .collect::<Vec<_>>())
-    }) {
-        Ok(list) => ok(Value::Array(list)),
         Err(r) => r,
     }
 }

@@ -62,8 +62,7 @@ async fn the_market_is_open_at_start_at_every_hour_of_every_day() {
 #[test]
 fn a_session_started_before_midnight_stays_open_across_it_and_closes_once() {
     let start = Utc.with_ymd_and_hms(2026, 11, 28, 23, 50, 0).unwrap(); // a Saturday night
-    let mut config = tranche_sim::SimConfig::default();
-    config.session = always_open_session(start);
+    let config = tranche_sim::SimConfig { session: always_open_session(start), ..Default::default() };
     let mut sim = tranche_sim::Sim::new(config).unwrap();
     let close = sim.clock().next_close;
     assert_eq!(close, start + Duration::hours(8));
