@@ -27,7 +27,7 @@ pub use model::{
     BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord, RunStatus,
 };
 #[cfg(feature = "s3")]
-pub use object::{s3_store, ObjectLedger, S3Settings, DEFAULT_LEASE};
+pub use object::{s3_store, ObjectLedger, S3Settings, TimeSource, DEFAULT_LEASE};
 pub use port::Ledger;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteLedger;

@@ -56,7 +56,13 @@ pub struct ObjectLedger {
     lease: Duration,
     /// Per active run: the lock's version, for conditional renewal.
     locks: Mutex<HashMap<String, UpdateVersion>>,
+    /// This worker's clock (lease expiry, run times): the wall clock unless a test gives it
+    /// another (a simulated worker's skewed, virtual clock).
+    now: TimeSource,
 }
+
+/// Where a ledger reads the time.
+pub type TimeSource = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl std::fmt::Debug for ObjectLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +96,16 @@ impl ObjectLedger {
             owner: owner.into(),
             lease: DEFAULT_LEASE,
             locks: Mutex::new(HashMap::new()),
+            now: Arc::new(Utc::now),
         }
+    }
+
+    /// The same ledger reading the time from `now` (for lease expiry and run times) instead of
+    /// the wall clock: how a simulation gives each worker its own, possibly skewed, clock.
+    #[must_use]
+    pub fn with_time_source(mut self, now: TimeSource) -> Self {
+        self.now = now;
+        self
     }
 
     /// The same ledger with another lease length.
@@ -153,7 +168,7 @@ impl ObjectLedger {
 
     fn new_lock(&self, run_id: &str) -> Lock {
         let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
-        Lock { run_id: run_id.to_owned(), owner: self.owner.clone(), expires_at: Utc::now() + lease }
+        Lock { run_id: run_id.to_owned(), owner: self.owner.clone(), expires_at: (self.now)() + lease }
     }
 
     fn remember(&self, run_id: &str, version: Option<UpdateVersion>) {
@@ -199,7 +214,7 @@ impl Ledger for ObjectLedger {
         let lock_path = dir.child("lock.json");
         let taken = match self.get_json::<Lock>(&lock_path).await? {
             None => self.put_json(&lock_path, &self.new_lock(&run_id), PutMode::Create).await,
-            Some((lock, _)) if lock.expires_at > Utc::now() => {
+            Some((lock, _)) if lock.expires_at > (self.now)() => {
                 return Ok(BeginOutcome::AlreadyRunning { run_id: lock.run_id })
             }
             // An expired lease: its worker is gone. Take it over, unless someone else just did.
@@ -220,7 +235,7 @@ impl Ledger for ObjectLedger {
                 run_id: run_id.clone(),
                 plan_id: plan.plan_id.clone(),
                 correlation_id: plan.correlation_id.clone(),
-                started_at: Utc::now(),
+                started_at: (self.now)(),
                 finished_at: None,
                 status: RunStatus::Running,
                 result: None,
@@ -285,7 +300,7 @@ impl Ledger for ObjectLedger {
         self.version_of(run)?;
         let dir = self.plan_dir(&run.plan_id);
         let mut record = self.run_record(&run.plan_id, &run.run_id).await?;
-        let finished_at = Utc::now();
+        let finished_at = (self.now)();
         record.status = RunStatus::Completed;
         record.finished_at = Some(finished_at);
         record.result = Some(result.clone());

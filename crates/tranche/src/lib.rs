@@ -32,3 +32,6 @@ pub use tranche_sim as sim;
 pub mod simulation;
 
 pub mod audit;
+
+#[cfg(all(feature = "sim", feature = "ledger-s3"))]
+pub mod workers;
