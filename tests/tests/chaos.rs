@@ -20,10 +20,11 @@ use tranche::audit::ledger_mismatches;
 use tranche::broker::Clock;
 use tranche::domain::{ExecutionResult, ItemOutcome, RebalancePlan, Side, Symbol};
 use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
-use tranche::ledger::{Ledger, ObjectLedger};
+use tranche::ledger::{Ledger, ObjectLedger, RunStatus};
 use tranche::sim::{FaultConfig, Rng, SimConfig, SimulatedBroker, Tally, ViolationKind};
 use tranche::simulation::{scenario, start_sim};
 use tranche::workers::{run_two_workers, TwoWorkers};
+use tranche_ledger::faults::{FaultPlan, FaultyStore};
 
 const SEEDS: u64 = 1000;
 
@@ -62,23 +63,36 @@ async fn run_with_crash(
         let run = execute_recorded(plan.clone(), engine.clone(), ports(&broker, &clock), worker(store, "first"), None);
         tokio::select! {
             biased;
-            finished = run => {
-                let result = finished.unwrap();
-                return (Outcome { result, crashed_at }, broker, clock);
-            }
+            finished = run => match finished {
+                Ok(result) => return (Outcome { result, crashed_at }, broker, clock),
+                Err(RunError::LedgerAfterRun { result, .. }) => {
+                    return (Outcome { result: *result, crashed_at }, broker, clock);
+                }
+                // The ledger could not be begun: nothing was traded; the redelivery below runs it.
+                Err(RunError::Ledger(_)) => {}
+                Err(e) => panic!("first run refused: {e}"),
+            },
             () = clock.sleep_until(deadline) => {
                 // The process dies here: every task of the run is dropped mid-flight.
                 crashed_at = Some(after.as_secs_f64());
             }
         }
     }
-    let result =
-        match execute_recorded(plan.clone(), engine, ports(&broker, &clock), worker(store, "second"), None).await {
-            Ok(result) => result,
-            Err(RunError::LedgerAfterRun { result, .. }) => *result,
+    // The restart is a redelivery: delivered again (a few seconds apart) while the ledger cannot
+    // be begun, as a queue redelivers a failed event.
+    for _ in 0..20 {
+        match execute_recorded(plan.clone(), engine.clone(), ports(&broker, &clock), worker(store, "second"), None)
+            .await
+        {
+            Ok(result) => return (Outcome { result, crashed_at }, broker, clock),
+            Err(RunError::LedgerAfterRun { result, .. }) => {
+                return (Outcome { result: *result, crashed_at }, broker, clock)
+            }
+            Err(RunError::Ledger(_)) => clock.sleep_until(clock.now() + chrono::Duration::seconds(5)).await,
             Err(e) => panic!("restart refused: {e}"),
-        };
-    (Outcome { result, crashed_at }, broker, clock)
+        }
+    }
+    panic!("the ledger could not be begun in 20 deliveries")
 }
 
 /// What a seed exercised, so the test can prove it is not vacuous.
@@ -97,6 +111,8 @@ struct Exercised {
     referee: Tally,
     two_workers: u32,
     paused: u32,
+    /// Faults of the ledger's object store, by kind.
+    store_fired: Tally,
     /// Two-worker seeds where both workers ran the plan to a result (a takeover).
     both_ran: u32,
     /// Two-worker seeds where one worker was told the plan is running elsewhere.
@@ -149,6 +165,9 @@ async fn run_two(
 struct Mode {
     faults: FaultConfig,
     freeze: bool,
+    /// Faults of the object store under the workers' ledgers (the auditor reads the store
+    /// directly).
+    store: Option<fn(u64) -> FaultPlan>,
 }
 
 async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
@@ -158,14 +177,22 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
     let mut rng = Rng::derive(seed, "crash");
     let crash_after = (rng.below(4) != 0).then(|| Duration::from_millis(rng.below(25_000)));
     let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let faulty = mode.store.map(|plan| Arc::new(FaultyStore::new(Arc::clone(&store), plan(seed))));
+    let workers_store: Arc<dyn object_store::ObjectStore> = match &faulty {
+        Some(f) => Arc::clone(f) as Arc<dyn object_store::ObjectStore>,
+        None => Arc::clone(&store),
+    };
     let (outcome, broker, clock) = if seed % 5 == 4 {
-        match run_two(&plan, sim, seed, mode.freeze, &store, seen).await {
+        match run_two(&plan, sim, seed, mode.freeze, &workers_store, seen).await {
             (Ok(result), broker, clock) => (Outcome { result, crashed_at: None }, broker, clock),
-            (Err(e), _, _) => return vec![format!("seed {seed} (two workers): {e}")],
+            (Err(e), _, _) => return vec![format!("seed {seed} (two workers):"), e],
         }
     } else {
-        run_with_crash(&plan, sim, crash_after, &store).await
+        run_with_crash(&plan, sim, crash_after, &workers_store).await
     };
+    for (name, count) in faulty.map(|f| f.faults_fired()).unwrap_or_default() {
+        seen.store_fired.hit_times(name, count);
+    }
     let settle = clock.now() + chrono::Duration::seconds(5);
     clock.sleep_until(settle).await;
     // The same plan on the same market, undisturbed: no faults, no crash.
@@ -223,9 +250,16 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
         }
     });
     check_items(&plan, result, &clean.result, &fills, &intents, &positions_after, seen, &mut problems);
-    // Redelivery of a completed plan: the ledger answers, the broker hears nothing.
+    // Redelivery of the plan: when the ledger holds it completed, the ledger answers and the
+    // broker hears nothing (the referee counts any order sent for it).
     let orders_before = orders.len();
-    broker.with_sim(|s| s.referee_mut().plan_completed(&plan.plan_id));
+    let runs = ledger.runs(Some(&plan.plan_id)).await.unwrap();
+    let completed = runs.iter().any(|r| r.status == RunStatus::Completed);
+    if completed {
+        broker.with_sim(|s| s.referee_mut().plan_completed(&plan.plan_id));
+    } else {
+        problems.push("the ledger does not hold the plan as completed after the run".into());
+    }
     match execute_recorded(plan.clone(), EngineConfig::default(), ports(&broker, &clock), worker(&store, "again"), None)
         .await
     {
@@ -361,6 +395,7 @@ fn suite(mode: &Mode, known: fn(&str) -> bool) -> (Vec<String>, Exercised) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let mut problems = runtime.block_on(check(seed, mode, &mut seen));
         problems.retain(|p| !known(p));
+        // The first line is the seed's header; a failure has at least one problem under it.
         if problems.len() > 1 {
             failures.push(problems.join("\n    "));
         }
@@ -369,6 +404,8 @@ fn suite(mode: &Mode, known: fn(&str) -> bool) -> (Vec<String>, Exercised) {
     println!("faults fired over {SEEDS} seeds: {}", fired.join(", "));
     let referee: Vec<String> = seen.referee.iter().map(|(name, n)| format!("{name} {n}")).collect();
     println!("referee: {}", referee.join(", "));
+    let store: Vec<String> = seen.store_fired.iter().map(|(name, n)| format!("{name} {n}")).collect();
+    println!("ledger store faults fired: {}", store.join(", "));
     println!(
         "two workers: {} seeds ({} with the first frozen past its lease): {} turned one away, {} both answered with a result",
         seen.two_workers, seen.paused, seen.turned_away, seen.both_ran
@@ -401,7 +438,7 @@ fn assert_every_fault_fired(faults: &FaultConfig, seen: &Exercised) {
 #[test]
 fn exactly_once_under_every_fault_and_a_crash_restart() {
     let faults = FaultConfig::heavy_known();
-    let (failures, seen) = suite(&Mode { faults: faults.clone(), freeze: false }, known_v1_hole);
+    let (failures, seen) = suite(&Mode { faults: faults.clone(), freeze: false, store: None }, known_v1_hole);
     assert!(
         failures.is_empty(),
         "{} of {SEEDS} seeds broke exactly-once:\n{}",
@@ -429,8 +466,16 @@ fn exactly_once_under_every_fault_and_a_crash_restart() {
 #[test]
 fn every_fault_of_the_test_bed_fires_in_the_chaos_suite() {
     let faults = FaultConfig::heavy();
-    let (_, seen) = suite(&Mode { faults: faults.clone(), freeze: true }, none_known);
+    let (_, seen) = suite(&Mode { faults: faults.clone(), freeze: true, store: Some(FaultPlan::moderate) }, none_known);
     assert_every_fault_fired(&faults, &seen);
+    for kind in ["slow", "fail_before", "fail_after"] {
+        assert!(
+            seen.store_fired.get(kind) >= 50,
+            "ledger store fault {kind} fired only {} times",
+            seen.store_fired.get(kind)
+        );
+    }
+    assert!(seen.paused >= 50, "{} workers frozen past their lease", seen.paused);
 }
 
 /// Engine core v1 after a crash/restart or a lost fill re-sends sells for shares already sold:
@@ -440,7 +485,8 @@ fn every_fault_of_the_test_bed_fires_in_the_chaos_suite() {
 #[test]
 #[ignore = "engine core v2: sells re-sent for shares already sold after a restart or a lost fill (oversell / short-sale attempts)"]
 fn sells_are_never_sent_for_shares_already_sold() {
-    let (failures, _) = suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false }, stale_ledger_order);
+    let (failures, _) =
+        suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false, store: None }, stale_ledger_order);
     assert!(
         failures.is_empty(),
         "{} seeds:\n{}",
@@ -458,7 +504,7 @@ fn sells_are_never_sent_for_shares_already_sold() {
 #[test]
 #[ignore = "engine core v2: the ledger's order records keep stale statuses and fill quantities after lost updates or a crash"]
 fn the_ledger_holds_every_orders_final_state() {
-    let (failures, _) = suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false }, sell_attempt);
+    let (failures, _) = suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false, store: None }, sell_attempt);
     assert!(
         failures.is_empty(),
         "{} seeds:\n{}",
@@ -480,7 +526,8 @@ fn the_ledger_holds_every_orders_final_state() {
 #[test]
 #[ignore = "engine core v2: fills booked twice when activity ids differ from execution ids, and late orders re-sent under a new id"]
 fn exactly_once_under_every_fault_of_the_test_bed() {
-    let (failures, _) = suite(&Mode { faults: FaultConfig::heavy(), freeze: true }, none_known);
+    let (failures, _) =
+        suite(&Mode { faults: FaultConfig::heavy(), freeze: true, store: Some(FaultPlan::moderate) }, none_known);
     assert!(
         failures.is_empty(),
         "{} of {SEEDS} seeds broke exactly-once:\n{}",
@@ -497,8 +544,28 @@ fn exactly_once_under_every_fault_of_the_test_bed() {
 #[test]
 #[ignore = "fenced lease: a worker frozen past its lease keeps acting on the broker after it resumes"]
 fn a_worker_frozen_past_its_lease_acts_no_more_once_it_resumes() {
-    let (failures, seen) = suite(&Mode { faults: FaultConfig::heavy_known(), freeze: true }, known_v1_hole);
+    let (failures, seen) =
+        suite(&Mode { faults: FaultConfig::heavy_known(), freeze: true, store: None }, known_v1_hole);
     assert!(seen.paused * 20 >= u32::try_from(SEEDS).unwrap(), "{} frozen workers", seen.paused);
+    assert!(
+        failures.is_empty(),
+        "{} of {SEEDS} seeds:\n{}",
+        failures.len(),
+        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Engine core v1 over a ledger store that fails at times (slow calls, 503s before a write is
+/// applied, lost answers after it was): a failed intent write fails its item for good ("ledger
+/// write failed, order not sent") and items end "phase deadline reached"; a failed write of the
+/// result leaves the plan not completed, so the redelivery resumes it and trades items the first
+/// run had stopped (the engine issue's item 10). About 300 of 1,000 seeds, e.g. seed 2: `JPM:
+/// ledger write failed, order not sent ... injected 503 SlowDown`.
+#[test]
+#[ignore = "engine core v2: ledger write failures fail items for good and a failed result write reopens the run"]
+fn a_ledger_store_that_fails_at_times_loses_no_item_and_reopens_nothing() {
+    let mode = Mode { faults: FaultConfig::heavy_known(), freeze: false, store: Some(FaultPlan::moderate) };
+    let (failures, _) = suite(&mode, known_v1_hole);
     assert!(
         failures.is_empty(),
         "{} of {SEEDS} seeds:\n{}",

@@ -18,6 +18,11 @@ impl Tally {
         *self.0.entry(name).or_insert(0) += 1;
     }
 
+    /// Counts `times` more `name`.
+    pub fn hit_times(&mut self, name: &'static str, times: u64) {
+        *self.0.entry(name).or_insert(0) += times;
+    }
+
     /// How often `name` was counted.
     pub fn get(&self, name: &str) -> u64 {
         self.0.get(name).copied().unwrap_or(0)
@@ -61,7 +66,7 @@ mod tests {
     fn counts_add_up_by_name() {
         let mut a = Tally::default();
         a.hit("late_order");
-        a.hit("late_order");
+        a.hit_times("late_order", 1);
         a.list("server_error");
         let mut b = Tally::default();
         b.hit("server_error");
