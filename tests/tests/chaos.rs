@@ -136,7 +136,8 @@ async fn run_two(
     let pause_at = Duration::from_millis(rng.below(10_000));
     let pause_for = lease + Duration::from_millis(10_000 + rng.below(50_000));
     // Redelivered at once, or (when the first freezes) while the first's lease has lapsed.
-    let late_start = pause_at + lease + Duration::from_millis(6_000 + rng.below(pause_for.as_millis() as u64 - 30_000));
+    let spare = u64::try_from(pause_for.saturating_sub(lease).as_millis()).unwrap();
+    let late_start = pause_at + lease + Duration::from_millis(6_000 + rng.below(spare));
     let frozen = rng.below(2) == 0 && may_freeze;
     let setup = TwoWorkers {
         second_starts_after: if frozen { late_start } else { Duration::from_millis(rng.below(10_000)) },
@@ -146,7 +147,7 @@ async fn run_two(
     };
     seen.two_workers += 1;
     seen.paused += u32::from(setup.first_paused.is_some());
-    let both = run_two_workers(plan, &EngineConfig::default(), &broker, &clock, store, "chaos", &setup).await;
+    let both = Box::pin(run_two_workers(plan, &EngineConfig::default(), &broker, &clock, store, "chaos", &setup)).await;
     // The answer of the worker that finished last stands (both may have finished the plan).
     let running_elsewhere = |r: &Result<ExecutionResult, RunError>| matches!(r, Err(RunError::AlreadyRunning { .. }));
     seen.turned_away += u32::from(running_elsewhere(&both.first) || running_elsewhere(&both.second));
@@ -226,19 +227,7 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
     seen.attempted += result.orders_placed;
     seen.completed += result.orders_succeeded;
 
-    // Every order final; no client order id twice.
-    let mut ids = BTreeSet::new();
-    for o in &orders {
-        if !ids.insert(o.client_order_id.clone()) {
-            problems.push(format!("client order id {} twice", o.client_order_id));
-        }
-        if !o.status.is_terminal() {
-            problems.push(format!("order {} still {}", o.client_order_id, o.status));
-        }
-        if !intents.iter().any(|i| i.client_order_id == o.client_order_id) {
-            problems.push(format!("order {} was sent without a recorded intent", o.client_order_id));
-        }
-    }
+    check_orders(&orders, &intents, &mut problems);
     // The ledger against the broker, field by field (orders and fills): what it finds is the
     // referee's `ledger_mismatch`.
     let ledger_orders = ledger.orders(&plan.plan_id).await.unwrap();
@@ -250,33 +239,7 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
         }
     });
     check_items(&plan, result, &clean.result, &fills, &intents, &positions_after, seen, &mut problems);
-    // Redelivery of the plan: when the ledger holds it completed, the ledger answers and the
-    // broker hears nothing (the referee counts any order sent for it).
-    let orders_before = orders.len();
-    let runs = ledger.runs(Some(&plan.plan_id)).await.unwrap();
-    let completed = runs.iter().any(|r| r.status == RunStatus::Completed);
-    if completed {
-        broker.with_sim(|s| s.referee_mut().plan_completed(&plan.plan_id));
-    } else {
-        problems.push("the ledger does not hold the plan as completed after the run".into());
-    }
-    match execute_recorded(plan.clone(), EngineConfig::default(), ports(&broker, &clock), worker(&store, "again"), None)
-        .await
-    {
-        Ok(again) if again.orders.len() == result.orders.len() => seen.redelivered += 1,
-        Ok(again) => problems.push(format!("the redelivered plan answered {} rows", again.orders.len())),
-        Err(e) => problems.push(format!("the redelivered plan was refused: {e}")),
-    }
-    let (after, referee, counts, fired) = broker.with_sim(|s| {
-        let referee: Vec<String> = s.referee().violations().iter().map(ToString::to_string).collect();
-        (s.orders().count(), referee, s.referee().counts(), s.faults_fired())
-    });
-    if after != orders_before {
-        problems.push(format!("{} orders sent for the completed plan", after - orders_before));
-    }
-    problems.extend(referee.into_iter().map(|v| format!("referee: {v}")));
-    seen.referee.add(&counts);
-    seen.fired.add(&fired);
+    redeliver(&plan, result, &broker, &clock, &store, seen, &mut problems).await;
     if !problems.is_empty() {
         problems.insert(
             0,
@@ -293,6 +256,64 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
         );
     }
     problems
+}
+
+/// Every order final, no client order id twice, none sent without a recorded intent.
+fn check_orders(
+    orders: &[tranche::domain::Order],
+    intents: &[tranche::ledger::OrderIntent],
+    problems: &mut Vec<String>,
+) {
+    let mut ids = BTreeSet::new();
+    for o in orders {
+        if !ids.insert(o.client_order_id.clone()) {
+            problems.push(format!("client order id {} twice", o.client_order_id));
+        }
+        if !o.status.is_terminal() {
+            problems.push(format!("order {} still {}", o.client_order_id, o.status));
+        }
+        if !intents.iter().any(|i| i.client_order_id == o.client_order_id) {
+            problems.push(format!("order {} was sent without a recorded intent", o.client_order_id));
+        }
+    }
+}
+
+/// Delivers the plan once more: when the ledger holds it completed, the ledger answers and the
+/// broker hears nothing (the referee counts any order sent for it). Then collects what the
+/// referee saw over the whole seed, and the faults that fired.
+async fn redeliver(
+    plan: &RebalancePlan,
+    result: &ExecutionResult,
+    broker: &SimulatedBroker,
+    clock: &Arc<dyn Clock>,
+    store: &Arc<dyn object_store::ObjectStore>,
+    seen: &mut Exercised,
+    problems: &mut Vec<String>,
+) {
+    let orders_before = broker.with_sim(|s| s.orders().count());
+    let runs = worker(store, "auditor").runs(Some(&plan.plan_id)).await.unwrap();
+    if runs.iter().any(|r| r.status == RunStatus::Completed) {
+        broker.with_sim(|s| s.referee_mut().plan_completed(&plan.plan_id));
+    } else {
+        problems.push("the ledger does not hold the plan as completed after the run".into());
+    }
+    match execute_recorded(plan.clone(), EngineConfig::default(), ports(broker, clock), worker(store, "again"), None)
+        .await
+    {
+        Ok(again) if again.orders.len() == result.orders.len() => seen.redelivered += 1,
+        Ok(again) => problems.push(format!("the redelivered plan answered {} rows", again.orders.len())),
+        Err(e) => problems.push(format!("the redelivered plan was refused: {e}")),
+    }
+    let (after, referee, counts, fired) = broker.with_sim(|s| {
+        let referee: Vec<String> = s.referee().violations().iter().map(ToString::to_string).collect();
+        (s.orders().count(), referee, s.referee().counts(), s.faults_fired())
+    });
+    if after != orders_before {
+        problems.push(format!("{} orders sent for the completed plan", after - orders_before));
+    }
+    problems.extend(referee.into_iter().map(|v| format!("referee: {v}")));
+    seen.referee.add(&counts);
+    seen.fired.add(&fired);
 }
 
 /// Per item: once in the result, result fills equal broker fills, no oversell, never more than
