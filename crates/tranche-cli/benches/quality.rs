@@ -28,7 +28,10 @@ fn main() {
             .args(["sim", "run", "--scenarios", seeds, "--strategy", strategy, "--faults", faults, "--json"])
             .output()
             .expect("the tranche binary runs");
-        assert!(out.status.success(), "sim run {strategy} {faults}: {}", String::from_utf8_lossy(&out.stderr));
+        // Exit 1 with a report is a run whose referee saw violations: a finding the page shows,
+        // not a failure of the benchmark.
+        let reported = out.status.success() || (out.status.code() == Some(1) && !out.stdout.is_empty());
+        assert!(reported, "sim run {strategy} {faults}: {}", String::from_utf8_lossy(&out.stderr));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sim run --json prints one object");
         println!(
             "quality  {strategy:<12} faults {faults:<5}  mean slippage {:>6.2} bps  completion {:>5.1} %  violations {}",
