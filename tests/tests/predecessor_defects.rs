@@ -42,7 +42,7 @@ async fn d1_a_rejected_market_order_is_a_failure_and_a_filled_one_carries_its_id
         Decimal::ONE.into(),
         Some("999.00".parse().unwrap()),
     );
-    broker.with_sim(|s| s.submit(&foreign)).unwrap();
+    broker.with_sim(|s| s.submit_as_user(&foreign)).unwrap();
     let engine = EngineConfig { strategy: Strategy::Market, ..EngineConfig::default() };
     let (result, record) = run_on_broker(plan.clone(), engine, &broker, &clock, None).await;
 
