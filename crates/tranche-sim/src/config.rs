@@ -285,9 +285,12 @@ pub struct FaultConfig {
     pub quote_gap_ppm: u32,
     /// How long a quote gap lasts, in milliseconds.
     pub quote_gap_ms: u64,
-    /// A submit is answered with a gateway timeout (504) but the broker creates the order
-    /// 0.5 s to `late_order_max_ms` later; until then a lookup by client order id says 404.
+    /// A submit is answered with a gateway timeout (504) but the broker creates the order 0.5 s
+    /// to `late_order_max_ms` later; until then a lookup by client order id says 404.
     pub late_order_ppm: u32,
+    /// The same for a replace: answered 504, applied 0.5 s to `late_order_max_ms` later (or
+    /// dropped if the order closed meanwhile).
+    pub late_replace_ppm: u32,
     /// The longest delay of a late order, in milliseconds (default 30,000).
     pub late_order_max_ms: u64,
     /// An order is routed slowly: it stays `accepted`, then `pending_new` (both reported on
@@ -316,6 +319,7 @@ impl FaultConfig {
             quote_gap_ppm: 0,
             quote_gap_ms: 0,
             late_order_ppm: 0,
+            late_replace_ppm: 0,
             late_order_max_ms: 30_000,
             slow_routing_ppm: 0,
             activity_ids_unrelated: false,
@@ -339,6 +343,7 @@ impl FaultConfig {
             quote_gap_ppm: 2_000,
             quote_gap_ms: 10_000,
             late_order_ppm: 2_000,
+            late_replace_ppm: 5_000,
             late_order_max_ms: 30_000,
             slow_routing_ppm: 10_000,
             activity_ids_unrelated: false,
@@ -362,6 +367,7 @@ impl FaultConfig {
             quote_gap_ppm: 10_000,
             quote_gap_ms: 15_000,
             late_order_ppm: 20_000,
+            late_replace_ppm: 500_000,
             late_order_max_ms: 30_000,
             slow_routing_ppm: 50_000,
             activity_ids_unrelated: true,
@@ -372,7 +378,13 @@ impl FaultConfig {
     /// activity ids unrelated to execution ids, slow routing with its replace refusals): what
     /// the exactly-once chaos suite holds the engine to until it closes those holes.
     pub fn heavy_known() -> Self {
-        Self { late_order_ppm: 0, activity_ids_unrelated: false, slow_routing_ppm: 0, ..Self::heavy() }
+        Self {
+            late_order_ppm: 0,
+            late_replace_ppm: 0,
+            activity_ids_unrelated: false,
+            slow_routing_ppm: 0,
+            ..Self::heavy()
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) enum Action {
     ReplaceArrive(usize, usize),
     /// The session closes: DAY orders expire.
     Close,
+    /// A replace answered with a timeout reaches the broker (index into `late_replaces`).
+    LateReplace(usize),
     /// A slowly routed order becomes `pending_new`.
     Route(usize),
     /// An order whose submit was answered with a timeout is created now (index into `late`).
@@ -112,6 +114,8 @@ pub struct Sim {
     pub(crate) requests: u64,
     /// Submits answered with a timeout whose orders the broker creates later.
     pub(crate) late: Vec<crate::orders::LateOrder>,
+    /// Replaces answered with a timeout that reach the broker later: (old order, request).
+    pub(crate) late_replaces: Vec<(usize, tranche_domain::ReplaceRequest)>,
     /// How often each injected fault fired (the outbox counts its own).
     pub(crate) fired: crate::tally::Tally,
     /// The observer of Tranche's promises.
@@ -166,6 +170,7 @@ impl Sim {
             exec_seq: 0,
             requests: 0,
             late: Vec::new(),
+            late_replaces: Vec::new(),
             fired: crate::tally::Tally::default(),
             referee: crate::referee::Referee::default(),
             config,
@@ -308,6 +313,7 @@ impl Sim {
             Action::Close => self.close_session(),
             Action::LateCreate(i) => self.create_late(i),
             Action::Route(i) => self.route(i),
+            Action::LateReplace(i) => self.replace_late(i),
         }
     }
 

@@ -464,6 +464,36 @@ impl Sim {
                 return Err(e);
             }
         };
+        if self.rng.chance_ppm(self.config.faults.late_replace_ppm) {
+            // The gateway gives up; the replace reaches the broker later (or finds the order
+            // closed by then and is dropped).
+            self.fired.hit("late_replace");
+            let span = self.config.faults.late_order_max_ms.max(500) - 500;
+            let delay = 500 + self.rng.below(span + 1);
+            let at = self.after_ms(delay);
+            self.late_replaces.push((old, req.clone()));
+            self.schedule_at(at, Action::LateReplace(self.late_replaces.len() - 1));
+            let cid = self.orders[old].order.client_order_id.clone();
+            self.record(|| format!("replace {cid} TIMEOUT late replace"));
+            return Err(SimError::ServerError { status: 504 });
+        }
+        Ok(self.apply_replace(old, req, qty, limit))
+    }
+
+    /// A late replace reaches the broker: applied as if sent now when it is still valid.
+    pub(crate) fn replace_late(&mut self, index: usize) {
+        let Some((old, req)) = self.late_replaces.get(index).cloned() else { return };
+        match self.validate_replace(old, &req) {
+            Ok((qty, limit)) => {
+                self.record(|| format!("late replace {} applied", req.client_order_id));
+                self.apply_replace(old, &req, qty, limit);
+            }
+            Err(e) => self.record(|| format!("late replace {} dropped: {e}", req.client_order_id)),
+        }
+    }
+
+    /// Creates the replacement of order `old` (validated) and sends the replace to the venue.
+    fn apply_replace(&mut self, old: usize, req: &ReplaceRequest, qty: Decimal, limit: Option<Price>) -> Order {
         let slot = self.orders[old].slot;
         let side = self.orders[old].order.side;
         let mut order = self.orders[old].order.clone();
@@ -500,7 +530,7 @@ impl Sim {
         self.schedule_at(at, Action::ReplaceArrive(old, index));
         let cid = self.orders[old].order.client_order_id.clone();
         self.record(|| format!("replace {} -> {} qty {qty} limit {limit:?}", cid, order.client_order_id));
-        Ok(order)
+        order
     }
 
     fn validate_replace(&mut self, old: usize, req: &ReplaceRequest) -> Result<(Decimal, Option<Price>), SimError> {

@@ -252,6 +252,11 @@ impl Sim {
             self.referee.flag(ViolationKind::ClientOrderIdReused, &req.client_order_id, now, detail);
         }
         self.judge_price(&req.client_order_id, req.limit_price);
+        if old_order.status.is_terminal() {
+            // A replace of a closed order (it filled or was canceled meanwhile) commits nothing:
+            // the broker refuses it whatever it asks.
+            return;
+        }
         let qty = req.qty.map_or(self.orders[old].qty, tranche_domain::Qty::get);
         match old_order.side {
             Side::Sell => {
@@ -260,9 +265,8 @@ impl Sim {
             }
             Side::Buy => {
                 let limit = req.limit_price.or(old_order.limit_price);
-                let filled = old_order.filled_qty.get();
-                let cost =
-                    self.buy_cost(&old_order.symbol, old_order.order_type, limit, (qty - filled).max(Decimal::ZERO));
+                // The replacement is a new order for `qty` (what the old one filled stays filled).
+                let cost = self.buy_cost(&old_order.symbol, old_order.order_type, limit, qty);
                 let held = self.orders[old].leaves() * self.orders[old].reserve_price;
                 self.judge_cash(&req.client_order_id, cost, held);
             }
@@ -376,22 +380,17 @@ impl Sim {
         qty.checked_mul(price).unwrap_or(Decimal::MAX)
     }
 
-    /// A buy costing `cost` on top of every open buy (less `released`, what it replaces).
+    /// A buy costing `cost` on top of what open buys hold (as the broker holds it: the larger of
+    /// an order and its pending replacement), less `released`, what it replaces.
     fn judge_cash(&mut self, id: &ClientOrderId, cost: Decimal, released: Decimal) {
         if self.referee.allow_margin || self.referee.plan_of(id).is_none() {
             return;
         }
-        let committed: Decimal = self
-            .open
-            .iter()
-            .map(|&i| &self.orders[i])
-            .filter(|o| o.order.side == Side::Buy)
-            .map(|o| o.leaves().checked_mul(o.reserve_price).unwrap_or(Decimal::MAX))
-            .sum();
+        let committed = self.reserved();
         let cash = self.account.cash;
         let need = cost.saturating_add(committed).saturating_sub(released);
         if need > cash {
-            let detail = format!("{id} would commit {need} with {cash} cash (margin)");
+            let detail = format!("{id} would commit {need} with {cash} cash (margin; itself {cost}, open buys {committed}, released {released})");
             self.referee.flag(ViolationKind::MarginUsed, id, self.now, detail);
         }
     }

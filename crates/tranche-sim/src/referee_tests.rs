@@ -287,6 +287,11 @@ fn a_slowly_routed_order_reports_accepted_and_pending_new_and_refuses_a_replace_
         Err(SimError::Reject { message, .. }) => assert_eq!(message, "unable to replace order, order is not open"),
         other => panic!("{other:?}"),
     }
+    assert!(
+        sim.referee().violations().is_empty(),
+        "a refused replace of a closed order commits nothing: {:?}",
+        sim.referee().violations()
+    );
 }
 
 #[test]
@@ -373,4 +378,49 @@ fn odd_fractional_positions_of_non_fractionable_assets_and_the_one_dollar_minimu
     sim.submit(&order("e2", "EDZ", Side::Sell, "40", None)).expect("the whole shares sell");
     let tiny = sim.submit(&order("a1", "AAPL", Side::Sell, "0.001", None)).unwrap_err();
     assert!(tiny.to_string().contains("minimal amount of order 1"), "{tiny}");
+}
+
+#[test]
+fn a_late_replace_is_applied_after_its_timeout_or_dropped_when_the_order_closed_meanwhile() {
+    let mut sim = sim();
+    let first = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    sim.set_faults(crate::FaultConfig {
+        late_replace_ppm: 1_000_000,
+        late_order_max_ms: 5_000,
+        ..crate::FaultConfig::none()
+    });
+    let replace = ReplaceRequest {
+        qty: Some(Qty::new(Decimal::from(9))),
+        limit_price: None,
+        time_in_force: None,
+        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, 1)),
+    };
+    assert_eq!(sim.replace(&first.id, &replace), Err(SimError::ServerError { status: 504 }));
+    assert!(sim.order_by_client_id(&replace.client_order_id).is_err(), "not applied yet");
+    assert_eq!(sim.order(&first.id).unwrap().status, OrderStatus::New);
+    sim.set_faults(crate::FaultConfig::none());
+    run_for(&mut sim, 6);
+    assert_eq!(sim.order(&first.id).unwrap().status, OrderStatus::Replaced, "applied late");
+    assert!(sim.order_by_client_id(&replace.client_order_id).unwrap().status.is_open());
+    assert_eq!(sim.faults_fired().get("late_replace"), 1);
+
+    // The same, but the order is canceled before the replace arrives: the replace is dropped.
+    let second = sim.order_by_client_id(&replace.client_order_id).unwrap();
+    sim.set_faults(crate::FaultConfig {
+        late_replace_ppm: 1_000_000,
+        late_order_max_ms: 5_000,
+        ..crate::FaultConfig::none()
+    });
+    let again = ReplaceRequest {
+        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, 2)),
+        qty: Some(Qty::new(Decimal::from(8))),
+        ..replace
+    };
+    assert!(sim.replace(&second.id, &again).is_err());
+    sim.set_faults(crate::FaultConfig::none());
+    sim.cancel(&second.id).unwrap();
+    run_for(&mut sim, 6);
+    assert!(sim.order_by_client_id(&again.client_order_id).is_err(), "never applied");
+    assert_eq!(sim.order(&second.id).unwrap().status, OrderStatus::Canceled);
 }

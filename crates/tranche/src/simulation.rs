@@ -189,7 +189,7 @@ pub fn net_traded(fills: &[Fill]) -> BTreeMap<Symbol, Decimal> {
 
 /// Symbols scenarios draw from: large caps, ETFs, non-fractionable and sub-dollar names, and
 /// synthetic symbols with derived profiles.
-const POOL: &[&str] = &[
+pub const POOL: &[&str] = &[
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "BRK.B", "JPM", "SPY", "QQQ", "IWM", "TLT", "GLD", "EDZ", "SQQQ",
     "SOXL", "F", "PLUG", "NIO", "SIRI", "XA", "XB", "XC", "XD", "XE", "XF",
 ];

@@ -137,12 +137,8 @@ pub async fn run_two_workers(
             Some(copy) => Box::new(copy),
             None => Box::new(broker.order_events()),
         };
-        let ports = Ports {
-            broker: Arc::new(broker.broker()),
-            events,
-            quotes: Arc::new(broker.quote_feed()),
-            clock: own,
-        };
+        let ports =
+            Ports { broker: Arc::new(broker.broker()), events, quotes: Arc::new(broker.quote_feed()), clock: own };
         execute_recorded(plan.clone(), engine.clone(), ports, Arc::new(ledger), None)
     };
     let first = worker("worker-a", chrono::Duration::zero());
