@@ -171,6 +171,10 @@ pub struct MarketConfig {
     pub stale_ppm: u32,
     /// How long a stall lasts, in milliseconds (default 8000).
     pub stale_ms: u64,
+    /// Most symbols the quote stream carries at once, as Alpaca's `iex` feed allows 30 on the
+    /// Basic plan; a subscribe past it is refused (error 405) and changes nothing (default 0:
+    /// no limit).
+    pub stream_symbol_limit: usize,
 }
 
 impl Default for MarketConfig {
@@ -185,6 +189,7 @@ impl Default for MarketConfig {
             zero_ppm: 0,
             stale_ppm: 0,
             stale_ms: 8000,
+            stream_symbol_limit: 0,
         }
     }
 }

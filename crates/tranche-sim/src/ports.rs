@@ -273,8 +273,21 @@ impl std::fmt::Debug for SimQuoteFeed {
 #[async_trait]
 impl QuoteFeed for SimQuoteFeed {
     async fn subscribe(&self, symbols: &[Symbol]) -> Result<(), BrokerError> {
-        self.shared.with(|sim| symbols.iter().for_each(|s| sim.subscribe(s)));
-        Ok(())
+        self.shared.with(|sim| {
+            let limit = sim.config().market.stream_symbol_limit;
+            let new: std::collections::BTreeSet<&Symbol> =
+                symbols.iter().filter(|s| !sim.subscriptions.contains_key(*s)).collect();
+            if limit > 0 && sim.subscriptions.len() + new.len() > limit {
+                // Alpaca's answer on the stream: error 405, the subscriptions stay as they were.
+                return Err(BrokerError::Rejected {
+                    reason: tranche_broker::RejectReason::Other,
+                    code: Some(405),
+                    message: format!("symbol limit exceeded: the feed carries at most {limit} symbols"),
+                });
+            }
+            symbols.iter().for_each(|s| sim.subscribe(s));
+            Ok(())
+        })
     }
 
     async fn release(&self, symbols: &[Symbol]) {

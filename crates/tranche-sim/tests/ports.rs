@@ -133,3 +133,23 @@ async fn stream_outages_are_announced_with_a_gap() {
     assert_eq!(events.next_event().await, Some(StreamEvent::Up));
     assert!(sim.with_sim(|s| s.lost_updates()) >= 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_subscribe_past_the_feeds_symbol_limit_is_refused_and_changes_nothing() {
+    let mut config = SimConfig::default();
+    config.market.stream_symbol_limit = 3;
+    let (broker, _clock) = start(config);
+    let feed = broker.quote_feed();
+    feed.subscribe(&[sym("AAPL"), sym("MSFT")]).await.unwrap();
+    feed.subscribe(&[sym("AAPL")]).await.expect("a symbol already carried costs nothing");
+    let refused = feed.subscribe(&[sym("SPY"), sym("QQQ")]).await.unwrap_err();
+    match refused {
+        BrokerError::Rejected { code: Some(405), message, .. } => {
+            assert!(message.contains("symbol limit"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(broker.with_sim(|s| s.subscription_count()), 2, "unchanged");
+    feed.subscribe(&[sym("SPY")]).await.expect("the third fits");
+    assert_eq!(broker.with_sim(|s| s.subscription_count()), 3);
+}

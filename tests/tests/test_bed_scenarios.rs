@@ -1,7 +1,7 @@
-//! Holes that the test bed's new broker behaviours found in engine core v1, each as a small
-//! scenario on the simulator with the broker's referee watching. They stay ignored until the
-//! engine work ("engine core v2") closes them; `cargo test -p tranche-tests --test
-//! test_bed_holes -- --ignored` runs them.
+//! The test bed's new broker behaviours as small scenarios on the simulator, with the broker's
+//! referee watching. Those that found a hole in engine core v1 stay ignored until the engine
+//! work ("engine core v2") closes it (`cargo test -p tranche-tests --test test_bed_scenarios --
+//! --ignored` runs them); the others hold the engine to the behaviour now.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,4 +63,29 @@ async fn an_order_created_late_is_never_doubled() {
     let violations = check_run(&plan, &result, &record);
     assert!(violations.is_empty(), "{violations:?}");
     assert_eq!(result.orders[0].outcome, ItemOutcome::Filled, "{:?}", result.orders[0]);
+}
+
+/// The quote stream carries fewer symbols than the plan has (Alpaca's `iex` feed: 30 on the
+/// Basic plan); here 3 for a 6-symbol plan. Every item must still be worked, from REST quotes
+/// where the stream refuses the symbol.
+#[tokio::test(start_paused = true)]
+async fn a_plan_larger_than_the_feeds_symbol_limit_is_still_worked_whole() {
+    let rows = [
+        ("AAPL", "BUY", "2000", "0", "0.1"),
+        ("MSFT", "BUY", "2000", "0", "0.1"),
+        ("SPY", "BUY", "2000", "0", "0.1"),
+        ("QQQ", "BUY", "2000", "0", "0.1"),
+        ("JPM", "BUY", "2000", "0", "0.1"),
+        ("TLT", "BUY", "2000", "0", "0.1"),
+    ];
+    let plan = plan("feed1", &rows, "20000");
+    let mut sim = SimConfig::default();
+    sim.account.starting_cash = "20000".parse().unwrap();
+    sim.market.stream_symbol_limit = 3;
+    let (result, record) = run_on_sim(plan.clone(), EngineConfig::default(), sim, None).await.unwrap();
+    let violations = check_run(&plan, &result, &record);
+    assert!(violations.is_empty(), "{violations:?}");
+    for row in &result.orders {
+        assert_eq!(row.outcome, ItemOutcome::Filled, "{row:?}");
+    }
 }
