@@ -285,7 +285,9 @@ impl QuoteFeed for SimQuoteFeed {
                     message: format!("symbol limit exceeded: the feed carries at most {limit} symbols"),
                 });
             }
-            symbols.iter().for_each(|s| sim.subscribe(s));
+            for symbol in symbols {
+                sim.subscribe(symbol);
+            }
             Ok(())
         })
     }
