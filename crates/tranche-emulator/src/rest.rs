@@ -43,6 +43,12 @@ fn error(status: u16, code: u64, message: &str) -> Response {
 /// A simulator refusal as Alpaca answers it.
 fn sim_error(e: SimError) -> Response {
     match e {
+        SimError::Reject { status, code, message, detail: Some(detail), .. } => {
+            let mut body = render::error(code, &message);
+            body["reject_reason"] = detail.reject_reason.into();
+            body["existing_order_id"] = detail.existing_order_id.into();
+            reply(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), body)
+        }
         SimError::Reject { status, code, message, .. } => error(status, code, &message),
         SimError::NotFound { message } => error(404, 40_410_000, &message),
         SimError::RateLimited { retry_after } => {

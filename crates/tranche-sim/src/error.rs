@@ -20,6 +20,9 @@ pub enum SimError {
         message: String,
         /// The classified reason.
         reason: RejectReason,
+        /// Alpaca's `reject_reason` and `existing_order_id` on a wash-trade refusal (the
+        /// opposite-side order in the way), when there is one.
+        detail: Option<WashTradeDetail>,
     },
     /// No such order, position or asset.
     #[error("404 40410000: {message}")]
@@ -48,10 +51,20 @@ pub enum SimError {
     },
 }
 
+/// Which opposite-side order stood in the way of an order refused as a potential wash trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WashTradeDetail {
+    /// Alpaca's `reject_reason`: "opposite side market/stop order exists" or "opposite side
+    /// limit order exists".
+    pub reject_reason: &'static str,
+    /// The broker id of the order in the way.
+    pub existing_order_id: String,
+}
+
 impl SimError {
     /// A rejection with Alpaca's status, code and message.
     pub fn reject(status: u16, code: u64, reason: RejectReason, message: impl Into<String>) -> Self {
-        Self::Reject { status, code, message: message.into(), reason }
+        Self::Reject { status, code, message: message.into(), reason, detail: None }
     }
 
     /// The error as the port reports it. `mutation` says whether the request changes state

@@ -41,7 +41,7 @@ pub use config::{
     StartPosition, SymbolRules, UserOrder,
 };
 pub use core::Sim;
-pub use error::SimError;
+pub use error::{SimError, WashTradeDetail};
 pub use ports::{SimBroker, SimOrderEvents, SimQuoteFeed, SimulatedBroker};
 pub use referee::{count_violations, Referee, Violation, ViolationKind};
 pub use rng::Rng;

@@ -91,7 +91,7 @@ impl Sim {
         limit: Option<Price>,
         except: Option<usize>,
     ) -> Result<(), SimError> {
-        let conflict = self.open.iter().filter(|&&i| Some(i) != except).map(|&i| &self.orders[i].order).any(|o| {
+        let conflict = self.open.iter().filter(|&&i| Some(i) != except).map(|&i| &self.orders[i].order).find(|o| {
             if &o.symbol != symbol || o.side == side {
                 return false;
             }
@@ -103,13 +103,21 @@ impl Sim {
                 _ => true,
             }
         });
-        if conflict {
-            return Err(reject(
-                FORBIDDEN,
-                CODE_403,
-                RejectReason::WashTrade,
-                "potential wash trade detected. use complex orders",
-            ));
+        if let Some(existing) = conflict {
+            let reject_reason = match existing.order_type {
+                OrderType::Limit => "opposite side limit order exists",
+                _ => "opposite side market/stop order exists",
+            };
+            return Err(SimError::Reject {
+                status: FORBIDDEN,
+                code: CODE_403,
+                message: "potential wash trade detected. use complex orders".into(),
+                reason: RejectReason::WashTrade,
+                detail: Some(crate::error::WashTradeDetail {
+                    reject_reason,
+                    existing_order_id: existing.id.as_str().to_owned(),
+                }),
+            });
         }
         Ok(())
     }

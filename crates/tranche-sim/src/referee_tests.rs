@@ -340,6 +340,12 @@ fn the_users_own_orders_rest_stops_trigger_and_the_wash_trade_rule_fires_against
     assert!(sell.to_string().contains("potential wash trade detected"), "{sell}");
     let buy = sim.submit(&order(&id("EDZ", Side::Buy, 0), "EDZ", Side::Buy, "1", Some("1.00"))).unwrap_err();
     assert!(buy.to_string().contains("potential wash trade detected"), "{buy}");
+    let reasons = |e: &SimError| match e {
+        SimError::Reject { detail: Some(d), .. } => d.reject_reason,
+        _ => "",
+    };
+    assert_eq!(reasons(&sell), "opposite side limit order exists");
+    assert_eq!(reasons(&buy), "opposite side market/stop order exists");
     // A sell that cannot cross the user's buy is fine.
     let above = (q.ask.get() + Decimal::from(30)).round_dp(2).to_string();
     sim.submit(&order(&id("AAPL", Side::Sell, 1), "AAPL", Side::Sell, "1", Some(&above))).unwrap();
