@@ -143,6 +143,12 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("--ledger: {e}")),
     };
+    // The simulator's runtime runs in virtual time with no I/O driver: a ledger that talks to
+    // the network (S3) does its I/O on a real-time runtime of its own, taking no virtual time.
+    let ledger = match ledger.map(tranche::ledger::OnOwnRuntime::for_virtual_time).transpose() {
+        Ok(l) => l.map(|l| Arc::new(l) as Arc<dyn tranche::ledger::Ledger>),
+        Err(e) => return fail_before_run(target.as_ref(), exit::FAILURE, &format!("--ledger: {e}")),
+    };
     let recording = report::Recording::new();
     let quiet = options.quiet;
     let outcome: Result<ExecutionResult, RunError> = runtime.block_on(async {

@@ -8,6 +8,8 @@
 //! - `ObjectLedger` (feature `s3`): S3 and compatible stores; every record its own object,
 //!   a plan lease by conditional create, and each finished run archived whole under
 //!   `trade-ledgers/YYYY/MM/DD/`.
+//! - `OnOwnRuntime` (feature `s3`): any ledger served from a runtime of its own, for callers
+//!   whose runtime has no I/O driver or runs in virtual time (the embedded simulator).
 //! - `faults` (feature `faults`, for tests): seeded fault injection, `FaultyStore` over any
 //!   object store and `FaultyLedger` over any ledger.
 //!
@@ -19,6 +21,8 @@ pub mod faults;
 mod model;
 #[cfg(feature = "s3")]
 mod object;
+#[cfg(feature = "s3")]
+mod own_runtime;
 mod port;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -28,6 +32,8 @@ pub use model::{
 };
 #[cfg(feature = "s3")]
 pub use object::{s3_store, ObjectLedger, S3Settings, TimeSource, DEFAULT_LEASE};
+#[cfg(feature = "s3")]
+pub use own_runtime::OnOwnRuntime;
 pub use port::Ledger;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteLedger;
