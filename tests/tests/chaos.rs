@@ -1,13 +1,19 @@
 //! Exactly-once under chaos: simulator faults on (dropped, duplicated, delayed and reordered
 //! updates, stream outages, 5xx, 429, submits that time out before or after taking effect,
-//! quote gaps, slow routing with replaces refused, and in the full test bed late orders and
-//! activity ids unrelated to execution ids), plus a crash of the engine at a random moment
-//! followed by a restart of the same plan id against the same broker and ledger, and a
-//! redelivery of the completed plan. Checked for every seed: the broker's referee saw nothing
-//! (no second working order, no buy before the sells, no oversell or short sale, no reused id,
-//! no order for the completed plan, ...), ledger fills equal broker fills, every order final,
-//! every item once, and each item traded exactly what the run set out to trade. Every fault the
-//! suite turns on must have fired at least 50 times.
+//! quote gaps; in the full test bed also late orders and replaces, slow routing, activity ids
+//! unrelated to execution ids, ledger store faults and a worker frozen past its lease), plus a
+//! crash of the engine at a random moment followed by a restart of the same plan id against the
+//! same broker and ledger, two workers on one plan, and a redelivery of the completed plan.
+//! Checked for every seed: the broker's referee saw nothing (no second working order, no buy
+//! before the sells, no margin, no reused id, no order for the completed plan, ...), the ledger
+//! equals the broker field by field, every order final, every item once, and each item traded
+//! exactly what the run set out to trade. Every fault a suite turns on must have fired at least
+//! 50 times.
+//!
+//! What engine core v1 is known to break is named, not hidden: the CI suite leaves out the
+//! faults it cannot survive (`FaultConfig::heavy_known`) and one finding, by its exact wording
+//! (the ledger's order records stale or missing); the ignored tests below hold the engine to
+//! all of it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -130,7 +136,7 @@ async fn run_two(
     may_freeze: bool,
     store: &Arc<dyn object_store::ObjectStore>,
     seen: &mut Exercised,
-) -> (Result<ExecutionResult, String>, SimulatedBroker, Arc<dyn Clock>) {
+) -> (Result<(ExecutionResult, Vec<String>), String>, SimulatedBroker, Arc<dyn Clock>) {
     let (broker, clock) = start_sim(sim).unwrap();
     broker.with_sim(|s| s.referee_mut().watch(plan));
     let mut rng = Rng::derive(seed, "workers");
@@ -154,12 +160,21 @@ async fn run_two(
     let running_elsewhere = |r: &Result<ExecutionResult, RunError>| matches!(r, Err(RunError::AlreadyRunning { .. }));
     seen.turned_away += u32::from(running_elsewhere(&both.first) || running_elsewhere(&both.second));
     seen.both_ran += u32::from(both.first.is_ok() && both.second.is_ok());
+    // A worker may only be turned away ("running elsewhere"); any other error is a finding.
+    let mut errors = Vec::new();
+    for (name, outcome) in [("first", &both.first), ("second", &both.second)] {
+        if let Err(e) = outcome {
+            if !running_elsewhere(outcome) {
+                errors.push(format!("the {name} worker failed: {e}"));
+            }
+        }
+    }
     let result = match (both.first, both.second) {
         (Ok(a), Ok(b)) => Ok(if b.execution_timestamp >= a.execution_timestamp { b } else { a }),
         (Ok(r), Err(_)) | (Err(_), Ok(r)) => Ok(r),
         (Err(a), Err(b)) => Err(format!("neither worker finished: {a}; {b}")),
     };
-    (result, broker, clock)
+    (result.map(|r| (r, errors)), broker, clock)
 }
 
 /// What a suite runs: the faults, and whether a worker of a two-worker seed may freeze past its
@@ -190,9 +205,13 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
         Some(f) => Arc::clone(f) as Arc<dyn object_store::ObjectStore>,
         None => Arc::clone(&store),
     };
+    let mut worker_errors = Vec::new();
     let (outcome, broker, clock) = if seed % 5 == 4 {
         match run_two(&plan, sim, seed, mode.freeze, &workers_store, seen).await {
-            (Ok(result), broker, clock) => (Outcome { result, crashed_at: None }, broker, clock),
+            (Ok((result, errors)), broker, clock) => {
+                worker_errors = errors;
+                (Outcome { result, crashed_at: None }, broker, clock)
+            }
             (Err(e), _, _) => return vec![format!("seed {seed} (two workers):"), e],
         }
     } else {
@@ -224,7 +243,7 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
         )
     });
     let result = &outcome.result;
-    let mut problems = Vec::new();
+    let mut problems = worker_errors;
     if outcome.crashed_at.is_some() && !intents.is_empty() {
         seen.crashed_with_orders += 1;
     }
@@ -393,21 +412,18 @@ fn check_items(
     }
 }
 
-/// Referee findings of engine core v1, held to zero by the ignored tests below: after a
-/// crash/restart or a lost fill a sell is re-sent for shares already sold (the broker refuses
-/// it, so no position ever goes short, but the attempt is an oversell or a short sale); and the
-/// ledger's order records stop at the last status the engine saw (`pending_cancel`, `accepted`,
-/// `partially_filled` ...) when later updates were lost or the run crashed.
+/// The finding of engine core v1 that the CI suite leaves out, held to zero by the ignored test
+/// below: the ledger's order records stop at the last status the engine saw (`pending_cancel`,
+/// `accepted`, `partially_filled` ...) when later updates were lost or the run crashed, and an
+/// order whose submit answer was lost may have no record at all.
 fn known_v1_hole(problem: &str) -> bool {
-    sell_attempt(problem) || stale_ledger_order(problem)
-}
-
-fn sell_attempt(problem: &str) -> bool {
-    problem.starts_with("referee: oversell") || problem.starts_with("referee: short_sale")
+    stale_ledger_order(problem)
 }
 
 fn stale_ledger_order(problem: &str) -> bool {
-    problem.starts_with("referee: ledger_mismatch") && problem.contains(": order ")
+    let stale = [": ledger status ", ": ledger filled qty ", ": ledger average price "];
+    let missing = problem.contains(": order ") && problem.ends_with(" is at the broker but not in the ledger");
+    problem.starts_with("referee: ledger_mismatch") && (missing || stale.iter().any(|f| problem.contains(f)))
 }
 
 /// The ledger store's faults in the full test bed: slow calls, 503s before a write is applied,
@@ -514,33 +530,18 @@ fn every_fault_of_the_test_bed_fires_in_the_chaos_suite() {
     assert!(seen.paused >= 50, "{} workers frozen past their lease", seen.paused);
 }
 
-/// Engine core v1 after a crash/restart or a lost fill re-sends sells for shares already sold:
-/// the referee sees the attempt though the broker refuses it (e.g. seed 455, crash at 4.9 s:
-/// `tr-...-XA-s2 sells 3127 XA with 1684 available`; seed 782, no crash: `XA-s1 sells 25 XA with
-/// nothing held`; seeds 434 and 666 likewise).
-#[test]
-#[ignore = "engine core v2: sells re-sent for shares already sold after a restart or a lost fill (oversell / short-sale attempts)"]
-fn sells_are_never_sent_for_shares_already_sold() {
-    let (failures, _) =
-        suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false, store: None }, stale_ledger_order);
-    assert!(
-        failures.is_empty(),
-        "{} seeds:\n{}",
-        failures.len(),
-        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
-    );
-}
-
 /// Engine core v1 records an order in the ledger when it learns of a change, so a record stops at
 /// the last status the engine saw: after a crash, or when the final update was lost and the
 /// order was reconciled without being recorded again, the ledger says `pending_cancel`,
 /// `accepted` or `partially_filled` where the broker says `canceled` or `filled` (in about half
 /// of the seeds, e.g. seed 0: `tr-...-NIO-b0: ledger status pending_cancel, broker canceled`;
-/// seed 1: `tr-...-XD-s0: ledger filled qty 7200, broker 9990`). The fills themselves agree.
+/// seed 1: `tr-...-XD-s0: ledger filled qty 7200, broker 9990`); a few orders have no record
+/// at all (seed 476: `tr-...-BRK_0B-s0 is at the broker but not in the ledger`). The fills
+/// themselves agree.
 #[test]
 #[ignore = "engine core v2: the ledger's order records keep stale statuses and fill quantities after lost updates or a crash"]
 fn the_ledger_holds_every_orders_final_state() {
-    let (failures, _) = suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false, store: None }, sell_attempt);
+    let (failures, _) = suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false, store: None }, none_known);
     assert!(
         failures.is_empty(),
         "{} seeds:\n{}",
@@ -549,16 +550,19 @@ fn the_ledger_holds_every_orders_final_state() {
     );
 }
 
-/// Engine core v1 under the whole test bed. Holes it shows (see the closing note of the test-bed
-/// issue; engine issue items 1 and 12), besides the sell attempts above:
+/// Engine core v1 under the whole test bed (late orders and replaces, slow routing, unrelated
+/// activity ids, ledger store faults, a worker frozen past its lease), besides the holes of the
+/// ignored tests above and below. What it shows (engine issue items 1, 10 and 12):
 /// - activity ids unrelated to execution ids: every fill read back from the activities is
-///   booked a second time (seed 0: "ledger has 8 fills, broker 4"; result fills double the
-///   broker's);
+///   booked a second time under its activity id (seed 0: result fills twice the broker's,
+///   `fill act-… is in the ledger but not at the broker`);
 /// - late orders: a submit answered 504 whose order appears later is looked up (404), then sent
-///   again under a new client order id: two working orders for one item (119 times in 1,000
-///   seeds, for 82 late orders);
-/// - slow routing: a re-peg refused with "order isn't sent to exchange yet" falls back to a path
-///   whose sizing drifts from an undisturbed run (seed 588: $14,466 against $15,242).
+///   again under a new client order id: two working orders for one item (see also
+///   `test_bed_scenarios::an_order_created_late_is_never_doubled`);
+/// - a result that could not be recorded leaves the plan not completed, and its redelivery
+///   trades again (`orders sent for the completed plan`);
+/// - buys sent while a sell of the plan is still open, margin used, and reused client order ids
+///   when these faults combine.
 #[test]
 #[ignore = "engine core v2: fills booked twice when activity ids differ from execution ids, and late orders re-sent under a new id"]
 fn exactly_once_under_every_fault_of_the_test_bed() {

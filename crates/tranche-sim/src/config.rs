@@ -48,6 +48,33 @@ impl Default for SimConfig {
     }
 }
 
+/// The longest duration any configured wait may have, in milliseconds (a day).
+const LONGEST_WAIT_MS: u64 = 86_400_000;
+
+impl SimConfig {
+    /// Every configured duration is at most a day (larger ones would push simulated time past
+    /// what a timestamp can hold); the error names the field.
+    pub fn check_durations(&self) -> Result<(), String> {
+        let (m, l, f) = (&self.market, &self.latency, &self.faults);
+        let fields = [
+            ("market.quote_interval_ms", m.quote_interval_ms),
+            ("market.stale_ms", m.stale_ms),
+            ("latency.ack_ms", l.ack_ms),
+            ("latency.venue_ms", l.venue_ms),
+            ("latency.update_ms", l.update_ms),
+            ("faults.max_delay_ms", f.max_delay_ms),
+            ("faults.reconnect_ms", f.reconnect_ms),
+            ("faults.retry_after_ms", f.retry_after_ms),
+            ("faults.quote_gap_ms", f.quote_gap_ms),
+            ("faults.late_order_max_ms", f.late_order_max_ms),
+        ];
+        match fields.iter().find(|(_, ms)| *ms > LONGEST_WAIT_MS) {
+            Some((name, ms)) => Err(format!("simulator {name}: {ms} ms is longer than a day")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The regular session of the simulated day. DAY orders expire at `close`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

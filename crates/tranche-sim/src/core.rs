@@ -116,6 +116,8 @@ pub struct Sim {
     pub(crate) late: Vec<crate::orders::LateOrder>,
     /// Replaces answered with a timeout that reach the broker later: (old order, request).
     pub(crate) late_replaces: Vec<(usize, tranche_domain::ReplaceRequest)>,
+    /// Fills whose activities were served with unrelated ids (for counting that fault once each).
+    pub(crate) activities_served: usize,
     /// How often each injected fault fired (the outbox counts its own).
     pub(crate) fired: crate::tally::Tally,
     /// The observer of Tranche's promises.
@@ -139,6 +141,7 @@ impl Sim {
         if config.session.close <= config.session.open {
             return Err("simulator session: close must be after open".into());
         }
+        config.check_durations()?;
         if config.session.close - config.session.open > chrono::Duration::days(1) {
             return Err("simulator session: a session lasts at most a day (close within 24 hours of open)".into());
         }
@@ -171,6 +174,7 @@ impl Sim {
             requests: 0,
             late: Vec::new(),
             late_replaces: Vec::new(),
+            activities_served: 0,
             fired: crate::tally::Tally::default(),
             referee: crate::referee::Referee::default(),
             config,
@@ -256,7 +260,8 @@ impl Sim {
     }
 
     pub(crate) fn after_ms(&self, ms: u64) -> Timestamp {
-        self.now + chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1_000_000))
+        let wait = chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1_000_000));
+        self.now.checked_add_signed(wait).unwrap_or(Timestamp::MAX_UTC)
     }
 
     /// The market slot of a known symbol, created (and scheduled) on first use.

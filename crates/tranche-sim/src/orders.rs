@@ -95,6 +95,10 @@ impl Sim {
             if &o.symbol != symbol || o.side == side {
                 return false;
             }
+            // A resting stop (or stop-limit) conflicts with any opposite order, as at Alpaca.
+            if matches!(o.order_type, OrderType::Stop | OrderType::StopLimit) {
+                return true;
+            }
             match (limit, o.limit_price) {
                 (Some(new), Some(old)) => match side {
                     Side::Buy => new >= old,
@@ -123,7 +127,7 @@ impl Sim {
     }
 
     /// The price a buy reserves per share: its limit, or the ask plus Alpaca's 3 % market collar.
-    fn reserve_price(&self, slot: usize, order_type: OrderType, limit: Option<Price>) -> Decimal {
+    pub(crate) fn reserve_price(&self, slot: usize, order_type: OrderType, limit: Option<Price>) -> Decimal {
         match (order_type, limit) {
             (OrderType::Limit, Some(l)) => l.get(),
             _ => {
@@ -480,6 +484,7 @@ impl Sim {
             let delay = 500 + self.rng.below(span + 1);
             let at = self.after_ms(delay);
             self.late_replaces.push((old, req.clone()));
+            self.referee.replace_answer_lost(old, req);
             self.schedule_at(at, Action::LateReplace(self.late_replaces.len() - 1));
             let cid = self.orders[old].order.client_order_id.clone();
             self.record(|| format!("replace {cid} TIMEOUT late replace"));

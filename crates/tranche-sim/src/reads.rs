@@ -95,9 +95,11 @@ impl Sim {
             })
             .collect();
         if unrelated {
-            for _ in &list {
-                self.fired.hit("activity_id_unrelated");
-            }
+            // Counted once per activity however often it is read.
+            let served = self.fills.len();
+            let newly = served.saturating_sub(self.activities_served);
+            self.activities_served = self.activities_served.max(served);
+            self.fired.hit_times("activity_id_unrelated", newly as u64);
         }
         list
     }

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 use tranche_domain::{
-    tick::is_on_tick, ClientOrderId, OrderAmount, OrderRequest, OrderType, Price, RebalancePlan, ReplaceRequest, Side,
-    Symbol, Timestamp,
+    tick::is_on_tick, ClientOrderId, OrderAmount, OrderRequest, OrderStatus, OrderType, Price, RebalancePlan,
+    ReplaceRequest, Side, Symbol, Timestamp,
 };
 
 use crate::core::Sim;
@@ -139,6 +139,9 @@ pub struct Referee {
     flagged: BTreeSet<(ViolationKind, ClientOrderId)>,
     /// Client order ids whose submit answer was lost: an identical re-send is allowed.
     uncertain: BTreeSet<ClientOrderId>,
+    /// Replaces whose answer was lost, by the replacement's id: an identical re-send (same
+    /// order, same request) is allowed.
+    uncertain_replaces: BTreeMap<ClientOrderId, (usize, ReplaceRequest)>,
 }
 
 impl Referee {
@@ -193,6 +196,11 @@ impl Referee {
     pub(crate) fn answer_lost(&mut self, id: &ClientOrderId) {
         self.uncertain.insert(id.clone());
     }
+
+    /// The answer to a replace of order `old` was lost: re-sending it identically is allowed.
+    pub(crate) fn replace_answer_lost(&mut self, old: usize, req: &ReplaceRequest) {
+        self.uncertain_replaces.insert(req.client_order_id.clone(), (old, req.clone()));
+    }
 }
 
 /// The plan item an order belongs to: its plan tag and symbol (Tranche ids only).
@@ -218,6 +226,8 @@ impl Sim {
             let o = &self.orders[existing].order;
             let identical = o.symbol == req.symbol
                 && o.side == req.side
+                && o.order_type == req.order_type
+                && o.time_in_force == req.time_in_force
                 && o.limit_price == req.limit_price
                 && o.qty.map(OrderAmount::Qty).or(o.notional.map(OrderAmount::Notional)) == Some(req.amount);
             if !(identical && self.referee.uncertain.contains(&id)) {
@@ -247,14 +257,24 @@ impl Sim {
         let now = self.now;
         let old_order = self.orders[old].order.clone();
         self.judge_touch(&old_order.client_order_id, "replace");
-        if self.by_client.contains_key(&req.client_order_id) {
+        let resend = self.referee.uncertain_replaces.get(&req.client_order_id) == Some(&(old, req.clone()));
+        if self.by_client.contains_key(&req.client_order_id) && !resend {
             let detail = format!("replace of {} under the used id {}", old_order.client_order_id, req.client_order_id);
             self.referee.flag(ViolationKind::ClientOrderIdReused, &req.client_order_id, now, detail);
         }
         self.judge_price(&req.client_order_id, req.limit_price);
-        if old_order.status.is_terminal() {
-            // A replace of a closed order (it filled or was canceled meanwhile) commits nothing:
-            // the broker refuses it whatever it asks.
+        self.judge_replacement_membership(&old_order, &req.client_order_id);
+        if old_order.status.is_terminal()
+            || matches!(
+                old_order.status,
+                OrderStatus::Accepted
+                    | OrderStatus::PendingNew
+                    | OrderStatus::PendingCancel
+                    | OrderStatus::PendingReplace
+            )
+        {
+            // A replace of a closed order (it filled or was canceled meanwhile), or of one the
+            // broker cannot replace yet, commits nothing: the broker refuses it whatever it asks.
             return;
         }
         let qty = req.qty.map_or(self.orders[old].qty, tranche_domain::Qty::get);
@@ -274,6 +294,29 @@ impl Sim {
         self.judge_second_order(&req.client_order_id, Some(old));
     }
 
+    /// The replacement's id must name the same plan item as the order it replaces, of a plan
+    /// not yet completed.
+    fn judge_replacement_membership(&mut self, old: &tranche_domain::Order, id: &ClientOrderId) {
+        let now = self.now;
+        let Some(derived) = id.parse_derived() else {
+            let detail = format!("replace of {} under {id}, not a Tranche client order id", old.client_order_id);
+            self.referee.flag(ViolationKind::OrderOutsidePlan, id, now, detail);
+            return;
+        };
+        let Some(plan) = self.referee.plans.get(&derived.plan_tag) else { return };
+        let completed = plan.completed.then(|| format!("replace {id} sent for completed plan {}", plan.plan_id));
+        if derived.symbol != old.symbol
+            || derived.side != old.side
+            || old.client_order_id.parse_derived().map(|d| d.plan_tag) != Some(derived.plan_tag)
+        {
+            let detail = format!("replace of {} under {id}, which names another item", old.client_order_id);
+            self.referee.flag(ViolationKind::OrderOutsidePlan, id, now, detail);
+        }
+        if let Some(detail) = completed {
+            self.referee.flag(ViolationKind::CompletedPlanOrdered, id, now, detail);
+        }
+    }
+
     /// Judges a cancel as it arrives.
     pub(crate) fn judge_cancel(&mut self, target: usize) {
         let id = self.orders[target].order.client_order_id.clone();
@@ -286,7 +329,9 @@ impl Sim {
         if side == Side::Buy && cash < Decimal::ZERO && !self.referee.allow_margin && self.referee.plan_of(id).is_some()
         {
             let detail = format!("a fill of {id} left cash at {cash}");
-            self.referee.report(ViolationKind::MarginUsed, self.now, detail);
+            // One finding for an order's fills, apart from its attempt's.
+            let key = ClientOrderId::from_broker(format!("{id}#fills"));
+            self.referee.flag(ViolationKind::MarginUsed, &key, self.now, detail);
         }
     }
 
@@ -354,8 +399,22 @@ impl Sim {
                 .iter()
                 .map(|&i| &self.orders[i].order)
                 .find(|o| o.side == Side::Sell && item_key(&o.client_order_id).is_some_and(|(t, _)| t == tag));
-            if let Some(sell) = working_sell {
-                let detail = format!("{id} sent while the sell {} is {}", sell.client_order_id, sell.status);
+            let late_sell = self.late.iter().find(|l| {
+                !l.created
+                    && l.request.side == Side::Sell
+                    && !self.by_client.contains_key(&l.request.client_order_id)
+                    && item_key(&l.request.client_order_id).is_some_and(|(t, _)| t == tag)
+            });
+            let detail = match (working_sell, late_sell) {
+                (Some(sell), _) => {
+                    Some(format!("{id} sent while the sell {} is {}", sell.client_order_id, sell.status))
+                }
+                (None, Some(l)) => {
+                    Some(format!("{id} sent while the sell {} is about to be created", l.request.client_order_id))
+                }
+                (None, None) => None,
+            };
+            if let Some(detail) = detail {
                 self.referee.flag(ViolationKind::BuyBeforeSellsFinal, id, self.now, detail);
             }
         }
@@ -367,13 +426,16 @@ impl Sim {
     }
 
     /// What `qty` shares cost at the limit (or, for a market order, at the ask).
-    fn buy_cost(&mut self, symbol: &Symbol, order_type: OrderType, limit: Option<Price>, qty: Decimal) -> Decimal {
-        let price = match (order_type, limit) {
-            (OrderType::Limit, Some(l)) => l.get(),
+    /// What a buy of `qty` holds, as the broker reserves it: its limit, or for a market order
+    /// the ask plus Alpaca's 3 % collar (a symbol without a market yet: its starting price, so
+    /// that judging never creates a market).
+    fn buy_cost(&self, symbol: &Symbol, order_type: OrderType, limit: Option<Price>, qty: Decimal) -> Decimal {
+        let price = match (order_type, limit, self.symbols.get(symbol)) {
+            (OrderType::Limit, Some(l), _) => l.get(),
+            (_, _, Some(&slot)) => self.reserve_price(slot, order_type, limit),
             _ if self.is_known(symbol) => {
-                let slot = self.slot_of(symbol);
-                let m = &self.slots[slot].market;
-                m.profile.price(m.ask)
+                let start = crate::universe::AssetProfile::derive(&self.config, symbol).start_micros;
+                Decimal::new(start, 6) * Decimal::new(103, 2)
             }
             _ => Decimal::ZERO,
         };
@@ -403,9 +465,11 @@ impl Sim {
             let o = &self.orders[i].order;
             o.client_order_id != *id && item_key(&o.client_order_id).as_ref() == Some(&key)
         });
+        // A late order whose id a re-send has taken meanwhile will never be created.
         let pending = self.late.iter().find(|l| {
             !l.created
                 && l.request.client_order_id != *id
+                && !self.by_client.contains_key(&l.request.client_order_id)
                 && item_key(&l.request.client_order_id).as_ref() == Some(&key)
         });
         let detail = match (other, pending) {

@@ -281,8 +281,8 @@ fn a_slowly_routed_order_reports_accepted_and_pending_new_and_refuses_a_replace_
     run_for(&mut sim, 1);
     sim.cancel(&sim.order(&placed.id).unwrap().replaced_by.unwrap()).unwrap();
     run_for(&mut sim, 1);
-    let closed =
-        sim.replace(&placed.id, &ReplaceRequest { client_order_id: ClientOrderId::from_broker("x"), ..replace });
+    let again = ClientOrderId::from_broker(id("AAPL", Side::Sell, 2));
+    let closed = sim.replace(&placed.id, &ReplaceRequest { client_order_id: again, ..replace });
     match closed {
         Err(SimError::Reject { message, .. }) => assert_eq!(message, "unable to replace order, order is not open"),
         other => panic!("{other:?}"),
@@ -429,4 +429,101 @@ fn a_late_replace_is_applied_after_its_timeout_or_dropped_when_the_order_closed_
     run_for(&mut sim, 6);
     assert!(sim.order_by_client_id(&again.client_order_id).is_err(), "never applied");
     assert_eq!(sim.order(&second.id).unwrap().status, OrderStatus::Canceled);
+}
+
+#[test]
+fn a_late_order_whose_id_a_resend_took_never_counts_as_a_second_order() {
+    let mut late = config(7);
+    late.faults.late_order_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(late).unwrap());
+    let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
+    assert!(sim.submit(&first).is_err());
+    sim.set_faults(crate::FaultConfig::none());
+    let placed = sim.submit(&first).unwrap(); // the identical re-send wins the id
+    run_for(&mut sim, 1);
+    sim.cancel(&placed.id).unwrap();
+    run_for(&mut sim, 1);
+    // The late original can never be created now (its id is taken): a new attempt is fine.
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10")).unwrap();
+    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+}
+
+#[test]
+fn a_buy_while_a_late_sell_of_the_plan_is_about_to_be_created() {
+    let mut late = config(7);
+    late.faults.late_order_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(late).unwrap());
+    assert!(sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).is_err());
+    sim.set_faults(crate::FaultConfig::none());
+    sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "1", None)).unwrap();
+    assert_eq!(kinds(&sim), vec![ViolationKind::BuyBeforeSellsFinal]);
+}
+
+#[test]
+fn replaces_are_held_to_the_plan_and_an_identical_resend_of_a_lost_replace_is_allowed() {
+    let mut sim = sim();
+    let first = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    let replace = |attempt| ReplaceRequest {
+        qty: Some(Qty::new(Decimal::from(9))),
+        limit_price: None,
+        time_in_force: None,
+        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, attempt)),
+    };
+    sim.set_faults(crate::FaultConfig { late_replace_ppm: 1_000_000, ..crate::FaultConfig::none() });
+    assert!(sim.replace(&first.id, &replace(1)).is_err(), "answered 504");
+    sim.set_faults(crate::FaultConfig::none());
+    run_for(&mut sim, 31);
+    assert!(sim.replace(&first.id, &replace(1)).is_err(), "the order was replaced meanwhile");
+    assert!(sim.referee().violations().is_empty(), "an identical re-send: {:?}", sim.referee().violations());
+
+    // A replacement under another item's id, and one for a completed plan.
+    let second = sim.order_by_client_id(&replace(1).client_order_id).unwrap();
+    let wrong = ReplaceRequest { client_order_id: ClientOrderId::from_broker(id("MSFT", Side::Buy, 0)), ..replace(2) };
+    let _ = sim.replace(&second.id, &wrong);
+    sim.referee_mut().plan_completed("ref1");
+    let _ = sim.replace(&second.id, &replace(3));
+    assert_eq!(kinds(&sim), vec![ViolationKind::OrderOutsidePlan, ViolationKind::CompletedPlanOrdered]);
+}
+
+#[test]
+fn replacing_an_order_the_broker_cannot_replace_yet_is_no_second_order() {
+    let mut sim = sim();
+    let first = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    let replace = |attempt| ReplaceRequest {
+        qty: Some(Qty::new(Decimal::from(9 - i64::from(attempt)))),
+        limit_price: None,
+        time_in_force: None,
+        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, attempt)),
+    };
+    sim.replace(&first.id, &replace(1)).unwrap();
+    // The first is pending_replace: the broker refuses a second replace of it.
+    assert!(sim.replace(&first.id, &replace(2)).is_err());
+    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+}
+
+#[test]
+fn every_fill_of_an_order_on_margin_is_one_finding() {
+    let mut config = config(7);
+    config.account.kind = AccountKind::Margin;
+    config.account.starting_cash = "100".parse().unwrap();
+    let mut sim = watched(Sim::new(config).unwrap());
+    let placed = sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "10", Some("1.00"))).unwrap();
+    run_for(&mut sim, 1);
+    // Two executions at a price the account cannot pay in cash, forced at the venue.
+    let index = sim.by_id[&placed.id];
+    sim.fill(index, Decimal::from(4), Decimal::from(300));
+    sim.fill(index, Decimal::from(4), Decimal::from(300));
+    assert!(sim.account().cash.get() < Decimal::ZERO);
+    let margin = kinds(&sim).iter().filter(|k| **k == ViolationKind::MarginUsed).count();
+    assert_eq!(margin, 1, "{:?}", sim.referee().violations());
+}
+
+#[test]
+fn durations_longer_than_a_day_are_refused_not_overflowed() {
+    let mut config = config(7);
+    config.faults.late_order_max_ms = u64::MAX;
+    let err = Sim::new(config).unwrap_err();
+    assert!(err.contains("faults.late_order_max_ms"), "{err}");
 }
