@@ -27,9 +27,9 @@ pub struct EmulatorArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// Seed of the simulated market.
-    #[arg(long, env = "TRANCHE_SEED", default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of the simulated market (default 1, or the --sim-config file's).
+    #[arg(long, env = "TRANCHE_SEED")]
+    pub seed: Option<u64>,
     /// The only key id accepted.
     #[arg(long, default_value = DEFAULT_KEY_ID)]
     pub key_id: String,
@@ -40,18 +40,20 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub cash: Option<String>,
     /// Injected faults: dropped, duplicated and delayed updates, dropped sockets, 5xx, 429,
-    /// lost answers to submits; heavy adds late orders (a 504 whose order appears up to 30 s
-    /// later), slow routing (accepted/pending_new, replaces refused until the order works) and
-    /// fill activities whose ids are unrelated to the execution ids.
+    /// lost answers to submits, late orders and replaces (a 504 whose order appears, or whose
+    /// replace applies, up to 30 s later), slow routing (accepted/pending_new, replaces refused
+    /// until the order works); heavy, often, and with fill activities whose ids are unrelated to
+    /// the execution ids (default none, or the --sim-config file's faults).
     #[arg(long, value_enum, default_value = "none")]
     pub faults: Faults,
     /// The account as Alpaca sets it up: every account is a margin account; 1 spends cash only,
     /// 2 is Reg-T margin, 4 a pattern day trader (default: a cash account).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["1", "2", "4"]))]
     pub account_multiplier: Option<String>,
-    /// A simulator configuration (JSON, every field optional: session, account with positions
-    /// and the user's own open orders, market, symbols, latency, fees, faults with every knob);
-    /// the other flags apply on top of it.
+    /// A simulator configuration (JSON, every field optional: account with positions and the
+    /// user's own open orders, market, symbols, latency, fees, faults with every knob); the
+    /// flags given apply on top of it. Its session is replaced by the emulator's (open from the
+    /// start, or --real-hours).
     #[arg(long, value_name = "FILE")]
     pub sim_config: Option<std::path::PathBuf>,
     /// Most symbols one `iex` market-data connection may subscribe (Alpaca's Basic plan: 30;
@@ -62,9 +64,10 @@ pub struct EmulatorArgs {
     /// error 404 "auth timeout" (Alpaca: 10,000; 0: never).
     #[arg(long, default_value_t = 10_000)]
     pub data_auth_timeout_ms: u64,
-    /// Extra latency of every trade update, in milliseconds.
-    #[arg(long, default_value_t = 15)]
-    pub update_latency_ms: u64,
+    /// Extra latency of every trade update, in milliseconds (default 15, or the --sim-config
+    /// file's).
+    #[arg(long)]
+    pub update_latency_ms: Option<u64>,
     /// Alpaca's request budget per minute (0: no limit); past it, requests get 429.
     #[arg(long, default_value_t = 200)]
     pub requests_per_minute: u32,
@@ -111,7 +114,9 @@ impl EmulatorArgs {
             },
             ..EmulatorConfig::default()
         };
-        config.sim.seed = self.seed;
+        if let Some(seed) = self.seed {
+            config.sim.seed = seed;
+        }
         match self.faults {
             // The configuration file's faults stand unless a level is asked for.
             Faults::None if self.sim_config.is_some() => {}
@@ -123,7 +128,9 @@ impl EmulatorArgs {
             config.sim.account.kind = tranche_sim::AccountKind::Margin;
             config.sim.account.multiplier = multiplier.parse().map_err(|e| format!("--account-multiplier: {e}"))?;
         }
-        config.sim.latency.update_ms = self.update_latency_ms;
+        if let Some(ms) = self.update_latency_ms {
+            config.sim.latency.update_ms = ms;
+        }
         if self.real_hours {
             config.wall_clock_session = false;
             config.sim.session = us_regular_session(self.start_at.unwrap_or_else(chrono::Utc::now));
@@ -192,6 +199,17 @@ mod tests {
         assert_eq!((margin.sim.account.kind, margin.sim.account.multiplier), (tranche_sim::AccountKind::Margin, 4));
         assert!(margin.sim.faults.late_order_ppm > 0 && margin.sim.faults.activity_ids_unrelated);
         assert!(Cli::try_parse_from(["x", "--account-multiplier", "3"]).is_err());
+        let file = std::env::temp_dir().join(format!("tranche-emulator-sim-{}.json", std::process::id()));
+        let json = r#"{"seed": 7, "latency": {"update_ms": 99}, "faults": {"late_order_ppm": 1000}}"#;
+        std::fs::write(&file, json).unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = Cli::parse_from(["x", "--sim-config", path]).emulator.config().unwrap();
+        assert_eq!((from_file.sim.seed, from_file.sim.latency.update_ms), (7, 99), "the file's values stand");
+        assert_eq!(from_file.sim.faults.late_order_ppm, 1000, "and its faults");
+        let args = ["x", "--sim-config", path, "--seed", "8", "--update-latency-ms", "5", "--faults", "none"];
+        let flags = Cli::parse_from(args).emulator.config().unwrap();
+        assert_eq!((flags.sim.seed, flags.sim.latency.update_ms), (8, 5), "flags given apply on top");
+        std::fs::remove_file(&file).unwrap();
         let missing = Cli::parse_from(["x", "--sim-config", "/nonexistent/sim.json"]).emulator.config().unwrap_err();
         assert!(missing.contains("--sim-config /nonexistent/sim.json: cannot read it"), "{missing}");
     }

@@ -132,9 +132,10 @@ impl AccountState {
     /// reports them. A cash account (or a margin account with multiplier 1) spends cash. A
     /// margin account's excess equity is `equity - initial margin` (50 % of the long market
     /// value): Reg-T buying power is twice it, non-marginable buying power is it once (so it is
-    /// not cash: it stays positive with a margin debit); a pattern day trader (multiplier 4)
-    /// also has four times the excess over maintenance margin (25 %) to day-trade, and its
-    /// buying power is the larger of the two.
+    /// not cash: it stays positive with a margin debit; Alpaca's own figure differs and is not
+    /// documented, only "not cash" is modelled); a pattern day trader (multiplier 4) also has
+    /// four times the excess over maintenance margin (30 %, the protocol reference's figure) to
+    /// day-trade, and its buying power is the larger of the two.
     pub fn margin(&self, reserved: Decimal, mark: &impl Fn(&Symbol) -> Decimal) -> Margin {
         if self.kind == AccountKind::Cash || self.multiplier <= 1 {
             let cash = self.cash - reserved;
@@ -145,7 +146,7 @@ impl AccountState {
         let excess = (equity - lmv / Decimal::TWO).max(Decimal::ZERO);
         let regt = excess * Decimal::TWO - reserved;
         let daytrading = if self.multiplier >= 4 {
-            (equity - lmv / Decimal::from(4)).max(Decimal::ZERO) * Decimal::from(4) - reserved
+            (equity - lmv * Decimal::new(3, 1)).max(Decimal::ZERO) * Decimal::from(4) - reserved
         } else {
             Decimal::ZERO
         };
@@ -239,8 +240,8 @@ mod tests {
         assert_eq!((figures.regt, figures.daytrading, figures.non_marginable), (d("209000"), d("0"), d("104000")));
         config.multiplier = 4;
         let pdt = AccountState::new(&config, |_| d("100")).margin(d("1000"), &mark);
-        // excess over maintenance: 110,000 - 2,500 = 107,500; x4 - 1,000.
-        assert_eq!((pdt.daytrading, pdt.buying_power), (d("429000"), d("429000")));
+        // excess over maintenance: 110,000 - 3,000 = 107,000; x4 - 1,000.
+        assert_eq!((pdt.daytrading, pdt.buying_power), (d("427000"), d("427000")));
         config.multiplier = 1;
         let one = AccountState::new(&config, |_| d("100")).margin(d("1000"), &mark);
         assert_eq!((one.buying_power, one.non_marginable), (d("99000"), d("99000")), "multiplier 1 spends cash");

@@ -152,7 +152,8 @@ impl Referee {
         self.plans.insert(tag, WatchedPlan { plan_id: plan.plan_id.clone(), items, completed: false });
     }
 
-    /// Lets buys use margin (a plan that explicitly allows it).
+    /// Lets buys use margin (for a run whose user opted into margin; plans have no such field
+    /// yet, so the harness says so).
     pub fn allow_margin(&mut self, allow: bool) {
         self.allow_margin = allow;
     }

@@ -146,15 +146,16 @@ pub async fn run_two_workers(
     let start = clock.now();
     let first = paused(first, Arc::clone(clock), start, setup.first_paused);
     let second = async {
-        clock.sleep_until(start + to_chrono(setup.second_starts_after)).await;
+        clock.sleep_until(later(start, setup.second_starts_after)).await;
         second.await
     };
     let (first, second) = tokio::join!(first, second);
     TwoOutcomes { first, second }
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `t` plus `d`, or the end of time when that overflows.
+fn later(t: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d).ok().and_then(|d| t.checked_add_signed(d)).unwrap_or(Timestamp::MAX_UTC)
 }
 
 /// Polls `run` except during the pause `(after, for)` counted from `start` on `clock`.
@@ -166,14 +167,14 @@ async fn paused<T>(
 ) -> T {
     let mut run = std::pin::pin!(run);
     if let Some((after, length)) = pause {
-        let from = start + to_chrono(after);
+        let from = later(start, after);
         tokio::select! {
             biased;
             out = &mut run => return out,
             () = clock.sleep_until(from) => {}
         }
         // Frozen: not polled until the pause ends.
-        clock.sleep_until(from + to_chrono(length)).await;
+        clock.sleep_until(later(from, length)).await;
     }
     run.await
 }

@@ -7,8 +7,9 @@
 //! Invariants: activities are totally ordered by transaction time, then activity id, then
 //! booking order, and `desc` is exactly the reverse of `asc`; a page starts strictly after its
 //! `page_token` in the chosen direction, so following the last id of each page visits every
-//! activity once, none skipped or repeated (ids are unique: each ends in its execution's own
-//! id); a malformed parameter is a 422 with Alpaca's body and never a panic.
+//! activity once, none skipped or repeated (ids are unique: each ends in the id the simulator
+//! reports for its activity, the execution's own or, with `activity_ids_unrelated`, one of its
+//! own); a malformed parameter is a 422 with Alpaca's body and never a panic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
