@@ -53,6 +53,34 @@ pub enum ConfigError {
     /// A required key is missing.
     #[error("{0} is not set: export it (Alpaca's key pair; see docs/configuration.md)")]
     Missing(&'static str),
+    /// A URL variable does not hold an http(s) URL.
+    #[error("{variable}={shown} is not an http(s) URL: {reason}; set it to e.g. {example}, or unset it")]
+    BadUrl {
+        /// The variable.
+        variable: &'static str,
+        /// Its value, or a placeholder when the value carries credentials.
+        shown: String,
+        /// Why it is refused.
+        reason: String,
+        /// A value that works.
+        example: &'static str,
+    },
+}
+
+/// `value` of `variable` when it is an http(s) URL (checked before anything is sent).
+fn checked_url(variable: &'static str, value: String, example: &'static str) -> Result<String, ConfigError> {
+    let refuse = |reason: String| ConfigError::BadUrl {
+        variable,
+        // Never echo credentials someone put in a URL.
+        shown: if value.contains('@') { "<a value with credentials>".into() } else { format!("`{value}`") },
+        reason,
+        example,
+    };
+    match reqwest::Url::parse(&value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(value),
+        Ok(url) => Err(refuse(format!("the scheme is `{}` and the host {:?}", url.scheme(), url.host_str()))),
+        Err(e) => Err(refuse(e.to_string())),
+    }
 }
 
 impl AlpacaConfig {
@@ -76,10 +104,12 @@ impl AlpacaConfig {
         let key = var("APCA_API_KEY_ID").ok_or(ConfigError::Missing("APCA_API_KEY_ID"))?;
         let secret = var("APCA_API_SECRET_KEY").ok_or(ConfigError::Missing("APCA_API_SECRET_KEY"))?;
         let mut config = Self::new(key, Secret::new(secret));
-        config.trading_url =
-            var("APCA_API_BASE_URL").unwrap_or_else(|| if live { LIVE_URL } else { PAPER_URL }.to_owned());
+        config.trading_url = match var("APCA_API_BASE_URL") {
+            Some(url) => checked_url("APCA_API_BASE_URL", url, PAPER_URL)?,
+            None => if live { LIVE_URL } else { PAPER_URL }.to_owned(),
+        };
         if let Some(data) = var("APCA_API_DATA_URL") {
-            config.data_url = data;
+            config.data_url = checked_url("APCA_API_DATA_URL", data, DATA_URL)?;
         }
         Ok(config)
     }
@@ -109,5 +139,17 @@ mod tests {
         assert_eq!(config.stream_url(), "wss://paper-api.alpaca.markets/stream");
         config.trading_url = "http://127.0.0.1:8080/".into();
         assert_eq!(config.stream_url(), "ws://127.0.0.1:8080/stream");
+    }
+
+    #[test]
+    fn url_variables_must_be_http_urls_and_credentials_are_never_echoed() {
+        assert!(checked_url("APCA_API_BASE_URL", "http://127.0.0.1:8088".into(), PAPER_URL).is_ok());
+        assert!(checked_url("APCA_API_BASE_URL", PAPER_URL.into(), PAPER_URL).is_ok());
+        let bad = checked_url("APCA_API_BASE_URL", "not-a-url".into(), PAPER_URL).unwrap_err().to_string();
+        assert!(bad.starts_with("APCA_API_BASE_URL=`not-a-url` is not an http(s) URL"), "{bad}");
+        let ftp = checked_url("APCA_API_DATA_URL", "ftp://example.invalid".into(), DATA_URL).unwrap_err().to_string();
+        assert!(ftp.contains("scheme is `ftp`"), "{ftp}");
+        let secret = checked_url("APCA_API_BASE_URL", "htp://user:hunter2@x".into(), PAPER_URL).unwrap_err().to_string();
+        assert!(!secret.contains("hunter2") && secret.contains("<a value with credentials>"), "{secret}");
     }
 }

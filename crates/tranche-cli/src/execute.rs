@@ -89,6 +89,13 @@ fn fail_before_run(target: Option<&report::Target>, code: u8, message: &str) -> 
 
 /// Runs `tranche execute`.
 pub fn run(options: &ExecuteOptions) -> ExitCode {
+    if options.confirm_live && !options.live {
+        // A safety flag that would silently do nothing: say so, send nothing.
+        return fail(
+            exit::USAGE,
+            "--confirm-live alone does nothing: live trading needs --live --confirm-live; nothing was sent",
+        );
+    }
     let plan = match read_plan(&options.plan) {
         Ok(plan) => plan,
         Err(code) => return code,
@@ -289,12 +296,23 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
             config.secret.expose().to_owned(),
         ))) as Arc<dyn QuoteFeed>
     });
-    if let Err(e) = runtime.block_on(tranche::broker::Broker::clock(&broker)) {
-        return fail_before_run(
-            target.as_ref(),
-            exit::BROKER_UNAVAILABLE,
-            &format!("Alpaca is not reachable at {}: {e}", without_userinfo(&config.trading_url)),
-        );
+    match runtime.block_on(tranche::broker::Broker::clock(&broker)) {
+        Ok(_) => {}
+        Err(e @ tranche::broker::BrokerError::Auth { .. }) => {
+            let message = format!(
+                "Alpaca at {} refused the keys: {e}
+fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  work only with the paper URL, live keys only with --live)",
+                without_userinfo(&config.trading_url)
+            );
+            return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &message);
+        }
+        Err(e) => {
+            return fail_before_run(
+                target.as_ref(),
+                exit::BROKER_UNAVAILABLE,
+                &format!("Alpaca is not reachable at {}: {e}", without_userinfo(&config.trading_url)),
+            );
+        }
     }
     if options.dry_run {
         let found = runtime.block_on(preview(

@@ -125,3 +125,45 @@ fn alpaca_without_keys_is_bad_configuration_and_unreachable_is_unavailable() {
     assert_eq!(code, Some(69), "{stderr}");
     assert!(stderr.contains("alpaca: cannot read the account"), "{stderr}");
 }
+
+#[test]
+fn refused_keys_are_78_for_every_command_and_execute_says_the_keys_were_refused() {
+    let (_emulator, url) = start_emulator(&example("plan.json"));
+    let plan = example("plan.json");
+    let mut execute = tranche();
+    at_emulator(execute.args(["execute", plan.to_str().unwrap(), "--broker", "alpaca"]), &url)
+        .env("APCA_API_SECRET_KEY", "wrong-secret");
+    let (code, _, stderr) = run(&mut execute);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("refused the keys") && stderr.contains("APCA_API_SECRET_KEY"), "{stderr}");
+    assert!(!stderr.contains("wrong-secret") && !stderr.contains("not reachable"), "{stderr}");
+    for command in [["positions"], ["orders"]] {
+        let (code, _, stderr) = run(at_alpaca(&url, &command).env("APCA_API_SECRET_KEY", "wrong-secret"));
+        assert_eq!(code, Some(78), "{command:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_url_variable_that_is_not_a_url_is_a_configuration_error_named_before_anything_is_sent() {
+    let plan = example("plan.json");
+    for (variable, args) in [
+        ("APCA_API_BASE_URL", vec!["positions", "--broker", "alpaca"]),
+        ("APCA_API_BASE_URL", vec!["execute", plan.to_str().unwrap(), "--broker", "alpaca"]),
+        ("APCA_API_DATA_URL", vec!["execute", plan.to_str().unwrap(), "--broker", "alpaca"]),
+    ] {
+        let mut cmd = tranche();
+        // Nothing listens there: any request would fail differently (69), not with 78.
+        at_emulator(cmd.args(&args), "http://127.0.0.1:9").env(variable, "not-a-url");
+        let (code, _, stderr) = run(&mut cmd);
+        assert_eq!(code, Some(78), "{variable} {args:?}: {stderr}");
+        assert!(stderr.contains(&format!("{variable}=`not-a-url` is not an http(s) URL")), "{stderr}");
+    }
+}
+
+#[test]
+fn confirm_live_alone_is_refused_as_a_usage_error() {
+    let plan = example("plan.json");
+    let (code, _, stderr) = run(tranche().args(["execute", plan.to_str().unwrap(), "--confirm-live"]));
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("--confirm-live alone does nothing"), "{stderr}");
+}
