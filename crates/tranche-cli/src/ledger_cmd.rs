@@ -36,6 +36,16 @@ pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
 /// The ledger of `spec` and a runtime to read it with, or the exit code of the failure (already
 /// reported on stderr).
 fn open_for_reading(spec: &str) -> Result<(Arc<dyn Ledger>, tokio::runtime::Runtime), ExitCode> {
+    // Reading never creates: a SQLite ledger that is not there is named, not made empty.
+    if let Some(path) = spec.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
+        if !std::path::Path::new(path).exists() {
+            crate::logging::error(&format!(
+                "there is no ledger at {path}: nothing has been recorded there\nfix: pass --ledger sqlite:PATH \
+                 (or s3://BUCKET/PREFIX) naming the ledger that execute wrote"
+            ));
+            return Err(exit::code(exit::NO_INPUT));
+        }
+    }
     let ledger = open(spec).map_err(|e| {
         crate::logging::error(&e);
         exit::code(exit::BAD_CONFIG)
@@ -101,6 +111,12 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
             return exit::code(exit::FAILURE);
         }
     };
+    if runs.is_empty() && intents.is_empty() && orders.is_empty() && fills.is_empty() {
+        crate::logging::error(&format!(
+            "plan {plan_id} is not in the ledger {spec}\nfix: `tranche ledger runs --ledger {spec}` lists the plans it holds"
+        ));
+        return exit::code(exit::NO_INPUT);
+    }
     if json {
         let all = serde_json::json!({"runs": runs, "intents": intents, "orders": orders, "fills": fills});
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());

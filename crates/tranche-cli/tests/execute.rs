@@ -181,3 +181,28 @@ fn an_s3_ledger_works_with_the_embedded_simulator_and_a_rerun_returns_the_record
     assert_eq!(second.0, Some(0), "{}", second.2);
     assert_eq!(first.1, second.1, "the re-run answers the recorded result");
 }
+
+#[test]
+fn reading_a_ledger_never_creates_one_and_what_is_not_there_is_said() {
+    let dir = std::env::temp_dir().join(format!("tranche-cli-ledger-reads-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // `ledger runs` without --ledger reads the default file in the current directory: absent here.
+    let out = Command::new(env!("CARGO_BIN_EXE_tranche")).args(["ledger", "runs"]).current_dir(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(66), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no ledger at tranche-ledger.sqlite"));
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "nothing was created");
+
+    let spec = format!("sqlite:{}", dir.join("ledger.sqlite").display());
+    let plan = example("plan.json");
+    assert_eq!(tranche(&["execute", plan.to_str().unwrap(), "--quiet", "--ledger", &spec]).status.code(), Some(0));
+    let unknown = tranche(&["ledger", "show", "no-such-plan", "--ledger", &spec]);
+    assert_eq!(unknown.status.code(), Some(66));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("plan no-such-plan is not in the ledger"));
+
+    let missing_dir = format!("sqlite:{}", dir.join("no-such-dir").join("x.sqlite").display());
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--quiet", "--ledger", &missing_dir]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("no-such-dir does not exist") && !stderr.contains("damaged"), "{stderr}");
+}

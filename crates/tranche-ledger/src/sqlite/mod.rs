@@ -87,6 +87,12 @@ impl SqliteLedger {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         let corrupt = |e: rusqlite::Error| LedgerError::Corrupt { path: shown.clone(), message: e.to_string() };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(LedgerError::Storage(format!(
+                "cannot create the ledger {shown}: the directory {} does not exist (create it, or choose another path)",
+                dir.display()
+            )));
+        }
         let conn = Connection::open(&path).map_err(corrupt)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(corrupt)?;
         // Reading the header is the first access: a file that is not a database fails here.
