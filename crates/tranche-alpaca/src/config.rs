@@ -149,7 +149,8 @@ mod tests {
         assert!(bad.starts_with("APCA_API_BASE_URL=`not-a-url` is not an http(s) URL"), "{bad}");
         let ftp = checked_url("APCA_API_DATA_URL", "ftp://example.invalid".into(), DATA_URL).unwrap_err().to_string();
         assert!(ftp.contains("scheme is `ftp`"), "{ftp}");
-        let secret = checked_url("APCA_API_BASE_URL", "htp://user:hunter2@x".into(), PAPER_URL).unwrap_err().to_string();
+        let secret =
+            checked_url("APCA_API_BASE_URL", "htp://user:hunter2@x".into(), PAPER_URL).unwrap_err().to_string();
         assert!(!secret.contains("hunter2") && secret.contains("<a value with credentials>"), "{secret}");
     }
 }

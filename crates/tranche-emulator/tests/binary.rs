@@ -15,6 +15,16 @@ fn get(address: &str, path: &str, headers: &str) -> String {
     response
 }
 
+/// The emulator process, killed when the test ends, pass or fail.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn prints_the_documented_first_line_and_checks_the_key_pair() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_alpaca-emulator"))
@@ -22,8 +32,10 @@ fn prints_the_documented_first_line_and_checks_the_key_pair() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("alpaca-emulator listening on http://").map(str::to_owned);
     let address = url.expect("the first line is exactly `alpaca-emulator listening on http://HOST:PORT`");
     assert!(address.starts_with("127.0.0.1:") && !address.ends_with(":0"), "{address}");
@@ -43,6 +55,4 @@ fn prints_the_documented_first_line_and_checks_the_key_pair() {
         }
     }
     assert!(answered, "the clock answered within 20 tries despite light faults");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
