@@ -464,6 +464,12 @@ fn suite(mode: &Mode, known: fn(&str) -> bool) -> (Vec<String>, Exercised) {
     (failures, seen)
 }
 
+/// No seed failed (the first few failures are shown).
+fn assert_no_failures(failures: &[String]) {
+    let shown = failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n");
+    assert!(failures.is_empty(), "{} of {SEEDS} seeds broke exactly-once:\n{shown}", failures.len());
+}
+
 /// Every fault that `faults` turns on fired at least 50 times.
 fn assert_every_fault_fired(faults: &FaultConfig, seen: &Exercised) {
     let expected = [
@@ -491,12 +497,7 @@ fn assert_every_fault_fired(faults: &FaultConfig, seen: &Exercised) {
 fn exactly_once_under_every_fault_and_a_crash_restart() {
     let faults = FaultConfig::heavy_known();
     let (failures, seen) = suite(&Mode { faults: faults.clone(), freeze: false, store: None }, known_v1_hole);
-    assert!(
-        failures.is_empty(),
-        "{} of {SEEDS} seeds broke exactly-once:\n{}",
-        failures.len(),
-        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
-    );
+    assert_no_failures(&failures);
     println!(
         "crashed with orders out: {}, resumed: {}, updates lost to faults: {}, fills: {}, items compared with an undisturbed run: {} ({} differ by more than one share)",
         seen.crashed_with_orders, seen.resumed, seen.lost_updates, seen.fills, seen.compared, seen.beyond_one_share
@@ -542,12 +543,7 @@ fn every_fault_of_the_test_bed_fires_in_the_chaos_suite() {
 #[ignore = "engine core v2: the ledger's order records keep stale statuses and fill quantities after lost updates or a crash"]
 fn the_ledger_holds_every_orders_final_state() {
     let (failures, _) = suite(&Mode { faults: FaultConfig::heavy_known(), freeze: false, store: None }, none_known);
-    assert!(
-        failures.is_empty(),
-        "{} seeds:\n{}",
-        failures.len(),
-        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 /// Engine core v1 under the whole test bed (late orders and replaces, slow routing, unrelated
@@ -568,12 +564,7 @@ fn the_ledger_holds_every_orders_final_state() {
 fn exactly_once_under_every_fault_of_the_test_bed() {
     let (failures, _) =
         suite(&Mode { faults: FaultConfig::heavy(), freeze: true, store: Some(store_faults) }, none_known);
-    assert!(
-        failures.is_empty(),
-        "{} of {SEEDS} seeds broke exactly-once:\n{}",
-        failures.len(),
-        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 /// Engine core v1 and the S3 ledger without fencing (the fenced-lease issue, item 2): the first
@@ -587,12 +578,7 @@ fn a_worker_frozen_past_its_lease_acts_no_more_once_it_resumes() {
     let (failures, seen) =
         suite(&Mode { faults: FaultConfig::heavy_known(), freeze: true, store: None }, known_v1_hole);
     assert!(seen.paused * 20 >= u32::try_from(SEEDS).unwrap(), "{} frozen workers", seen.paused);
-    assert!(
-        failures.is_empty(),
-        "{} of {SEEDS} seeds:\n{}",
-        failures.len(),
-        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 /// Engine core v1 over a ledger store that fails at times (slow calls, 503s before a write is
@@ -606,10 +592,5 @@ fn a_worker_frozen_past_its_lease_acts_no_more_once_it_resumes() {
 fn a_ledger_store_that_fails_at_times_loses_no_item_and_reopens_nothing() {
     let mode = Mode { faults: FaultConfig::heavy_known(), freeze: false, store: Some(store_faults) };
     let (failures, _) = suite(&mode, known_v1_hole);
-    assert!(
-        failures.is_empty(),
-        "{} of {SEEDS} seeds:\n{}",
-        failures.len(),
-        failures.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
-    );
+    assert_no_failures(&failures);
 }

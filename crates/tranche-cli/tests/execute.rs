@@ -162,22 +162,18 @@ fn an_s3_ledger_works_with_the_embedded_simulator_and_a_rerun_returns_the_record
     let Some(moto) = support::require_moto("tranche-cli-ledger") else { return };
     let plan = example("plan.json");
     let spec = "s3://tranche-cli-ledger/runs";
-    let first = {
+    let execute = || {
         let mut cmd = support::tranche();
         cmd.args(["execute", plan.to_str().unwrap(), "--json", "--quiet", "--ledger", spec]);
         moto.env(&mut cmd);
         support::run(&mut cmd)
     };
+    let first = execute();
     assert_eq!(first.0, Some(0), "{}", first.2);
     assert!(!first.2.contains("panicked"), "{}", first.2);
     let result: serde_json::Value = serde_json::from_str(&first.1).unwrap();
     assert_eq!((result["orders_placed"].as_u64(), result["orders_succeeded"].as_u64()), (Some(4), Some(4)), "{result}");
-    let second = {
-        let mut cmd = support::tranche();
-        cmd.args(["execute", plan.to_str().unwrap(), "--json", "--quiet", "--ledger", spec]);
-        moto.env(&mut cmd);
-        support::run(&mut cmd)
-    };
+    let second = execute();
     assert_eq!(second.0, Some(0), "{}", second.2);
     assert_eq!(first.1, second.1, "the re-run answers the recorded result");
 }

@@ -43,6 +43,21 @@ fn run_for(sim: &mut Sim, secs: i64) {
     sim.advance_to(t);
 }
 
+/// The referee saw nothing.
+fn assert_clean(sim: &Sim) {
+    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+}
+
+/// A replace of an AAPL sell under attempt `attempt`'s id.
+fn aapl_replace(attempt: u16, qty: Option<i64>, limit: Option<Decimal>) -> ReplaceRequest {
+    ReplaceRequest {
+        qty: qty.map(|q| Qty::new(Decimal::from(q))),
+        limit_price: limit.map(Into::into),
+        time_in_force: None,
+        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, attempt)),
+    }
+}
+
 fn kinds(sim: &Sim) -> Vec<ViolationKind> {
     sim.referee().violations().iter().map(|v| v.kind).collect()
 }
@@ -60,7 +75,7 @@ fn a_clean_sell_then_buy_sees_nothing() {
     run_for(&mut sim, 2);
     sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "2", None)).unwrap();
     run_for(&mut sim, 2);
-    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_clean(&sim);
     assert_eq!(sim.referee().counts().total(), 0);
     assert_eq!(sim.referee().counts().iter().count(), ViolationKind::ALL.len(), "every kind is listed");
 }
@@ -92,7 +107,7 @@ fn a_replace_is_not_a_second_order_and_a_new_order_after_a_final_cancel_is_fine(
     sim.cancel(&second.id).unwrap();
     run_for(&mut sim, 1);
     sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 2), "10")).unwrap();
-    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_clean(&sim);
 }
 
 #[test]
@@ -213,7 +228,7 @@ fn a_reused_client_order_id_unless_it_resends_a_request_whose_answer_was_lost() 
     let mut sim = watched(Sim::new(lossy).unwrap());
     assert!(matches!(sim.submit(&first), Err(SimError::Timeout { applied: true })));
     assert!(sim.submit(&first).is_err(), "the duplicate is refused");
-    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_clean(&sim);
     assert_eq!(sim.faults_fired().get("submit_timeout_after"), 1);
 }
 
@@ -247,7 +262,7 @@ fn an_identical_resend_of_a_late_order_wins_and_the_late_one_never_appears_twice
     run_for(&mut sim, 31);
     let ours = sim.orders().filter(|o| o.client_order_id == first.client_order_id).count();
     assert_eq!(ours, 1);
-    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_clean(&sim);
 }
 
 #[test]
@@ -256,12 +271,7 @@ fn a_slowly_routed_order_reports_accepted_and_pending_new_and_refuses_a_replace_
     slow.faults.slow_routing_ppm = 1_000_000;
     let mut sim = watched(Sim::new(slow).unwrap());
     let placed = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
-    let replace = ReplaceRequest {
-        qty: Some(Qty::new(Decimal::from(9))),
-        limit_price: None,
-        time_in_force: None,
-        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, 1)),
-    };
+    let replace = aapl_replace(1, Some(9), None);
     match sim.replace(&placed.id, &replace) {
         Err(SimError::Reject { status: 422, code: 40_010_001, message, .. }) => {
             assert_eq!(message, "unable to replace order, order isn't sent to exchange yet");
@@ -396,12 +406,7 @@ fn a_late_replace_is_applied_after_its_timeout_or_dropped_when_the_order_closed_
         late_order_max_ms: 5_000,
         ..crate::FaultConfig::none()
     });
-    let replace = ReplaceRequest {
-        qty: Some(Qty::new(Decimal::from(9))),
-        limit_price: None,
-        time_in_force: None,
-        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, 1)),
-    };
+    let replace = aapl_replace(1, Some(9), None);
     assert_eq!(sim.replace(&first.id, &replace), Err(SimError::ServerError { status: 504 }));
     assert!(sim.order_by_client_id(&replace.client_order_id).is_err(), "not applied yet");
     assert_eq!(sim.order(&first.id).unwrap().status, OrderStatus::New);
@@ -445,7 +450,7 @@ fn a_late_order_whose_id_a_resend_took_never_counts_as_a_second_order() {
     run_for(&mut sim, 1);
     // The late original can never be created now (its id is taken): a new attempt is fine.
     sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10")).unwrap();
-    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_clean(&sim);
 }
 
 #[test]
@@ -464,12 +469,7 @@ fn replaces_are_held_to_the_plan_and_an_identical_resend_of_a_lost_replace_is_al
     let mut sim = sim();
     let first = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
     run_for(&mut sim, 1);
-    let replace = |attempt| ReplaceRequest {
-        qty: Some(Qty::new(Decimal::from(9))),
-        limit_price: None,
-        time_in_force: None,
-        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, attempt)),
-    };
+    let replace = |attempt| aapl_replace(attempt, Some(9), None);
     sim.set_faults(crate::FaultConfig { late_replace_ppm: 1_000_000, ..crate::FaultConfig::none() });
     assert!(sim.replace(&first.id, &replace(1)).is_err(), "answered 504");
     sim.set_faults(crate::FaultConfig::none());
@@ -491,16 +491,11 @@ fn replacing_an_order_the_broker_cannot_replace_yet_is_no_second_order() {
     let mut sim = sim();
     let first = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
     run_for(&mut sim, 1);
-    let replace = |attempt| ReplaceRequest {
-        qty: Some(Qty::new(Decimal::from(9 - i64::from(attempt)))),
-        limit_price: None,
-        time_in_force: None,
-        client_order_id: ClientOrderId::from_broker(id("AAPL", Side::Sell, attempt)),
-    };
+    let replace = |attempt: u16| aapl_replace(attempt, Some(9 - i64::from(attempt)), None);
     sim.replace(&first.id, &replace(1)).unwrap();
     // The first is pending_replace: the broker refuses a second replace of it.
     assert!(sim.replace(&first.id, &replace(2)).is_err());
-    assert!(sim.referee().violations().is_empty(), "{:?}", sim.referee().violations());
+    assert_clean(&sim);
 }
 
 #[test]
