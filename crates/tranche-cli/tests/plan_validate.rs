@@ -55,3 +55,26 @@ fn missing_file_and_non_json_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON (line 1"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_sell_of_more_than_the_stated_position_is_a_plan_error_listed_with_the_others() {
+    let dir = std::env::temp_dir().join(format!("tranche-cli-oversell-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("oversell.json");
+    let plan = serde_json::json!({
+        "plan_id": "oversell", "correlation_id": "c", "causation_id": "t", "timestamp": "2026-03-02T14:40:00Z",
+        "total_portfolio_value": "40000",
+        "items": [
+            {"symbol": "EDZ", "action": "SELL", "trade_amount": "-5000000", "current_value": "20000",
+             "current_weight": "0.5", "target_weight": "0", "target_value": "0"},
+            {"symbol": "AAPL", "action": "BUY", "trade_amount": "-1", "current_value": "0",
+             "current_weight": "0", "target_weight": "0.5", "target_value": "20000"}
+        ]
+    });
+    std::fs::write(&path, plan.to_string()).unwrap();
+    let out = tranche(&["plan", "validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the plan has 2 problems"), "{stderr}");
+    assert!(stderr.contains("items[0].trade_amount: SELL of 5000000 is more than the 20000"), "{stderr}");
+}

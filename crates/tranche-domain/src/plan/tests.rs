@@ -125,6 +125,20 @@ fn validate_catches_problems_in_plans_built_in_code() {
     assert_eq!(issues.0.len(), 2, "{issues}");
 }
 
+#[test]
+fn a_sell_of_more_than_the_plan_says_is_held_is_a_plan_error() {
+    let with = |amount: &str, held: &str| {
+        let mut value = good_plan();
+        value["items"] = json!([{"symbol": "EDZ", "current_weight": "0.1", "target_weight": "0", "target_value": "0",
+            "current_value": held, "trade_amount": amount, "action": "SELL"}]);
+        RebalancePlan::from_value(&value)
+    };
+    assert!(with("-20000", "20000").is_ok(), "the whole position");
+    assert!(with("-20000.01", "20000").is_ok(), "a cent of rounding");
+    let issues = with("-5000000", "20000").unwrap_err().to_string();
+    assert!(issues.contains("items[0].trade_amount") && issues.contains("more than the 20000"), "{issues}");
+}
+
 fn decimal_text() -> impl Strategy<Value = String> {
     (0i64..10_000_000, 0u32..6).prop_map(|(m, s)| rust_decimal::Decimal::new(m, s).to_string())
 }
@@ -132,9 +146,11 @@ fn decimal_text() -> impl Strategy<Value = String> {
 fn any_item() -> impl Strategy<Value = Value> {
     ("[A-Z]{1,5}", decimal_text(), decimal_text(), prop_oneof![Just("BUY"), Just("SELL"), Just("HOLD")], 1u8..=5).prop_map(
         |(symbol, value, amount, action, priority)| {
-            let signed = if action == "SELL" { format!("-{amount}") } else { amount };
+            // A sell never sells more than the plan says is held.
+            let (signed, held) =
+                if action == "SELL" { (format!("-{amount}"), amount) } else { (amount, "0".to_owned()) };
             json!({"symbol": symbol, "current_weight": "0.1", "target_weight": "0.2", "weight_diff": "0.1",
-                   "target_value": value, "current_value": "0", "trade_amount": signed, "action": action, "priority": priority})
+                   "target_value": value, "current_value": held, "trade_amount": signed, "action": action, "priority": priority})
         },
     )
 }

@@ -85,6 +85,18 @@ pub(super) fn check_item(index: usize, item: &ItemParts, issues: &mut Vec<PlanIs
         ),
         _ => {}
     }
+    if let (Some(Action::Sell), Some(amount), Some(held)) = (item.action, item.trade_amount, item.current_value) {
+        // A sell cannot be worth more than the position the plan says is held (a cent of
+        // rounding aside).
+        let sold = amount.get().abs();
+        if sold > held.get() + Decimal::new(1, 2) {
+            push(
+                issues,
+                at("trade_amount"),
+                format!("SELL of {} is more than the {held} the plan says is held (current_value)", Usd::new(sold)),
+            );
+        }
+    }
     if let Some(priority) = item.priority.filter(|p| !(1..=5).contains(p)) {
         push(issues, at("priority"), format!("must be between 1 and 5, got {priority}"));
     }
