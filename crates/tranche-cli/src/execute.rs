@@ -158,7 +158,7 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
     };
     let recording = report::Recording::new();
     let quiet = options.quiet;
-    let outcome: Result<ExecutionResult, RunError> = runtime.block_on(async {
+    let outcome: Result<(ExecutionResult, bool), RunError> = runtime.block_on(async {
         let (tx, watcher) = watch(quiet, target.is_some().then(|| Arc::clone(&recording)));
         let ports = Ports {
             broker: Arc::new(broker.broker()),
@@ -167,8 +167,13 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
             clock: Arc::clone(&clock),
         };
         let outcome = match ledger {
-            Some(ledger) => execute_recorded(plan.clone(), settings.engine.clone(), ports, ledger, Some(tx)).await,
-            None => Ok(tranche::engine::execute(plan.clone(), settings.engine.clone(), ports, Some(tx)).await),
+            Some(ledger) => {
+                let replay = completed_before(&*ledger, &plan.plan_id).await;
+                execute_recorded(plan.clone(), settings.engine.clone(), ports, ledger, Some(tx))
+                    .await
+                    .map(|r| (r, replay))
+            }
+            None => Ok((tranche::engine::execute(plan.clone(), settings.engine.clone(), ports, Some(tx)).await, false)),
         };
         let _ = watcher.await;
         outcome
@@ -344,7 +349,8 @@ fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  
             quotes,
             clock,
         };
-        let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await;
+        let replay = completed_before(&*ledger, &plan.plan_id).await;
+        let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await.map(|r| (r, replay));
         let _ = watcher.await;
         outcome
     });
@@ -368,12 +374,19 @@ fn alpaca_label(options: &ExecuteOptions, config: &tranche::alpaca::AlpacaConfig
 
 /// Prints a run's outcome, writes its report, and returns the exit code.
 fn finish(
-    outcome: Result<ExecutionResult, RunError>,
+    outcome: Result<(ExecutionResult, bool), RunError>,
     options: &ExecuteOptions,
     report: Option<(&report::Target, &report::Recording, &report::RunInfo)>,
 ) -> ExitCode {
     let (result, code) = match outcome {
-        Ok(result) => {
+        Ok((result, replayed)) => {
+            if replayed {
+                // Said even with --quiet: the user must not mistake it for a new run.
+                crate::logging::warn(REPLAYED);
+                if !options.json {
+                    println!("{REPLAYED}");
+                }
+            }
             let code = exit::for_status(result.status);
             (result, code)
         }
@@ -402,6 +415,17 @@ fn finish(
         }
     }
     code
+}
+
+/// What a re-run of a completed plan says.
+const REPLAYED: &str = "replayed from the ledger: this plan was completed by an earlier run; nothing was sent";
+
+/// Whether the ledger already holds `plan_id` as completed (then the run replays its result).
+async fn completed_before(ledger: &dyn tranche::ledger::Ledger, plan_id: &str) -> bool {
+    ledger
+        .runs(Some(plan_id))
+        .await
+        .is_ok_and(|runs| runs.iter().any(|r| r.status == tranche::ledger::RunStatus::Completed))
 }
 
 /// Removes the "run in progress" page of a run that never started (nothing to report).

@@ -126,6 +126,16 @@ pub fn error(message: &str) {
     }
 }
 
+/// Tells the user something they must not miss, whatever the log level: `note: ...` on stderr,
+/// or a WARN event in JSON mode.
+pub fn warn(message: &str) {
+    if is_json() {
+        tracing::warn!(target: "tranche", "{message}");
+    } else {
+        eprintln!("note: {message}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

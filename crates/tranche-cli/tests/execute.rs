@@ -145,6 +145,18 @@ fn with_a_ledger_a_plan_runs_once_and_a_rerun_returns_the_recorded_result() {
     assert_eq!(second.status.code(), Some(0));
     assert_eq!(first.stdout, second.stdout, "the re-run returns the recorded result");
     assert!(!String::from_utf8_lossy(&second.stderr).contains("order "), "and sends no order");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("replayed from the ledger"),
+        "and says so: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("replayed"), "a first run is no replay");
+    let table = tranche(&["execute", plan.to_str().unwrap(), "--quiet", "--ledger", &spec]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("replayed from the ledger: this plan was completed by an earlier run; nothing was sent"),
+        "{table}"
+    );
 
     let runs = tranche(&["ledger", "runs", "--ledger", &spec, "--json"]);
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
