@@ -143,7 +143,7 @@ pub fn progress_json(event: &ProgressEvent) {
 pub fn result_table(result: &ExecutionResult, out: &mut impl Write) {
     let _ = writeln!(
         out,
-        "SYMBOL   SIDE  OUTCOME                  FILLED         TARGET   AVG PRICE     ARRIVAL  SLIP BPS ORDERS REPEGS  REASON"
+        "SYMBOL   SIDE  OUTCOME               FILLED SH      TARGET SH   AVG PRICE     ARRIVAL  SLIP BPS ORDERS REPEGS  REASON"
     );
     for row in &result.orders {
         let _ = writeln!(
@@ -164,7 +164,12 @@ pub fn result_table(result: &ExecutionResult, out: &mut impl Write) {
     }
     let _ = writeln!(
         out,
-        "\n{}: {} of {} items completed, ${} traded (plan {})",
+        "\nFILLED SH and TARGET SH are shares; SLIP BPS is the average price against the arrival mid in basis \
+         points, negative is better than the mid."
+    );
+    let _ = writeln!(
+        out,
+        "{}: {} of {} items completed, ${} traded (plan {})",
         match result.status {
             tranche::domain::ExecutionStatus::Success => "success",
             tranche::domain::ExecutionStatus::PartialSuccess => "partial success",
@@ -172,7 +177,7 @@ pub fn result_table(result: &ExecutionResult, out: &mut impl Write) {
         },
         result.orders_succeeded,
         result.orders_placed,
-        result.total_trade_value,
+        result.total_trade_value.get().round_dp(2),
         result.plan_id
     );
 }

@@ -28,6 +28,11 @@ fn execute_on_the_simulator_prints_a_table_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("SYMBOL"), "{stdout}");
     assert!(stdout.contains("success: 4 of 4 items completed"), "{stdout}");
+    assert!(stdout.contains("FILLED SH") && stdout.contains("TARGET SH"), "shares are named so: {stdout}");
+    assert!(stdout.contains("negative is better than the mid"), "the slippage sign is explained: {stdout}");
+    let traded = stdout.lines().find(|l| l.contains(" traded (plan ")).unwrap();
+    let dollars = traded.split('$').nth(1).unwrap().split(' ').next().unwrap();
+    assert!(dollars.split('.').nth(1).is_none_or(|cents| cents.len() <= 2), "dollars to the cent: {traded}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("phase Buy done"), "progress lines on stderr: {stderr}");
 }
