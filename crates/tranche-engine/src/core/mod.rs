@@ -9,6 +9,7 @@
 
 mod item;
 mod phases;
+mod quote_history;
 mod recovery;
 mod report;
 mod work;
@@ -53,6 +54,8 @@ pub struct EngineCore {
     pub(crate) started_at: Option<Timestamp>,
     pub(crate) phase_started_at: Option<Timestamp>,
     pub(crate) quotes: BTreeMap<Symbol, Quote>,
+    /// The last few quotes of each symbol, in time order (see `quote_history`).
+    pub(crate) recent_quotes: BTreeMap<Symbol, std::collections::VecDeque<Quote>>,
     pub(crate) stream_up: bool,
     pub(crate) stale_orders: BTreeSet<BrokerOrderId>,
     pub(crate) account: Option<Account>,
@@ -99,6 +102,7 @@ impl EngineCore {
             started_at: None,
             phase_started_at: None,
             quotes: BTreeMap::new(),
+            recent_quotes: BTreeMap::new(),
             stream_up: true,
             stale_orders: BTreeSet::new(),
             account: None,
@@ -217,10 +221,7 @@ impl EngineCore {
 
     fn on_quote(&mut self, quote: Quote, now: Timestamp, out: &mut Vec<Command>) {
         let symbol = quote.symbol.clone();
-        let newer = self.quotes.get(&symbol).is_none_or(|old| old.time <= quote.time);
-        if newer {
-            self.quotes.insert(symbol.clone(), quote);
-        }
+        self.remember_quote(quote);
         // Items waiting for a usable quote may proceed.
         let Some(of_symbol) = self.items_of.get(&symbol) else { return };
         let waiting: Vec<usize> =

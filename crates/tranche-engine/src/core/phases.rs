@@ -228,8 +228,8 @@ impl EngineCore {
         let Some(item) = self.items.get(i) else { return };
         let symbol = item.item.symbol.clone();
         if let Ok(q) = result {
-            if q.symbol == symbol && self.quotes.get(&symbol).is_none_or(|old| old.time <= q.time) {
-                self.quotes.insert(symbol.clone(), q);
+            if q.symbol == symbol {
+                self.remember_quote(q);
             }
         }
         match self.items[i].stage {

@@ -81,7 +81,8 @@ impl EngineCore {
     pub(super) fn record_fill_to_ledger(&self, i: usize, fill: &tranche_domain::Fill, out: &mut Vec<Command>) {
         let item = &self.items[i];
         let child = item.child_by_client(&fill.client_order_id).map(|c| &item.children[c]);
-        let quote = self.quotes.get(&item.item.symbol);
+        // The quote in force when the fill happened, not the latest (which may be later).
+        let quote = self.quote_at(&item.item.symbol, fill.time);
         let record = FillRecord {
             execution_id: fill.execution_id.as_str().to_owned(),
             plan_id: self.plan.plan_id.clone(),

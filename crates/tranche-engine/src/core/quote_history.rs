@@ -1,0 +1,92 @@
+//! The quotes the core was told about: the latest per symbol (what it prices from) and the last
+//! few per symbol (what was in force when a fill happened, for the ledger: a fill's update
+//! usually arrives after the quotes that followed it, so the latest quote is the wrong one).
+//!
+//! Invariants: the latest quote of a symbol never goes back in time; the recent quotes of a
+//! symbol are in time order, at most `RECENT` of them; the quote in force at `t` is the newest
+//! one stamped at or before `t`, or none when every remembered quote is newer.
+
+use tranche_domain::{Quote, Symbol, Timestamp};
+
+use super::EngineCore;
+
+/// How many recent quotes are kept per symbol.
+const RECENT: usize = 32;
+
+impl EngineCore {
+    /// Remembers `quote`: the latest of its symbol unless an older one arrived late, and among
+    /// the recent ones in time order.
+    pub(crate) fn remember_quote(&mut self, quote: Quote) {
+        let symbol = quote.symbol.clone();
+        let recent = self.recent_quotes.entry(symbol.clone()).or_default();
+        let at = recent.iter().rposition(|q| q.time <= quote.time).map_or(0, |p| p + 1);
+        recent.insert(at, quote.clone());
+        if recent.len() > RECENT {
+            recent.pop_front();
+        }
+        if self.quotes.get(&symbol).is_none_or(|old| old.time <= quote.time) {
+            self.quotes.insert(symbol, quote);
+        }
+    }
+
+    /// The quote of `symbol` in force at `at`: the newest remembered one stamped at or before it.
+    pub(crate) fn quote_at(&self, symbol: &Symbol, at: Timestamp) -> Option<&Quote> {
+        self.recent_quotes.get(symbol)?.iter().rev().find(|q| q.time <= at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EngineConfig;
+
+    fn quote(bid: &str, second: i64) -> Quote {
+        let t = chrono::DateTime::from_timestamp(1_772_462_000 + second, 0).unwrap();
+        Quote {
+            symbol: Symbol::parse("AAPL").unwrap(),
+            bid: bid.parse().unwrap(),
+            ask: (bid.parse::<rust_decimal::Decimal>().unwrap() + rust_decimal::Decimal::new(2, 2)).into(),
+            bid_size: tranche_domain::Qty::new(100.into()),
+            ask_size: tranche_domain::Qty::new(100.into()),
+            time: t,
+        }
+    }
+
+    fn core() -> EngineCore {
+        let plan = tranche_domain::RebalancePlan::from_value(&serde_json::json!({
+            "plan_id": "q1", "correlation_id": "c", "causation_id": "t", "timestamp": "2026-03-02T14:40:00Z",
+            "total_portfolio_value": "1000",
+            "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "100", "current_value": "0",
+                       "current_weight": "0", "target_weight": "0.1", "target_value": "100"}]
+        }))
+        .unwrap();
+        EngineCore::new(plan, EngineConfig::default())
+    }
+
+    #[test]
+    fn the_quote_in_force_at_a_fill_is_the_last_one_before_it_not_the_latest() {
+        let mut core = core();
+        let aapl = Symbol::parse("AAPL").unwrap();
+        core.remember_quote(quote("100.00", 1));
+        core.remember_quote(quote("100.10", 3));
+        // A fill at second 2 is processed after the quote of second 3 arrived.
+        assert_eq!(core.quote_at(&aapl, quote("0", 2).time).map(|q| q.bid.to_string()), Some("100.00".into()));
+        assert_eq!(core.quotes[&aapl].bid.to_string(), "100.10", "pricing still uses the latest");
+        assert!(core.quote_at(&aapl, quote("0", 0).time).is_none(), "nothing before the first quote");
+    }
+
+    #[test]
+    fn a_late_quote_is_kept_in_time_order_and_never_replaces_a_newer_latest() {
+        let mut core = core();
+        let aapl = Symbol::parse("AAPL").unwrap();
+        core.remember_quote(quote("100.00", 1));
+        core.remember_quote(quote("100.20", 5));
+        core.remember_quote(quote("100.10", 3)); // delivered late
+        assert_eq!(core.quotes[&aapl].bid.to_string(), "100.20");
+        assert_eq!(core.quote_at(&aapl, quote("0", 4).time).map(|q| q.bid.to_string()), Some("100.10".into()));
+        for second in 10..10 + 2 * i64::try_from(RECENT).unwrap() {
+            core.remember_quote(quote("101.00", second));
+        }
+        assert_eq!(core.recent_quotes[&aapl].len(), RECENT, "bounded");
+    }
+}
