@@ -86,7 +86,14 @@ fn assert_run_report(report: &Path, plan_symbols: &[&str]) {
         assert_eq!(count("g.legend"), 1, "{symbol}: a legend");
         let labels: String = chart.text().collect();
         assert!(labels.contains("price (USD)") && labels.contains("time (UTC"), "{symbol}: axis titles");
+        // The arrival-mid label comes after every fill dot, so none is drawn over it.
+        let html = chart.html();
+        let (label, last_fill) = (html.find("arrival-label"), html.rfind("class=\"fill"));
+        assert!(label.is_some() && label > last_fill, "{symbol}: the arrival label is drawn over the fills");
     }
+    // At a narrow width the items table scrolls inside its own container, not the page.
+    assert_eq!(select(&page, "div.table-scroll > table.summary").len(), 1, "the table has a scroll container");
+    assert!(html.contains(".table-scroll{overflow-x:auto"), "and it scrolls sideways");
 }
 
 #[test]

@@ -43,6 +43,7 @@ dl.facts{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:8px 16px
  border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px;margin:0}
 dl.facts div{min-width:0}dl.facts dt{font-size:12px;color:#6b7280}
 dl.facts dd{margin:2px 0 0;font-weight:600;overflow-wrap:anywhere}
+.table-scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e5e7eb;font-size:13px}
 th,td{padding:6px 8px;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:top}
 th{background:#f3f4f6;font-weight:600;white-space:nowrap}
@@ -211,7 +212,7 @@ fn chart_heading(item: &ItemResult) -> String {
 
 fn summary_table(out: &mut String, items: &[ItemResult]) {
     out.push_str(
-        "<table class=\"summary\">\n<thead><tr><th>Symbol</th><th>Side</th><th>Outcome</th>\
+        "<div class=\"table-scroll\"><table class=\"summary\">\n<thead><tr><th>Symbol</th><th>Side</th><th>Outcome</th>\
          <th class=\"num\">Ordered (sh)</th><th class=\"num\">Filled (sh)</th><th class=\"num\">Requested $</th>\
          <th class=\"num\">Filled $</th><th class=\"num\">Avg price</th><th class=\"num\">Arrival mid</th>\
          <th class=\"num\">Slippage (bps)</th><th class=\"num\">Orders</th><th class=\"num\">Re-pegs</th>\
@@ -238,7 +239,7 @@ fn summary_table(out: &mut String, items: &[ItemResult]) {
             escape(item.reason.as_deref().unwrap_or("")),
         );
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table></div>\n");
 }
 
 /// The page for `--dry-run --report`: the first orders the run would place; nothing was sent.
@@ -260,7 +261,7 @@ pub fn preview_page(plan_id: &str, preview: &Preview, info: &RunInfo) -> String 
         ],
     );
     body.push_str(
-        "<h2>First orders</h2>\n<table class=\"summary preview\">\n<thead><tr><th>Symbol</th><th>Side</th>\
+        "<h2>First orders</h2>\n<div class=\"table-scroll\"><table class=\"summary preview\">\n<thead><tr><th>Symbol</th><th>Side</th>\
          <th class=\"num\">Shares</th><th class=\"num\">Mid</th><th class=\"num\">First limit</th><th>Note</th></tr></thead>\n<tbody>\n",
     );
     for row in &preview.rows {
@@ -280,7 +281,7 @@ pub fn preview_page(plan_id: &str, preview: &Preview, info: &RunInfo) -> String 
             escape(row.note.as_deref().unwrap_or("")),
         );
     }
-    body.push_str("</tbody>\n</table>\n");
+    body.push_str("</tbody>\n</table></div>\n");
     let _ = writeln!(
         body,
         "<footer>Written by tranche {}. This page loads nothing from anywhere.</footer>",

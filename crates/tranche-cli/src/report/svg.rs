@@ -90,6 +90,8 @@ pub fn chart(data: &ChartData, index: usize) -> Option<String> {
     arrival(&mut svg, data, &frame);
     limits(&mut svg, data, &frame, t1);
     fills(&mut svg, data, &frame);
+    // Drawn last, over the fills, on a white halo: a fill dot never hides it.
+    arrival_label(&mut svg, data, &frame);
     svg.push_str("</g>");
     legend(&mut svg, data);
     svg.push_str("</svg>");
@@ -170,10 +172,20 @@ fn arrival(svg: &mut String, data: &ChartData, frame: &Frame) {
     let y = frame.y(mid);
     let _ = write!(
         svg,
-        r#"<line class="arrival" x1="{LEFT}" x2="{RIGHT}" y1="{y:.1}" y2="{y:.1}" stroke="{MID}" stroke-width="1.2" stroke-dasharray="2 4"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="end" font-size="11" fill="{MID}">arrival mid {label}</text>"#,
+        r#"<line class="arrival" x1="{LEFT}" x2="{RIGHT}" y1="{y:.1}" y2="{y:.1}" stroke="{MID}" stroke-width="1.2" stroke-dasharray="2 4"/>"#,
+    );
+}
+
+fn arrival_label(svg: &mut String, data: &ChartData, frame: &Frame) {
+    let Some(mid) = data.arrival_mid else {
+        return;
+    };
+    let _ = write!(
+        svg,
+        r#"<text class="arrival-label" x="{tx:.1}" y="{ty:.1}" text-anchor="end" font-size="11" fill="{MID}" stroke="white" stroke-width="3" paint-order="stroke">arrival mid {label}</text>"#,
         label = price_text(mid),
         tx = RIGHT - 6.0,
-        ty = y - 5.0,
+        ty = frame.y(mid) - 5.0,
     );
 }
 
