@@ -88,8 +88,20 @@ fn ensure_chromium() -> Result<PathBuf, String> {
     }
 }
 
+/// A window tall enough for the whole report at 1280 px wide: the header and summary, a row per
+/// item, a section per chart (each chart is 1100 x 380 in a 1180 px column, plus its heading),
+/// with a margin; headless Chromium captures only the window, so a short one cuts the page.
+fn page_height(html: &str) -> u32 {
+    let count = |needle: &str| u32::try_from(html.matches(needle).count()).unwrap_or(u32::MAX);
+    let height = 700u32
+        .saturating_add(count("<tr>").saturating_mul(36))
+        .saturating_add(count("<svg class=\"chart\"").saturating_mul(520));
+    height.min(16_000)
+}
+
 /// Renders `page` to `out` with headless Chromium in a fresh profile.
 fn screenshot(chromium: &Path, page: &Path, out: &Path) -> Result<(), String> {
+    let html = std::fs::read_to_string(page).map_err(|e| format!("cannot read {}: {e}", page.display()))?;
     let profile = std::env::temp_dir().join(format!("tranche-report-shot-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     std::fs::create_dir_all(&profile).map_err(|e| format!("cannot create {}: {e}", profile.display()))?;
@@ -107,7 +119,7 @@ fn screenshot(chromium: &Path, page: &Path, out: &Path) -> Result<(), String> {
             "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--window-size=1280,2000")
+        .arg(format!("--window-size=1280,{}", page_height(&html)))
         .arg(format!("--screenshot={}", out.display()))
         .arg(format!("file://{}", page.display()))
         .stdout(Stdio::null())
@@ -187,6 +199,15 @@ mod tests {
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_window_grows_with_the_report() {
+        let small = page_height("<table><tr></tr></table>");
+        let charts = "<svg class=\"chart\"></svg>".repeat(5);
+        let large = page_height(&format!("<table>{}</table>{charts}", "<tr></tr>".repeat(6)));
+        assert!(large >= small + 5 * 520, "{small} {large}");
+        assert_eq!(page_height(&"<svg class=\"chart\">".repeat(1000)), 16_000, "bounded");
     }
 
     #[test]
