@@ -117,6 +117,7 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
     if let Some(seed) = options.seed {
         sim.seed = seed;
     }
+    like_alpaca(&mut sim.symbols, &plan);
     let info =
         report::RunInfo::new(format!("Embedded simulator, seed {}; times are the simulator's virtual clock", sim.seed));
     let target = match report_target(options, &plan, &info) {
@@ -415,6 +416,26 @@ fn finish(
         }
     }
     code
+}
+
+/// Like Alpaca, the simulator knows only its universe's names unless told to invent markets;
+/// when it does, says for which of the plan's symbols.
+fn like_alpaca(symbols: &mut tranche::sim::SymbolRules, plan: &RebalancePlan) {
+    let invented: Vec<&str> = plan
+        .items
+        .iter()
+        .map(|i| &i.symbol)
+        .filter(|s| !tranche::sim::is_listed(s) && !symbols.names(s))
+        .map(tranche::domain::Symbol::as_str)
+        .collect();
+    match symbols.invent {
+        None => symbols.invent = Some(false),
+        Some(true) if !invented.is_empty() => crate::logging::warn(&format!(
+            "the simulator invents markets for {} (not in its universe; Alpaca would answer \"asset not found\")",
+            invented.join(", ")
+        )),
+        Some(_) => {}
+    }
 }
 
 /// What a re-run of a completed plan says.

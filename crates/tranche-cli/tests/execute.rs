@@ -219,3 +219,31 @@ fn reading_a_ledger_never_creates_one_and_what_is_not_there_is_said() {
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("no-such-dir does not exist") && !stderr.contains("damaged"), "{stderr}");
 }
+
+#[test]
+fn an_unknown_symbol_is_refused_like_alpaca_unless_the_simulator_is_told_to_invent_it() {
+    let plan = temp_file(
+        "unknown.json",
+        r#"{"plan_id": "unknown-sym", "correlation_id": "c", "causation_id": "t", "timestamp": "2026-03-02T14:40:00Z",
+            "total_portfolio_value": "10000",
+            "items": [
+              {"symbol": "ZZZZQ", "action": "BUY", "trade_amount": "1000", "current_value": "0",
+               "current_weight": "0", "target_weight": "0.1", "target_value": "1000"},
+              {"symbol": "AAPL", "action": "BUY", "trade_amount": "1000", "current_value": "0",
+               "current_weight": "0", "target_weight": "0.1", "target_value": "1000"}
+            ]}"#,
+    );
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--json", "--quiet"]);
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let zzzzq = &result["orders"][0];
+    assert_eq!(zzzzq["outcome"], "failed", "{zzzzq}");
+    assert!(zzzzq["reason"].as_str().unwrap_or_default().contains("unknown to the broker"), "{zzzzq}");
+    assert_eq!(result["orders"][1]["outcome"], "filled", "a listed symbol trades: {result}");
+
+    let config = temp_file("invent.toml", "[simulator.symbols]\ninvent = true\n");
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--json", "--quiet", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the simulator invents markets for ZZZZQ"), "said so: {stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["orders"][0]["outcome"], "filled", "{result}");
+}

@@ -237,6 +237,21 @@ pub struct SymbolRules {
     pub fractionable: Vec<Symbol>,
     /// Starting mid prices that override the derived ones.
     pub prices: std::collections::BTreeMap<Symbol, Price>,
+    /// Whether symbols the universe does not list (nor any rule above names) get an invented
+    /// market: `Some(false)` answers them as Alpaca answers an unknown symbol (asset not found,
+    /// orders refused); `None` (the library's default, which scenario tests rely on) or
+    /// `Some(true)` invents one. `tranche execute` on the simulator takes `None` as `false`.
+    pub invent: Option<bool>,
+}
+
+impl SymbolRules {
+    /// Whether a rule names `symbol` (then it is known whatever `invent` says).
+    pub fn names(&self, symbol: &Symbol) -> bool {
+        [&self.non_tradable, &self.halted, &self.non_fractionable, &self.fractionable]
+            .iter()
+            .any(|list| list.contains(symbol))
+            || self.prices.contains_key(symbol)
+    }
 }
 
 /// Latencies, in milliseconds.

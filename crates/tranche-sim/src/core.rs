@@ -432,9 +432,12 @@ impl Sim {
         }
     }
 
-    /// True when the broker knows `symbol`.
+    /// True when the broker knows `symbol`: not listed as unknown, and either in the universe,
+    /// named by a rule, or invented (see `SymbolRules::invent`).
     pub fn is_known(&self, symbol: &Symbol) -> bool {
-        !self.config.symbols.unknown.contains(symbol)
+        let rules = &self.config.symbols;
+        !rules.unknown.contains(symbol)
+            && (rules.invent != Some(false) || crate::universe::is_listed(symbol) || rules.names(symbol))
     }
 
     /// Buying power held by open buy orders. While a replace is pending, the larger of the old

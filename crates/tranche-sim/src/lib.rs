@@ -47,7 +47,7 @@ pub use referee::{count_violations, Referee, Violation, ViolationKind};
 pub use rng::Rng;
 pub use session::Calendar;
 pub use tally::Tally;
-pub use universe::AssetProfile;
+pub use universe::{is_listed, AssetProfile};
 
 #[cfg(test)]
 mod properties;

@@ -306,3 +306,21 @@ fn same_seed_same_config_byte_identical_event_log() {
     assert_eq!(a.join("\n"), b.join("\n"));
     assert_ne!(a, scripted_run(12));
 }
+
+#[test]
+fn without_invented_symbols_an_unlisted_symbol_is_answered_as_alpaca_answers_an_unknown_one() {
+    let mut config = config(8);
+    config.symbols.invent = Some(false);
+    config.symbols.prices.insert(sym("XNAMED"), "12.34".parse().unwrap());
+    let mut sim = Sim::new(config).unwrap();
+    let err = sim.asset(&sym("ZZZZQ")).unwrap_err();
+    assert!(err.to_string().contains("asset not found for ZZZZQ"), "{err}");
+    let refused = sim.submit(&order("z1", "ZZZZQ", Side::Buy, "1", None)).unwrap_err();
+    assert!(refused.to_string().contains("asset \"ZZZZQ\" not found"), "{refused}");
+    assert!(sim.latest_quote(&sym("ZZZZQ")).is_err());
+    assert!(sim.asset(&sym("AAPL")).is_ok(), "the universe's names are known");
+    assert!(sim.asset(&sym("XNAMED")).is_ok(), "so is a symbol a rule names");
+    let mut inventing = self::config(8);
+    inventing.symbols.invent = Some(true);
+    assert!(Sim::new(inventing).unwrap().asset(&sym("ZZZZQ")).is_ok(), "invented when asked");
+}

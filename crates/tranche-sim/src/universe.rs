@@ -47,6 +47,12 @@ const KNOWN: &[(&str, i64, bool)] = &[
     ("NIO", 441, true),
 ];
 
+/// Whether the universe lists `symbol` (a real name at a realistic price level); any other
+/// symbol's market is invented from the seed.
+pub fn is_listed(symbol: &Symbol) -> bool {
+    KNOWN.iter().any(|(s, _, _)| *s == symbol.as_str())
+}
+
 /// Log-spaced price levels (in cents) for symbols the table does not know.
 const LEVELS_CENTS: &[i64] = &[
     5, 8, 12, 20, 35, 50, 80, 120, 200, 350, 500, 800, 1_200, 2_000, 3_500, 5_000, 8_000, 12_000, 20_000, 35_000,
