@@ -159,6 +159,9 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
     };
     let recording = report::Recording::new();
     let quiet = options.quiet;
+    if !quiet {
+        crate::logging::warn("embedded simulator: the times shown are its virtual clock (a session runs in moments)");
+    }
     let outcome: Result<(ExecutionResult, bool), RunError> = runtime.block_on(async {
         let (tx, watcher) = watch(quiet, target.is_some().then(|| Arc::clone(&recording)));
         let ports = Ports {

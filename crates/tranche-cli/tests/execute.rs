@@ -35,6 +35,7 @@ fn execute_on_the_simulator_prints_a_table_and_exits_zero() {
     assert!(dollars.split('.').nth(1).is_none_or(|cents| cents.len() <= 2), "dollars to the cent: {traded}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("phase Buy done"), "progress lines on stderr: {stderr}");
+    assert!(stderr.contains("the times shown are its virtual clock"), "virtual times are said to be: {stderr}");
 }
 
 #[test]
