@@ -25,6 +25,19 @@ pub(crate) struct LateOrder {
     pub created: bool,
 }
 
+/// Alpaca's refusal of any replace of an order in `status`, whatever the replace asks: a closed
+/// order, or one not (or no longer simply) working at the venue.
+pub(crate) fn replace_refused_in(status: OrderStatus) -> Option<&'static str> {
+    if status.is_terminal() {
+        return Some("unable to replace order, order is not open");
+    }
+    matches!(
+        status,
+        OrderStatus::Accepted | OrderStatus::PendingNew | OrderStatus::PendingCancel | OrderStatus::PendingReplace
+    )
+    .then_some("unable to replace order, order isn't sent to exchange yet")
+}
+
 const FORBIDDEN: u16 = 403;
 const UNPROCESSABLE: u16 = 422;
 const CODE_403: u64 = 40_310_000;
@@ -315,9 +328,7 @@ impl Sim {
         if self.rng.chance_ppm(self.config.faults.late_order_ppm) {
             // The gateway gives up; the order reaches the broker's books later.
             self.fired.hit("late_order");
-            let span = self.config.faults.late_order_max_ms.max(500) - 500;
-            let delay = 500 + self.rng.below(span + 1);
-            let at = self.after_ms(delay);
+            let at = self.late_arrival();
             self.late.push(LateOrder { request: req.clone(), created: false });
             self.schedule_at(at, Action::LateCreate(self.late.len() - 1));
             self.referee.answer_lost(&req.client_order_id);
@@ -332,6 +343,14 @@ impl Sim {
             return Err(SimError::Timeout { applied: true });
         }
         Ok(order)
+    }
+
+    /// When a request answered with a gateway timeout reaches the broker: 0.5 s to
+    /// `late_order_max_ms` from now.
+    fn late_arrival(&mut self) -> tranche_domain::Timestamp {
+        let span = self.config.faults.late_order_max_ms.max(500) - 500;
+        let delay = 500 + self.rng.below(span + 1);
+        self.after_ms(delay)
     }
 
     /// Places an order as the account's owner would, outside Tranche (no fault injection, not
@@ -480,9 +499,7 @@ impl Sim {
             // The gateway gives up; the replace reaches the broker later (or finds the order
             // closed by then and is dropped).
             self.fired.hit("late_replace");
-            let span = self.config.faults.late_order_max_ms.max(500) - 500;
-            let delay = 500 + self.rng.below(span + 1);
-            let at = self.after_ms(delay);
+            let at = self.late_arrival();
             self.late_replaces.push((old, req.clone()));
             self.referee.replace_answer_lost(old, req);
             self.schedule_at(at, Action::LateReplace(self.late_replaces.len() - 1));
@@ -548,15 +565,7 @@ impl Sim {
 
     fn validate_replace(&mut self, old: usize, req: &ReplaceRequest) -> Result<(Decimal, Option<Price>), SimError> {
         let o = &self.orders[old];
-        if o.order.status.is_terminal() {
-            let message = "unable to replace order, order is not open";
-            return Err(reject(UNPROCESSABLE, CODE_VALIDATION, RejectReason::NotCancelable, message));
-        }
-        if matches!(
-            o.order.status,
-            OrderStatus::Accepted | OrderStatus::PendingNew | OrderStatus::PendingCancel | OrderStatus::PendingReplace
-        ) {
-            let message = "unable to replace order, order isn't sent to exchange yet";
+        if let Some(message) = replace_refused_in(o.order.status) {
             return Err(reject(UNPROCESSABLE, CODE_VALIDATION, RejectReason::NotCancelable, message));
         }
         if o.order.notional.is_some() {

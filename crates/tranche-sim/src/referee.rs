@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 use tranche_domain::{
-    tick::is_on_tick, ClientOrderId, OrderAmount, OrderRequest, OrderStatus, OrderType, Price, RebalancePlan,
-    ReplaceRequest, Side, Symbol, Timestamp,
+    tick::is_on_tick, ClientOrderId, OrderAmount, OrderRequest, OrderType, Price, RebalancePlan, ReplaceRequest, Side,
+    Symbol, Timestamp,
 };
 
 use crate::core::Sim;
@@ -265,15 +265,7 @@ impl Sim {
         }
         self.judge_price(&req.client_order_id, req.limit_price);
         self.judge_replacement_membership(&old_order, &req.client_order_id);
-        if old_order.status.is_terminal()
-            || matches!(
-                old_order.status,
-                OrderStatus::Accepted
-                    | OrderStatus::PendingNew
-                    | OrderStatus::PendingCancel
-                    | OrderStatus::PendingReplace
-            )
-        {
+        if crate::orders::replace_refused_in(old_order.status).is_some() {
             // A replace of a closed order (it filled or was canceled meanwhile), or of one the
             // broker cannot replace yet, commits nothing: the broker refuses it whatever it asks.
             return;
