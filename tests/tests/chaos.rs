@@ -196,6 +196,7 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
         // quantity), so the faults of replaces get their chance.
         base.symbols.non_fractionable = POOL.iter().map(|s| Symbol::parse(s).unwrap()).collect();
     }
+    base.record_log = std::env::var("CHAOS_TRACE").is_ok();
     let (plan, sim) = scenario(seed, 6, &base);
     let mut rng = Rng::derive(seed, "crash");
     let crash_after = (rng.below(4) != 0).then(|| Duration::from_millis(rng.below(25_000)));
@@ -219,6 +220,9 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
     };
     for (name, count) in faulty.map(|f| f.faults_fired()).unwrap_or_default() {
         seen.store_fired.hit_times(name, count);
+    }
+    if std::env::var("CHAOS_TRACE").ok() == Some(seed.to_string()) {
+        broker.with_sim(|s| s.log().iter().for_each(|l| eprintln!("TRACE {l}")));
     }
     let settle = clock.now() + chrono::Duration::seconds(5);
     clock.sleep_until(settle).await;
@@ -443,6 +447,9 @@ fn suite(mode: &Mode, known: fn(&str) -> bool) -> (Vec<String>, Exercised) {
     let mut failures = Vec::new();
     let mut seen = Exercised::default();
     for seed in 0..SEEDS {
+        if std::env::var("CHAOS_SEED").is_ok_and(|s| s != seed.to_string()) {
+            continue;
+        }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let mut problems = runtime.block_on(check(seed, mode, &mut seen));
         problems.retain(|p| !known(p));

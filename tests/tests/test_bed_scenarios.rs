@@ -1,7 +1,6 @@
 //! The test bed's new broker behaviours as small scenarios on the simulator, with the broker's
-//! referee watching. Those that found a hole in engine core v1 stay ignored until the engine
-//! work ("engine core v2") closes it (`cargo test -p tranche-tests --test test_bed_scenarios --
-//! --ignored` runs them); the others hold the engine to the behaviour now.
+//! referee watching. Two of them found holes in engine core v1 (a fractional remainder that
+//! blocked a liquidation, a late order sent twice); they failed until engine core v2 closed them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,7 +28,6 @@ fn plan(id: &str, rows: &[(&str, &str, &str, &str, &str)], total: &str) -> Rebal
 /// 40.37, the broker refuses a fractional order of a non-fractionable asset, and nothing is sold
 /// (the engine issue's hole 3, defect D5 of the predecessor in a new form).
 #[tokio::test(start_paused = true)]
-#[ignore = "engine core v2: a fractional remainder of a non-fractionable asset blocks the whole liquidation"]
 async fn a_fractional_remainder_of_a_non_fractionable_asset_does_not_block_its_liquidation() {
     let plan = plan("odd1", &[("EDZ", "SELL", "-400", "400", "0")], "1400");
     let mut sim = SimConfig::default();
@@ -53,7 +51,6 @@ async fn a_fractional_remainder_of_a_non_fractionable_asset_does_not_block_its_l
 /// client order id: two working orders for one item (the engine issue's hole 1). The referee
 /// sees the second order the moment it is sent.
 #[tokio::test(start_paused = true)]
-#[ignore = "engine core v2: an uncertain submit that a lookup cannot find yet is re-sent under a new client order id"]
 async fn an_order_created_late_is_never_doubled() {
     let plan = plan("late1", &[("AAPL", "BUY", "5000", "0", "0.1")], "20000");
     let mut sim = SimConfig::default();

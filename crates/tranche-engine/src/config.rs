@@ -69,6 +69,33 @@ pub struct EngineConfig {
     /// Longest wait for the account to show the sells' buying power (default 10 s).
     #[serde(with = "secs")]
     pub settle_deadline: Duration,
+    /// How often the account is read again while waiting for buying power (default 1 s).
+    #[serde(with = "secs")]
+    pub settle_poll: Duration,
+    /// Wait before a request refused with "try again" (a 429 without `Retry-After`, a
+    /// transient error) is sent again; lookups of an order not found yet back off from it,
+    /// doubling (default 2 s).
+    #[serde(with = "secs")]
+    pub retry_wait: Duration,
+    /// How long after an accepted cancel the order's final state is looked up if the stream has
+    /// not told it (default 5 s).
+    #[serde(with = "secs")]
+    pub cancel_confirm_wait: Duration,
+    /// How long an order whose request was lost may take to appear at the broker; until then a
+    /// lookup that finds nothing is not proof that it was never placed (default 60 s).
+    #[serde(with = "secs")]
+    pub late_order_window: Duration,
+    /// Longest wait for stale orders of this plan (from an earlier run) to confirm their
+    /// cancellation before trading starts (default 15 s).
+    #[serde(with = "secs")]
+    pub stale_cancel_deadline: Duration,
+    /// How far before the run's (or an item's) start fill activities are read, for clock skew
+    /// between this machine and the broker (default 60 s).
+    #[serde(with = "secs")]
+    pub fill_lookback: Duration,
+    /// Let buys use margin: budget from the broker's buying power instead of cash less what
+    /// open buy orders hold (default false: never borrow).
+    pub use_margin: bool,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +116,13 @@ impl Default for EngineConfig {
             phase_deadline: Duration::from_secs(300),
             run_deadline: Duration::from_secs(900),
             settle_deadline: Duration::from_secs(10),
+            settle_poll: Duration::from_secs(1),
+            retry_wait: Duration::from_secs(2),
+            cancel_confirm_wait: Duration::from_secs(5),
+            late_order_window: Duration::from_secs(60),
+            stale_cancel_deadline: Duration::from_secs(15),
+            fill_lookback: Duration::from_secs(60),
+            use_margin: false,
         }
     }
 }
@@ -159,6 +193,27 @@ impl EngineConfig {
         }
         if self.phase_deadline.is_zero() {
             bad("phase_deadline", "must be positive".into());
+        }
+        // Every duration is bounded, so that no time computed from one can overflow.
+        let day = Duration::from_secs(86_400);
+        for (key, value, least) in [
+            ("repeg_interval", self.repeg_interval, Duration::ZERO),
+            ("quote_max_age", self.quote_max_age, Duration::ZERO),
+            ("phase_deadline", self.phase_deadline, Duration::ZERO),
+            ("run_deadline", self.run_deadline, Duration::ZERO),
+            ("settle_deadline", self.settle_deadline, Duration::ZERO),
+            ("settle_poll", self.settle_poll, Duration::from_millis(100)),
+            ("retry_wait", self.retry_wait, Duration::from_millis(100)),
+            ("cancel_confirm_wait", self.cancel_confirm_wait, Duration::from_millis(100)),
+            ("late_order_window", self.late_order_window, Duration::ZERO),
+            ("stale_cancel_deadline", self.stale_cancel_deadline, Duration::from_millis(100)),
+            ("fill_lookback", self.fill_lookback, Duration::ZERO),
+        ] {
+            if value > day {
+                bad(key, format!("must be at most one day (86400 s), got {} s", value.as_secs_f64()));
+            } else if value < least {
+                bad(key, format!("must be at least {} s", least.as_secs_f64()));
+            }
         }
         if self.run_deadline < self.phase_deadline {
             bad("run_deadline", "must be at least phase_deadline".into());

@@ -30,6 +30,8 @@ pub enum TimerId {
     Retry(usize),
     /// Give up waiting for stale orders to be canceled.
     StaleDeadline,
+    /// Send the cancels of stale orders again (a cancel failed).
+    StaleRetry,
     /// Look at the account again while waiting for buying power.
     Settle,
     /// The current trading phase ran out of time.

@@ -33,8 +33,11 @@ pub(crate) enum Stage {
 /// What we know about one child order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ChildState {
-    /// Request sent, no answer yet (or waiting to be re-sent after a 429).
+    /// Request sent, no answer yet.
     Sending,
+    /// Not applied (a 429, a transient refusal) or not found yet after a lost answer: the same
+    /// request goes again, under the same client order id, when the item's retry timer fires.
+    Resend,
     /// The answer was lost: it may or may not exist; resolved by lookup or stream.
     Uncertain,
     /// Accepted by the broker, not final.
@@ -56,15 +59,46 @@ pub(crate) struct Child {
     pub order_type: OrderType,
     /// The broker's cumulative filled quantity, as last reported.
     pub reported_filled: Decimal,
-    /// A replace of this child was accepted: its leaves no longer count as exposure.
-    pub superseded: bool,
-    /// The request, kept to re-send it after a 429 (same client order id: it was not applied).
+    /// The request of a submit, kept to re-send it under the same client order id (after a 429,
+    /// or while a lost submit cannot be found: the broker refuses a second copy of an id).
     pub request: Option<OrderRequest>,
+    /// The order a replace asked to change (this child is its replacement).
+    pub replaces: Option<BrokerOrderId>,
+    /// When the request that created it was last sent (a lost one may still appear for a while).
+    pub sent_at: Timestamp,
+    /// Lookups of this child that found nothing.
+    pub not_found: u32,
 }
 
 impl Child {
+    /// A child for an order about to be sent (a submit with its `request`, or the replacement
+    /// of `replaces`).
+    pub fn sending(
+        client_id: ClientOrderId,
+        qty: Decimal,
+        limit: Option<Price>,
+        order_type: OrderType,
+        request: Option<OrderRequest>,
+        replaces: Option<BrokerOrderId>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            client_id,
+            broker_id: None,
+            state: ChildState::Sending,
+            qty,
+            limit,
+            order_type,
+            reported_filled: Decimal::ZERO,
+            request,
+            replaces,
+            sent_at: now,
+            not_found: 0,
+        }
+    }
+
     pub fn is_open(&self) -> bool {
-        matches!(self.state, ChildState::Sending | ChildState::Uncertain | ChildState::Live(_))
+        matches!(self.state, ChildState::Sending | ChildState::Resend | ChildState::Uncertain | ChildState::Live(_))
     }
 
     pub fn leaves(&self) -> Decimal {
@@ -101,6 +135,10 @@ pub(crate) struct ItemState {
     pub missing_fills: bool,
     /// Continued from an interrupted run: sized already, orders recorded.
     pub recovered: bool,
+    /// Shares a liquidation cannot sell: the fraction of a non-fractionable asset.
+    pub left_over: Decimal,
+    /// The most a buy may spend in all (its share of the budget at sizing).
+    pub spend_cap: Option<Decimal>,
 }
 
 impl ItemState {
@@ -130,6 +168,8 @@ impl ItemState {
             started_at: None,
             missing_fills: false,
             recovered: false,
+            left_over: Decimal::ZERO,
+            spend_cap: None,
         }
     }
 
@@ -202,14 +242,36 @@ impl ItemState {
         self.children.iter().position(|c| c.broker_id.as_ref() == Some(id))
     }
 
+    /// True when child `c` no longer counts as working: it is final, or a replacement of it
+    /// was accepted by the broker (and not rejected). A replacement that is rejected, whatever
+    /// event says so first, leaves the order it would have replaced working.
+    pub fn is_superseded(&self, c: usize) -> bool {
+        let child = &self.children[c];
+        if matches!(child.state, ChildState::Final(_)) {
+            return true;
+        }
+        let Some(id) = child.broker_id.as_ref() else { return false };
+        self.children.iter().any(|r| {
+            r.replaces.as_ref() == Some(id)
+                && match r.state {
+                    ChildState::Live(_) => true,
+                    ChildState::Final(status) => status != OrderStatus::Rejected,
+                    ChildState::Sending | ChildState::Resend | ChildState::Uncertain | ChildState::NotPlaced => false,
+                }
+        })
+    }
+
     /// Shares still exposed at the broker: leaves of open children not superseded by a replace.
     pub fn exposure(&self) -> Decimal {
-        self.children.iter().filter(|c| c.is_open() && !c.superseded).map(Child::leaves).sum()
+        (0..self.children.len())
+            .filter(|&c| self.children[c].is_open() && !self.is_superseded(c))
+            .map(|c| self.children[c].leaves())
+            .sum()
     }
 
     /// The newest open child that is not superseded.
     pub fn working_child(&self) -> Option<usize> {
-        self.children.iter().rposition(|c| c.is_open() && !c.superseded)
+        (0..self.children.len()).rev().find(|&c| self.children[c].is_open() && !self.is_superseded(c))
     }
 
     pub fn any_open(&self) -> bool {

@@ -14,6 +14,9 @@ mod recovery;
 mod report;
 mod work;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
@@ -72,6 +75,8 @@ pub struct EngineCore {
     pub(crate) finishing: Finishing,
     /// Fill activities from this time on belong to the run (an interrupted run's included).
     pub(crate) fills_since: Option<Timestamp>,
+    /// What open buy orders not of this plan held at preflight (the budget cannot use it).
+    pub(crate) reserved_by_open_buys: Decimal,
 }
 
 /// The final fill reconciliation before the result.
@@ -117,6 +122,7 @@ impl EngineCore {
             aborted: None,
             finishing: Finishing::No,
             fills_since: None,
+            reserved_by_open_buys: Decimal::ZERO,
         }
     }
 
@@ -236,7 +242,7 @@ impl EngineCore {
     fn on_timer(&mut self, id: TimerId, now: Timestamp, out: &mut Vec<Command>) {
         match id {
             TimerId::Repeg(i) => self.on_repeg_timer(i, now, out),
-            TimerId::Retry(i) => self.on_retry_timer(i, out),
+            TimerId::Retry(i) => self.on_retry_timer(i, now, out),
             TimerId::StaleDeadline => {
                 if self.phase == RunPhase::CancelStale {
                     self.notes.push(format!(
@@ -245,6 +251,13 @@ impl EngineCore {
                     ));
                     self.stale_orders.clear();
                     self.refresh_positions(out);
+                }
+            }
+            TimerId::StaleRetry => {
+                if self.phase == RunPhase::CancelStale {
+                    for id in &self.stale_orders {
+                        out.push(Command::Cancel { item: None, order: id.clone() });
+                    }
                 }
             }
             TimerId::Settle => {
@@ -267,8 +280,27 @@ impl EngineCore {
         self.config.min_notional.get()
     }
 
+    /// `now + d`, saturating at the end of representable time (a duration from outside, such as
+    /// a broker's `Retry-After`, can be arbitrarily large).
     pub(crate) fn after(now: Timestamp, d: std::time::Duration) -> Timestamp {
-        now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX / 2)
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    }
+
+    /// `now - d`, saturating at the start of representable time.
+    pub(crate) fn before(now: Timestamp, d: std::time::Duration) -> Timestamp {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+    }
+
+    /// When to try again after `failures` consecutive failures: `retry_wait` doubled per
+    /// failure, at most 16 times as long.
+    pub(crate) fn backoff(&self, now: Timestamp, failures: u32) -> Timestamp {
+        Self::after(now, self.config.retry_wait.saturating_mul(1 << failures.min(4)))
     }
 
     pub(crate) fn emit_phase(&self, phase: Phase, started: bool, now: Timestamp, out: &mut Vec<Command>) {

@@ -21,23 +21,40 @@ impl EngineCore {
         out.push(Command::Preflight { symbols });
     }
 
-    /// Ends every unfinished item with `outcome` and `reason`.
+    /// Ends every unfinished item with `reason` (a HOLD as held, an item with fills by its fills,
+    /// any other as failed).
     fn fail_all(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
         for i in 0..self.items.len() {
             if self.items[i].stage != Stage::Done {
-                let outcome = if self.items[i].side.is_none() { ItemOutcome::Held } else { ItemOutcome::Failed };
+                let outcome = if self.items[i].side.is_none() {
+                    ItemOutcome::Held
+                } else if self.items[i].known_filled().is_zero() {
+                    ItemOutcome::Failed
+                } else {
+                    self.outcome_of(i)
+                };
                 self.finish_item(i, outcome, Some(reason.to_owned()), now, out);
             }
         }
     }
 
+    /// The run cannot trade (the preflight failed): it ends now, not at its deadline. An
+    /// interrupted run's recorded orders are looked up and its fills read first, so that the
+    /// result holds everything it did (and its orders still open are cancelled at the end).
+    fn preflight_failed(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
+        self.apply_recovery(out);
+        self.fail_all(reason, now, out);
+        self.emit_phase(Phase::Preflight, false, now, out);
+        self.finish_run(now, out);
+    }
+
     pub(super) fn on_preflight(&mut self, data: PreflightData, now: Timestamp, out: &mut Vec<Command>) {
         let account = match data.account {
             Ok(a) => a,
-            Err(e) => return self.fail_all(&format!("preflight: cannot read the account: {e}"), now, out),
+            Err(e) => return self.preflight_failed(&format!("preflight: cannot read the account: {e}"), now, out),
         };
         if !account.can_trade() {
-            return self.fail_all(
+            return self.preflight_failed(
                 &format!(
                     "preflight: the account cannot trade (status {:?}, trading blocked: {})",
                     account.status, account.trading_blocked
@@ -49,17 +66,23 @@ impl EngineCore {
         match data.clock {
             Ok(clock) if clock.is_open => {}
             Ok(clock) => {
-                return self.fail_all(
+                return self.preflight_failed(
                     &format!("preflight: the market is closed; it opens at {}", clock.next_open.to_rfc3339()),
                     now,
                     out,
                 );
             }
-            Err(e) => return self.fail_all(&format!("preflight: cannot read the market clock: {e}"), now, out),
+            Err(e) => return self.preflight_failed(&format!("preflight: cannot read the market clock: {e}"), now, out),
         }
         let positions = match data.positions {
             Ok(p) => p,
-            Err(e) => return self.fail_all(&format!("preflight: cannot read positions: {e}"), now, out),
+            Err(e) => return self.preflight_failed(&format!("preflight: cannot read positions: {e}"), now, out),
+        };
+        // Which of this plan's orders from an earlier run still rest, and what the user's own
+        // open buys hold of the cash: without them, neither trading nor a budget is safe.
+        let open_orders = match data.open_orders {
+            Ok(o) => o,
+            Err(e) => return self.preflight_failed(&format!("preflight: cannot read open orders: {e}"), now, out),
         };
         self.account = Some(account);
         self.set_positions(&positions);
@@ -108,24 +131,38 @@ impl EngineCore {
             self.subscribed.clone_from(&symbols);
             out.push(Command::Subscribe(symbols));
         }
-        // Cancel only Tranche's own stale orders on this plan's symbols, never anyone else's
-        // (predecessor defect D12), and wait for them to be final before sizing.
-        if let Ok(open) = data.open_orders {
-            for order in open {
-                let ours = order.client_order_id.parse_derived().is_some();
-                let on_plan = self.items.iter().any(|i| i.item.symbol == order.symbol);
-                if ours && on_plan && order.status.is_cancelable() {
-                    self.stale_orders.insert(order.id.clone());
-                    out.push(Command::Cancel { item: None, order: order.id });
-                }
-            }
-        }
+        self.sort_open_orders(open_orders, out);
         self.emit_phase(Phase::Preflight, false, now, out);
         if self.stale_orders.is_empty() {
             self.start_phase(RunPhase::Sell, now, out);
         } else {
             self.phase = RunPhase::CancelStale;
-            out.push(Command::SetTimer { id: TimerId::StaleDeadline, at: now + chrono::Duration::seconds(15) });
+            let at = Self::after(now, self.config.stale_cancel_deadline);
+            out.push(Command::SetTimer { id: TimerId::StaleDeadline, at });
+        }
+    }
+
+    /// Cancels only this plan's own stale orders (an earlier run's), never those of another plan
+    /// or anyone else's (predecessor defect D12); the run waits for them to be final before
+    /// sizing. Every other open buy holds cash the budget cannot use.
+    fn sort_open_orders(&mut self, open_orders: Vec<tranche_domain::Order>, out: &mut Vec<Command>) {
+        let tag = tranche_domain::ClientOrderId::plan_tag(&self.plan.plan_id);
+        let known: std::collections::BTreeSet<_> =
+            self.items.iter().flat_map(|i| i.children.iter().map(|c| c.client_id.clone())).collect();
+        self.reserved_by_open_buys = Decimal::ZERO;
+        for order in open_orders {
+            let of_plan = order.client_order_id.parse_derived().is_some_and(|d| d.plan_tag == tag);
+            if of_plan && order.status.is_cancelable() && !known.contains(&order.client_order_id) {
+                self.stale_orders.insert(order.id.clone());
+                out.push(Command::Cancel { item: None, order: order.id });
+            } else if order.side == Side::Buy && !of_plan {
+                let leaves = order.leaves_qty().map_or(Decimal::ZERO, tranche_domain::Qty::get);
+                let price = order.limit_price.or(order.stop_price).map_or(Decimal::ZERO, tranche_domain::Price::get);
+                let held = order
+                    .notional
+                    .map_or_else(|| leaves.checked_mul(price).unwrap_or(Decimal::MAX), tranche_domain::Usd::get);
+                self.reserved_by_open_buys = self.reserved_by_open_buys.saturating_add(held);
+            }
         }
     }
 
@@ -269,6 +306,22 @@ impl EngineCore {
             Some(Side::Sell) => {
                 let available = item.position.as_ref().map_or(tranche_domain::Qty::ZERO, |p| p.qty_available);
                 match sell_qty(&item.item, available, item.fractionable(), mid, self.config.min_notional) {
+                    Ok(qty) if item.item.is_liquidation() && !item.fractionable() && !qty.fract().is_zero() => {
+                        // The broker takes whole shares only of a non-fractionable asset: sell
+                        // those, and say what is left (predecessor defect D5).
+                        let (whole, left) = (qty.trunc(), qty.fract());
+                        item.left_over = left;
+                        if whole.is_zero() {
+                            let reason = format!(
+                                "only {} shares held: {symbol} is not fractionable and the broker sells whole shares only",
+                                left.normalize()
+                            );
+                            self.finish_item(i, ItemOutcome::Skipped, Some(reason), now, out);
+                        } else {
+                            item.target = whole;
+                            item.stage = Stage::Ready;
+                        }
+                    }
                     Ok(qty) => {
                         item.target = qty;
                         item.stage = Stage::Ready;
@@ -295,7 +348,7 @@ impl EngineCore {
             Err(e) if self.account_errors < 5 => {
                 self.account_errors += 1;
                 tracing::warn!(error = %e, "reading the account failed; retrying");
-                out.push(Command::SetTimer { id: TimerId::Settle, at: now + chrono::Duration::seconds(1) });
+                out.push(Command::SetTimer { id: TimerId::Settle, at: Self::after(now, self.config.settle_poll) });
                 return;
             }
             Err(e) => {
@@ -313,9 +366,7 @@ impl EngineCore {
                 return;
             }
         };
-        let budget = (account.buying_power.get().min(account.non_marginable_buying_power.get())).max(Decimal::ZERO);
-        let buffer = Decimal::ONE - self.config.buying_power_buffer.get() / Decimal::from(10_000);
-        let budget = budget * buffer;
+        let budget = self.budget(&account);
         let mut sized: Vec<(usize, Decimal, Decimal, bool)> = Vec::new();
         let mut committed = Decimal::ZERO;
         for i in 0..self.items.len() {
@@ -325,7 +376,9 @@ impl EngineCore {
             }
             if item.recovered {
                 // Sized by the interrupted run; what remains still needs buying power.
-                committed += item.remaining() * self.worst_buy_price(i, now);
+                let held = item.remaining().saturating_mul(self.worst_buy_price(i, now));
+                committed = committed.saturating_add(held);
+                self.items[i].spend_cap = Some(self.items[i].filled_notional.saturating_add(held));
                 continue;
             }
             let Some(reference) = item.reference else { continue };
@@ -341,7 +394,7 @@ impl EngineCore {
         let deadline_passed = self.settle_deadline.is_none_or(|d| now >= d);
         if need > budget && !deadline_passed {
             // The sells' proceeds may not show yet: look again shortly, until the deadline.
-            out.push(Command::SetTimer { id: TimerId::Settle, at: now + chrono::Duration::seconds(1) });
+            out.push(Command::SetTimer { id: TimerId::Settle, at: Self::after(now, self.config.settle_poll) });
             return;
         }
         let mut buys: Vec<(Decimal, Decimal, bool)> = sized.iter().map(|(_, q, p, f)| (*q, *p, *f)).collect();
@@ -365,6 +418,7 @@ impl EngineCore {
                 self.finish_item(*i, ItemOutcome::Skipped, Some(reason.into()), now, out);
             } else {
                 self.items[*i].target = qty;
+                self.items[*i].spend_cap = Some(qty.saturating_mul(self.worst_buy_price(*i, now)));
                 if factor < Decimal::ONE {
                     self.items[*i].outcome = None;
                 }
@@ -373,6 +427,20 @@ impl EngineCore {
         self.account = Some(account);
         self.emit_phase(Phase::Settle, false, now, out);
         self.start_phase(RunPhase::Buy, now, out);
+    }
+
+    /// What the plan's buys may spend: the account's cash less what open buy orders of others
+    /// hold (never borrowed; a margin account lends, and its buying power counts the loan),
+    /// or with `use_margin` the broker's buying power; less the configured buffer.
+    fn budget(&self, account: &tranche_domain::Account) -> Decimal {
+        let available = if self.config.use_margin {
+            account.buying_power.get()
+        } else {
+            let cash = account.cash.get().saturating_sub(self.reserved_by_open_buys);
+            account.buying_power.get().min(cash)
+        };
+        let buffer = Decimal::ONE - self.config.buying_power_buffer.get() / Decimal::from(10_000);
+        available.max(Decimal::ZERO).checked_mul(buffer).unwrap_or(Decimal::ZERO)
     }
 
     /// The most a buy of item `i` may pay per share: the far side plus the escalation band (or
@@ -526,6 +594,9 @@ impl EngineCore {
         if was_down {
             // Orders held back while the stream was down may go now.
             for i in 0..self.items.len() {
+                if self.items[i].stage == Stage::Working {
+                    self.resend(i, now, out);
+                }
                 if self.items[i].stage == Stage::Working
                     && !self.items[i].busy
                     && self.items[i].working_child().is_none()

@@ -6,7 +6,6 @@
 //! client order id is ever reused); every recorded order is looked up by client order id before
 //! the item may send anything new; fills already in the ledger are booked, not recounted.
 
-use rust_decimal::Decimal;
 use tranche_domain::{ExecutionId, ItemOutcome, Order, OrderType, Timestamp};
 use tranche_ledger::{FillRecord, OrderIntent, OrderRecord};
 
@@ -43,17 +42,17 @@ impl EngineCore {
             }
             item.recovered = true;
             item.attempt = item.attempt.max(intent.attempt.saturating_add(1));
-            item.children.push(Child {
-                client_id: intent.client_order_id.clone(),
-                broker_id: None,
-                state: ChildState::Uncertain,
-                qty: intent.qty.get(),
-                limit: intent.limit_price,
-                order_type: intent.order_type,
-                reported_filled: Decimal::ZERO,
-                superseded: false,
-                request: None,
-            });
+            let mut child = Child::sending(
+                intent.client_order_id.clone(),
+                intent.qty.get(),
+                intent.limit_price,
+                intent.order_type,
+                None,
+                intent.replaces.as_deref().map(tranche_domain::BrokerOrderId::new),
+                intent.created_at,
+            );
+            child.state = ChildState::Uncertain;
+            item.children.push(child);
             let item_index = usize::try_from(intent.item_index).unwrap_or(0);
             out.push(Command::LookupClientId { item: item_index, client_order_id: intent.client_order_id.clone() });
         }
@@ -65,7 +64,7 @@ impl EngineCore {
         }
         if let Some(since) = recovery.started_at {
             // Fills that happened after the last ledger write of the interrupted run.
-            let since = since - chrono::Duration::minutes(1);
+            let since = Self::before(since, self.config.fill_lookback);
             self.fills_since = Some(self.fills_since.map_or(since, |s| s.min(since)));
             self.fills_requested = true;
             out.push(Command::FetchFills { since });

@@ -23,14 +23,16 @@ impl EngineCore {
             // Before the result: every execution of the run, from the broker's own record, so a
             // fill whose update was lost is still counted (and recorded).
             self.finishing = Finishing::AwaitingFills;
-            let since = self.started_at.unwrap_or(now) - chrono::Duration::minutes(1);
+            let since = Self::before(self.started_at.unwrap_or(now), self.config.fill_lookback);
             let since = self.fills_since.map_or(since, |s| s.min(since));
             out.push(Command::FetchFills { since });
             return;
         }
         self.finished = true;
         self.phase = RunPhase::Done;
-        for id in [TimerId::PhaseDeadline, TimerId::RunDeadline, TimerId::Settle, TimerId::StaleDeadline] {
+        for id in
+            [TimerId::PhaseDeadline, TimerId::RunDeadline, TimerId::Settle, TimerId::StaleDeadline, TimerId::StaleRetry]
+        {
             out.push(Command::CancelTimer(id));
         }
         if !self.subscribed.is_empty() {

@@ -28,8 +28,6 @@ enum OrderPlan {
     Market,
 }
 
-const RETRY_SECS: i64 = 2;
-
 impl EngineCore {
     /// The order for the item's current step, or `None` when a REST quote is needed first.
     fn order_plan(&self, i: usize, now: Timestamp, allow_fallback: bool) -> Option<(OrderPlan, bool)> {
@@ -71,15 +69,30 @@ impl EngineCore {
         }
     }
 
-    fn order_qty(&self, i: usize, remaining: Decimal) -> Decimal {
+    /// Shares of the next order of item `i` for `remaining`, priced by `plan`: whole shares of a
+    /// non-fractionable asset, and for a buy no more than its share of the budget buys at that
+    /// price (a re-peg or escalation that pays more buys fewer shares, never on margin).
+    fn order_qty(&self, i: usize, remaining: Decimal, plan: OrderPlan) -> Decimal {
         let item = &self.items[i];
+        let round = |q: Decimal| if item.fractionable() { q.trunc_with_scale(9) } else { q.trunc() };
         if item.item.is_liquidation() && item.side == Some(Side::Sell) {
-            remaining
-        } else if item.fractionable() {
-            remaining.trunc_with_scale(9)
-        } else {
-            remaining.trunc()
+            return remaining;
         }
+        let qty = round(remaining);
+        let (Some(Side::Buy), Some(cap)) = (item.side, item.spend_cap) else { return qty };
+        let price = match plan {
+            OrderPlan::Limit(p) => p.get(),
+            // Alpaca holds a market buy at the ask plus its 3 % collar.
+            OrderPlan::Market => {
+                let ask = self.quotes.get(&item.item.symbol).map(|q| q.ask.get()).filter(Decimal::is_sign_positive);
+                ask.or(item.reference.map(Price::get)).unwrap_or(Decimal::ZERO).saturating_mul(Decimal::new(103, 2))
+            }
+        };
+        if price <= Decimal::ZERO {
+            return qty;
+        }
+        let left = cap.saturating_sub(item.filled_notional).max(Decimal::ZERO);
+        qty.min(round(left.checked_div(price).unwrap_or(Decimal::ZERO)))
     }
 
     /// Sends the item's next order for what remains (or finishes the item).
@@ -108,15 +121,16 @@ impl EngineCore {
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
             return;
         };
-        let qty = self.order_qty(i, self.items[i].remaining());
+        let qty = self.order_qty(i, self.items[i].remaining(), plan);
         if qty <= Decimal::ZERO {
-            return self.finish_item(
-                i,
-                self.outcome_of(i),
-                Some("remaining quantity is below one share".into()),
-                now,
-                out,
-            );
+            let reason = if self.order_qty(i, self.items[i].remaining(), OrderPlan::Limit(Price::new(Decimal::ZERO)))
+                > Decimal::ZERO
+            {
+                "the price rose beyond the buying power set aside for the item"
+            } else {
+                "remaining quantity is below one share"
+            };
+            return self.finish_item(i, self.outcome_of(i), Some(reason.into()), now, out);
         }
         let client_order_id = self.client_id(i);
         let item = &mut self.items[i];
@@ -141,17 +155,15 @@ impl EngineCore {
                 at: now,
             }));
         }
-        item.children.push(Child {
-            client_id: client_order_id,
-            broker_id: None,
-            state: ChildState::Sending,
+        item.children.push(Child::sending(
+            client_order_id,
             qty,
-            limit: limit_price,
-            order_type: request.order_type,
-            reported_filled: Decimal::ZERO,
-            superseded: false,
-            request: Some(request.clone()),
-        });
+            limit_price,
+            request.order_type,
+            Some(request.clone()),
+            None,
+            now,
+        ));
         let arrival_mid = self.items[i].arrival_mid;
         out.push(Command::Submit { item: i, request, arrival_mid });
     }
@@ -181,13 +193,13 @@ impl EngineCore {
             }
             Err(BrokerError::RateLimited { retry_after }) => {
                 // Not applied: re-send the same request (same client order id) after the wait.
-                let wait = retry_after.map_or(chrono::Duration::seconds(RETRY_SECS), |d| {
-                    chrono::Duration::from_std(d).unwrap_or_default()
-                });
-                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + wait });
+                self.items[i].children[c].state = ChildState::Resend;
+                let at = Self::after(now, retry_after.unwrap_or(self.config.retry_wait));
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at });
             }
             Err(BrokerError::Transient { .. }) => {
-                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(RETRY_SECS) });
+                self.items[i].children[c].state = ChildState::Resend;
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: Self::after(now, self.config.retry_wait) });
             }
             Err(BrokerError::Uncertain { message }) => {
                 tracing::warn!(item = i, client_order_id = %cid, %message, "submit outcome unknown; looking the order up");
@@ -222,14 +234,14 @@ impl EngineCore {
         if let Some(q) = order.qty {
             child.qty = q.get();
         }
+        if child.replaces.is_none() {
+            child.replaces.clone_from(&order.replaces);
+        }
         child.state = match &child.state {
             ChildState::Final(s) => ChildState::Final(*s),
             _ if order.status.is_terminal() => ChildState::Final(order.status),
             _ => ChildState::Live(order.status),
         };
-        if matches!(child.state, ChildState::Final(_)) {
-            child.superseded = true;
-        }
     }
 
     fn arm_repeg(&self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
@@ -242,7 +254,7 @@ impl EngineCore {
         }
         if self.items[i].busy || !self.stream_up {
             // A replace creates a new order: not while the stream is down.
-            out.push(Command::SetTimer { id: TimerId::Repeg(i), at: now + chrono::Duration::seconds(1) });
+            out.push(Command::SetTimer { id: TimerId::Repeg(i), at: self.backoff(now, 0) });
             return;
         }
         let Some(c) = self.items[i].working_child() else {
@@ -269,7 +281,7 @@ impl EngineCore {
         let Some((plan, escalating)) = self.order_plan(i, now, true) else { return };
         let child = self.items[i].children[c].clone();
         let Some(order_id) = child.broker_id.clone() else { return };
-        let remaining = self.order_qty(i, self.items[i].remaining());
+        let remaining = self.order_qty(i, self.items[i].remaining(), plan);
         match plan {
             OrderPlan::Limit(price) if child.order_type == OrderType::Limit => {
                 if child.limit == Some(price) {
@@ -302,17 +314,15 @@ impl EngineCore {
                         at: now,
                     }));
                 }
-                item.children.push(Child {
-                    client_id: client_order_id.clone(),
-                    broker_id: None,
-                    state: ChildState::Sending,
-                    qty: remaining,
-                    limit: Some(price),
-                    order_type: OrderType::Limit,
-                    reported_filled: Decimal::ZERO,
-                    superseded: false,
-                    request: None,
-                });
+                item.children.push(Child::sending(
+                    client_order_id.clone(),
+                    remaining,
+                    Some(price),
+                    OrderType::Limit,
+                    None,
+                    Some(order_id.clone()),
+                    now,
+                ));
                 let request = ReplaceRequest {
                     client_order_id,
                     qty: Some(remaining.into()),
@@ -350,9 +360,6 @@ impl EngineCore {
                 self.items[i].busy = false;
                 self.adopt(i, new_c, &order);
                 self.record_order_to_ledger(&order, now, out);
-                if let Some(o) = old_c {
-                    self.items[i].children[o].superseded = true;
-                }
                 self.items[i].repegs += 1;
                 let item = &self.items[i];
                 if let Some(limit) = item.children[new_c].limit {
@@ -378,22 +385,21 @@ impl EngineCore {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
                     BrokerError::RateLimited { .. } | BrokerError::Transient { .. } => {
                         self.items[i].step = self.items[i].step.saturating_sub(1);
-                        out.push(Command::SetTimer {
-                            id: TimerId::Repeg(i),
-                            at: now + chrono::Duration::seconds(RETRY_SECS),
-                        });
+                        out.push(Command::SetTimer { id: TimerId::Repeg(i), at: self.backoff(now, 0) });
                     }
                     BrokerError::Rejected { reason: RejectReason::InsufficientBuyingPower, .. } => {
                         tracing::warn!(item = i, "re-peg refused for buying power; keeping the working order");
                         self.arm_repeg(i, now, out);
                     }
                     _ => {
-                        // Not replaceable now (filled, being cancelled, not yet routed...): find out.
+                        // Not replaceable now (filled, being cancelled, not yet routed...): find
+                        // out, and keep the order on the re-peg schedule whatever the answer.
                         if let Some(o) = old_c {
                             let c = self.items[i].children[o].client_id.clone();
                             self.items[i].busy = true;
                             out.push(Command::LookupOrder { item: i, client_order_id: c, order: old.clone() });
                         }
+                        self.arm_repeg(i, now, out);
                     }
                 }
             }
@@ -409,8 +415,19 @@ impl EngineCore {
         out: &mut Vec<Command>,
     ) {
         let Some(i) = item else {
-            if result.is_err() {
-                self.stale_done(order, out);
+            match result {
+                // Its final state comes on the stream (or the stale deadline passes).
+                Ok(()) => {}
+                // Gone or already final: done.
+                Err(
+                    BrokerError::NotFound { .. } | BrokerError::Rejected { reason: RejectReason::NotCancelable, .. },
+                ) => self.stale_done(order, out),
+                // Not cancelled: sent again after a wait, until the stale deadline.
+                Err(_) => {
+                    if self.stale_orders.contains(order) {
+                        out.push(Command::SetTimer { id: TimerId::StaleRetry, at: self.backoff(now, 0) });
+                    }
+                }
             }
             return;
         };
@@ -418,35 +435,38 @@ impl EngineCore {
         match result {
             Ok(()) => {
                 // Final state comes on the stream; look it up if it does not come.
-                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(5) });
+                let at = Self::after(now, self.config.cancel_confirm_wait);
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at });
             }
             Err(BrokerError::RateLimited { .. } | BrokerError::Transient { .. } | BrokerError::Uncertain { .. }) => {
-                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(RETRY_SECS) });
+                // Not applied (or maybe): looked up when the timer fires, and sent again if the
+                // order still works.
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, 0) });
             }
             Err(_) => {
-                // Not cancelable (already final) or unknown: read its real state.
+                // Not cancelable now (already final, or not yet routed) or unknown: read its
+                // real state; if it still works, the cancel goes again when the timer fires.
                 let cid = self.items[i].children[c].client_id.clone();
                 out.push(Command::LookupOrder { item: i, client_order_id: cid, order: order.clone() });
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, 0) });
             }
         }
     }
 
-    pub(super) fn on_retry_timer(&mut self, i: usize, out: &mut Vec<Command>) {
+    pub(super) fn on_retry_timer(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         let Some(item) = self.items.get(i) else { return };
         if item.stage == Stage::Done {
             return;
         }
+        self.resend(i, now, out);
+        let item = &self.items[i];
         for child in &item.children {
             match &child.state {
-                ChildState::Sending => {
-                    if let Some(request) = child.request.clone() {
-                        out.push(Command::Submit { item: i, request, arrival_mid: item.arrival_mid });
-                    }
-                }
                 ChildState::Uncertain => {
                     out.push(Command::LookupClientId { item: i, client_order_id: child.client_id.clone() })
                 }
-                // A cancel in flight, or an order that must go before the next one: read its state.
+                // A cancel in flight, or an order that must go before the next one: read its
+                // state (the answer sends the cancel again if the order still works).
                 ChildState::Live(status)
                     if *status == OrderStatus::PendingCancel
                         || item.new_after_cancel
@@ -465,6 +485,49 @@ impl EngineCore {
         }
     }
 
+    /// Sends the submits of item `i` that wait to be sent again (same request, same client
+    /// order id), unless the stream is down or the run aborted: then they wait for the next
+    /// timer (armed when the stream comes back) or are abandoned with the run.
+    pub(super) fn resend(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        let can_send = self.stream_up && self.aborted.is_none();
+        let arrival_mid = self.items[i].arrival_mid;
+        for child in &mut self.items[i].children {
+            if child.state != ChildState::Resend {
+                continue;
+            }
+            match child.request.clone() {
+                Some(request) if can_send => {
+                    child.state = ChildState::Sending;
+                    child.sent_at = now;
+                    out.push(Command::Submit { item: i, request, arrival_mid });
+                }
+                Some(_) => {}
+                None => child.state = ChildState::NotPlaced,
+            }
+        }
+    }
+
+    /// True when child `c` of item `i` is to be cancelled: the item is closing or complete, or
+    /// its working order must go before the next one is sent.
+    fn cancel_wanted(&self, i: usize, c: usize) -> bool {
+        let item = &self.items[i];
+        item.stage == Stage::Closing
+            || (item.new_after_cancel && item.working_child() == Some(c))
+            || (item.stage == Stage::Working && item.is_complete(self.min_notional()))
+    }
+
+    /// Whether the order `found` by a lookup of child `c` of item `i` is the order this child
+    /// sent: same symbol, side and (for a share order) quantity. A plan id used again with a
+    /// lost ledger derives the same client order ids as an earlier day's run; that run's orders
+    /// are not this run's.
+    fn is_this_childs(&self, i: usize, c: usize, found: &Order) -> bool {
+        let item = &self.items[i];
+        let child = &item.children[c];
+        found.symbol == item.item.symbol
+            && Some(found.side) == item.side
+            && found.qty.is_none_or(|q| q.get() == child.qty || child.broker_id.as_ref() == Some(&found.id))
+    }
+
     pub(super) fn on_looked_up(
         &mut self,
         i: usize,
@@ -475,34 +538,92 @@ impl EngineCore {
     ) {
         let Some(c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
         match result {
+            Ok(order) if !self.is_this_childs(i, c, &order) => {
+                // Someone else's order under our id (an earlier day's run of a reused plan id):
+                // this child was never placed, and the id cannot be used; the item goes on under
+                // the next one.
+                self.items[i].busy = false;
+                self.items[i].children[c].state = ChildState::NotPlaced;
+                self.notes.push(format!(
+                    "{}: client order id {cid} belongs to an order of another run ({} {} {}); not counted",
+                    self.items[i].item.symbol, order.side, order.symbol, order.status
+                ));
+                self.after_change(i, now, out);
+            }
             Ok(order) => {
-                let was_unknown =
-                    matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending);
+                let was_unknown = matches!(
+                    self.items[i].children[c].state,
+                    ChildState::Uncertain | ChildState::Sending | ChildState::Resend
+                );
                 self.items[i].busy = false;
                 self.adopt(i, c, &order);
-                if was_unknown {
-                    // A replacement that did happen supersedes what it replaced.
-                    if let Some(old) = order.replaces.as_ref().and_then(|r| self.items[i].child_by_broker(r)) {
-                        self.items[i].children[old].superseded = true;
+                if was_unknown && matches!(self.items[i].children[c].state, ChildState::Live(_)) {
+                    self.arm_repeg(i, now, out);
+                }
+                if matches!(self.items[i].children[c].state, ChildState::Live(_)) && self.cancel_wanted(i, c) {
+                    // The cancel did not take (refused, lost, or not sent yet): again, or look
+                    // again later while the broker is cancelling it.
+                    if order.status.is_cancelable() {
+                        out.push(Command::Cancel { item: Some(i), order: order.id.clone() });
                     }
-                    if matches!(self.items[i].children[c].state, ChildState::Live(_)) {
-                        self.arm_repeg(i, now, out);
-                    }
+                    out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, 1) });
                 }
                 self.after_change(i, now, out);
             }
             Err(BrokerError::NotFound { .. }) => {
                 self.items[i].busy = false;
-                let child = &mut self.items[i].children[c];
-                if matches!(child.state, ChildState::Uncertain | ChildState::Sending) {
-                    // A targeted lookup found nothing: the request never took effect.
-                    child.state = ChildState::NotPlaced;
+                if matches!(
+                    self.items[i].children[c].state,
+                    ChildState::Uncertain | ChildState::Sending | ChildState::Resend
+                ) {
+                    self.not_found(i, c, now, out);
                 }
                 self.after_change(i, now, out);
             }
-            Err(_) => {
-                out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(RETRY_SECS) })
+            Err(_) => out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, 0) }),
+        }
+    }
+
+    /// A lookup did not find child `c` of item `i`, whose request may have been lost on its way
+    /// or may still arrive. Never a second order beside one that may appear: a submit is sent
+    /// again under the same client order id (the broker refuses a second copy, so at most one
+    /// exists); a replace's order is cancelled, so that the replace can no longer land; anything
+    /// else is looked up again until it can no longer appear.
+    fn not_found(&mut self, i: usize, c: usize, now: Timestamp, out: &mut Vec<Command>) {
+        let may_send = self.items[i].stage == Stage::Working && self.stream_up && self.aborted.is_none();
+        let window_over = Self::after(self.items[i].children[c].sent_at, self.config.late_order_window) <= now;
+        let child = &mut self.items[i].children[c];
+        child.not_found = child.not_found.saturating_add(1);
+        let failures = child.not_found;
+        if child.request.is_some() && may_send {
+            child.state = ChildState::Resend;
+            out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, failures.saturating_sub(1)) });
+            return;
+        }
+        if let Some(old) = child.replaces.clone() {
+            let old_state = self.items[i].child_by_broker(&old).map(|o| self.items[i].children[o].state.clone());
+            match old_state {
+                Some(ChildState::Final(OrderStatus::Replaced)) => {}
+                Some(ChildState::Final(_)) => {
+                    // What it would have replaced is final otherwise: it can never land.
+                    self.items[i].children[c].state = ChildState::NotPlaced;
+                    return;
+                }
+                Some(ChildState::Live(status)) => {
+                    self.items[i].new_after_cancel = true;
+                    if status.is_cancelable() {
+                        out.push(Command::Cancel { item: Some(i), order: old });
+                    }
+                }
+                _ => {}
             }
+            out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, failures) });
+            return;
+        }
+        if window_over {
+            self.items[i].children[c].state = ChildState::NotPlaced;
+        } else {
+            out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, failures) });
         }
     }
 
@@ -535,11 +656,33 @@ impl EngineCore {
             // Also the end of a stale order this run waits for (one of an earlier run).
             self.stale_done(&order.id, out);
         }
-        if update.event == TradeEvent::OrderReplaceRejected {
-            // The replace lost: this order keeps working (or has filled).
-            self.items[i].children[c].superseded = matches!(self.items[i].children[c].state, ChildState::Final(_));
+        if let (OrderStatus::Replaced, Some(new_id)) = (order.status, order.replaced_by.as_ref()) {
+            // Replaced by an order this run has not heard of (the replace's answer or the new
+            // order's updates were lost): follow `replaced_by`.
+            let item = &self.items[i];
+            if item.child_by_broker(new_id).is_none() {
+                let lost =
+                    item.children.iter().find(|r| r.replaces.as_ref() == Some(&order.id) && r.broker_id.is_none());
+                if let Some(r) = lost {
+                    out.push(Command::LookupOrder {
+                        item: i,
+                        client_order_id: r.client_id.clone(),
+                        order: new_id.clone(),
+                    });
+                }
+            }
         }
-        if matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending) {
+        if update.event == TradeEvent::OrderReplaceRejected {
+            // The replace lost: this order keeps working (or has filled); its replacement will
+            // never work, whether or not its own `rejected` arrives.
+            let id = order.id.clone();
+            for r in &mut self.items[i].children {
+                if r.replaces.as_ref() == Some(&id) && !matches!(r.state, ChildState::Final(_)) {
+                    r.state = ChildState::Final(OrderStatus::Rejected);
+                }
+            }
+        }
+        if matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending | ChildState::Resend) {
             self.items[i].busy = false;
         }
         self.after_change(i, now, out);
@@ -572,7 +715,7 @@ impl EngineCore {
         if missing && !self.fills_requested {
             self.fills_requested = true;
             self.items[i].missing_fills = true;
-            let since = self.items[i].started_at.unwrap_or(now) - chrono::Duration::minutes(1);
+            let since = Self::before(self.items[i].started_at.unwrap_or(now), self.config.fill_lookback);
             out.push(Command::FetchFills { since });
         }
         let stage = self.items[i].stage;
@@ -674,6 +817,16 @@ impl EngineCore {
         if item.stage == Stage::Done {
             return;
         }
+        let reason = if item.left_over.is_zero() {
+            reason
+        } else {
+            let left = format!(
+                "{} shares left: {} is not fractionable and the broker sells whole shares only",
+                item.left_over.normalize(),
+                item.item.symbol
+            );
+            Some(reason.map_or(left.clone(), |r| format!("{r}; {left}")))
+        };
         item.stage = Stage::Done;
         item.busy = false;
         item.outcome = Some((outcome, reason.clone()));

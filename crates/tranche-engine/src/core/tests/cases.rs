@@ -1,0 +1,440 @@
+use tranche_broker::{BrokerError, RejectReason};
+use tranche_domain::{ItemOutcome, OrderRequest, OrderStatus, OrderType, Price, Side, TradeEvent};
+
+use super::bench::*;
+use crate::config::EngineConfig;
+use crate::io::{Command, Input, TimerId};
+
+/// A bench with one BUY of $1,000 of AAPL (not fractionable) at 99.90 / 100.10, up to its first
+/// submit; returns the bench and that submit.
+fn one_buy() -> (Bench, OrderRequest) {
+    one_buy_with(EngineConfig::default())
+}
+
+fn one_buy_with(config: EngineConfig) -> (Bench, OrderRequest) {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), config);
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false)];
+    let out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    let submit = the_submit(&out);
+    (bench, submit)
+}
+
+fn uncertain() -> BrokerError {
+    BrokerError::Uncertain { message: "504 gateway timeout".into() }
+}
+
+fn not_found() -> BrokerError {
+    BrokerError::NotFound { what: "order".into() }
+}
+
+fn submitted(request: &OrderRequest, result: Result<tranche_domain::Order, BrokerError>) -> Input {
+    Input::Submitted { item: 0, client_order_id: request.client_order_id.clone(), result }
+}
+
+fn looked_up(request: &OrderRequest, result: Result<tranche_domain::Order, BrokerError>) -> Input {
+    Input::LookedUp { item: 0, client_order_id: request.client_order_id.clone(), result }
+}
+
+// ---- placing -------------------------------------------------------------------------------
+
+#[test]
+fn a_buy_starts_as_a_whole_share_limit_inside_the_spread() {
+    let (_, submit) = one_buy();
+    assert_eq!(submit.side, Side::Buy);
+    assert_eq!(submit.order_type, OrderType::Limit);
+    let limit = submit.limit_price.unwrap().get();
+    assert!(limit > d("99.90") && limit < d("100.10"), "inside the spread: {limit}");
+    let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!("a share quantity") };
+    assert!(qty.get().fract().is_zero() && qty.get() > d("0"), "{qty}");
+}
+
+#[test]
+fn a_429_re_sends_the_same_client_order_id_after_the_wait() {
+    let (mut bench, submit) = one_buy();
+    let out = bench.feed(submitted(&submit, Err(BrokerError::RateLimited { retry_after: None })));
+    assert!(submits(&out).is_empty(), "not at once: {out:#?}");
+    assert!(timer(&out, TimerId::Retry(0)).is_some(), "a retry timer");
+    let again = the_submit(&bench.fire(TimerId::Retry(0)));
+    assert_eq!(again.client_order_id, submit.client_order_id);
+}
+
+// ---- hole 1: an uncertain submit ------------------------------------------------------------
+
+#[test]
+fn an_uncertain_submit_is_looked_up_never_resent_blindly() {
+    let (mut bench, submit) = one_buy();
+    let out = bench.feed(submitted(&submit, Err(uncertain())));
+    assert!(submits(&out).is_empty(), "{out:#?}");
+    assert_eq!(client_lookups(&out), vec![submit.client_order_id.clone()]);
+}
+
+#[test]
+fn an_uncertain_submit_that_a_lookup_cannot_find_keeps_its_client_order_id() {
+    let (mut bench, submit) = one_buy();
+    bench.feed(submitted(&submit, Err(uncertain())));
+    let mut seen = Vec::new();
+    // However often the order is not found, every order sent for the item carries the first
+    // client order id (so the broker refuses a second copy), until the outcome is known.
+    for _ in 0..6 {
+        let out = bench.feed(looked_up(&submit, Err(not_found())));
+        seen.extend(submits(&out));
+        while let Some((_, out)) = bench.fire_next() {
+            let sent = submits(&out);
+            seen.extend(sent.iter().cloned());
+            if !client_lookups(&out).is_empty() {
+                break;
+            }
+            if let Some(s) = sent.first() {
+                bench.feed(submitted(s, Err(uncertain())));
+                break;
+            }
+        }
+    }
+    assert!(!seen.is_empty(), "the item is not abandoned");
+    for s in &seen {
+        assert_eq!(s.client_order_id, submit.client_order_id, "a second client order id while the first may live");
+    }
+}
+
+#[test]
+fn a_resent_submit_refused_as_a_duplicate_adopts_the_order_that_arrived_late() {
+    let (mut bench, submit) = one_buy();
+    bench.feed(submitted(&submit, Err(uncertain())));
+    bench.feed(looked_up(&submit, Err(not_found())));
+    let mut out = Vec::new();
+    while submits(&out).is_empty() {
+        let (_, next) = bench.fire_next().expect("something is armed");
+        out = next;
+        if let Some(c) = client_lookups(&out).first() {
+            assert_eq!(*c, submit.client_order_id);
+            out = bench.feed(looked_up(&submit, Err(not_found())));
+        }
+    }
+    let resent = the_submit(&out);
+    let dup = BrokerError::Rejected {
+        reason: RejectReason::DuplicateClientOrderId,
+        code: Some(40_010_001),
+        message: "client_order_id must be unique".into(),
+    };
+    let out = bench.feed(submitted(&resent, Err(dup)));
+    assert_eq!(client_lookups(&out), vec![submit.client_order_id.clone()]);
+    let late = order_of(&submit, "o-late", OrderStatus::New, "0", bench.now);
+    let out = bench.feed(looked_up(&submit, Ok(late)));
+    assert!(submits(&out).is_empty(), "the late order works: {out:#?}");
+    assert!(timer(&out, TimerId::Repeg(0)).is_some(), "and is re-pegged on schedule");
+}
+
+// ---- re-pegs and replaces -------------------------------------------------------------------
+
+/// One buy with its first order accepted and working; returns the working order.
+fn working_buy() -> (Bench, OrderRequest, tranche_domain::Order) {
+    let (mut bench, submit) = one_buy();
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    let out = bench.feed(submitted(&submit, Ok(order.clone())));
+    assert!(timer(&out, TimerId::Repeg(0)).is_some(), "a working order is on the re-peg schedule");
+    (bench, submit, order)
+}
+
+fn repeg_now(bench: &mut Bench, bid: &str, ask: &str) -> Vec<Command> {
+    let at = bench.timers[&TimerId::Repeg(0)];
+    bench.now = at;
+    let q = quote("AAPL", bid, ask, bench.now);
+    bench.feed(Input::Quote(q));
+    bench.fire(TimerId::Repeg(0))
+}
+
+#[test]
+fn a_replace_goes_out_for_an_untouched_non_marketable_order() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let sent = replaces(&out);
+    assert_eq!(sent.len(), 1, "{out:#?}");
+    assert_eq!(sent[0].0, order.id);
+    assert!(sent[0].1.limit_price.unwrap().get() < d("100.10"), "still passive");
+}
+
+#[test]
+fn a_marketable_re_peg_cancels_then_sends_new_instead_of_replacing() {
+    // No re-pegs: the first step after the first order is the (marketable) escalation.
+    let (mut bench, submit) = one_buy_with(EngineConfig { max_repegs: 0, ..EngineConfig::default() });
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert!(replaces(&out).is_empty(), "a marketable price is never sent by replace: {out:#?}");
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+    assert!(submits(&out).is_empty(), "nothing new before the cancel is final");
+    // The cancel is final: the escalation goes out for what remains.
+    let mut canceled = order.clone();
+    canceled.status = OrderStatus::Canceled;
+    let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let next = the_submit(&out);
+    assert_ne!(next.client_order_id, submit.client_order_id);
+    assert!(next.limit_price.is_none_or(|p| p.get() >= d("100.10")), "marketable: {next:?}");
+}
+
+#[test]
+fn a_touched_order_is_never_replaced() {
+    let (mut bench, submit, order) = working_buy();
+    let mut partial = order.clone();
+    partial.status = OrderStatus::PartiallyFilled;
+    partial.filled_qty = tranche_domain::Qty::new(d("1"));
+    bench.feed(update(TradeEvent::PartialFill, &partial, Some(("e1", "1", "100.00")), bench.now));
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert!(replaces(&out).is_empty(), "{out:#?}");
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+    let _ = submit;
+}
+
+// ---- hole 4: a replacement that is rejected -------------------------------------------------
+
+#[test]
+fn a_rejected_replacement_leaves_the_old_order_counted_as_working() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let replacement = tranche_domain::Order {
+        id: tranche_domain::BrokerOrderId::new("o2"),
+        client_order_id: request.client_order_id.clone(),
+        limit_price: request.limit_price,
+        replaces: Some(old.clone()),
+        status: OrderStatus::PendingNew,
+        ..order.clone()
+    };
+    bench.feed(Input::Replaced {
+        item: 0,
+        old: old.clone(),
+        client_order_id: request.client_order_id.clone(),
+        result: Ok(replacement.clone()),
+    });
+    // The replacement is rejected at the exchange; the old order's own
+    // `order_replace_rejected` is lost. The old order still works: nothing new may be sent.
+    let mut rejected = replacement.clone();
+    rejected.status = OrderStatus::Rejected;
+    let out = bench.feed(update(TradeEvent::Rejected, &rejected, None, bench.now));
+    assert!(submits(&out).is_empty(), "a second order beside the working one: {out:#?}");
+    assert_eq!(bench.core.items[0].exposure(), order.qty.unwrap().get(), "the old order's leaves still count");
+}
+
+// ---- hole 6: the re-peg schedule survives errors ---------------------------------------------
+
+#[test]
+fn an_unclassified_replace_error_keeps_the_re_peg_schedule() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let refused = BrokerError::Rejected { reason: RejectReason::Other, code: None, message: "odd".into() };
+    let mut out = bench.feed(Input::Replaced {
+        item: 0,
+        old: old.clone(),
+        client_order_id: request.client_order_id.clone(),
+        result: Err(refused),
+    });
+    let lookup_of_old = order_lookups(&out);
+    if !lookup_of_old.is_empty() {
+        out.extend(bench.feed(Input::LookedUp {
+            item: 0,
+            client_order_id: order.client_order_id.clone(),
+            result: Ok(order.clone()),
+        }));
+    }
+    assert!(timer(&out, TimerId::Repeg(0)).is_some(), "the working order stays on the re-peg schedule: {out:#?}");
+}
+
+#[test]
+fn a_refused_cancel_of_a_live_order_is_tried_again() {
+    let (mut bench, _, order) = working_buy();
+    let mut partial = order.clone();
+    partial.status = OrderStatus::PartiallyFilled;
+    partial.filled_qty = tranche_domain::Qty::new(d("1"));
+    bench.feed(update(TradeEvent::PartialFill, &partial, Some(("e1", "1", "100.00")), bench.now));
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+    let refused = BrokerError::Rejected {
+        reason: RejectReason::Other,
+        code: Some(42_210_000),
+        message: "order isn't sent to exchange yet".into(),
+    };
+    let out = bench.feed(Input::Canceled { item: Some(0), order: order.id.clone(), result: Err(refused) });
+    let mut all = out.clone();
+    if !order_lookups(&out).is_empty() {
+        all.extend(bench.feed(Input::LookedUp {
+            item: 0,
+            client_order_id: order.client_order_id.clone(),
+            result: Ok(partial.clone()),
+        }));
+    }
+    // Whatever the path, the cancel is sent again once its wait is over (before the phase
+    // deadline, which would cancel it anyway).
+    while let Some((id, out)) = bench.fire_next() {
+        if id == TimerId::PhaseDeadline {
+            break;
+        }
+        all.extend(out.iter().cloned());
+        if let Some(o) = order_lookups(&out).first() {
+            assert_eq!(*o, order.id);
+            all.extend(bench.feed(Input::LookedUp {
+                item: 0,
+                client_order_id: order.client_order_id.clone(),
+                result: Ok(partial.clone()),
+            }));
+        }
+        if cancels(&all).len() > 1 {
+            break;
+        }
+    }
+    assert!(cancels(&all).contains(&order.id), "{all:#?}");
+    assert!(cancels(&all).len() > 1 || !replaces(&all).is_empty(), "the order is left resting: {all:#?}");
+}
+
+// ---- hole 2: a failed preflight ---------------------------------------------------------------
+
+#[test]
+fn a_closed_market_ends_the_run_at_once() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    let mut clock = open_clock(bench.now);
+    clock.is_open = false;
+    broker.clock = Ok(clock);
+    let out = bench.open_with(&broker, &[]);
+    let result = result(&out).expect("the result at once, not at the run deadline");
+    assert_eq!(result.orders[0].outcome, ItemOutcome::Failed);
+    assert!(result.orders[0].reason.as_deref().unwrap_or_default().contains("closed"), "{result:?}");
+}
+
+#[test]
+fn an_unreadable_account_ends_the_run_at_once() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0"), ("MSFT", "HOLD", "0", "500")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Err(BrokerError::Auth { message: "refused".into() });
+    let out = bench.open_with(&broker, &[]);
+    let result = result(&out).expect("the result at once");
+    assert_eq!(result.orders[0].outcome, ItemOutcome::Failed);
+    assert_eq!(result.orders[1].outcome, ItemOutcome::Held);
+}
+
+// ---- hole 3: a fractional remainder of a non-fractionable asset -------------------------------
+
+#[test]
+fn a_liquidation_of_a_non_fractionable_asset_sells_the_whole_shares() {
+    let plan = plan("p1", &[("EDZ", "SELL", "-400", "400")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("EDZ", false)];
+    broker.positions = vec![position("EDZ", "40.37", "10")];
+    let out = bench.open_with(&broker, &[("EDZ", "9.99", "10.01")]);
+    let submit = the_submit(&out);
+    assert_eq!(submit.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("40"))));
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(Input::Submitted {
+        item: 0,
+        client_order_id: submit.client_order_id.clone(),
+        result: Ok(order.clone()),
+    });
+    let mut filled = order.clone();
+    filled.status = OrderStatus::Filled;
+    filled.filled_qty = tranche_domain::Qty::new(d("40"));
+    let mut out = bench.feed(update(TradeEvent::Fill, &filled, Some(("e1", "40", "10.00")), bench.now));
+    assert!(submits(&out).is_empty(), "the broker refuses 0.37 shares of a non-fractionable asset: {out:#?}");
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    let result = result(&out).expect("the run ends");
+    let row = &result.orders[0];
+    assert_eq!(row.filled_qty.get(), d("40"));
+    assert!(row.reason.as_deref().is_some_and(|r| r.contains("0.37")), "the remainder is reported: {row:?}");
+}
+
+// ---- hole 7: stale orders ----------------------------------------------------------------------
+
+#[test]
+fn stale_cleanup_cancels_only_this_plans_orders() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    let mine = OrderRequest::day(
+        tranche_domain::ClientOrderId::derive("p1", &sym("AAPL"), Side::Buy, 0),
+        sym("AAPL"),
+        Side::Buy,
+        tranche_domain::Qty::new(d("1")),
+        Some(Price::new(d("90"))),
+    );
+    let other_plan = OrderRequest {
+        client_order_id: tranche_domain::ClientOrderId::derive("p0", &sym("AAPL"), Side::Buy, 0),
+        ..mine.clone()
+    };
+    broker.open_orders = Ok(vec![
+        order_of(&mine, "mine", OrderStatus::New, "0", bench.now),
+        order_of(&other_plan, "other", OrderStatus::New, "0", bench.now),
+    ]);
+    let out = bench.open_with(&broker, &[]);
+    assert_eq!(cancels(&out), vec![tranche_domain::BrokerOrderId::new("mine")]);
+}
+
+#[test]
+fn an_unreadable_list_of_open_orders_fails_the_preflight() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.open_orders = Err(BrokerError::Transient { message: "503".into() });
+    let out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]);
+    assert!(submits(&out).is_empty(), "trading without knowing which orders of ours rest: {out:#?}");
+    let result = result(&out).expect("the run ends");
+    assert_eq!(result.orders[0].outcome, ItemOutcome::Failed);
+}
+
+// ---- hole 9: margin -----------------------------------------------------------------------------
+
+#[test]
+fn a_margin_account_buys_with_cash_not_margin() {
+    let plan = plan("p1", &[("AAPL", "BUY", "5000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    let mut account = cash_account("1000");
+    account.multiplier = 2;
+    account.buying_power = tranche_domain::Usd::new(d("12000"));
+    account.non_marginable_buying_power = tranche_domain::Usd::new(d("6000"));
+    account.equity = tranche_domain::Usd::new(d("6000"));
+    broker.account = Ok(account);
+    broker.assets = vec![asset("AAPL", false)];
+    let mut out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    // The account is read again until the settle deadline (sells' proceeds may show late).
+    while submits(&out).is_empty() {
+        let (_, next) = bench.fire_next().unwrap_or_else(|| panic!("no timer after {out:#?}"));
+        out = next;
+        if out.iter().any(|c| matches!(c, Command::FetchAccount)) {
+            out.extend(bench.feed(Input::Account(broker.account.clone())));
+        }
+        out.extend(bench.answer_quotes(&out, "99.90", "100.10"));
+    }
+    let submit = the_submit(&out);
+    let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!() };
+    let cost = qty.get() * submit.limit_price.unwrap().get();
+    assert!(cost <= d("1000"), "a buy of ${cost} with $1,000 of cash borrows");
+}
+
+// ---- hole 11: adopting an order by its client order id --------------------------------------------
+
+#[test]
+fn a_duplicate_id_order_of_another_symbol_side_or_size_is_not_adopted() {
+    let (mut bench, submit) = one_buy();
+    let dup = BrokerError::Rejected {
+        reason: RejectReason::DuplicateClientOrderId,
+        code: Some(40_010_001),
+        message: "client_order_id must be unique".into(),
+    };
+    bench.feed(submitted(&submit, Err(dup)));
+    // Yesterday's order of a reused plan id: a sell, filled.
+    let mut old = order_of(&submit, "yesterday", OrderStatus::Filled, "50", bench.now - chrono::Duration::days(1));
+    old.side = Side::Sell;
+    old.qty = Some(tranche_domain::Qty::new(d("50")));
+    let out = bench.feed(looked_up(&submit, Ok(old)));
+    assert_eq!(bench.core.items[0].known_filled(), d("0"), "yesterday's fill counted as today's");
+    // The item goes on under its next client order id.
+    let next = the_submit(&out);
+    assert_ne!(next.client_order_id, submit.client_order_id);
+    assert_eq!((next.side, next.symbol), (Side::Buy, sym("AAPL")));
+}
