@@ -122,15 +122,14 @@ fn engine_invariants_hold_over_thousands_of_random_plans() {
     assert!(filled * 100 >= attempted * 97, "{filled} of {attempted} items completed");
 }
 
-/// Engine core v1 sizes buys from `min(buying_power, non_marginable_buying_power)`, but on a
+/// Engine core v1 sized buys from `min(buying_power, non_marginable_buying_power)`, but on a
 /// margin account (every Alpaca account is one) non-marginable buying power is excess equity,
 /// not cash, so the buys of a plan can take cash below zero; re-pegs and escalations are not
 /// re-checked against the budget either. Seen by the referee in 57 of the margin seeds, e.g. 24:
 /// `margin_used ... tr-...-XF-b0 would commit 11575.72 with 7038.33 cash`, then fills that
 /// leave cash below zero. Engine core v2 budgets from cash less open buy reservations unless the user
-/// opts into margin (hole 9 of the engine issue).
+/// opts into margin, and caps every priced order by the item's budget (hole 9 of the engine issue).
 #[test]
-#[ignore = "engine core v2: buys on margin accounts use margin (budget from NMBP, not cash; hole 9)"]
 fn accounts_that_lend_margin_are_never_used_on_margin() {
     let (mut filled, mut attempted) = (0, 0);
     let failures: Vec<String> = (0..SEEDS)

@@ -176,7 +176,7 @@ async fn run_loop(
             if let Some(result) = step(&mut core, input, &context, &mut work) {
                 work.tasks.abort_all();
                 let result = cancel_leftovers(result, core.open_orders(), &ports).await;
-                return finish(result, journal, work.records).await;
+                return finish(result, journal, work.records, work.order_writes).await;
             }
         }
         let now = ports.clock.now();
@@ -184,7 +184,7 @@ async fn run_loop(
             if now >= j.next_heartbeat {
                 j.next_heartbeat = now + HEARTBEAT;
                 let (ledger, run) = (Arc::clone(&j.ledger), j.run.clone());
-                work.records.spawn(async move { ledger.heartbeat(&run).await.err().map(|e| e.to_string()) });
+                work.records.spawn(async move { Written::other(ledger.heartbeat(&run).await) });
             }
         }
         let heartbeat = journal.as_ref().map(|j| j.next_heartbeat);
@@ -220,8 +220,12 @@ async fn run_loop(
                 Err(e) => tracing::error!(error = %e, "a broker task failed"),
             },
             Some(joined) = work.records.join_next(), if !work.records.is_empty() => {
-                if let Ok(Some(error)) = joined {
-                    queue.push_back(Input::LedgerFailed(error));
+                if let Ok(written) = joined {
+                    let journal = journal.as_ref().map(|j| (Arc::clone(&j.ledger), j.run.clone()));
+                    work.order_writes.written(&written, journal, &mut work.records);
+                    if let Some(error) = written.error {
+                        queue.push_back(Input::LedgerFailed(error));
+                    }
                 }
             },
             changed = quote_rx.recv(), if quotes_open => match changed {
@@ -316,13 +320,18 @@ async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), Br
 async fn finish(
     result: ExecutionResult,
     journal: Option<Journal>,
-    mut records: JoinSet<Option<String>>,
+    mut records: JoinSet<Written>,
+    mut order_writes: OrderWrites,
 ) -> Result<ExecutionResult, RunError> {
     let Some(journal) = journal else { return Ok(result) };
     let mut failure = None;
     while let Some(joined) = records.join_next().await {
-        if let Ok(Some(error)) = joined {
-            failure = Some(error);
+        if let Ok(written) = joined {
+            let to = Some((Arc::clone(&journal.ledger), journal.run.clone()));
+            order_writes.written(&written, to, &mut records);
+            if let Some(error) = written.error {
+                failure = Some(error);
+            }
         }
     }
     if let Some(error) = failure {
@@ -339,9 +348,75 @@ async fn finish(
 #[derive(Default)]
 struct InFlight {
     tasks: JoinSet<Input>,
-    records: JoinSet<Option<String>>,
+    records: JoinSet<Written>,
+    order_writes: OrderWrites,
     timers: BTreeMap<TimerId, Timestamp>,
     subscribed: BTreeSet<Symbol>,
+}
+
+/// A ledger write that completed: which order's record it was (if one), and its error.
+struct Written {
+    order: Option<ClientOrderId>,
+    error: Option<String>,
+}
+
+impl Written {
+    fn other(result: Result<(), LedgerError>) -> Self {
+        Self { order: None, error: result.err().map(|e| e.to_string()) }
+    }
+}
+
+/// One write at a time per order record, so that a later state can never be overwritten by an
+/// earlier one whose write finished last; while a write is in flight only the most advanced
+/// record waiting for the order is kept (final over open, more filled over less, newer over
+/// older).
+#[derive(Default)]
+struct OrderWrites {
+    in_flight: BTreeSet<ClientOrderId>,
+    waiting: BTreeMap<ClientOrderId, tranche_ledger::OrderRecord>,
+}
+
+impl OrderWrites {
+    fn advance(record: &tranche_ledger::OrderRecord) -> (bool, Qty, Timestamp) {
+        (record.status.is_terminal(), record.filled_qty, record.updated_at)
+    }
+
+    /// Writes `record` now, or after the write of the same order in flight.
+    fn write(
+        &mut self,
+        record: tranche_ledger::OrderRecord,
+        journal: Option<(Arc<dyn Ledger>, RunHandle)>,
+        records: &mut JoinSet<Written>,
+    ) {
+        let Some((ledger, run)) = journal else { return };
+        let id = record.client_order_id.clone();
+        if self.in_flight.contains(&id) {
+            let keep = self.waiting.get(&id).is_some_and(|w| Self::advance(w) > Self::advance(&record));
+            if !keep {
+                self.waiting.insert(id, record);
+            }
+            return;
+        }
+        self.in_flight.insert(id.clone());
+        records.spawn(async move {
+            let written = ledger.record_order(&run, &record).await;
+            Written { order: Some(id), error: written.err().map(|e| e.to_string()) }
+        });
+    }
+
+    /// A write completed: the order's waiting record (if any) goes next.
+    fn written(
+        &mut self,
+        done: &Written,
+        journal: Option<(Arc<dyn Ledger>, RunHandle)>,
+        records: &mut JoinSet<Written>,
+    ) {
+        let Some(id) = &done.order else { return };
+        self.in_flight.remove(id);
+        if let Some(next) = self.waiting.remove(id) {
+            self.write(next, journal, records);
+        }
+    }
 }
 
 /// What `dispatch` needs besides what is in flight.
@@ -427,7 +502,7 @@ fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet
 
 /// Runs one command; returns the result when the run is over.
 fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Option<ExecutionResult> {
-    let InFlight { tasks, records, timers, subscribed } = work;
+    let InFlight { tasks, records, order_writes, timers, subscribed } = work;
     let ports = context.ports;
     let progress = context.progress;
     let broker = Arc::clone(&ports.broker);
@@ -483,7 +558,7 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             tokio::spawn(async move { feed.release(&symbols).await });
         }
         command @ (Command::Submit { .. } | Command::Replace { .. } | Command::Record(_)) => {
-            dispatch_journaled(command, context, tasks, records);
+            dispatch_journaled(command, context, tasks, records, order_writes);
         }
         Command::Cancel { item, order } => {
             tasks.spawn(async move {
@@ -545,7 +620,8 @@ fn dispatch_journaled(
     command: Command,
     context: &Context<'_>,
     tasks: &mut JoinSet<Input>,
-    records: &mut JoinSet<Option<String>>,
+    records: &mut JoinSet<Written>,
+    order_writes: &mut OrderWrites,
 ) {
     let broker = Arc::clone(&context.ports.broker);
     let clock = Arc::clone(&context.ports.clock);
@@ -581,20 +657,17 @@ fn dispatch_journaled(
                 Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }
             });
         }
-        Command::Record(record) => {
-            if let Some((ledger, run)) = journal {
-                records.spawn(async move {
-                    let written = match *record {
-                        LedgerRecord::Order(order) => ledger.record_order(&run, &order).await,
-                        LedgerRecord::Fill(mut fill) => {
-                            fill.run_id.clone_from(&run.run_id);
-                            ledger.record_fill(&run, &fill).await.map(|_| ())
-                        }
-                    };
-                    written.err().map(|e| e.to_string())
-                });
+        Command::Record(record) => match *record {
+            LedgerRecord::Order(order) => order_writes.write(order, journal, records),
+            LedgerRecord::Fill(mut fill) => {
+                if let Some((ledger, run)) = journal {
+                    records.spawn(async move {
+                        fill.run_id.clone_from(&run.run_id);
+                        Written::other(ledger.record_fill(&run, &fill).await.map(|_| ()))
+                    });
+                }
             }
-        }
+        },
         _ => {}
     }
 }

@@ -38,6 +38,10 @@ pub enum TimerId {
     PhaseDeadline,
     /// The run ran out of time.
     RunDeadline,
+    /// The wait after the run deadline for the cancels to be confirmed is over.
+    FinalGrace,
+    /// Read the fill activities again (a cross-check found fills not yet booked).
+    FillsRead,
 }
 
 /// The broker state read before trading.

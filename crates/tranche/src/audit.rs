@@ -5,8 +5,10 @@
 //! Invariants: only the plan's own orders are compared (client order ids Tranche derived for
 //! that plan); every broker order of the plan has a ledger record with the same broker id,
 //! symbol, side, final status, filled quantity and average price; every broker fill of those
-//! orders is in the ledger once, under its execution id, with the same order, symbol, side,
-//! quantity and price; the ledger holds no fill the broker does not.
+//! orders is in the ledger once, under its execution id (or, when the ledger learnt it from
+//! the account activities, under another id with the same order, side, quantity and price),
+//! with the same order, symbol, side, quantity and price; the ledger holds no fill the broker
+//! does not.
 
 use std::collections::BTreeMap;
 
@@ -56,10 +58,14 @@ pub fn ledger_mismatches(
     for fill in ledger_fills.iter().filter(|f| f.plan_id == plan_id) {
         booked.entry(fill.execution_id.as_str()).or_default().push(fill);
     }
+    // An execution the ledger learnt from the account activities may carry the activity's id,
+    // which nothing documents as equal to the trade update's execution id: what id matching
+    // leaves over on both sides is paired by order, quantity and price before it is reported.
+    let mut unmatched: Vec<&Fill> = Vec::new();
     for fill in broker_fills.iter().filter(|f| ours(&f.client_order_id)) {
         let key = fill.execution_id.as_str();
         match booked.remove(key).as_deref() {
-            None => out.push(format!("fill {key} of {} is at the broker but not in the ledger", fill.client_order_id)),
+            None => unmatched.push(fill),
             Some([record]) => {
                 let same = record.client_order_id == fill.client_order_id
                     && record.broker_order_id == fill.order_id.as_str()
@@ -86,6 +92,26 @@ pub fn ledger_mismatches(
                 }
             }
             Some(records) => out.push(format!("fill {key} is in the ledger {} times", records.len())),
+        }
+    }
+    let same = |r: &FillRecord, f: &Fill| {
+        r.client_order_id == f.client_order_id
+            && r.broker_order_id == f.order_id.as_str()
+            && r.side == f.side
+            && r.qty == f.qty
+            && r.price == f.price
+    };
+    for fill in unmatched {
+        let twin = booked.iter().find(|(_, records)| records.len() == 1 && same(records[0], fill)).map(|(k, _)| *k);
+        match twin {
+            Some(key) => {
+                booked.remove(key);
+            }
+            None => out.push(format!(
+                "fill {} of {} is at the broker but not in the ledger",
+                fill.execution_id.as_str(),
+                fill.client_order_id
+            )),
         }
     }
     for (key, records) in booked {
@@ -178,6 +204,13 @@ mod tests {
             ledger_mismatches("audit1", orders, fills, std::slice::from_ref(&order), std::slice::from_ref(&fill))
         };
         assert!(check(std::slice::from_ref(&record), std::slice::from_ref(&booked)).is_empty());
+        // Learnt from the activities under the activity's own id: the same execution.
+        let by_activity = FillRecord { execution_id: "20260302144000000::act-1".into(), ..booked.clone() };
+        assert!(check(std::slice::from_ref(&record), std::slice::from_ref(&by_activity)).is_empty());
+        let other_qty = FillRecord { qty: Qty::new(1.into()), ..by_activity.clone() };
+        let found = check(std::slice::from_ref(&record), &[other_qty]);
+        assert!(found.iter().any(|f| f.contains("not in the ledger")), "{found:?}");
+        assert!(found.iter().any(|f| f.contains("not at the broker")), "{found:?}");
         let cases: Vec<(&str, Vec<OrderRecord>, Vec<FillRecord>)> = vec![
             ("not in the ledger", vec![], vec![booked.clone()]),
             ("ledger status", vec![OrderRecord { status: OrderStatus::New, ..record.clone() }], vec![booked.clone()]),

@@ -13,6 +13,14 @@ use tranche_domain::{
     Position, Price, Side, Timestamp,
 };
 
+/// One booked execution of an item.
+#[derive(Debug, Clone)]
+pub(crate) struct Booked {
+    pub qty: Decimal,
+    /// The child order it filled.
+    pub child: ClientOrderId,
+}
+
 /// Where an item is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
@@ -68,6 +76,8 @@ pub(crate) struct Child {
     pub sent_at: Timestamp,
     /// Lookups of this child that found nothing.
     pub not_found: u32,
+    /// Everything the broker has reported of the order, merged (the ledger's record of it).
+    pub report: Option<tranche_domain::Order>,
 }
 
 impl Child {
@@ -94,6 +104,7 @@ impl Child {
             replaces,
             sent_at: now,
             not_found: 0,
+            report: None,
         }
     }
 
@@ -117,7 +128,7 @@ pub(crate) struct ItemState {
     pub target: Decimal,
     pub reference: Option<Price>,
     pub arrival_mid: Option<Price>,
-    pub fills: BTreeMap<ExecutionId, (Decimal, Decimal, ClientOrderId)>,
+    pub fills: BTreeMap<ExecutionId, Booked>,
     pub filled: Decimal,
     pub filled_notional: Decimal,
     pub last_fill_at: Option<Timestamp>,
@@ -139,6 +150,8 @@ pub(crate) struct ItemState {
     pub left_over: Decimal,
     /// The most a buy may spend in all (its share of the budget at sizing).
     pub spend_cap: Option<Decimal>,
+    /// Why a closing item is closing (a deadline, an abort).
+    pub close_reason: Option<String>,
 }
 
 impl ItemState {
@@ -170,6 +183,7 @@ impl ItemState {
             recovered: false,
             left_over: Decimal::ZERO,
             spend_cap: None,
+            close_reason: None,
         }
     }
 
@@ -208,7 +222,15 @@ impl ItemState {
         remaining.checked_mul(price).is_none_or(|value| value < min_notional)
     }
 
-    /// Books an execution once; returns false for a duplicate.
+    /// Books an execution of child `client_id` once; returns false when it is not booked.
+    ///
+    /// The trade-update stream and the account activities name an execution in two id spaces
+    /// that nothing documents as equal, so an id is not enough to tell a new execution from one
+    /// booked under the other id. The broker's cumulative filled quantity of the order
+    /// (`filled_up_to`, the largest it has reported) is the authority: an execution that would
+    /// take the order's booked fills beyond it is not booked (a later report of a larger
+    /// figure, and the fill read it triggers, books it then). Executions recorded in the ledger
+    /// of an interrupted run are booked without that bound (`None`).
     pub fn book_fill(
         &mut self,
         id: &ExecutionId,
@@ -216,20 +238,24 @@ impl ItemState {
         price: Decimal,
         client_id: &ClientOrderId,
         at: Timestamp,
+        filled_up_to: Option<Decimal>,
     ) -> bool {
         if self.fills.contains_key(id) {
             return false;
         }
-        self.fills.insert(id.clone(), (qty, price, client_id.clone()));
-        self.filled += qty;
-        self.filled_notional += qty.checked_mul(price).unwrap_or(Decimal::ZERO);
+        if filled_up_to.is_some_and(|cap| self.booked_for(client_id).saturating_add(qty) > cap) {
+            return false;
+        }
+        self.fills.insert(id.clone(), Booked { qty, child: client_id.clone() });
+        self.filled = self.filled.saturating_add(qty);
+        self.filled_notional = self.filled_notional.saturating_add(qty.checked_mul(price).unwrap_or(Decimal::ZERO));
         self.last_fill_at = Some(self.last_fill_at.map_or(at, |t| t.max(at)));
         true
     }
 
     /// The sum of booked executions of one child.
     pub fn booked_for(&self, client_id: &ClientOrderId) -> Decimal {
-        self.fills.values().filter(|(_, _, c)| c == client_id).map(|(q, _, _)| *q).sum()
+        self.fills.values().filter(|b| &b.child == client_id).map(|b| b.qty).sum()
     }
 
     /// Index of the child with this client order id.

@@ -77,6 +77,14 @@ pub struct EngineCore {
     pub(crate) fills_since: Option<Timestamp>,
     /// What open buy orders not of this plan held at preflight (the budget cannot use it).
     pub(crate) reserved_by_open_buys: Decimal,
+    /// The run deadline passed: open orders are being cancelled before the result.
+    pub(crate) run_out_of_time: bool,
+    /// The orders whose final state is being read before the result.
+    pub(crate) final_lookups: BTreeSet<ClientOrderId>,
+    /// No cross-check read of fills before this time (one `retry_wait` after the last).
+    pub(crate) fills_read_not_before: Timestamp,
+    /// The start of the cross-check read waiting for its timer.
+    pub(crate) fills_read_since: Option<Timestamp>,
 }
 
 /// The final fill reconciliation before the result.
@@ -84,6 +92,10 @@ pub struct EngineCore {
 pub(crate) enum Finishing {
     /// Not started.
     No,
+    /// The orders not known to be final are being looked up; the fill read follows.
+    AwaitingOrders,
+    /// Every order's state is read: the fill read is next.
+    OrdersRead,
     /// Fill activities requested; the result follows their answer.
     AwaitingFills,
     /// Done: the result may be built.
@@ -123,6 +135,10 @@ impl EngineCore {
             finishing: Finishing::No,
             fills_since: None,
             reserved_by_open_buys: Decimal::ZERO,
+            run_out_of_time: false,
+            final_lookups: BTreeSet::new(),
+            fills_read_not_before: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+            fills_read_since: None,
         }
     }
 
@@ -181,7 +197,14 @@ impl EngineCore {
             }
             Input::Canceled { item, order, result } => self.on_canceled(item, &order, result, now, &mut out),
             Input::LookedUp { item, client_order_id, result } => {
-                self.on_looked_up(item, &client_order_id, result, now, &mut out)
+                self.on_looked_up(item, &client_order_id, result, now, &mut out);
+                if self.finishing == Finishing::AwaitingOrders
+                    && self.final_lookups.remove(&client_order_id)
+                    && self.final_lookups.is_empty()
+                {
+                    self.finishing = Finishing::OrdersRead;
+                    self.finish_run(now, &mut out);
+                }
             }
             Input::Fills(result) => self.on_fills(result, now, &mut out),
             Input::Update(update) => self.on_update(&update, now, &mut out),
@@ -267,6 +290,12 @@ impl EngineCore {
             }
             TimerId::PhaseDeadline => self.on_phase_deadline(now, out),
             TimerId::RunDeadline => self.on_run_deadline(now, out),
+            TimerId::FinalGrace => self.on_final_grace(now, out),
+            TimerId::FillsRead => {
+                if let Some(since) = self.fills_read_since.take() {
+                    out.push(Command::FetchFills { since });
+                }
+            }
         }
     }
 

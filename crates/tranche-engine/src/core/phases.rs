@@ -476,6 +476,12 @@ impl EngineCore {
             }
             return;
         }
+        if self.run_out_of_time {
+            if self.items.iter().all(|i| i.stage == Stage::Done) {
+                self.finish_run(now, out);
+            }
+            return;
+        }
         let side = match self.phase {
             RunPhase::Sell => Side::Sell,
             RunPhase::Buy => Side::Buy,
@@ -573,16 +579,34 @@ impl EngineCore {
         }
     }
 
+    /// The run is out of time: every open order is cancelled, and the result follows once the
+    /// cancels are final (so that no fill lands after the final fill read), or after a grace of
+    /// `cancel_confirm_wait` if the broker does not confirm them (those orders are then named in
+    /// the result by the driver).
     pub(super) fn on_run_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        self.run_out_of_time = true;
+        for i in 0..self.items.len() {
+            match self.items[i].stage {
+                Stage::Done => {}
+                Stage::Working | Stage::Closing if self.items[i].any_open() => {
+                    self.close_item(i, "run deadline reached", now, out)
+                }
+                _ => {
+                    let outcome = self.outcome_of(i);
+                    self.finish_item(i, outcome, Some("run deadline reached".into()), now, out);
+                }
+            }
+        }
+        out.push(Command::SetTimer { id: TimerId::FinalGrace, at: Self::after(now, self.config.cancel_confirm_wait) });
+    }
+
+    /// The grace after the run deadline is over: the run ends with what is known.
+    pub(super) fn on_final_grace(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         for i in 0..self.items.len() {
             if self.items[i].stage != Stage::Done {
-                for c in self.items[i].children.iter().filter(|c| c.is_open()) {
-                    if let Some(id) = &c.broker_id {
-                        out.push(Command::Cancel { item: Some(i), order: id.clone() });
-                    }
-                }
                 let outcome = self.outcome_of(i);
-                self.finish_item(i, outcome, Some("run deadline reached".into()), now, out);
+                let reason = "run deadline reached; its cancel was not confirmed in time".to_owned();
+                self.finish_item(i, outcome, Some(reason), now, out);
             }
         }
         self.finish_run(now, out);
@@ -622,6 +646,7 @@ impl EngineCore {
 
     pub(super) fn on_fills(&mut self, result: Result<Vec<Fill>, BrokerError>, now: Timestamp, out: &mut Vec<Command>) {
         self.fills_requested = false;
+        self.fills_read_not_before = Self::after(now, self.config.retry_wait);
         let fills = match result {
             Ok(fills) => fills,
             Err(e) => {
@@ -636,7 +661,7 @@ impl EngineCore {
         for fill in fills {
             for i in 0..self.items.len() {
                 if self.items[i].child_by_client(&fill.client_order_id).is_some() {
-                    self.record_fill(i, &fill, out);
+                    self.record_fill(i, &fill, None, out);
                 }
             }
         }

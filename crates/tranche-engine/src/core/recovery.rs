@@ -59,7 +59,8 @@ impl EngineCore {
         for fill in &recovery.fills {
             if let Some(i) = self.items.iter().position(|it| it.child_by_client(&fill.client_order_id).is_some()) {
                 let id = ExecutionId::new(fill.execution_id.clone());
-                self.items[i].book_fill(&id, fill.qty.get(), fill.price.get(), &fill.client_order_id, fill.filled_at);
+                let (qty, price) = (fill.qty.get(), fill.price.get());
+                self.items[i].book_fill(&id, qty, price, &fill.client_order_id, fill.filled_at, None);
             }
         }
         if let Some(since) = recovery.started_at {

@@ -13,15 +13,40 @@ impl EngineCore {
         if self.finished {
             return;
         }
-        if self.finishing == Finishing::AwaitingFills {
+        if matches!(self.finishing, Finishing::AwaitingOrders | Finishing::AwaitingFills) {
             return;
         }
-        if self.finishing == Finishing::No
-            && self.started_at.is_some()
-            && self.items.iter().any(|i| !i.children.is_empty())
-        {
-            // Before the result: every execution of the run, from the broker's own record, so a
-            // fill whose update was lost is still counted (and recorded).
+        let traded = self.started_at.is_some() && self.items.iter().any(|i| !i.children.is_empty());
+        if self.finishing == Finishing::No && traded {
+            // Before the result: the final state of every order not known to be final, from the
+            // broker (recorded in the ledger as it comes; its updates may have been lost).
+            let mut asks = Vec::new();
+            for (i, item) in self.items.iter().enumerate() {
+                for child in &item.children {
+                    if matches!(child.state, ChildState::Final(_) | ChildState::NotPlaced) {
+                        continue;
+                    }
+                    self.final_lookups.insert(child.client_id.clone());
+                    asks.push(match &child.broker_id {
+                        Some(id) => Command::LookupOrder {
+                            item: i,
+                            client_order_id: child.client_id.clone(),
+                            order: id.clone(),
+                        },
+                        None => Command::LookupClientId { item: i, client_order_id: child.client_id.clone() },
+                    });
+                }
+            }
+            self.finishing = Finishing::OrdersRead;
+            if !asks.is_empty() {
+                self.finishing = Finishing::AwaitingOrders;
+                out.extend(asks);
+                return;
+            }
+        }
+        if self.finishing == Finishing::OrdersRead {
+            // Then every execution of the run, from the broker's own record, so a fill whose
+            // update was lost is still counted (and recorded).
             self.finishing = Finishing::AwaitingFills;
             let since = Self::before(self.started_at.unwrap_or(now), self.config.fill_lookback);
             let since = self.fills_since.map_or(since, |s| s.min(since));

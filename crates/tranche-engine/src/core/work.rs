@@ -180,8 +180,7 @@ impl EngineCore {
         match result {
             Ok(order) => {
                 self.items[i].busy = false;
-                self.adopt(i, c, &order);
-                self.record_order_to_ledger(&order, now, out);
+                self.adopt(i, c, &order, now, out);
                 let child = &self.items[i].children[c];
                 out.push(Command::Emit(ProgressEvent::OrderPlaced {
                     symbol: self.items[i].item.symbol.clone(),
@@ -226,22 +225,34 @@ impl EngineCore {
         }
     }
 
-    /// Merges a broker report of child `c` of item `i`.
-    fn adopt(&mut self, i: usize, c: usize, order: &Order) {
+    /// Merges a broker report of child `c` of item `i` (a submit's or replace's answer, a
+    /// lookup, a trade update; possibly stale or out of order) into what is known of the order,
+    /// and records the merged state in the ledger: the ledger never moves an order back to an
+    /// earlier state because an old report arrived late.
+    fn adopt(&mut self, i: usize, c: usize, order: &Order, now: Timestamp, out: &mut Vec<Command>) {
+        let merged = match self.items[i].children[c].report.take() {
+            Some(mut known) if known.id == order.id => {
+                known.merge_report(order);
+                known
+            }
+            _ => order.clone(),
+        };
+        self.record_order_to_ledger(&merged, now, out);
         let child = &mut self.items[i].children[c];
-        child.broker_id = Some(order.id.clone());
-        child.reported_filled = child.reported_filled.max(order.filled_qty.get());
-        if let Some(q) = order.qty {
+        child.broker_id = Some(merged.id.clone());
+        child.reported_filled = child.reported_filled.max(merged.filled_qty.get());
+        if let Some(q) = merged.qty {
             child.qty = q.get();
         }
         if child.replaces.is_none() {
-            child.replaces.clone_from(&order.replaces);
+            child.replaces.clone_from(&merged.replaces);
         }
         child.state = match &child.state {
             ChildState::Final(s) => ChildState::Final(*s),
-            _ if order.status.is_terminal() => ChildState::Final(order.status),
-            _ => ChildState::Live(order.status),
+            _ if merged.status.is_terminal() => ChildState::Final(merged.status),
+            _ => ChildState::Live(merged.status),
         };
+        child.report = Some(merged);
     }
 
     fn arm_repeg(&self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
@@ -358,8 +369,7 @@ impl EngineCore {
         match result {
             Ok(order) => {
                 self.items[i].busy = false;
-                self.adopt(i, new_c, &order);
-                self.record_order_to_ledger(&order, now, out);
+                self.adopt(i, new_c, &order, now, out);
                 self.items[i].repegs += 1;
                 let item = &self.items[i];
                 if let Some(limit) = item.children[new_c].limit {
@@ -556,7 +566,7 @@ impl EngineCore {
                     ChildState::Uncertain | ChildState::Sending | ChildState::Resend
                 );
                 self.items[i].busy = false;
-                self.adopt(i, c, &order);
+                self.adopt(i, c, &order, now, out);
                 if was_unknown && matches!(self.items[i].children[c].state, ChildState::Live(_)) {
                     self.arm_repeg(i, now, out);
                 }
@@ -648,10 +658,9 @@ impl EngineCore {
                 price: exec.price,
                 time: update.timestamp.unwrap_or(now),
             };
-            self.record_fill(i, &fill, out);
+            self.record_fill(i, &fill, Some(order.filled_qty.get()), out);
         }
-        self.adopt(i, c, order);
-        self.record_order_to_ledger(order, now, out);
+        self.adopt(i, c, order, now, out);
         if order.status.is_terminal() {
             // Also the end of a stale order this run waits for (one of an earlier run).
             self.stale_done(&order.id, out);
@@ -689,9 +698,25 @@ impl EngineCore {
     }
 
     /// Books an execution of item `i` (from the stream or the activities) and records it.
-    pub(super) fn record_fill(&mut self, i: usize, fill: &tranche_domain::Fill, out: &mut Vec<Command>) {
+    /// Books an execution of item `i` (from the stream, with the order's cumulative filled
+    /// quantity that came with it, or from the activities: `reported` is `None`) within what the
+    /// broker reported filled for the order, and records it.
+    pub(super) fn record_fill(
+        &mut self,
+        i: usize,
+        fill: &tranche_domain::Fill,
+        reported: Option<Decimal>,
+        out: &mut Vec<Command>,
+    ) {
         let (qty, price, at) = (fill.qty.get(), fill.price.get(), fill.time);
-        if self.items[i].book_fill(&fill.execution_id, qty, price, &fill.client_order_id, at) {
+        let known =
+            self.items[i].child_by_client(&fill.client_order_id).map(|c| self.items[i].children[c].reported_filled);
+        let cap = match (known, reported) {
+            (Some(k), Some(r)) => Some(k.max(r)),
+            (Some(k), None) => Some(k),
+            (None, r) => r,
+        };
+        if self.items[i].book_fill(&fill.execution_id, qty, price, &fill.client_order_id, at, cap) {
             self.record_fill_to_ledger(i, fill, out);
             let item = &self.items[i];
             out.push(Command::Emit(ProgressEvent::Filled {
@@ -716,7 +741,14 @@ impl EngineCore {
             self.fills_requested = true;
             self.items[i].missing_fills = true;
             let since = Self::before(self.items[i].started_at.unwrap_or(now), self.config.fill_lookback);
-            out.push(Command::FetchFills { since });
+            self.fills_read_since = Some(self.fills_read_since.map_or(since, |s| s.min(since)));
+            if self.fills_read_not_before > now {
+                // The last read did not show them yet: not again at once.
+                out.push(Command::SetTimer { id: TimerId::FillsRead, at: self.fills_read_not_before });
+            } else {
+                self.fills_read_since = None;
+                out.push(Command::FetchFills { since });
+            }
         }
         let stage = self.items[i].stage;
         if !matches!(stage, Stage::Working | Stage::Closing) {
@@ -732,7 +764,8 @@ impl EngineCore {
                 let (outcome, reason) = if complete {
                     (ItemOutcome::Filled, None)
                 } else {
-                    (self.outcome_of(i), Some("phase deadline reached".to_owned()))
+                    let reason = self.items[i].close_reason.clone().unwrap_or_else(|| "phase deadline reached".into());
+                    (self.outcome_of(i), Some(reason))
                 };
                 self.finish_item(i, outcome, reason, now, out);
             }
@@ -783,6 +816,7 @@ impl EngineCore {
     /// Stops working item `i`: cancels what is open and finishes when everything is final.
     pub(super) fn close_item(&mut self, i: usize, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
         self.items[i].stage = Stage::Closing;
+        self.items[i].close_reason = Some(reason.to_owned());
         out.push(Command::CancelTimer(TimerId::Repeg(i)));
         if self.items[i].any_open() {
             self.cancel_open_children(i, out);

@@ -438,3 +438,134 @@ fn a_duplicate_id_order_of_another_symbol_side_or_size_is_not_adopted() {
     assert_ne!(next.client_order_id, submit.client_order_id);
     assert_eq!((next.side, next.symbol), (Side::Buy, sym("AAPL")));
 }
+
+// ---- hole 5: the end of a run -------------------------------------------------------------------
+
+#[test]
+fn at_the_run_deadline_orders_are_cancelled_before_the_final_fill_read() {
+    let (mut bench, _, order) = working_buy();
+    bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
+    let out = bench.fire(TimerId::RunDeadline);
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+    assert!(result(&out).is_none() && !fetches_fills(&out), "no result (nor fill read) while an order is open");
+    // A fill lands while the cancel is on its way, then the cancel is final.
+    let mut partial = order.clone();
+    partial.status = OrderStatus::PartiallyFilled;
+    partial.filled_qty = tranche_domain::Qty::new(d("3"));
+    bench.feed(update(TradeEvent::PartialFill, &partial, Some(("e1", "3", "100.00")), bench.now));
+    let mut canceled = partial.clone();
+    canceled.status = OrderStatus::Canceled;
+    let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    assert!(fetches_fills(&out), "the fill read comes after the cancel is final: {out:#?}");
+    let out = bench.feed(Input::Fills(Ok(Vec::new())));
+    let result = result(&out).expect("the result");
+    assert_eq!(result.orders[0].filled_qty.get(), d("3"));
+    assert_eq!(result.orders[0].outcome, ItemOutcome::PartiallyFilled);
+    assert!(result.orders[0].reason.as_deref().is_some_and(|r| r.contains("run deadline")), "{result:?}");
+}
+
+#[test]
+fn a_cancel_the_broker_never_confirms_ends_the_run_after_the_grace() {
+    let (mut bench, _, order) = working_buy();
+    bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
+    let out = bench.fire(TimerId::RunDeadline);
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+    let out = bench.fire(TimerId::FinalGrace);
+    // Before the result, the order's state is read from the broker (and recorded), then the
+    // fills.
+    assert_eq!(order_lookups(&out), vec![order.id.clone()], "{out:#?}");
+    let out = bench.feed(Input::LookedUp {
+        item: 0,
+        client_order_id: order.client_order_id.clone(),
+        result: Ok(order.clone()),
+    });
+    assert!(fetches_fills(&out), "{out:#?}");
+    let out = bench.feed(Input::Fills(Ok(Vec::new())));
+    assert!(result(&out).is_some(), "{out:#?}");
+    assert_eq!(bench.core.open_orders().len(), 1, "the order is left to the driver's leftover cancels");
+}
+
+#[test]
+fn what_a_lookup_finds_is_recorded_in_the_ledger() {
+    let (mut bench, submit) = one_buy();
+    bench.feed(submitted(&submit, Err(uncertain())));
+    let found = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    let out = bench.feed(looked_up(&submit, Ok(found)));
+    let recorded = out.iter().any(|c| match c {
+        Command::Record(r) => {
+            matches!(&**r, crate::io::LedgerRecord::Order(o) if o.client_order_id == submit.client_order_id)
+        }
+        _ => false,
+    });
+    assert!(recorded, "{out:#?}");
+}
+
+// ---- hole 12: fill reconciliation ------------------------------------------------------------------
+
+fn activity(
+    order: &tranche_domain::Order,
+    id: &str,
+    qty: &str,
+    price: &str,
+    at: tranche_domain::Timestamp,
+) -> tranche_domain::Fill {
+    tranche_domain::Fill {
+        execution_id: tranche_domain::ExecutionId::new(id.to_owned()),
+        order_id: order.id.clone(),
+        client_order_id: order.client_order_id.clone(),
+        symbol: order.symbol.clone(),
+        side: order.side,
+        qty: tranche_domain::Qty::new(d(qty)),
+        price: Price::new(d(price)),
+        time: at,
+    }
+}
+
+#[test]
+fn a_fill_seen_on_the_stream_and_in_the_activities_under_another_id_is_booked_once() {
+    let (mut bench, submit, order) = working_buy();
+    let mut partial = order.clone();
+    partial.status = OrderStatus::PartiallyFilled;
+    partial.filled_qty = tranche_domain::Qty::new(d("2"));
+    bench.feed(update(TradeEvent::PartialFill, &partial, Some(("exec-1", "2", "100.00")), bench.now));
+    // The activities list that execution under an id of their own, and a second one of the same
+    // size and price whose update is still on its way.
+    let fills = vec![
+        activity(&order, "20260302144000000::aaaa", "2", "100.00", bench.now),
+        activity(&order, "20260302144001000::bbbb", "2", "100.00", bench.now),
+    ];
+    bench.feed(Input::Fills(Ok(fills.clone())));
+    assert_eq!(bench.core.items[0].filled, d("2"), "the broker says 2 filled: the activities add nothing yet");
+    // The broker's figure grows to 4 (a lookup): the next read books exactly one more.
+    let mut four = partial.clone();
+    four.filled_qty = tranche_domain::Qty::new(d("4"));
+    let mut out = bench.feed(looked_up(&submit, Ok(four.clone())));
+    if !fetches_fills(&out) {
+        // Not at once after the last read: after a wait.
+        out = bench.fire(TimerId::FillsRead);
+    }
+    assert!(fetches_fills(&out), "{out:#?}");
+    bench.feed(Input::Fills(Ok(fills.clone())));
+    assert_eq!(bench.core.items[0].filled, d("4"));
+    // Read again, and the late update arrives under the stream's id: nothing more.
+    bench.feed(Input::Fills(Ok(fills)));
+    bench.feed(update(TradeEvent::PartialFill, &four, Some(("exec-2", "2", "100.00")), bench.now));
+    assert_eq!(bench.core.items[0].filled, d("4"));
+}
+
+#[test]
+fn fills_missing_after_a_read_are_read_again_after_a_wait_not_at_once() {
+    let (mut bench, _, order) = working_buy();
+    let mut partial = order.clone();
+    partial.status = OrderStatus::PartiallyFilled;
+    partial.filled_qty = tranche_domain::Qty::new(d("2"));
+    // The broker says 2 filled, but the execution itself was lost.
+    let out = bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
+    assert!(fetches_fills(&out), "{out:#?}");
+    let out = bench.feed(Input::Fills(Ok(Vec::new())));
+    assert!(!fetches_fills(&out), "a read that found nothing is not repeated at once: {out:#?}");
+    let at = timer(&out, TimerId::FillsRead).expect("read again later");
+    assert!(at > bench.now);
+    let out = bench.fire(TimerId::FillsRead);
+    assert!(fetches_fills(&out));
+}
