@@ -11,9 +11,9 @@
 //! 50 times.
 //!
 //! What the engine is known to break is named, not hidden: the CI suite leaves out the faults it
-//! cannot survive yet (`FaultConfig::heavy_known`: the ledger store's faults and a worker frozen
-//! past its lease, which need the engine issue's item 10 and the fenced lease); the ignored
-//! tests below hold the engine to all of it.
+//! cannot survive yet (`FaultConfig::heavy_known` leaves out late replaces; the ledger store's
+//! faults and a worker frozen past its lease need the engine issue's item 10 and the fenced
+//! lease); the ignored tests below hold the engine to all of it.
 //!
 //! Debugging one seed: `CHAOS_SEED=N` runs only seed N, and `CHAOS_TRACE=N` prints the
 //! simulator's log of seed N (every request, answer, update and fill, in simulated time).

@@ -235,6 +235,9 @@ impl Sim {
                 let detail = format!("{id} sent again while the broker holds it ({})", o.status);
                 self.referee.flag(ViolationKind::ClientOrderIdReused, &id, now, detail);
             }
+            // The broker refuses an id it holds before anything else: the request can neither
+            // trade nor hold cash or shares, so it is judged as a reuse only.
+            return;
         }
         self.judge_price(&id, req.limit_price);
         self.judge_plan_membership(req);

@@ -17,6 +17,7 @@ use tranche_domain::{
 #[derive(Debug, Clone)]
 pub(crate) struct Booked {
     pub qty: Decimal,
+    pub price: Decimal,
     /// The child order it filled.
     pub child: ClientOrderId,
 }
@@ -246,11 +247,48 @@ impl ItemState {
         if filled_up_to.is_some_and(|cap| self.booked_for(client_id).saturating_add(qty) > cap) {
             return false;
         }
-        self.fills.insert(id.clone(), Booked { qty, child: client_id.clone() });
+        self.fills.insert(id.clone(), Booked { qty, price, child: client_id.clone() });
         self.filled = self.filled.saturating_add(qty);
         self.filled_notional = self.filled_notional.saturating_add(qty.checked_mul(price).unwrap_or(Decimal::ZERO));
         self.last_fill_at = Some(self.last_fill_at.map_or(at, |t| t.max(at)));
         true
+    }
+
+    /// The executions of an activity read (every fill of the account since a time, complete
+    /// for each order) that are new to this item. Per child order: an execution booked under
+    /// the same id is known; of the rest, each booked execution of the order that the read does
+    /// not name by id (booked from the stream, whose ids may differ from the activities') stands
+    /// for one execution of the read with the same quantity and price; what is left over is new.
+    /// Counting this way is exact whenever the read holds every execution booked so far, and an
+    /// execution it cannot tell apart yet is booked by a later read.
+    pub fn new_in_activity_read(&self, read: &[tranche_domain::Fill]) -> Vec<tranche_domain::Fill> {
+        let mut fresh = Vec::new();
+        for child in &self.children {
+            let of_child: Vec<&tranche_domain::Fill> =
+                read.iter().filter(|f| f.client_order_id == child.client_id).collect();
+            if of_child.is_empty() {
+                continue;
+            }
+            let named: std::collections::BTreeSet<&ExecutionId> = of_child.iter().map(|f| &f.execution_id).collect();
+            let mut unnamed: Vec<(Decimal, Decimal)> = self
+                .fills
+                .iter()
+                .filter(|(id, b)| b.child == child.client_id && !named.contains(id))
+                .map(|(_, b)| (b.qty, b.price))
+                .collect();
+            for fill in of_child {
+                if self.fills.contains_key(&fill.execution_id) {
+                    continue;
+                }
+                let key = (fill.qty.get(), fill.price.get());
+                if let Some(pos) = unnamed.iter().position(|k| *k == key) {
+                    unnamed.swap_remove(pos);
+                    continue;
+                }
+                fresh.push(fill.clone());
+            }
+        }
+        fresh
     }
 
     /// The sum of booked executions of one child.

@@ -658,11 +658,9 @@ impl EngineCore {
                 return;
             }
         };
-        for fill in fills {
-            for i in 0..self.items.len() {
-                if self.items[i].child_by_client(&fill.client_order_id).is_some() {
-                    self.record_fill(i, &fill, None, out);
-                }
+        for i in 0..self.items.len() {
+            for fill in self.items[i].new_in_activity_read(&fills) {
+                self.record_fill(i, &fill, None, out);
             }
         }
         for i in 0..self.items.len() {
