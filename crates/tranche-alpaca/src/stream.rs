@@ -68,6 +68,7 @@ async fn supervise(config: AlpacaConfig, tx: mpsc::Sender<StreamEvent>) {
     let mut backoff = Duration::from_millis(500);
     let mut down_since: Option<tranche_domain::Timestamp> = None;
     let mut was_up = false;
+    let mut told_not_up = false;
     loop {
         match session(&config, &tx, &mut down_since, &mut was_up).await {
             End::Stop => return,
@@ -75,6 +76,15 @@ async fn supervise(config: AlpacaConfig, tx: mpsc::Sender<StreamEvent>) {
                 if was_up && down_since.is_none() {
                     down_since = Some(chrono::Utc::now());
                     if tx.send(StreamEvent::Down { reason: "trade_updates connection lost".into() }).await.is_err() {
+                        return;
+                    }
+                } else if !was_up && !told_not_up {
+                    // The first connection failed: said once, so that the engine (which sends
+                    // nothing before the stream listens) and its user know why it waits. No gap:
+                    // nothing was listened to before.
+                    told_not_up = true;
+                    let reason = "trade_updates not connected yet; retrying".to_owned();
+                    if tx.send(StreamEvent::Down { reason }).await.is_err() {
                         return;
                     }
                 }

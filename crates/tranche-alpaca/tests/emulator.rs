@@ -335,3 +335,20 @@ async fn fill_activities_are_read_page_after_page_each_execution_once() {
     let want: Vec<&str> = booked.iter().filter(|f| f.time >= since).map(|f| f.execution_id.as_str()).collect();
     assert_eq!(later.iter().map(|f| f.execution_id.as_str()).collect::<Vec<_>>(), want);
 }
+
+/// A first connection that fails is said (once) as `Down`, with no gap (nothing was listened
+/// to before): the engine, which sends nothing before the stream listens, and its user know why
+/// the run waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_connection_that_fails_is_announced_without_a_gap() {
+    // A port that nothing listens on (bound, then released).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut config = AlpacaConfig::new(DEFAULT_KEY_ID, Secret::new(DEFAULT_SECRET_KEY));
+    config.trading_url = format!("http://{free}");
+    let mut events = AlpacaOrderEvents::connect(config);
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next_event()).await.expect("said in time");
+    match first {
+        Some(StreamEvent::Down { reason }) => assert!(reason.contains("not connected"), "{reason}"),
+        other => panic!("expected Down, got {other:?}"),
+    }
+}

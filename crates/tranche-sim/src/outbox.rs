@@ -92,6 +92,14 @@ impl Outbox {
         }
     }
 
+    /// A new consumer connects (a restarted process): it hears `listening` at once, unless
+    /// an outage is in progress (then the reconnect that ends it says so).
+    pub fn connect(&mut self) {
+        if self.down_since.is_none() {
+            self.ready.push_back(StreamEvent::Up);
+        }
+    }
+
     fn push(&mut self, at: Timestamp, delivery: Delivery) {
         self.seq += 1;
         self.pending.push(Reverse(Pending { at, seq: self.seq, delivery }));

@@ -101,8 +101,11 @@ impl SimulatedBroker {
         SimBroker { shared: Arc::clone(&self.shared) }
     }
 
-    /// The `OrderEvents` port (one reader: the stream has a single consumer, as at Alpaca).
+    /// The `OrderEvents` port (one reader: the stream has a single consumer, as at Alpaca). Each
+    /// call is a new connection: it starts with `Up` (the stream's `listening`), as a restarted
+    /// process hears it.
     pub fn order_events(&self) -> SimOrderEvents {
+        self.shared.with(|sim| sim.outbox.connect());
         SimOrderEvents { shared: Arc::clone(&self.shared) }
     }
 

@@ -60,6 +60,8 @@ pub struct EngineCore {
     /// The last few quotes of each symbol, in time order (see `quote_history`).
     pub(crate) recent_quotes: BTreeMap<Symbol, std::collections::VecDeque<Quote>>,
     pub(crate) stream_up: bool,
+    /// The trade-update stream has listened at least once.
+    pub(crate) stream_ever_up: bool,
     pub(crate) stale_orders: BTreeSet<BrokerOrderId>,
     pub(crate) account: Option<Account>,
     pub(crate) settle_requested: bool,
@@ -120,7 +122,10 @@ impl EngineCore {
             phase_started_at: None,
             quotes: BTreeMap::new(),
             recent_quotes: BTreeMap::new(),
-            stream_up: true,
+            // Gated: no order goes out before the trade-update stream listens (the first
+            // `StreamUp` opens the gate), so no update of ours can be missed.
+            stream_up: false,
+            stream_ever_up: false,
             stale_orders: BTreeSet::new(),
             account: None,
             settle_requested: false,

@@ -556,6 +556,12 @@ impl EngineCore {
     pub(super) fn on_phase_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         for i in 0..self.items.len() {
             match self.items[i].stage {
+                Stage::Working if !self.stream_ever_up => self.close_item(
+                    i,
+                    "phase deadline reached: the trade-update stream never listened, so no order was sent",
+                    now,
+                    out,
+                ),
                 Stage::Working => self.close_item(i, "phase deadline reached", now, out),
                 Stage::Ready | Stage::NeedsQuote if self.phase_side() == self.items[i].side => {
                     self.finish_item(
@@ -615,6 +621,7 @@ impl EngineCore {
     pub(super) fn on_stream_up(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         let was_down = !self.stream_up;
         self.stream_up = true;
+        self.stream_ever_up = true;
         if was_down {
             // Orders held back while the stream was down may go now.
             for i in 0..self.items.len() {

@@ -219,6 +219,7 @@ impl Bench {
     /// every command of these steps.
     pub fn open_with(&mut self, broker: &Broker, quotes: &[(&str, &str, &str)]) -> Vec<Command> {
         let mut out = self.feed(Input::Start);
+        out.extend(self.feed(Input::StreamUp));
         out.extend(self.feed(broker.preflight()));
         for (s, bid, ask) in quotes {
             let q = quote(s, bid, ask, self.now);

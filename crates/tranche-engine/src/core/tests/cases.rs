@@ -569,3 +569,19 @@ fn fills_missing_after_a_read_are_read_again_after_a_wait_not_at_once() {
     let out = bench.fire(TimerId::FillsRead);
     assert!(fetches_fills(&out));
 }
+
+// ---- hole 8: the stream gate ------------------------------------------------------------------------
+
+#[test]
+fn no_order_goes_out_before_the_trade_update_stream_listens() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let broker = Broker::open(&plan, bench.now);
+    let mut out = bench.feed(Input::Start);
+    out.extend(bench.feed(broker.preflight()));
+    out.extend(bench.feed(Input::Quote(quote("AAPL", "99.90", "100.10", bench.now))));
+    out.extend(bench.feed(Input::Account(broker.account.clone())));
+    assert!(submits(&out).is_empty(), "an order before the stream listens: {out:#?}");
+    let out = bench.feed(Input::StreamUp);
+    assert_eq!(submits(&out).len(), 1, "the first Up opens the gate: {out:#?}");
+}
