@@ -71,16 +71,31 @@ impl RateLimiter {
         }
     }
 
-    /// The server said no requests are left until `reset_in` from now.
+    /// The server said no requests are left until `reset_in` from now (at most
+    /// `MAX_SERVER_BLOCK`: Alpaca's budget is per minute, and a header from the network, however
+    /// large, never makes the process wait for ever or overflow the clock).
     pub fn block_for(&self, reset_in: Duration) {
         let mut b = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        b.blocked_until = Some(Instant::now() + reset_in);
+        let now = Instant::now();
+        b.blocked_until = Some(now.checked_add(reset_in.min(MAX_SERVER_BLOCK)).unwrap_or(now));
     }
 }
+
+/// The longest wait a server's rate-limit reset can impose.
+pub const MAX_SERVER_BLOCK: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_reset_of_any_size_waits_at_most_a_minute_and_never_panics() {
+        let limiter = RateLimiter::new(60);
+        limiter.block_for(Duration::MAX);
+        let before = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(before.elapsed(), MAX_SERVER_BLOCK);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn half_the_budget_goes_at_once_then_an_even_pace() {

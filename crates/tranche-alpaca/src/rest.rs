@@ -167,7 +167,8 @@ impl AlpacaBroker {
                 Ok(None) => return Err(BrokerError::Transient { message: "empty answer".into() }),
                 Err(e) if e.is_retryable() && attempt < GET_ATTEMPTS => {
                     let backoff = match &e {
-                        BrokerError::RateLimited { retry_after: Some(d) } => *d,
+                        // A hostile `Retry-After` never parks the process for ever.
+                        BrokerError::RateLimited { retry_after: Some(d) } => (*d).min(crate::limiter::MAX_SERVER_BLOCK),
                         _ => Duration::from_millis((200u64 << attempt).min(5_000) + jitter_ms(200)),
                     };
                     tracing::debug!(error = %e, attempt, ?backoff, "retrying a read");
@@ -366,18 +367,39 @@ impl Broker for AlpacaBroker {
         let list = self.fill_activity_pages(since).await?;
         let mut fills = Vec::with_capacity(list.len());
         for a in list {
-            let (Some(qty), Some(price)) = (a.qty, a.price) else { continue };
-            let Ok(symbol) = Symbol::parse(&a.symbol) else { continue };
-            let Ok(side) = a.side.parse::<Side>() else { continue };
-            let Ok(time) = tranche_domain::time::parse_timestamp(&a.transaction_time) else { continue };
+            let parsed = (|| {
+                let (qty, price) = a.qty.zip(a.price).ok_or("no qty or price")?;
+                let symbol = Symbol::parse(&a.symbol).map_err(|_| "bad symbol")?;
+                let side = a.side.parse::<Side>().map_err(|_| "bad side")?;
+                let time = tranche_domain::time::parse_timestamp(&a.transaction_time).map_err(|_| "bad time")?;
+                Ok::<_, &str>((qty, price, symbol, side, time))
+            })();
+            let (qty, price, symbol, side, time) = match parsed {
+                Ok(p) => p,
+                Err(why) => {
+                    // Said, never silent: the engine's cross-check against each order's filled
+                    // quantity reads again until the fills add up.
+                    tracing::warn!(activity = %a.id, %why, "skipping an unreadable fill activity");
+                    continue;
+                }
+            };
             // The query asked from a second earlier (see `fill_activity_pages`).
             if time < since {
                 continue;
             }
+            // One order that cannot be resolved to its client order id costs its own fills for
+            // this read, not the whole read.
+            let client_order_id = match self.client_id_of(&a.order_id).await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::warn!(activity = %a.id, order = %a.order_id, error = %e, "skipping a fill whose order cannot be read now");
+                    continue;
+                }
+            };
             fills.push(Fill {
                 execution_id: ExecutionId::new(a.execution_id()),
                 order_id: BrokerOrderId::new(a.order_id.clone()),
-                client_order_id: self.client_id_of(&a.order_id).await?,
+                client_order_id,
                 symbol,
                 side,
                 qty: Qty::new(qty),
@@ -435,6 +457,32 @@ mod tests {
         config.trading_url = format!("http://{addr}");
         config.requests_per_minute = u32::MAX;
         (AlpacaBroker::new(config).unwrap(), served)
+    }
+
+    /// One activity that cannot be read and one order that cannot be looked up cost their own
+    /// fills, not the whole read (engine issue item 14).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_unreadable_activity_or_order_costs_only_its_own_fills() {
+        let (broker, served) = serve(|n| match n {
+            0 => {
+                let mut other = activity(1);
+                other["order_id"] = json!("order-2");
+                let mut broken = activity(2);
+                broken["price"] = Value::Null;
+                json!([activity(0), other, broken])
+            }
+            1 => json!({
+                "id": "order-1", "client_order_id": "cid-1", "created_at": "2026-03-02T14:30:00Z",
+                "symbol": "AAPL", "qty": "1", "filled_qty": "1", "type": "market", "side": "buy",
+                "time_in_force": "day", "status": "filled",
+            }),
+            _ => json!({"message": "not an order"}),
+        })
+        .await;
+        let fills = broker.fill_activities(chrono::DateTime::UNIX_EPOCH).await.unwrap();
+        assert_eq!(fills.len(), 1, "{fills:?}");
+        assert_eq!(fills[0].client_order_id.as_str(), "cid-1");
+        assert_eq!(served.load(Ordering::SeqCst), 3, "one page, two order lookups");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

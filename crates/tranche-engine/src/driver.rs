@@ -3,14 +3,13 @@
 //! Invariants: time comes only from the `Clock` port; broker calls run concurrently as tasks and
 //! each answer returns as exactly one input; the `select!` is biased (order events, then broker
 //! answers, then quotes, then timers) so a fill is always seen before a quote or timer that
-//! could act on stale state; reads are retried with backoff, mutations never (a cancel, being
-//! idempotent, is the exception). When the run ends with orders of its own not known to be
+//! could act on stale state; reads are retried by the broker adapter, never again here, and
+//! mutations never (a cancel at the end of the run, being idempotent, is the exception). When the run ends with orders of its own not known to be
 //! final (a deadline, an abort), each is cancelled before the result is returned, and any that
 //! could not be is named in the result's metadata (`possibly_working_orders`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
@@ -41,31 +40,6 @@ pub struct Ports {
 impl std::fmt::Debug for Ports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ports").finish_non_exhaustive()
-    }
-}
-
-/// Attempts of a read before its error is handed to the core.
-const READ_ATTEMPTS: u32 = 4;
-
-async fn read<T, F, Fut>(clock: &Arc<dyn Clock>, mut call: F) -> Result<T, BrokerError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, BrokerError>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match call().await {
-            Err(e) if e.is_retryable() && attempt < READ_ATTEMPTS => {
-                let wait = match &e {
-                    BrokerError::RateLimited { retry_after: Some(d) } => *d,
-                    _ => Duration::from_millis(250 << attempt),
-                };
-                let at = clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                clock.sleep_until(at).await;
-            }
-            other => return other,
-        }
     }
 }
 
@@ -272,7 +246,7 @@ async fn cancel_leftovers(
         let id = match broker_id {
             Some(id) => id,
             // Its answer never came: find it by client order id.
-            None => match read(&ports.clock, || ports.broker.order_by_client_id(&client_id)).await {
+            None => match ports.broker.order_by_client_id(&client_id).await {
                 Ok(order) if !order.status.is_terminal() => order.id,
                 Ok(_) | Err(BrokerError::NotFound { .. }) => continue,
                 Err(e) => {
@@ -481,21 +455,16 @@ fn step(core: &mut EngineCore, input: Input, context: &Context<'_>, work: &mut I
 /// one symbol, one multi-symbol request for several.
 fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet<Input>) {
     let broker = Arc::clone(&ports.broker);
-    let clock = Arc::clone(&ports.clock);
     match <[_; 1]>::try_from(wanted) {
         Ok([(item, symbol)]) => {
-            tasks.spawn(async move {
-                Input::RestQuote { item, result: read(&clock, || broker.latest_quote(&symbol)).await }
-            });
+            tasks.spawn(async move { Input::RestQuote { item, result: broker.latest_quote(&symbol).await } });
         }
         Err(wanted) if wanted.is_empty() => {}
         Err(wanted) => {
             let (items, mut symbols): (Vec<usize>, Vec<Symbol>) = wanted.into_iter().unzip();
             symbols.sort();
             symbols.dedup();
-            tasks.spawn(async move {
-                Input::RestQuotes { items, result: read(&clock, || broker.latest_quotes(&symbols)).await }
-            });
+            tasks.spawn(async move { Input::RestQuotes { items, result: broker.latest_quotes(&symbols).await } });
         }
     }
 }
@@ -506,25 +475,20 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
     let ports = context.ports;
     let progress = context.progress;
     let broker = Arc::clone(&ports.broker);
-    let clock = Arc::clone(&ports.clock);
     match command {
         Command::Preflight { symbols } => {
             // Every read at once: the run starts after one round trip, not one per read.
             tasks.spawn(async move {
                 let mut lookups = JoinSet::new();
                 for (i, symbol) in symbols.into_iter().enumerate() {
-                    let (broker, clock) = (Arc::clone(&broker), Arc::clone(&clock));
+                    let broker = Arc::clone(&broker);
                     lookups.spawn(async move {
-                        let asset = read(&clock, || broker.asset(&symbol)).await;
+                        let asset = broker.asset(&symbol).await;
                         (i, symbol, asset)
                     });
                 }
-                let (account, market, positions, open_orders) = tokio::join!(
-                    read(&clock, || broker.account()),
-                    read(&clock, || broker.clock()),
-                    read(&clock, || broker.positions()),
-                    read(&clock, || broker.open_orders()),
-                );
+                let (account, market, positions, open_orders) =
+                    tokio::join!(broker.account(), broker.clock(), broker.positions(), broker.open_orders(),);
                 let mut found = lookups.join_all().await;
                 found.sort_by_key(|(i, _, _)| *i);
                 let assets = found.into_iter().map(|(_, symbol, asset)| (symbol, asset)).collect();
@@ -532,10 +496,10 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             });
         }
         Command::FetchPositions => {
-            tasks.spawn(async move { Input::Positions(read(&clock, || broker.positions()).await) });
+            tasks.spawn(async move { Input::Positions(broker.positions().await) });
         }
         Command::FetchAccount => {
-            tasks.spawn(async move { Input::Account(read(&clock, || broker.account()).await) });
+            tasks.spawn(async move { Input::Account(broker.account().await) });
         }
         Command::FetchQuote { item, symbol } => fetch_quotes(vec![(item, symbol)], ports, tasks),
         Command::Subscribe(symbols) => {
@@ -568,18 +532,18 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
         }
         Command::LookupClientId { item, client_order_id } => {
             tasks.spawn(async move {
-                let result = read(&clock, || broker.order_by_client_id(&client_order_id)).await;
+                let result = broker.order_by_client_id(&client_order_id).await;
                 Input::LookedUp { item, client_order_id, result }
             });
         }
         Command::LookupOrder { item, client_order_id, order } => {
             tasks.spawn(async move {
-                let result = read(&clock, || broker.order(&order)).await;
+                let result = broker.order(&order).await;
                 Input::LookedUp { item, client_order_id, result }
             });
         }
         Command::FetchFills { since } => {
-            tasks.spawn(async move { Input::Fills(read(&clock, || broker.fill_activities(since)).await) });
+            tasks.spawn(async move { Input::Fills(broker.fill_activities(since).await) });
         }
         Command::SetTimer { id, at } => {
             timers.insert(id, at);

@@ -52,10 +52,13 @@ pub fn escalation_limit(side: Side, quote: &Quote, band: Bps) -> Price {
 pub fn predecessor_cross(side: Side, quote: &Quote) -> Price {
     let far = quote.far_side(side).get();
     let step = tick_size(quote.far_side(side)).get() * Decimal::TWO;
-    positive(Price::new(match side {
-        Side::Buy => far + step,
-        Side::Sell => far - step,
-    }))
+    // Onto the grid of the price it lands on (an ask of 0.9999 plus two sub-penny ticks is
+    // 1.0001, which must be 1.01: a whole tick at or above $1), away from the far side.
+    let (raw, rounding) = match side {
+        Side::Buy => (far.saturating_add(step), Rounding::Up),
+        Side::Sell => (far.saturating_sub(step), Rounding::Down),
+    };
+    positive(round_to_tick(Price::new(raw), rounding))
 }
 
 fn positive(price: Price) -> Price {
@@ -144,5 +147,10 @@ mod tests {
         let q = quote("100.00", "100.50");
         assert_eq!(predecessor_cross(Side::Buy, &q), p("100.52"));
         assert_eq!(predecessor_cross(Side::Sell, &q), p("99.98"));
+        // Across $1 the result is on the grid of the price it lands on.
+        let penny = quote("0.9990", "0.9999");
+        assert_eq!(predecessor_cross(Side::Buy, &penny), p("1.01"), "not the sub-penny 1.0001");
+        let sub = quote("0.5000", "0.5010");
+        assert_eq!(predecessor_cross(Side::Sell, &sub), p("0.4998"));
     }
 }

@@ -93,13 +93,13 @@ fn check_minimum(qty: Decimal, price: Price, min_notional: Usd) -> Result<Decima
 /// Scales buys (`qty`, worst-case price per share, fractionable) pro rata so their worst-case
 /// cost fits `budget`; returns the factor applied (1 when they fit).
 pub fn scale_buys(buys: &mut [(Decimal, Decimal, bool)], budget: Decimal) -> Decimal {
-    let need: Decimal = buys.iter().map(|(q, p, _)| q.checked_mul(*p).unwrap_or(Decimal::MAX)).sum();
+    let need = buys.iter().fold(Decimal::ZERO, |sum, (q, p, _)| sum.saturating_add(q.saturating_mul(*p)));
     if need <= budget || need.is_zero() {
         return Decimal::ONE;
     }
     let factor = (budget.max(Decimal::ZERO) / need).round_dp_with_strategy(9, rust_decimal::RoundingStrategy::ToZero);
     for (qty, _, fractionable) in buys.iter_mut() {
-        *qty = round_buy(*qty * factor, *fractionable);
+        *qty = round_buy(qty.saturating_mul(factor), *fractionable);
     }
     factor
 }

@@ -65,6 +65,8 @@ pub struct Outbox {
     pending: BinaryHeap<Reverse<Pending>>,
     ready: VecDeque<StreamEvent>,
     down_since: Option<Timestamp>,
+    /// Consumers that connected so far.
+    connections: u32,
     seq: u64,
     /// Updates lost to drops and outages.
     pub lost: u64,
@@ -86,6 +88,7 @@ impl Outbox {
             pending: BinaryHeap::new(),
             ready,
             down_since: None,
+            connections: 0,
             seq: 0,
             lost: 0,
             fired: crate::tally::Tally::default(),
@@ -95,7 +98,10 @@ impl Outbox {
     /// A new consumer connects (a restarted process): it hears `listening` at once, unless
     /// an outage is in progress (then the reconnect that ends it says so).
     pub fn connect(&mut self) {
-        if self.down_since.is_none() {
+        // The channel starts connected (its first `Up` is queued at creation): the first
+        // consumer hears that one.
+        self.connections += 1;
+        if self.connections > 1 && self.down_since.is_none() {
             self.ready.push_back(StreamEvent::Up);
         }
     }

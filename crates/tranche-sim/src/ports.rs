@@ -7,6 +7,7 @@
 //! tokio time) a whole trading day runs in milliseconds.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, Notify};
@@ -145,6 +146,9 @@ async fn pump(shared: Arc<Shared>) {
     }
 }
 
+/// Attempts of a read before its error is returned (as the Alpaca adapter's).
+const READ_ATTEMPTS: u32 = 4;
+
 /// The simulated broker's trading REST.
 #[derive(Clone)]
 pub struct SimBroker {
@@ -158,13 +162,30 @@ impl std::fmt::Debug for SimBroker {
 }
 
 impl SimBroker {
-    async fn read<T>(&self, f: impl FnOnce(&mut Sim) -> Result<T, SimError>) -> Result<T, BrokerError> {
-        let result = self.shared.with(|sim| match sim.call_fault() {
-            Some(fault) => Err(fault),
-            None => f(sim),
-        });
-        self.shared.acknowledge().await;
-        result.map_err(|e| e.into_broker_error(false))
+    /// A read, retried as a broker adapter retries it (the Alpaca adapter does the same): a
+    /// transient failure or a 429 is tried again after a backoff on the simulated clock, up to
+    /// `READ_ATTEMPTS` times; the engine above does not retry again.
+    async fn read<T>(&self, f: impl Fn(&mut Sim) -> Result<T, SimError>) -> Result<T, BrokerError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.shared.with(|sim| match sim.call_fault() {
+                Some(fault) => Err(fault),
+                None => f(sim),
+            });
+            self.shared.acknowledge().await;
+            match result.map_err(|e| e.into_broker_error(false)) {
+                Err(e) if e.is_retryable() && attempt < READ_ATTEMPTS => {
+                    let wait = match &e {
+                        BrokerError::RateLimited { retry_after: Some(d) } => (*d).min(Duration::from_secs(60)),
+                        _ => Duration::from_millis(250 << attempt),
+                    };
+                    let at = self.shared.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    self.shared.clock.sleep_until(at).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn mutate<T>(&self, f: impl FnOnce(&mut Sim) -> Result<T, SimError>) -> Result<T, BrokerError> {

@@ -390,7 +390,7 @@ impl EngineCore {
                 Err(reason) => self.finish_item(i, ItemOutcome::Skipped, Some(reason.to_string()), now, out),
             }
         }
-        let need: Decimal = sized.iter().map(|(_, q, p, _)| q * p).sum::<Decimal>() + committed;
+        let need = sized.iter().fold(committed, |sum, (_, q, p, _)| sum.saturating_add(q.saturating_mul(*p)));
         let deadline_passed = self.settle_deadline.is_none_or(|d| now >= d);
         if need > budget && !deadline_passed {
             // The sells' proceeds may not show yet: look again shortly, until the deadline.
@@ -398,7 +398,7 @@ impl EngineCore {
             return;
         }
         let mut buys: Vec<(Decimal, Decimal, bool)> = sized.iter().map(|(_, q, p, f)| (*q, *p, *f)).collect();
-        let factor = scale_buys(&mut buys, (budget - committed).max(Decimal::ZERO));
+        let factor = scale_buys(&mut buys, budget.saturating_sub(committed).max(Decimal::ZERO));
         if factor < Decimal::ONE {
             self.notes.push(format!(
                 "buys scaled to {}% to fit buying power of ${}",
@@ -408,7 +408,7 @@ impl EngineCore {
         }
         for ((i, _, _, _), (qty, _, _)) in sized.iter().zip(buys) {
             let reference = self.items[*i].reference.unwrap_or_default();
-            let notional = qty * reference.get();
+            let notional = qty.saturating_mul(reference.get());
             if qty.is_zero() || notional < self.min_notional() {
                 let reason = if factor < Decimal::ONE {
                     "scaled below the minimum notional to fit buying power"
@@ -456,7 +456,7 @@ impl EngineCore {
         } else {
             self.config.protection_band.get() / Decimal::from(10_000)
         };
-        far * (Decimal::ONE + band) * Decimal::new(101, 2)
+        far.saturating_mul(Decimal::ONE + band).saturating_mul(Decimal::new(101, 2))
     }
 
     /// Starts ready items while slots are free, and moves on when a phase is complete.

@@ -189,6 +189,9 @@ impl EngineCore {
                     at: now,
                 }));
                 self.arm_repeg(i, now, out);
+                // It may have filled (or ended) before the answer came: decide now, not at the
+                // next re-peg.
+                self.after_change(i, now, out);
             }
             Err(BrokerError::RateLimited { retry_after }) => {
                 // Not applied: re-send the same request (same client order id) after the wait.

@@ -72,7 +72,7 @@ pub fn position(symbol: &str, qty: &str, price: &str) -> Position {
         qty: q,
         qty_available: q,
         avg_entry_price: Price::new(d(price)),
-        market_value: Usd::new(d(qty) * d(price)),
+        market_value: Usd::new(d(qty).saturating_mul(d(price))),
         current_price: Some(Price::new(d(price))),
     }
 }

@@ -585,3 +585,91 @@ fn no_order_goes_out_before_the_trade_update_stream_listens() {
     let out = bench.feed(Input::StreamUp);
     assert_eq!(submits(&out).len(), 1, "the first Up opens the gate: {out:#?}");
 }
+
+// ---- hole 14: smaller ones ----------------------------------------------------------------------------
+
+#[test]
+fn an_order_filled_before_its_submit_was_answered_is_seen_at_once_not_a_re_peg_later() {
+    let (mut bench, submit) = one_buy();
+    let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!() };
+    let mut filled = order_of(&submit, "o1", OrderStatus::Filled, "0", bench.now);
+    filled.filled_qty = qty;
+    let out = bench.feed(submitted(&submit, Ok(filled.clone())));
+    // Its executions are read now (the update may come later, or never).
+    assert!(fetches_fills(&out), "{out:#?}");
+    let fill = tranche_domain::Fill {
+        execution_id: tranche_domain::ExecutionId::new("e1".to_owned()),
+        order_id: filled.id.clone(),
+        client_order_id: filled.client_order_id.clone(),
+        symbol: filled.symbol.clone(),
+        side: filled.side,
+        qty,
+        price: Price::new(d("100.00")),
+        time: bench.now,
+    };
+    let mut out = bench.feed(Input::Fills(Ok(vec![fill])));
+    out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    let result = result(&out).expect("the run ends without waiting for a re-peg");
+    assert_eq!(result.orders[0].outcome, ItemOutcome::Filled);
+}
+
+// ---- hole 13: extremes from outside never panic -----------------------------------------------------
+
+mod extremes {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn huge(text: &str) -> String {
+        text.to_owned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+        /// Plan amounts, cash, positions, quotes and retry waits at the edges of what the types
+        /// hold: the core answers every input without a panic (decimal overflow, time overflow).
+        #[test]
+        fn the_core_never_panics_on_extreme_numbers(
+            amount in prop::sample::select(vec!["0.01", "1", "1000000", "99999999999999", "79228162514264337593543950", "79228162514264337593543950335"]),
+            cash in prop::sample::select(vec!["0", "0.01", "100000", "79228162514264337593543950335"]),
+            held in prop::sample::select(vec!["0", "0.000000001", "5", "79228162514264337593543950"]),
+            bid in prop::sample::select(vec!["0.0001", "1", "250.00", "7922816251426433759354395"]),
+            wait_secs in prop::sample::select(vec![0u64, 1, 3_000_000_000, u64::MAX]),
+            buy in any::<bool>(),
+        ) {
+            let action = if buy { "BUY" } else { "SELL" };
+            let (amount, current) = if buy { (huge(amount), "0".to_owned()) } else { (format!("-{amount}"), huge(amount)) };
+            let plan = plan("x1", &[("AAPL", action, &amount, &current), ("MSFT", action, &amount, &current)]);
+            let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+            let mut broker = Broker::open(&plan, bench.now);
+            broker.account = Ok(cash_account(cash));
+            broker.positions = vec![position("AAPL", held, bid), position("MSFT", held, bid)];
+            let ask = (d(bid) * d("1.001")).round_dp(4).to_string();
+            let mut out = bench.open_and_settle(&broker, &[("AAPL", bid, &ask), ("MSFT", bid, &ask)]);
+            for _ in 0..50 {
+                let sent: Vec<_> = out.iter().filter_map(|c| match c {
+                    Command::Submit { item, request, .. } => Some((*item, request.client_order_id.clone())),
+                    _ => None,
+                }).collect();
+                out.clear();
+                for (item, client_order_id) in sent {
+                    let retry = Some(std::time::Duration::from_secs(wait_secs));
+                    out.extend(bench.feed(Input::Submitted {
+                        item,
+                        client_order_id,
+                        result: Err(BrokerError::RateLimited { retry_after: retry }),
+                    }));
+                }
+                out.extend(bench.answer_quotes(&out, bid, &ask));
+                if out.iter().any(|c| matches!(c, Command::FetchAccount)) {
+                    out.extend(bench.feed(Input::Account(broker.account.clone())));
+                }
+                match bench.fire_next() {
+                    Some((_, next)) => out.extend(next),
+                    None => break,
+                }
+            }
+        }
+    }
+}
