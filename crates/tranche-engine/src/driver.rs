@@ -125,7 +125,8 @@ pub async fn execute_recorded(
         // run's fills (the ledger's run times are wall-clock, which a simulation does not use).
         let started_at = intents.iter().map(|i| i.created_at).min();
         tracing::warn!(plan_id = %plan.plan_id, run_id = %run.run_id, intents = intents.len(), fills = fills.len(), "resuming an interrupted run");
-        EngineCore::resuming(plan, config, Recovery { intents, fills, started_at })
+        let items = ledger.items(&plan.plan_id).await.map_err(RunError::Ledger)?;
+        EngineCore::resuming(plan, config, Recovery { intents, fills, started_at, items })
     } else {
         EngineCore::new(plan, config)
     };
@@ -150,7 +151,7 @@ async fn run_loop(
             if let Some(result) = step(&mut core, input, &context, &mut work) {
                 work.tasks.abort_all();
                 let result = cancel_leftovers(result, core.open_orders(), &ports).await;
-                return finish(result, journal, work.records, work.order_writes).await;
+                return finish(result, journal, work.records, work.order_writes, &ports.clock).await;
             }
         }
         let now = ports.clock.now();
@@ -196,7 +197,7 @@ async fn run_loop(
             Some(joined) = work.records.join_next(), if !work.records.is_empty() => {
                 if let Ok(written) = joined {
                     let journal = journal.as_ref().map(|j| (Arc::clone(&j.ledger), j.run.clone()));
-                    work.order_writes.written(&written, journal, &mut work.records);
+                    work.order_writes.written(&written, journal, &ports.clock, &mut work.records);
                     if let Some(error) = written.error {
                         queue.push_back(Input::LedgerFailed(error));
                     }
@@ -292,30 +293,89 @@ async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), Br
 
 /// Waits for the ledger writes in flight, then records the result.
 async fn finish(
-    result: ExecutionResult,
+    mut result: ExecutionResult,
     journal: Option<Journal>,
     mut records: JoinSet<Written>,
     mut order_writes: OrderWrites,
+    clock: &Arc<dyn Clock>,
 ) -> Result<ExecutionResult, RunError> {
     let Some(journal) = journal else { return Ok(result) };
     let mut failure = None;
     while let Some(joined) = records.join_next().await {
         if let Ok(written) = joined {
             let to = Some((Arc::clone(&journal.ledger), journal.run.clone()));
-            order_writes.written(&written, to, &mut records);
+            order_writes.written(&written, to, clock, &mut records);
             if let Some(error) = written.error {
                 failure = Some(error);
             }
         }
     }
     if let Some(error) = failure {
-        return Err(RunError::LedgerAfterRun { error: LedgerError::Storage(error), result: Box::new(result) });
+        // The result is what happened; a detail record the store refused does not make the
+        // plan resumable (a resumed run would trade items this one stopped). Said in the result.
+        let note = format!("some ledger records could not be written: {error}");
+        tracing::error!(%note);
+        let metadata = result.metadata.get_or_insert_with(Default::default);
+        match metadata.get_mut("notes").and_then(serde_json::Value::as_array_mut) {
+            Some(notes) => notes.push(serde_json::Value::String(note)),
+            None => {
+                metadata.insert("notes".into(), serde_json::json!([note]));
+            }
+        }
     }
-    match journal.ledger.finish(&journal.run, &result).await {
-        Ok(()) => Ok(result),
-        Err(error) => Err(RunError::LedgerAfterRun { error, result: Box::new(result) }),
+    // A store that fails at times: the completion is written again (it is idempotent), and an
+    // answer lost after it was applied is recognised by reading the run back.
+    let mut wait = chrono::Duration::seconds(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match journal.ledger.finish(&journal.run, &result).await {
+            Ok(()) => return Ok(result),
+            Err(error) => error,
+        };
+        let completed = journal.ledger.runs(Some(&journal.run.plan_id)).await.is_ok_and(|runs| {
+            runs.iter().any(|r| r.run_id == journal.run.run_id && r.status == tranche_ledger::RunStatus::Completed)
+        });
+        if completed {
+            return Ok(result);
+        }
+        if attempt == FINISH_ATTEMPTS || matches!(error, LedgerError::NotActive { .. }) {
+            return Err(RunError::LedgerAfterRun { error, result: Box::new(result) });
+        }
+        tracing::warn!(%error, attempt, "recording the result failed; trying again");
+        clock.sleep_until(clock.now() + wait).await;
+        wait = wait * 2;
     }
 }
+
+/// Attempts of a ledger write before it counts as failed (0.5, 1, 2 s apart).
+const WRITE_ATTEMPTS: u32 = 4;
+
+/// Runs a ledger write, again after a storage failure (every write of the ledger is idempotent:
+/// a record is overwritten, an intent or fill created once, so a write whose answer was lost is
+/// safe to repeat); any other error (a lost claim, a finished run) is final at once.
+async fn durably<T, F, Fut>(clock: &Arc<dyn Clock>, mut write: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
+    let mut wait = chrono::Duration::milliseconds(500);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match write().await {
+            Err(LedgerError::Storage(e)) if attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "a ledger write failed; trying again");
+                clock.sleep_until(clock.now() + wait).await;
+                wait = wait * 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Attempts to record the result (1, 2, 4, 8 s apart).
+const FINISH_ATTEMPTS: u32 = 5;
 
 /// What the loop has under way: broker calls, ledger writes, timers, and the symbols whose quotes
 /// it holds.
@@ -360,9 +420,11 @@ impl OrderWrites {
         &mut self,
         record: tranche_ledger::OrderRecord,
         journal: Option<(Arc<dyn Ledger>, RunHandle)>,
+        clock: &Arc<dyn Clock>,
         records: &mut JoinSet<Written>,
     ) {
         let Some((ledger, run)) = journal else { return };
+        let clock = Arc::clone(clock);
         let id = record.client_order_id.clone();
         if self.in_flight.contains(&id) {
             let keep = self.waiting.get(&id).is_some_and(|w| Self::advance(w) > Self::advance(&record));
@@ -373,7 +435,7 @@ impl OrderWrites {
         }
         self.in_flight.insert(id.clone());
         records.spawn(async move {
-            let written = ledger.record_order(&run, &record).await;
+            let written = durably(&clock, || ledger.record_order(&run, &record)).await;
             Written { order: Some(id), error: written.err().map(|e| e.to_string()) }
         });
     }
@@ -383,12 +445,13 @@ impl OrderWrites {
         &mut self,
         done: &Written,
         journal: Option<(Arc<dyn Ledger>, RunHandle)>,
+        clock: &Arc<dyn Clock>,
         records: &mut JoinSet<Written>,
     ) {
         let Some(id) = &done.order else { return };
         self.in_flight.remove(id);
         if let Some(next) = self.waiting.remove(id) {
-            self.write(next, journal, records);
+            self.write(next, journal, clock, records);
         }
     }
 }
@@ -570,9 +633,10 @@ async fn intent_first(
     intent: Option<OrderIntent>,
     item: usize,
     client_order_id: &ClientOrderId,
+    clock: &Arc<dyn Clock>,
 ) -> Result<(), Input> {
     let (Some((ledger, run)), Some(intent)) = (journal, intent) else { return Ok(()) };
-    ledger.record_intent(&run, &intent).await.map_err(|e| Input::IntentFailed {
+    durably(clock, || ledger.record_intent(&run, &intent)).await.map_err(|e| Input::IntentFailed {
         item,
         client_order_id: client_order_id.clone(),
         reason: e.to_string(),
@@ -594,7 +658,7 @@ fn dispatch_journaled(
         Command::Submit { item, request, arrival_mid } => {
             let intent = context.journal.map(|j| intent(j, item, &request, None, arrival_mid, clock.now()));
             tasks.spawn(async move {
-                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id).await {
+                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id, &clock).await {
                     return failed;
                 }
                 let result = broker.submit_order(&request).await;
@@ -614,7 +678,7 @@ fn dispatch_journaled(
             };
             let intent = context.journal.map(|j| intent(j, item, &as_order, Some(&order), arrival_mid, clock.now()));
             tasks.spawn(async move {
-                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id).await {
+                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id, &clock).await {
                     return failed;
                 }
                 let result = broker.replace_order(&order, &request).await;
@@ -622,12 +686,20 @@ fn dispatch_journaled(
             });
         }
         Command::Record(record) => match *record {
-            LedgerRecord::Order(order) => order_writes.write(order, journal, records),
+            LedgerRecord::Order(order) => order_writes.write(order, journal, &clock, records),
+            LedgerRecord::Item(mut item) => {
+                if let Some((ledger, run)) = journal {
+                    records.spawn(async move {
+                        item.run_id.clone_from(&run.run_id);
+                        Written::other(durably(&clock, || ledger.record_item(&run, &item)).await)
+                    });
+                }
+            }
             LedgerRecord::Fill(mut fill) => {
                 if let Some((ledger, run)) = journal {
                     records.spawn(async move {
                         fill.run_id.clone_from(&run.run_id);
-                        Written::other(ledger.record_fill(&run, &fill).await.map(|_| ()))
+                        Written::other(durably(&clock, || ledger.record_fill(&run, &fill)).await.map(|_| ()))
                     });
                 }
             }

@@ -19,6 +19,8 @@ pub enum LedgerRecord {
     Order(tranche_ledger::OrderRecord),
     /// A fill.
     Fill(tranche_ledger::FillRecord),
+    /// An item the run finished on purpose (a resumed run does not trade it again).
+    Item(tranche_ledger::ItemRecord),
 }
 
 /// What a timer is for.

@@ -28,7 +28,8 @@ mod port;
 mod sqlite;
 
 pub use model::{
-    BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord, RunStatus,
+    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    RunStatus,
 };
 #[cfg(feature = "s3")]
 pub use object::{s3_store, ObjectLedger, S3Settings, TimeSource, DEFAULT_LEASE};

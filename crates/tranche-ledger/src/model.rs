@@ -1,4 +1,5 @@
-//! What the ledger records: runs, order intents, order states and fills, and its errors.
+//! What the ledger records: runs, order intents, order states, fills and finished items, and its
+//! errors.
 //!
 //! Invariants: a fill is identified by its execution id (recorded once, duplicates counted);
 //! an intent is identified by its client order id and is written before the request is sent;
@@ -7,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tranche_domain::{ClientOrderId, ExecutionResult, OrderStatus, OrderType, Price, Qty, Side, Symbol};
+use tranche_domain::{ClientOrderId, ExecutionResult, ItemOutcome, OrderStatus, OrderType, Price, Qty, Side, Symbol};
 
 /// Whether a run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,26 @@ pub struct RunRecord {
     pub result: Option<ExecutionResult>,
     /// Fills reported more than once and ignored.
     pub duplicate_fills: u64,
+}
+
+/// A plan item a run has finished (filled, or stopped on purpose: a deadline, a refusal, a
+/// shortfall): a resumed run of the plan reports it as recorded and never trades it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    /// The plan.
+    pub plan_id: String,
+    /// The run that finished it.
+    pub run_id: String,
+    /// Index of the plan item.
+    pub item_index: u32,
+    /// The symbol.
+    pub symbol: Symbol,
+    /// How it ended.
+    pub outcome: ItemOutcome,
+    /// Why, when it did not fill.
+    pub reason: Option<String>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// An order attempt, written before its request leaves the process.

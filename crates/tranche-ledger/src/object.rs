@@ -25,7 +25,8 @@ use sha2::{Digest, Sha256};
 use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord, RunStatus,
+    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    RunStatus,
 };
 use crate::port::Ledger;
 
@@ -279,6 +280,19 @@ impl Ledger for ObjectLedger {
             self.plan_dir(&run.plan_id).child("orders").child(format!("{}.json", safe(order.client_order_id.as_str())));
         self.put_json(&path, order, PutMode::Overwrite).await.map_err(storage)?;
         Ok(())
+    }
+
+    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
+        self.version_of(run)?;
+        let path = self.plan_dir(&run.plan_id).child("items").child(format!("{:06}.json", item.item_index));
+        self.put_json(&path, item, PutMode::Overwrite).await.map_err(storage)?;
+        Ok(())
+    }
+
+    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+        let mut items: Vec<ItemRecord> = self.list_json(&self.plan_dir(plan_id).child("items")).await?;
+        items.sort_by_key(|i| i.item_index);
+        Ok(items)
     }
 
     async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
 };
 use crate::port::Ledger;
 
@@ -118,6 +118,16 @@ impl Ledger for OnOwnRuntime {
         self.on_runtime(|l| async move { l.record_fill(&run, &fill).await }).await
     }
 
+    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
+        let (run, item) = (run.clone(), item.clone());
+        self.on_runtime(|l| async move { l.record_item(&run, &item).await }).await
+    }
+
+    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+        let plan_id = plan_id.to_owned();
+        self.on_runtime(|l| async move { l.items(&plan_id).await }).await
+    }
+
     async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {
         let (run, result) = (run.clone(), result.clone());
         self.on_runtime(|l| async move { l.finish(&run, &result).await }).await
@@ -165,6 +175,12 @@ mod tests {
         }
         async fn record_fill(&self, _run: &RunHandle, _fill: &FillRecord) -> Result<FillOutcome, LedgerError> {
             Ok(FillOutcome::Recorded)
+        }
+        async fn record_item(&self, _run: &RunHandle, _item: &ItemRecord) -> Result<(), LedgerError> {
+            Ok(())
+        }
+        async fn items(&self, _plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+            Ok(Vec::new())
         }
         async fn finish(&self, _run: &RunHandle, _result: &ExecutionResult) -> Result<(), LedgerError> {
             Ok(())

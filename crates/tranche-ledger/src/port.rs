@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
 };
 
 /// A durable trade ledger.
@@ -32,6 +32,13 @@ pub trait Ledger: Send + Sync {
 
     /// Records a fill once; a repeated execution id is ignored and counted.
     async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError>;
+
+    /// Records that the run finished a plan item: a resumed run does not trade it again (the
+    /// latest record of an item wins).
+    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError>;
+
+    /// Every finished item of a plan, by item index.
+    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError>;
 
     /// Finishes the run with its result and releases the plan.
     async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError>;

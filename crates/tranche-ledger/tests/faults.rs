@@ -16,7 +16,9 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 use support::{fill, plan_with, started};
-use tranche_domain::{ClientOrderId, ExecutionResult, OrderStatus, OrderType, Qty, RebalancePlan, Side, Symbol};
+use tranche_domain::{
+    ClientOrderId, ExecutionResult, ItemOutcome, OrderStatus, OrderType, Qty, RebalancePlan, Side, Symbol,
+};
 use tranche_ledger::faults::{FaultKind, FaultPlan, FaultyLedger, FaultyStore, InjectedFault, PPM};
 use tranche_ledger::{
     BeginOutcome, FillOutcome, Ledger, LedgerError, ObjectLedger, OrderIntent, OrderRecord, RunHandle, RunRecord,
@@ -93,6 +95,9 @@ async fn transcript(ledger: &dyn Ledger, plan_id: &str) -> Vec<String> {
     }
     out.push(format!("{:?}", ledger.record_order(&run, &order(&run, 0, OrderStatus::New, 1)).await));
     out.push(format!("{:?}", ledger.record_order(&run, &order(&run, 0, OrderStatus::Filled, 2)).await));
+    out.push(format!("{:?}", ledger.record_item(&run, &support::item(&run, 0, ItemOutcome::Unfilled)).await));
+    out.push(format!("{:?}", ledger.record_item(&run, &support::item(&run, 0, ItemOutcome::Filled)).await));
+    out.push(format!("{:?}", ledger.items(plan_id).await));
     for n in [1, 2, 1] {
         out.push(format!("{:?}", ledger.record_fill(&run, &fill(&run, n)).await));
     }
@@ -141,7 +146,7 @@ async fn without_faults_the_faulty_ledger_answers_exactly_as_sqlite() {
     let wrapped = FaultyLedger::new(inner, FaultPlan::none(7));
     assert_eq!(transcript(&wrapped, "plan-plain").await, expected);
     assert!(no_fault_fired(&wrapped.faults_fired()));
-    assert_eq!(wrapped.injector().calls(), 18);
+    assert_eq!(wrapped.injector().calls(), 21);
 }
 
 async fn exists(store: &Arc<dyn ObjectStore>, path: &Path) -> bool {

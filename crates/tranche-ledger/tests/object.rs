@@ -33,6 +33,7 @@ async fn suite(store: Arc<dyn ObjectStore>, prefix: &str) {
     assert!(!run.resumed);
     assert_eq!(worker_b.begin(&plan).await.unwrap(), BeginOutcome::AlreadyRunning { run_id: run.run_id.clone() });
     worker_a.heartbeat(&run).await.unwrap();
+    support::items_are_recorded_latest_first_by_index(&worker_a, &run).await;
 
     // Fills once, duplicates counted.
     assert_eq!(worker_a.record_fill(&run, &fill(&run, 1)).await.unwrap(), FillOutcome::Recorded);

@@ -40,6 +40,17 @@ fn result_for(plan: &RebalancePlan) -> ExecutionResult {
 }
 
 #[tokio::test]
+async fn finished_items_are_recorded_and_survive_a_reopen() {
+    let path = temp_path("items");
+    let ledger = SqliteLedger::open(&path).unwrap();
+    let run = started(ledger.begin(&plan("plan-items")).await.unwrap());
+    support::items_are_recorded_latest_first_by_index(&ledger, &run).await;
+    drop(ledger);
+    let again = SqliteLedger::open(&path).unwrap();
+    assert_eq!(again.items("plan-items").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn records_intents_orders_and_fills_and_answers_queries() {
     let ledger = SqliteLedger::open(temp_path("records")).unwrap();
     let plan = plan("p1");

@@ -414,7 +414,7 @@ impl FaultConfig {
             quote_gap_ppm: 10_000,
             quote_gap_ms: 15_000,
             late_order_ppm: 40_000,
-            late_replace_ppm: 750_000,
+            late_replace_ppm: 900_000,
             late_order_max_ms: 30_000,
             slow_routing_ppm: 50_000,
             activity_ids_unrelated: true,

@@ -42,7 +42,7 @@ impl EngineCore {
     /// interrupted run's recorded orders are looked up and its fills read first, so that the
     /// result holds everything it did (and its orders still open are cancelled at the end).
     fn preflight_failed(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
-        self.apply_recovery(out);
+        self.apply_recovery(now, out);
         self.fail_all(reason, now, out);
         self.emit_phase(Phase::Preflight, false, now, out);
         self.finish_run(now, out);
@@ -124,7 +124,7 @@ impl EngineCore {
                 self.finish_item(i, ItemOutcome::Held, None, now, out);
             }
         }
-        self.apply_recovery(out);
+        self.apply_recovery(now, out);
         let symbols: Vec<_> =
             self.items.iter().filter(|i| i.stage != Stage::Done).map(|i| i.item.symbol.clone()).collect();
         if !symbols.is_empty() {

@@ -22,11 +22,14 @@ pub struct Recovery {
     pub fills: Vec<FillRecord>,
     /// When the interrupted run started (fills since then are re-read from the broker).
     pub started_at: Option<Timestamp>,
+    /// The items the interrupted run finished on purpose: reported as recorded, never traded
+    /// again.
+    pub items: Vec<tranche_ledger::ItemRecord>,
 }
 
 impl EngineCore {
     /// Rebuilds items from the recovery data and asks the broker about every recorded order.
-    pub(super) fn apply_recovery(&mut self, out: &mut Vec<Command>) {
+    pub(super) fn apply_recovery(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         let Some(recovery) = self.recovery.take() else { return };
         for intent in &recovery.intents {
             let Some(item) = self.items.get_mut(usize::try_from(intent.item_index).unwrap_or(usize::MAX)) else {
@@ -70,7 +73,15 @@ impl EngineCore {
             self.fills_requested = true;
             out.push(Command::FetchFills { since });
         }
-        let resumed = self.items.iter().filter(|i| i.recovered).count();
+        for record in &recovery.items {
+            let Some(i) = usize::try_from(record.item_index).ok().filter(|&i| i < self.items.len()) else { continue };
+            if self.items[i].item.symbol == record.symbol {
+                // Finished by the interrupted run: its orders are still looked up and its fills
+                // read (for the result), but nothing new is sent for it.
+                self.finish_item(i, record.outcome, record.reason.clone(), now, out);
+            }
+        }
+        let resumed = self.items.iter().filter(|i| i.recovered && i.stage != Stage::Done).count();
         if resumed > 0 {
             self.notes.push(format!("resumed an interrupted run: {resumed} item(s) continued from the ledger"));
         }

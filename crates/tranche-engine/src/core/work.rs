@@ -15,7 +15,7 @@ use tranche_domain::{
 };
 
 use super::item::{Child, ChildState, Stage};
-use super::EngineCore;
+use super::{EngineCore, RunPhase};
 use crate::config::{Escalation, Strategy};
 use crate::events::ProgressEvent;
 use crate::io::{Command, TimerId};
@@ -867,6 +867,25 @@ impl EngineCore {
         item.stage = Stage::Done;
         item.busy = false;
         item.outcome = Some((outcome, reason.clone()));
+        // Finished on purpose while trading (filled, skipped, refused, a phase deadline): made
+        // durable so that a resumed run never trades it again. Not when the run aborts, runs
+        // out of time or cannot trade at all: a later run should try those again.
+        let on_purpose = self.aborted.is_none()
+            && !self.run_out_of_time
+            && matches!(self.phase, RunPhase::Sell | RunPhase::Settle | RunPhase::Buy);
+        if on_purpose {
+            let record = tranche_ledger::ItemRecord {
+                plan_id: self.plan.plan_id.clone(),
+                run_id: String::new(),
+                item_index: u32::try_from(i).unwrap_or(u32::MAX),
+                symbol: item.item.symbol.clone(),
+                outcome,
+                reason: reason.clone(),
+                recorded_at: now,
+            };
+            out.push(Command::Record(Box::new(crate::io::LedgerRecord::Item(record))));
+        }
+        let item = &self.items[i];
         out.push(Command::CancelTimer(TimerId::Repeg(i)));
         out.push(Command::CancelTimer(TimerId::Retry(i)));
         out.push(Command::Emit(ProgressEvent::ItemDone { symbol: item.item.symbol.clone(), outcome, reason, at: now }));

@@ -2,7 +2,7 @@
 //! call is applied, death after N writes); how the SQLite backend is made to misbehave.
 //!
 //! Invariants: the writes are `begin`, `heartbeat`, `record_intent`, `record_order`,
-//! `record_fill` and `finish`; a write counts as applied when the inner ledger answered `Ok`.
+//! `record_fill`, `record_item` and `finish`; a write counts as applied when the inner ledger answered `Ok`.
 //! Spurious precondition failures are an object-store fault and never fire here. With
 //! [`FaultPlan::none`] every call is passed through unchanged.
 
@@ -14,7 +14,7 @@ use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use super::{Access, FaultInjector, FaultPlan, InjectedFault};
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
 };
 use crate::port::Ledger;
 
@@ -99,6 +99,15 @@ impl Ledger for FaultyLedger {
 
     async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {
         self.call("record_fill", &fill.execution_id, Access::Write, self.inner.record_fill(run, fill)).await
+    }
+
+    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
+        let target = item.item_index.to_string();
+        self.call("record_item", &target, Access::Write, self.inner.record_item(run, item)).await
+    }
+
+    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+        self.call("items", plan_id, Access::Read, self.inner.items(plan_id)).await
     }
 
     async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {

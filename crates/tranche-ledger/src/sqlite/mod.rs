@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use tranche_domain::{ClientOrderId, ExecutionResult, OrderStatus, RebalancePlan, Symbol};
 
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord, RunStatus,
+    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    RunStatus,
 };
 use crate::port::Ledger;
 use schema::{latest_version, APPLICATION_ID, MIGRATIONS};
@@ -314,6 +315,32 @@ impl Ledger for SqliteLedger {
         )
         .map_err(storage)?;
         Ok(())
+    }
+
+    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
+        let conn = self.conn();
+        self.active(&conn, run)?;
+        let record = serde_json::to_string(item).map_err(|e| LedgerError::Storage(e.to_string()))?;
+        conn.execute(
+            "INSERT INTO items (plan_id, item_index, run_id, record) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (plan_id, item_index) DO UPDATE SET run_id = excluded.run_id, record = excluded.record",
+            params![item.plan_id, item.item_index, run.run_id, record],
+        )
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+        let conn = self.conn();
+        let rows =
+            select_all(&conn, "SELECT record FROM items WHERE plan_id = ?1 ORDER BY item_index", [plan_id], |r| {
+                r.get::<_, String>(0)
+            })?;
+        rows.iter()
+            .map(|text| {
+                serde_json::from_str(text).map_err(|e| LedgerError::Storage(format!("unreadable item record: {e}")))
+            })
+            .collect()
     }
 
     async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {

@@ -73,6 +73,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX fills_by_plan ON fills (plan_id, seq);
     ",
+    // 2: finished items (the record is the JSON of `ItemRecord`; the latest per item wins).
+    "
+    CREATE TABLE items (
+        plan_id     TEXT NOT NULL,
+        item_index  INTEGER NOT NULL,
+        run_id      TEXT NOT NULL REFERENCES runs (run_id),
+        record      TEXT NOT NULL,
+        PRIMARY KEY (plan_id, item_index)
+    );
+    ",
 ];
 
 /// The newest schema version this build reads and writes.

@@ -41,3 +41,29 @@ pub fn fill(run: &RunHandle, n: u32) -> FillRecord {
         filled_at: chrono::DateTime::from_timestamp(1_772_463_600 + i64::from(n), 0).expect("valid time"),
     }
 }
+
+/// The finished-item record of item `index` with `outcome`.
+pub fn item(run: &RunHandle, index: u32, outcome: tranche_domain::ItemOutcome) -> tranche_ledger::ItemRecord {
+    tranche_ledger::ItemRecord {
+        plan_id: run.plan_id.clone(),
+        run_id: run.run_id.clone(),
+        item_index: index,
+        symbol: Symbol::parse("AAPL").expect("valid symbol"),
+        outcome,
+        reason: (outcome != tranche_domain::ItemOutcome::Filled).then(|| "phase deadline reached".to_owned()),
+        recorded_at: chrono::DateTime::from_timestamp(1_772_463_600, 0).expect("valid time"),
+    }
+}
+
+/// Finished items: the latest record of an item wins, they come back by index, and a finished
+/// run records nothing more.
+#[allow(dead_code)]
+pub async fn items_are_recorded_latest_first_by_index(ledger: &dyn tranche_ledger::Ledger, run: &RunHandle) {
+    use tranche_domain::ItemOutcome::{Filled, PartiallyFilled, Unfilled};
+    ledger.record_item(run, &item(run, 1, Unfilled)).await.expect("recorded");
+    ledger.record_item(run, &item(run, 0, Filled)).await.expect("recorded");
+    ledger.record_item(run, &item(run, 1, PartiallyFilled)).await.expect("recorded");
+    let items = ledger.items(&run.plan_id).await.expect("read");
+    assert_eq!(items, vec![item(run, 0, Filled), item(run, 1, PartiallyFilled)]);
+    assert!(ledger.items("another-plan").await.expect("read").is_empty());
+}

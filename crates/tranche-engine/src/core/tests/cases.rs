@@ -673,3 +673,63 @@ mod extremes {
         }
     }
 }
+
+// ---- hole 10: what a run stopped on purpose stays stopped -------------------------------------------
+
+fn item_records(out: &[Command]) -> Vec<tranche_ledger::ItemRecord> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::Record(r) => match &**r {
+                crate::io::LedgerRecord::Item(i) => Some(i.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_item_stopped_by_its_phase_deadline_is_recorded_as_finished() {
+    let (mut bench, _, order) = working_buy();
+    let out = bench.fire(TimerId::PhaseDeadline);
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+    let mut canceled = order.clone();
+    canceled.status = OrderStatus::Canceled;
+    let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let records = item_records(&out);
+    assert_eq!(records.len(), 1, "{out:#?}");
+    assert_eq!((records[0].item_index, records[0].outcome), (0, ItemOutcome::Unfilled));
+}
+
+#[test]
+fn a_resumed_run_never_trades_an_item_the_interrupted_run_finished() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0"), ("MSFT", "BUY", "1000", "0")]);
+    let finished = tranche_ledger::ItemRecord {
+        plan_id: "p1".into(),
+        run_id: "r1".into(),
+        item_index: 0,
+        symbol: sym("AAPL"),
+        outcome: ItemOutcome::Unfilled,
+        reason: Some("phase deadline reached".into()),
+        recorded_at: t0(),
+    };
+    let recovery = crate::core::Recovery { items: vec![finished], ..Default::default() };
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    bench.core = crate::core::EngineCore::resuming(plan.clone(), EngineConfig::default(), recovery);
+    let broker = Broker::open(&plan, bench.now);
+    let out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10"), ("MSFT", "99.90", "100.10")]);
+    let sent = submits(&out);
+    assert_eq!(sent.len(), 1, "{out:#?}");
+    assert_eq!(sent[0].symbol, sym("MSFT"), "AAPL was finished by the interrupted run");
+}
+
+#[test]
+fn an_aborted_or_timed_out_item_is_not_recorded_as_finished() {
+    let (mut bench, submit) = one_buy();
+    let out = bench.feed(Input::IntentFailed {
+        item: 0,
+        client_order_id: submit.client_order_id.clone(),
+        reason: "503".into(),
+    });
+    assert!(item_records(&out).is_empty(), "an abort leaves the item to a later run: {out:#?}");
+}
