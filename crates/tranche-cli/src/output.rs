@@ -114,6 +114,11 @@ pub fn progress_line(event: &ProgressEvent) {
                 num(*target)
             )
         }
+        ProgressEvent::Warning { symbol, message, at } => format!(
+            "{} warning{}: {message}",
+            at.format("%H:%M:%S%.3f"),
+            symbol.as_ref().map(|s| format!(" {}", sym(s))).unwrap_or_default()
+        ),
         ProgressEvent::ItemDone { symbol, outcome, reason, at } => {
             format!(
                 "{} {} done: {}{}",

@@ -615,7 +615,13 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             timers.remove(&id);
         }
         Command::Emit(event) => {
-            tracing::debug!(?event, "progress");
+            // The core never logs; what it says is logged here.
+            match &event {
+                ProgressEvent::Warning { symbol, message, .. } => {
+                    tracing::warn!(symbol = symbol.as_ref().map(Symbol::as_str), "{message}");
+                }
+                _ => tracing::debug!(?event, "progress"),
+            }
             if let Some(tx) = progress {
                 // A receiver that went away only stops the progress display.
                 let _ = tx.send(event);

@@ -95,6 +95,17 @@ pub enum ProgressEvent {
         /// When.
         at: Timestamp,
     },
+    /// Something the user should know that is not an item's progress: a request refused and
+    /// retried, an unknown outcome being looked up, the run aborting (the driver logs it as a
+    /// warning: the core itself never logs).
+    Warning {
+        /// The symbol concerned, if one.
+        symbol: Option<Symbol>,
+        /// What happened and what the engine does about it.
+        message: String,
+        /// When.
+        at: Timestamp,
+    },
     /// An item finished.
     ItemDone {
         /// The symbol.

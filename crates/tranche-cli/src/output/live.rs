@@ -80,7 +80,7 @@ impl ItemLine {
                 self.last_fill = Some(*price);
             }
             ProgressEvent::ItemDone { outcome, reason, .. } => self.state = State::Done(*outcome, reason.clone()),
-            ProgressEvent::PhaseStarted { .. } | ProgressEvent::PhaseDone { .. } => {}
+            ProgressEvent::PhaseStarted { .. } | ProgressEvent::PhaseDone { .. } | ProgressEvent::Warning { .. } => {}
         }
     }
 
@@ -189,6 +189,11 @@ impl Live {
             }
             ProgressEvent::PhaseDone { phase, at } => {
                 self.phase = Some((*phase, true));
+                self.clock = Some(*at);
+                None
+            }
+            // Logged (as a warning) by the engine's driver, not drawn as a line.
+            ProgressEvent::Warning { at, .. } => {
                 self.clock = Some(*at);
                 None
             }

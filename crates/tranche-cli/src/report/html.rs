@@ -189,6 +189,7 @@ fn event_time(event: &tranche::engine::ProgressEvent) -> tranche::domain::Timest
         | E::Repegged { at, .. }
         | E::Escalated { at, .. }
         | E::Filled { at, .. }
+        | E::Warning { at, .. }
         | E::ItemDone { at, .. } => *at,
     }
 }

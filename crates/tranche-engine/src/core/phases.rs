@@ -347,7 +347,11 @@ impl EngineCore {
             Ok(a) => a,
             Err(e) if self.account_errors < 5 => {
                 self.account_errors += 1;
-                tracing::warn!(error = %e, "reading the account failed; retrying");
+                out.push(Command::Emit(ProgressEvent::Warning {
+                    symbol: None,
+                    message: format!("reading the account failed ({e}); retrying"),
+                    at: now,
+                }));
                 out.push(Command::SetTimer { id: TimerId::Settle, at: Self::after(now, self.config.settle_poll) });
                 return;
             }

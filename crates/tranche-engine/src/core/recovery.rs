@@ -134,7 +134,11 @@ impl EngineCore {
         if self.aborted.is_some() {
             return;
         }
-        tracing::error!(%reason, "aborting the run");
+        out.push(Command::Emit(crate::events::ProgressEvent::Warning {
+            symbol: None,
+            message: format!("aborting the run: {reason}"),
+            at: now,
+        }));
         self.aborted = Some(reason.to_owned());
         self.notes.push(reason.to_owned());
         for i in 0..self.items.len() {

@@ -204,7 +204,11 @@ impl EngineCore {
                 out.push(Command::SetTimer { id: TimerId::Retry(i), at: Self::after(now, self.config.retry_wait) });
             }
             Err(BrokerError::Uncertain { message }) => {
-                tracing::warn!(item = i, client_order_id = %cid, %message, "submit outcome unknown; looking the order up");
+                out.push(Command::Emit(ProgressEvent::Warning {
+                    symbol: Some(self.items[i].item.symbol.clone()),
+                    message: format!("submit of {cid}: outcome unknown ({message}); looking the order up"),
+                    at: now,
+                }));
                 self.items[i].children[c].state = ChildState::Uncertain;
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
@@ -401,7 +405,11 @@ impl EngineCore {
                         out.push(Command::SetTimer { id: TimerId::Repeg(i), at: self.backoff(now, 0) });
                     }
                     BrokerError::Rejected { reason: RejectReason::InsufficientBuyingPower, .. } => {
-                        tracing::warn!(item = i, "re-peg refused for buying power; keeping the working order");
+                        out.push(Command::Emit(ProgressEvent::Warning {
+                            symbol: Some(self.items[i].item.symbol.clone()),
+                            message: "re-peg refused for buying power; keeping the working order".into(),
+                            at: now,
+                        }));
                         self.arm_repeg(i, now, out);
                     }
                     _ => {

@@ -733,3 +733,21 @@ fn an_aborted_or_timed_out_item_is_not_recorded_as_finished() {
     });
     assert!(item_records(&out).is_empty(), "an abort leaves the item to a later run: {out:#?}");
 }
+
+// ---- the core is pure -----------------------------------------------------------------------------------
+
+#[test]
+fn the_core_never_logs_it_emits_events_the_driver_logs() {
+    let sources = [
+        ("mod.rs", include_str!("../mod.rs")),
+        ("item.rs", include_str!("../item.rs")),
+        ("phases.rs", include_str!("../phases.rs")),
+        ("quote_history.rs", include_str!("../quote_history.rs")),
+        ("recovery.rs", include_str!("../recovery.rs")),
+        ("report.rs", include_str!("../report.rs")),
+        ("work.rs", include_str!("../work.rs")),
+    ];
+    for (file, text) in sources {
+        assert!(!text.contains("tracing::"), "core/{file} logs; emit a ProgressEvent::Warning instead");
+    }
+}
