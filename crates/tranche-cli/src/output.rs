@@ -224,4 +224,7 @@ pub fn preview_table(preview: &Preview, out: &mut impl Write) {
         preview.buy_cost,
         opt(preview.buying_power)
     );
+    for note in &preview.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
 }

@@ -1,16 +1,23 @@
 //! Dry runs: the orders a plan would start with (sizes, reference prices, first limit prices),
 //! computed from the broker's current state without sending anything.
 //!
-//! Invariant: only reads are made (account, positions, assets, quotes); never a mutation.
+//! Invariants: only reads are made (account, clock, positions, open orders, assets, quotes);
+//! never a mutation. The decisions are the real core's: the dry run feeds [`EngineCore`] the
+//! broker's answers and collects the first order it would send for each item (a sell is then
+//! answered "not sent", so that the buys are sized as they would be, from the cash the sells
+//! are expected to bring), so a dry run can never disagree with a run about what is tradable,
+//! how much, or at what price.
+
+use std::collections::{BTreeMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
-use tranche_broker::{Broker, QuoteFeed};
-use tranche_domain::{Action, Price, Quote, QuoteVerdict, RebalancePlan, Side, Symbol, Timestamp, Usd};
+use tranche_broker::{Broker, BrokerError, QuoteFeed, RejectReason};
+use tranche_domain::{Action, OrderAmount, Price, RebalancePlan, Side, Symbol, Timestamp, Usd};
 
-use crate::config::{EngineConfig, Strategy};
-use crate::pricing::step_limit;
-use crate::sizing::{buy_qty, sell_qty};
+use crate::config::EngineConfig;
+use crate::core::EngineCore;
+use crate::io::{Command, Input, PreflightData, TimerId};
 
 /// One line of a dry run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,7 +26,7 @@ pub struct PreviewRow {
     pub symbol: Symbol,
     /// The plan's action.
     pub action: Action,
-    /// Shares the first order would be for (before buy scaling).
+    /// Shares the first order would be for (buys after scaling to the buying power).
     pub qty: Option<tranche_domain::Qty>,
     /// The mid price the size is computed from.
     pub reference: Option<Price>,
@@ -34,13 +41,20 @@ pub struct PreviewRow {
 pub struct Preview {
     /// One row per plan item.
     pub rows: Vec<PreviewRow>,
-    /// Buying power usable for buys now (cash-like).
+    /// What the buys may spend now: cash less what others' open buys hold (or the broker's
+    /// buying power with `use_margin`), before the sells' proceeds.
     pub buying_power: Option<Usd>,
     /// Estimated cost of the buys at their reference prices.
     pub buy_cost: Usd,
     /// Estimated proceeds of the sells at their reference prices.
     pub sell_proceeds: Usd,
+    /// What the run would also do or meet (stale orders it would cancel, a closed market).
+    pub notes: Vec<String>,
 }
+
+/// Inputs fed to the core before the dry run gives up (a plan of a few hundred items needs a
+/// few per item).
+const MAX_STEPS: usize = 20_000;
 
 /// Computes the dry run of `plan` at `now` from the broker's current state.
 pub async fn preview(
@@ -50,85 +64,201 @@ pub async fn preview(
     quotes: &dyn QuoteFeed,
     now: Timestamp,
 ) -> Preview {
-    let account = broker.account().await.ok();
-    let positions = broker.positions().await.unwrap_or_default();
-    let mut rows = Vec::with_capacity(plan.items.len());
-    let (mut buy_cost, mut sell_proceeds) = (Decimal::ZERO, Decimal::ZERO);
-    let limits = tranche_domain::QuoteLimits { max_age: config.quote_max_age, max_spread: config.max_spread };
-    for item in &plan.items {
-        let mut row = PreviewRow {
-            symbol: item.symbol.clone(),
-            action: item.action,
-            qty: None,
-            reference: None,
-            first_limit: None,
-            note: None,
-        };
-        let Some(side) = item.action.side() else {
-            row.note = Some("hold".into());
-            rows.push(row);
-            continue;
-        };
-        let asset = match broker.asset(&item.symbol).await {
-            Ok(a) if a.tradable => a,
-            Ok(_) => {
-                row.note = Some("not tradable at the broker".into());
-                rows.push(row);
-                continue;
-            }
-            Err(e) => {
-                row.note = Some(format!("asset lookup failed: {e}"));
-                rows.push(row);
-                continue;
-            }
-        };
-        let quote: Option<Quote> = match quotes.latest(&item.symbol) {
-            Some(q) if q.verdict(now, limits) == QuoteVerdict::Sane => Some(q),
-            _ => broker.latest_quote(&item.symbol).await.ok(),
-        };
-        let sane = quote.as_ref().filter(|q| q.verdict(now, limits) == QuoteVerdict::Sane);
-        row.reference = quote.as_ref().and_then(Quote::mid);
-        let sized = match side {
-            Side::Sell => {
-                let available = positions
-                    .iter()
-                    .find(|p| p.symbol == item.symbol)
-                    .map_or(tranche_domain::Qty::ZERO, |p| p.qty_available);
-                sell_qty(item, available, asset.fractionable, row.reference, config.min_notional)
-            }
-            Side::Buy => match row.reference {
-                Some(reference) => buy_qty(item, asset.fractionable, reference, config.min_notional),
-                None => Err(crate::sizing::NoTrade::NoPrice),
+    // Every item of a phase at once: the first order of each is what is wanted.
+    let config = EngineConfig { concurrency: plan.items.len().max(1), ..config.clone() };
+    let mut run = DryRun::new(plan, &config, now);
+    let mut queue: VecDeque<Input> = VecDeque::from([Input::Start, Input::StreamUp]);
+    let mut steps = 0;
+    while steps < MAX_STEPS {
+        steps += 1;
+        let input = match queue.pop_front() {
+            Some(input) => input,
+            None => match run.next_timer() {
+                Some(input) => input,
+                None => break,
             },
         };
-        match sized {
-            Ok(qty) => {
-                row.qty = Some(qty.into());
-                let value = qty * row.reference.map_or(Decimal::ZERO, Price::get);
-                match side {
-                    Side::Buy => buy_cost += value,
-                    Side::Sell => sell_proceeds += value,
-                }
-                row.first_limit = match (config.strategy, sane) {
-                    (Strategy::Market, _) => None,
-                    (Strategy::Predecessor, Some(q)) => Some(step_limit(side, q, Decimal::ZERO)),
-                    (Strategy::Smart, Some(q)) => Some(step_limit(side, q, config.initial_aggressiveness.get())),
-                    (_, None) => {
-                        row.note = Some("no sane quote now: would start with the escalation order".into());
-                        None
-                    }
-                };
+        for command in run.core.handle(input, run.now) {
+            if let Some(answer) = run.answer(command, broker, quotes).await {
+                queue.push_back(answer);
             }
-            Err(reason) => row.note = Some(reason.to_string()),
         }
-        rows.push(row);
+        if run.core.is_finished() {
+            break;
+        }
     }
-    let buying_power = account.map(|a| Usd::new(a.buying_power.get().min(a.non_marginable_buying_power.get())));
-    Preview {
-        rows,
-        buying_power,
-        buy_cost: Usd::new(buy_cost.round_dp(2)),
-        sell_proceeds: Usd::new(sell_proceeds.round_dp(2)),
+    run.into_preview(plan)
+}
+
+/// The state of one dry run: the core, its clock and timers, and what it would send.
+struct DryRun {
+    core: EngineCore,
+    now: Timestamp,
+    timers: BTreeMap<TimerId, Timestamp>,
+    first: BTreeMap<usize, tranche_domain::OrderRequest>,
+    notes: Vec<String>,
+    /// Expected proceeds of the sells, added to the cash the buys are sized from.
+    proceeds: Decimal,
+    buying_power: Option<Usd>,
+}
+
+impl DryRun {
+    fn new(plan: &RebalancePlan, config: &EngineConfig, now: Timestamp) -> Self {
+        Self {
+            core: EngineCore::new(plan.clone(), config.clone()),
+            now,
+            timers: BTreeMap::new(),
+            first: BTreeMap::new(),
+            notes: Vec::new(),
+            proceeds: Decimal::ZERO,
+            buying_power: None,
+        }
+    }
+
+    /// The earliest timer, fired at its time (the dry run's clock jumps to it).
+    fn next_timer(&mut self) -> Option<Input> {
+        let (id, at) = self.timers.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at))?;
+        self.timers.remove(&id);
+        // Deadlines end the dry run: every first order has been seen by then.
+        if matches!(id, TimerId::PhaseDeadline | TimerId::RunDeadline | TimerId::Repeg(_) | TimerId::Retry(_)) {
+            return None;
+        }
+        self.now = self.now.max(at);
+        Some(Input::Timer(id))
+    }
+
+    /// Carries out one command with reads only; the core's answer, if it waits for one.
+    async fn answer(&mut self, command: Command, broker: &dyn Broker, quotes: &dyn QuoteFeed) -> Option<Input> {
+        match command {
+            Command::Preflight { symbols } => {
+                let mut clock = broker.clock().await;
+                if let Some(c) = clock.as_mut().ok().filter(|c| !c.is_open) {
+                    self.notes.push(format!(
+                        "the market is closed now (it opens at {}); this is the run as if it were open",
+                        c.next_open.to_rfc3339()
+                    ));
+                    c.is_open = true;
+                }
+                let mut assets = Vec::with_capacity(symbols.len());
+                for symbol in symbols {
+                    let asset = broker.asset(&symbol).await;
+                    assets.push((symbol, asset));
+                }
+                let account = broker.account().await;
+                self.buying_power = account.as_ref().ok().map(|a| Usd::new(self.core.budget(a).round_dp(2)));
+                Some(Input::Preflight(Box::new(PreflightData {
+                    account,
+                    clock,
+                    positions: broker.positions().await,
+                    open_orders: broker.open_orders().await,
+                    assets,
+                })))
+            }
+            Command::FetchPositions => Some(Input::Positions(broker.positions().await)),
+            Command::FetchAccount => {
+                // The buys are sized from the cash the sells would bring.
+                let account = broker.account().await.map(|mut a| {
+                    a.cash = Usd::new(a.cash.get().saturating_add(self.proceeds));
+                    a.buying_power = Usd::new(a.buying_power.get().saturating_add(self.proceeds));
+                    a.non_marginable_buying_power =
+                        Usd::new(a.non_marginable_buying_power.get().saturating_add(self.proceeds));
+                    a
+                });
+                Some(Input::Account(account))
+            }
+            Command::FetchQuote { item, symbol } => {
+                Some(Input::RestQuote { item, result: broker.latest_quote(&symbol).await })
+            }
+            Command::Subscribe(symbols) => {
+                Some(Input::Quotes(symbols.iter().filter_map(|s| quotes.latest(s)).collect()))
+            }
+            Command::Cancel { item: None, order } => {
+                self.notes.push(format!("would cancel order {order}, left working by an earlier run of this plan"));
+                None
+            }
+            Command::Submit { item, request, .. } => {
+                if request.side == Side::Sell {
+                    let reference =
+                        self.core.items.get(item).and_then(|i| i.reference).map_or(Decimal::ZERO, Price::get);
+                    if let OrderAmount::Qty(q) = request.amount {
+                        self.proceeds = self.proceeds.saturating_add(q.get().saturating_mul(reference));
+                    }
+                }
+                let client_order_id = request.client_order_id.clone();
+                self.first.entry(item).or_insert(request);
+                // Not sent: the item ends here, and the run moves on to what follows it.
+                let refused = BrokerError::Rejected {
+                    reason: RejectReason::Other,
+                    code: None,
+                    message: "dry run: not sent".into(),
+                };
+                Some(Input::Submitted { item, client_order_id, result: Err(refused) })
+            }
+            Command::SetTimer { id, at } => {
+                self.timers.insert(id, at);
+                None
+            }
+            Command::CancelTimer(id) => {
+                self.timers.remove(&id);
+                None
+            }
+            // Ledger records, progress, releases, lookups of nothing sent: nothing to do.
+            _ => None,
+        }
+    }
+
+    fn into_preview(self, plan: &RebalancePlan) -> Preview {
+        let (mut buy_cost, mut sell_proceeds) = (Decimal::ZERO, Decimal::ZERO);
+        let rows = plan
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let state = self.core.items.get(i);
+                let reference = state.and_then(|s| s.reference);
+                let mut row = PreviewRow {
+                    symbol: item.symbol.clone(),
+                    action: item.action,
+                    qty: None,
+                    reference,
+                    first_limit: None,
+                    note: None,
+                };
+                match self.first.get(&i) {
+                    Some(request) => {
+                        let qty = match request.amount {
+                            OrderAmount::Qty(q) => q,
+                            OrderAmount::Notional(_) => tranche_domain::Qty::ZERO,
+                        };
+                        row.qty = Some(qty);
+                        row.first_limit = request.limit_price;
+                        let value = qty.get().saturating_mul(reference.map_or(Decimal::ZERO, Price::get));
+                        match request.side {
+                            Side::Buy => buy_cost = buy_cost.saturating_add(value),
+                            Side::Sell => sell_proceeds = sell_proceeds.saturating_add(value),
+                        }
+                        if request.limit_price.is_none() {
+                            row.note = Some("would start with a market order".into());
+                        }
+                    }
+                    None if item.action == Action::Hold => row.note = Some("hold".into()),
+                    None => {
+                        row.note = state
+                            .and_then(|s| s.outcome.as_ref())
+                            .and_then(|(_, reason)| reason.clone())
+                            .or_else(|| Some("would not start".into()));
+                    }
+                }
+                row
+            })
+            .collect();
+        Preview {
+            rows,
+            buying_power: self.buying_power,
+            buy_cost: Usd::new(buy_cost.round_dp(2)),
+            sell_proceeds: Usd::new(sell_proceeds.round_dp(2)),
+            notes: self.notes,
+        }
     }
 }
 
@@ -136,7 +266,7 @@ pub async fn preview(
 mod tests {
     use super::*;
     use tranche_broker::{MockBroker, MockQuoteFeed};
-    use tranche_domain::{Account, AccountStatus, Asset, Qty};
+    use tranche_domain::{Account, AccountStatus, Asset, MarketClock, Qty, Quote};
 
     fn sym(s: &str) -> Symbol {
         Symbol::parse(s).unwrap()
@@ -169,6 +299,15 @@ mod tests {
             })
         });
         broker.expect_positions().returning(|| Ok(Vec::new()));
+        broker.expect_open_orders().returning(|| Ok(Vec::new()));
+        broker.expect_clock().returning(move || {
+            Ok(MarketClock {
+                timestamp: now,
+                is_open: false,
+                next_open: now + chrono::Duration::hours(1),
+                next_close: now + chrono::Duration::hours(7),
+            })
+        });
         broker.expect_asset().returning(|s| {
             Ok(Asset {
                 symbol: s.clone(),
@@ -200,5 +339,64 @@ mod tests {
         assert_eq!(row.qty, Some(Qty::new(10.into())));
         assert_eq!(row.first_limit, Some("99.99".parse().unwrap()));
         assert_eq!(found.buy_cost, Usd::new(1000.into()));
+        assert!(found.notes.iter().any(|n| n.contains("market is closed")), "{:?}", found.notes);
+    }
+
+    /// The dry run is the core's decision: an asset that is tradable but not active is refused
+    /// in the dry run exactly as in a run (the dry run of engine core v1 checked only
+    /// `tradable`).
+    #[tokio::test]
+    async fn a_dry_run_refuses_what_a_run_refuses() {
+        let plan = RebalancePlan::from_value(&serde_json::json!({
+            "plan_id": "p", "correlation_id": "c", "causation_id": "x", "timestamp": "2026-03-02T15:00:00Z",
+            "total_portfolio_value": "10000",
+            "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "1000", "current_value": "0",
+                       "current_weight": "0", "target_weight": "0.1", "target_value": "1000"}]
+        }))
+        .unwrap();
+        let now = plan.timestamp;
+        let mut broker = MockBroker::new();
+        broker.expect_account().returning(|| {
+            Ok(Account {
+                status: AccountStatus::Active,
+                cash: Usd::new(10_000.into()),
+                buying_power: Usd::new(10_000.into()),
+                non_marginable_buying_power: Usd::new(10_000.into()),
+                regt_buying_power: Usd::new(10_000.into()),
+                daytrading_buying_power: Usd::ZERO,
+                equity: Usd::new(10_000.into()),
+                multiplier: 1,
+                trading_blocked: false,
+                account_blocked: false,
+                shorting_enabled: false,
+            })
+        });
+        broker.expect_positions().returning(|| Ok(Vec::new()));
+        broker.expect_open_orders().returning(|| Ok(Vec::new()));
+        broker.expect_clock().returning(move || {
+            Ok(MarketClock {
+                timestamp: now,
+                is_open: true,
+                next_open: now + chrono::Duration::hours(20),
+                next_close: now + chrono::Duration::hours(5),
+            })
+        });
+        broker.expect_asset().returning(|s| {
+            Ok(Asset {
+                symbol: s.clone(),
+                active: false,
+                tradable: true,
+                fractionable: false,
+                shortable: false,
+                marginable: true,
+            })
+        });
+        broker.expect_submit_order().never();
+        let mut feed = MockQuoteFeed::new();
+        feed.expect_latest().returning(|_| None);
+        let found = preview(&plan, &EngineConfig::default(), &broker, &feed, now).await;
+        let row = &found.rows[0];
+        assert_eq!(row.qty, None);
+        assert!(row.note.as_deref().is_some_and(|n| n.contains("not tradable")), "{row:?}");
     }
 }

@@ -436,7 +436,7 @@ impl EngineCore {
     /// What the plan's buys may spend: the account's cash less what open buy orders of others
     /// hold (never borrowed; a margin account lends, and its buying power counts the loan),
     /// or with `use_margin` the broker's buying power; less the configured buffer.
-    fn budget(&self, account: &tranche_domain::Account) -> Decimal {
+    pub(crate) fn budget(&self, account: &tranche_domain::Account) -> Decimal {
         let available = if self.config.use_margin {
             account.buying_power.get()
         } else {
