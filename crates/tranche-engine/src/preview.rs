@@ -244,8 +244,8 @@ impl DryRun {
                     None if item.action == Action::Hold => row.note = Some("hold".into()),
                     None => {
                         row.note = state
-                            .and_then(|s| s.outcome.as_ref())
-                            .and_then(|(_, reason)| reason.clone())
+                            .and_then(|s| s.stage.outcome())
+                            .and_then(|(_, reason)| reason)
                             .or_else(|| Some("would not start".into()));
                     }
                 }

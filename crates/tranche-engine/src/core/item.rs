@@ -1,9 +1,13 @@
-//! One plan item's working state: its target, its child orders (every attempt, in order), its
-//! fills (deduplicated by execution id) and its outcome.
+//! One plan item's working state: where it is in its life (one [`Stage`], whose variants carry
+//! their data: what a working item waits for, why a closing one closes, how a done one ended),
+//! its target, its child orders (every attempt, in order) and its fills.
 //!
 //! Invariants: filled quantity and notional are sums over distinct executions of the item's own
-//! children, never a child's cumulative figure (predecessor defects D3, D4); a child's reported
-//! cumulative fill only cross-checks the executions; remaining = target - filled, never negative.
+//! children, never a child's cumulative figure (predecessor defects D3, D4), and an order's
+//! booked executions never exceed the broker's cumulative filled quantity for it (the two id
+//! spaces of executions cannot double-book); remaining = target - filled, never negative; an
+//! order counts as working until it is final or a replacement of it is accepted (a rejected
+//! replacement leaves it working); a done item never changes again.
 
 use std::collections::BTreeMap;
 
@@ -22,8 +26,8 @@ pub(crate) struct Booked {
     pub child: ClientOrderId,
 }
 
-/// Where an item is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an item is in its life. A HOLD item goes from `Waiting` straight to `Done`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stage {
     /// Its phase has not started.
     Waiting,
@@ -31,12 +35,69 @@ pub(crate) enum Stage {
     NeedsQuote,
     /// Sized, waiting for a concurrency slot.
     Ready,
-    /// Orders are being worked.
-    Working,
-    /// Deadline reached: cancelling what is left.
-    Closing,
-    /// Finished.
-    Done,
+    /// Orders are being worked; `pending` is what the item waits for, if anything.
+    Working {
+        /// The request in flight or the step under way.
+        pending: Option<Pending>,
+    },
+    /// Stopping (a deadline, an abort): what is open is being cancelled.
+    Closing {
+        /// Why it stops (the item's reason when it ends without filling).
+        reason: String,
+    },
+    /// Finished, for good.
+    Done {
+        /// How it ended.
+        outcome: ItemOutcome,
+        /// Why, when not simply filled.
+        reason: Option<String>,
+    },
+}
+
+/// What a working item waits for before it decides anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    /// A REST quote (to price the next order or re-peg).
+    Quote,
+    /// The answer to a submit.
+    Submit,
+    /// The answer to a replace.
+    Replace,
+    /// The state of the working order, read after a refused replace.
+    Lookup,
+    /// The working order is being cancelled; with `then_new`, the next order goes out once the
+    /// cancel is final (a re-peg that cannot be a replace, an over-exposed order, a lost replace).
+    Cancel {
+        /// Send the next order once the cancel is final.
+        then_new: bool,
+    },
+}
+
+impl Stage {
+    pub fn is_done(&self) -> bool {
+        matches!(self, Self::Done { .. })
+    }
+
+    pub fn is_working(&self) -> bool {
+        matches!(self, Self::Working { .. })
+    }
+
+    pub fn is_closing(&self) -> bool {
+        matches!(self, Self::Closing { .. })
+    }
+
+    /// Working or closing: it has (or may have) orders at the broker.
+    pub fn is_active(&self) -> bool {
+        self.is_working() || self.is_closing()
+    }
+
+    /// The outcome, once done.
+    pub fn outcome(&self) -> Option<(ItemOutcome, Option<String>)> {
+        match self {
+            Self::Done { outcome, reason } => Some((*outcome, reason.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// What we know about one child order.
@@ -79,6 +140,8 @@ pub(crate) struct Child {
     pub not_found: u32,
     /// Everything the broker has reported of the order, merged (the ledger's record of it).
     pub report: Option<tranche_domain::Order>,
+    /// It is the escalation order (the step after the re-pegs, meant to trade).
+    pub escalation: bool,
 }
 
 impl Child {
@@ -106,6 +169,7 @@ impl Child {
             sent_at: now,
             not_found: 0,
             report: None,
+            escalation: false,
         }
     }
 
@@ -137,22 +201,14 @@ pub(crate) struct ItemState {
     pub attempt: u16,
     pub repegs: u32,
     pub step: u32,
-    pub escalated: bool,
-    pub busy: bool,
-    pub new_after_cancel: bool,
     pub rejections: u32,
-    pub outcome: Option<(ItemOutcome, Option<String>)>,
     pub started_at: Option<Timestamp>,
-    /// A fill cross-check found executions we have not seen.
-    pub missing_fills: bool,
     /// Continued from an interrupted run: sized already, orders recorded.
     pub recovered: bool,
     /// Shares a liquidation cannot sell: the fraction of a non-fractionable asset.
     pub left_over: Decimal,
     /// The most a buy may spend in all (its share of the budget at sizing).
     pub spend_cap: Option<Decimal>,
-    /// Why a closing item is closing (a deadline, an abort).
-    pub close_reason: Option<String>,
 }
 
 impl ItemState {
@@ -174,18 +230,50 @@ impl ItemState {
             attempt: 0,
             repegs: 0,
             step: 0,
-            escalated: false,
-            busy: false,
-            new_after_cancel: false,
             rejections: 0,
-            outcome: None,
             started_at: None,
-            missing_fills: false,
             recovered: false,
             left_over: Decimal::ZERO,
             spend_cap: None,
-            close_reason: None,
         }
+    }
+
+    /// What the working item waits for (`None` when not working or waiting for nothing).
+    pub fn pending(&self) -> Option<Pending> {
+        match &self.stage {
+            Stage::Working { pending } => *pending,
+            _ => None,
+        }
+    }
+
+    /// Waits for a request (a quote, a submit, a replace, a lookup) before deciding anything.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.pending(), Some(Pending::Quote | Pending::Submit | Pending::Replace | Pending::Lookup))
+    }
+
+    /// Its working order is being cancelled so that the next one can go out.
+    pub fn replacing_by_new(&self) -> bool {
+        self.pending() == Some(Pending::Cancel { then_new: true })
+    }
+
+    /// Sets what the working item waits for (nothing happens unless it is working).
+    pub fn wait_for(&mut self, what: Option<Pending>) {
+        if let Stage::Working { pending } = &mut self.stage {
+            *pending = what;
+        }
+    }
+
+    /// A request's answer came: the item no longer waits for it (a cancel-then-new still waits
+    /// for the cancel).
+    pub fn answered(&mut self) {
+        if self.is_busy() {
+            self.wait_for(None);
+        }
+    }
+
+    /// An escalation order has been sent for it.
+    pub fn escalated(&self) -> bool {
+        self.children.iter().any(|c| c.escalation)
     }
 
     pub fn fractionable(&self) -> bool {

@@ -221,7 +221,7 @@ impl EngineCore {
             Input::LedgerFailed(reason) => self.abort(&format!("ledger write failed: {reason}"), now, &mut out),
             Input::IntentFailed { item, client_order_id, reason } => {
                 if let Some(it) = self.items.get_mut(item) {
-                    it.busy = false;
+                    it.answered();
                     if let Some(c) = it.child_by_client(&client_order_id) {
                         it.children[c].state = ChildState::NotPlaced;
                     }

@@ -25,7 +25,7 @@ impl EngineCore {
     /// any other as failed).
     fn fail_all(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
         for i in 0..self.items.len() {
-            if self.items[i].stage != Stage::Done {
+            if !self.items[i].stage.is_done() {
                 let outcome = if self.items[i].side.is_none() {
                     ItemOutcome::Held
                 } else if self.items[i].known_filled().is_zero() {
@@ -88,7 +88,7 @@ impl EngineCore {
         self.set_positions(&positions);
         for (symbol, asset) in data.assets {
             for i in 0..self.items.len() {
-                if self.items[i].item.symbol != symbol || self.items[i].stage == Stage::Done {
+                if self.items[i].item.symbol != symbol || self.items[i].stage.is_done() {
                     continue;
                 }
                 match &asset {
@@ -125,8 +125,7 @@ impl EngineCore {
             }
         }
         self.apply_recovery(now, out);
-        let symbols: Vec<_> =
-            self.items.iter().filter(|i| i.stage != Stage::Done).map(|i| i.item.symbol.clone()).collect();
+        let symbols: Vec<_> = self.items.iter().filter(|i| !i.stage.is_done()).map(|i| i.item.symbol.clone()).collect();
         if !symbols.is_empty() {
             self.subscribed.clone_from(&symbols);
             out.push(Command::Subscribe(symbols));
@@ -269,7 +268,7 @@ impl EngineCore {
                 self.remember_quote(q);
             }
         }
-        match self.items[i].stage {
+        match &self.items[i].stage {
             Stage::NeedsQuote => {
                 if self.sizing_quote(&symbol, now).is_some() {
                     self.on_reference_ready(i, now, out);
@@ -290,7 +289,7 @@ impl EngineCore {
                     );
                 }
             }
-            Stage::Working => self.continue_repeg(i, now, out),
+            Stage::Working { .. } => self.continue_repeg(i, now, out),
             _ => {}
         }
     }
@@ -357,7 +356,7 @@ impl EngineCore {
             }
             Err(e) => {
                 for i in 0..self.items.len() {
-                    if self.items[i].side == Some(Side::Buy) && self.items[i].stage != Stage::Done {
+                    if self.items[i].side == Some(Side::Buy) && !self.items[i].stage.is_done() {
                         self.finish_item(
                             i,
                             ItemOutcome::Failed,
@@ -423,9 +422,6 @@ impl EngineCore {
             } else {
                 self.items[*i].target = qty;
                 self.items[*i].spend_cap = Some(qty.saturating_mul(self.worst_buy_price(*i, now)));
-                if factor < Decimal::ONE {
-                    self.items[*i].outcome = None;
-                }
             }
         }
         self.account = Some(account);
@@ -470,9 +466,9 @@ impl EngineCore {
         }
         if let Some(reason) = self.aborted.clone() {
             // Finish once every working item has cancelled what it had open.
-            if !self.items.iter().any(|i| matches!(i.stage, Stage::Working | Stage::Closing)) {
+            if !self.items.iter().any(|i| i.stage.is_active()) {
                 for i in 0..self.items.len() {
-                    if self.items[i].stage != Stage::Done {
+                    if !self.items[i].stage.is_done() {
                         self.finish_item(i, ItemOutcome::Failed, Some(reason.clone()), now, out);
                     }
                 }
@@ -481,7 +477,7 @@ impl EngineCore {
             return;
         }
         if self.run_out_of_time {
-            if self.items.iter().all(|i| i.stage == Stage::Done) {
+            if self.items.iter().all(|i| i.stage.is_done()) {
                 self.finish_run(now, out);
             }
             return;
@@ -490,7 +486,7 @@ impl EngineCore {
             RunPhase::Sell => Side::Sell,
             RunPhase::Buy => Side::Buy,
             RunPhase::Settle => {
-                let buys_left = self.items.iter().any(|i| i.side == Some(Side::Buy) && i.stage != Stage::Done);
+                let buys_left = self.items.iter().any(|i| i.side == Some(Side::Buy) && !i.stage.is_done());
                 let quotes_pending =
                     self.items.iter().any(|i| i.side == Some(Side::Buy) && i.stage == Stage::NeedsQuote);
                 if !buys_left {
@@ -505,7 +501,7 @@ impl EngineCore {
             }
             _ => return,
         };
-        let active = self.items.iter().filter(|i| matches!(i.stage, Stage::Working | Stage::Closing)).count();
+        let active = self.items.iter().filter(|i| i.stage.is_active()).count();
         let mut free = self.config.concurrency.saturating_sub(active);
         for i in 0..self.items.len() {
             if free == 0 {
@@ -516,7 +512,7 @@ impl EngineCore {
                 self.start_item(i, now, out);
             }
         }
-        let phase_done = self.items.iter().filter(|i| i.side == Some(side)).all(|i| i.stage == Stage::Done);
+        let phase_done = self.items.iter().filter(|i| i.side == Some(side)).all(|i| i.stage.is_done());
         if phase_done {
             out.push(Command::CancelTimer(TimerId::PhaseDeadline));
             match side {
@@ -535,7 +531,7 @@ impl EngineCore {
 
     fn start_item(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         let item = &mut self.items[i];
-        item.stage = Stage::Working;
+        item.stage = Stage::Working { pending: None };
         let (symbol, side, qty, mid) =
             (item.item.symbol.clone(), item.side.unwrap_or(Side::Buy), item.target, item.arrival_mid);
         out.push(Command::Emit(ProgressEvent::ItemStarted {
@@ -559,14 +555,14 @@ impl EngineCore {
 
     pub(super) fn on_phase_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         for i in 0..self.items.len() {
-            match self.items[i].stage {
-                Stage::Working if !self.stream_ever_up => self.close_item(
+            match &self.items[i].stage {
+                Stage::Working { .. } if !self.stream_ever_up => self.close_item(
                     i,
                     "phase deadline reached: the trade-update stream never listened, so no order was sent",
                     now,
                     out,
                 ),
-                Stage::Working => self.close_item(i, "phase deadline reached", now, out),
+                Stage::Working { .. } => self.close_item(i, "phase deadline reached", now, out),
                 Stage::Ready | Stage::NeedsQuote if self.phase_side() == self.items[i].side => {
                     self.finish_item(
                         i,
@@ -596,9 +592,9 @@ impl EngineCore {
     pub(super) fn on_run_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         self.run_out_of_time = true;
         for i in 0..self.items.len() {
-            match self.items[i].stage {
-                Stage::Done => {}
-                Stage::Working | Stage::Closing if self.items[i].any_open() => {
+            match &self.items[i].stage {
+                Stage::Done { .. } => {}
+                Stage::Working { .. } | Stage::Closing { .. } if self.items[i].any_open() => {
                     self.close_item(i, "run deadline reached", now, out)
                 }
                 _ => {
@@ -613,7 +609,7 @@ impl EngineCore {
     /// The grace after the run deadline is over: the run ends with what is known.
     pub(super) fn on_final_grace(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         for i in 0..self.items.len() {
-            if self.items[i].stage != Stage::Done {
+            if !self.items[i].stage.is_done() {
                 let outcome = self.outcome_of(i);
                 let reason = "run deadline reached; its cancel was not confirmed in time".to_owned();
                 self.finish_item(i, outcome, Some(reason), now, out);
@@ -629,11 +625,11 @@ impl EngineCore {
         if was_down {
             // Orders held back while the stream was down may go now.
             for i in 0..self.items.len() {
-                if self.items[i].stage == Stage::Working {
+                if self.items[i].stage.is_working() {
                     self.resend(i, now, out);
                 }
-                if self.items[i].stage == Stage::Working
-                    && !self.items[i].busy
+                if self.items[i].stage.is_working()
+                    && !self.items[i].is_busy()
                     && self.items[i].working_child().is_none()
                 {
                     self.place_next(i, now, out);
@@ -675,7 +671,6 @@ impl EngineCore {
             }
         }
         for i in 0..self.items.len() {
-            self.items[i].missing_fills = false;
             self.after_change(i, now, out);
         }
         if self.finishing == super::Finishing::AwaitingFills {

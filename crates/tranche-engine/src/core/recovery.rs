@@ -81,7 +81,7 @@ impl EngineCore {
                 self.finish_item(i, record.outcome, record.reason.clone(), now, out);
             }
         }
-        let resumed = self.items.iter().filter(|i| i.recovered && i.stage != Stage::Done).count();
+        let resumed = self.items.iter().filter(|i| i.recovered && !i.stage.is_done()).count();
         if resumed > 0 {
             self.notes.push(format!("resumed an interrupted run: {resumed} item(s) continued from the ledger"));
         }
@@ -142,9 +142,9 @@ impl EngineCore {
         self.aborted = Some(reason.to_owned());
         self.notes.push(reason.to_owned());
         for i in 0..self.items.len() {
-            match self.items[i].stage {
-                Stage::Working => self.close_item(i, reason, now, out),
-                Stage::Done | Stage::Closing => {}
+            match &self.items[i].stage {
+                Stage::Working { .. } => self.close_item(i, reason, now, out),
+                Stage::Done { .. } | Stage::Closing { .. } => {}
                 _ => {
                     let outcome = if self.items[i].side.is_none() { ItemOutcome::Held } else { ItemOutcome::Failed };
                     self.finish_item(i, outcome, Some(reason.to_owned()), now, out);

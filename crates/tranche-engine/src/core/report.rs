@@ -82,7 +82,7 @@ impl EngineCore {
     fn item_result(&self, i: usize, now: Timestamp) -> ItemResult {
         let item = &self.items[i];
         let (outcome, reason) =
-            item.outcome.clone().unwrap_or((ItemOutcome::Unfilled, Some("run ended before the item finished".into())));
+            item.stage.outcome().unwrap_or((ItemOutcome::Unfilled, Some("run ended before the item finished".into())));
         let avg = item.filled_notional.checked_div(item.filled).map(|p| Price::new(p.round_dp(6).normalize()));
         let slippage = match (item.side, item.arrival_mid, avg) {
             (Some(side), Some(mid), Some(avg)) => Bps::slippage(side, mid, avg).map(Bps::rounded),

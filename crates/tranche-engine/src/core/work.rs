@@ -14,7 +14,7 @@ use tranche_domain::{
     ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate,
 };
 
-use super::item::{Child, ChildState, Stage};
+use super::item::{Child, ChildState, Pending, Stage};
 use super::{EngineCore, RunPhase};
 use crate::config::{Escalation, Strategy};
 use crate::events::ProgressEvent;
@@ -105,8 +105,8 @@ impl EngineCore {
     pub(super) fn place(&mut self, i: usize, now: Timestamp, quote_fetched: bool, out: &mut Vec<Command>) {
         // Never a new order while the stream is down, while an earlier one may still be live
         // (a recovered or uncertain order is resolved first), or after the run was aborted.
-        if self.items[i].stage != Stage::Working
-            || self.items[i].busy
+        if !self.items[i].stage.is_working()
+            || self.items[i].is_busy()
             || !self.stream_up
             || self.aborted.is_some()
             || self.items[i].working_child().is_some()
@@ -117,7 +117,7 @@ impl EngineCore {
             return self.finish_item(i, ItemOutcome::Filled, None, now, out);
         }
         let Some((plan, escalating)) = self.order_plan(i, now, quote_fetched) else {
-            self.items[i].busy = true;
+            self.items[i].wait_for(Some(Pending::Quote));
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
             return;
         };
@@ -146,9 +146,8 @@ impl EngineCore {
             limit_price,
         );
         item.attempt = item.attempt.saturating_add(1);
-        item.busy = true;
-        if escalating && !item.escalated {
-            item.escalated = true;
+        item.wait_for(Some(Pending::Submit));
+        if escalating && !item.escalated() {
             out.push(Command::Emit(ProgressEvent::Escalated {
                 symbol: item.item.symbol.clone(),
                 limit: limit_price,
@@ -164,6 +163,9 @@ impl EngineCore {
             None,
             now,
         ));
+        if let Some(child) = item.children.last_mut() {
+            child.escalation = escalating;
+        }
         let arrival_mid = self.items[i].arrival_mid;
         out.push(Command::Submit { item: i, request, arrival_mid });
     }
@@ -179,7 +181,7 @@ impl EngineCore {
         let Some(c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
         match result {
             Ok(order) => {
-                self.items[i].busy = false;
+                self.items[i].answered();
                 self.adopt(i, c, &order, now, out);
                 let child = &self.items[i].children[c];
                 out.push(Command::Emit(ProgressEvent::OrderPlaced {
@@ -218,7 +220,7 @@ impl EngineCore {
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
             Err(e) => {
-                self.items[i].busy = false;
+                self.items[i].answered();
                 self.items[i].children[c].state = ChildState::NotPlaced;
                 self.items[i].rejections += 1;
                 let reason = format!("order refused: {e}");
@@ -267,10 +269,12 @@ impl EngineCore {
     }
 
     pub(super) fn on_repeg_timer(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
-        if self.items.get(i).is_none_or(|item| item.stage != Stage::Working) {
+        if self.items.get(i).is_none_or(|item| !item.stage.is_working()) {
             return;
         }
-        if self.items[i].busy || !self.stream_up {
+        // Not while a request is out, nor while the working order is being cancelled for the
+        // next one (that one is priced when it goes), nor while the stream is down.
+        if self.items[i].is_busy() || self.items[i].replacing_by_new() || !self.stream_up {
             // A replace creates a new order: not while the stream is down.
             out.push(Command::SetTimer { id: TimerId::Repeg(i), at: self.backoff(now, 0) });
             return;
@@ -283,7 +287,7 @@ impl EngineCore {
         }
         self.items[i].step += 1;
         if self.order_plan(i, now, false).is_none() {
-            self.items[i].busy = true;
+            self.items[i].wait_for(Some(Pending::Quote));
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
             return;
         }
@@ -292,7 +296,7 @@ impl EngineCore {
 
     /// Re-prices the working child for the current step (the quote is known, or will not be).
     pub(super) fn continue_repeg(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
-        self.items[i].busy = false;
+        self.items[i].answered();
         let Some(c) = self.items[i].working_child() else {
             return self.place(i, now, true, out);
         };
@@ -323,9 +327,8 @@ impl EngineCore {
                 let client_order_id = self.client_id(i);
                 let item = &mut self.items[i];
                 item.attempt = item.attempt.saturating_add(1);
-                item.busy = true;
-                if escalating && !item.escalated {
-                    item.escalated = true;
+                item.wait_for(Some(Pending::Replace));
+                if escalating && !item.escalated() {
                     out.push(Command::Emit(ProgressEvent::Escalated {
                         symbol: item.item.symbol.clone(),
                         limit: Some(price),
@@ -341,6 +344,9 @@ impl EngineCore {
                     Some(order_id.clone()),
                     now,
                 ));
+                if let Some(child) = item.children.last_mut() {
+                    child.escalation = escalating;
+                }
                 let request = ReplaceRequest {
                     client_order_id,
                     qty: Some(remaining.into()),
@@ -356,7 +362,7 @@ impl EngineCore {
 
     fn cancel_then_new(&mut self, i: usize, c: usize, _now: Timestamp, out: &mut Vec<Command>) {
         let item = &mut self.items[i];
-        item.new_after_cancel = true;
+        item.wait_for(Some(Pending::Cancel { then_new: true }));
         if let Some(id) = item.children[c].broker_id.clone() {
             out.push(Command::Cancel { item: Some(i), order: id });
         }
@@ -375,7 +381,7 @@ impl EngineCore {
         let old_c = self.items[i].child_by_broker(old);
         match result {
             Ok(order) => {
-                self.items[i].busy = false;
+                self.items[i].answered();
                 self.adopt(i, new_c, &order, now, out);
                 self.items[i].repegs += 1;
                 let item = &self.items[i];
@@ -396,7 +402,7 @@ impl EngineCore {
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
             Err(e) => {
-                self.items[i].busy = false;
+                self.items[i].answered();
                 self.items[i].children[new_c].state = ChildState::NotPlaced;
                 match e {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
@@ -417,7 +423,7 @@ impl EngineCore {
                         // out, and keep the order on the re-peg schedule whatever the answer.
                         if let Some(o) = old_c {
                             let c = self.items[i].children[o].client_id.clone();
-                            self.items[i].busy = true;
+                            self.items[i].wait_for(Some(Pending::Lookup));
                             out.push(Command::LookupOrder { item: i, client_order_id: c, order: old.clone() });
                         }
                         self.arm_repeg(i, now, out);
@@ -476,7 +482,7 @@ impl EngineCore {
 
     pub(super) fn on_retry_timer(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         let Some(item) = self.items.get(i) else { return };
-        if item.stage == Stage::Done {
+        if item.stage.is_done() {
             return;
         }
         self.resend(i, now, out);
@@ -489,9 +495,7 @@ impl EngineCore {
                 // A cancel in flight, or an order that must go before the next one: read its
                 // state (the answer sends the cancel again if the order still works).
                 ChildState::Live(status)
-                    if *status == OrderStatus::PendingCancel
-                        || item.new_after_cancel
-                        || item.stage == Stage::Closing =>
+                    if *status == OrderStatus::PendingCancel || item.replacing_by_new() || item.stage.is_closing() =>
                 {
                     if let Some(id) = &child.broker_id {
                         out.push(Command::LookupOrder {
@@ -532,9 +536,9 @@ impl EngineCore {
     /// its working order must go before the next one is sent.
     fn cancel_wanted(&self, i: usize, c: usize) -> bool {
         let item = &self.items[i];
-        item.stage == Stage::Closing
-            || (item.new_after_cancel && item.working_child() == Some(c))
-            || (item.stage == Stage::Working && item.is_complete(self.min_notional()))
+        item.stage.is_closing()
+            || (item.replacing_by_new() && item.working_child() == Some(c))
+            || (item.stage.is_working() && item.is_complete(self.min_notional()))
     }
 
     /// Whether the order `found` by a lookup of child `c` of item `i` is the order this child
@@ -563,7 +567,7 @@ impl EngineCore {
                 // Someone else's order under our id (an earlier day's run of a reused plan id):
                 // this child was never placed, and the id cannot be used; the item goes on under
                 // the next one.
-                self.items[i].busy = false;
+                self.items[i].answered();
                 self.items[i].children[c].state = ChildState::NotPlaced;
                 self.notes.push(format!(
                     "{}: client order id {cid} belongs to an order of another run ({} {} {}); not counted",
@@ -576,7 +580,7 @@ impl EngineCore {
                     self.items[i].children[c].state,
                     ChildState::Uncertain | ChildState::Sending | ChildState::Resend
                 );
-                self.items[i].busy = false;
+                self.items[i].answered();
                 self.adopt(i, c, &order, now, out);
                 if was_unknown && matches!(self.items[i].children[c].state, ChildState::Live(_)) {
                     self.arm_repeg(i, now, out);
@@ -592,7 +596,7 @@ impl EngineCore {
                 self.after_change(i, now, out);
             }
             Err(BrokerError::NotFound { .. }) => {
-                self.items[i].busy = false;
+                self.items[i].answered();
                 if matches!(
                     self.items[i].children[c].state,
                     ChildState::Uncertain | ChildState::Sending | ChildState::Resend
@@ -611,7 +615,7 @@ impl EngineCore {
     /// exists); a replace's order is cancelled, so that the replace can no longer land; anything
     /// else is looked up again until it can no longer appear.
     fn not_found(&mut self, i: usize, c: usize, now: Timestamp, out: &mut Vec<Command>) {
-        let may_send = self.items[i].stage == Stage::Working && self.stream_up && self.aborted.is_none();
+        let may_send = self.items[i].stage.is_working() && self.stream_up && self.aborted.is_none();
         let window_over = Self::after(self.items[i].children[c].sent_at, self.config.late_order_window) <= now;
         let child = &mut self.items[i].children[c];
         child.not_found = child.not_found.saturating_add(1);
@@ -631,7 +635,7 @@ impl EngineCore {
                     return;
                 }
                 Some(ChildState::Live(status)) => {
-                    self.items[i].new_after_cancel = true;
+                    self.items[i].wait_for(Some(Pending::Cancel { then_new: true }));
                     if status.is_cancelable() {
                         out.push(Command::Cancel { item: Some(i), order: old });
                     }
@@ -703,7 +707,7 @@ impl EngineCore {
             }
         }
         if matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending | ChildState::Resend) {
-            self.items[i].busy = false;
+            self.items[i].answered();
         }
         self.after_change(i, now, out);
     }
@@ -743,14 +747,13 @@ impl EngineCore {
 
     /// Decides what follows any change of item `i`.
     pub(super) fn after_change(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
-        if self.items[i].stage == Stage::Done {
+        if self.items[i].stage.is_done() {
             return;
         }
         // Cross-check executions against each child's cumulative fill.
         let missing = self.items[i].children.iter().any(|c| c.reported_filled > self.items[i].booked_for(&c.client_id));
         if missing && !self.fills_requested {
             self.fills_requested = true;
-            self.items[i].missing_fills = true;
             let since = Self::before(self.items[i].started_at.unwrap_or(now), self.config.fill_lookback);
             self.fills_read_since = Some(self.fills_read_since.map_or(since, |s| s.min(since)));
             if self.fills_read_not_before > now {
@@ -761,28 +764,25 @@ impl EngineCore {
                 out.push(Command::FetchFills { since });
             }
         }
-        let stage = self.items[i].stage;
-        if !matches!(stage, Stage::Working | Stage::Closing) {
+        let closing = match &self.items[i].stage {
+            Stage::Working { .. } => None,
+            Stage::Closing { reason } => Some(reason.clone()),
             // Not started yet (or done): its phase decides what happens, not a stray answer.
-            return;
-        }
+            _ => return,
+        };
         let complete = self.items[i].is_complete(self.min_notional());
         let any_open = self.items[i].any_open();
-        if complete || stage == Stage::Closing {
+        if complete || closing.is_some() {
             if any_open {
                 self.cancel_open_children(i, out);
             } else if !missing {
-                let (outcome, reason) = if complete {
-                    (ItemOutcome::Filled, None)
-                } else {
-                    let reason = self.items[i].close_reason.clone().unwrap_or_else(|| "phase deadline reached".into());
-                    (self.outcome_of(i), Some(reason))
-                };
+                let (outcome, reason) =
+                    if complete { (ItemOutcome::Filled, None) } else { (self.outcome_of(i), closing) };
                 self.finish_item(i, outcome, reason, now, out);
             }
             return;
         }
-        if stage != Stage::Working || self.items[i].busy {
+        if self.items[i].is_busy() {
             return;
         }
         let remaining = self.items[i].remaining();
@@ -795,7 +795,7 @@ impl EngineCore {
         if self.items[i].working_child().is_none() {
             let last_rejected =
                 self.items[i].children.last().is_some_and(|c| c.state == ChildState::Final(OrderStatus::Rejected));
-            if last_rejected && !self.items[i].new_after_cancel {
+            if last_rejected && !self.items[i].replacing_by_new() {
                 self.items[i].rejections += 1;
                 if self.items[i].rejections >= 3 {
                     let outcome = self.outcome_of(i);
@@ -808,7 +808,8 @@ impl EngineCore {
                     );
                 }
             }
-            self.items[i].new_after_cancel = false;
+            // A cancel-then-new is over: the cancelled order is final.
+            self.items[i].wait_for(None);
             self.place_next(i, now, out);
         }
     }
@@ -826,8 +827,7 @@ impl EngineCore {
 
     /// Stops working item `i`: cancels what is open and finishes when everything is final.
     pub(super) fn close_item(&mut self, i: usize, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
-        self.items[i].stage = Stage::Closing;
-        self.items[i].close_reason = Some(reason.to_owned());
+        self.items[i].stage = Stage::Closing { reason: reason.to_owned() };
         out.push(Command::CancelTimer(TimerId::Repeg(i)));
         if self.items[i].any_open() {
             self.cancel_open_children(i, out);
@@ -859,7 +859,7 @@ impl EngineCore {
         out: &mut Vec<Command>,
     ) {
         let item = &mut self.items[i];
-        if item.stage == Stage::Done {
+        if item.stage.is_done() {
             return;
         }
         let reason = if item.left_over.is_zero() {
@@ -872,9 +872,7 @@ impl EngineCore {
             );
             Some(reason.map_or(left.clone(), |r| format!("{r}; {left}")))
         };
-        item.stage = Stage::Done;
-        item.busy = false;
-        item.outcome = Some((outcome, reason.clone()));
+        item.stage = Stage::Done { outcome, reason: reason.clone() };
         // Finished on purpose while trading (filled, skipped, refused, a phase deadline): made
         // durable so that a resumed run never trades it again. Not when the run aborts, runs
         // out of time or cannot trade at all: a later run should try those again.
