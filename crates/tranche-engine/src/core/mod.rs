@@ -79,6 +79,8 @@ pub struct EngineCore {
     pub(crate) fills_since: Option<Timestamp>,
     /// What open buy orders not of this plan held at preflight (the budget cannot use it).
     pub(crate) reserved_by_open_buys: Decimal,
+    /// What all the buys together may hold (set when they are sized).
+    pub(crate) buy_cash: Option<Decimal>,
     /// The run deadline passed: open orders are being cancelled before the result.
     pub(crate) run_out_of_time: bool,
     /// The orders whose final state is being read before the result.
@@ -140,6 +142,7 @@ impl EngineCore {
             finishing: Finishing::No,
             fills_since: None,
             reserved_by_open_buys: Decimal::ZERO,
+            buy_cash: None,
             run_out_of_time: false,
             final_lookups: BTreeSet::new(),
             fills_read_not_before: chrono::DateTime::<chrono::Utc>::MIN_UTC,

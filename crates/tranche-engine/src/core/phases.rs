@@ -424,6 +424,7 @@ impl EngineCore {
                 self.items[*i].spend_cap = Some(qty.saturating_mul(self.worst_buy_price(*i, now)));
             }
         }
+        self.buy_cash = Some(self.spendable(&account));
         self.account = Some(account);
         self.emit_phase(Phase::Settle, false, now, out);
         self.start_phase(RunPhase::Buy, now, out);
@@ -433,14 +434,20 @@ impl EngineCore {
     /// hold (never borrowed; a margin account lends, and its buying power counts the loan),
     /// or with `use_margin` the broker's buying power; less the configured buffer.
     pub(crate) fn budget(&self, account: &tranche_domain::Account) -> Decimal {
+        let buffer = Decimal::ONE - self.config.buying_power_buffer.get() / Decimal::from(10_000);
+        self.spendable(account).checked_mul(buffer).unwrap_or(Decimal::ZERO)
+    }
+
+    /// What the buys may hold at most, all together: cash less others' open buys (or, with
+    /// `use_margin`, the broker's buying power). The buffer is kept out of sizing only.
+    fn spendable(&self, account: &tranche_domain::Account) -> Decimal {
         let available = if self.config.use_margin {
             account.buying_power.get()
         } else {
             let cash = account.cash.get().saturating_sub(self.reserved_by_open_buys);
             account.buying_power.get().min(cash)
         };
-        let buffer = Decimal::ONE - self.config.buying_power_buffer.get() / Decimal::from(10_000);
-        available.max(Decimal::ZERO).checked_mul(buffer).unwrap_or(Decimal::ZERO)
+        available.max(Decimal::ZERO)
     }
 
     /// The most a buy of item `i` may pay per share: the far side plus the escalation band (or

@@ -70,8 +70,9 @@ impl EngineCore {
     }
 
     /// Shares of the next order of item `i` for `remaining`, priced by `plan`: whole shares of a
-    /// non-fractionable asset, and for a buy no more than its share of the budget buys at that
-    /// price (a re-peg or escalation that pays more buys fewer shares, never on margin).
+    /// non-fractionable asset, and for a buy no more than what it may still commit buys at that
+    /// price: its allotment, or more of the cash the other buys leave unused (a re-peg or
+    /// escalation that pays more buys fewer shares, never on margin).
     fn order_qty(&self, i: usize, remaining: Decimal, plan: OrderPlan) -> Decimal {
         let item = &self.items[i];
         let round = |q: Decimal| if item.fractionable() { q.trunc_with_scale(9) } else { q.trunc() };
@@ -91,8 +92,43 @@ impl EngineCore {
         if price <= Decimal::ZERO {
             return qty;
         }
-        let left = cap.saturating_sub(item.filled_notional).max(Decimal::ZERO);
+        // Its own allotment at least; more when the other buys leave some of the cash unused.
+        let own = cap.saturating_sub(item.filled_notional);
+        let left = self.spend_left(i).map_or(own, |pool| pool.max(own)).max(Decimal::ZERO);
         qty.min(round(left.checked_div(price).unwrap_or(Decimal::ZERO)))
+    }
+
+    /// What buy item `i` may still commit: the buys' cash less what every other buy holds (a
+    /// finished one what it spent; one still to trade or trading the larger of its allotment and
+    /// what it spent and has open), less what `i` spent. An item whose price rose may use what
+    /// the others left unused, never more than the cash.
+    fn spend_left(&self, i: usize) -> Option<Decimal> {
+        let cash = self.buy_cash?;
+        let mut held = Decimal::ZERO;
+        for (j, other) in self.items.iter().enumerate() {
+            if j == i || other.side != Some(Side::Buy) {
+                continue;
+            }
+            let spent = other.filled_notional;
+            let hold = if other.stage.is_done() {
+                spent
+            } else {
+                let open: Decimal = (0..other.children.len())
+                    .filter(|&c| other.children[c].is_open() && !other.is_superseded(c))
+                    .map(|c| {
+                        let child = &other.children[c];
+                        let price = child.limit.map_or_else(
+                            || other.reference.map_or(Decimal::ZERO, Price::get).saturating_mul(Decimal::new(103, 2)),
+                            Price::get,
+                        );
+                        child.leaves().saturating_mul(price)
+                    })
+                    .fold(Decimal::ZERO, Decimal::saturating_add);
+                other.spend_cap.unwrap_or(Decimal::ZERO).max(spent.saturating_add(open))
+            };
+            held = held.saturating_add(hold);
+        }
+        Some(cash.saturating_sub(held).saturating_sub(self.items[i].filled_notional))
     }
 
     /// Sends the item's next order for what remains (or finishes the item).
@@ -131,6 +167,21 @@ impl EngineCore {
                 "remaining quantity is below one share"
             };
             return self.finish_item(i, self.outcome_of(i), Some(reason.into()), now, out);
+        }
+        // A fractional order worth less than the minimum is refused by the broker: when the
+        // budget left (or what remains) buys less than that, the item ends here, said so.
+        let price = match plan {
+            OrderPlan::Limit(p) => p.get(),
+            OrderPlan::Market => self.items[i].reference.map_or(Decimal::ZERO, Price::get),
+        };
+        let worth = qty.saturating_mul(price);
+        if self.items[i].fractionable() && !qty.fract().is_zero() && worth < self.min_notional() {
+            let reason = format!(
+                "the next order would be worth ${} at {price}, below the ${} minimum of a fractional order",
+                worth.round_dp(2),
+                self.min_notional()
+            );
+            return self.finish_item(i, self.outcome_of(i), Some(reason), now, out);
         }
         let client_order_id = self.client_id(i);
         let item = &mut self.items[i];
