@@ -751,3 +751,31 @@ fn the_core_never_logs_it_emits_events_the_driver_logs() {
         assert!(!text.contains("tracing::"), "core/{file} logs; emit a ProgressEvent::Warning instead");
     }
 }
+
+// ---- hole 9, the other half: every priced order is re-checked against the cash ----------------------
+
+#[test]
+fn a_buy_whose_price_rose_buys_no_more_than_the_cash_left() {
+    // $1,000 of cash, one buy of $990 (after the 1 % buffer): the escalation at a price far above
+    // the sizing quote buys fewer shares, never on margin.
+    let plan = plan("p1", &[("AAPL", "BUY", "990", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig { max_repegs: 0, ..EngineConfig::default() });
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Ok(cash_account("1000"));
+    broker.assets = vec![asset("AAPL", false)];
+    let out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    let first = the_submit(&out);
+    let order = order_of(&first, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&first, Ok(order.clone())));
+    // The market jumps 20 %; the escalation is marketable, so it goes out as cancel, then new.
+    let out = repeg_now(&mut bench, "119.90", "120.10");
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+    let mut canceled = order.clone();
+    canceled.status = OrderStatus::Canceled;
+    let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let next = the_submit(&out);
+    let tranche_domain::OrderAmount::Qty(qty) = next.amount else { panic!() };
+    let limit = next.limit_price.expect("a protected limit").get();
+    assert!(qty.get() * limit <= d("1000"), "{qty} at {limit} is more than the cash");
+    assert!(qty.get() > d("0"), "still buys what the cash allows");
+}
