@@ -56,7 +56,7 @@ fn check_seed(seed: u64, margin: bool, filled: &mut usize, attempted: &mut usize
         .collect();
     let traded = net_traded(&record.fills);
     *attempted += result.orders_placed as usize;
-    *filled += result.orders_succeeded as usize;
+    *filled += result.orders.iter().filter(|r| r.reached_target()).count();
     for row in &result.orders {
         if row.reason.as_deref().is_some_and(|r| r.contains("insufficient buying power")) {
             problems.push(format!("{}: refused for buying power: {:?}", row.symbol, row.reason));

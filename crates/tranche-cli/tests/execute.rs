@@ -248,3 +248,32 @@ fn an_unknown_symbol_is_refused_like_alpaca_unless_the_simulator_is_told_to_inve
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["orders"][0]["outcome"], "filled", "{result}");
 }
+
+/// A buy scaled down for lack of buying power did what the account allowed, not what the plan
+/// asked: the table says `partially filled` with the reason, the summary counts it, and the exit
+/// code is 2 (issue 18 item 8).
+#[test]
+fn an_item_that_trades_less_than_the_plan_asked_says_so_in_the_table_summary_and_exit_code() {
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example("plan.json")).unwrap()).unwrap();
+    plan["plan_id"] = "shortfall-1".into();
+    plan["total_portfolio_value"] = "200000".into();
+    for item in plan["items"].as_array_mut().unwrap() {
+        if item["symbol"] == "AAPL" {
+            item["trade_amount"] = "60000".into();
+            item["target_value"] = "60000".into();
+        }
+    }
+    let plan = temp_file("shortfall.json", &plan.to_string());
+    let state = temp_file(
+        "shortfall-state.toml",
+        "seed = 3\n[account]\nstarting_cash = \"2000\"\npositions = [{ symbol = \"MSFT\", qty = \"12.04253423\" }, { symbol = \"EDZ\", qty = \"525\" }]\n",
+    );
+    let out = tranche(&["execute", plan.to_str().unwrap(), "--sim-state", state.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let aapl = stdout.lines().find(|l| l.starts_with("AAPL")).unwrap();
+    assert!(aapl.contains("partially filled") && aapl.contains("scaled to"), "{aapl}");
+    assert!(aapl.contains("of the planned $60000.00"), "{aapl}");
+    assert!(stdout.contains("partial success: 2 of 4 items completed"), "{stdout}");
+}

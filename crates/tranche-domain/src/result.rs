@@ -113,6 +113,19 @@ pub struct ItemResult {
     pub reason: Option<String>,
 }
 
+impl ItemResult {
+    /// The item traded all the run set out to trade (its `requested_qty`, the target after
+    /// buys were scaled to the buying power or a sell capped at the position): how well the
+    /// execution did, apart from what the account allowed. An item with a shortfall against the
+    /// plan reports `partially_filled` even when this holds.
+    pub fn reached_target(&self) -> bool {
+        self.outcome == ItemOutcome::Filled
+            || (self.outcome.was_attempted()
+                && self.requested_qty.is_positive()
+                && self.filled_qty >= self.requested_qty)
+    }
+}
+
 /// The result of executing a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionResult {

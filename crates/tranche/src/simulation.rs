@@ -332,7 +332,7 @@ pub fn run_scenarios(
         fired.add(&record.faults_fired);
         referee.add(&record.referee_counts);
         attempted += u64::from(result.orders_placed);
-        completed += u64::from(result.orders_succeeded);
+        completed += result.orders.iter().filter(|r| r.reached_target()).count() as u64;
         orders += record.orders.len() as u64;
         requests += record.requests;
         secs += record.elapsed_secs;

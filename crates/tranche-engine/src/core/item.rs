@@ -209,6 +209,9 @@ pub(crate) struct ItemState {
     pub left_over: Decimal,
     /// The most a buy may spend in all (its share of the budget at sizing).
     pub spend_cap: Option<Decimal>,
+    /// Why its target is less than the plan asked (buys scaled to the buying power, a sell capped
+    /// at the position): filling that target is a partial fill of the plan, said so.
+    pub shortfall: Option<String>,
 }
 
 impl ItemState {
@@ -235,6 +238,7 @@ impl ItemState {
             recovered: false,
             left_over: Decimal::ZERO,
             spend_cap: None,
+            shortfall: None,
         }
     }
 

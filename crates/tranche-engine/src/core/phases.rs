@@ -322,6 +322,19 @@ impl EngineCore {
                         }
                     }
                     Ok(qty) => {
+                        // Fewer shares held than the plan's amount buys: capped at the position.
+                        let wanted =
+                            mid.and_then(|m| item.item.trade_amount.abs().shares_at(m)).map(tranche_domain::Qty::get);
+                        let whole = Decimal::ONE.min(qty);
+                        if !item.item.is_liquidation()
+                            && wanted.is_some_and(|w| qty == available.get() && w - qty >= whole)
+                        {
+                            item.shortfall = Some(format!(
+                                "capped at the {} shares held; the plan asked for ${}",
+                                qty.normalize(),
+                                item.item.trade_amount.abs().get().round_dp(2)
+                            ));
+                        }
                         item.target = qty;
                         item.stage = Stage::Ready;
                     }
@@ -422,6 +435,14 @@ impl EngineCore {
             } else {
                 self.items[*i].target = qty;
                 self.items[*i].spend_cap = Some(qty.saturating_mul(self.worst_buy_price(*i, now)));
+                if factor < Decimal::ONE {
+                    self.items[*i].shortfall = Some(format!(
+                        "scaled to {}% of the planned ${:.2} to fit buying power of ${:.2}",
+                        (factor * Decimal::from(100)).round_dp(2),
+                        self.items[*i].item.trade_amount.abs().get().round_dp(2),
+                        budget.round_dp(2)
+                    ));
+                }
             }
         }
         self.buy_cash = Some(self.spendable(&account));

@@ -913,15 +913,20 @@ impl EngineCore {
         if item.stage.is_done() {
             return;
         }
-        let reason = if item.left_over.is_zero() {
-            reason
-        } else {
-            let left = format!(
+        // Less than the plan asked, whatever the reason, is never "filled": a fraction a
+        // liquidation cannot sell, buys scaled to the buying power, a sell capped at the position.
+        let mut short = item.shortfall.clone();
+        if !item.left_over.is_zero() {
+            short = Some(format!(
                 "{} shares left: {} is not fractionable and the broker sells whole shares only",
                 item.left_over.normalize(),
                 item.item.symbol
-            );
-            Some(reason.map_or(left.clone(), |r| format!("{r}; {left}")))
+            ));
+        }
+        let (outcome, reason) = match (outcome, short) {
+            (ItemOutcome::Filled, Some(why)) => (ItemOutcome::PartiallyFilled, Some(why)),
+            (other, Some(why)) => (other, Some(reason.map_or(why.clone(), |r| format!("{r}; {why}")))),
+            (other, None) => (other, reason),
         };
         item.stage = Stage::Done { outcome, reason: reason.clone() };
         // Finished on purpose while trading (filled, skipped, refused, a phase deadline): made

@@ -779,3 +779,67 @@ fn a_buy_whose_price_rose_buys_no_more_than_the_cash_left() {
     assert!(qty.get() * limit <= d("1000"), "{qty} at {limit} is more than the cash");
     assert!(qty.get() > d("0"), "still buys what the cash allows");
 }
+
+// ---- issue 18 item 8: less than the plan asked is never "filled" ------------------------------------
+
+/// Fills child `request` completely (an update with its execution) and answers the final reads.
+fn fill_completely(bench: &mut Bench, request: &OrderRequest, id: &str, price: &str) -> Vec<Command> {
+    let tranche_domain::OrderAmount::Qty(qty) = request.amount else { panic!() };
+    let order = order_of(request, id, OrderStatus::New, "0", bench.now);
+    bench.feed(Input::Submitted {
+        item: 0,
+        client_order_id: request.client_order_id.clone(),
+        result: Ok(order.clone()),
+    });
+    let mut filled = order;
+    filled.status = OrderStatus::Filled;
+    filled.filled_qty = qty;
+    let q = qty.get().to_string();
+    let mut out = bench.feed(update(TradeEvent::Fill, &filled, Some(("e-full", &q, price)), bench.now));
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    out
+}
+
+#[test]
+fn a_buy_scaled_to_the_buying_power_is_a_partial_fill_of_the_plan_and_says_so() {
+    let plan = plan("p1", &[("AAPL", "BUY", "5000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Ok(cash_account("1000"));
+    broker.assets = vec![asset("AAPL", false)];
+    let mut out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    while submits(&out).is_empty() {
+        let (_, next) = bench.fire_next().expect("a timer");
+        out = next;
+        if out.iter().any(|c| matches!(c, Command::FetchAccount)) {
+            out.extend(bench.feed(Input::Account(broker.account.clone())));
+        }
+        out.extend(bench.answer_quotes(&out, "99.90", "100.10"));
+    }
+    let submit = the_submit(&out);
+    let out = fill_completely(&mut bench, &submit, "o1", "100.00");
+    let row = &result(&out).expect("the result").orders[0];
+    assert_eq!(row.outcome, ItemOutcome::PartiallyFilled, "{row:?}");
+    assert!(!row.success);
+    assert!(row.reason.as_deref().is_some_and(|r| r.contains("scaled to")), "{row:?}");
+    assert!(row.reached_target(), "the engine did all it set out to do");
+}
+
+#[test]
+fn a_sell_capped_at_the_position_is_a_partial_fill_of_the_plan_and_says_so() {
+    // The plan sells $1,000 of a position it believes is worth $1,000; 5 shares at $100 are held.
+    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1500")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false)];
+    broker.positions = vec![position("AAPL", "5", "100")];
+    let out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]);
+    let submit = the_submit(&out);
+    assert_eq!(submit.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("5"))));
+    let out = fill_completely(&mut bench, &submit, "o1", "100.00");
+    let row = &result(&out).expect("the result").orders[0];
+    assert_eq!(row.outcome, ItemOutcome::PartiallyFilled, "{row:?}");
+    assert!(row.reason.as_deref().is_some_and(|r| r.contains("capped at the 5 shares held")), "{row:?}");
+}
