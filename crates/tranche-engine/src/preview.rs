@@ -272,26 +272,31 @@ mod tests {
         Symbol::parse(s).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_dry_run_only_reads() {
-        let plan = RebalancePlan::from_value(&serde_json::json!({
+    /// A plan buying $1,000 of AAPL.
+    fn one_buy() -> RebalancePlan {
+        RebalancePlan::from_value(&serde_json::json!({
             "plan_id": "p", "correlation_id": "c", "causation_id": "x", "timestamp": "2026-03-02T15:00:00Z",
             "total_portfolio_value": "10000",
             "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "1000", "current_value": "0",
                        "current_weight": "0", "target_weight": "0.1", "target_value": "1000"}]
         }))
-        .unwrap();
-        let now = plan.timestamp;
+        .unwrap()
+    }
+
+    /// A broker with $10,000 of cash and nothing else, AAPL at 99.95 / 100.05 (`active`: whether
+    /// the asset is active; `open`: the market), that fails the test on any mutation.
+    fn reads_only(now: Timestamp, active: bool, open: bool) -> MockBroker {
         let mut broker = MockBroker::new();
-        broker.expect_account().returning(|| {
+        let cash = Usd::new(10_000.into());
+        broker.expect_account().returning(move || {
             Ok(Account {
                 status: AccountStatus::Active,
-                cash: Usd::new(10_000.into()),
-                buying_power: Usd::new(10_000.into()),
-                non_marginable_buying_power: Usd::new(10_000.into()),
-                regt_buying_power: Usd::new(10_000.into()),
+                cash,
+                buying_power: cash,
+                non_marginable_buying_power: cash,
+                regt_buying_power: cash,
                 daytrading_buying_power: Usd::ZERO,
-                equity: Usd::new(10_000.into()),
+                equity: cash,
                 multiplier: 1,
                 trading_blocked: false,
                 account_blocked: false,
@@ -303,15 +308,15 @@ mod tests {
         broker.expect_clock().returning(move || {
             Ok(MarketClock {
                 timestamp: now,
-                is_open: false,
+                is_open: open,
                 next_open: now + chrono::Duration::hours(1),
                 next_close: now + chrono::Duration::hours(7),
             })
         });
-        broker.expect_asset().returning(|s| {
+        broker.expect_asset().returning(move |s| {
             Ok(Asset {
                 symbol: s.clone(),
-                active: true,
+                active,
                 tradable: true,
                 fractionable: false,
                 shortable: false,
@@ -331,9 +336,20 @@ mod tests {
         broker.expect_submit_order().never();
         broker.expect_replace_order().never();
         broker.expect_cancel_order().never();
+        broker
+    }
+
+    fn no_feed() -> MockQuoteFeed {
         let mut feed = MockQuoteFeed::new();
         feed.expect_latest().returning(|_| None);
-        let found = preview(&plan, &EngineConfig::default(), &broker, &feed, now).await;
+        feed
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_only_reads() {
+        let plan = one_buy();
+        let now = plan.timestamp;
+        let found = preview(&plan, &EngineConfig::default(), &reads_only(now, true, false), &no_feed(), now).await;
         let row = &found.rows[0];
         assert_eq!(row.symbol, sym("AAPL"));
         assert_eq!(row.qty, Some(Qty::new(10.into())));
@@ -347,54 +363,9 @@ mod tests {
     /// `tradable`).
     #[tokio::test]
     async fn a_dry_run_refuses_what_a_run_refuses() {
-        let plan = RebalancePlan::from_value(&serde_json::json!({
-            "plan_id": "p", "correlation_id": "c", "causation_id": "x", "timestamp": "2026-03-02T15:00:00Z",
-            "total_portfolio_value": "10000",
-            "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "1000", "current_value": "0",
-                       "current_weight": "0", "target_weight": "0.1", "target_value": "1000"}]
-        }))
-        .unwrap();
+        let plan = one_buy();
         let now = plan.timestamp;
-        let mut broker = MockBroker::new();
-        broker.expect_account().returning(|| {
-            Ok(Account {
-                status: AccountStatus::Active,
-                cash: Usd::new(10_000.into()),
-                buying_power: Usd::new(10_000.into()),
-                non_marginable_buying_power: Usd::new(10_000.into()),
-                regt_buying_power: Usd::new(10_000.into()),
-                daytrading_buying_power: Usd::ZERO,
-                equity: Usd::new(10_000.into()),
-                multiplier: 1,
-                trading_blocked: false,
-                account_blocked: false,
-                shorting_enabled: false,
-            })
-        });
-        broker.expect_positions().returning(|| Ok(Vec::new()));
-        broker.expect_open_orders().returning(|| Ok(Vec::new()));
-        broker.expect_clock().returning(move || {
-            Ok(MarketClock {
-                timestamp: now,
-                is_open: true,
-                next_open: now + chrono::Duration::hours(20),
-                next_close: now + chrono::Duration::hours(5),
-            })
-        });
-        broker.expect_asset().returning(|s| {
-            Ok(Asset {
-                symbol: s.clone(),
-                active: false,
-                tradable: true,
-                fractionable: false,
-                shortable: false,
-                marginable: true,
-            })
-        });
-        broker.expect_submit_order().never();
-        let mut feed = MockQuoteFeed::new();
-        feed.expect_latest().returning(|_| None);
-        let found = preview(&plan, &EngineConfig::default(), &broker, &feed, now).await;
+        let found = preview(&plan, &EngineConfig::default(), &reads_only(now, false, true), &no_feed(), now).await;
         let row = &found.rows[0];
         assert_eq!(row.qty, None);
         assert!(row.note.as_deref().is_some_and(|n| n.contains("not tradable")), "{row:?}");
