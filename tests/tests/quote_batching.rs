@@ -118,6 +118,7 @@ async fn each_phase_sizes_its_items_from_one_request_and_a_symbol_without_a_quot
         referee: s.referee().violations().iter().map(ToString::to_string).collect(),
         referee_counts: tranche::sim::count_violations(s.referee().violations()),
         faults_fired: s.faults_fired(),
+        refused_transitions: s.refused_transitions(),
     });
     let violations = check_run(&plan, &result, &record);
     assert!(violations.is_empty(), "{violations:?}");

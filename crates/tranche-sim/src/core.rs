@@ -11,8 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use rust_decimal::Decimal;
 use tranche_domain::{
-    BrokerOrderId, ClientOrderId, Fill, Order, OrderStatus, Qty, Quote, Side, Symbol, Timestamp, TradeEvent,
-    TradeUpdate,
+    BrokerOrderId, ClientOrderId, Fill, Order, Qty, Quote, Side, Symbol, Timestamp, TradeEvent, TradeUpdate,
 };
 
 use crate::account::AccountState;
@@ -107,6 +106,8 @@ pub struct Sim {
     schedule: BinaryHeap<Reverse<(Timestamp, u64, Action)>>,
     schedule_seq: u64,
     pub(crate) outbox: Outbox,
+    /// Status edges the domain's table refused (see `transition`).
+    pub(crate) refused_transitions: u64,
     pub(crate) log: Vec<String>,
     pub(crate) subscriptions: BTreeMap<Symbol, u32>,
     pub(crate) quote_changes: Vec<Symbol>,
@@ -155,6 +156,7 @@ impl Sim {
         let mut sim = Self {
             rng: Rng::derive(config.seed, "broker"),
             outbox: Outbox::new(config.seed),
+            refused_transitions: 0,
             calendar,
             now,
             symbols: BTreeMap::new(),
@@ -354,21 +356,43 @@ impl Sim {
             .filter(|&i| self.orders[i].order.time_in_force == tranche_domain::TimeInForce::Day)
             .collect();
         for i in expiring {
-            self.finish(i, OrderStatus::Expired, TradeEvent::Expired);
+            self.finish(i, TradeEvent::Expired);
         }
         let next = self.calendar.next_close(self.now);
         self.schedule_at(next, Action::Close);
     }
 
-    /// Ends order `i` with a terminal status and tells the client.
-    pub(crate) fn finish(&mut self, i: usize, status: OrderStatus, event: TradeEvent) {
-        if self.orders[i].order.status.is_terminal() {
+    /// Moves order `i` by `event` through the domain's status table
+    /// (`Order::apply_status_event`): the simulator's orders change status only along its edges.
+    /// A refused edge is recorded, counted and dropped (the order keeps its status), never a
+    /// panic; callers emit the event only when it was applied.
+    pub(crate) fn transition(&mut self, i: usize, event: TradeEvent) -> bool {
+        match self.orders[i].order.apply_status_event(event) {
+            Ok(_) => {
+                self.orders[i].order.updated_at = Some(self.now);
+                true
+            }
+            Err(refused) => {
+                self.refused_transitions += 1;
+                let cid = self.orders[i].order.client_order_id.clone();
+                self.record(|| format!("status edge refused for {cid}: {} on {}", refused.event, refused.from));
+                false
+            }
+        }
+    }
+
+    /// Status edges the table refused (zero in a correct simulator; see `transition`).
+    pub fn refused_transitions(&self) -> u64 {
+        self.refused_transitions
+    }
+
+    /// Ends order `i` with the terminal `event` (its status follows from the table) and tells
+    /// the client.
+    pub(crate) fn finish(&mut self, i: usize, event: TradeEvent) {
+        if self.orders[i].order.status.is_terminal() || !self.transition(i, event) {
             return;
         }
-        let now = self.now;
         let o = &mut self.orders[i];
-        o.order.status = status;
-        o.order.updated_at = Some(now);
         let slot = o.slot;
         self.open.remove(&i);
         self.slots[slot].resting.retain(|&r| r != i);

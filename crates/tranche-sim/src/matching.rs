@@ -27,9 +27,9 @@ impl Sim {
             return;
         }
         let slot = self.orders[i].slot;
-        self.orders[i].order.status = OrderStatus::New;
-        self.orders[i].order.updated_at = Some(self.now);
-        self.emit(i, TradeEvent::New, None);
+        if self.transition(i, TradeEvent::New) {
+            self.emit(i, TradeEvent::New, None);
+        }
         let cid = self.orders[i].order.client_order_id.clone();
         self.record(|| format!("arrive {cid}"));
         if self.slots[slot].market.halted {
@@ -56,16 +56,14 @@ impl Sim {
             return;
         }
         match o.order.time_in_force {
-            TimeInForce::Ioc | TimeInForce::Fok => self.finish(i, OrderStatus::Canceled, TradeEvent::Canceled),
+            TimeInForce::Ioc | TimeInForce::Fok => self.finish(i, TradeEvent::Canceled),
             _ => self.rest(i),
         }
     }
 
     /// Order `i` is routed: `pending_new` on its way to the venue (slow routing only).
     pub(crate) fn route(&mut self, i: usize) {
-        if self.orders[i].order.status == OrderStatus::Accepted {
-            self.orders[i].order.status = OrderStatus::PendingNew;
-            self.orders[i].order.updated_at = Some(self.now);
+        if self.orders[i].order.status == OrderStatus::Accepted && self.transition(i, TradeEvent::PendingNew) {
             self.emit(i, TradeEvent::PendingNew, None);
         }
     }
@@ -81,7 +79,7 @@ impl Sim {
         let notional = self.orders[i].order.notional.map_or(Decimal::ZERO, tranche_domain::Usd::get);
         let qty = notional.checked_div(price).unwrap_or(Decimal::ZERO).trunc_with_scale(9);
         if qty.is_zero() {
-            self.finish(i, OrderStatus::Canceled, TradeEvent::Canceled);
+            self.finish(i, TradeEvent::Canceled);
             return;
         }
         self.orders[i].qty = qty;
@@ -248,11 +246,10 @@ impl Sim {
         o.order.updated_at = Some(now);
         let complete = o.leaves().is_zero();
         if complete {
-            o.order.status = OrderStatus::Filled;
             o.order.filled_at = Some(now);
-        } else {
-            o.order.status = OrderStatus::PartiallyFilled;
         }
+        self.transition(i, if complete { TradeEvent::Fill } else { TradeEvent::PartialFill });
+        let o = &mut self.orders[i];
         let fill = Fill {
             execution_id: execution_id.clone(),
             order_id: o.order.id.clone(),

@@ -439,7 +439,7 @@ impl Sim {
         order
     }
 
-    fn index_of(&self, id: &BrokerOrderId) -> Result<usize, SimError> {
+    pub(crate) fn index_of(&self, id: &BrokerOrderId) -> Result<usize, SimError> {
         self.by_id.get(id).copied().ok_or_else(|| SimError::NotFound { message: "order not found".into() })
     }
 
@@ -458,9 +458,9 @@ impl Sim {
             self.record(|| format!("cancel {cid} REJECT not cancelable ({status})"));
             return Err(reject(UNPROCESSABLE, CODE_422, RejectReason::NotCancelable, "order is not cancelable"));
         }
-        self.orders[i].order.status = OrderStatus::PendingCancel;
-        self.orders[i].order.updated_at = Some(self.now);
-        self.emit(i, TradeEvent::PendingCancel, None);
+        if self.transition(i, TradeEvent::PendingCancel) {
+            self.emit(i, TradeEvent::PendingCancel, None);
+        }
         let at = self.after_ms(self.config.latency.venue_ms);
         self.schedule_at(at, Action::CancelArrive(i));
         let cid = self.orders[i].order.client_order_id.clone();
@@ -474,7 +474,7 @@ impl Sim {
             self.emit(i, TradeEvent::OrderCancelRejected, None);
             return;
         }
-        self.finish(i, OrderStatus::Canceled, TradeEvent::Canceled);
+        self.finish(i, TradeEvent::Canceled);
     }
 
     /// Replaces a working order; returns the new order.
@@ -553,9 +553,9 @@ impl Sim {
             replaces: Some(old),
             stop_ticks: None,
         });
-        self.orders[old].order.status = OrderStatus::PendingReplace;
-        self.orders[old].order.updated_at = Some(self.now);
-        self.emit(old, TradeEvent::PendingReplace, None);
+        if self.transition(old, TradeEvent::PendingReplace) {
+            self.emit(old, TradeEvent::PendingReplace, None);
+        }
         let at = self.after_ms(self.config.latency.venue_ms);
         self.schedule_at(at, Action::ReplaceArrive(old, index));
         let cid = self.orders[old].order.client_order_id.clone();
@@ -644,7 +644,7 @@ impl Sim {
     pub(crate) fn replace_arrives(&mut self, old: usize, new: usize) {
         if self.orders[old].order.status.is_terminal() {
             self.emit(old, TradeEvent::OrderReplaceRejected, None);
-            self.finish(new, OrderStatus::Rejected, TradeEvent::Rejected);
+            self.finish(new, TradeEvent::Rejected);
             return;
         }
         if self.orders[new].order.side == Side::Sell {
@@ -654,19 +654,16 @@ impl Sim {
             let others = self.held_for_sells(&symbol) - self.orders[old].leaves() - self.orders[new].leaves();
             let available = self.account.qty(&symbol) - others.max(Decimal::ZERO);
             if self.orders[new].leaves() > available {
+                // The old order works on (back from pending_replace, by the table), and says so.
+                self.transition(old, TradeEvent::OrderReplaceRejected);
                 self.emit(old, TradeEvent::OrderReplaceRejected, None);
-                self.finish(new, OrderStatus::Rejected, TradeEvent::Rejected);
-                self.orders[old].order.status = if self.orders[old].order.filled_qty.is_zero() {
-                    OrderStatus::New
-                } else {
-                    OrderStatus::PartiallyFilled
-                };
+                self.finish(new, TradeEvent::Rejected);
                 return;
             }
         }
         let new_id = self.orders[new].order.id.clone();
         self.orders[old].order.replaced_by = Some(new_id);
-        self.finish(old, OrderStatus::Replaced, TradeEvent::Replaced);
+        self.finish(old, TradeEvent::Replaced);
         self.arrive(new);
     }
 

@@ -123,6 +123,8 @@ fn run(seed: u64) -> Run {
 fn check(seed: u64) -> Result<(), TestCaseError> {
     let Run { sim, delivered, min_cash_bp } = run(seed);
     let config = short_day(seed);
+    // Every status change went along an edge of the domain's table.
+    prop_assert_eq!(sim.refused_transitions(), 0, "seed {} moved an order along a refused edge", seed);
 
     // Cash and positions change exactly by fills minus fees.
     let mut cash = config.account.starting_cash.get();

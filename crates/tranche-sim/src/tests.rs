@@ -324,3 +324,18 @@ fn without_invented_symbols_an_unlisted_symbol_is_answered_as_alpaca_answers_an_
     inventing.symbols.invent = Some(true);
     assert!(Sim::new(inventing).unwrap().asset(&sym("ZZZZQ")).is_ok(), "invented when asked");
 }
+
+/// The simulator's orders move through the domain's status table: an edge the table refuses is
+/// counted and dropped (the order keeps its status), never a panic.
+#[test]
+fn a_status_edge_the_table_refuses_is_counted_and_dropped() {
+    let mut sim = Sim::new(config(5)).unwrap();
+    let placed = sim.submit(&order("edge-1", "AAPL", Side::Buy, "1", Some("1.00"))).unwrap();
+    let i = sim.index_of(&placed.id).unwrap();
+    sim.finish(i, tranche_domain::TradeEvent::Canceled);
+    assert_eq!(sim.refused_transitions(), 0);
+    // A canceled order cannot become new again.
+    assert!(!sim.transition(i, tranche_domain::TradeEvent::New));
+    assert_eq!(sim.refused_transitions(), 1);
+    assert_eq!(sim.order(&placed.id).unwrap().status, tranche_domain::OrderStatus::Canceled);
+}

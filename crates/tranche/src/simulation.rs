@@ -38,6 +38,8 @@ pub struct SimRecord {
     pub referee_counts: tranche_sim::Tally,
     /// How often each injected fault fired during the run.
     pub faults_fired: tranche_sim::Tally,
+    /// Order status edges the domain's table refused in the simulator (always 0 when correct).
+    pub refused_transitions: u64,
 }
 
 /// The simulator account that a plan describes: positions worth each item's `current_value` at the
@@ -126,6 +128,7 @@ pub async fn run_on_broker(
         referee: s.referee().violations()[violations_before..].iter().map(ToString::to_string).collect(),
         referee_counts: tranche_sim::count_violations(&s.referee().violations()[violations_before..]),
         faults_fired: s.faults_fired().since(&fired_before),
+        refused_transitions: s.refused_transitions(),
     });
     (result, record)
 }
@@ -140,6 +143,9 @@ pub struct Violation(pub String);
 /// fills.
 pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRecord) -> Vec<Violation> {
     let mut v: Vec<Violation> = record.referee.iter().map(|seen| Violation(format!("referee: {seen}"))).collect();
+    if record.refused_transitions > 0 {
+        v.push(Violation(format!("{} order status changes refused by the status table", record.refused_transitions)));
+    }
     let mut ids = std::collections::BTreeSet::new();
     for o in &record.orders {
         if !ids.insert(o.client_order_id.clone()) {
