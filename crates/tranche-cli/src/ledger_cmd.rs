@@ -77,7 +77,7 @@ pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> ExitCode {
                     run.run_id,
                     run.plan_id,
                     run.status.as_str(),
-                    run.started_at.to_rfc3339(),
+                    millis(run.started_at),
                     status
                 );
             }
@@ -102,29 +102,45 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
             ledger.intents(plan_id).await?,
             ledger.orders(plan_id).await?,
             ledger.fills(plan_id).await?,
+            ledger.items(plan_id).await?,
         ))
     });
-    let (runs, intents, orders, fills) = match read {
+    let (runs, intents, orders, fills, items) = match read {
         Ok(v) => v,
         Err(e) => {
             crate::logging::error(&e.to_string());
             return exit::code(exit::FAILURE);
         }
     };
-    if runs.is_empty() && intents.is_empty() && orders.is_empty() && fills.is_empty() {
+    if runs.is_empty() && intents.is_empty() && orders.is_empty() && fills.is_empty() && items.is_empty() {
         crate::logging::error(&format!(
             "plan {plan_id} is not in the ledger {spec}\nfix: `tranche ledger runs --ledger {spec}` lists the plans it holds"
         ));
         return exit::code(exit::NO_INPUT);
     }
     if json {
-        let all = serde_json::json!({"runs": runs, "intents": intents, "orders": orders, "fills": fills});
+        let all =
+            serde_json::json!({"runs": runs, "intents": intents, "orders": orders, "fills": fills, "items": items});
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
     println!("plan {plan_id}: {} run(s), {} order intent(s), {} fill(s)", runs.len(), intents.len(), fills.len());
     for run in &runs {
-        println!("  run {} {} since {}", run.run_id, run.status.as_str(), run.started_at.to_rfc3339());
+        let finished = run.finished_at.map(|t| format!(", finished {}", millis(t))).unwrap_or_default();
+        println!("  run {} {}: started {}{finished}", run.run_id, run.status.as_str(), millis(run.started_at));
+    }
+    if !items.is_empty() {
+        // Items a run finished on purpose: a resumed run reports them as recorded.
+        println!("\nFINISHED ITEMS");
+        for item in &items {
+            println!(
+                "  #{:<3} {:<6} {:<16} {}",
+                item.item_index,
+                item.symbol.as_str(),
+                crate::output::outcome_name(item.outcome),
+                item.reason.as_deref().unwrap_or("")
+            );
+        }
     }
     println!("\nORDERS");
     for order in &orders {
@@ -152,4 +168,9 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// A time for people: UTC to the millisecond.
+fn millis(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -171,6 +171,12 @@ fn with_a_ledger_a_plan_runs_once_and_a_rerun_returns_the_recorded_result() {
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["fills"].as_array().unwrap().len(), 4);
     assert_eq!(shown["intents"].as_array().unwrap().len(), 4);
+    assert_eq!(shown["items"].as_array().unwrap().len(), 4, "the four traded items are recorded as finished");
+    let text = tranche(&["ledger", "show", "example-small-20261120", "--ledger", &spec]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("FINISHED ITEMS") && text.contains("AAPL   filled"), "{text}");
+    let started = text.lines().find(|l| l.contains(": started ")).unwrap();
+    assert!(started.contains("Z, finished ") && !started.contains("+00:00"), "times to the millisecond: {started}");
     let bad = tranche(&["execute", plan.to_str().unwrap(), "--ledger", "ftp://nope"]);
     assert_eq!(bad.status.code(), Some(78));
 }
