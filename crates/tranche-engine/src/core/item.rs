@@ -178,7 +178,7 @@ impl Child {
     }
 
     pub fn leaves(&self) -> Decimal {
-        (self.qty - self.reported_filled).max(Decimal::ZERO)
+        self.qty.saturating_sub(self.reported_filled).max(Decimal::ZERO)
     }
 }
 
@@ -287,14 +287,17 @@ impl ItemState {
     /// Shares known to have filled: per order, the larger of its booked executions and the
     /// broker's cumulative figure (executions can arrive after the figure, or be lost in transit).
     pub fn known_filled(&self) -> Decimal {
-        let per_child: Decimal =
-            self.children.iter().map(|c| c.reported_filled.max(self.booked_for(&c.client_id))).sum();
+        let per_child: Decimal = self
+            .children
+            .iter()
+            .map(|c| c.reported_filled.max(self.booked_for(&c.client_id)))
+            .fold(Decimal::ZERO, Decimal::saturating_add);
         per_child.max(self.filled)
     }
 
     /// What is left to trade, by everything known to have filled.
     pub fn remaining(&self) -> Decimal {
-        (self.target - self.known_filled()).max(Decimal::ZERO)
+        self.target.saturating_sub(self.known_filled()).max(Decimal::ZERO)
     }
 
     /// True when what is left cannot or need not be traded: nothing, less than a whole share of
@@ -385,7 +388,11 @@ impl ItemState {
 
     /// The sum of booked executions of one child.
     pub fn booked_for(&self, client_id: &ClientOrderId) -> Decimal {
-        self.fills.values().filter(|b| &b.child == client_id).map(|b| b.qty).sum()
+        self.fills
+            .values()
+            .filter(|b| &b.child == client_id)
+            .map(|b| b.qty)
+            .fold(Decimal::ZERO, Decimal::saturating_add)
     }
 
     /// Index of the child with this client order id.
@@ -422,7 +429,7 @@ impl ItemState {
         (0..self.children.len())
             .filter(|&c| self.children[c].is_open() && !self.is_superseded(c))
             .map(|c| self.children[c].leaves())
-            .sum()
+            .fold(Decimal::ZERO, Decimal::saturating_add)
     }
 
     /// The newest open child that is not superseded.

@@ -89,6 +89,9 @@ pub struct EngineCore {
     pub(crate) fills_read_not_before: Timestamp,
     /// The start of the cross-check read waiting for its timer.
     pub(crate) fills_read_since: Option<Timestamp>,
+    /// Fill reads asked for and not answered yet (the final reconciliation waits for all of
+    /// them, so an earlier read's answer never stands for the final one).
+    pub(crate) fill_reads_out: u32,
 }
 
 /// The final fill reconciliation before the result.
@@ -147,6 +150,7 @@ impl EngineCore {
             final_lookups: BTreeSet::new(),
             fills_read_not_before: chrono::DateTime::<chrono::Utc>::MIN_UTC,
             fills_read_since: None,
+            fill_reads_out: 0,
         }
     }
 
@@ -226,7 +230,9 @@ impl EngineCore {
                 if let Some(it) = self.items.get_mut(item) {
                     it.answered();
                     if let Some(c) = it.child_by_client(&client_order_id) {
-                        it.children[c].state = ChildState::NotPlaced;
+                        // A re-send's first copy may still appear: it stays possibly live.
+                        it.children[c].state =
+                            if it.children[c].not_found > 0 { ChildState::Uncertain } else { ChildState::NotPlaced };
                     }
                 }
                 self.abort(&format!("ledger write failed, order not sent: {reason}"), now, &mut out);
@@ -301,6 +307,7 @@ impl EngineCore {
             TimerId::FinalGrace => self.on_final_grace(now, out),
             TimerId::FillsRead => {
                 if let Some(since) = self.fills_read_since.take() {
+                    self.fill_reads_out += 1;
                     out.push(Command::FetchFills { since });
                 }
             }

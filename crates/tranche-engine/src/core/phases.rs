@@ -198,7 +198,10 @@ impl EngineCore {
                 self.set_positions(&positions);
                 self.start_phase(RunPhase::Sell, now, out);
             }
-            Err(e) => self.fail_all(&format!("cannot read positions after cancelling stale orders: {e}"), now, out),
+            Err(e) => {
+                self.fail_all(&format!("cannot read positions after cancelling stale orders: {e}"), now, out);
+                self.finish_run(now, out);
+            }
         }
     }
 
@@ -676,19 +679,27 @@ impl EngineCore {
                 }
             }
         }
+        self.fill_reads_out += 1;
         out.push(Command::FetchFills { since });
     }
 
     pub(super) fn on_fills(&mut self, result: Result<Vec<Fill>, BrokerError>, now: Timestamp, out: &mut Vec<Command>) {
         self.fills_requested = false;
+        self.fill_reads_out = self.fill_reads_out.saturating_sub(1);
         self.fills_read_not_before = Self::after(now, self.config.retry_wait);
+        let final_answer = self.finishing == super::Finishing::AwaitingFills && self.fill_reads_out == 0;
         let fills = match result {
             Ok(fills) => fills,
             Err(e) => {
-                if self.finishing == super::Finishing::AwaitingFills {
+                if final_answer {
                     self.notes.push(format!("final fill reconciliation failed: {e}"));
                     self.finishing = super::Finishing::Reconciled;
                     self.finish_run(now, out);
+                } else {
+                    // Read again after the wait, for the items still missing executions.
+                    for i in 0..self.items.len() {
+                        self.after_change(i, now, out);
+                    }
                 }
                 return;
             }
@@ -701,7 +712,7 @@ impl EngineCore {
         for i in 0..self.items.len() {
             self.after_change(i, now, out);
         }
-        if self.finishing == super::Finishing::AwaitingFills {
+        if final_answer {
             self.finishing = super::Finishing::Reconciled;
             self.finish_run(now, out);
         }

@@ -71,6 +71,7 @@ impl EngineCore {
             let since = Self::before(since, self.config.fill_lookback);
             self.fills_since = Some(self.fills_since.map_or(since, |s| s.min(since)));
             self.fills_requested = true;
+            self.fill_reads_out += 1;
             out.push(Command::FetchFills { since });
         }
         for record in &recovery.items {

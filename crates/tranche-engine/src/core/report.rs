@@ -50,14 +50,21 @@ impl EngineCore {
             self.finishing = Finishing::AwaitingFills;
             let since = Self::before(self.started_at.unwrap_or(now), self.config.fill_lookback);
             let since = self.fills_since.map_or(since, |s| s.min(since));
+            self.fill_reads_out += 1;
             out.push(Command::FetchFills { since });
             return;
         }
         self.finished = true;
         self.phase = RunPhase::Done;
-        for id in
-            [TimerId::PhaseDeadline, TimerId::RunDeadline, TimerId::Settle, TimerId::StaleDeadline, TimerId::StaleRetry]
-        {
+        for id in [
+            TimerId::PhaseDeadline,
+            TimerId::RunDeadline,
+            TimerId::Settle,
+            TimerId::StaleDeadline,
+            TimerId::StaleRetry,
+            TimerId::FinalGrace,
+            TimerId::FillsRead,
+        ] {
             out.push(Command::CancelTimer(id));
         }
         if !self.subscribed.is_empty() {

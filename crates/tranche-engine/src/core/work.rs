@@ -270,6 +270,14 @@ impl EngineCore {
                 self.items[i].children[c].state = ChildState::Uncertain;
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
+            Err(_) if self.items[i].children[c].not_found > 0 => {
+                // A re-send refused: the first copy may still appear (and may be why it was
+                // refused). It stays possibly live, looked up again after the wait.
+                self.items[i].answered();
+                self.items[i].children[c].state = ChildState::Uncertain;
+                let failures = self.items[i].children[c].not_found;
+                out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, failures) });
+            }
             Err(e) => {
                 self.items[i].answered();
                 self.items[i].children[c].state = ChildState::NotPlaced;
@@ -413,8 +421,10 @@ impl EngineCore {
 
     fn cancel_then_new(&mut self, i: usize, c: usize, _now: Timestamp, out: &mut Vec<Command>) {
         let item = &mut self.items[i];
-        item.wait_for(Some(Pending::Cancel { then_new: true }));
+        // Only for an order the broker has named: one whose answer is still out is decided
+        // when it comes.
         if let Some(id) = item.children[c].broker_id.clone() {
+            item.wait_for(Some(Pending::Cancel { then_new: true }));
             out.push(Command::Cancel { item: Some(i), order: id });
         }
     }
@@ -566,17 +576,22 @@ impl EngineCore {
     /// timer (armed when the stream comes back) or are abandoned with the run.
     pub(super) fn resend(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         let can_send = self.stream_up && self.aborted.is_none();
+        let working = self.items[i].stage.is_working();
         let arrival_mid = self.items[i].arrival_mid;
         for child in &mut self.items[i].children {
             if child.state != ChildState::Resend {
                 continue;
             }
             match child.request.clone() {
+                // A closing or aborted item sends nothing new: what may exist is looked up by
+                // the retry timer that called this (and cancelled if it does).
+                _ if !working || self.aborted.is_some() => child.state = ChildState::Uncertain,
                 Some(request) if can_send => {
                     child.state = ChildState::Sending;
                     child.sent_at = now;
                     out.push(Command::Submit { item: i, request, arrival_mid });
                 }
+                // The stream is down: sent when it is back (`on_stream_up`).
                 Some(_) => {}
                 None => child.state = ChildState::NotPlaced,
             }
@@ -726,7 +741,16 @@ impl EngineCore {
             };
             self.record_fill(i, &fill, Some(order.filled_qty.get()), out);
         }
+        let was_unknown =
+            matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending | ChildState::Resend);
         self.adopt(i, c, order, now, out);
+        if was_unknown
+            && matches!(self.items[i].children[c].state, ChildState::Live(_))
+            && self.items[i].stage.is_working()
+        {
+            // The stream told first what a lost answer did not: the order works, on schedule.
+            self.arm_repeg(i, now, out);
+        }
         if order.status.is_terminal() {
             // Also the end of a stale order this run waits for (one of an earlier run).
             self.stale_done(&order.id, out);
@@ -757,7 +781,7 @@ impl EngineCore {
                 }
             }
         }
-        if matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending | ChildState::Resend) {
+        if was_unknown {
             self.items[i].answered();
         }
         self.after_change(i, now, out);
@@ -812,6 +836,7 @@ impl EngineCore {
                 out.push(Command::SetTimer { id: TimerId::FillsRead, at: self.fills_read_not_before });
             } else {
                 self.fills_read_since = None;
+                self.fill_reads_out += 1;
                 out.push(Command::FetchFills { since });
             }
         }
@@ -846,18 +871,22 @@ impl EngineCore {
         if self.items[i].working_child().is_none() {
             let last_rejected =
                 self.items[i].children.last().is_some_and(|c| c.state == ChildState::Final(OrderStatus::Rejected));
-            if last_rejected && !self.items[i].replacing_by_new() {
-                self.items[i].rejections += 1;
-                if self.items[i].rejections >= 3 {
-                    let outcome = self.outcome_of(i);
-                    return self.finish_item(
-                        i,
-                        outcome,
-                        Some("orders rejected by the broker three times".into()),
-                        now,
-                        out,
-                    );
-                }
+            // Each order the broker rejected counts once (not each time this is decided), a
+            // rejected replacement not at all (its order works on).
+            let rejected = self.items[i]
+                .children
+                .iter()
+                .filter(|c| c.state == ChildState::Final(OrderStatus::Rejected) && c.replaces.is_none())
+                .count();
+            if last_rejected && !self.items[i].replacing_by_new() && rejected >= 3 {
+                let outcome = self.outcome_of(i);
+                return self.finish_item(
+                    i,
+                    outcome,
+                    Some("orders rejected by the broker three times".into()),
+                    now,
+                    out,
+                );
             }
             // A cancel-then-new is over: the cancelled order is final.
             self.items[i].wait_for(None);
@@ -882,7 +911,10 @@ impl EngineCore {
         out.push(Command::CancelTimer(TimerId::Repeg(i)));
         if self.items[i].any_open() {
             self.cancel_open_children(i, out);
-            out.push(Command::SetTimer { id: TimerId::Retry(i), at: now + chrono::Duration::seconds(5) });
+            out.push(Command::SetTimer {
+                id: TimerId::Retry(i),
+                at: Self::after(now, self.config.cancel_confirm_wait),
+            });
         } else {
             let outcome = self.outcome_of(i);
             self.finish_item(i, outcome, Some(reason.to_owned()), now, out);

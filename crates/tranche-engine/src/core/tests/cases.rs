@@ -843,3 +843,51 @@ fn a_sell_capped_at_the_position_is_a_partial_fill_of_the_plan_and_says_so() {
     assert_eq!(row.outcome, ItemOutcome::PartiallyFilled, "{row:?}");
     assert!(row.reason.as_deref().is_some_and(|r| r.contains("capped at the 5 shares held")), "{row:?}");
 }
+
+// ---- found in review --------------------------------------------------------------------------------
+
+#[test]
+fn an_uncertain_submit_the_stream_reveals_is_re_pegged_on_schedule() {
+    let (mut bench, submit) = one_buy();
+    bench.feed(submitted(&submit, Err(uncertain())));
+    bench.timers.remove(&TimerId::Repeg(0));
+    // The stream says the order is working before the lookup answers.
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    let out = bench.feed(update(TradeEvent::New, &order, None, bench.now));
+    assert!(timer(&out, TimerId::Repeg(0)).is_some(), "{out:#?}");
+}
+
+#[test]
+fn a_closing_item_sends_no_resend_it_looks_the_order_up() {
+    let (mut bench, submit) = one_buy();
+    bench.feed(submitted(&submit, Err(BrokerError::RateLimited { retry_after: None })));
+    let out = bench.fire(TimerId::PhaseDeadline);
+    assert!(submits(&out).is_empty(), "{out:#?}");
+    let out = bench.fire(TimerId::Retry(0));
+    assert!(submits(&out).is_empty(), "a closing item re-sent its order: {out:#?}");
+    assert_eq!(client_lookups(&out), vec![submit.client_order_id.clone()]);
+}
+
+#[test]
+fn positions_unreadable_after_the_stale_cancels_end_the_run_at_once() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    let stale = OrderRequest::day(
+        tranche_domain::ClientOrderId::derive("p1", &sym("AAPL"), Side::Buy, 0),
+        sym("AAPL"),
+        Side::Buy,
+        tranche_domain::Qty::new(d("1")),
+        Some(Price::new(d("90"))),
+    );
+    let resting = order_of(&stale, "stale", OrderStatus::New, "0", bench.now);
+    broker.open_orders = Ok(vec![resting.clone()]);
+    bench.open_with(&broker, &[]);
+    let mut canceled = resting;
+    canceled.status = OrderStatus::Canceled;
+    let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    assert!(out.iter().any(|c| matches!(c, Command::FetchPositions)), "{out:#?}");
+    let out = bench.feed(Input::Positions(Err(BrokerError::Transient { message: "503".into() })));
+    let result = result(&out).expect("the result at once");
+    assert_eq!(result.orders[0].outcome, ItemOutcome::Failed);
+}
