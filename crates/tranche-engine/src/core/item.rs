@@ -267,10 +267,22 @@ impl ItemState {
         }
     }
 
-    /// A request's answer came: the item no longer waits for it (a cancel-then-new still waits
-    /// for the cancel).
-    pub fn answered(&mut self) {
-        if self.is_busy() {
+    /// An answer about child `c` came (to a submit, a replace or a lookup): the item no longer
+    /// waits for it. A submit or replace wait concerns the newest child only, so the answer about
+    /// an older order (a lookup after a stream gap) never ends it; a cancel-then-new still waits
+    /// for the cancel; a quote wait ends only with the quote (`quote_answered`).
+    pub fn answered(&mut self, c: usize) {
+        let newest = c + 1 == self.children.len();
+        match self.pending() {
+            Some(Pending::Submit | Pending::Replace) if newest => self.wait_for(None),
+            Some(Pending::Lookup) => self.wait_for(None),
+            _ => {}
+        }
+    }
+
+    /// The REST quote the item waited for came (or will not).
+    pub fn quote_answered(&mut self) {
+        if self.pending() == Some(Pending::Quote) {
             self.wait_for(None);
         }
     }

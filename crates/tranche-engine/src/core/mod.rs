@@ -228,8 +228,8 @@ impl EngineCore {
             Input::LedgerFailed(reason) => self.abort(&format!("ledger write failed: {reason}"), now, &mut out),
             Input::IntentFailed { item, client_order_id, reason } => {
                 if let Some(it) = self.items.get_mut(item) {
-                    it.answered();
                     if let Some(c) = it.child_by_client(&client_order_id) {
+                        it.answered(c);
                         // A re-send's first copy may still appear: it stays possibly live.
                         it.children[c].state =
                             if it.children[c].not_found > 0 { ChildState::Uncertain } else { ChildState::NotPlaced };

@@ -232,7 +232,7 @@ impl EngineCore {
         let Some(c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
         match result {
             Ok(order) => {
-                self.items[i].answered();
+                self.items[i].answered(c);
                 self.adopt(i, c, &order, now, out);
                 let child = &self.items[i].children[c];
                 out.push(Command::Emit(ProgressEvent::OrderPlaced {
@@ -273,13 +273,13 @@ impl EngineCore {
             Err(_) if self.items[i].children[c].not_found > 0 => {
                 // A re-send refused: the first copy may still appear (and may be why it was
                 // refused). It stays possibly live, looked up again after the wait.
-                self.items[i].answered();
+                self.items[i].answered(c);
                 self.items[i].children[c].state = ChildState::Uncertain;
                 let failures = self.items[i].children[c].not_found;
                 out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, failures) });
             }
             Err(e) => {
-                self.items[i].answered();
+                self.items[i].answered(c);
                 self.items[i].children[c].state = ChildState::NotPlaced;
                 self.items[i].rejections += 1;
                 let reason = format!("order refused: {e}");
@@ -355,7 +355,7 @@ impl EngineCore {
 
     /// Re-prices the working child for the current step (the quote is known, or will not be).
     pub(super) fn continue_repeg(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
-        self.items[i].answered();
+        self.items[i].quote_answered();
         let Some(c) = self.items[i].working_child() else {
             return self.place(i, now, true, out);
         };
@@ -442,7 +442,7 @@ impl EngineCore {
         let old_c = self.items[i].child_by_broker(old);
         match result {
             Ok(order) => {
-                self.items[i].answered();
+                self.items[i].answered(new_c);
                 self.adopt(i, new_c, &order, now, out);
                 self.items[i].repegs += 1;
                 let item = &self.items[i];
@@ -463,7 +463,7 @@ impl EngineCore {
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
             Err(e) => {
-                self.items[i].answered();
+                self.items[i].answered(new_c);
                 self.items[i].children[new_c].state = ChildState::NotPlaced;
                 match e {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
@@ -633,7 +633,7 @@ impl EngineCore {
                 // Someone else's order under our id (an earlier day's run of a reused plan id):
                 // this child was never placed, and the id cannot be used; the item goes on under
                 // the next one.
-                self.items[i].answered();
+                self.items[i].answered(c);
                 self.items[i].children[c].state = ChildState::NotPlaced;
                 self.notes.push(format!(
                     "{}: client order id {cid} belongs to an order of another run ({} {} {}); not counted",
@@ -646,7 +646,7 @@ impl EngineCore {
                     self.items[i].children[c].state,
                     ChildState::Uncertain | ChildState::Sending | ChildState::Resend
                 );
-                self.items[i].answered();
+                self.items[i].answered(c);
                 self.adopt(i, c, &order, now, out);
                 if was_unknown && matches!(self.items[i].children[c].state, ChildState::Live(_)) {
                     self.arm_repeg(i, now, out);
@@ -662,7 +662,7 @@ impl EngineCore {
                 self.after_change(i, now, out);
             }
             Err(BrokerError::NotFound { .. }) => {
-                self.items[i].answered();
+                self.items[i].answered(c);
                 if matches!(
                     self.items[i].children[c].state,
                     ChildState::Uncertain | ChildState::Sending | ChildState::Resend
@@ -782,7 +782,7 @@ impl EngineCore {
             }
         }
         if was_unknown {
-            self.items[i].answered();
+            self.items[i].answered(c);
         }
         self.after_change(i, now, out);
     }

@@ -891,3 +891,31 @@ fn positions_unreadable_after_the_stale_cancels_end_the_run_at_once() {
     let result = result(&out).expect("the result at once");
     assert_eq!(result.orders[0].outcome, ItemOutcome::Failed);
 }
+
+#[test]
+fn an_answer_about_an_older_order_does_not_end_the_wait_for_a_replace() {
+    let (mut bench, submit, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (_, request) = replaces(&out).pop().expect("a replace");
+    // A stream gap while the replace is out: the old order is looked up and answers first.
+    let out = bench.feed(Input::StreamGap { since: bench.now });
+    assert_eq!(order_lookups(&out), vec![order.id.clone()]);
+    bench.feed(Input::StreamUp);
+    let out = bench.feed(looked_up(&submit, Ok(order.clone())));
+    assert!(cancels(&out).is_empty() && submits(&out).is_empty(), "acted before the replace answered: {out:#?}");
+    assert!(bench.core.items[0].is_busy(), "still waiting for the replace");
+    let replacement = tranche_domain::Order {
+        id: tranche_domain::BrokerOrderId::new("o2"),
+        client_order_id: request.client_order_id.clone(),
+        limit_price: request.limit_price,
+        replaces: Some(order.id.clone()),
+        ..order.clone()
+    };
+    bench.feed(Input::Replaced {
+        item: 0,
+        old: order.id.clone(),
+        client_order_id: request.client_order_id.clone(),
+        result: Ok(replacement),
+    });
+    assert!(!bench.core.items[0].is_busy());
+}
