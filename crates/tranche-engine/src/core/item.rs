@@ -44,6 +44,8 @@ pub(crate) enum Stage {
     Closing {
         /// Why it stops (the item's reason when it ends without filling).
         reason: String,
+        /// Since when.
+        since: Timestamp,
     },
     /// Finished, for good.
     Done {

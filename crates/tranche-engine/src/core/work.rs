@@ -840,20 +840,27 @@ impl EngineCore {
                 out.push(Command::FetchFills { since });
             }
         }
-        let closing = match &self.items[i].stage {
-            Stage::Working { .. } => None,
-            Stage::Closing { reason } => Some(reason.clone()),
+        let (closing, closing_since) = match &self.items[i].stage {
+            Stage::Working { .. } => (None, now),
+            Stage::Closing { reason, since } => (Some(reason.clone()), *since),
             // Not started yet (or done): its phase decides what happens, not a stray answer.
             _ => return,
         };
         let complete = self.items[i].is_complete(self.min_notional());
         let any_open = self.items[i].any_open();
         if complete || closing.is_some() {
+            // Executions the broker counts but no fill read shows are waited for, not for ever:
+            // a closing item ends after `late_order_window` with what it could book, said so.
+            let gave_up = closing.is_some() && Self::after(closing_since, self.config.late_order_window) <= now;
             if any_open {
                 self.cancel_open_children(i, out);
-            } else if !missing {
-                let (outcome, reason) =
+            } else if !missing || gave_up {
+                let (outcome, mut reason) =
                     if complete { (ItemOutcome::Filled, None) } else { (self.outcome_of(i), closing) };
+                if missing {
+                    let note = "the broker reports fills its fill activities do not show yet; the result has the fills it could read";
+                    reason = Some(reason.map_or(note.to_owned(), |r| format!("{r}; {note}")));
+                }
                 self.finish_item(i, outcome, reason, now, out);
             }
             return;
@@ -907,7 +914,7 @@ impl EngineCore {
 
     /// Stops working item `i`: cancels what is open and finishes when everything is final.
     pub(super) fn close_item(&mut self, i: usize, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
-        self.items[i].stage = Stage::Closing { reason: reason.to_owned() };
+        self.items[i].stage = Stage::Closing { reason: reason.to_owned(), since: now };
         out.push(Command::CancelTimer(TimerId::Repeg(i)));
         if self.items[i].any_open() {
             self.cancel_open_children(i, out);

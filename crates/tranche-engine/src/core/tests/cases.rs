@@ -919,3 +919,35 @@ fn an_answer_about_an_older_order_does_not_end_the_wait_for_a_replace() {
     });
     assert!(!bench.core.items[0].is_busy());
 }
+
+#[test]
+fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
+    let (mut bench, _, order) = working_buy();
+    // The broker says 2 filled; the execution never shows, on the stream or in the activities.
+    let mut partial = order.clone();
+    partial.status = OrderStatus::PartiallyFilled;
+    partial.filled_qty = tranche_domain::Qty::new(d("2"));
+    bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
+    bench.feed(Input::Fills(Ok(Vec::new())));
+    bench.fire(TimerId::PhaseDeadline);
+    let mut canceled = partial.clone();
+    canceled.status = OrderStatus::Canceled;
+    bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let mut done = None;
+    for _ in 0..200 {
+        let Some((_, out)) = bench.fire_next() else { break };
+        let mut out = out;
+        if fetches_fills(&out) {
+            out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+        }
+        done = out.iter().find_map(|c| match c {
+            Command::Emit(crate::events::ProgressEvent::ItemDone { reason, .. }) => Some(reason.clone()),
+            _ => None,
+        });
+        if done.is_some() {
+            break;
+        }
+    }
+    let reason = done.expect("the item ends").unwrap_or_default();
+    assert!(reason.contains("fill activities do not show"), "{reason}");
+}
