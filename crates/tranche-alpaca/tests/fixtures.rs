@@ -1,4 +1,5 @@
-//! Every recorded Alpaca payload in `shared/fixtures/alpaca` that the adapter reads decodes
+//! Every recorded Alpaca payload in `tests/fixtures/alpaca` (a copy of the project's shared
+//! fixtures, with its provenance in the README there) that the adapter reads decodes
 //! (orders, accounts, positions, assets, clocks, fill activities, trade updates, latest quotes)
 //! and becomes a domain value. The one exception is a payload whose symbol is not a ticker
 //! (alpaca-py's fixtures contain "AAPL`"): it decodes, and its conversion is refused with an
@@ -15,7 +16,7 @@ use tranche_alpaca::dto::{
 use tranche_domain::Symbol;
 
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/alpaca")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alpaca")
 }
 
 /// Decodes one payload by its shape; returns what it was, or `None` for payloads the adapter
