@@ -255,13 +255,16 @@ impl Bench {
     }
 }
 
+/// What `pick` finds in each command of `out`, in order.
+pub fn found<T>(out: &[Command], pick: impl Fn(&Command) -> Option<T>) -> Vec<T> {
+    out.iter().filter_map(pick).collect()
+}
+
 pub fn submits(out: &[Command]) -> Vec<OrderRequest> {
-    out.iter()
-        .filter_map(|c| match c {
-            Command::Submit { request, .. } => Some(request.clone()),
-            _ => None,
-        })
-        .collect()
+    found(out, |c| match c {
+        Command::Submit { request, .. } => Some(request.clone()),
+        _ => None,
+    })
 }
 
 pub fn the_submit(out: &[Command]) -> OrderRequest {
@@ -271,39 +274,31 @@ pub fn the_submit(out: &[Command]) -> OrderRequest {
 }
 
 pub fn cancels(out: &[Command]) -> Vec<BrokerOrderId> {
-    out.iter()
-        .filter_map(|c| match c {
-            Command::Cancel { order, .. } => Some(order.clone()),
-            _ => None,
-        })
-        .collect()
+    found(out, |c| match c {
+        Command::Cancel { order, .. } => Some(order.clone()),
+        _ => None,
+    })
 }
 
 pub fn replaces(out: &[Command]) -> Vec<(BrokerOrderId, tranche_domain::ReplaceRequest)> {
-    out.iter()
-        .filter_map(|c| match c {
-            Command::Replace { order, request, .. } => Some((order.clone(), request.clone())),
-            _ => None,
-        })
-        .collect()
+    found(out, |c| match c {
+        Command::Replace { order, request, .. } => Some((order.clone(), request.clone())),
+        _ => None,
+    })
 }
 
 pub fn client_lookups(out: &[Command]) -> Vec<ClientOrderId> {
-    out.iter()
-        .filter_map(|c| match c {
-            Command::LookupClientId { client_order_id, .. } => Some(client_order_id.clone()),
-            _ => None,
-        })
-        .collect()
+    found(out, |c| match c {
+        Command::LookupClientId { client_order_id, .. } => Some(client_order_id.clone()),
+        _ => None,
+    })
 }
 
 pub fn order_lookups(out: &[Command]) -> Vec<BrokerOrderId> {
-    out.iter()
-        .filter_map(|c| match c {
-            Command::LookupOrder { order, .. } => Some(order.clone()),
-            _ => None,
-        })
-        .collect()
+    found(out, |c| match c {
+        Command::LookupOrder { order, .. } => Some(order.clone()),
+        _ => None,
+    })
 }
 
 pub fn timer(out: &[Command], id: TimerId) -> Option<Timestamp> {

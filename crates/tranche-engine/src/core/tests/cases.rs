@@ -348,6 +348,18 @@ fn a_liquidation_of_a_non_fractionable_asset_sells_the_whole_shares() {
     assert!(row.reason.as_deref().is_some_and(|r| r.contains("0.37")), "the remainder is reported: {row:?}");
 }
 
+/// A buy of one AAPL share at $90 under plan `plan_id`'s first client order id: an order an
+/// earlier run of the plan left working.
+fn left_by_an_earlier_run(plan_id: &str) -> OrderRequest {
+    OrderRequest::day(
+        tranche_domain::ClientOrderId::derive(plan_id, &sym("AAPL"), Side::Buy, 0),
+        sym("AAPL"),
+        Side::Buy,
+        tranche_domain::Qty::new(d("1")),
+        Some(Price::new(d("90"))),
+    )
+}
+
 // ---- hole 7: stale orders ----------------------------------------------------------------------
 
 #[test]
@@ -355,13 +367,7 @@ fn stale_cleanup_cancels_only_this_plans_orders() {
     let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
     let mut bench = Bench::new(plan.clone(), EngineConfig::default());
     let mut broker = Broker::open(&plan, bench.now);
-    let mine = OrderRequest::day(
-        tranche_domain::ClientOrderId::derive("p1", &sym("AAPL"), Side::Buy, 0),
-        sym("AAPL"),
-        Side::Buy,
-        tranche_domain::Qty::new(d("1")),
-        Some(Price::new(d("90"))),
-    );
+    let mine = left_by_an_earlier_run("p1");
     let other_plan = OrderRequest {
         client_order_id: tranche_domain::ClientOrderId::derive("p0", &sym("AAPL"), Side::Buy, 0),
         ..mine.clone()
@@ -873,13 +879,7 @@ fn positions_unreadable_after_the_stale_cancels_end_the_run_at_once() {
     let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
     let mut bench = Bench::new(plan.clone(), EngineConfig::default());
     let mut broker = Broker::open(&plan, bench.now);
-    let stale = OrderRequest::day(
-        tranche_domain::ClientOrderId::derive("p1", &sym("AAPL"), Side::Buy, 0),
-        sym("AAPL"),
-        Side::Buy,
-        tranche_domain::Qty::new(d("1")),
-        Some(Price::new(d("90"))),
-    );
+    let stale = left_by_an_earlier_run("p1");
     let resting = order_of(&stale, "stale", OrderStatus::New, "0", bench.now);
     broker.open_orders = Ok(vec![resting.clone()]);
     bench.open_with(&broker, &[]);
