@@ -138,6 +138,9 @@ pub(crate) struct Child {
     pub replaces: Option<BrokerOrderId>,
     /// When the request that created it was last sent (a lost one may still appear for a while).
     pub sent_at: Timestamp,
+    /// When it was first sent (its intent's time): an order under its id created long before is
+    /// not this order.
+    pub created: Timestamp,
     /// Lookups of this child that found nothing.
     pub not_found: u32,
     /// Everything the broker has reported of the order, merged (the ledger's record of it).
@@ -169,6 +172,7 @@ impl Child {
             request,
             replaces,
             sent_at: now,
+            created: now,
             not_found: 0,
             report: None,
             escalation: false,

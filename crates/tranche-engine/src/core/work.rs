@@ -608,15 +608,18 @@ impl EngineCore {
     }
 
     /// Whether the order `found` by a lookup of child `c` of item `i` is the order this child
-    /// sent: same symbol, side and (for a share order) quantity. A plan id used again with a
-    /// lost ledger derives the same client order ids as an earlier day's run; that run's orders
-    /// are not this run's.
+    /// sent: same symbol, side and (for a share order) quantity, created since the child was. A
+    /// plan id used again with a lost ledger derives the same client order ids as an earlier
+    /// day's run; that run's orders are not this run's.
     fn is_this_childs(&self, i: usize, c: usize, found: &Order) -> bool {
         let item = &self.items[i];
         let child = &item.children[c];
         found.symbol == item.item.symbol
             && Some(found.side) == item.side
             && found.qty.is_none_or(|q| q.get() == child.qty || child.broker_id.as_ref() == Some(&found.id))
+            // Created by this run's request (allowing the clocks to differ by `fill_lookback`),
+            // not by an earlier day's run of the same plan id.
+            && found.created_at >= Self::before(child.created, self.config.fill_lookback)
     }
 
     pub(super) fn on_looked_up(

@@ -951,3 +951,21 @@ fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
     let reason = done.expect("the item ends").unwrap_or_default();
     assert!(reason.contains("fill activities do not show"), "{reason}");
 }
+
+#[test]
+fn an_identical_order_under_our_id_from_an_earlier_day_is_not_adopted() {
+    let (mut bench, submit) = one_buy();
+    let dup = BrokerError::Rejected {
+        reason: RejectReason::DuplicateClientOrderId,
+        code: Some(40_010_001),
+        message: "client_order_id must be unique".into(),
+    };
+    bench.feed(submitted(&submit, Err(dup)));
+    // Same symbol, side and size: yesterday's run of a reused plan id with a lost ledger.
+    let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!() };
+    let mut old = order_of(&submit, "yesterday", OrderStatus::Filled, "0", bench.now - chrono::Duration::days(1));
+    old.filled_qty = qty;
+    let out = bench.feed(looked_up(&submit, Ok(old)));
+    assert_eq!(bench.core.items[0].known_filled(), d("0"), "yesterday's fill counted as today's");
+    assert_ne!(the_submit(&out).client_order_id, submit.client_order_id, "the item goes on under its next id");
+}
