@@ -1,5 +1,7 @@
 //! Property test of the engine on the simulator: seeded random plans and markets in virtual
-//! time, every run checked against the engine's invariants.
+//! time (cash and margin accounts, quote anomalies, latency, and on a quarter of the seeds the
+//! test bed's faults), every run checked against the engine's invariants and the broker's
+//! referee.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +33,11 @@ fn setup(seed: u64) -> (SimConfig, EngineConfig) {
     }
     if seed.is_multiple_of(7) {
         sim.latency = LatencyConfig { ack_ms: 150, venue_ms: 40, update_ms: 120 };
+    }
+    if seed % 4 == 1 {
+        // A quarter of the seeds on the test bed's faults (all but late replaces; see
+        // `FaultConfig::heavy_known`): the invariants hold under them too.
+        sim.faults = tranche::sim::FaultConfig::heavy_known();
     }
     let strategy =
         [Strategy::Smart, Strategy::Smart, Strategy::Market, Strategy::Predecessor][usize::try_from(seed % 4).unwrap()];
