@@ -5,6 +5,7 @@
 
 mod alpaca_py;
 mod bench;
+mod leftovers;
 mod report_shot;
 
 use std::process::{Command, ExitCode};
@@ -111,6 +112,22 @@ fn run_steps(steps: &[Step]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Fails when a process a test started is still running after the tests (see `leftovers`).
+fn check_no_leftovers() -> ExitCode {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let target = target.canonicalize().unwrap_or(target);
+    let left = leftovers::left_behind(&leftovers::running(), &target, std::process::id());
+    if left.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("ci: FAILED after the tests: {} process(es) they started are still running:", left.len());
+    for p in &left {
+        eprintln!("  pid {} {}", p.pid, p.cmdline);
+    }
+    ExitCode::FAILURE
+}
+
 fn print_timings(timings: &[(&str, f64)], total: f64) {
     eprintln!("\nstep timings:");
     for (name, secs) in timings {
@@ -127,7 +144,11 @@ fn main() -> ExitCode {
                 eprintln!("ci: {e}; the S3 ledger tests need it");
                 return ExitCode::FAILURE;
             }
-            run_steps(&ci_steps())
+            let code = run_steps(&ci_steps());
+            if code != ExitCode::SUCCESS {
+                return code;
+            }
+            check_no_leftovers()
         }
         Some("bench") => {
             let quick = args.iter().skip(1).any(|a| a == "--quick");
