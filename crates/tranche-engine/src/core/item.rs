@@ -150,6 +150,12 @@ pub(crate) struct Child {
 }
 
 impl Child {
+    /// Sent, and whether the broker has it is not known yet (in flight, lost, or waiting to be
+    /// sent again).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self.state, ChildState::Sending | ChildState::Resend | ChildState::Uncertain)
+    }
+
     /// A child for an order about to be sent (a submit with its `request`, or the replacement
     /// of `replaces`).
     pub fn sending(
@@ -207,7 +213,6 @@ pub(crate) struct ItemState {
     pub attempt: u16,
     pub repegs: u32,
     pub step: u32,
-    pub rejections: u32,
     pub started_at: Option<Timestamp>,
     /// Continued from an interrupted run: sized already, orders recorded.
     pub recovered: bool,
@@ -239,7 +244,6 @@ impl ItemState {
             attempt: 0,
             repegs: 0,
             step: 0,
-            rejections: 0,
             started_at: None,
             recovered: false,
             left_over: Decimal::ZERO,

@@ -40,27 +40,16 @@ mod tests {
     use super::*;
     use crate::EngineConfig;
 
+    use crate::core::tests::bench;
+
     fn quote(bid: &str, second: i64) -> Quote {
         let t = chrono::DateTime::from_timestamp(1_772_462_000 + second, 0).unwrap();
-        Quote {
-            symbol: Symbol::parse("AAPL").unwrap(),
-            bid: bid.parse().unwrap(),
-            ask: (bid.parse::<rust_decimal::Decimal>().unwrap() + rust_decimal::Decimal::new(2, 2)).into(),
-            bid_size: tranche_domain::Qty::new(100.into()),
-            ask_size: tranche_domain::Qty::new(100.into()),
-            time: t,
-        }
+        let ask = (bench::d(bid) + rust_decimal::Decimal::new(2, 2)).to_string();
+        bench::quote("AAPL", bid, &ask, t)
     }
 
     fn core() -> EngineCore {
-        let plan = tranche_domain::RebalancePlan::from_value(&serde_json::json!({
-            "plan_id": "q1", "correlation_id": "c", "causation_id": "t", "timestamp": "2026-03-02T14:40:00Z",
-            "total_portfolio_value": "1000",
-            "items": [{"symbol": "AAPL", "action": "BUY", "trade_amount": "100", "current_value": "0",
-                       "current_weight": "0", "target_weight": "0.1", "target_value": "100"}]
-        }))
-        .unwrap();
-        EngineCore::new(plan, EngineConfig::default())
+        EngineCore::new(bench::plan("q1", &[("AAPL", "BUY", "100", "0")]), EngineConfig::default())
     }
 
     #[test]

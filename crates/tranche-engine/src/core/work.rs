@@ -75,7 +75,7 @@ impl EngineCore {
     /// escalation that pays more buys fewer shares, never on margin).
     fn order_qty(&self, i: usize, remaining: Decimal, plan: OrderPlan) -> Decimal {
         let item = &self.items[i];
-        let round = |q: Decimal| if item.fractionable() { q.trunc_with_scale(9) } else { q.trunc() };
+        let round = |q: Decimal| self.tradable_qty(i, q);
         if item.item.is_liquidation() && item.side == Some(Side::Sell) {
             return remaining;
         }
@@ -96,6 +96,16 @@ impl EngineCore {
         let own = cap.saturating_sub(item.filled_notional);
         let left = self.spend_left(i).map_or(own, |pool| pool.max(own)).max(Decimal::ZERO);
         qty.min(round(left.checked_div(price).unwrap_or(Decimal::ZERO)))
+    }
+
+    /// `qty` as the broker takes it for item `i`: whole shares of a non-fractionable asset, nine
+    /// decimals of a fractionable one.
+    fn tradable_qty(&self, i: usize, qty: Decimal) -> Decimal {
+        if self.items[i].fractionable() {
+            qty.trunc_with_scale(9)
+        } else {
+            qty.trunc()
+        }
     }
 
     /// What buy item `i` may still commit: the buys' cash less what every other buy holds (a
@@ -159,9 +169,8 @@ impl EngineCore {
         };
         let qty = self.order_qty(i, self.items[i].remaining(), plan);
         if qty <= Decimal::ZERO {
-            let reason = if self.order_qty(i, self.items[i].remaining(), OrderPlan::Limit(Price::new(Decimal::ZERO)))
-                > Decimal::ZERO
-            {
+            // Shares are left, but the budget buys none of them at this price.
+            let reason = if self.tradable_qty(i, self.items[i].remaining()) > Decimal::ZERO {
                 "the price rose beyond the buying power set aside for the item"
             } else {
                 "remaining quantity is below one share"
@@ -281,7 +290,6 @@ impl EngineCore {
             Err(e) => {
                 self.items[i].answered(c);
                 self.items[i].children[c].state = ChildState::NotPlaced;
-                self.items[i].rejections += 1;
                 let reason = format!("order refused: {e}");
                 if self.items[i].filled.is_zero() {
                     self.finish_item(i, ItemOutcome::Failed, Some(reason), now, out);
@@ -645,10 +653,7 @@ impl EngineCore {
                 self.after_change(i, now, out);
             }
             Ok(order) => {
-                let was_unknown = matches!(
-                    self.items[i].children[c].state,
-                    ChildState::Uncertain | ChildState::Sending | ChildState::Resend
-                );
+                let was_unknown = self.items[i].children[c].outcome_unknown();
                 self.items[i].answered(c);
                 self.adopt(i, c, &order, now, out);
                 if was_unknown && matches!(self.items[i].children[c].state, ChildState::Live(_)) {
@@ -666,10 +671,7 @@ impl EngineCore {
             }
             Err(BrokerError::NotFound { .. }) => {
                 self.items[i].answered(c);
-                if matches!(
-                    self.items[i].children[c].state,
-                    ChildState::Uncertain | ChildState::Sending | ChildState::Resend
-                ) {
+                if self.items[i].children[c].outcome_unknown() {
                     self.not_found(i, c, now, out);
                 }
                 self.after_change(i, now, out);
@@ -744,8 +746,7 @@ impl EngineCore {
             };
             self.record_fill(i, &fill, Some(order.filled_qty.get()), out);
         }
-        let was_unknown =
-            matches!(self.items[i].children[c].state, ChildState::Uncertain | ChildState::Sending | ChildState::Resend);
+        let was_unknown = self.items[i].children[c].outcome_unknown();
         self.adopt(i, c, order, now, out);
         if was_unknown
             && matches!(self.items[i].children[c].state, ChildState::Live(_))

@@ -158,6 +158,16 @@ pub fn order_of(request: &OrderRequest, id: &str, status: OrderStatus, filled: &
     }
 }
 
+/// `order` as the broker reports it later with `status`.
+pub fn with_status(order: &Order, status: OrderStatus) -> Order {
+    Order { status, ..order.clone() }
+}
+
+/// `order` partially filled: `filled` shares so far.
+pub fn partly_filled(order: &Order, filled: &str) -> Order {
+    Order { status: OrderStatus::PartiallyFilled, filled_qty: Qty::new(d(filled)), ..order.clone() }
+}
+
 /// A trade update for `order` (an execution of `exec_qty` at `price` for fills).
 pub fn update(event: TradeEvent, order: &Order, exec: Option<(&str, &str, &str)>, at: Timestamp) -> Input {
     Input::Update(Box::new(TradeUpdate {

@@ -25,6 +25,15 @@ fn uncertain() -> BrokerError {
     BrokerError::Uncertain { message: "504 gateway timeout".into() }
 }
 
+/// Alpaca's refusal of a client order id it already holds.
+fn duplicate_id() -> BrokerError {
+    BrokerError::Rejected {
+        reason: RejectReason::DuplicateClientOrderId,
+        code: Some(40_010_001),
+        message: "client_order_id must be unique".into(),
+    }
+}
+
 fn not_found() -> BrokerError {
     BrokerError::NotFound { what: "order".into() }
 }
@@ -113,11 +122,7 @@ fn a_resent_submit_refused_as_a_duplicate_adopts_the_order_that_arrived_late() {
         }
     }
     let resent = the_submit(&out);
-    let dup = BrokerError::Rejected {
-        reason: RejectReason::DuplicateClientOrderId,
-        code: Some(40_010_001),
-        message: "client_order_id must be unique".into(),
-    };
+    let dup = duplicate_id();
     let out = bench.feed(submitted(&resent, Err(dup)));
     assert_eq!(client_lookups(&out), vec![submit.client_order_id.clone()]);
     let late = order_of(&submit, "o-late", OrderStatus::New, "0", bench.now);
@@ -166,8 +171,7 @@ fn a_marketable_re_peg_cancels_then_sends_new_instead_of_replacing() {
     assert_eq!(cancels(&out), vec![order.id.clone()]);
     assert!(submits(&out).is_empty(), "nothing new before the cancel is final");
     // The cancel is final: the escalation goes out for what remains.
-    let mut canceled = order.clone();
-    canceled.status = OrderStatus::Canceled;
+    let canceled = with_status(&order, OrderStatus::Canceled);
     let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
     let next = the_submit(&out);
     assert_ne!(next.client_order_id, submit.client_order_id);
@@ -177,9 +181,7 @@ fn a_marketable_re_peg_cancels_then_sends_new_instead_of_replacing() {
 #[test]
 fn a_touched_order_is_never_replaced() {
     let (mut bench, submit, order) = working_buy();
-    let mut partial = order.clone();
-    partial.status = OrderStatus::PartiallyFilled;
-    partial.filled_qty = tranche_domain::Qty::new(d("1"));
+    let partial = partly_filled(&order, "1");
     bench.feed(update(TradeEvent::PartialFill, &partial, Some(("e1", "1", "100.00")), bench.now));
     let out = repeg_now(&mut bench, "99.90", "100.10");
     assert!(replaces(&out).is_empty(), "{out:#?}");
@@ -210,8 +212,7 @@ fn a_rejected_replacement_leaves_the_old_order_counted_as_working() {
     });
     // The replacement is rejected at the exchange; the old order's own
     // `order_replace_rejected` is lost. The old order still works: nothing new may be sent.
-    let mut rejected = replacement.clone();
-    rejected.status = OrderStatus::Rejected;
+    let rejected = with_status(&replacement, OrderStatus::Rejected);
     let out = bench.feed(update(TradeEvent::Rejected, &rejected, None, bench.now));
     assert!(submits(&out).is_empty(), "a second order beside the working one: {out:#?}");
     assert_eq!(bench.core.items[0].exposure(), order.qty.unwrap().get(), "the old order's leaves still count");
@@ -245,9 +246,7 @@ fn an_unclassified_replace_error_keeps_the_re_peg_schedule() {
 #[test]
 fn a_refused_cancel_of_a_live_order_is_tried_again() {
     let (mut bench, _, order) = working_buy();
-    let mut partial = order.clone();
-    partial.status = OrderStatus::PartiallyFilled;
-    partial.filled_qty = tranche_domain::Qty::new(d("1"));
+    let partial = partly_filled(&order, "1");
     bench.feed(update(TradeEvent::PartialFill, &partial, Some(("e1", "1", "100.00")), bench.now));
     let out = repeg_now(&mut bench, "99.90", "100.10");
     assert_eq!(cancels(&out), vec![order.id.clone()]);
@@ -427,11 +426,7 @@ fn a_margin_account_buys_with_cash_not_margin() {
 #[test]
 fn a_duplicate_id_order_of_another_symbol_side_or_size_is_not_adopted() {
     let (mut bench, submit) = one_buy();
-    let dup = BrokerError::Rejected {
-        reason: RejectReason::DuplicateClientOrderId,
-        code: Some(40_010_001),
-        message: "client_order_id must be unique".into(),
-    };
+    let dup = duplicate_id();
     bench.feed(submitted(&submit, Err(dup)));
     // Yesterday's order of a reused plan id: a sell, filled.
     let mut old = order_of(&submit, "yesterday", OrderStatus::Filled, "50", bench.now - chrono::Duration::days(1));
@@ -455,12 +450,9 @@ fn at_the_run_deadline_orders_are_cancelled_before_the_final_fill_read() {
     assert_eq!(cancels(&out), vec![order.id.clone()]);
     assert!(result(&out).is_none() && !fetches_fills(&out), "no result (nor fill read) while an order is open");
     // A fill lands while the cancel is on its way, then the cancel is final.
-    let mut partial = order.clone();
-    partial.status = OrderStatus::PartiallyFilled;
-    partial.filled_qty = tranche_domain::Qty::new(d("3"));
+    let partial = partly_filled(&order, "3");
     bench.feed(update(TradeEvent::PartialFill, &partial, Some(("e1", "3", "100.00")), bench.now));
-    let mut canceled = partial.clone();
-    canceled.status = OrderStatus::Canceled;
+    let canceled = with_status(&partial, OrderStatus::Canceled);
     let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
     assert!(fetches_fills(&out), "the fill read comes after the cancel is final: {out:#?}");
     let out = bench.feed(Input::Fills(Ok(Vec::new())));
@@ -530,9 +522,7 @@ fn activity(
 #[test]
 fn a_fill_seen_on_the_stream_and_in_the_activities_under_another_id_is_booked_once() {
     let (mut bench, submit, order) = working_buy();
-    let mut partial = order.clone();
-    partial.status = OrderStatus::PartiallyFilled;
-    partial.filled_qty = tranche_domain::Qty::new(d("2"));
+    let partial = partly_filled(&order, "2");
     bench.feed(update(TradeEvent::PartialFill, &partial, Some(("exec-1", "2", "100.00")), bench.now));
     // The activities list that execution under an id of their own, and a second one of the same
     // size and price whose update is still on its way.
@@ -562,9 +552,7 @@ fn a_fill_seen_on_the_stream_and_in_the_activities_under_another_id_is_booked_on
 #[test]
 fn fills_missing_after_a_read_are_read_again_after_a_wait_not_at_once() {
     let (mut bench, _, order) = working_buy();
-    let mut partial = order.clone();
-    partial.status = OrderStatus::PartiallyFilled;
-    partial.filled_qty = tranche_domain::Qty::new(d("2"));
+    let partial = partly_filled(&order, "2");
     // The broker says 2 filled, but the execution itself was lost.
     let out = bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
     assert!(fetches_fills(&out), "{out:#?}");
@@ -699,8 +687,7 @@ fn an_item_stopped_by_its_phase_deadline_is_recorded_as_finished() {
     let (mut bench, _, order) = working_buy();
     let out = bench.fire(TimerId::PhaseDeadline);
     assert_eq!(cancels(&out), vec![order.id.clone()]);
-    let mut canceled = order.clone();
-    canceled.status = OrderStatus::Canceled;
+    let canceled = with_status(&order, OrderStatus::Canceled);
     let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
     let records = item_records(&out);
     assert_eq!(records.len(), 1, "{out:#?}");
@@ -776,8 +763,7 @@ fn a_buy_whose_price_rose_buys_no_more_than_the_cash_left() {
     // The market jumps 20 %; the escalation is marketable, so it goes out as cancel, then new.
     let out = repeg_now(&mut bench, "119.90", "120.10");
     assert_eq!(cancels(&out), vec![order.id.clone()]);
-    let mut canceled = order.clone();
-    canceled.status = OrderStatus::Canceled;
+    let canceled = with_status(&order, OrderStatus::Canceled);
     let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
     let next = the_submit(&out);
     let tranche_domain::OrderAmount::Qty(qty) = next.amount else { panic!() };
@@ -924,14 +910,11 @@ fn an_answer_about_an_older_order_does_not_end_the_wait_for_a_replace() {
 fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
     let (mut bench, _, order) = working_buy();
     // The broker says 2 filled; the execution never shows, on the stream or in the activities.
-    let mut partial = order.clone();
-    partial.status = OrderStatus::PartiallyFilled;
-    partial.filled_qty = tranche_domain::Qty::new(d("2"));
+    let partial = partly_filled(&order, "2");
     bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
     bench.feed(Input::Fills(Ok(Vec::new())));
     bench.fire(TimerId::PhaseDeadline);
-    let mut canceled = partial.clone();
-    canceled.status = OrderStatus::Canceled;
+    let canceled = with_status(&partial, OrderStatus::Canceled);
     bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
     let mut done = None;
     for _ in 0..200 {
@@ -955,11 +938,7 @@ fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
 #[test]
 fn an_identical_order_under_our_id_from_an_earlier_day_is_not_adopted() {
     let (mut bench, submit) = one_buy();
-    let dup = BrokerError::Rejected {
-        reason: RejectReason::DuplicateClientOrderId,
-        code: Some(40_010_001),
-        message: "client_order_id must be unique".into(),
-    };
+    let dup = duplicate_id();
     bench.feed(submitted(&submit, Err(dup)));
     // Same symbol, side and size: yesterday's run of a reused plan id with a lost ledger.
     let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!() };

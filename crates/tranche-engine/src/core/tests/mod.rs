@@ -4,5 +4,5 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-mod bench;
+pub(crate) mod bench;
 mod cases;
