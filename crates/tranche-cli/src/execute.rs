@@ -401,6 +401,15 @@ fn finish(
                 &format!("the plan is being executed by run {run_id}; try again when it is done"),
             );
         }
+        Err(RunError::ClaimLost { run_id, reason }) => {
+            discard(report);
+            return fail(
+                exit::PLAN_BUSY,
+                &format!(
+                    "run {run_id} stopped: {reason}; the plan's result is the other worker's (`tranche ledger show`)"
+                ),
+            );
+        }
         Err(RunError::Ledger(e)) => {
             discard(report);
             return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded"));

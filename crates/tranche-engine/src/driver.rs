@@ -6,7 +6,10 @@
 //! could act on stale state; reads are retried by the broker adapter, never again here, and
 //! mutations never (a cancel at the end of the run, being idempotent, is the exception). When the run ends with orders of its own not known to be
 //! final (a deadline, an abort), each is cancelled before the result is returned, and any that
-//! could not be is named in the result's metadata (`possibly_working_orders`).
+//! could not be is named in the result's metadata (`possibly_working_orders`). With a ledger,
+//! every order goes through the fence (`fence`): intent recorded, claim proven, then sent; the
+//! claim is renewed while the run lasts (one renewal at a time, its last steps included), and a
+//! lost claim ends the run at once with [`RunError::ClaimLost`], nothing more sent or recorded.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use tranche_ledger::{BeginOutcome, Ledger, LedgerError, OrderIntent, RunHandle};
 use crate::config::EngineConfig;
 use crate::core::{EngineCore, Recovery};
 use crate::events::ProgressEvent;
+use crate::fence::{keep_renewing, Fence};
 use crate::io::{Command, Input, LedgerRecord, PreflightData, TimerId};
 
 /// The ports the engine runs on.
@@ -55,6 +59,16 @@ pub enum RunError {
     /// The ledger could not be read or begun; nothing was traded.
     #[error("the ledger cannot be used, nothing was traded: {0}")]
     Ledger(LedgerError),
+    /// Another worker took the plan over while this one ran (this worker's lease lapsed, e.g.
+    /// it was frozen or the ledger's store was unreachable for too long). This worker sent
+    /// nothing after it learnt so; the other worker continues the plan and records its result.
+    #[error("{reason}")]
+    ClaimLost {
+        /// This worker's run.
+        run_id: String,
+        /// What the ledger said.
+        reason: String,
+    },
     /// The run traded but its result could not be recorded.
     #[error("the run finished but its result could not be recorded: {error}")]
     LedgerAfterRun {
@@ -69,10 +83,36 @@ pub enum RunError {
 struct Journal {
     ledger: Arc<dyn Ledger>,
     run: RunHandle,
-    next_heartbeat: Timestamp,
+    /// The claim on the plan.
+    fence: Arc<Fence>,
+    /// When the claim is renewed next (`None`: it needs no renewal, or a renewal is under way).
+    next_renewal: Option<Timestamp>,
 }
 
-const HEARTBEAT: chrono::Duration = chrono::Duration::seconds(20);
+impl Journal {
+    fn claim_lost(&self) -> Option<RunError> {
+        self.fence.lost().map(|reason| RunError::ClaimLost { run_id: self.run.run_id.clone(), reason })
+    }
+
+    /// Starts a renewal of the claim when one is due; one at a time: the next is scheduled
+    /// when this one is done.
+    fn renew_if_due(&mut self, now: Timestamp, records: &mut JoinSet<Written>) {
+        if self.next_renewal.is_some_and(|at| now >= at) {
+            self.next_renewal = None;
+            let fence = Arc::clone(&self.fence);
+            records.spawn(async move {
+                fence.renew().await;
+                Written { order: None, error: None, renewal: true }
+            });
+        }
+    }
+
+    /// When the next renewal is due, counted from `now`.
+    fn renewal_after(&self, now: Timestamp) -> Option<Timestamp> {
+        let every = chrono::Duration::from_std(self.fence.renewal()?).ok()?;
+        now.checked_add_signed(every)
+    }
+}
 
 /// Executes `plan` with `config` on `ports` without a ledger; progress events go to `progress`
 /// when given. Never panics on broker behaviour: every failure ends up in the result.
@@ -110,7 +150,8 @@ pub async fn execute_recorded(
     ledger: Arc<dyn Ledger>,
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
 ) -> Result<ExecutionResult, RunError> {
-    let run = match ledger.begin(&plan).await.map_err(RunError::Ledger)? {
+    // A store that fails at times: begun again (a begin that failed gave the plan back).
+    let run = match retrying(&ports.clock, BEGIN_ATTEMPTS, || ledger.begin(&plan)).await.map_err(RunError::Ledger)? {
         BeginOutcome::AlreadyCompleted(result) => {
             tracing::info!(plan_id = %plan.plan_id, "plan already executed; returning its recorded result");
             return Ok(*result);
@@ -119,18 +160,22 @@ pub async fn execute_recorded(
         BeginOutcome::Started(run) => run,
     };
     let core = if run.resumed {
-        let intents = ledger.intents(&plan.plan_id).await.map_err(RunError::Ledger)?;
-        let fills = ledger.fills(&plan.plan_id).await.map_err(RunError::Ledger)?;
+        // Read as the writes are made: again while the store fails.
+        let clock = &ports.clock;
+        let intents = durably(clock, || ledger.intents(&plan.plan_id)).await.map_err(RunError::Ledger)?;
+        let fills = durably(clock, || ledger.fills(&plan.plan_id)).await.map_err(RunError::Ledger)?;
         // The engine's own clock stamped the intents: the earliest one bounds the interrupted
         // run's fills (the ledger's run times are wall-clock, which a simulation does not use).
         let started_at = intents.iter().map(|i| i.created_at).min();
         tracing::warn!(plan_id = %plan.plan_id, run_id = %run.run_id, intents = intents.len(), fills = fills.len(), "resuming an interrupted run");
-        let items = ledger.items(&plan.plan_id).await.map_err(RunError::Ledger)?;
+        let items = durably(clock, || ledger.items(&plan.plan_id)).await.map_err(RunError::Ledger)?;
         EngineCore::resuming(plan, config, Recovery { intents, fills, started_at, items })
     } else {
         EngineCore::new(plan, config)
     };
-    let journal = Journal { ledger, run, next_heartbeat: ports.clock.now() + HEARTBEAT };
+    let fence = Fence::new(Arc::clone(&ledger), run.clone());
+    let mut journal = Journal { ledger, run, fence, next_renewal: None };
+    journal.next_renewal = journal.renewal_after(ports.clock.now());
     run_loop(core, ports, Some(journal), progress).await
 }
 
@@ -147,22 +192,22 @@ async fn run_loop(
     let mut quotes_open = true;
     loop {
         while let Some(input) = queue.pop_front() {
+            // A worker that lost the plan acts no more: not even on what it already knows.
+            if let Some(lost) = journal.as_ref().and_then(Journal::claim_lost) {
+                work.tasks.abort_all();
+                work.records.abort_all();
+                return Err(lost);
+            }
             let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
             if let Some(result) = step(&mut core, input, &context, &mut work) {
-                work.tasks.abort_all();
-                let result = cancel_leftovers(result, core.open_orders(), &ports).await;
-                return finish(result, journal, work.records, work.order_writes, &ports.clock).await;
+                return end_run(result, core.open_orders(), &ports, journal, work).await;
             }
         }
         let now = ports.clock.now();
         if let Some(j) = journal.as_mut() {
-            if now >= j.next_heartbeat {
-                j.next_heartbeat = now + HEARTBEAT;
-                let (ledger, run) = (Arc::clone(&j.ledger), j.run.clone());
-                work.records.spawn(async move { Written::other(ledger.heartbeat(&run).await) });
-            }
+            j.renew_if_due(now, &mut work.records);
         }
-        let heartbeat = journal.as_ref().map(|j| j.next_heartbeat);
+        let heartbeat = journal.as_ref().and_then(|j| j.next_renewal);
         let next_timer = work.timers.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
         let wake = match (next_timer.map(|(_, at)| at), heartbeat) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -196,10 +241,18 @@ async fn run_loop(
             },
             Some(joined) = work.records.join_next(), if !work.records.is_empty() => {
                 if let Ok(written) = joined {
-                    let journal = journal.as_ref().map(|j| (Arc::clone(&j.ledger), j.run.clone()));
-                    work.order_writes.written(&written, journal, &ports.clock, &mut work.records);
+                    if let Some(j) = journal.as_mut() {
+                        if written.renewal {
+                            j.next_renewal = j.renewal_after(ports.clock.now());
+                        }
+                        if let Some(error) = &written.error {
+                            j.fence.observe(error);
+                        }
+                    }
+                    let to = journal.as_ref().map(|j| (Arc::clone(&j.ledger), j.run.clone()));
+                    work.order_writes.written(&written, to, &ports.clock, &mut work.records);
                     if let Some(error) = written.error {
-                        queue.push_back(Input::LedgerFailed(error));
+                        queue.push_back(Input::LedgerFailed(error.to_string()));
                     }
                 }
             },
@@ -232,6 +285,22 @@ async fn run_loop(
     }
 }
 
+/// The run has its result: its orders still open are cancelled and the result recorded, with
+/// the claim on the plan kept (renewed) meanwhile.
+async fn end_run(
+    result: ExecutionResult,
+    open: Vec<(ClientOrderId, Option<BrokerOrderId>)>,
+    ports: &Ports,
+    journal: Option<Journal>,
+    mut work: InFlight,
+) -> Result<ExecutionResult, RunError> {
+    work.tasks.abort_all();
+    let _renewing = journal.as_ref().and_then(|j| keep_renewing(&j.fence, &ports.clock));
+    let fence = journal.as_ref().map(|j| Arc::clone(&j.fence));
+    let result = cancel_leftovers(result, open, ports, fence.as_deref()).await;
+    finish(result, journal, work.records, work.order_writes, &ports.clock).await
+}
+
 /// Cancel attempts per leftover order (1, 2, 4, 8 s apart).
 const CANCEL_ATTEMPTS: u32 = 5;
 
@@ -241,9 +310,16 @@ async fn cancel_leftovers(
     mut result: ExecutionResult,
     open: Vec<(ClientOrderId, Option<BrokerOrderId>)>,
     ports: &Ports,
+    fence: Option<&Fence>,
 ) -> ExecutionResult {
     let mut left = Vec::new();
     for (client_id, broker_id) in open {
+        // The orders of a plan another worker took over are that worker's to manage.
+        if let Some(fence) = fence {
+            if fence.allow_cancel().await.is_err() {
+                return result;
+            }
+        }
         let id = match broker_id {
             Some(id) => id,
             // Its answer never came: find it by client order id.
@@ -306,9 +382,13 @@ async fn finish(
             let to = Some((Arc::clone(&journal.ledger), journal.run.clone()));
             order_writes.written(&written, to, clock, &mut records);
             if let Some(error) = written.error {
+                journal.fence.observe(&error);
                 failure = Some(error);
             }
         }
+    }
+    if let Some(lost) = journal.claim_lost() {
+        return Err(lost);
     }
     if let Some(error) = failure {
         // The result is what happened; a detail record the store refused does not make the
@@ -331,6 +411,12 @@ async fn finish(
         attempt += 1;
         let error = match journal.ledger.finish(&journal.run, &result).await {
             Ok(()) => return Ok(result),
+            Err(LedgerError::ClaimLost { .. }) => {
+                return Err(RunError::ClaimLost {
+                    run_id: journal.run.run_id.clone(),
+                    reason: "another worker took the plan over before this run could record its result".into(),
+                })
+            }
             Err(error) => error,
         };
         let completed = journal.ledger.runs(Some(&journal.run.plan_id)).await.is_ok_and(|runs| {
@@ -344,17 +430,30 @@ async fn finish(
         }
         tracing::warn!(%error, attempt, "recording the result failed; trying again");
         clock.sleep_until(clock.now() + wait).await;
-        wait = wait * 2;
+        wait = (wait * 2).min(chrono::Duration::seconds(8));
     }
 }
 
 /// Attempts of a ledger write before it counts as failed (0.5, 1, 2 s apart).
 const WRITE_ATTEMPTS: u32 = 4;
 
-/// Runs a ledger write, again after a storage failure (every write of the ledger is idempotent:
-/// a record is overwritten, an intent or fill created once, so a write whose answer was lost is
-/// safe to repeat); any other error (a lost claim, a finished run) is final at once.
-async fn durably<T, F, Fut>(clock: &Arc<dyn Clock>, mut write: F) -> Result<T, LedgerError>
+/// Attempts at beginning the run (0.5 s, then doubling up to 8 s apart: about 40 s in all);
+/// nothing is traded yet, so waiting for the store costs only time.
+const BEGIN_ATTEMPTS: u32 = 8;
+
+/// Runs a ledger write (or read), again after a storage failure (every write of the ledger is
+/// idempotent: a record is overwritten, an intent or fill created once, so a write whose answer
+/// was lost is safe to repeat); any other error (a lost claim, a finished run) is final at once.
+async fn durably<T, F, Fut>(clock: &Arc<dyn Clock>, write: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
+    retrying(clock, WRITE_ATTEMPTS, write).await
+}
+
+/// Runs `call` up to `attempts` times while it fails with a storage error.
+async fn retrying<T, F, Fut>(clock: &Arc<dyn Clock>, attempts: u32, mut call: F) -> Result<T, LedgerError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, LedgerError>>,
@@ -363,19 +462,19 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match write().await {
-            Err(LedgerError::Storage(e)) if attempt < WRITE_ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "a ledger write failed; trying again");
+        match call().await {
+            Err(LedgerError::Storage(e)) if attempt < attempts => {
+                tracing::debug!(error = %e, attempt, "a ledger call failed; trying again");
                 clock.sleep_until(clock.now() + wait).await;
-                wait = wait * 2;
+                wait = (wait * 2).min(chrono::Duration::seconds(8));
             }
             other => return other,
         }
     }
 }
 
-/// Attempts to record the result (1, 2, 4, 8 s apart).
-const FINISH_ATTEMPTS: u32 = 5;
+/// Attempts to record the result (1, 2, 4, then 8 s apart: about a minute in all).
+const FINISH_ATTEMPTS: u32 = 10;
 
 /// What the loop has under way: broker calls, ledger writes, timers, and the symbols whose quotes
 /// it holds.
@@ -388,15 +487,17 @@ struct InFlight {
     subscribed: BTreeSet<Symbol>,
 }
 
-/// A ledger write that completed: which order's record it was (if one), and its error.
+/// A ledger write that completed: which order's record it was (if one), its error, and whether
+/// it was a renewal of the claim (whose failures the fence keeps).
 struct Written {
     order: Option<ClientOrderId>,
-    error: Option<String>,
+    error: Option<LedgerError>,
+    renewal: bool,
 }
 
 impl Written {
     fn other(result: Result<(), LedgerError>) -> Self {
-        Self { order: None, error: result.err().map(|e| e.to_string()) }
+        Self { order: None, error: result.err(), renewal: false }
     }
 }
 
@@ -436,7 +537,7 @@ impl OrderWrites {
         self.in_flight.insert(id.clone());
         records.spawn(async move {
             let written = durably(&clock, || ledger.record_order(&run, &record)).await;
-            Written { order: Some(id), error: written.err().map(|e| e.to_string()) }
+            Written { order: Some(id), error: written.err(), renewal: false }
         });
     }
 
@@ -588,7 +689,18 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             dispatch_journaled(command, context, tasks, records, order_writes);
         }
         Command::Cancel { item, order } => {
+            let fence = context.journal.map(|j| Arc::clone(&j.fence));
             tasks.spawn(async move {
+                let refused = match &fence {
+                    Some(fence) => fence.allow_cancel().await.err(),
+                    None => None,
+                };
+                if let Some(refusal) = refused {
+                    // Only a lost claim refuses a cancel, and the run stops on it before this
+                    // answer is read.
+                    let result = Err(BrokerError::Transient { message: refusal.to_string() });
+                    return Input::Canceled { item, order, result };
+                }
                 let result = broker.cancel_order(&order).await;
                 Input::Canceled { item, order, result }
             });
@@ -632,21 +744,21 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
     None
 }
 
-/// Makes the intent of an order durable before the order leaves the process (when the run is
-/// journaled); if it cannot be written, the input that stops the order from being sent.
-async fn intent_first(
-    journal: Option<(Arc<dyn Ledger>, RunHandle)>,
+/// Makes the intent of an order durable, then proves the claim on the plan, before the order
+/// leaves the process (when the run is journaled); if either fails, the input that stops the
+/// order from being sent. The proof is valid when this returns: the caller sends at once.
+async fn cleared_to_send(
+    journal: Option<(Arc<dyn Ledger>, RunHandle, Arc<Fence>)>,
     intent: Option<OrderIntent>,
     item: usize,
     client_order_id: &ClientOrderId,
     clock: &Arc<dyn Clock>,
 ) -> Result<(), Input> {
-    let (Some((ledger, run)), Some(intent)) = (journal, intent) else { return Ok(()) };
-    durably(clock, || ledger.record_intent(&run, &intent)).await.map_err(|e| Input::IntentFailed {
-        item,
-        client_order_id: client_order_id.clone(),
-        reason: e.to_string(),
-    })
+    let (Some((ledger, run, fence)), Some(intent)) = (journal, intent) else { return Ok(()) };
+    let not_sent = |reason: String| Input::IntentFailed { item, client_order_id: client_order_id.clone(), reason };
+    durably(clock, || ledger.record_intent(&run, &intent)).await.map_err(|e| not_sent(e.to_string()))?;
+    // A lost claim stops the run before this input is read.
+    fence.prove_for_order(clock).await.map(|_| ()).map_err(|refusal| not_sent(refusal.to_string()))
 }
 
 /// Orders (intent first) and ledger records.
@@ -660,11 +772,12 @@ fn dispatch_journaled(
     let broker = Arc::clone(&context.ports.broker);
     let clock = Arc::clone(&context.ports.clock);
     let journal = context.journal.map(|j| (Arc::clone(&j.ledger), j.run.clone()));
+    let fenced = context.journal.map(|j| (Arc::clone(&j.ledger), j.run.clone(), Arc::clone(&j.fence)));
     match command {
         Command::Submit { item, request, arrival_mid } => {
             let intent = context.journal.map(|j| intent(j, item, &request, None, arrival_mid, clock.now()));
             tasks.spawn(async move {
-                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id, &clock).await {
+                if let Err(failed) = cleared_to_send(fenced, intent, item, &request.client_order_id, &clock).await {
                     return failed;
                 }
                 let result = broker.submit_order(&request).await;
@@ -684,7 +797,7 @@ fn dispatch_journaled(
             };
             let intent = context.journal.map(|j| intent(j, item, &as_order, Some(&order), arrival_mid, clock.now()));
             tasks.spawn(async move {
-                if let Err(failed) = intent_first(journal, intent, item, &request.client_order_id, &clock).await {
+                if let Err(failed) = cleared_to_send(fenced, intent, item, &request.client_order_id, &clock).await {
                     return failed;
                 }
                 let result = broker.replace_order(&order, &request).await;

@@ -5,7 +5,9 @@
 //!   escalation, settlement and buying-power scaling, and the result.
 //! - [`execute`] is the driver: it runs the core's commands against the `Broker`, `OrderEvents`,
 //!   `QuoteFeed` and `Clock` ports, feeds the answers back, and returns the result. Its `select!`
-//!   is biased: order events first, then broker answers, then quotes, then timers.
+//!   is biased: order events first, then broker answers, then quotes, then timers. With a ledger
+//!   ([`execute_recorded`]) every order is fenced: sent only under a freshly proven claim on the
+//!   plan, and a worker that lost the plan to another stops at once.
 //!
 //! The engine depends on the ports only, never on an adapter.
 
@@ -13,6 +15,7 @@ mod config;
 mod core;
 mod driver;
 mod events;
+mod fence;
 mod io;
 mod preview;
 pub mod pricing;

@@ -6,8 +6,8 @@
 //!   versioned schema, one live worker per plan through an operating-system file lock that a
 //!   crashed process releases.
 //! - `ObjectLedger` (feature `s3`): S3 and compatible stores; every record its own object,
-//!   a plan lease by conditional create, and each finished run archived whole under
-//!   `trade-ledgers/YYYY/MM/DD/`.
+//!   one worker per plan through a fenced lease (conditional writes of a lock object, proven
+//!   before every order), and each finished run archived whole under `trade-ledgers/YYYY/MM/DD/`.
 //! - `OnOwnRuntime` (feature `s3`): any ledger served from a runtime of its own, for callers
 //!   whose runtime has no I/O driver or runs in virtual time (the embedded simulator).
 //! - `faults` (feature `faults`, for tests): seeded fault injection, `FaultyStore` over any
@@ -28,11 +28,11 @@ mod port;
 mod sqlite;
 
 pub use model::{
-    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
-    RunStatus,
+    BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle,
+    RunRecord, RunStatus,
 };
 #[cfg(feature = "s3")]
-pub use object::{s3_store, ObjectLedger, S3Settings, TimeSource, DEFAULT_LEASE};
+pub use object::{s3_store, LeaseTerms, ObjectLedger, S3Settings, TimeSource};
 #[cfg(feature = "s3")]
 pub use own_runtime::OnOwnRuntime;
 pub use port::Ledger;

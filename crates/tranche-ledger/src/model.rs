@@ -230,4 +230,31 @@ pub enum LedgerError {
     /// A storage failure that persisted after retries.
     #[error("ledger storage failed: {0}")]
     Storage(String),
+    /// Another worker took the plan over (this worker's lease lapsed and was taken, or the plan
+    /// was finished by the other): this worker must stop acting on the plan at once.
+    #[error("run {run_id} lost its claim on plan {plan_id} to another worker; it stops here and the other continues")]
+    ClaimLost {
+        /// The run that lost the claim.
+        run_id: String,
+        /// The plan.
+        plan_id: String,
+    },
+    /// The ledger was configured with values it cannot work with.
+    #[error("invalid ledger setting: {0}")]
+    Invalid(String),
+}
+
+/// What a proof of the claim on a plan allows: acting on the plan (sending orders, recording
+/// what a later run relies on) for `valid_for`, counted from the moment the proof was asked
+/// for, on the caller's monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimProof {
+    /// How long the claim is proven for (`None`: as long as the process lives, e.g. an
+    /// operating-system lock).
+    pub valid_for: Option<std::time::Duration>,
+}
+
+impl ClaimProof {
+    /// A claim that holds as long as the process does.
+    pub const UNBOUNDED: Self = Self { valid_for: None };
 }

@@ -6,7 +6,7 @@
 //! A caller in real time awaits the answer ([`OnOwnRuntime::new`]). A caller in virtual time
 //! ([`OnOwnRuntime::for_virtual_time`]) has its thread wait for it: a paused tokio runtime whose
 //! tasks all wait jumps to its next timer, so awaiting would let simulated time run on during
-//! every write (and a lease's heartbeats pile up); blocking the simulation's thread makes ledger
+//! every write (and a lease's renewals pile up); blocking the simulation's thread makes ledger
 //! I/O take no virtual time, as the simulation's other ports do.
 //!
 //! Invariants: every call is forwarded unchanged to the inner ledger and its answer returned
@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle,
+    RunRecord,
 };
 use crate::port::Ledger;
 
@@ -98,9 +99,13 @@ impl Ledger for OnOwnRuntime {
         self.on_runtime(|l| async move { l.begin(&plan).await }).await
     }
 
-    async fn heartbeat(&self, run: &RunHandle) -> Result<(), LedgerError> {
+    fn claim_renewal(&self) -> Option<std::time::Duration> {
+        self.inner.claim_renewal()
+    }
+
+    async fn prove_claim(&self, run: &RunHandle) -> Result<ClaimProof, LedgerError> {
         let run = run.clone();
-        self.on_runtime(|l| async move { l.heartbeat(&run).await }).await
+        self.on_runtime(|l| async move { l.prove_claim(&run).await }).await
     }
 
     async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {

@@ -1,7 +1,8 @@
 //! The `Ledger` port: what the engine records and what it asks back.
 //!
 //! Invariants every backend keeps: `begin` refuses a plan that another live worker runs and
-//! returns the recorded result of a completed plan; `record_intent` is durable before it
+//! returns the recorded result of a completed plan; only the worker holding the plan's claim
+//! records what a later run relies on (items, the result); `record_intent` is durable before it
 //! returns (the engine sends the order only afterwards); `record_fill` is idempotent on the
 //! execution id; `finish` records the result durably.
 
@@ -9,7 +10,8 @@ use async_trait::async_trait;
 use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle,
+    RunRecord,
 };
 
 /// A durable trade ledger.
@@ -18,10 +20,19 @@ pub trait Ledger: Send + Sync {
     /// Begins (or resumes, after an interruption) a run of `plan`.
     async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError>;
 
-    /// Keeps the plan claimed by this worker (renews a lease where the backend uses one). The
-    /// engine calls it periodically; an error means the claim is lost and the run must stop.
-    async fn heartbeat(&self, _run: &RunHandle) -> Result<(), LedgerError> {
-        Ok(())
+    /// How often the engine renews its claim on a plan with [`Ledger::prove_claim`] while it
+    /// runs (`None`: the claim needs no renewal, it lasts as long as the process).
+    fn claim_renewal(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Proves that this worker still holds `run`'s plan, by a write that began after this call
+    /// was made and that fails for a worker that lost the plan (renewing the lease where the
+    /// backend has one). The engine proves its claim before every order it sends and sends it
+    /// only within the proof's `valid_for`. [`LedgerError::ClaimLost`]: another worker has the
+    /// plan, stop at once; any other error: the claim could not be proven now (try again).
+    async fn prove_claim(&self, _run: &RunHandle) -> Result<ClaimProof, LedgerError> {
+        Ok(ClaimProof::UNBOUNDED)
     }
 
     /// Records an order attempt before it is sent.

@@ -89,7 +89,7 @@ async fn transcript(ledger: &dyn Ledger, plan_id: &str) -> Vec<String> {
     let plan = plan(plan_id);
     let run = started(ledger.begin(&plan).await.unwrap());
     let mut out = vec![format!("{:?}", run.resumed), format!("{:?}", ledger.begin(&plan).await)];
-    out.push(format!("{:?}", ledger.heartbeat(&run).await));
+    out.push(format!("{:?}", ledger.prove_claim(&run).await));
     for _ in 0..2 {
         out.push(format!("{:?}", ledger.record_intent(&run, &intent(&run, 0)).await));
     }
@@ -113,6 +113,18 @@ async fn transcript(ledger: &dyn Ledger, plan_id: &str) -> Vec<String> {
     let runs: Vec<RunRecord> = ledger.runs(Some(plan_id)).await.unwrap().into_iter().map(timeless).collect();
     out.push(format!("{runs:?}"));
     out.into_iter().map(|line| line.replace(&run.run_id, "RUN")).collect()
+}
+
+/// A wall clock `ahead` of this one (a worker that comes after another's lease has lapsed).
+fn later(ahead: Duration) -> tranche_ledger::TimeSource {
+    let ahead = chrono::Duration::from_std(ahead).unwrap();
+    Arc::new(move || chrono::Utc::now() + ahead)
+}
+
+/// A wall clock that follows the test's virtual time.
+fn virtual_wall_clock() -> tranche_ledger::TimeSource {
+    let (start, base) = (tokio::time::Instant::now(), chrono::Utc::now());
+    Arc::new(move || base + chrono::Duration::from_std(start.elapsed()).unwrap())
 }
 
 fn faulty(inner: &Arc<dyn ObjectStore>, plan: FaultPlan) -> Arc<FaultyStore> {
@@ -289,7 +301,7 @@ async fn a_dead_process_applies_nothing_after_its_last_write() {
 async fn an_object_ledger_killed_between_two_writes_is_resumed_from_exactly_those_writes() {
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let store = faulty(&inner, FaultPlan::none(6));
-    let first = ObjectLedger::new(as_store(&store), "ledger", "worker-a").with_lease(Duration::ZERO);
+    let first = ObjectLedger::new(as_store(&store), "ledger", "worker-a");
     let plan = plan("plan-killed");
     let run = started(first.begin(&plan).await.unwrap());
     first.record_intent(&run, &intent(&run, 0)).await.unwrap();
@@ -299,7 +311,8 @@ async fn an_object_ledger_killed_between_two_writes_is_resumed_from_exactly_thos
     assert!(err.to_string().contains("the process is dead"), "{err}");
     assert!(first.fills(&plan.plan_id).await.is_err(), "a dead process reads nothing either");
 
-    let second = ObjectLedger::new(inner, "ledger", "worker-b");
+    // The second worker comes after the first's lease has lapsed.
+    let second = ObjectLedger::new(inner, "ledger", "worker-b").with_time_source(later(Duration::from_secs(120)));
     let resumed = started(second.begin(&plan).await.unwrap());
     assert!(resumed.resumed);
     assert_eq!(resumed.run_id, run.run_id);
@@ -435,13 +448,20 @@ async fn the_object_ledger_keeps_its_state_on_a_moderately_faulty_store() {
     for seed in 0..64 {
         let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let store = faulty(&inner, FaultPlan::moderate(seed));
-        // A lease of zero: a begin whose lock write lost its answer can take its own lock over on
-        // retry (with a live lease the retry would see the plan as running until it ran out).
-        let ledger = ObjectLedger::new(as_store(&store), "ledger", "worker").with_lease(Duration::ZERO);
+        // The worker's clock is the virtual one: a begin whose lock could not be released after
+        // a failure waits out the lease, as a real worker would.
+        let ledger = ObjectLedger::new(as_store(&store), "ledger", "worker").with_time_source(virtual_wall_clock());
         let (ledger, plan) = (&ledger, &plan(&format!("plan-moderate-{seed}")));
-        let run = match until_ok("begin", move || ledger.begin(plan)).await {
-            BeginOutcome::Started(run) => run,
-            other => panic!("seed {seed}: {other:?}"),
+        let mut waits = 0;
+        let run = loop {
+            match until_ok("begin", move || ledger.begin(plan)).await {
+                BeginOutcome::Started(run) => break run,
+                BeginOutcome::AlreadyRunning { .. } if waits < 3 => {
+                    waits += 1;
+                    tokio::time::sleep(Duration::from_secs(70)).await;
+                }
+                other => panic!("seed {seed}: {other:?}"),
+            }
         };
         let run = &run;
         for n in 0..6_u16 {

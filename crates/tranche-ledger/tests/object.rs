@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
@@ -32,7 +31,7 @@ async fn suite(store: Arc<dyn ObjectStore>, prefix: &str) {
     let run = started(worker_a.begin(&plan).await.unwrap());
     assert!(!run.resumed);
     assert_eq!(worker_b.begin(&plan).await.unwrap(), BeginOutcome::AlreadyRunning { run_id: run.run_id.clone() });
-    worker_a.heartbeat(&run).await.unwrap();
+    assert!(worker_a.prove_claim(&run).await.unwrap().valid_for.is_some());
     support::items_are_recorded_latest_first_by_index(&worker_a, &run).await;
 
     // Fills once, duplicates counted.
@@ -61,12 +60,15 @@ async fn suite(store: Arc<dyn ObjectStore>, prefix: &str) {
         "{location}"
     );
 
-    // A crashed worker's lease runs out; the next worker resumes its run.
-    let short_a = ObjectLedger::new(Arc::clone(&store), prefix, "worker-a").with_lease(Duration::ZERO);
+    // A crashed worker's lease runs out; the next worker (here: two minutes later) resumes its run.
+    let crashing = ObjectLedger::new(Arc::clone(&store), prefix, "worker-a");
     let other = make_plan("plan-object-2");
-    let crashed = started(short_a.begin(&other).await.unwrap());
-    short_a.record_fill(&crashed, &fill(&crashed, 9)).await.unwrap();
-    drop(short_a);
+    let crashed = started(crashing.begin(&other).await.unwrap());
+    crashing.record_fill(&crashed, &fill(&crashed, 9)).await.unwrap();
+    drop(crashing);
+    assert!(matches!(worker_b.begin(&other).await.unwrap(), BeginOutcome::AlreadyRunning { .. }));
+    let two_minutes = chrono::Duration::minutes(2);
+    let worker_b = worker_b.with_time_source(Arc::new(move || chrono::Utc::now() + two_minutes));
     let resumed = started(worker_b.begin(&other).await.unwrap());
     assert!(resumed.resumed);
     assert_eq!(resumed.run_id, crashed.run_id);

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tranche_broker::{Clock, OrderEvents, StreamEvent};
 use tranche_domain::{ExecutionResult, RebalancePlan, Timestamp};
 use tranche_engine::{execute_recorded, EngineConfig, Ports, RunError};
-use tranche_ledger::ObjectLedger;
+use tranche_ledger::{LeaseTerms, ObjectLedger};
 use tranche_sim::SimulatedBroker;
 
 /// A worker's own clock: the shared clock plus a fixed skew (positive: this worker's clock is
@@ -102,8 +102,8 @@ pub struct TwoWorkers {
     pub second_skew_ms: i64,
     /// The first worker stops being polled `.0` after its start, for `.1`.
     pub first_paused: Option<(Duration, Duration)>,
-    /// The ledger lease of both workers.
-    pub lease: Duration,
+    /// The ledger lease of both workers (its clock skew allowance covers `second_skew_ms`).
+    pub lease: LeaseTerms,
 }
 
 /// What the two workers returned.

@@ -1,7 +1,7 @@
 //! `FaultyLedger`: any [`Ledger`] with seeded faults (slow calls, failures before and after the
 //! call is applied, death after N writes); how the SQLite backend is made to misbehave.
 //!
-//! Invariants: the writes are `begin`, `heartbeat`, `record_intent`, `record_order`,
+//! Invariants: the writes are `begin`, `prove_claim`, `record_intent`, `record_order`,
 //! `record_fill`, `record_item` and `finish`; a write counts as applied when the inner ledger answered `Ok`.
 //! Spurious precondition failures are an object-store fault and never fire here. With
 //! [`FaultPlan::none`] every call is passed through unchanged.
@@ -14,7 +14,8 @@ use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use super::{Access, FaultInjector, FaultPlan, InjectedFault};
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
+    BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle,
+    RunRecord,
 };
 use crate::port::Ledger;
 
@@ -83,8 +84,12 @@ impl Ledger for FaultyLedger {
         self.call("begin", &plan.plan_id, Access::Write, self.inner.begin(plan)).await
     }
 
-    async fn heartbeat(&self, run: &RunHandle) -> Result<(), LedgerError> {
-        self.call("heartbeat", &run.run_id, Access::Write, self.inner.heartbeat(run)).await
+    fn claim_renewal(&self) -> Option<std::time::Duration> {
+        self.inner.claim_renewal()
+    }
+
+    async fn prove_claim(&self, run: &RunHandle) -> Result<ClaimProof, LedgerError> {
+        self.call("prove_claim", &run.run_id, Access::Write, self.inner.prove_claim(run)).await
     }
 
     async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {

@@ -11,7 +11,7 @@ mod schema;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,8 +26,15 @@ use crate::model::{
 use crate::port::Ledger;
 use schema::{latest_version, APPLICATION_ID, MIGRATIONS};
 
-/// A ledger in one SQLite file.
+/// A ledger in one SQLite file. Its calls block on disk I/O (a durable commit waits for the
+/// disk), so each runs on tokio's blocking pool, off the async runtime's threads; called
+/// outside a tokio runtime, a call runs on the caller's thread.
 pub struct SqliteLedger {
+    db: Arc<Db>,
+}
+
+/// The database, its connection and the plan locks this process holds.
+struct Db {
     path: PathBuf,
     conn: Mutex<Connection>,
     locks: Mutex<HashMap<String, File>>,
@@ -35,7 +42,7 @@ pub struct SqliteLedger {
 
 impl std::fmt::Debug for SqliteLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteLedger").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteLedger").field("path", &self.db.path).finish_non_exhaustive()
     }
 }
 
@@ -123,14 +130,31 @@ impl SqliteLedger {
         if check != "ok" {
             return Err(LedgerError::Corrupt { path: shown, message: check });
         }
-        Ok(Self { path, conn: Mutex::new(conn), locks: Mutex::new(HashMap::new()) })
+        Ok(Self { db: Arc::new(Db { path, conn: Mutex::new(conn), locks: Mutex::new(HashMap::new()) }) })
     }
 
     /// The ledger file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.db.path
     }
 
+    /// Runs `call` on the database off the async runtime (on its blocking pool), or on this
+    /// thread outside a tokio runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Db) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let db = Arc::clone(&self.db);
+        if tokio::runtime::Handle::try_current().is_err() {
+            return call(&db);
+        }
+        tokio::task::spawn_blocking(move || call(&db))
+            .await
+            .map_err(|e| LedgerError::Storage(format!("the ledger's call was lost: {e}")))?
+    }
+}
+
+impl Db {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // rusqlite's connection stays usable after a panic elsewhere; transactions roll back.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
@@ -210,9 +234,9 @@ impl SqliteLedger {
 const RUN_COLUMNS: &str =
     "run_id, plan_id, correlation_id, started_at, finished_at, status, result_json, duplicate_fills";
 
-#[async_trait]
-impl Ledger for SqliteLedger {
-    async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
+/// The ledger's calls, each blocking its thread for the time of its transaction.
+impl Db {
+    fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
         let plan_id = plan.plan_id.as_str();
         let completed = |conn: &Connection| -> Result<Option<ExecutionResult>, LedgerError> {
             let text: Option<String> = conn
@@ -264,7 +288,7 @@ impl Ledger for SqliteLedger {
         outcome
     }
 
-    async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {
+    fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {
         let conn = self.conn();
         self.active(&conn, run)?;
         conn.execute(
@@ -290,7 +314,7 @@ impl Ledger for SqliteLedger {
         Ok(())
     }
 
-    async fn record_order(&self, run: &RunHandle, order: &OrderRecord) -> Result<(), LedgerError> {
+    fn record_order(&self, run: &RunHandle, order: &OrderRecord) -> Result<(), LedgerError> {
         let conn = self.conn();
         self.active(&conn, run)?;
         conn.execute(
@@ -317,7 +341,7 @@ impl Ledger for SqliteLedger {
         Ok(())
     }
 
-    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
+    fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
         let conn = self.conn();
         self.active(&conn, run)?;
         let record = serde_json::to_string(item).map_err(|e| LedgerError::Storage(e.to_string()))?;
@@ -330,7 +354,7 @@ impl Ledger for SqliteLedger {
         Ok(())
     }
 
-    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+    fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
         let conn = self.conn();
         let rows =
             select_all(&conn, "SELECT record FROM items WHERE plan_id = ?1 ORDER BY item_index", [plan_id], |r| {
@@ -343,7 +367,7 @@ impl Ledger for SqliteLedger {
             .collect()
     }
 
-    async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {
+    fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {
         let mut conn = self.conn();
         self.active(&conn, run)?;
         let tx = conn.transaction().map_err(storage)?;
@@ -378,7 +402,7 @@ impl Ledger for SqliteLedger {
         Ok(if inserted == 0 { FillOutcome::Duplicate } else { FillOutcome::Recorded })
     }
 
-    async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {
+    fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {
         {
             let conn = self.conn();
             self.active(&conn, run)?;
@@ -393,7 +417,7 @@ impl Ledger for SqliteLedger {
         Ok(())
     }
 
-    async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
+    fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
         let conn = self.conn();
         let raws = match plan_id {
             Some(p) => select_all(
@@ -409,7 +433,7 @@ impl Ledger for SqliteLedger {
         raws.into_iter().map(Self::to_run).collect()
     }
 
-    async fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError> {
+    fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError> {
         let conn = self.conn();
         let rows = select_all(
             &conn,
@@ -471,7 +495,7 @@ impl Ledger for SqliteLedger {
             .collect()
     }
 
-    async fn orders(&self, plan_id: &str) -> Result<Vec<OrderRecord>, LedgerError> {
+    fn orders(&self, plan_id: &str) -> Result<Vec<OrderRecord>, LedgerError> {
         let conn = self.conn();
         let rows = select_all(
             &conn,
@@ -509,7 +533,7 @@ impl Ledger for SqliteLedger {
             .collect()
     }
 
-    async fn fills(&self, plan_id: &str) -> Result<Vec<FillRecord>, LedgerError> {
+    fn fills(&self, plan_id: &str) -> Result<Vec<FillRecord>, LedgerError> {
         let conn = self.conn();
         let rows = select_all(
             &conn,
@@ -557,5 +581,68 @@ impl Ledger for SqliteLedger {
                 })
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
+        let plan = plan.clone();
+        self.blocking(move |db| db.begin(&plan)).await
+    }
+
+    async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {
+        let run = run.clone();
+        let intent = intent.clone();
+        self.blocking(move |db| db.record_intent(&run, &intent)).await
+    }
+
+    async fn record_order(&self, run: &RunHandle, order: &OrderRecord) -> Result<(), LedgerError> {
+        let run = run.clone();
+        let order = order.clone();
+        self.blocking(move |db| db.record_order(&run, &order)).await
+    }
+
+    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
+        let run = run.clone();
+        let item = item.clone();
+        self.blocking(move |db| db.record_item(&run, &item)).await
+    }
+
+    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+        let plan_id = plan_id.to_owned();
+        self.blocking(move |db| db.items(&plan_id)).await
+    }
+
+    async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {
+        let run = run.clone();
+        let fill = fill.clone();
+        self.blocking(move |db| db.record_fill(&run, &fill)).await
+    }
+
+    async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {
+        let run = run.clone();
+        let result = result.clone();
+        self.blocking(move |db| db.finish(&run, &result)).await
+    }
+
+    async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
+        let plan_id = plan_id.map(str::to_owned);
+        self.blocking(move |db| db.runs(plan_id.as_deref())).await
+    }
+
+    async fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError> {
+        let plan_id = plan_id.to_owned();
+        self.blocking(move |db| db.intents(&plan_id)).await
+    }
+
+    async fn orders(&self, plan_id: &str) -> Result<Vec<OrderRecord>, LedgerError> {
+        let plan_id = plan_id.to_owned();
+        self.blocking(move |db| db.orders(&plan_id)).await
+    }
+
+    async fn fills(&self, plan_id: &str) -> Result<Vec<FillRecord>, LedgerError> {
+        let plan_id = plan_id.to_owned();
+        self.blocking(move |db| db.fills(&plan_id)).await
     }
 }

@@ -1,16 +1,23 @@
 //! The object-store ledger (S3 and compatible stores, through `object_store`): every record is
 //! its own object, written as it happens, so a crash loses nothing; one worker per plan through
-//! a lease object taken by conditional create and renewed by conditional update; each finished
-//! run also written whole at `trade-ledgers/YYYY/MM/DD/HHMMSS-<run id>-<correlation id>.json`
-//! (the predecessor's layout).
+//! a fenced lease on a lock object (see `lease`); each finished run also written whole at
+//! `trade-ledgers/YYYY/MM/DD/HHMMSS-<run id>-<correlation id>.json` (the predecessor's layout).
 //!
 //! Layout under the prefix: `plans/<plan key>/{lock.json, completed.json, runs/<run id>.json,
-//! intents/<client order id>.json, orders/<client order id>.json, fills/<execution key>.json}`.
+//! intents/<client order id>.json, orders/<client order id>.json, fills/<execution key>.json,
+//! items/<index>.json}`.
 //!
-//! Invariants: a fill object is created only if absent (duplicates are detected by the store,
-//! even across workers); the lock is only ever changed by conditional writes; transient store
-//! errors are retried by the store client with backoff, and a write that finally fails is an
-//! error the engine must surface (the run fails loudly).
+//! Invariants: a plan is completed by one conditional create of `completed.json`, written
+//! under a freshly proven lease, and `begin` looks for it again after taking the lock, so a
+//! completed plan is never executed again; a crash between any two writes of `finish` leaves the
+//! plan either resumable (no marker) or completed (marker; the rest is repaired by the next
+//! `begin`); intents and fills are created only if absent, and a refusal is believed only once
+//! the object is read back; every record is written under a proven lease (a worker that lost
+//! the plan, e.g. frozen past its lease, finds out at its first write and writes nothing); transient store
+//! errors are retried by the store client, and a write that finally fails is an error the engine
+//! must surface.
+
+mod lease;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,20 +31,29 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tranche_domain::{ExecutionResult, RebalancePlan};
 
+pub use lease::LeaseTerms;
+use lease::{Held, Taken};
+
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
-    RunStatus,
+    BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle,
+    RunRecord, RunStatus,
 };
 use crate::port::Ledger;
 
-/// How long a worker's claim on a plan lasts without a heartbeat (default).
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-
+/// The completion marker of a plan: which run completed it, when, and its result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Lock {
+struct Completion {
     run_id: String,
-    owner: String,
-    expires_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    result: ExecutionResult,
+}
+
+/// `completed.json` as written by this version, or by an earlier one (the bare result).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StoredCompletion {
+    Marked(Completion),
+    Bare(ExecutionResult),
 }
 
 #[derive(Debug, Serialize)]
@@ -49,14 +65,22 @@ struct FinishedRun<'a> {
     fills: Vec<FillRecord>,
 }
 
+/// What a create-if-absent came to.
+enum Created {
+    /// Written now.
+    New,
+    /// The object was there already (written earlier, by this worker or another).
+    Existing,
+}
+
 /// A ledger in an object store.
 pub struct ObjectLedger {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     owner: String,
-    lease: Duration,
-    /// Per active run: the lock's version, for conditional renewal.
-    locks: Mutex<HashMap<String, UpdateVersion>>,
+    lease: LeaseTerms,
+    /// Per active run: the lock this worker holds for it.
+    leases: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Held>>>>,
     /// This worker's clock (lease expiry, run times): the wall clock unless a test gives it
     /// another (a simulated worker's skewed, virtual clock).
     now: TimeSource,
@@ -89,14 +113,15 @@ fn safe(text: &str) -> String {
 }
 
 impl ObjectLedger {
-    /// A ledger under `prefix` in `store`; `owner` names this worker in the plan lock.
+    /// A ledger under `prefix` in `store`; `owner` names this worker in the plan lock. The lease
+    /// is [`LeaseTerms::default`].
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, owner: impl Into<String>) -> Self {
         Self {
             store,
             prefix: Path::from(prefix),
             owner: owner.into(),
-            lease: DEFAULT_LEASE,
-            locks: Mutex::new(HashMap::new()),
+            lease: LeaseTerms::default(),
+            leases: Mutex::new(HashMap::new()),
             now: Arc::new(Utc::now),
         }
     }
@@ -109,10 +134,10 @@ impl ObjectLedger {
         self
     }
 
-    /// The same ledger with another lease length.
+    /// The same ledger with other lease terms.
     #[must_use]
-    pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+    pub fn with_lease(mut self, terms: LeaseTerms) -> Self {
+        self.lease = terms;
         self
     }
 
@@ -142,12 +167,32 @@ impl ObjectLedger {
         path: &Path,
         value: &T,
         mode: PutMode,
-    ) -> Result<Option<UpdateVersion>, object_store::Error> {
+    ) -> Result<UpdateVersion, object_store::Error> {
         let bytes = serde_json::to_vec_pretty(value)
             .map_err(|e| object_store::Error::Generic { store: "ledger", source: Box::new(e) })?;
         let result =
             self.store.put_opts(path, PutPayload::from(bytes), PutOptions { mode, ..PutOptions::default() }).await?;
-        Ok(Some(UpdateVersion { e_tag: result.e_tag, version: result.version }))
+        Ok(UpdateVersion { e_tag: result.e_tag, version: result.version })
+    }
+
+    /// Creates `path` holding `value` unless it exists. A refusal is believed only when the
+    /// object is there (a store may refuse a create spuriously); a failure may have been
+    /// applied, which a repeated call then finds as `Existing`.
+    async fn create_once<T: Serialize>(&self, path: &Path, value: &T) -> Result<Created, LedgerError> {
+        for _ in 0..4 {
+            match self.put_json(path, value, PutMode::Create).await {
+                Ok(_) => return Ok(Created::New),
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    match self.store.head(path).await {
+                        Ok(_) => return Ok(Created::Existing),
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(storage(e)),
+                    }
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        Err(LedgerError::Storage(format!("the store kept refusing to create {path}, which is not there")))
     }
 
     async fn list_json<T: for<'de> Deserialize<'de>>(&self, dir: &Path) -> Result<Vec<T>, LedgerError> {
@@ -167,19 +212,9 @@ impl ObjectLedger {
         Ok(out)
     }
 
-    fn new_lock(&self, run_id: &str) -> Lock {
-        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
-        Lock { run_id: run_id.to_owned(), owner: self.owner.clone(), expires_at: (self.now)() + lease }
-    }
-
-    fn remember(&self, run_id: &str, version: Option<UpdateVersion>) {
-        if let Some(v) = version {
-            self.locks.lock().unwrap_or_else(PoisonError::into_inner).insert(run_id.to_owned(), v);
-        }
-    }
-
-    fn version_of(&self, run: &RunHandle) -> Result<UpdateVersion, LedgerError> {
-        self.locks
+    /// The lock this worker holds for `run`.
+    fn held(&self, run: &RunHandle) -> Result<Arc<tokio::sync::Mutex<Held>>, LedgerError> {
+        self.leases
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&run.run_id)
@@ -187,53 +222,99 @@ impl ObjectLedger {
             .ok_or_else(|| LedgerError::NotActive { run_id: run.run_id.clone() })
     }
 
+    fn run_path(&self, plan_id: &str, run_id: &str) -> Path {
+        self.plan_dir(plan_id).child("runs").child(format!("{}.json", safe(run_id)))
+    }
+
     async fn run_record(&self, plan_id: &str, run_id: &str) -> Result<RunRecord, LedgerError> {
-        let path = self.plan_dir(plan_id).child("runs").child(format!("{}.json", safe(run_id)));
-        self.get_json::<RunRecord>(&path)
+        self.get_json::<RunRecord>(&self.run_path(plan_id, run_id))
             .await?
             .map(|(r, _)| r)
             .ok_or_else(|| LedgerError::NotActive { run_id: run_id.to_owned() })
     }
 
     async fn write_run(&self, record: &RunRecord) -> Result<(), LedgerError> {
-        let path = self.plan_dir(&record.plan_id).child("runs").child(format!("{}.json", safe(&record.run_id)));
-        self.put_json(&path, record, PutMode::Overwrite).await.map_err(storage)?;
+        self.put_json(&self.run_path(&record.plan_id, &record.run_id), record, PutMode::Overwrite)
+            .await
+            .map_err(storage)?;
         Ok(())
     }
-}
 
-#[async_trait]
-impl Ledger for ObjectLedger {
-    async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
-        let dir = self.plan_dir(&plan.plan_id);
-        if let Some((result, _)) = self.get_json::<ExecutionResult>(&dir.child("completed.json")).await? {
-            return Ok(BeginOutcome::AlreadyCompleted(Box::new(result)));
+    /// The plan's completion marker, if it was completed.
+    async fn completion(&self, plan_id: &str) -> Result<Option<StoredCompletion>, LedgerError> {
+        let path = self.plan_dir(plan_id).child("completed.json");
+        Ok(self.get_json::<StoredCompletion>(&path).await?.map(|(c, _)| c))
+    }
+
+    /// Writes what follows the completion marker: the run record completed, then the run
+    /// archived whole. Each is skipped when already written and is an overwrite with the same
+    /// content otherwise, so repeating this after any failure is safe.
+    async fn write_completed_run(&self, plan_id: &str, completion: &Completion) -> Result<(), LedgerError> {
+        let mut record = self.run_record(plan_id, &completion.run_id).await?;
+        if record.status != RunStatus::Completed {
+            record.status = RunStatus::Completed;
+            record.finished_at = Some(completion.finished_at);
+            record.result = Some(completion.result.clone());
+            self.write_run(&record).await?;
         }
-        let runs: Vec<RunRecord> = self.list_json(&dir.child("runs")).await?;
-        let interrupted = runs.iter().filter(|r| r.status == RunStatus::Running).max_by_key(|r| r.started_at).cloned();
-        let run_id = interrupted.as_ref().map_or_else(new_run_id, |r| r.run_id.clone());
-        let lock_path = dir.child("lock.json");
-        let taken = match self.get_json::<Lock>(&lock_path).await? {
-            None => self.put_json(&lock_path, &self.new_lock(&run_id), PutMode::Create).await,
-            Some((lock, _)) if lock.expires_at > (self.now)() => {
-                return Ok(BeginOutcome::AlreadyRunning { run_id: lock.run_id })
-            }
-            // An expired lease: its worker is gone. Take it over, unless someone else just did.
-            Some((_, version)) => self.put_json(&lock_path, &self.new_lock(&run_id), PutMode::Update(version)).await,
-        };
-        match taken {
-            Ok(version) => self.remember(&run_id, version),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                let holder =
-                    self.get_json::<Lock>(&lock_path).await?.map_or_else(|| "(unknown)".to_owned(), |(l, _)| l.run_id);
-                return Ok(BeginOutcome::AlreadyRunning { run_id: holder });
-            }
+        let archive = self.archive_path(&record, completion.finished_at);
+        match self.store.head(&archive).await {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(storage(e)),
         }
+        let whole = FinishedRun {
+            schema_version: 1,
+            run: &record,
+            intents: self.intents(plan_id).await?,
+            orders: self.orders(plan_id).await?,
+            fills: self.fills(plan_id).await?,
+        };
+        self.put_json(&archive, &whole, PutMode::Overwrite).await.map_err(storage)?;
+        Ok(())
+    }
+
+    /// Where a run finished at `finished_at` is archived whole (the predecessor's layout).
+    fn archive_path(&self, record: &RunRecord, finished_at: DateTime<Utc>) -> Path {
+        self.prefix
+            .child("trade-ledgers")
+            .child(finished_at.format("%Y").to_string())
+            .child(finished_at.format("%m").to_string())
+            .child(finished_at.format("%d").to_string())
+            .child(format!(
+                "{}-{}-{}.json",
+                finished_at.format("%H%M%S"),
+                safe(&record.run_id),
+                safe(&record.correlation_id)
+            ))
+    }
+
+    /// Begins under the lock just taken: completed since the first look, resumed, or new.
+    async fn begin_locked(&self, plan: &RebalancePlan, mut held: Held) -> Result<BeginOutcome, LedgerError> {
+        // A worker that held the lock may have completed the plan since the first look.
+        if let Some(done) = self.completion(&plan.plan_id).await? {
+            self.release(&plan.plan_id, &held.lock.run_id).await;
+            return Ok(BeginOutcome::AlreadyCompleted(Box::new(self.completed_result(&plan.plan_id, done).await)));
+        }
+        // The runs as they are now, under the lock: an interrupted one is continued.
+        let runs: Vec<RunRecord> = self.list_json(&self.plan_dir(&plan.plan_id).child("runs")).await?;
+        let interrupted = runs.iter().filter(|r| r.status == RunStatus::Running).max_by_key(|r| r.started_at).cloned();
         let resumed = interrupted.is_some();
-        if !resumed {
+        if let Some(run) = &interrupted {
+            held.lock.run_id.clone_from(&run.run_id);
+        }
+        let run_id = held.lock.run_id.clone();
+        let handle = RunHandle { run_id: run_id.clone(), plan_id: plan.plan_id.clone(), resumed };
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id.clone(), Arc::new(tokio::sync::Mutex::new(held)));
+        if resumed {
+            // The lock names the run it continues (and this is the claim's first proof).
+            self.prove(&handle, tokio::time::Instant::now()).await?;
+        } else {
             let record = RunRecord {
-                run_id: run_id.clone(),
+                run_id,
                 plan_id: plan.plan_id.clone(),
                 correlation_id: plan.correlation_id.clone(),
                 started_at: (self.now)(),
@@ -244,38 +325,64 @@ impl Ledger for ObjectLedger {
             };
             self.write_run(&record).await?;
         }
-        Ok(BeginOutcome::Started(RunHandle { run_id, plan_id: plan.plan_id.clone(), resumed }))
+        Ok(BeginOutcome::Started(handle))
     }
 
-    async fn heartbeat(&self, run: &RunHandle) -> Result<(), LedgerError> {
-        let version = self.version_of(run)?;
-        let lock_path = self.plan_dir(&run.plan_id).child("lock.json");
-        match self.put_json(&lock_path, &self.new_lock(&run.run_id), PutMode::Update(version)).await {
-            Ok(v) => {
-                self.remember(&run.run_id, v);
-                Ok(())
+    /// The result of a completed plan; a completion whose bookkeeping a crash interrupted is
+    /// finished on the way (best effort: the result is the marker's either way).
+    async fn completed_result(&self, plan_id: &str, done: StoredCompletion) -> ExecutionResult {
+        match done {
+            StoredCompletion::Bare(result) => result,
+            StoredCompletion::Marked(completion) => {
+                if let Err(e) = self.write_completed_run(plan_id, &completion).await {
+                    tracing::warn!(error = %e, %plan_id, "could not complete the bookkeeping of the plan's finished run");
+                }
+                completion.result
             }
-            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {
-                Err(LedgerError::Storage(format!("run {} lost its claim on plan {}", run.run_id, run.plan_id)))
+        }
+    }
+}
+
+#[async_trait]
+impl Ledger for ObjectLedger {
+    async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
+        if let Some(done) = self.completion(&plan.plan_id).await? {
+            return Ok(BeginOutcome::AlreadyCompleted(Box::new(self.completed_result(&plan.plan_id, done).await)));
+        }
+        let held = match self.take_lock(&plan.plan_id, &new_run_id()).await? {
+            Taken::Held(held) => held,
+            Taken::Busy(run_id) => return Ok(BeginOutcome::AlreadyRunning { run_id }),
+        };
+        let run_id = held.lock.run_id.clone();
+        match self.begin_locked(plan, held).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                // Not begun: the plan is free again at once, not after the lease.
+                self.release(&plan.plan_id, &run_id).await;
+                Err(e)
             }
-            Err(e) => Err(storage(e)),
         }
     }
 
+    fn claim_renewal(&self) -> Option<Duration> {
+        Some(self.lease.renew_every())
+    }
+
+    async fn prove_claim(&self, run: &RunHandle) -> Result<ClaimProof, LedgerError> {
+        self.prove(run, tokio::time::Instant::now()).await
+    }
+
     async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {
-        self.version_of(run)?;
+        self.prove_current(run).await?;
         let path = self
             .plan_dir(&run.plan_id)
             .child("intents")
             .child(format!("{}.json", safe(intent.client_order_id.as_str())));
-        match self.put_json(&path, intent, PutMode::Create).await {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(storage(e)),
-        }
+        self.create_once(&path, intent).await.map(|_| ())
     }
 
     async fn record_order(&self, run: &RunHandle, order: &OrderRecord) -> Result<(), LedgerError> {
-        self.version_of(run)?;
+        self.prove_current(run).await?;
         let path =
             self.plan_dir(&run.plan_id).child("orders").child(format!("{}.json", safe(order.client_order_id.as_str())));
         self.put_json(&path, order, PutMode::Overwrite).await.map_err(storage)?;
@@ -283,7 +390,7 @@ impl Ledger for ObjectLedger {
     }
 
     async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
-        self.version_of(run)?;
+        self.prove_current(run).await?;
         let path = self.plan_dir(&run.plan_id).child("items").child(format!("{:06}.json", item.item_index));
         self.put_json(&path, item, PutMode::Overwrite).await.map_err(storage)?;
         Ok(())
@@ -296,58 +403,38 @@ impl Ledger for ObjectLedger {
     }
 
     async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {
-        self.version_of(run)?;
+        self.prove_current(run).await?;
         let path = self.plan_dir(&run.plan_id).child("fills").child(format!("{}.json", key(&fill.execution_id, 20)));
-        match self.put_json(&path, fill, PutMode::Create).await {
-            Ok(_) => Ok(FillOutcome::Recorded),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+        match self.create_once(&path, fill).await? {
+            Created::New => Ok(FillOutcome::Recorded),
+            Created::Existing => {
                 let mut record = self.run_record(&run.plan_id, &run.run_id).await?;
                 record.duplicate_fills += 1;
                 self.write_run(&record).await?;
                 Ok(FillOutcome::Duplicate)
             }
-            Err(e) => Err(storage(e)),
         }
     }
 
     async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {
-        self.version_of(run)?;
-        let dir = self.plan_dir(&run.plan_id);
-        let mut record = self.run_record(&run.plan_id, &run.run_id).await?;
-        let finished_at = (self.now)();
-        record.status = RunStatus::Completed;
-        record.finished_at = Some(finished_at);
-        record.result = Some(result.clone());
-        let whole = FinishedRun {
-            schema_version: 1,
-            run: &record,
-            intents: self.intents(&run.plan_id).await?,
-            orders: self.orders(&run.plan_id).await?,
-            fills: self.fills(&run.plan_id).await?,
+        // The completion is written under a freshly proven claim: a worker that lost the plan
+        // cannot complete it.
+        self.prove(run, tokio::time::Instant::now()).await?;
+        let marker = Completion { run_id: run.run_id.clone(), finished_at: (self.now)(), result: result.clone() };
+        let path = self.plan_dir(&run.plan_id).child("completed.json");
+        let completion = match self.create_once(&path, &marker).await? {
+            Created::New => marker,
+            // Written by an earlier attempt of this finish whose answer was lost; any other
+            // run's completion means the plan was taken from this worker.
+            Created::Existing => match self.completion(&run.plan_id).await? {
+                Some(StoredCompletion::Marked(c)) if c.run_id == run.run_id => c,
+                _ => return Err(LedgerError::ClaimLost { run_id: run.run_id.clone(), plan_id: run.plan_id.clone() }),
+            },
         };
-        let archive = self
-            .prefix
-            .child("trade-ledgers")
-            .child(finished_at.format("%Y").to_string())
-            .child(finished_at.format("%m").to_string())
-            .child(finished_at.format("%d").to_string())
-            .child(format!(
-                "{}-{}-{}.json",
-                finished_at.format("%H%M%S"),
-                safe(&run.run_id),
-                safe(&record.correlation_id)
-            ));
-        self.put_json(&archive, &whole, PutMode::Overwrite).await.map_err(storage)?;
-        match self.put_json(&dir.child("completed.json"), result, PutMode::Create).await {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(storage(e)),
-        }
-        self.write_run(&record).await?;
-        // Release the plan; a failure here only delays the next run until the lease ends.
-        if let Err(e) = self.store.delete(&dir.child("lock.json")).await {
-            tracing::warn!(error = %e, plan_id = %run.plan_id, "could not release the plan lock");
-        }
-        self.locks.lock().unwrap_or_else(PoisonError::into_inner).remove(&run.run_id);
+        // The plan is completed now. What follows is bookkeeping: repeated by a retried finish,
+        // and by the next `begin` of the plan if this worker dies first.
+        self.write_completed_run(&run.plan_id, &completion).await?;
+        self.release(&run.plan_id, &run.run_id).await;
         Ok(())
     }
 
