@@ -65,6 +65,15 @@ pub struct ExecuteOptions {
     /// before it is sent, every fill; a completed plan run again returns its recorded result.
     #[arg(long, value_name = "SPEC", env = "TRANCHE_LEDGER")]
     pub ledger: Option<String>,
+    /// With an S3 ledger: how long a worker's claim on a plan lasts without renewal, in seconds
+    /// (3 to 3600). A worker that crashed is taken over this long (plus the clock skew) after its
+    /// last renewal; a live worker renews three times per lease.
+    #[arg(long, value_name = "SECONDS", env = "TRANCHE_LEDGER_LEASE", default_value_t = 60.0)]
+    pub ledger_lease: f64,
+    /// With an S3 ledger: the largest difference between the wall clocks of two workers, in
+    /// seconds (0 to 600); a lapsed claim is taken over only this much later.
+    #[arg(long, value_name = "SECONDS", env = "TRANCHE_LEDGER_CLOCK_SKEW", default_value_t = 5.0)]
+    pub ledger_clock_skew: f64,
 }
 
 impl ExecuteOptions {
@@ -147,7 +156,8 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         });
         return print_preview(&plan, &found, options.json, target.as_ref(), &info);
     }
-    let ledger = match options.ledger.as_deref().map(crate::ledger_cmd::open).transpose() {
+    let ledger = match options.ledger.as_deref().map(|spec| crate::ledger_cmd::open_for_runs(spec, options)).transpose()
+    {
         Ok(l) => l,
         Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("--ledger: {e}")),
     };
@@ -334,7 +344,7 @@ fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  
         return print_preview(plan, &found, options.json, target.as_ref(), &info);
     }
     let spec = options.ledger.clone().unwrap_or_else(|| crate::ledger_cmd::DEFAULT_LEDGER.to_owned());
-    let ledger = match crate::ledger_cmd::open(&spec) {
+    let ledger = match crate::ledger_cmd::open_for_runs(&spec, options) {
         Ok(l) => l,
         Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("--ledger: {e}")),
     };

@@ -4,16 +4,36 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tranche::ledger::{s3_store, Ledger, ObjectLedger, S3Settings, SqliteLedger};
+use std::time::Duration;
+
+use tranche::ledger::{s3_store, LeaseTerms, Ledger, ObjectLedger, S3Settings, SqliteLedger};
 
 use crate::exit;
 
 /// The default ledger file.
 pub const DEFAULT_LEDGER: &str = "sqlite:tranche-ledger.sqlite";
 
+/// Opens the ledger of a `--ledger` value for `execute`: as [`open`], with an S3 ledger's lease
+/// terms from `--ledger-lease` and `--ledger-clock-skew`.
+pub fn open_for_runs(spec: &str, options: &crate::execute::ExecuteOptions) -> Result<Arc<dyn Ledger>, String> {
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value).map_err(|_| format!("{flag} {value} is not a number of seconds"))
+    };
+    let terms = LeaseTerms::new(
+        seconds(options.ledger_lease, "--ledger-lease")?,
+        seconds(options.ledger_clock_skew, "--ledger-clock-skew")?,
+    )
+    .map_err(|e| e.to_string())?;
+    open_with(spec, terms)
+}
+
 /// Opens the ledger of a `--ledger` value: `sqlite:PATH` or `s3://BUCKET/PREFIX` (S3 credentials,
 /// region and endpoint from the standard `AWS_*` environment variables).
 pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
+    open_with(spec, LeaseTerms::default())
+}
+
+fn open_with(spec: &str, terms: LeaseTerms) -> Result<Arc<dyn Ledger>, String> {
     if let Some(path) = spec.strip_prefix("sqlite:") {
         if path.is_empty() {
             return Err("`--ledger sqlite:` needs a file path, e.g. sqlite:tranche-ledger.sqlite".into());
@@ -28,7 +48,7 @@ pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
         let settings = S3Settings { bucket: bucket.to_owned(), ..S3Settings::default() };
         let store = s3_store(&settings).map_err(|e| e.to_string())?;
         let owner = format!("tranche-{}", std::process::id());
-        return Ok(Arc::new(ObjectLedger::new(store, prefix.trim_end_matches('/'), owner)));
+        return Ok(Arc::new(ObjectLedger::new(store, prefix.trim_end_matches('/'), owner).with_lease(terms)));
     }
     Err(format!("`{spec}` is not a ledger; use sqlite:PATH or s3://BUCKET/PREFIX"))
 }
