@@ -1,0 +1,108 @@
+//! The engine's renewals of its claim on the plan (the S3 ledger's lease), on the simulator in
+//! virtual time: a renewal that is slow or fails now and then does not stop the run (the engine
+//! v1 aborted a run on one failed heartbeat), and the plan is completed under the claim. (That
+//! renewals never overlap is structural: the object ledger makes them one at a time per run.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tranche::domain::{ExecutionResult, RebalancePlan};
+use tranche::engine::{execute_recorded, EngineConfig, Ports};
+use tranche::ledger::{
+    BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LeaseTerms, Ledger, LedgerError, ObjectLedger,
+    OrderIntent, OrderRecord, RunHandle, RunRecord,
+};
+use tranche::sim::SimConfig;
+use tranche::simulation::{account_from_plan, start_sim};
+use tranche_tests::example;
+
+/// An object ledger whose claim proofs take `slow` each and fail every seventh time, counting how
+/// many were made.
+struct SlowClaims {
+    inner: ObjectLedger,
+    slow: Duration,
+    proofs: AtomicU32,
+}
+
+#[async_trait]
+impl Ledger for SlowClaims {
+    async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
+        self.inner.begin(plan).await
+    }
+    fn claim_renewal(&self) -> Option<Duration> {
+        self.inner.claim_renewal()
+    }
+    async fn prove_claim(&self, run: &RunHandle) -> Result<ClaimProof, LedgerError> {
+        let n = self.proofs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.slow).await;
+        if n % 7 == 6 {
+            return Err(LedgerError::Storage("injected: 503 SlowDown".into()));
+        }
+        self.inner.prove_claim(run).await
+    }
+    async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {
+        self.inner.record_intent(run, intent).await
+    }
+    async fn record_order(&self, run: &RunHandle, order: &OrderRecord) -> Result<(), LedgerError> {
+        self.inner.record_order(run, order).await
+    }
+    async fn record_fill(&self, run: &RunHandle, fill: &FillRecord) -> Result<FillOutcome, LedgerError> {
+        self.inner.record_fill(run, fill).await
+    }
+    async fn record_item(&self, run: &RunHandle, item: &ItemRecord) -> Result<(), LedgerError> {
+        self.inner.record_item(run, item).await
+    }
+    async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+        self.inner.items(plan_id).await
+    }
+    async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {
+        self.inner.finish(run, result).await
+    }
+    async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
+        self.inner.runs(plan_id).await
+    }
+    async fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError> {
+        self.inner.intents(plan_id).await
+    }
+    async fn orders(&self, plan_id: &str) -> Result<Vec<OrderRecord>, LedgerError> {
+        self.inner.orders(plan_id).await
+    }
+    async fn fills(&self, plan_id: &str) -> Result<Vec<FillRecord>, LedgerError> {
+        self.inner.fills(plan_id).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_and_failing_renewals_do_not_stop_the_run() {
+    let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan-30.json")).unwrap()).unwrap();
+    let (broker, clock) = start_sim(account_from_plan(&plan, &SimConfig::default())).unwrap();
+    let time = Arc::clone(&clock);
+    let lease = LeaseTerms::new(Duration::from_secs(9), Duration::from_secs(1)).unwrap();
+    let inner = ObjectLedger::new(Arc::new(object_store::memory::InMemory::new()), "lease", "worker")
+        .with_lease(lease)
+        .with_time_source(Arc::new(move || time.now()));
+    // Each renewal takes two seconds of its three-second period, and every seventh one fails.
+    let ledger = Arc::new(SlowClaims { inner, slow: Duration::from_secs(2), proofs: AtomicU32::new(0) });
+    let ports = Ports {
+        broker: Arc::new(broker.broker()),
+        events: Box::new(broker.order_events()),
+        quotes: Arc::new(broker.quote_feed()),
+        clock: Arc::clone(&clock),
+    };
+    let started = clock.now();
+    let result = execute_recorded(plan.clone(), EngineConfig::default(), ports, Arc::clone(&ledger) as _, None)
+        .await
+        .expect("slow renewals do not stop the run");
+    let seconds = (clock.now() - started).num_seconds();
+    assert!(result.orders.iter().filter(|r| r.reached_target()).count() >= 25, "{:#?}", result.orders);
+    let proofs = ledger.proofs.load(Ordering::SeqCst);
+    // One proof per order at least, and renewals on their own schedule over the whole run.
+    assert!(proofs >= 40, "{proofs} proofs in {seconds} s");
+    let runs = ledger.inner.runs(Some(&plan.plan_id)).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, tranche::ledger::RunStatus::Completed);
+}
