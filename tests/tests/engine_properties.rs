@@ -35,9 +35,9 @@ fn setup(seed: u64) -> (SimConfig, EngineConfig) {
         sim.latency = LatencyConfig { ack_ms: 150, venue_ms: 40, update_ms: 120 };
     }
     if seed % 4 == 1 {
-        // A quarter of the seeds on the test bed's faults (all but late replaces; see
-        // `FaultConfig::heavy_known`): the invariants hold under them too.
-        sim.faults = tranche::sim::FaultConfig::heavy_known();
+        // A quarter of the seeds on every fault of the test bed: the invariants hold under them
+        // too.
+        sim.faults = tranche::sim::FaultConfig::heavy();
     }
     let strategy =
         [Strategy::Smart, Strategy::Smart, Strategy::Market, Strategy::Predecessor][usize::try_from(seed % 4).unwrap()];

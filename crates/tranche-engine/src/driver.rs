@@ -685,25 +685,12 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             // Released in the background; the run does not wait for it.
             tokio::spawn(async move { feed.release(&symbols).await });
         }
-        command @ (Command::Submit { .. } | Command::Replace { .. } | Command::Record(_)) => {
+        command @ (Command::Submit { .. }
+        | Command::Replace { .. }
+        | Command::SendReplace { .. }
+        | Command::Cancel { .. }
+        | Command::Record(_)) => {
             dispatch_journaled(command, context, tasks, records, order_writes);
-        }
-        Command::Cancel { item, order } => {
-            let fence = context.journal.map(|j| Arc::clone(&j.fence));
-            tasks.spawn(async move {
-                let refused = match &fence {
-                    Some(fence) => fence.allow_cancel().await.err(),
-                    None => None,
-                };
-                if let Some(refusal) = refused {
-                    // Only a lost claim refuses a cancel, and the run stops on it before this
-                    // answer is read.
-                    let result = Err(BrokerError::Transient { message: refusal.to_string() });
-                    return Input::Canceled { item, order, result };
-                }
-                let result = broker.cancel_order(&order).await;
-                Input::Canceled { item, order, result }
-            });
         }
         Command::LookupClientId { item, client_order_id } => {
             tasks.spawn(async move {
@@ -761,7 +748,7 @@ async fn cleared_to_send(
     fence.prove_for_order(clock).await.map(|_| ()).map_err(|refusal| not_sent(refusal.to_string()))
 }
 
-/// Orders (intent first) and ledger records.
+/// Orders (intent first, fenced), cancels (fenced) and ledger records.
 fn dispatch_journaled(
     command: Command,
     context: &Context<'_>,
@@ -799,6 +786,38 @@ fn dispatch_journaled(
             tasks.spawn(async move {
                 if let Err(failed) = cleared_to_send(fenced, intent, item, &request.client_order_id, &clock).await {
                     return failed;
+                }
+                // Not sent yet: the core takes a last look at the order it replaces, as it is now.
+                let current = broker.order(&order).await;
+                Input::ReplaceCleared { item, old: order, request, current }
+            });
+        }
+        Command::Cancel { item, order } => {
+            let fence = context.journal.map(|j| Arc::clone(&j.fence));
+            tasks.spawn(async move {
+                let refused = match &fence {
+                    Some(fence) => fence.allow_cancel().await.err(),
+                    None => None,
+                };
+                if let Some(refusal) = refused {
+                    // Only a lost claim refuses a cancel, and the run stops on it before this
+                    // answer is read.
+                    let result = Err(BrokerError::Transient { message: refusal.to_string() });
+                    return Input::Canceled { item, order, result };
+                }
+                let result = broker.cancel_order(&order).await;
+                Input::Canceled { item, order, result }
+            });
+        }
+        Command::SendReplace { item, order, request } => {
+            let fence = context.journal.map(|j| Arc::clone(&j.fence));
+            tasks.spawn(async move {
+                // The proof made for the last look is normally still valid; if not, again.
+                if let Some(fence) = fence.filter(|f| !f.acting_allowed()) {
+                    if let Err(refusal) = fence.prove_for_order(&clock).await {
+                        let client_order_id = request.client_order_id.clone();
+                        return Input::IntentFailed { item, client_order_id, reason: refusal.to_string() };
+                    }
                 }
                 let result = broker.replace_order(&order, &request).await;
                 Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }

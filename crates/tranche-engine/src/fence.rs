@@ -146,6 +146,17 @@ impl Fence {
         }
     }
 
+    /// True when a proof is valid now and the claim is not lost (an order may leave at once).
+    pub(crate) fn acting_allowed(&self) -> bool {
+        let state = self.state();
+        state.lost.is_none()
+            && match state.proven {
+                Proven::Always => true,
+                Proven::Until(until) => Instant::now() < until,
+                Proven::Never => false,
+            }
+    }
+
     /// Lets a cancel through: with a proof still valid, or a new one; a store that cannot be
     /// reached does not hold a cancel back (only a lost claim does).
     pub(crate) async fn allow_cancel(&self) -> Result<(), Refusal> {

@@ -95,7 +95,21 @@ pub enum Input {
         /// The order or the error.
         result: Result<Order, BrokerError>,
     },
-    /// Answer to [`Command::Replace`].
+    /// A [`Command::Replace`] is ready to leave: its intent is recorded, the claim on the plan
+    /// proven, and the order it replaces read back (it may have filled meanwhile, or earlier
+    /// with its update lost). The core takes a last look and answers [`Command::SendReplace`],
+    /// or withdraws it.
+    ReplaceCleared {
+        /// The item.
+        item: usize,
+        /// The order to replace.
+        old: BrokerOrderId,
+        /// The replacement.
+        request: ReplaceRequest,
+        /// The order to replace, as the broker reports it now.
+        current: Result<Order, BrokerError>,
+    },
+    /// Answer to [`Command::SendReplace`].
     Replaced {
         /// The item.
         item: usize,
@@ -188,7 +202,9 @@ pub enum Command {
         /// The item's arrival mid (recorded with the intent).
         arrival_mid: Option<tranche_domain::Price>,
     },
-    /// Record the intent, then replace a working order.
+    /// Record the intent, prove the claim and read back the order to replace, for a replace of
+    /// a working order; answered by [`Input::ReplaceCleared`] (or [`Input::IntentFailed`]),
+    /// nothing sent yet.
     Replace {
         /// The item.
         item: usize,
@@ -202,6 +218,16 @@ pub enum Command {
         request: ReplaceRequest,
         /// The item's arrival mid (recorded with the intent).
         arrival_mid: Option<tranche_domain::Price>,
+    },
+    /// Send a replace the core cleared on its last look ([`Input::ReplaceCleared`]); answered
+    /// by [`Input::Replaced`].
+    SendReplace {
+        /// The item.
+        item: usize,
+        /// The order to replace.
+        order: BrokerOrderId,
+        /// The replacement.
+        request: ReplaceRequest,
     },
     /// Write to the ledger.
     Record(Box<LedgerRecord>),

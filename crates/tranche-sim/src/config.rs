@@ -420,18 +420,6 @@ impl FaultConfig {
             activity_ids_unrelated: true,
         }
     }
-
-    /// `heavy` without the one fault the engine is known not to survive: late replaces. Engine
-    /// core v1 did not survive late orders, activity ids unrelated to execution ids or slow
-    /// routing either; engine core v2 does. Left out: a replace whose answer is lost makes the
-    /// engine cancel and re-send, and with a fill update dropped just before a replace (an order
-    /// the engine believes untouched) the replacement asks for more than remains (seed 681 of the
-    /// chaos suite: a sell of 23,436 with 23,036 left, refused by the broker; a buy would be
-    /// over-exposed until the engine sees the fill). What the exactly-once chaos suite holds the
-    /// engine to until that is closed.
-    pub fn heavy_known() -> Self {
-        Self { late_replace_ppm: 0, ..Self::heavy() }
-    }
 }
 
 impl Default for FaultConfig {

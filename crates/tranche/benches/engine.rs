@@ -88,7 +88,15 @@ impl Harness {
                     client_order_id: request.client_order_id.clone(),
                     result: self.sim.submit(&request).map_err(|e| Self::broker_error(e, true)),
                 },
-                Command::Replace { item, order, request, .. } => {
+                // No ledger here: the replace is cleared at once (with the old order read back), and sent on
+                // the core's last look.
+                Command::Replace { item, order, request, .. } => Input::ReplaceCleared {
+                    item,
+                    current: self.sim.order(&order).map_err(|e| Self::broker_error(e, false)),
+                    old: order,
+                    request,
+                },
+                Command::SendReplace { item, order, request } => {
                     self.replaces += 1;
                     Input::Replaced {
                         item,

@@ -24,6 +24,20 @@ pub(crate) struct Booked {
     pub price: Decimal,
     /// The child order it filled.
     pub child: ClientOrderId,
+    /// Booked from an activity read (under the activity's id) and not yet matched by a
+    /// trade update of the same execution (under the execution id).
+    pub read_unmatched: bool,
+}
+
+/// Where an execution was learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FillSource {
+    /// A trade update (the execution id).
+    Stream,
+    /// The account activities (the activity's id, which may differ from the execution id).
+    Read,
+    /// The ledger of an interrupted run.
+    Ledger,
 }
 
 /// Where an item is in its life. A HOLD item goes from `Waiting` straight to `Done`.
@@ -206,6 +220,9 @@ pub(crate) struct ItemState {
     pub reference: Option<Price>,
     pub arrival_mid: Option<Price>,
     pub fills: BTreeMap<ExecutionId, Booked>,
+    /// Execution ids of trade updates matched to executions booked from a read under another
+    /// id (a repeated update of one of them is known, not new).
+    pub matched_ids: std::collections::BTreeSet<ExecutionId>,
     pub filled: Decimal,
     pub filled_notional: Decimal,
     pub last_fill_at: Option<Timestamp>,
@@ -237,6 +254,7 @@ impl ItemState {
             reference: None,
             arrival_mid: None,
             fills: BTreeMap::new(),
+            matched_ids: std::collections::BTreeSet::new(),
             filled: Decimal::ZERO,
             filled_notional: Decimal::ZERO,
             last_fill_at: None,
@@ -348,7 +366,11 @@ impl ItemState {
     /// (`filled_up_to`, the largest it has reported) is the authority: an execution that would
     /// take the order's booked fills beyond it is not booked (a later report of a larger
     /// figure, and the fill read it triggers, books it then). Executions recorded in the ledger
-    /// of an interrupted run are booked without that bound (`None`).
+    /// of an interrupted run are booked without that bound (`None`). A trade update of an
+    /// execution already booked from an activity read (same order, quantity and price, not yet
+    /// matched) is that execution: it is matched, not booked again (the bound alone lets it
+    /// through when another execution's update was lost).
+    #[allow(clippy::too_many_arguments)]
     pub fn book_fill(
         &mut self,
         id: &ExecutionId,
@@ -357,14 +379,27 @@ impl ItemState {
         client_id: &ClientOrderId,
         at: Timestamp,
         filled_up_to: Option<Decimal>,
+        source: FillSource,
     ) -> bool {
-        if self.fills.contains_key(id) {
+        if self.fills.contains_key(id) || self.matched_ids.contains(id) {
             return false;
+        }
+        if source == FillSource::Stream {
+            let read = self
+                .fills
+                .values_mut()
+                .find(|b| b.read_unmatched && &b.child == client_id && b.qty == qty && b.price == price);
+            if let Some(read) = read {
+                read.read_unmatched = false;
+                self.matched_ids.insert(id.clone());
+                return false;
+            }
         }
         if filled_up_to.is_some_and(|cap| self.booked_for(client_id).saturating_add(qty) > cap) {
             return false;
         }
-        self.fills.insert(id.clone(), Booked { qty, price, child: client_id.clone() });
+        let read_unmatched = source == FillSource::Read;
+        self.fills.insert(id.clone(), Booked { qty, price, child: client_id.clone(), read_unmatched });
         self.filled = self.filled.saturating_add(qty);
         self.filled_notional = self.filled_notional.saturating_add(qty.checked_mul(price).unwrap_or(Decimal::ZERO));
         self.last_fill_at = Some(self.last_fill_at.map_or(at, |t| t.max(at)));

@@ -204,6 +204,9 @@ impl EngineCore {
             Input::Submitted { item, client_order_id, result } => {
                 self.on_submitted(item, &client_order_id, result, now, &mut out)
             }
+            Input::ReplaceCleared { item, old, request, current } => {
+                self.on_replace_cleared(item, old, request, current, now, &mut out);
+            }
             Input::Replaced { item, old, client_order_id, result } => {
                 self.on_replaced(item, &old, &client_order_id, result, now, &mut out);
             }

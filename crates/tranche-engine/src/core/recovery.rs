@@ -9,7 +9,7 @@
 use tranche_domain::{ExecutionId, ItemOutcome, Order, OrderType, Timestamp};
 use tranche_ledger::{FillRecord, OrderIntent, OrderRecord};
 
-use super::item::{Child, ChildState, Stage};
+use super::item::{Child, ChildState, FillSource, Stage};
 use super::EngineCore;
 use crate::io::{Command, LedgerRecord};
 
@@ -63,7 +63,15 @@ impl EngineCore {
             if let Some(i) = self.items.iter().position(|it| it.child_by_client(&fill.client_order_id).is_some()) {
                 let id = ExecutionId::new(fill.execution_id.clone());
                 let (qty, price) = (fill.qty.get(), fill.price.get());
-                self.items[i].book_fill(&id, qty, price, &fill.client_order_id, fill.filled_at, None);
+                self.items[i].book_fill(
+                    &id,
+                    qty,
+                    price,
+                    &fill.client_order_id,
+                    fill.filled_at,
+                    None,
+                    FillSource::Ledger,
+                );
             }
         }
         if let Some(since) = recovery.started_at {

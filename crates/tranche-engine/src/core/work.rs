@@ -14,7 +14,7 @@ use tranche_domain::{
     ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate,
 };
 
-use super::item::{Child, ChildState, Pending, Stage};
+use super::item::{Child, ChildState, FillSource, Pending, Stage};
 use super::{EngineCore, RunPhase};
 use crate::config::{Escalation, Strategy};
 use crate::events::ProgressEvent;
@@ -379,15 +379,13 @@ impl EngineCore {
                 let fractional = !remaining.fract().is_zero() || !child.qty.fract().is_zero();
                 let untouched = child.reported_filled.is_zero() && self.items[i].booked_for(&child.client_id).is_zero();
                 let side = self.items[i].side.unwrap_or(Side::Buy);
-                let marketable = self.quotes.get(&self.items[i].item.symbol).is_none_or(|q| match side {
-                    Side::Buy => price >= q.ask,
-                    Side::Sell => price <= q.bid,
-                });
+                let marketable = self.marketable(i, price);
                 // A replace races with fills of the order it replaces, and Alpaca's replacement
                 // keeps the quantity sent, so a raced fill would be traded twice. Replace only an
-                // untouched order with a non-marketable price (the engine then sees a raced fill
-                // and cancels the excess before it can trade); otherwise cancel, then new. Alpaca
-                // cannot change a fractional quantity by replace at all.
+                // untouched order with a non-marketable price, looked at again just before the
+                // replace leaves (`on_replace_cleared`), so the race is only the network's;
+                // otherwise cancel, then new. Alpaca cannot change a fractional quantity by
+                // replace at all.
                 if fractional || remaining.is_zero() || !untouched || marketable {
                     return self.cancel_then_new(i, c, now, out);
                 }
@@ -424,6 +422,63 @@ impl EngineCore {
                 out.push(Command::Replace { item: i, order: order_id, symbol, side, request, arrival_mid });
             }
             _ => self.cancel_then_new(i, c, now, out),
+        }
+    }
+
+    /// True when a limit at `price` would trade at once against the item's latest quote (or
+    /// there is none to tell).
+    fn marketable(&self, i: usize, price: Price) -> bool {
+        let side = self.items[i].side.unwrap_or(Side::Buy);
+        self.quotes.get(&self.items[i].item.symbol).is_none_or(|q| match side {
+            Side::Buy => price >= q.ask,
+            Side::Sell => price <= q.bid,
+        })
+    }
+
+    /// The last look before a replace leaves: recording its intent and proving the claim took
+    /// time in which the order it replaces may have filled, been cancelled, or the market moved
+    /// through the new price; and a fill's update may have been lost. The order as read back is
+    /// merged first. Sent only if that order is still live and untouched by the broker's own
+    /// account, the new price is still not marketable and the item still waits for this
+    /// replace; otherwise (or when the order could not be read) the replace is withdrawn (never
+    /// sent: its intent stays as an order that does not exist) and the re-peg goes by cancel,
+    /// then new.
+    pub(super) fn on_replace_cleared(
+        &mut self,
+        i: usize,
+        old: BrokerOrderId,
+        request: ReplaceRequest,
+        current: Result<Order, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(item) = self.items.get(i) else { return };
+        let Some(new_c) = item.child_by_client(&request.client_order_id) else { return };
+        let old_c = item.child_by_broker(&old);
+        let read = match (&current, old_c) {
+            (Ok(order), Some(o)) if order.id == old => {
+                self.adopt(i, o, order, now, out);
+                true
+            }
+            _ => false,
+        };
+        let item = &self.items[i];
+        let waiting = item.pending() == Some(Pending::Replace) && item.children[new_c].state == ChildState::Sending;
+        let old_live = old_c.filter(|&o| matches!(item.children[o].state, ChildState::Live(_)));
+        let untouched = old_live.is_some_and(|o| {
+            item.children[o].reported_filled.is_zero() && item.booked_for(&item.children[o].client_id).is_zero()
+        });
+        let passive = request.limit_price.is_some_and(|price| !self.marketable(i, price));
+        if read && waiting && untouched && passive {
+            out.push(Command::SendReplace { item: i, order: old, request });
+            return;
+        }
+        let item = &mut self.items[i];
+        item.answered(new_c);
+        item.children[new_c].state = ChildState::NotPlaced;
+        match old_live {
+            Some(o) if waiting => self.cancel_then_new(i, o, now, out),
+            _ => self.after_change(i, now, out),
         }
     }
 
@@ -810,7 +865,8 @@ impl EngineCore {
             (Some(k), None) => Some(k),
             (None, r) => r,
         };
-        if self.items[i].book_fill(&fill.execution_id, qty, price, &fill.client_order_id, at, cap) {
+        let source = if reported.is_some() { FillSource::Stream } else { FillSource::Read };
+        if self.items[i].book_fill(&fill.execution_id, qty, price, &fill.client_order_id, at, cap, source) {
             self.record_fill_to_ledger(i, fill, out);
             let item = &self.items[i];
             out.push(Command::Emit(ProgressEvent::Filled {

@@ -297,6 +297,14 @@ pub fn replaces(out: &[Command]) -> Vec<(BrokerOrderId, tranche_domain::ReplaceR
     })
 }
 
+/// Replaces sent after the core's last look.
+pub fn sent_replaces(out: &[Command]) -> Vec<(BrokerOrderId, tranche_domain::ReplaceRequest)> {
+    found(out, |c| match c {
+        Command::SendReplace { order, request, .. } => Some((order.clone(), request.clone())),
+        _ => None,
+    })
+}
+
 pub fn client_lookups(out: &[Command]) -> Vec<ClientOrderId> {
     found(out, |c| match c {
         Command::LookupClientId { client_order_id, .. } => Some(client_order_id.clone()),

@@ -3,6 +3,7 @@ use tranche_domain::{ItemOutcome, OrderRequest, OrderStatus, OrderType, Price, S
 
 use super::bench::*;
 use crate::config::EngineConfig;
+use crate::core::item::ChildState;
 use crate::io::{Command, Input, TimerId};
 
 /// A bench with one BUY of $1,000 of AAPL (not fractionable) at 99.90 / 100.10, up to its first
@@ -187,6 +188,81 @@ fn a_touched_order_is_never_replaced() {
     assert!(replaces(&out).is_empty(), "{out:#?}");
     assert_eq!(cancels(&out), vec![order.id.clone()]);
     let _ = submit;
+}
+
+// ---- the replace race: a last look before a replace leaves ----------------------------------
+// A replace is decided on the fill state the core knows, then its intent is recorded and the
+// claim proven, which takes the store's time; a fill of the order it replaces in that time made
+// the replacement ask for the whole remaining quantity again (chaos seeds 509 and 950: the
+// referee counted an oversell). The core looks again before the replace leaves.
+
+#[test]
+fn a_replace_still_untouched_at_its_last_look_is_sent_as_decided() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert!(sent_replaces(&out).is_empty(), "nothing leaves before the intent and the claim");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let out = bench.feed(Input::ReplaceCleared {
+        item: 0,
+        old: old.clone(),
+        request: request.clone(),
+        current: Ok(order.clone()),
+    });
+    assert_eq!(sent_replaces(&out), vec![(order.id.clone(), request)]);
+}
+
+#[test]
+fn a_replace_whose_order_filled_while_its_intent_was_written_is_withdrawn_for_cancel_then_new() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let partial = partly_filled(&order, "3");
+    bench.feed(update(TradeEvent::PartialFill, &partial, Some(("e1", "3", "100.00")), bench.now));
+    let current = Ok(partial.clone());
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request: request.clone(), current });
+    assert!(sent_replaces(&out).is_empty(), "a replacement at the old remaining quantity: {out:#?}");
+    assert_eq!(cancels(&out), vec![order.id.clone()], "the re-peg goes by cancel, then new");
+    let item = &bench.core.items[0];
+    let withdrawn = item.child_by_client(&request.client_order_id).expect("the withdrawn child");
+    assert_eq!(item.children[withdrawn].state, ChildState::NotPlaced);
+    assert_eq!(item.exposure(), order.qty.unwrap().get() - d("3"), "only the old order's leaves count");
+}
+
+#[test]
+fn a_replace_whose_price_became_marketable_at_its_last_look_goes_by_cancel_then_new() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let limit = request.limit_price.expect("a limit").get();
+    // The ask drops to the new limit while the intent is written.
+    let moved = quote("AAPL", &(limit - d("0.10")).to_string(), &limit.to_string(), bench.now);
+    bench.feed(Input::Quote(moved));
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request, current: Ok(order.clone()) });
+    assert!(sent_replaces(&out).is_empty(), "{out:#?}");
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+}
+
+#[test]
+fn a_replace_whose_order_filled_with_the_update_lost_is_withdrawn_on_the_read_back() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    // The partial fill's update never came (a silent drop); the read-back shows it.
+    let current = Ok(partly_filled(&order, "3"));
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request, current });
+    assert!(sent_replaces(&out).is_empty(), "{out:#?}");
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
+}
+
+#[test]
+fn a_replace_whose_order_cannot_be_read_back_is_withdrawn() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let current = Err(BrokerError::Transient { message: "503".into() });
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request, current });
+    assert!(sent_replaces(&out).is_empty(), "{out:#?}");
+    assert_eq!(cancels(&out), vec![order.id.clone()]);
 }
 
 // ---- hole 4: a replacement that is rejected -------------------------------------------------
@@ -547,6 +623,33 @@ fn a_fill_seen_on_the_stream_and_in_the_activities_under_another_id_is_booked_on
     bench.feed(Input::Fills(Ok(fills)));
     bench.feed(update(TradeEvent::PartialFill, &four, Some(("exec-2", "2", "100.00")), bench.now));
     assert_eq!(bench.core.items[0].filled, d("4"));
+}
+
+/// Chaos seed 470: the update of execution A was delayed, B's and C's came, D's was lost. A read
+/// booked A under its activity id (the cumulative figure had room for it); A's update then
+/// arrived under its execution id and, D's update being lost, the cumulative figure had room for
+/// it too: A was booked twice and D never.
+#[test]
+fn an_execution_booked_from_a_read_is_not_booked_again_when_its_delayed_update_arrives() {
+    let (mut bench, _, order) = working_buy();
+    // B (3 @ 100.00) arrives with the order at 5 filled: A (2 @ 100.10) is missing.
+    let five = partly_filled(&order, "5");
+    bench.feed(update(TradeEvent::PartialFill, &five, Some(("exec-b", "3", "100.00")), bench.now));
+    let fills = vec![
+        activity(&order, "20260302144000000::aaaa", "2", "100.10", bench.now),
+        activity(&order, "20260302144000000::bbbb", "3", "100.00", bench.now),
+    ];
+    bench.feed(Input::Fills(Ok(fills)));
+    assert_eq!(bench.core.items[0].filled, d("5"), "A booked from the read");
+    // D (4 @ 99.90) happens with its update lost; E's update says 10 filled.
+    let ten = partly_filled(&order, "10");
+    bench.feed(update(TradeEvent::PartialFill, &ten, Some(("exec-e", "1", "99.90")), bench.now));
+    // A's delayed update: the same execution, not a new one.
+    bench.feed(update(TradeEvent::PartialFill, &five, Some(("exec-a", "2", "100.10")), bench.now));
+    assert_eq!(bench.core.items[0].filled, d("6"), "A counted once, D not yet known");
+    // A's update again (a duplicate on the stream, chaos seed 812): still the same execution.
+    bench.feed(update(TradeEvent::PartialFill, &five, Some(("exec-a", "2", "100.10")), bench.now));
+    assert_eq!(bench.core.items[0].filled, d("6"));
 }
 
 #[test]
