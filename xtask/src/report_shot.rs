@@ -3,8 +3,14 @@
 //! the page with headless Chromium to a PNG (default `target/report/run.png`) so that a person
 //! can look at the report without a browser. Installs Debian's `chromium` when it is missing.
 //!
+//! The whole page is captured: headless Chromium captures only its window, so a first pass lays
+//! out a throw-away copy of the page (the report allows no scripts; the copy adds one that writes
+//! the document's height into the DOM) at the screenshot's width and dumps the DOM, and the
+//! second pass captures a window of exactly that height.
+//!
 //! Invariants: Chromium runs with a fresh, throw-away profile and every background network
-//! feature off (the page itself loads nothing); a Chromium that hangs is killed after a deadline.
+//! feature off (the page itself loads nothing); a Chromium that hangs is killed after a deadline;
+//! the report itself is never changed (the measuring copy is a temporary file).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -88,25 +94,44 @@ fn ensure_chromium() -> Result<PathBuf, String> {
     }
 }
 
-/// A window tall enough for the whole report at 1280 px wide: the header and summary, a row per
-/// item, a section per chart (each chart is 1100 x 380 in a 1180 px column, plus its heading),
-/// with a margin; headless Chromium captures only the window, so a short one cuts the page.
-fn page_height(html: &str) -> u32 {
-    let count = |needle: &str| u32::try_from(html.matches(needle).count()).unwrap_or(u32::MAX);
-    let height = 700u32
-        .saturating_add(count("<tr>").saturating_mul(36))
-        .saturating_add(count("<svg class=\"chart\"").saturating_mul(520));
-    height.min(16_000)
+/// The width the page is laid out and captured at.
+const WIDTH: u32 = 1280;
+
+/// The tallest capture (a bound against a runaway page).
+const MAX_HEIGHT: u32 = 30_000;
+
+/// The measuring copy of a report: its content-security policy (which forbids scripts) taken
+/// out, and a script that writes the laid-out document's height into an attribute of `<html>`.
+fn measuring_copy(html: &str) -> String {
+    let without_policy: String = {
+        let mut out = String::with_capacity(html.len());
+        let mut rest = html;
+        while let Some(start) = rest.find("<meta http-equiv=\"Content-Security-Policy\"") {
+            out.push_str(&rest[..start]);
+            rest = rest[start..].find('>').map_or("", |end| &rest[start + end + 1..]);
+        }
+        out.push_str(rest);
+        out
+    };
+    let probe = "<script>document.documentElement.setAttribute('data-page-height', \
+                 Math.ceil(document.documentElement.getBoundingClientRect().height))</script>";
+    match without_policy.rfind("</body>") {
+        Some(at) => format!("{}{probe}{}", &without_policy[..at], &without_policy[at..]),
+        None => format!("{without_policy}{probe}"),
+    }
 }
 
-/// Renders `page` to `out` with headless Chromium in a fresh profile.
-fn screenshot(chromium: &Path, page: &Path, out: &Path) -> Result<(), String> {
-    let html = std::fs::read_to_string(page).map_err(|e| format!("cannot read {}: {e}", page.display()))?;
-    let profile = std::env::temp_dir().join(format!("tranche-report-shot-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).map_err(|e| format!("cannot create {}: {e}", profile.display()))?;
-    let _ = std::fs::remove_file(out);
-    let mut child = Command::new(chromium)
+/// The height a dumped DOM reports (`data-page-height` on `<html>`), bounded.
+fn measured_height(dom: &str) -> Option<u32> {
+    let at = dom.find("data-page-height=\"")? + "data-page-height=\"".len();
+    let digits: String = dom[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<u32>().ok().map(|h| h.clamp(200, MAX_HEIGHT))
+}
+
+/// Chromium with a fresh profile and every background feature off.
+fn chromium_command(chromium: &Path, profile: &Path, height: u32) -> Command {
+    let mut command = Command::new(chromium);
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -119,28 +144,64 @@ fn screenshot(chromium: &Path, page: &Path, out: &Path) -> Result<(), String> {
             "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--window-size=1280,{}", page_height(&html)))
-        .arg(format!("--screenshot={}", out.display()))
-        .arg(format!("file://{}", page.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
+        .arg(format!("--window-size={WIDTH},{height}"));
+    command
+}
+
+/// Waits for `child` at most the render deadline; its exit status.
+fn wait_bounded(child: &mut std::process::Child) -> Result<std::process::ExitStatus, String> {
     let started = Instant::now();
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
+            Ok(Some(status)) => return Ok(status),
             Ok(None) if started.elapsed() > RENDER_DEADLINE => {
                 let _ = child.kill();
                 let _ = child.wait();
-                break Err(format!("Chromium did not finish within {}s", RENDER_DEADLINE.as_secs()));
+                return Err(format!("Chromium did not finish within {}s", RENDER_DEADLINE.as_secs()));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => break Err(format!("waiting for Chromium: {e}")),
+            Err(e) => return Err(format!("waiting for Chromium: {e}")),
         }
-    };
+    }
+}
+
+/// The laid-out height of `html` at the capture width, measured by Chromium.
+fn measure(chromium: &Path, profile: &Path, html: &str) -> Result<u32, String> {
+    let copy = profile.join("measure.html");
+    std::fs::write(&copy, measuring_copy(html)).map_err(|e| format!("cannot write {}: {e}", copy.display()))?;
+    let dom = profile.join("measure.dom");
+    let file = std::fs::File::create(&dom).map_err(|e| format!("cannot write {}: {e}", dom.display()))?;
+    let mut child = chromium_command(chromium, &profile.join("measure-profile"), 800)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", copy.display()))
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
+    wait_bounded(&mut child)?;
+    let dumped = std::fs::read_to_string(&dom).map_err(|e| format!("cannot read {}: {e}", dom.display()))?;
+    measured_height(&dumped).ok_or_else(|| "Chromium did not report the page's height".to_owned())
+}
+
+/// Renders the whole of `page` to `out` with headless Chromium in a fresh profile.
+fn screenshot(chromium: &Path, page: &Path, out: &Path) -> Result<(), String> {
+    let html = std::fs::read_to_string(page).map_err(|e| format!("cannot read {}: {e}", page.display()))?;
+    let profile = std::env::temp_dir().join(format!("tranche-report-shot-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
-    let status = status?;
+    std::fs::create_dir_all(&profile).map_err(|e| format!("cannot create {}: {e}", profile.display()))?;
+    let _ = std::fs::remove_file(out);
+    let captured = measure(chromium, &profile, &html).and_then(|height| {
+        let mut child = chromium_command(chromium, &profile.join("capture-profile"), height)
+            .arg(format!("--screenshot={}", out.display()))
+            .arg(format!("file://{}", page.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
+        wait_bounded(&mut child)
+    });
+    let _ = std::fs::remove_dir_all(&profile);
+    let status = captured?;
     match std::fs::metadata(out) {
         Ok(meta) if meta.len() > 0 => Ok(()),
         _ => Err(format!("Chromium ({status}) wrote no screenshot to {}", out.display())),
@@ -202,12 +263,22 @@ mod tests {
     }
 
     #[test]
-    fn the_window_grows_with_the_report() {
-        let small = page_height("<table><tr></tr></table>");
-        let charts = "<svg class=\"chart\"></svg>".repeat(5);
-        let large = page_height(&format!("<table>{}</table>{charts}", "<tr></tr>".repeat(6)));
-        assert!(large >= small + 5 * 520, "{small} {large}");
-        assert_eq!(page_height(&"<svg class=\"chart\">".repeat(1000)), 16_000, "bounded");
+    fn the_measuring_copy_may_run_its_probe_and_the_report_is_not_touched() {
+        let report = "<html><head><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'\">\
+                      <title>t</title></head><body><p>x</p></body></html>";
+        let copy = measuring_copy(report);
+        assert!(!copy.contains("Content-Security-Policy"), "{copy}");
+        assert!(copy.contains("<title>t</title>"));
+        let probe = copy.find("data-page-height").unwrap();
+        assert!(probe < copy.find("</body>").unwrap(), "the probe runs once the body is laid out");
+        assert!(report.contains("Content-Security-Policy"));
+    }
+
+    #[test]
+    fn the_height_is_read_from_the_dumped_dom_and_bounded() {
+        assert_eq!(measured_height("<html lang=\"en\" data-page-height=\"4321\"><head>"), Some(4321));
+        assert_eq!(measured_height("<html data-page-height=\"999999\">"), Some(MAX_HEIGHT));
+        assert_eq!(measured_height("<html>"), None);
     }
 
     #[test]

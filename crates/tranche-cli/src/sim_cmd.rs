@@ -34,6 +34,9 @@ pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: 
         println!("time to complete       {:.1} s (virtual, mean)", report.mean_completion_secs);
         println!("requests per order     {:.2}", report.requests_per_order);
         println!("invariant violations   {}", report.invariant_violations);
+        for example in &report.violation_examples {
+            println!("                       {example}");
+        }
         let fired: Vec<String> = report.faults_fired.iter().map(|(name, n)| format!("{name} {n}")).collect();
         println!("faults fired           {}", if fired.is_empty() { "none".to_owned() } else { fired.join(", ") });
         let seen: Vec<String> =

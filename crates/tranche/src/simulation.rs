@@ -297,6 +297,8 @@ pub struct ScenarioReport {
     pub requests_per_order: f64,
     /// Invariant violations (must be 0), the referee's included.
     pub invariant_violations: u64,
+    /// The first violations found (at most ten), each with its seed.
+    pub violation_examples: Vec<String>,
     /// How often each kind of injected fault fired, by name.
     pub faults_fired: tranche_sim::Tally,
     /// What the broker's referee saw, by kind (all zero on a good run).
@@ -331,10 +333,17 @@ pub fn run_scenarios(
     let (mut attempted, mut completed, mut orders, mut requests, mut violations) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut secs = 0.0;
     let (mut fired, mut referee) = (tranche_sim::Tally::default(), tranche_sim::count_violations(&[]));
+    let mut examples = Vec::new();
     for seed in first_seed..first_seed.saturating_add(count) {
         let (plan, sim) = scenario(seed, 8, &base);
         let (result, record) = runtime.block_on(run_on_sim(plan.clone(), engine.clone(), sim, None))?;
-        violations += check_run(&plan, &result, &record).len() as u64;
+        let found = check_run(&plan, &result, &record);
+        violations += found.len() as u64;
+        for v in found {
+            if examples.len() < 10 {
+                examples.push(format!("seed {seed}: {}", v.0));
+            }
+        }
         fired.add(&record.faults_fired);
         referee.add(&record.referee_counts);
         attempted += u64::from(result.orders_placed);
@@ -359,6 +368,7 @@ pub fn run_scenarios(
         mean_completion_secs: if count == 0 { 0.0 } else { secs / count as f64 },
         requests_per_order: if orders == 0 { 0.0 } else { requests as f64 / orders as f64 },
         invariant_violations: violations,
+        violation_examples: examples,
         faults_fired: fired,
         referee,
     })

@@ -24,9 +24,23 @@ pub(crate) struct Booked {
     pub price: Decimal,
     /// The child order it filled.
     pub child: ClientOrderId,
+    /// Where it was learnt.
+    pub source: FillSource,
     /// Booked from an activity read (under the activity's id) and not yet matched by a
     /// trade update of the same execution (under the execution id).
     pub read_unmatched: bool,
+}
+
+/// What the item's fill reads have shown of the two id spaces (the trade updates' execution ids
+/// and the account activities' ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdSpaces {
+    /// Not known yet.
+    Unknown,
+    /// A read named an execution booked from the stream by the same id.
+    Shared,
+    /// A read listed an order's executions without naming any booked from the stream.
+    Unrelated,
 }
 
 /// Where an execution was learnt.
@@ -223,6 +237,8 @@ pub(crate) struct ItemState {
     /// Execution ids of trade updates matched to executions booked from a read under another
     /// id (a repeated update of one of them is known, not new).
     pub matched_ids: std::collections::BTreeSet<ExecutionId>,
+    /// Whether the activities name executions as the trade updates do.
+    pub id_spaces: IdSpaces,
     pub filled: Decimal,
     pub filled_notional: Decimal,
     pub last_fill_at: Option<Timestamp>,
@@ -255,6 +271,7 @@ impl ItemState {
             arrival_mid: None,
             fills: BTreeMap::new(),
             matched_ids: std::collections::BTreeSet::new(),
+            id_spaces: IdSpaces::Unknown,
             filled: Decimal::ZERO,
             filled_notional: Decimal::ZERO,
             last_fill_at: None,
@@ -369,7 +386,9 @@ impl ItemState {
     /// of an interrupted run are booked without that bound (`None`). A trade update of an
     /// execution already booked from an activity read (same order, quantity and price, not yet
     /// matched) is that execution: it is matched, not booked again (the bound alone lets it
-    /// through when another execution's update was lost).
+    /// through when another execution's update was lost). Only once a read has shown the two id
+    /// spaces to be unrelated: where they are shared, the id alone tells, and two executions of
+    /// the same size and price are two.
     #[allow(clippy::too_many_arguments)]
     pub fn book_fill(
         &mut self,
@@ -381,10 +400,17 @@ impl ItemState {
         filled_up_to: Option<Decimal>,
         source: FillSource,
     ) -> bool {
-        if self.fills.contains_key(id) || self.matched_ids.contains(id) {
+        if let Some(known) = self.fills.get_mut(id) {
+            // Named by the same id in both spaces (as Alpaca's ids may be): matched by it.
+            if source == FillSource::Stream {
+                known.read_unmatched = false;
+            }
             return false;
         }
-        if source == FillSource::Stream {
+        if self.matched_ids.contains(id) {
+            return false;
+        }
+        if source == FillSource::Stream && self.id_spaces == IdSpaces::Unrelated {
             let read = self
                 .fills
                 .values_mut()
@@ -399,11 +425,42 @@ impl ItemState {
             return false;
         }
         let read_unmatched = source == FillSource::Read;
-        self.fills.insert(id.clone(), Booked { qty, price, child: client_id.clone(), read_unmatched });
+        self.fills.insert(id.clone(), Booked { qty, price, child: client_id.clone(), source, read_unmatched });
         self.filled = self.filled.saturating_add(qty);
         self.filled_notional = self.filled_notional.saturating_add(qty.checked_mul(price).unwrap_or(Decimal::ZERO));
         self.last_fill_at = Some(self.last_fill_at.map_or(at, |t| t.max(at)));
         true
+    }
+
+    /// Learns from an activity read whether its ids are the trade updates' execution ids: a
+    /// read that names an execution booked from the stream shows them shared; one that lists an
+    /// order's executions and names none of the several booked from the stream shows them
+    /// unrelated. Shared wins (it cannot be mistaken).
+    pub fn learn_id_spaces(&mut self, read: &[tranche_domain::Fill]) {
+        if self.id_spaces == IdSpaces::Shared {
+            return;
+        }
+        for child in &self.children {
+            let streamed: Vec<&ExecutionId> = self
+                .fills
+                .iter()
+                .filter(|(_, b)| b.child == child.client_id && b.source == FillSource::Stream)
+                .map(|(id, _)| id)
+                .collect();
+            let listed: Vec<&ExecutionId> =
+                read.iter().filter(|f| f.client_order_id == child.client_id).map(|f| &f.execution_id).collect();
+            if streamed.is_empty() || listed.is_empty() {
+                continue;
+            }
+            if streamed.iter().any(|id| listed.contains(id)) {
+                self.id_spaces = IdSpaces::Shared;
+                for booked in self.fills.values_mut() {
+                    booked.read_unmatched = false;
+                }
+                return;
+            }
+            self.id_spaces = IdSpaces::Unrelated;
+        }
     }
 
     /// The executions of an activity read (every fill of the account since a time, complete

@@ -705,6 +705,7 @@ impl EngineCore {
             }
         };
         for i in 0..self.items.len() {
+            self.items[i].learn_id_spaces(&fills);
             for fill in self.items[i].new_in_activity_read(&fills) {
                 self.record_fill(i, &fill, None, out);
             }

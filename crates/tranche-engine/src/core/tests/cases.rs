@@ -652,6 +652,22 @@ fn an_execution_booked_from_a_read_is_not_booked_again_when_its_delayed_update_a
     assert_eq!(bench.core.items[0].filled, d("6"));
 }
 
+/// `sim run --faults light` (activity ids equal to execution ids), seeds 158, 176, 323, 330 and
+/// 789: an execution booked from a read, whose update then came under the same id, stayed
+/// "unmatched", and a later execution of the same size and price was taken for it.
+#[test]
+fn an_execution_read_and_streamed_under_one_id_does_not_swallow_a_later_one_of_the_same_size() {
+    let (mut bench, _, order) = working_buy();
+    let two = partly_filled(&order, "2");
+    bench.feed(update(TradeEvent::PartialFill, &two, None, bench.now));
+    bench.feed(Input::Fills(Ok(vec![activity(&order, "exec-1", "2", "100.00", bench.now)])));
+    assert_eq!(bench.core.items[0].filled, d("2"));
+    bench.feed(update(TradeEvent::PartialFill, &two, Some(("exec-1", "2", "100.00")), bench.now));
+    let four = partly_filled(&order, "4");
+    bench.feed(update(TradeEvent::PartialFill, &four, Some(("exec-2", "2", "100.00")), bench.now));
+    assert_eq!(bench.core.items[0].filled, d("4"), "the second execution is booked");
+}
+
 #[test]
 fn fills_missing_after_a_read_are_read_again_after_a_wait_not_at_once() {
     let (mut bench, _, order) = working_buy();
