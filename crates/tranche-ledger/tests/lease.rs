@@ -27,7 +27,7 @@ use object_store::{
 use support::{fill, plan_with, started};
 use tokio::time::Instant;
 use tranche_domain::{ExecutionResult, RebalancePlan};
-use tranche_ledger::faults::{FaultPlan, FaultyStore};
+use tranche_ledger::faults::{FaultPlan, FaultyStore, SplitMix64};
 use tranche_ledger::{BeginOutcome, LeaseTerms, Ledger, LedgerError, ObjectLedger, TimeSource};
 
 fn plan(id: &str) -> RebalancePlan {
@@ -237,27 +237,6 @@ async fn spurious_refusals_of_the_lock_are_not_a_lost_claim() {
     assert!(store.faults_fired()["spurious_precondition"] >= 10, "{:?}", store.faults_fired());
 }
 
-/// A small seeded generator (splitmix64) for the schedules.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// What one worker does: when it arrives, its clock skew, how many orders it sends, where it
 /// freezes and for how long, and after how many store writes it dies.
 #[derive(Debug, Clone)]
@@ -271,16 +250,16 @@ struct Script {
 }
 
 impl Script {
-    fn roll(dice: &mut Dice) -> Self {
+    fn roll(dice: &mut SplitMix64) -> Self {
         Self {
             arrives: Duration::from_millis(dice.below(30_000)),
             skew_ms: i64::try_from(dice.below(10_001)).unwrap() - 5_000,
             orders: 1 + u32::try_from(dice.below(8)).unwrap(),
             gap: Duration::from_millis(200 + dice.below(4_000)),
             freeze: dice
-                .chance(40)
+                .chance(400_000)
                 .then(|| (u32::try_from(dice.below(6)).unwrap(), Duration::from_millis(5_000 + dice.below(40_000)))),
-            dies_after: dice.chance(20).then(|| 2 + dice.below(20)),
+            dies_after: dice.chance(200_000).then(|| 2 + dice.below(20)),
         }
     }
 }
@@ -384,7 +363,7 @@ struct Seen {
 
 /// Runs seed `seed`'s schedule; the violations found.
 async fn schedule(seed: u64, careless: bool, seen: &mut Seen) -> Vec<String> {
-    let mut dice = Dice(seed);
+    let mut dice = SplitMix64(seed);
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let plan = plan(&format!("plan-schedule-{seed}"));
     let tape = Arc::new(Mutex::new(Tape::default()));

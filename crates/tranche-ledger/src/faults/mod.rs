@@ -376,12 +376,14 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// SplitMix64: a tiny, well-mixed, seedable generator (Steele, Lea and Flood, 2014).
+/// SplitMix64: a tiny, well-mixed, seedable generator (Steele, Lea and Flood, 2014); the
+/// faults' dice, and a test's for its schedules.
 #[derive(Debug, Clone)]
-struct SplitMix64(u64);
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    /// The next number of the sequence.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -390,8 +392,13 @@ impl SplitMix64 {
     }
 
     /// True with probability `ppm` / 1,000,000 (always from [`PPM`] up).
-    fn chance(&mut self, ppm: u32) -> bool {
+    pub fn chance(&mut self, ppm: u32) -> bool {
         self.next_u64() % u64::from(PPM) < u64::from(ppm)
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 }
 
