@@ -7,6 +7,10 @@ pub const PAPER_URL: &str = "https://paper-api.alpaca.markets";
 pub const LIVE_URL: &str = "https://api.alpaca.markets";
 /// Alpaca's market data API.
 pub const DATA_URL: &str = "https://data.alpaca.markets";
+/// Alpaca's market-data stream host.
+pub const DATA_STREAM_URL: &str = "wss://stream.data.alpaca.markets";
+/// The market-data feed free accounts have.
+pub const DEFAULT_FEED: &str = "iex";
 
 /// A secret key: shown as `<redacted>` everywhere.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,6 +49,11 @@ pub struct AlpacaConfig {
     pub requests_per_minute: u32,
     /// Per-request timeout.
     pub timeout: std::time::Duration,
+    /// Market-data stream host (`APCA_API_DATA_STREAM_URL`); `None`: derived from `data_url`
+    /// (Alpaca's stream host for Alpaca's data URL, the same host otherwise, e.g. the emulator).
+    pub data_stream_url: Option<String>,
+    /// Market-data feed (`APCA_DATA_FEED`): `iex` (default), `sip`, `delayed_sip`, ...
+    pub data_feed: String,
 }
 
 /// Why the configuration is unusable.
@@ -53,6 +62,9 @@ pub enum ConfigError {
     /// A required key is missing.
     #[error("{0} is not set: export it (Alpaca's key pair; see docs/configuration.md)")]
     Missing(&'static str),
+    /// `APCA_DATA_FEED` is not a feed name.
+    #[error("APCA_DATA_FEED=`{0}` is not a feed name: set it to iex, sip or delayed_sip, or unset it")]
+    BadFeed(String),
     /// A URL variable does not hold an http(s) URL.
     #[error("{variable}={shown} is not an http(s) URL: {reason}; set it to e.g. {example}, or unset it")]
     BadUrl {
@@ -69,6 +81,16 @@ pub enum ConfigError {
 
 /// `value` of `variable` when it is an http(s) URL (checked before anything is sent).
 fn checked_url(variable: &'static str, value: String, example: &'static str) -> Result<String, ConfigError> {
+    checked_url_of(variable, value, example, &["http", "https"])
+}
+
+/// `value` of `variable` when it is a URL with one of `schemes` and a host.
+fn checked_url_of(
+    variable: &'static str,
+    value: String,
+    example: &'static str,
+    schemes: &[&str],
+) -> Result<String, ConfigError> {
     let refuse = |reason: String| ConfigError::BadUrl {
         variable,
         // Never echo credentials someone put in a URL.
@@ -77,7 +99,7 @@ fn checked_url(variable: &'static str, value: String, example: &'static str) -> 
         example,
     };
     match reqwest::Url::parse(&value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(value),
+        Ok(url) if schemes.contains(&url.scheme()) && url.host().is_some() => Ok(value),
         Ok(url) => Err(refuse(format!("the scheme is `{}` and the host {:?}", url.scheme(), url.host_str()))),
         Err(e) => Err(refuse(e.to_string())),
     }
@@ -93,12 +115,14 @@ impl AlpacaConfig {
             secret,
             requests_per_minute: 190,
             timeout: std::time::Duration::from_secs(10),
+            data_stream_url: None,
+            data_feed: DEFAULT_FEED.into(),
         }
     }
 
-    /// From `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL` and
-    /// `APCA_API_DATA_URL`; paper unless `live` (which selects the live URL when no base URL is
-    /// set).
+    /// From `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`, `APCA_API_DATA_URL`,
+    /// `APCA_API_DATA_STREAM_URL` and `APCA_DATA_FEED`; paper unless `live` (which selects the
+    /// live URL when no base URL is set). Every value is checked before anything is sent.
     pub fn from_env(live: bool) -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let key = var("APCA_API_KEY_ID").ok_or(ConfigError::Missing("APCA_API_KEY_ID"))?;
@@ -111,20 +135,49 @@ impl AlpacaConfig {
         if let Some(data) = var("APCA_API_DATA_URL") {
             config.data_url = checked_url("APCA_API_DATA_URL", data, DATA_URL)?;
         }
+        if let Some(stream) = var("APCA_API_DATA_STREAM_URL") {
+            let schemes = ["ws", "wss", "http", "https"];
+            config.data_stream_url =
+                Some(checked_url_of("APCA_API_DATA_STREAM_URL", stream, DATA_STREAM_URL, &schemes)?);
+        }
+        if let Some(feed) = var("APCA_DATA_FEED") {
+            if feed.is_empty() || !feed.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                return Err(ConfigError::BadFeed(feed));
+            }
+            config.data_feed = feed;
+        }
         Ok(config)
+    }
+
+    /// The market-data stream URL of the configured feed: `<stream host>/v2/<feed>`, the host
+    /// being `data_stream_url`, else Alpaca's for Alpaca's data URL, else the data URL's own
+    /// host with a WebSocket scheme (an emulator serves both).
+    pub fn market_data_stream_url(&self) -> String {
+        let base = self.data_stream_url.clone().unwrap_or_else(|| {
+            let data = self.data_url.trim_end_matches('/');
+            if data == DATA_URL {
+                DATA_STREAM_URL.to_owned()
+            } else {
+                websocket(data)
+            }
+        });
+        format!("{}/v2/{}", websocket(base.trim_end_matches('/')), self.data_feed)
     }
 
     /// The trade_updates socket URL: the trading base with a WebSocket scheme and `/stream`.
     pub fn stream_url(&self) -> String {
-        let base = self.trading_url.trim_end_matches('/');
-        let ws = if let Some(rest) = base.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = base.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            base.to_owned()
-        };
-        format!("{ws}/stream")
+        format!("{}/stream", websocket(self.trading_url.trim_end_matches('/')))
+    }
+}
+
+/// `url` with an http(s) scheme turned into the WebSocket one (others unchanged).
+fn websocket(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url.to_owned()
     }
 }
 
@@ -139,6 +192,17 @@ mod tests {
         assert_eq!(config.stream_url(), "wss://paper-api.alpaca.markets/stream");
         config.trading_url = "http://127.0.0.1:8080/".into();
         assert_eq!(config.stream_url(), "ws://127.0.0.1:8080/stream");
+    }
+
+    #[test]
+    fn the_market_data_stream_follows_the_data_url_unless_told() {
+        let mut config = AlpacaConfig::new("KEY", Secret::new("s"));
+        assert_eq!(config.market_data_stream_url(), "wss://stream.data.alpaca.markets/v2/iex");
+        config.data_url = "http://127.0.0.1:8088/".into();
+        assert_eq!(config.market_data_stream_url(), "ws://127.0.0.1:8088/v2/iex", "an emulator serves both");
+        config.data_stream_url = Some("wss://stream.example/".into());
+        config.data_feed = "sip".into();
+        assert_eq!(config.market_data_stream_url(), "wss://stream.example/v2/sip");
     }
 
     #[test]

@@ -137,7 +137,9 @@ fn connect_alpaca(live: bool) -> Result<Connection, Failure> {
             exit::BAD_CONFIG,
             format!("{name} is not set\nfix: export {name} (Alpaca's key; see docs/configuration.md)"),
         ),
-        bad @ tranche::alpaca::ConfigError::BadUrl { .. } => Failure::new(exit::BAD_CONFIG, bad.to_string()),
+        bad @ (tranche::alpaca::ConfigError::BadUrl { .. } | tranche::alpaca::ConfigError::BadFeed(_)) => {
+            Failure::new(exit::BAD_CONFIG, bad.to_string())
+        }
     })?;
     let label =
         if config.trading_url.trim_end_matches('/') == tranche::alpaca::LIVE_URL { "alpaca live" } else { "alpaca" };

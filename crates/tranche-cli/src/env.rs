@@ -78,10 +78,7 @@ pub fn record(matches: &ArgMatches) -> Result<(), String> {
 
 /// `sqlite:PATH` with a path, or `s3://BUCKET/PREFIX` with a bucket (what `--ledger` accepts).
 fn ledger_spec_is_well_formed(spec: &str) -> bool {
-    if let Some(path) = spec.strip_prefix("sqlite:") {
-        return !path.is_empty();
-    }
-    spec.strip_prefix("s3://").is_some_and(|rest| !rest.split('/').next().unwrap_or_default().is_empty())
+    spec.parse::<tranche::ledger::LedgerSpec>().is_ok()
 }
 
 fn invalid(var: &EnvVar, value: &str, reason: &str) -> String {

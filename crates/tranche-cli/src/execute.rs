@@ -307,7 +307,7 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
         Ok(b) => b,
         Err(e) => return fail_before_run(target.as_ref(), exit::BROKER_UNAVAILABLE, &e.to_string()),
     };
-    let stream = market_data_url(&config);
+    let stream = config.market_data_stream_url();
     let quotes: Arc<dyn QuoteFeed> = runtime.block_on(async {
         Arc::new(tranche::pricing::AlpacaQuoteFeed::connect(tranche::pricing::StreamConfig::new(
             stream.clone(),
@@ -494,26 +494,6 @@ fn without_userinfo(url: &str) -> String {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
         None => url.to_owned(),
     }
-}
-
-/// The market-data stream: `APCA_API_DATA_STREAM_URL` (default Alpaca's, or the data URL's host
-/// when that was overridden, e.g. for the emulator) and feed `APCA_DATA_FEED` (default `iex`).
-fn market_data_url(config: &tranche::alpaca::AlpacaConfig) -> String {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let base = var("APCA_API_DATA_STREAM_URL").unwrap_or_else(|| {
-        let data = config.data_url.trim_end_matches('/');
-        if data == tranche::alpaca::DATA_URL {
-            "wss://stream.data.alpaca.markets".to_owned()
-        } else if let Some(rest) = data.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = data.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            data.to_owned()
-        }
-    });
-    let feed = var("APCA_DATA_FEED").unwrap_or_else(|| "iex".to_owned());
-    format!("{}/v2/{feed}", base.trim_end_matches('/'))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use tranche::ledger::{s3_store, LeaseTerms, Ledger, ObjectLedger, S3Settings, SqliteLedger};
+use tranche::ledger::{LeaseTerms, Ledger, LedgerSpec};
 
 use crate::exit;
 
@@ -34,34 +34,20 @@ pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
 }
 
 fn open_with(spec: &str, terms: LeaseTerms) -> Result<Arc<dyn Ledger>, String> {
-    if let Some(path) = spec.strip_prefix("sqlite:") {
-        if path.is_empty() {
-            return Err("`--ledger sqlite:` needs a file path, e.g. sqlite:tranche-ledger.sqlite".into());
-        }
-        return SqliteLedger::open(path).map(|l| Arc::new(l) as Arc<dyn Ledger>).map_err(|e| e.to_string());
-    }
-    if let Some(rest) = spec.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err("`--ledger s3://BUCKET/PREFIX` needs a bucket".into());
-        }
-        let settings = S3Settings { bucket: bucket.to_owned(), ..S3Settings::default() };
-        let store = s3_store(&settings).map_err(|e| e.to_string())?;
-        let owner = format!("tranche-{}", std::process::id());
-        return Ok(Arc::new(ObjectLedger::new(store, prefix.trim_end_matches('/'), owner).with_lease(terms)));
-    }
-    Err(format!("`{spec}` is not a ledger; use sqlite:PATH or s3://BUCKET/PREFIX"))
+    let spec: LedgerSpec = spec.parse().map_err(|e: tranche::ledger::LedgerError| e.to_string())?;
+    spec.open(&format!("tranche-{}", std::process::id()), terms).map_err(|e| e.to_string())
 }
 
 /// The ledger of `spec` and a runtime to read it with, or the exit code of the failure (already
 /// reported on stderr).
 fn open_for_reading(spec: &str) -> Result<(Arc<dyn Ledger>, tokio::runtime::Runtime), ExitCode> {
     // Reading never creates: a SQLite ledger that is not there is named, not made empty.
-    if let Some(path) = spec.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
-        if !std::path::Path::new(path).exists() {
+    if let Ok(parsed @ LedgerSpec::Sqlite(path)) = spec.parse::<LedgerSpec>().as_ref() {
+        if !parsed.exists() {
             crate::logging::error(&format!(
-                "there is no ledger at {path}: nothing has been recorded there\nfix: pass --ledger sqlite:PATH \
-                 (or s3://BUCKET/PREFIX) naming the ledger that execute wrote"
+                "there is no ledger at {}: nothing has been recorded there\nfix: pass --ledger sqlite:PATH \
+                 (or s3://BUCKET/PREFIX) naming the ledger that execute wrote",
+                path.display()
             ));
             return Err(exit::code(exit::NO_INPUT));
         }

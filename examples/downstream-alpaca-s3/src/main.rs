@@ -24,7 +24,7 @@ use tranche::alpaca::{AlpacaBroker, AlpacaConfig, AlpacaOrderEvents};
 use tranche::broker::SystemClock;
 use tranche::domain::{ExecutionStatus, RebalancePlan};
 use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
-use tranche::ledger::{s3_store, Ledger, ObjectLedger, S3Settings};
+use tranche::ledger::{LeaseTerms, Ledger, LedgerSpec};
 use tranche::pricing::{AlpacaQuoteFeed, StreamConfig};
 
 #[tokio::main]
@@ -61,7 +61,7 @@ async fn run() -> Result<ExecutionStatus, String> {
     }
     let broker = AlpacaBroker::new(alpaca.clone()).map_err(|e| e.to_string())?;
     let quotes = AlpacaQuoteFeed::connect(StreamConfig::new(
-        market_data_url(),
+        alpaca.market_data_stream_url(),
         alpaca.key_id.clone(),
         alpaca.secret.expose().to_owned(),
     ));
@@ -85,24 +85,13 @@ async fn run() -> Result<ExecutionStatus, String> {
     Ok(result.status)
 }
 
-/// The object-store ledger at `s3://BUCKET/PREFIX`.
+/// The object-store ledger at `s3://BUCKET/PREFIX` (a SQLite spec is refused: this service's
+/// workers share their ledger).
 fn s3_ledger(url: &str) -> Result<Arc<dyn Ledger>, String> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3://BUCKET/PREFIX URL"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(format!("`{url}` names no bucket"));
+    let spec: LedgerSpec = url.parse().map_err(|e: tranche::ledger::LedgerError| e.to_string())?;
+    if !spec.is_shared() {
+        return Err(format!("`{url}` is not an s3://BUCKET/PREFIX URL"));
     }
-    let store = s3_store(&S3Settings { bucket: bucket.to_owned(), ..S3Settings::default() })
-        .map_err(|e| format!("cannot open the bucket {bucket}: {e}"))?;
     let owner = format!("downstream-alpaca-s3-{}", std::process::id());
-    Ok(Arc::new(ObjectLedger::new(store, prefix.trim_end_matches('/'), owner)))
-}
-
-/// Alpaca's market-data stream for the configured feed (`iex` unless `APCA_DATA_FEED` says
-/// otherwise), at `APCA_API_DATA_STREAM_URL` when set.
-fn market_data_url() -> String {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let base = var("APCA_API_DATA_STREAM_URL").unwrap_or_else(|| "wss://stream.data.alpaca.markets".to_owned());
-    let feed = var("APCA_DATA_FEED").unwrap_or_else(|| "iex".to_owned());
-    format!("{}/v2/{feed}", base.trim_end_matches('/'))
+    spec.open(&owner, LeaseTerms::default()).map_err(|e| format!("cannot open the ledger {url}: {e}"))
 }

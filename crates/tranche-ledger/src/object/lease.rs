@@ -18,7 +18,6 @@
 //!   began after a caller asked serves every caller that was waiting for it (group commit).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
@@ -28,67 +27,6 @@ use tokio::time::Instant;
 
 use super::{key, storage, ObjectLedger};
 use crate::model::{ClaimProof, LedgerError, RunHandle};
-
-/// How long a worker's claim on a plan lasts and how far apart the workers' clocks may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseTerms {
-    length: Duration,
-    clock_skew: Duration,
-}
-
-impl LeaseTerms {
-    /// The shortest lease: renewals every second.
-    pub const MIN_LENGTH: Duration = Duration::from_secs(3);
-    /// The longest lease (a crashed worker's plan waits this long for a takeover).
-    pub const MAX_LENGTH: Duration = Duration::from_secs(3600);
-    /// The largest clock difference between workers that can be allowed for.
-    pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(600);
-
-    /// A lease of `length` between workers whose wall clocks differ by at most `clock_skew`.
-    pub fn new(length: Duration, clock_skew: Duration) -> Result<Self, LedgerError> {
-        if !(Self::MIN_LENGTH..=Self::MAX_LENGTH).contains(&length) {
-            return Err(LedgerError::Invalid(format!(
-                "a lease of {length:?} is outside {:?}..={:?}",
-                Self::MIN_LENGTH,
-                Self::MAX_LENGTH
-            )));
-        }
-        if clock_skew > Self::MAX_CLOCK_SKEW {
-            return Err(LedgerError::Invalid(format!(
-                "a clock skew allowance of {clock_skew:?} is above {:?}: fix the clocks (NTP)",
-                Self::MAX_CLOCK_SKEW
-            )));
-        }
-        Ok(Self { length, clock_skew })
-    }
-
-    /// How long a claim lasts without a renewal.
-    pub fn length(self) -> Duration {
-        self.length
-    }
-
-    /// The largest difference between two workers' wall clocks that the lease allows for.
-    pub fn clock_skew(self) -> Duration {
-        self.clock_skew
-    }
-
-    /// How often a holder renews: three times per lease.
-    pub fn renew_every(self) -> Duration {
-        self.length / 3
-    }
-
-    /// How long after a renewal began its holder may act on the plan: half a lease.
-    pub fn act_window(self) -> Duration {
-        self.length / 2
-    }
-}
-
-impl Default for LeaseTerms {
-    /// A 60-second lease between clocks at most 5 seconds apart.
-    fn default() -> Self {
-        Self { length: Duration::from_secs(60), clock_skew: Duration::from_secs(5) }
-    }
-}
 
 /// The lock object of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

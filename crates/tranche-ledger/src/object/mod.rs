@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tranche_domain::{ExecutionResult, RebalancePlan};
 
-pub use lease::LeaseTerms;
 use lease::{Held, Taken};
 
 use crate::model::{
@@ -39,6 +38,7 @@ use crate::model::{
     RunRecord, RunStatus,
 };
 use crate::port::Ledger;
+use crate::terms::LeaseTerms;
 
 /// The completion marker of a plan: which run completed it, when, and its result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
