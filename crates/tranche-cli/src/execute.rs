@@ -420,6 +420,11 @@ fn finish(
                 ),
             );
         }
+        // A store that failed through every retry is a temporary failure: try again later.
+        Err(RunError::Ledger(e @ tranche::ledger::LedgerError::Storage(_))) => {
+            discard(report);
+            return fail(exit::PLAN_BUSY, &format!("ledger: {e}; nothing was traded; run it again later"));
+        }
         Err(RunError::Ledger(e)) => {
             discard(report);
             return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded"));

@@ -151,7 +151,14 @@ pub async fn execute_recorded(
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
 ) -> Result<ExecutionResult, RunError> {
     // A store that fails at times: begun again (a begin that failed gave the plan back).
-    let run = match retrying(&ports.clock, BEGIN_ATTEMPTS, || ledger.begin(&plan)).await.map_err(RunError::Ledger)? {
+    let begun = retrying(&ports.clock, BEGIN_ATTEMPTS, || ledger.begin(&plan)).await.map_err(|e| match e {
+        // A resumed run's first proof found the plan taken over meanwhile.
+        LedgerError::ClaimLost { run_id, .. } => {
+            RunError::ClaimLost { run_id, reason: "another worker took the plan over as this one began".into() }
+        }
+        other => RunError::Ledger(other),
+    })?;
+    let run = match begun {
         BeginOutcome::AlreadyCompleted(result) => {
             tracing::info!(plan_id = %plan.plan_id, "plan already executed; returning its recorded result");
             return Ok(*result);
@@ -173,7 +180,7 @@ pub async fn execute_recorded(
     } else {
         EngineCore::new(plan, config)
     };
-    let fence = Fence::new(Arc::clone(&ledger), run.clone());
+    let fence = Fence::new(Arc::clone(&ledger), run.clone(), Arc::clone(&ports.clock));
     let mut journal = Journal { ledger, run, fence, next_renewal: None };
     journal.next_renewal = journal.renewal_after(ports.clock.now());
     run_loop(core, ports, Some(journal), progress).await
@@ -745,7 +752,7 @@ async fn cleared_to_send(
     let not_sent = |reason: String| Input::IntentFailed { item, client_order_id: client_order_id.clone(), reason };
     durably(clock, || ledger.record_intent(&run, &intent)).await.map_err(|e| not_sent(e.to_string()))?;
     // A lost claim stops the run before this input is read.
-    fence.prove_for_order(clock).await.map(|_| ()).map_err(|refusal| not_sent(refusal.to_string()))
+    fence.prove_for_order(clock).await.map_err(|refusal| not_sent(refusal.to_string()))
 }
 
 /// Orders (intent first, fenced), cancels (fenced) and ledger records.

@@ -4,8 +4,9 @@
 //!
 //! Invariants: no order (a submit or a replace) leaves the process without a proof of the claim
 //! that began after the order's intent was recorded, and it leaves before that proof's window
-//! closes, on tokio's monotonic clock (which a paused test runtime advances virtually, so a
-//! frozen worker's window closes while it is frozen); a cancel needs a proof that is still
+//! closes on two clocks: tokio's monotonic one (immune to clock steps; a paused test runtime
+//! advances it virtually, so a frozen worker's window closes while it is frozen) and the `Clock`
+//! port's wall time (which, unlike the monotonic clock, runs on while a VM is suspended); a cancel needs a proof that is still
 //! valid, or proves anew, but is not held back when the ledger merely cannot be reached (a
 //! cancel cannot trade); once the claim is lost it stays lost, and the run stops at once:
 //! nothing more is sent, recorded or cancelled by this worker.
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tranche_broker::Clock;
+use tranche_domain::Timestamp;
 use tranche_ledger::{ClaimProof, Ledger, LedgerError, RunHandle};
 
 /// Attempts at proving the claim for an order before the order is given up (0.5, 1, 2 s apart).
@@ -38,11 +40,11 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Until when this worker may act.
+/// Until when this worker may act (on the monotonic clock, and on the wall clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proven {
     Never,
-    Until(Instant),
+    Until(Instant, Timestamp),
     Always,
 }
 
@@ -56,6 +58,7 @@ struct State {
 pub(crate) struct Fence {
     ledger: Arc<dyn Ledger>,
     run: RunHandle,
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
 }
 
@@ -67,8 +70,17 @@ impl std::fmt::Debug for Fence {
 
 impl Fence {
     /// The claim `ledger` gave `run` when it began (not yet proven by this fence).
-    pub(crate) fn new(ledger: Arc<dyn Ledger>, run: RunHandle) -> Arc<Self> {
-        Arc::new(Self { ledger, run, state: Mutex::new(State { proven: Proven::Never, lost: None }) })
+    pub(crate) fn new(ledger: Arc<dyn Ledger>, run: RunHandle, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self { ledger, run, clock, state: Mutex::new(State { proven: Proven::Never, lost: None }) })
+    }
+
+    /// True while `proven` allows acting, on both clocks.
+    fn holds(&self, proven: Proven) -> bool {
+        match proven {
+            Proven::Always => true,
+            Proven::Until(until, wall) => Instant::now() < until && self.clock.now() < wall,
+            Proven::Never => false,
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -100,20 +112,23 @@ impl Fence {
         if let Some(reason) = self.lost() {
             return Err(Refusal::Lost(reason));
         }
-        let asked = Instant::now();
+        let (asked, asked_wall) = (Instant::now(), self.clock.now());
         match self.ledger.prove_claim(&self.run).await {
             Ok(ClaimProof { valid_for: None }) => {
                 self.state().proven = Proven::Always;
                 Ok(Proven::Always)
             }
             Ok(ClaimProof { valid_for: Some(window) }) => {
-                let until = asked + window;
+                let wall = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
+                let until = Proven::Until(asked + window, asked_wall.checked_add_signed(wall).unwrap_or(asked_wall));
                 let mut state = self.state();
-                state.proven = match state.proven {
-                    Proven::Until(old) => Proven::Until(old.max(until)),
-                    Proven::Never | Proven::Always => Proven::Until(until),
+                state.proven = match (state.proven, until) {
+                    (Proven::Until(old, old_wall), Proven::Until(new, new_wall)) => {
+                        Proven::Until(old.max(new), old_wall.max(new_wall))
+                    }
+                    _ => until,
                 };
-                Ok(Proven::Until(until))
+                Ok(until)
             }
             Err(e) => {
                 self.observe(&e);
@@ -127,14 +142,13 @@ impl Fence {
 
     /// A proof for an order whose intent is recorded: a renewal that began after this call,
     /// tried again while the store fails. The order must leave before the instant returned.
-    pub(crate) async fn prove_for_order(&self, clock: &Arc<dyn Clock>) -> Result<Option<Instant>, Refusal> {
+    pub(crate) async fn prove_for_order(&self, clock: &Arc<dyn Clock>) -> Result<(), Refusal> {
         let mut wait = chrono::Duration::milliseconds(500);
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.prove_once().await {
-                Ok(Proven::Until(until)) if Instant::now() < until => return Ok(Some(until)),
-                Ok(Proven::Always) => return Ok(None),
+                Ok(proven) if self.holds(proven) => return Ok(()),
                 // A proof that took longer than its own window proves nothing by now.
                 Ok(_) | Err(Refusal::Unproven(_)) if attempt < PROOF_ATTEMPTS => {
                     clock.sleep_until(clock.now() + wait).await;
@@ -148,30 +162,24 @@ impl Fence {
 
     /// True when a proof is valid now and the claim is not lost (an order may leave at once).
     pub(crate) fn acting_allowed(&self) -> bool {
-        let state = self.state();
-        state.lost.is_none()
-            && match state.proven {
-                Proven::Always => true,
-                Proven::Until(until) => Instant::now() < until,
-                Proven::Never => false,
-            }
+        let (lost, proven) = {
+            let state = self.state();
+            (state.lost.is_some(), state.proven)
+        };
+        !lost && self.holds(proven)
     }
 
     /// Lets a cancel through: with a proof still valid, or a new one; a store that cannot be
     /// reached does not hold a cancel back (only a lost claim does).
     pub(crate) async fn allow_cancel(&self) -> Result<(), Refusal> {
-        let valid = {
+        let proven = {
             let state = self.state();
             if let Some(reason) = &state.lost {
                 return Err(Refusal::Lost(reason.clone()));
             }
-            match state.proven {
-                Proven::Always => true,
-                Proven::Until(until) => Instant::now() < until,
-                Proven::Never => false,
-            }
+            state.proven
         };
-        if valid {
+        if self.holds(proven) {
             return Ok(());
         }
         match self.prove_once().await {

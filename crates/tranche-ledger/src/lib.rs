@@ -36,7 +36,7 @@ pub use model::{
     RunRecord, RunStatus,
 };
 #[cfg(feature = "s3")]
-pub use object::{s3_store, ObjectLedger, S3Settings, TimeSource};
+pub use object::{s3_store, s3_store_for, ObjectLedger, S3Settings, TimeSource};
 #[cfg(feature = "s3")]
 pub use own_runtime::OnOwnRuntime;
 pub use port::Ledger;

@@ -97,7 +97,7 @@ fn open_sqlite(_path: &std::path::Path) -> Result<Arc<dyn Ledger>, LedgerError> 
 #[cfg(feature = "s3")]
 fn open_s3(bucket: &str, prefix: &str, owner: &str, lease: LeaseTerms) -> Result<Arc<dyn Ledger>, LedgerError> {
     let settings = crate::object::S3Settings { bucket: bucket.to_owned(), ..crate::object::S3Settings::default() };
-    let store = crate::object::s3_store(&settings)?;
+    let store = crate::object::s3_store_for(&settings, lease)?;
     Ok(Arc::new(crate::object::ObjectLedger::new(store, prefix, owner).with_lease(lease)))
 }
 

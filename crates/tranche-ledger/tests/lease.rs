@@ -55,6 +55,10 @@ struct Hooked {
     inner: Arc<dyn ObjectStore>,
     before_lock_read: Mutex<Option<BoxFuture<'static, ()>>>,
     lose_next_lock_answer: Mutex<bool>,
+    /// Reads of `completed.json` so far, and a hook that runs before read number `.0` (counting
+    /// from 1), after which that read fails.
+    completion_reads: Mutex<u32>,
+    failing_completion_read: Mutex<Option<(u32, BoxFuture<'static, ()>)>>,
 }
 
 impl std::fmt::Debug for Hooked {
@@ -71,7 +75,13 @@ impl std::fmt::Display for Hooked {
 
 impl Hooked {
     fn new(inner: &Arc<dyn ObjectStore>) -> Self {
-        Self { inner: Arc::clone(inner), before_lock_read: Mutex::new(None), lose_next_lock_answer: Mutex::new(false) }
+        Self {
+            inner: Arc::clone(inner),
+            before_lock_read: Mutex::new(None),
+            lose_next_lock_answer: Mutex::new(false),
+            completion_reads: Mutex::new(0),
+            failing_completion_read: Mutex::new(None),
+        }
     }
 }
 
@@ -106,6 +116,25 @@ impl ObjectStore for Hooked {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        if location.as_ref().ends_with("completed.json") {
+            let read = {
+                let mut reads = self.completion_reads.lock().unwrap();
+                *reads += 1;
+                *reads
+            };
+            let armed = {
+                let mut hook = self.failing_completion_read.lock().unwrap();
+                if hook.as_ref().is_some_and(|(at, _)| *at == read) {
+                    hook.take().map(|(_, run)| run)
+                } else {
+                    None
+                }
+            };
+            if let Some(run) = armed {
+                run.await;
+                return Err(object_store::Error::Generic { store: "Hooked", source: "503 SlowDown".into() });
+            }
+        }
         if is_lock(location) {
             let hook = self.before_lock_read.lock().unwrap().take();
             if let Some(hook) = hook {
@@ -195,6 +224,102 @@ async fn a_worker_whose_lease_was_taken_over_can_prove_record_and_complete_nothi
     b.prove_claim(&run_b).await.unwrap();
     b.finish(&run_b, &result).await.unwrap();
     assert_eq!(a.begin(&plan).await.unwrap(), BeginOutcome::AlreadyCompleted(Box::new(result)));
+}
+
+/// The review's finding 1: a worker whose `begin` failed after its lease was taken over gave the
+/// lock back by deleting it, deleting the new holder's lock (and a third worker could then take
+/// the plan while the second still acted). It now gives the lock back only if it is still its
+/// own.
+#[tokio::test(start_paused = true)]
+async fn a_begin_that_fails_after_a_takeover_leaves_the_new_holders_lock_alone() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let plan = plan("plan-slow-begin");
+    let hooked = Arc::new(Hooked::new(&inner));
+    let worker = |store: Arc<dyn ObjectStore>, name: &str| {
+        ObjectLedger::new(store, "ledger", name)
+            .with_lease(terms())
+            .with_time_source(virtual_clock(chrono::Duration::zero()))
+    };
+    let b = Arc::new(worker(Arc::clone(&inner), "worker-b"));
+    let (taker, taken) = (Arc::clone(&b), plan.clone());
+    // A's look for the completion under its new lock stalls past its lease; B takes the plan
+    // over meanwhile; then A's read fails and A's begin gives up.
+    *hooked.failing_completion_read.lock().unwrap() = Some((
+        2,
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert!(matches!(taker.begin(&taken).await.unwrap(), BeginOutcome::Started(_)));
+        }),
+    ));
+    let a = worker(Arc::clone(&hooked) as Arc<dyn ObjectStore>, "worker-a");
+    assert!(a.begin(&plan).await.is_err(), "A's begin failed");
+    let c = worker(Arc::clone(&inner), "worker-c");
+    assert!(matches!(c.begin(&plan).await.unwrap(), BeginOutcome::AlreadyRunning { .. }), "B still holds the plan");
+}
+
+/// The review's finding 2: the completion was recognised by run id, which a run and its
+/// takeover share, so a completion written late by the worker that lost the plan was taken by
+/// the new holder for its own. It is recognised by the lock holder that wrote it.
+#[tokio::test(start_paused = true)]
+async fn a_completion_written_by_the_worker_that_lost_the_plan_is_not_taken_for_the_new_holders() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let plan = plan("plan-late-marker");
+    let worker = |name: &str| {
+        ObjectLedger::new(Arc::clone(&store), "ledger", name)
+            .with_lease(terms())
+            .with_time_source(virtual_clock(chrono::Duration::zero()))
+    };
+    let (a, b) = (worker("worker-a"), worker("worker-b"));
+    let run_a = started(a.begin(&plan).await.unwrap());
+    let lock_path = Path::from(format!("ledger/plans/{}/lock.json", plan_key(&plan.plan_id)));
+    let lock: serde_json::Value =
+        serde_json::from_slice(&store.get(&lock_path).await.unwrap().bytes().await.unwrap()).unwrap();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let run_b = started(b.begin(&plan).await.unwrap());
+    assert_eq!(run_b.run_id, run_a.run_id, "the takeover continues the same run");
+    // A's completion, delayed in flight, lands now.
+    let late = serde_json::json!({
+        "run_id": run_a.run_id, "holder": lock["holder"], "finished_at": "2026-03-02T15:00:01Z",
+        "result": result_for(&plan),
+    });
+    let marker = Path::from(format!("ledger/plans/{}/completed.json", plan_key(&plan.plan_id)));
+    store.put(&marker, serde_json::to_vec(&late).unwrap().into()).await.unwrap();
+    assert!(matches!(b.finish(&run_b, &result_for(&plan)).await, Err(LedgerError::ClaimLost { .. })));
+}
+
+/// The review's finding 4: proofs were judged on the monotonic clock alone, which stops while a
+/// VM is suspended; a worker resumed after its lease was taken over wrote with its old proof.
+/// The wall clock (which runs on) now bounds a proof too.
+#[tokio::test(start_paused = true)]
+async fn a_proof_lapses_with_the_wall_clock_while_the_monotonic_clock_stood_still() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let plan = plan("plan-suspended");
+    // The wall clock jumps 30 s ahead with no monotonic time passing: a suspended VM.
+    let jumped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&jumped);
+    let base = virtual_clock(chrono::Duration::zero());
+    let a = ObjectLedger::new(Arc::clone(&store), "ledger", "worker-a").with_lease(terms()).with_time_source(Arc::new(
+        move || base() + chrono::Duration::seconds(if seen.load(std::sync::atomic::Ordering::SeqCst) { 30 } else { 0 }),
+    ));
+    let run_a = started(a.begin(&plan).await.unwrap());
+    a.record_fill(&run_a, &fill(&run_a, 1)).await.unwrap();
+    jumped.store(true, std::sync::atomic::Ordering::SeqCst);
+    let b = ObjectLedger::new(Arc::clone(&store), "ledger", "worker-b")
+        .with_lease(terms())
+        .with_time_source(virtual_clock(chrono::Duration::seconds(30)));
+    started(b.begin(&plan).await.unwrap());
+    assert!(matches!(a.record_fill(&run_a, &fill(&run_a, 2)).await, Err(LedgerError::ClaimLost { .. })));
+    assert_eq!(b.fills(&plan.plan_id).await.unwrap().len(), 1, "nothing A tried after its wall clock ran on");
+}
+
+/// The key of a plan's directory (as the ledger names it).
+fn plan_key(plan_id: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    sha2::Sha256::digest(plan_id.as_bytes())[..16].iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// The answer of the lock's first write is lost after the store applied it: the same begin

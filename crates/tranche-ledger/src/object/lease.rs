@@ -15,9 +15,14 @@
 //!   other, a holder's acting window closes at least half a lease before anyone can take over:
 //!   that half lease is what an order already sent has to reach the broker;
 //! - renewals of one run never overlap (one at a time, under an async mutex), and a renewal that
-//!   began after a caller asked serves every caller that was waiting for it (group commit).
+//!   began after a caller asked serves every caller that was waiting for it (group commit);
+//! - a proof holds on two clocks: the monotonic one (immune to clock steps) and the worker's
+//!   wall clock (which, unlike the monotonic one, runs on while a VM is suspended);
+//! - the lock is never deleted: it is given back by a conditional write that marks it lapsed,
+//!   which cannot touch a lock another worker has taken over.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
@@ -55,9 +60,10 @@ pub(super) struct Held {
     pub version: UpdateVersion,
     /// What was written.
     pub lock: Lock,
-    /// When (monotonic) the last successful write of the lock began.
-    pub proven_at: Option<Instant>,
-    /// The plan was taken over: nothing more may be done for it.
+    /// When the last successful write of the lock began: on the monotonic clock, and on this
+    /// worker's wall clock (which, unlike the monotonic one, also runs while a VM is suspended).
+    pub proven_at: Option<(Instant, DateTime<Utc>)>,
+    /// The plan was taken over (or given up): nothing more may be done for it.
     pub lost: bool,
 }
 
@@ -104,12 +110,19 @@ impl ObjectLedger {
         (self.now)() > lock.expires_at + skew
     }
 
+    /// True when a proof begun at `at` still allows acting now, on both clocks.
+    fn proof_holds(&self, at: (Instant, DateTime<Utc>)) -> bool {
+        let window = self.lease.act_window();
+        let wall = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
+        Instant::now() < at.0 + window && (self.now)() < at.1 + wall
+    }
+
     /// Takes the lock of `plan_id` for `run_id` if it is free or has lapsed.
     pub(super) async fn take_lock(&self, plan_id: &str, run_id: &str) -> Result<Taken, LedgerError> {
         let path = self.lock_path(plan_id);
         let holder = holder_token(&self.owner);
         let mut failure = None;
-        for _ in 0..LOCK_ATTEMPTS {
+        for attempt in 0..=LOCK_ATTEMPTS {
             let current = match self.get_json::<Lock>(&path).await {
                 Ok(current) => current,
                 Err(e) => {
@@ -127,8 +140,12 @@ impl ObjectLedger {
                 Some((lock, version)) => (PutMode::Update(version), lock.generation + 1),
                 None => (PutMode::Create, 1),
             };
+            // The last round only reads back what the one before it did.
+            if attempt == LOCK_ATTEMPTS {
+                break;
+            }
             let lock = self.lock_body(run_id, &holder, generation);
-            let began = Instant::now();
+            let began = (Instant::now(), (self.now)());
             match self.put_json(&path, &lock, mode).await {
                 Ok(version) => return Ok(Taken::Held(Held { version, lock, proven_at: Some(began), lost: false })),
                 // Refused (another worker was faster, or the store refused spuriously) or failed
@@ -140,19 +157,19 @@ impl ObjectLedger {
     }
 
     /// Renews `held` by a conditional write; `ClaimLost` once another worker has the lock.
-    async fn renew(&self, run: &RunHandle, held: &mut Held) -> Result<Instant, LedgerError> {
+    async fn renew(&self, run: &RunHandle, held: &mut Held) -> Result<(), LedgerError> {
         let path = self.lock_path(&run.plan_id);
         let lost = || LedgerError::ClaimLost { run_id: run.run_id.clone(), plan_id: run.plan_id.clone() };
         let mut failure = None;
         for _ in 0..LOCK_ATTEMPTS {
             let lock = self.lock_body(&held.lock.run_id, &held.lock.holder, held.lock.generation);
-            let began = Instant::now();
+            let began = (Instant::now(), (self.now)());
             match self.put_json(&path, &lock, PutMode::Update(held.version.clone())).await {
                 Ok(version) => {
                     held.version = version;
                     held.lock = lock;
                     held.proven_at = Some(began);
-                    return Ok(began);
+                    return Ok(());
                 }
                 Err(e) => failure = Some(storage(e)),
             }
@@ -178,7 +195,7 @@ impl ObjectLedger {
         if held.lost {
             return Err(LedgerError::ClaimLost { run_id: run.run_id.clone(), plan_id: run.plan_id.clone() });
         }
-        if held.proven_at.is_none_or(|at| at < asked) {
+        if held.proven_at.is_none_or(|proven| proven.0 < asked || !self.proof_holds(proven)) {
             self.renew(run, &mut held).await?;
         }
         // The renewal began after the caller asked, so the caller may act for the window from
@@ -186,36 +203,53 @@ impl ObjectLedger {
         Ok(ClaimProof { valid_for: Some(self.lease.act_window()) })
     }
 
-    /// Proves the claim of `run` unless a proof still valid now exists.
+    /// Proves the claim of `run` unless a proof valid now (on both clocks, read once the
+    /// renewals are quiet) exists; the write that follows must follow at once.
     pub(super) async fn prove_current(&self, run: &RunHandle) -> Result<(), LedgerError> {
-        let now = Instant::now();
-        let window = self.lease.act_window();
         {
             let held = self.held(run)?;
             let held = held.lock().await;
             if held.lost {
                 return Err(LedgerError::ClaimLost { run_id: run.run_id.clone(), plan_id: run.plan_id.clone() });
             }
-            if held.proven_at.is_some_and(|at| now < at + window) {
+            if held.proven_at.is_some_and(|at| self.proof_holds(at)) {
                 return Ok(());
             }
         }
-        self.prove(run, now).await.map(|_| ())
+        self.prove(run, Instant::now()).await.map(|_| ())
     }
 
-    /// Gives up the lock of `plan_id` (the plan is finished, or the run could not start): the
-    /// next worker need not wait for the lease to lapse. A failure only delays that worker.
-    pub(super) async fn release(&self, plan_id: &str, run_id: &str) {
+    /// Gives up the lock `held` of `plan_id` (the plan is finished, or the run could not start)
+    /// so that the next worker need not wait for the lease to lapse: a conditional write that
+    /// marks it lapsed, which fails harmlessly if the lock is no longer ours (it is never
+    /// deleted: a lock taken over meanwhile is the other worker's). A failure only delays the
+    /// next worker. Nothing more may be done for the plan with `held` afterwards.
+    pub(super) async fn release(&self, plan_id: &str, held: &Arc<tokio::sync::Mutex<Held>>) {
         let path = self.lock_path(plan_id);
-        for attempt in 1..=LOCK_ATTEMPTS {
-            match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) if attempt == LOCK_ATTEMPTS => {
-                    tracing::warn!(error = %e, %plan_id, "could not release the plan lock; the next run waits for the lease to lapse");
+        let mut held = held.lock().await;
+        let run_id = held.lock.run_id.clone();
+        if !held.lost {
+            let released = Lock { expires_at: DateTime::<Utc>::UNIX_EPOCH, ..held.lock.clone() };
+            for attempt in 1..=LOCK_ATTEMPTS {
+                match self.put_json(&path, &released, PutMode::Update(held.version.clone())).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        match self.get_json::<Lock>(&path).await {
+                            Ok(Some((now, version))) if now.holder == held.lock.holder && now != released => {
+                                held.version = version;
+                            }
+                            // Released already (a lost answer), or no longer ours.
+                            Ok(_) => break,
+                            Err(_) => {}
+                        }
+                        if attempt == LOCK_ATTEMPTS {
+                            tracing::warn!(error = %e, %plan_id, "could not release the plan lock; the next run waits for the lease to lapse");
+                        }
+                    }
                 }
-                Err(_) => {}
             }
+            held.lost = true;
         }
-        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(run_id);
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&run_id);
     }
 }

@@ -44,6 +44,10 @@ use crate::terms::LeaseTerms;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Completion {
     run_id: String,
+    /// The lock holder that completed the plan (the run id alone is shared by a run and its
+    /// takeover).
+    #[serde(default)]
+    holder: String,
     finished_at: DateTime<Utc>,
     result: ExecutionResult,
 }
@@ -289,30 +293,40 @@ impl ObjectLedger {
             ))
     }
 
-    /// Begins under the lock just taken: completed since the first look, resumed, or new.
-    async fn begin_locked(&self, plan: &RebalancePlan, mut held: Held) -> Result<BeginOutcome, LedgerError> {
+    /// Begins under the lock just taken (`held`, in the map under its provisional run id):
+    /// completed since the first look, resumed, or new.
+    async fn begin_locked(
+        &self,
+        plan: &RebalancePlan,
+        held: &Arc<tokio::sync::Mutex<Held>>,
+    ) -> Result<BeginOutcome, LedgerError> {
         // A worker that held the lock may have completed the plan since the first look.
         if let Some(done) = self.completion(&plan.plan_id).await? {
-            self.release(&plan.plan_id, &held.lock.run_id).await;
+            self.release(&plan.plan_id, held).await;
             return Ok(BeginOutcome::AlreadyCompleted(Box::new(self.completed_result(&plan.plan_id, done).await)));
         }
         // The runs as they are now, under the lock: an interrupted one is continued.
         let runs: Vec<RunRecord> = self.list_json(&self.plan_dir(&plan.plan_id).child("runs")).await?;
         let interrupted = runs.iter().filter(|r| r.status == RunStatus::Running).max_by_key(|r| r.started_at).cloned();
         let resumed = interrupted.is_some();
-        if let Some(run) = &interrupted {
-            held.lock.run_id.clone_from(&run.run_id);
-        }
-        let run_id = held.lock.run_id.clone();
+        let run_id = {
+            let mut lock = held.lock().await;
+            let provisional = lock.lock.run_id.clone();
+            if let Some(run) = &interrupted {
+                lock.lock.run_id.clone_from(&run.run_id);
+            }
+            let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+            leases.remove(&provisional);
+            leases.insert(lock.lock.run_id.clone(), Arc::clone(held));
+            lock.lock.run_id.clone()
+        };
         let handle = RunHandle { run_id: run_id.clone(), plan_id: plan.plan_id.clone(), resumed };
-        self.leases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(run_id.clone(), Arc::new(tokio::sync::Mutex::new(held)));
+        // The reads above may have been slow: the claim is proven again before anything is
+        // written (for a resumed run, this renewal also names the run in the lock).
         if resumed {
-            // The lock names the run it continues (and this is the claim's first proof).
             self.prove(&handle, tokio::time::Instant::now()).await?;
         } else {
+            self.prove_current(&handle).await?;
             let record = RunRecord {
                 run_id,
                 plan_id: plan.plan_id.clone(),
@@ -350,15 +364,19 @@ impl Ledger for ObjectLedger {
             return Ok(BeginOutcome::AlreadyCompleted(Box::new(self.completed_result(&plan.plan_id, done).await)));
         }
         let held = match self.take_lock(&plan.plan_id, &new_run_id()).await? {
-            Taken::Held(held) => held,
+            Taken::Held(held) => Arc::new(tokio::sync::Mutex::new(held)),
             Taken::Busy(run_id) => return Ok(BeginOutcome::AlreadyRunning { run_id }),
         };
-        let run_id = held.lock.run_id.clone();
-        match self.begin_locked(plan, held).await {
+        {
+            let run_id = held.lock().await.lock.run_id.clone();
+            self.leases.lock().unwrap_or_else(PoisonError::into_inner).insert(run_id, Arc::clone(&held));
+        }
+        match self.begin_locked(plan, &held).await {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                // Not begun: the plan is free again at once, not after the lease.
-                self.release(&plan.plan_id, &run_id).await;
+                // Not begun: the plan is free again at once, not after the lease (unless the
+                // claim was lost meanwhile: then the lock is another worker's).
+                self.release(&plan.plan_id, &held).await;
                 Err(e)
             }
         }
@@ -409,8 +427,12 @@ impl Ledger for ObjectLedger {
             Created::New => Ok(FillOutcome::Recorded),
             Created::Existing => {
                 let mut record = self.run_record(&run.plan_id, &run.run_id).await?;
-                record.duplicate_fills += 1;
-                self.write_run(&record).await?;
+                // Counted on a running run only: never written back over its completion.
+                if record.status == RunStatus::Running {
+                    record.duplicate_fills += 1;
+                    self.prove_current(run).await?;
+                    self.write_run(&record).await?;
+                }
                 Ok(FillOutcome::Duplicate)
             }
         }
@@ -420,21 +442,38 @@ impl Ledger for ObjectLedger {
         // The completion is written under a freshly proven claim: a worker that lost the plan
         // cannot complete it.
         self.prove(run, tokio::time::Instant::now()).await?;
-        let marker = Completion { run_id: run.run_id.clone(), finished_at: (self.now)(), result: result.clone() };
+        let held = self.held(run)?;
+        let holder = held.lock().await.lock.holder.clone();
+        let marker = Completion {
+            run_id: run.run_id.clone(),
+            holder: holder.clone(),
+            finished_at: (self.now)(),
+            result: result.clone(),
+        };
         let path = self.plan_dir(&run.plan_id).child("completed.json");
         let completion = match self.create_once(&path, &marker).await? {
             Created::New => marker,
-            // Written by an earlier attempt of this finish whose answer was lost; any other
-            // run's completion means the plan was taken from this worker.
+            // Written by an earlier attempt of this finish whose answer was lost; a completion
+            // by any other holder (another worker, or this run before a takeover) means the
+            // plan was taken from this worker.
             Created::Existing => match self.completion(&run.plan_id).await? {
-                Some(StoredCompletion::Marked(c)) if c.run_id == run.run_id => c,
+                Some(StoredCompletion::Marked(c)) if c.holder == holder => c,
                 _ => return Err(LedgerError::ClaimLost { run_id: run.run_id.clone(), plan_id: run.plan_id.clone() }),
             },
         };
-        // The plan is completed now. What follows is bookkeeping: repeated by a retried finish,
-        // and by the next `begin` of the plan if this worker dies first.
-        self.write_completed_run(&run.plan_id, &completion).await?;
-        self.release(&run.plan_id, &run.run_id).await;
+        // The plan is completed now. What follows is bookkeeping: tried a few times here, and
+        // done by the next `begin` of the plan if it could not be (or this worker dies first).
+        let mut bookkeeping = self.write_completed_run(&run.plan_id, &completion).await;
+        for _ in 1..3 {
+            if bookkeeping.is_ok() {
+                break;
+            }
+            bookkeeping = self.write_completed_run(&run.plan_id, &completion).await;
+        }
+        if let Err(e) = bookkeeping {
+            tracing::warn!(error = %e, plan_id = %run.plan_id, "the plan is completed; its run record and archive are left to the next begin");
+        }
+        self.release(&run.plan_id, &held).await;
         Ok(())
     }
 
@@ -506,16 +545,35 @@ impl std::fmt::Debug for S3Settings {
     }
 }
 
-/// An S3 object store for the ledger: conditional writes on, transient errors retried with
-/// backoff by the client (5 attempts within 60 s).
+/// An S3 object store for the ledger with the default lease's timing (see [`s3_store_for`]).
 pub fn s3_store(settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, LedgerError> {
-    use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+    s3_store_for(settings, LeaseTerms::default())
+}
+
+/// An S3 object store for a ledger whose lease follows `lease`: conditional writes on, and
+/// every call over (its retries included) within a quarter of the lease, so that a write a
+/// worker began within its acting window (half a lease) has landed or failed before anyone can
+/// take the plan over (a lease plus the skew after the proof): one request times out after an
+/// eighth of the lease (at least a second), transient errors are retried with backoff within
+/// the quarter.
+pub fn s3_store_for(settings: &S3Settings, lease: LeaseTerms) -> Result<Arc<dyn ObjectStore>, LedgerError> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+    use object_store::ClientConfigKey;
+    let request = (lease.length() / 8).max(Duration::from_secs(1));
+    let all = (lease.length() / 4).max(request);
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(&settings.bucket)
         .with_conditional_put(S3ConditionalPut::ETagMatch)
+        // Set key by key: replacing the client options would drop what `from_env` read into
+        // them (`AWS_ALLOW_HTTP`, proxies).
+        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), format!("{}ms", request.as_millis()))
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            format!("{}ms", request.min(Duration::from_secs(5)).as_millis()),
+        )
         .with_retry(object_store::RetryConfig {
             max_retries: 5,
-            retry_timeout: Duration::from_secs(60),
+            retry_timeout: all,
             backoff: object_store::BackoffConfig::default(),
         });
     if let Some(url) = &settings.endpoint {
