@@ -91,7 +91,7 @@ async fn run_with_crash(
                     return (Outcome { result: *result, crashed_at }, broker, clock);
                 }
                 // Refused at the start: nothing was traded; the redelivery below runs it.
-                Err(RunError::Ledger(_) | RunError::AlreadyRunning { .. } | RunError::ClaimLost { .. }) => {}
+                Err(RunError::Ledger(_) | RunError::AlreadyRunning { .. } | RunError::ClaimLost { .. } | RunError::LeftResumable { .. }) => {}
             },
             () = clock.sleep_until(deadline) => {
                 // The process dies here: every task of the run is dropped mid-flight.
@@ -118,7 +118,12 @@ async fn run_with_crash(
             }
             // Refused (the ledger could not be begun, or it says another worker holds the plan):
             // delivered again later, as a queue redelivers a failed event.
-            Err(e @ (RunError::Ledger(_) | RunError::AlreadyRunning { .. } | RunError::ClaimLost { .. })) => {
+            Err(
+                e @ (RunError::Ledger(_)
+                | RunError::AlreadyRunning { .. }
+                | RunError::ClaimLost { .. }
+                | RunError::LeftResumable { .. }),
+            ) => {
                 refusals.push(e.to_string());
                 clock.sleep_until(clock.now() + chrono::Duration::seconds(5)).await;
             }

@@ -429,6 +429,12 @@ fn finish(
             discard(report);
             return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded"));
         }
+        // The CLI never asks for it (`resumable_at_deadline` is the Lambda function's); said
+        // plainly should a configuration set it: run the same command again to continue.
+        Err(RunError::LeftResumable { result }) => {
+            crate::logging::warn("the run reached its deadline and was left resumable: run the same command again");
+            (*result, exit::code(exit::PLAN_BUSY))
+        }
         Err(RunError::LedgerAfterRun { error, result }) => {
             crate::logging::error(&format!("the run finished but could not be recorded in the ledger: {error}"));
             (*result, exit::code(exit::FAILURE))

@@ -96,6 +96,11 @@ pub struct EngineConfig {
     /// Let buys use margin: budget from the broker's buying power instead of cash less what
     /// open buy orders hold (default false: never borrow).
     pub use_margin: bool,
+    /// With a ledger: a run that reaches `run_deadline` with items unfinished is left resumable
+    /// (its orders cancelled, its claim given up, the plan not completed) instead of completed
+    /// with those items unfilled, so that its next delivery continues it (default `false`; the
+    /// Lambda function sets it, its deadline being the invocation's).
+    pub resumable_at_deadline: bool,
 }
 
 impl Default for EngineConfig {
@@ -123,6 +128,7 @@ impl Default for EngineConfig {
             stale_cancel_deadline: Duration::from_secs(15),
             fill_lookback: Duration::from_secs(60),
             use_margin: false,
+            resumable_at_deadline: false,
         }
     }
 }

@@ -69,6 +69,14 @@ pub enum RunError {
         /// What the ledger said.
         reason: String,
     },
+    /// The run reached its deadline with items unfinished and, as configured
+    /// (`resumable_at_deadline`), was left resumable: its orders cancelled, its claim given up,
+    /// the plan not completed. The next delivery continues it; `result` is where it stands.
+    #[error("the run reached its deadline and was left resumable; deliver the plan again to continue it")]
+    LeftResumable {
+        /// Where the run stands.
+        result: Box<ExecutionResult>,
+    },
     /// The run traded but its result could not be recorded.
     #[error("the run finished but its result could not be recorded: {error}")]
     LedgerAfterRun {
@@ -207,7 +215,8 @@ async fn run_loop(
             }
             let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
             if let Some(result) = step(&mut core, input, &context, &mut work) {
-                return end_run(result, core.open_orders(), &ports, journal, work).await;
+                let suspend = core.ran_out_of_time() && core.config.resumable_at_deadline;
+                return end_run(result, core.open_orders(), &ports, journal, work, suspend).await;
             }
         }
         let now = ports.clock.now();
@@ -300,12 +309,43 @@ async fn end_run(
     ports: &Ports,
     journal: Option<Journal>,
     mut work: InFlight,
+    suspend: bool,
 ) -> Result<ExecutionResult, RunError> {
     work.tasks.abort_all();
     let _renewing = journal.as_ref().and_then(|j| keep_renewing(&j.fence, &ports.clock));
     let fence = journal.as_ref().map(|j| Arc::clone(&j.fence));
     let result = cancel_leftovers(result, open, ports, fence.as_deref()).await;
-    finish(result, journal, work.records, work.order_writes, &ports.clock).await
+    match journal {
+        Some(journal) if suspend => suspend_run(result, journal, work, &ports.clock).await,
+        journal => finish(result, journal, work.records, work.order_writes, &ports.clock).await,
+    }
+}
+
+/// Leaves a run that reached its deadline resumable: its records written, its claim given up,
+/// the plan not completed.
+async fn suspend_run(
+    result: ExecutionResult,
+    journal: Journal,
+    mut work: InFlight,
+    clock: &Arc<dyn Clock>,
+) -> Result<ExecutionResult, RunError> {
+    while let Some(joined) = work.records.join_next().await {
+        if let Ok(written) = joined {
+            let to = Some((Arc::clone(&journal.ledger), journal.run.clone()));
+            work.order_writes.written(&written, to, clock, &mut work.records);
+            if let Some(error) = written.error {
+                journal.fence.observe(&error);
+            }
+        }
+    }
+    if let Some(lost) = journal.claim_lost() {
+        return Err(lost);
+    }
+    if let Err(error) = durably(clock, || journal.ledger.suspend(&journal.run)).await {
+        // Not given up: the next delivery waits for the lease to lapse, then continues.
+        tracing::warn!(%error, "could not give up the claim on the plan");
+    }
+    Err(RunError::LeftResumable { result: Box::new(result) })
 }
 
 /// Cancel attempts per leftover order (1, 2, 4, 8 s apart).

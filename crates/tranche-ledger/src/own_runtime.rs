@@ -99,6 +99,11 @@ impl Ledger for OnOwnRuntime {
         self.on_runtime(|l| async move { l.begin(&plan).await }).await
     }
 
+    async fn suspend(&self, run: &RunHandle) -> Result<(), LedgerError> {
+        let run = run.clone();
+        self.on_runtime(|l| async move { l.suspend(&run).await }).await
+    }
+
     fn claim_renewal(&self) -> Option<std::time::Duration> {
         self.inner.claim_renewal()
     }

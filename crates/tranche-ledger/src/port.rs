@@ -51,6 +51,12 @@ pub trait Ledger: Send + Sync {
     /// Every finished item of a plan, by item index.
     async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError>;
 
+    /// Gives up this worker's claim on the run's plan without finishing it: the run stays
+    /// resumable and the next `begin` continues it at once (no lease to wait out).
+    async fn suspend(&self, _run: &RunHandle) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
     /// Finishes the run with its result and releases the plan.
     async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError>;
 

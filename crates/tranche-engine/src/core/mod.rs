@@ -177,6 +177,11 @@ impl EngineCore {
         self.finished
     }
 
+    /// True when the run reached its deadline with items it had not finished.
+    pub fn ran_out_of_time(&self) -> bool {
+        self.run_out_of_time
+    }
+
     /// Handles one input at time `now`.
     pub fn handle(&mut self, input: Input, now: Timestamp) -> Vec<Command> {
         let mut out = Vec::new();

@@ -1,7 +1,7 @@
 //! `FaultyLedger`: any [`Ledger`] with seeded faults (slow calls, failures before and after the
 //! call is applied, death after N writes); how the SQLite backend is made to misbehave.
 //!
-//! Invariants: the writes are `begin`, `prove_claim`, `record_intent`, `record_order`,
+//! Invariants: the writes are `begin`, `prove_claim`, `suspend`, `record_intent`, `record_order`,
 //! `record_fill`, `record_item` and `finish`; a write counts as applied when the inner ledger answered `Ok`.
 //! Spurious precondition failures are an object-store fault and never fire here. With
 //! [`FaultPlan::none`] every call is passed through unchanged.
@@ -82,6 +82,10 @@ impl FaultyLedger {
 impl Ledger for FaultyLedger {
     async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
         self.call("begin", &plan.plan_id, Access::Write, self.inner.begin(plan)).await
+    }
+
+    async fn suspend(&self, run: &RunHandle) -> Result<(), LedgerError> {
+        self.call("suspend", &run.run_id, Access::Write, self.inner.suspend(run)).await
     }
 
     fn claim_renewal(&self) -> Option<std::time::Duration> {

@@ -382,6 +382,12 @@ impl Ledger for ObjectLedger {
         }
     }
 
+    async fn suspend(&self, run: &RunHandle) -> Result<(), LedgerError> {
+        let held = self.held(run)?;
+        self.release(&run.plan_id, &held).await;
+        Ok(())
+    }
+
     fn claim_renewal(&self) -> Option<Duration> {
         Some(self.lease.renew_every())
     }

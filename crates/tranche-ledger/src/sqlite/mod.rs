@@ -626,6 +626,15 @@ impl Ledger for SqliteLedger {
         self.blocking(move |db| db.finish(&run, &result)).await
     }
 
+    async fn suspend(&self, run: &RunHandle) -> Result<(), LedgerError> {
+        let plan_id = run.plan_id.clone();
+        self.blocking(move |db| {
+            db.unlock_plan(&plan_id);
+            Ok(())
+        })
+        .await
+    }
+
     async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
         let plan_id = plan_id.map(str::to_owned);
         self.blocking(move |db| db.runs(plan_id.as_deref())).await

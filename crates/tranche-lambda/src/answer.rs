@@ -1,0 +1,174 @@
+//! What the function answers: a `TradeExecuted`-compatible payload (the predecessor's fields:
+//! `schema_version`, `success`, `orders_placed`, `orders_succeeded`, `failed_symbols`,
+//! `failure_reason`, `execution_data`, and the event ids) that a Lambda destination or a Step
+//! Functions state can route; for an SQS batch, the partial batch failures Lambda expects.
+//!
+//! Invariants: the answer's `event_id` is derived from the plan id and the outcome, so a
+//! redelivered event is answered with the same id (a consumer can deduplicate); `success` is
+//! true only when every item reached its target (a partial execution is a failure, the
+//! predecessor's default); credentials never appear (nothing here sees them).
+
+use serde_json::{json, Value};
+use tranche::domain::{ExecutionResult, ExecutionStatus, ItemOutcome};
+
+use crate::event::RebalancePlanned;
+
+/// The schema version of the answers.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// How a run came out, besides its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Executed now (completed).
+    Executed,
+    /// The plan was completed earlier: its recorded result, nothing sent.
+    Replayed,
+    /// Stopped at the invocation's deadline: the plan is left resumable, the next delivery
+    /// continues it.
+    Resumable,
+}
+
+/// The `TradeExecuted` answer to `event` for `result`.
+pub fn trade_executed(event: &RebalancePlanned, result: &ExecutionResult, disposition: Disposition) -> Value {
+    let success = result.status == ExecutionStatus::Success && disposition != Disposition::Resumable;
+    let failed: Vec<&str> = result
+        .orders
+        .iter()
+        .filter(|row| !matches!(row.outcome, ItemOutcome::Filled | ItemOutcome::Held | ItemOutcome::Skipped))
+        .map(|row| row.symbol.as_str())
+        .collect();
+    let failure_reason = (!success).then(|| failure_reason(result, &failed, disposition));
+    let state = match disposition {
+        Disposition::Executed => "executed",
+        Disposition::Replayed => "replayed",
+        Disposition::Resumable => "resumable",
+    };
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "event_type": "TradeExecuted",
+        "event_id": format!("trade-executed-{}-{state}", result.plan_id),
+        "correlation_id": event.correlation_id,
+        "causation_id": event.event_id,
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "source_module": "tranche-lambda",
+        "success": success,
+        "orders_placed": result.orders_placed,
+        "orders_succeeded": result.orders_succeeded,
+        "failed_symbols": failed,
+        "failure_reason": failure_reason,
+        "execution_data": {
+            "plan_id": result.plan_id,
+            "orders_placed": result.orders_placed,
+            "orders_succeeded": result.orders_succeeded,
+            "total_trade_value": result.total_trade_value.to_string(),
+            "execution_timestamp": result.execution_timestamp.to_rfc3339(),
+            "success": result.success,
+            "status": result.status,
+            "orders": result.orders,
+        },
+        "metadata": {
+            "source": "tranche-lambda",
+            "disposition": state,
+            "resumable": disposition == Disposition::Resumable,
+            "notes": result.metadata.as_ref().and_then(|m| m.get("notes")).cloned().unwrap_or(Value::Null),
+        },
+    })
+}
+
+/// The predecessor's wording, plus what only Tranche can say (a resumable plan).
+fn failure_reason(result: &ExecutionResult, failed: &[&str], disposition: Disposition) -> String {
+    if disposition == Disposition::Resumable {
+        return format!(
+            "The invocation ran out of time: {}/{} orders succeeded so far; the plan is left resumable and its next delivery continues it",
+            result.orders_succeeded, result.orders_placed
+        );
+    }
+    match result.status {
+        ExecutionStatus::PartialSuccess => format!(
+            "Trade execution partially failed: {}/{} orders succeeded. Failed symbols: {}",
+            result.orders_succeeded,
+            result.orders_placed,
+            failed.join(", ")
+        ),
+        _ if result.orders_placed == 0 => "Trade execution failed: No orders were placed".to_owned(),
+        _ => format!("Trade execution failed: {}/{} orders succeeded", result.orders_succeeded, result.orders_placed),
+    }
+}
+
+/// An answer for an event that could not be executed at all (refused, running elsewhere, or the
+/// ledger or broker unusable): `success` false, the reason, nothing placed.
+pub fn not_executed(event: Option<&RebalancePlanned>, reason: &str, retry: bool) -> Value {
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "event_type": "TradeExecuted",
+        "event_id": format!("trade-executed-{}-not-executed", event.map_or("unknown", |e| e.plan.plan_id.as_str())),
+        "correlation_id": event.map(|e| e.correlation_id.clone()),
+        "causation_id": event.map(|e| e.event_id.clone()),
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "source_module": "tranche-lambda",
+        "success": false,
+        "orders_placed": 0,
+        "orders_succeeded": 0,
+        "failed_symbols": [],
+        "failure_reason": reason,
+        "execution_data": Value::Null,
+        "metadata": {"source": "tranche-lambda", "disposition": "not_executed", "retry_later": retry},
+    })
+}
+
+/// The answer to an SQS batch: the records to deliver again (Lambda's partial batch response).
+pub fn batch_failures(message_ids: &[String]) -> Value {
+    json!({
+        "batchItemFailures": message_ids.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tranche::domain::RebalancePlan;
+
+    fn event() -> RebalancePlanned {
+        let plan = RebalancePlan::from_json_str(include_str!("../../../examples/plan.json")).unwrap();
+        RebalancePlanned { event_id: "evt-9".into(), correlation_id: "corr-9".into(), plan }
+    }
+
+    fn result(status: ExecutionStatus) -> ExecutionResult {
+        let mut r = ExecutionResult::from_items("p", "c", Vec::new(), chrono::Utc::now(), None);
+        r.status = status;
+        r.orders_placed = 4;
+        r.orders_succeeded = if status == ExecutionStatus::Success { 4 } else { 3 };
+        r
+    }
+
+    #[test]
+    fn a_completed_plan_answers_success_with_the_event_ids() {
+        let answer = trade_executed(&event(), &result(ExecutionStatus::Success), Disposition::Executed);
+        assert_eq!(answer["success"], true);
+        assert_eq!(
+            (answer["correlation_id"].as_str(), answer["causation_id"].as_str()),
+            (Some("corr-9"), Some("evt-9"))
+        );
+        assert_eq!(answer["failure_reason"], Value::Null);
+        assert_eq!(answer["event_id"], "trade-executed-p-executed", "a redelivery answers the same id");
+    }
+
+    #[test]
+    fn partial_and_resumable_runs_are_failures_that_say_why() {
+        let partial = trade_executed(&event(), &result(ExecutionStatus::PartialSuccess), Disposition::Executed);
+        assert_eq!(partial["success"], false);
+        assert!(partial["failure_reason"].as_str().unwrap().starts_with("Trade execution partially failed: 3/4"));
+        let resumable = trade_executed(&event(), &result(ExecutionStatus::Success), Disposition::Resumable);
+        assert_eq!(resumable["success"], false);
+        assert_eq!(resumable["metadata"]["resumable"], true);
+        assert!(resumable["failure_reason"].as_str().unwrap().contains("left resumable"));
+    }
+
+    #[test]
+    fn a_batch_names_the_records_to_deliver_again() {
+        let answer = batch_failures(&["m2".to_owned()]);
+        assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m2"}]}));
+    }
+}

@@ -1,0 +1,196 @@
+//! One invocation: every `RebalancePlanned` event executed exactly once through the S3 ledger,
+//! within the invocation's time.
+//!
+//! Invariants: the function refuses to run without an S3 ledger (a redelivered or concurrent
+//! event for the same plan must find the same ledger); a completed plan answers its recorded
+//! result and sends nothing; a plan another worker runs is reported, not waited for; the run's
+//! deadline is the invocation's remaining time less a safety margin, and a plan not finished by
+//! then is left resumable (its next delivery continues it); Alpaca's live host is refused unless
+//! `TRANCHE_CONFIRM_LIVE=yes`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tranche::alpaca::{AlpacaBroker, AlpacaConfig, AlpacaOrderEvents};
+use tranche::broker::SystemClock;
+use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
+use tranche::ledger::{LeaseTerms, LedgerSpec};
+use tranche::pricing::{AlpacaQuoteFeed, StreamConfig};
+
+use crate::answer::{batch_failures, not_executed, trade_executed, Disposition};
+use crate::event::{parse, Invocation, RebalancePlanned};
+
+/// Time kept back from the invocation's remaining time: for the final cancels, recording the
+/// result and answering (default).
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+
+/// The least time worth starting a run with (default).
+pub const LEAST_RUN: Duration = Duration::from_secs(15);
+
+/// The function's configuration, read once per cold start.
+#[derive(Debug, Clone)]
+pub struct Function {
+    ledger: LedgerSpec,
+    lease: LeaseTerms,
+    alpaca: AlpacaConfig,
+    engine: EngineConfig,
+    margin: Duration,
+    least_run: Duration,
+}
+
+fn seconds(name: &str, default: Duration) -> Result<Duration, String> {
+    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| format!("{name}=`{text}` is not a number of seconds")),
+    }
+}
+
+impl Function {
+    /// From the environment: `TRANCHE_LEDGER` (an `s3://BUCKET/PREFIX`, required),
+    /// `TRANCHE_LEDGER_LEASE` and `TRANCHE_LEDGER_CLOCK_SKEW` (seconds), `TRANCHE_DEADLINE_MARGIN`
+    /// (seconds kept back from the invocation's time, default 60), Alpaca's `APCA_*` and the
+    /// bucket's `AWS_*`.
+    pub fn from_env() -> Result<Self, String> {
+        let spec = std::env::var("TRANCHE_LEDGER").map_err(|_| {
+            "TRANCHE_LEDGER is not set: the function needs an S3 ledger (s3://BUCKET/PREFIX) so that a redelivered event never trades twice".to_owned()
+        })?;
+        let ledger: LedgerSpec = spec.parse().map_err(|e| format!("TRANCHE_LEDGER: {e}"))?;
+        if !ledger.is_shared() {
+            return Err(format!(
+                "TRANCHE_LEDGER={spec} is not an S3 ledger: concurrent and redelivered invocations must share one (s3://BUCKET/PREFIX)"
+            ));
+        }
+        let defaults = LeaseTerms::default();
+        let lease = LeaseTerms::new(
+            seconds("TRANCHE_LEDGER_LEASE", defaults.length())?,
+            seconds("TRANCHE_LEDGER_CLOCK_SKEW", defaults.clock_skew())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let alpaca = AlpacaConfig::from_env(false).map_err(|e| e.to_string())?;
+        let live = alpaca.trading_url.trim_end_matches('/') == tranche::alpaca::LIVE_URL;
+        if live && std::env::var("TRANCHE_CONFIRM_LIVE").as_deref() != Ok("yes") {
+            return Err(
+                "APCA_API_BASE_URL is Alpaca's live host: set TRANCHE_CONFIRM_LIVE=yes to trade real money".into()
+            );
+        }
+        let margin = seconds("TRANCHE_DEADLINE_MARGIN", DEFAULT_MARGIN)?;
+        Ok(Self { ledger, lease, alpaca, engine: EngineConfig::default(), margin, least_run: LEAST_RUN })
+    }
+
+    /// A function with the given ledger (which must be shared: an S3 one), lease, Alpaca
+    /// connection, engine settings and margin.
+    pub fn new(
+        ledger: LedgerSpec,
+        lease: LeaseTerms,
+        alpaca: AlpacaConfig,
+        engine: EngineConfig,
+        margin: Duration,
+    ) -> Result<Self, String> {
+        if !ledger.is_shared() {
+            return Err(format!("{ledger} is not an S3 ledger: the function needs one (s3://BUCKET/PREFIX)"));
+        }
+        Ok(Self { ledger, lease, alpaca, engine, margin, least_run: LEAST_RUN })
+    }
+
+    /// The same function starting runs with as little as `least` left (default 15 s).
+    #[must_use]
+    pub fn with_least_run(mut self, least: Duration) -> Self {
+        self.least_run = least;
+        self
+    }
+
+    /// Answers one invocation whose deadline is `deadline`.
+    pub async fn invoke(&self, payload: &Value, deadline: SystemTime) -> Value {
+        match parse(payload) {
+            Invocation::One(one) => match *one {
+                Err(e) => not_executed(None, &e.to_string(), false),
+                Ok(event) => self.execute(&event, deadline).await.0,
+            },
+            Invocation::Batch(records) => {
+                let mut again = Vec::new();
+                for record in records {
+                    let retry = match record.event {
+                        // Not executable: delivering it again changes nothing.
+                        Err(e) => {
+                            tracing::error!(message_id = %record.message_id, error = %e, "record refused");
+                            false
+                        }
+                        Ok(event) => self.execute(&event, deadline).await.1,
+                    };
+                    if retry {
+                        again.push(record.message_id);
+                    }
+                }
+                batch_failures(&again)
+            }
+        }
+    }
+
+    /// Executes one event; its answer, and whether it should be delivered again.
+    async fn execute(&self, event: &RebalancePlanned, deadline: SystemTime) -> (Value, bool) {
+        let plan_id = event.plan.plan_id.clone();
+        let remaining = deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(self.margin);
+        if remaining < self.least_run {
+            let reason =
+                format!("only {} s left in this invocation: not started; deliver it again", remaining.as_secs());
+            return (not_executed(Some(event), &reason, true), true);
+        }
+        // The invocation's time bounds the run, not a phase: a phase that runs out of it is the
+        // run running out of time (resumable), not the phase's own deadline (items given up).
+        let engine = EngineConfig {
+            run_deadline: self.engine.run_deadline.min(remaining),
+            resumable_at_deadline: true,
+            ..self.engine.clone()
+        };
+        let ledger = match self.ledger.open(&format!("tranche-lambda-{}", std::process::id()), self.lease) {
+            Ok(l) => l,
+            Err(e) => return (not_executed(Some(event), &format!("the ledger cannot be opened: {e}"), true), true),
+        };
+        let ports = match self.ports() {
+            Ok(p) => p,
+            Err(e) => return (not_executed(Some(event), &e, true), true),
+        };
+        tracing::info!(%plan_id, correlation_id = %event.correlation_id, remaining_s = remaining.as_secs(), "executing");
+        let replayed = matches!(
+            ledger.runs(Some(&plan_id)).await,
+            Ok(runs) if runs.iter().any(|r| r.status == tranche::ledger::RunStatus::Completed)
+        );
+        match execute_recorded(event.plan.clone(), engine, ports, ledger, None).await {
+            Ok(result) => {
+                let disposition = if replayed { Disposition::Replayed } else { Disposition::Executed };
+                (trade_executed(event, &result, disposition), false)
+            }
+            Err(RunError::LeftResumable { result }) => (trade_executed(event, &result, Disposition::Resumable), true),
+            Err(RunError::LedgerAfterRun { error, result }) => {
+                tracing::error!(%plan_id, %error, "the run finished but its result could not be recorded");
+                (trade_executed(event, &result, Disposition::Executed), false)
+            }
+            // Another worker has the plan: reported; a later delivery finds it completed.
+            Err(e @ (RunError::AlreadyRunning { .. } | RunError::ClaimLost { .. })) => {
+                (not_executed(Some(event), &e.to_string(), true), true)
+            }
+            Err(e @ RunError::Ledger(_)) => (not_executed(Some(event), &e.to_string(), true), true),
+        }
+    }
+
+    /// The broker, its trade-update stream, the quote feed and the clock, at Alpaca.
+    fn ports(&self) -> Result<Ports, String> {
+        let broker = AlpacaBroker::new(self.alpaca.clone()).map_err(|e| e.to_string())?;
+        let quotes = AlpacaQuoteFeed::connect(StreamConfig::new(
+            self.alpaca.market_data_stream_url(),
+            self.alpaca.key_id.clone(),
+            self.alpaca.secret.expose().to_owned(),
+        ));
+        Ok(Ports {
+            broker: Arc::new(broker),
+            events: Box::new(AlpacaOrderEvents::connect(self.alpaca.clone())),
+            quotes: Arc::new(quotes),
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
