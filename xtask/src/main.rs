@@ -64,6 +64,26 @@ fn ensure_moto() -> Result<(), String> {
     }
 }
 
+/// Installs cargo-lambda (from PyPI: it ships as a binary there) unless it is on PATH: the
+/// Lambda function's test drives it through `cargo lambda watch`.
+fn ensure_cargo_lambda() -> Result<(), String> {
+    let present =
+        || Command::new("cargo-lambda").args(["lambda", "--version"]).output().is_ok_and(|o| o.status.success());
+    if present() {
+        return Ok(());
+    }
+    eprintln!("==> installing cargo-lambda: python3 -m pip install cargo-lambda");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "cargo-lambda"])
+        .status()
+        .map_err(|e| format!("cannot run pip: {e}"))?;
+    if status.success() && present() {
+        Ok(())
+    } else {
+        Err(format!("pip install cargo-lambda failed ({status}), or it is not on PATH"))
+    }
+}
+
 fn ci_steps() -> Vec<Step> {
     let mut steps = vec![
         Step::cargo("format", &["fmt", "--all", "--check"]),
@@ -142,6 +162,10 @@ fn main() -> ExitCode {
         Some("ci") => {
             if let Err(e) = ensure_moto() {
                 eprintln!("ci: {e}; the S3 ledger tests need it");
+                return ExitCode::FAILURE;
+            }
+            if let Err(e) = ensure_cargo_lambda() {
+                eprintln!("ci: {e}; the Lambda function's test needs it");
                 return ExitCode::FAILURE;
             }
             let code = run_steps(&ci_steps());

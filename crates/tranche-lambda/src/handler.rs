@@ -53,8 +53,9 @@ fn seconds(name: &str, default: Duration) -> Result<Duration, String> {
 impl Function {
     /// From the environment: `TRANCHE_LEDGER` (an `s3://BUCKET/PREFIX`, required),
     /// `TRANCHE_LEDGER_LEASE` and `TRANCHE_LEDGER_CLOCK_SKEW` (seconds), `TRANCHE_DEADLINE_MARGIN`
-    /// (seconds kept back from the invocation's time, default 60), Alpaca's `APCA_*` and the
-    /// bucket's `AWS_*`.
+    /// (seconds kept back from the invocation's time, default 60), `TRANCHE_LEAST_RUN` (the
+    /// least time worth starting a run with, default 15 s), Alpaca's `APCA_*` and the bucket's
+    /// `AWS_*`.
     pub fn from_env() -> Result<Self, String> {
         let spec = std::env::var("TRANCHE_LEDGER").map_err(|_| {
             "TRANCHE_LEDGER is not set: the function needs an S3 ledger (s3://BUCKET/PREFIX) so that a redelivered event never trades twice".to_owned()
@@ -79,7 +80,8 @@ impl Function {
             );
         }
         let margin = seconds("TRANCHE_DEADLINE_MARGIN", DEFAULT_MARGIN)?;
-        Ok(Self { ledger, lease, alpaca, engine: EngineConfig::default(), margin, least_run: LEAST_RUN })
+        let least_run = seconds("TRANCHE_LEAST_RUN", LEAST_RUN)?;
+        Ok(Self { ledger, lease, alpaca, engine: EngineConfig::default(), margin, least_run })
     }
 
     /// A function with the given ledger (which must be shared: an S3 one), lease, Alpaca
