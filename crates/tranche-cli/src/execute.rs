@@ -303,19 +303,13 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
         Ok(t) => t,
         Err(code) => return code,
     };
-    let broker = match tranche::alpaca::AlpacaBroker::new(config.clone()) {
-        Ok(b) => b,
+    let connection = match runtime.block_on(async { tranche::wiring::AlpacaConnection::open(config.clone()) }) {
+        Ok(c) => c,
         Err(e) => return fail_before_run(target.as_ref(), exit::BROKER_UNAVAILABLE, &e.to_string()),
     };
-    let stream = config.market_data_stream_url();
-    let quotes: Arc<dyn QuoteFeed> = runtime.block_on(async {
-        Arc::new(tranche::pricing::AlpacaQuoteFeed::connect(tranche::pricing::StreamConfig::new(
-            stream.clone(),
-            config.key_id.clone(),
-            config.secret.expose().to_owned(),
-        ))) as Arc<dyn QuoteFeed>
-    });
-    match runtime.block_on(tranche::broker::Broker::clock(&broker)) {
+    let broker = Arc::clone(&connection.broker);
+    let quotes: Arc<dyn QuoteFeed> = Arc::clone(&connection.quotes) as Arc<dyn QuoteFeed>;
+    match runtime.block_on(tranche::broker::Broker::clock(&*broker)) {
         Ok(_) => {}
         Err(e @ tranche::broker::BrokerError::Auth { .. }) => {
             let message = format!(
@@ -337,7 +331,7 @@ fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  
         let found = runtime.block_on(preview(
             plan,
             &settings.engine,
-            &broker,
+            &*broker,
             &*quotes,
             tranche::broker::Clock::now(&tranche::broker::SystemClock),
         ));
@@ -357,12 +351,7 @@ fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  
     let record = target.is_some().then(|| Arc::clone(&recording));
     let outcome = runtime.block_on(async move {
         let (tx, watcher) = watch(quiet, record);
-        let ports = Ports {
-            broker: Arc::new(broker),
-            events: Box::new(tranche::alpaca::AlpacaOrderEvents::connect(config)),
-            quotes,
-            clock,
-        };
+        let ports = connection.ports_with(quotes);
         let replay = completed_before(&*ledger, &plan.plan_id).await;
         let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await.map(|r| (r, replay));
         let _ = watcher.await;

@@ -8,15 +8,13 @@
 //! then is left resumable (its next delivery continues it); Alpaca's live host is refused unless
 //! `TRANCHE_CONFIRM_LIVE=yes`.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use tranche::alpaca::{AlpacaBroker, AlpacaConfig, AlpacaOrderEvents};
-use tranche::broker::SystemClock;
+use tranche::alpaca::AlpacaConfig;
 use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
 use tranche::ledger::{LeaseTerms, LedgerSpec};
-use tranche::pricing::{AlpacaQuoteFeed, StreamConfig};
+use tranche::wiring::AlpacaConnection;
 
 use crate::answer::{batch_failures, not_executed, trade_executed, Disposition};
 use crate::event::{parse, Invocation, RebalancePlanned};
@@ -182,17 +180,6 @@ impl Function {
 
     /// The broker, its trade-update stream, the quote feed and the clock, at Alpaca.
     fn ports(&self) -> Result<Ports, String> {
-        let broker = AlpacaBroker::new(self.alpaca.clone()).map_err(|e| e.to_string())?;
-        let quotes = AlpacaQuoteFeed::connect(StreamConfig::new(
-            self.alpaca.market_data_stream_url(),
-            self.alpaca.key_id.clone(),
-            self.alpaca.secret.expose().to_owned(),
-        ));
-        Ok(Ports {
-            broker: Arc::new(broker),
-            events: Box::new(AlpacaOrderEvents::connect(self.alpaca.clone())),
-            quotes: Arc::new(quotes),
-            clock: Arc::new(SystemClock),
-        })
+        AlpacaConnection::open(self.alpaca.clone()).map(|c| c.ports()).map_err(|e| e.to_string())
     }
 }

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `sim` (default) | `sim`: the embedded simulated market and broker; `simulation`: running plans on it |
 //! | `ledger-sqlite` (default) | the SQLite ledger backend |
-//! | `alpaca` | `alpaca` and `pricing`: the Alpaca trading adapter and market-data client |
+//! | `alpaca` | `alpaca` and `pricing`: the Alpaca trading adapter and market-data client; `wiring`: a configuration turned into the engine's ports |
 //! | `ledger-s3` | the object-store (S3) ledger backend |
 //! | `emulator` | `emulator`: the Alpaca-compatible emulator |
 //!
@@ -32,6 +32,9 @@ pub use tranche_sim as sim;
 pub mod simulation;
 
 pub mod audit;
+
+#[cfg(feature = "alpaca")]
+pub mod wiring;
 
 #[cfg(all(feature = "sim", feature = "ledger-s3"))]
 pub mod workers;

@@ -20,12 +20,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tranche::alpaca::{AlpacaBroker, AlpacaConfig, AlpacaOrderEvents};
-use tranche::broker::SystemClock;
+use tranche::alpaca::AlpacaConfig;
 use tranche::domain::{ExecutionStatus, RebalancePlan};
-use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
+use tranche::engine::{execute_recorded, EngineConfig, RunError};
 use tranche::ledger::{LeaseTerms, Ledger, LedgerSpec};
-use tranche::pricing::{AlpacaQuoteFeed, StreamConfig};
+use tranche::wiring::AlpacaConnection;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -59,18 +58,7 @@ async fn run() -> Result<ExecutionStatus, String> {
             tranche::alpaca::LIVE_URL
         ));
     }
-    let broker = AlpacaBroker::new(alpaca.clone()).map_err(|e| e.to_string())?;
-    let quotes = AlpacaQuoteFeed::connect(StreamConfig::new(
-        alpaca.market_data_stream_url(),
-        alpaca.key_id.clone(),
-        alpaca.secret.expose().to_owned(),
-    ));
-    let ports = Ports {
-        broker: Arc::new(broker),
-        events: Box::new(AlpacaOrderEvents::connect(alpaca)),
-        quotes: Arc::new(quotes),
-        clock: Arc::new(SystemClock),
-    };
+    let ports = AlpacaConnection::open(alpaca).map_err(|e| e.to_string())?.ports();
 
     let result = match execute_recorded(plan, EngineConfig::default(), ports, ledger, None).await {
         Ok(result) => result,
