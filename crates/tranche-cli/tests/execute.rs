@@ -189,7 +189,7 @@ fn an_s3_ledger_works_with_the_embedded_simulator_and_a_rerun_returns_the_record
     let execute = || {
         let mut cmd = support::tranche();
         cmd.args(["execute", plan.to_str().unwrap(), "--json", "--quiet", "--ledger", spec]);
-        moto.env(&mut cmd);
+        support::with_moto(&mut cmd, &moto);
         support::run(&mut cmd)
     };
     let first = execute();

@@ -20,7 +20,7 @@ use tranche::ledger::{s3_store, Ledger, ObjectLedger, OrderIntent, RunRecord, S3
 use tranche_tests::example;
 
 mod support;
-use support::{at_emulator, require_moto, s, start_emulator, temp_dir, tranche, Killed, Moto, KEY, SECRET};
+use support::{at_emulator, require_moto, s, start_emulator, temp_dir, tranche, with_moto, Killed, Moto, KEY, SECRET};
 
 const BUCKET: &str = "tranche-two-workers";
 
@@ -31,7 +31,7 @@ fn execute(url: &str, moto: &Moto, plan: &Path, prefix: &str, config: &Path) -> 
     let mut cmd = tranche();
     at_emulator(cmd.args(["execute", s(plan), "--broker", "alpaca", "--config", s(config)]), url);
     cmd.args(["--ledger", &format!("s3://{BUCKET}/{prefix}"), "--ledger-lease", "4", "--ledger-clock-skew", "1"]);
-    moto.env(&mut cmd);
+    with_moto(&mut cmd, moto);
     cmd
 }
 

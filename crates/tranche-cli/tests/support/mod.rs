@@ -82,66 +82,15 @@ pub fn at_emulator<'a>(cmd: &'a mut Command, url: &str) -> &'a mut Command {
         .env("APCA_API_SECRET_KEY", SECRET)
 }
 
-/// An S3 test server (moto) on a free loopback port with one bucket, stopped when dropped;
-/// `None` when moto is not installed (CI installs it and must not skip: see `require_moto`).
-pub struct Moto {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    pub endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    /// Starts moto and creates `bucket`.
-    pub fn start(bucket: &str) -> Option<Self> {
-        use std::io::{Read, Write};
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let mut child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?;
-        let mut lines = BufReader::new(child.stderr.take()?).lines();
-        if !lines.by_ref().take(50).map_while(Result::ok).any(|l| l.contains("Running on")) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        // Keep draining the server's log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let moto = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
-        let address = format!("127.0.0.1:{port}");
-        let mut stream = std::net::TcpStream::connect(&address).ok()?;
-        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        answer.starts_with("HTTP/1.1 200").then_some(moto)
-    }
-
-    /// The AWS variables that point the S3 client at this server.
-    pub fn env(&self, cmd: &mut Command) {
-        cmd.env("AWS_ENDPOINT", &self.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test-only-key-id")
-            .env("AWS_SECRET_ACCESS_KEY", "test-only-secret");
-    }
-}
+/// The S3 test server (moto), shared with the workspace's other tests.
+pub use tranche_tests::Moto;
 
 /// moto for a test that needs it: under CI its absence is a failure, elsewhere a skip.
 pub fn require_moto(bucket: &str) -> Option<Moto> {
-    let moto = Moto::start(bucket);
-    if moto.is_none() {
-        assert!(std::env::var("CI").is_err(), "CI must run the S3 tests: pip install 'moto[server]'");
-        eprintln!("SKIPPED: moto is not installed (pip install 'moto[server]')");
-    }
-    moto
+    Moto::require(bucket)
+}
+
+/// Points `cmd`'s S3 client at `moto`.
+pub fn with_moto<'a>(cmd: &'a mut Command, moto: &Moto) -> &'a mut Command {
+    cmd.envs(moto.env())
 }
