@@ -52,7 +52,7 @@ fn output(program: &Path, args: &[&str]) -> Result<String, String> {
 
 /// The virtualenv's interpreter, creating the virtualenv and installing the pinned alpaca-py
 /// when they are missing or hold another version.
-fn interpreter(target: &Path) -> Result<PathBuf, String> {
+pub(crate) fn interpreter(target: &Path) -> Result<PathBuf, String> {
     let venv = target.join("bench-venv");
     let python = if cfg!(windows) { venv.join("Scripts").join("python.exe") } else { venv.join("bin").join("python") };
     if !python.exists() {

@@ -212,9 +212,10 @@ pub fn bench(quick: bool) -> Result<(), String> {
     let allocations = bench("allocations")?;
     let rate_limit = bench("rate_limit")?;
     let quality = bench("quality")?;
+    let cold_start = crate::cold_start::measure(&root, &target, quick);
     let seeds = quality["seeds"].as_str().unwrap_or("?").to_owned();
 
-    let measured = Measured { engine, allocations, rate_limit, quality, alpaca_py };
+    let measured = Measured { engine, allocations, rate_limit, quality, alpaca_py, cold_start };
     let page = render(quick, &seeds, &target, &measured)?;
     let path = root.join("docs").join("benchmarks.md");
     std::fs::write(&path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -230,6 +231,7 @@ struct Measured {
     /// `quality.json`: the seeds and, per (strategy, faults), `tranche sim run --json`'s report.
     quality: Value,
     alpaca_py: Result<crate::alpaca_py::Measurement, String>,
+    cold_start: Result<crate::cold_start::ColdStart, String>,
 }
 
 fn render(quick: bool, seeds: &str, target: &Path, measured: &Measured) -> Result<String, String> {
@@ -251,6 +253,7 @@ fn render(quick: bool, seeds: &str, target: &Path, measured: &Measured) -> Resul
     crate::alpaca_py::render(&mut page, target, &measured.alpaca_py)?;
     render_quality(&mut page, seeds, &measured.quality);
     render_rate_limit(&mut page, &measured.rate_limit);
+    crate::cold_start::render(&mut page, &measured.cold_start);
     Ok(page)
 }
 

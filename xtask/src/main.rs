@@ -5,6 +5,7 @@
 
 mod alpaca_py;
 mod bench;
+mod cold_start;
 mod leftovers;
 mod report_shot;
 
