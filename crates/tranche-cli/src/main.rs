@@ -14,11 +14,9 @@ mod ledger_cmd;
 mod logging;
 mod output;
 mod plan_cmd;
-mod plan_new;
 mod report;
 mod settings;
 mod sim_cmd;
-mod targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

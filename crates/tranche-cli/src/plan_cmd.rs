@@ -9,8 +9,8 @@ use tranche::domain::{Action, PlanError, RebalancePlan, Usd};
 
 use crate::broker_cmd::{self, BrokerOptions, Failure};
 use crate::exit;
-use crate::plan_new::{self, NewPlan};
-use crate::targets;
+use tranche::planning::targets;
+use tranche::planning::weights::{self as plan_new, NewPlan};
 
 /// Options of `tranche plan new`.
 #[derive(Debug, Clone, clap::Args)]

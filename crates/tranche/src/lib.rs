@@ -33,6 +33,8 @@ pub mod simulation;
 
 pub mod audit;
 
+pub mod planning;
+
 #[cfg(feature = "alpaca")]
 pub mod wiring;
 

@@ -1,4 +1,4 @@
-//! Target weights for `tranche plan new`: a CSV file (`symbol,weight` with a header) or JSON
+//! Target weights (what `tranche plan new` reads): a CSV file (`symbol,weight` with a header) or JSON
 //! (`{"AAPL": 0.3, ...}` or `[{"symbol": "AAPL", "weight": 0.3}, ...]`).
 //!
 //! Invariants: weights are read as exact decimals (never through binary floating point); every
@@ -8,8 +8,8 @@
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use tranche::domain::money::{decimal_from_f64, parse_decimal};
-use tranche::domain::Symbol;
+use tranche_domain::money::{decimal_from_f64, parse_decimal};
+use tranche_domain::Symbol;
 
 /// One symbol's target weight.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! `tranche plan new`'s arithmetic: from target weights and the broker's picture (equity and
+//! A plan from target weights (`tranche plan new`'s arithmetic): from target weights and the broker's picture (equity and
 //! positions) to a rebalance plan in the predecessor's format.
 //!
 //! Rules: the portfolio value is the account's equity; a symbol's target value is its weight
@@ -11,9 +11,9 @@
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Map, Value};
-use tranche::domain::{Action, PlanItem, Position, RebalancePlan, Symbol, Timestamp, Urgency, Usd, Weight};
+use tranche_domain::{Action, PlanItem, Position, RebalancePlan, Symbol, Timestamp, Urgency, Usd, Weight};
 
-use crate::targets::Target;
+use super::targets::Target;
 
 /// What a new plan is called and how it is built.
 #[derive(Debug, Clone)]
