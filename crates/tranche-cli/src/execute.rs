@@ -15,9 +15,9 @@ use tranche::simulation::{account_from_plan, start_sim};
 use crate::exit;
 use crate::output;
 use crate::plan_cmd::read_plan;
-use crate::report;
 use crate::settings;
 use crate::BrokerArg;
+use tranche::report;
 
 /// Options of `tranche execute` (its command-line arguments).
 #[derive(Debug, Clone, clap::Args)]

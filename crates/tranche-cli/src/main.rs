@@ -14,7 +14,6 @@ mod ledger_cmd;
 mod logging;
 mod output;
 mod plan_cmd;
-mod report;
 mod settings;
 mod sim_cmd;
 

@@ -10,6 +10,7 @@
 //! | `alpaca` | `alpaca` and `pricing`: the Alpaca trading adapter and market-data client; `wiring`: a configuration turned into the engine's ports |
 //! | `ledger-s3` | the object-store (S3) ledger backend |
 //! | `emulator` | `emulator`: the Alpaca-compatible emulator |
+//! | `report` | `report`: the self-contained HTML execution report and the quote-recording feed behind it |
 //!
 //! An application that trades only at Alpaca with an S3 ledger compiles neither SQLite nor the
 //! simulator: `tranche = { default-features = false, features = ["alpaca", "ledger-s3"] }`.
@@ -34,6 +35,9 @@ pub mod simulation;
 pub mod audit;
 
 pub mod planning;
+
+#[cfg(feature = "report")]
+pub mod report;
 
 #[cfg(feature = "alpaca")]
 pub mod wiring;

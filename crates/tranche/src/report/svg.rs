@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use tranche::domain::{Side, Timestamp};
+use tranche_domain::{Side, Timestamp};
 
 use super::chart::{price_decimals, price_text, price_ticks, time_label, time_ticks, ChartData, Scale, StepKind};
 use super::html::escape;
@@ -312,7 +312,7 @@ mod tests {
     use crate::report::chart::{FillMark, LimitStep};
     use crate::report::tape::Sample;
     use chrono::TimeZone;
-    use tranche::domain::Symbol;
+    use tranche_domain::Symbol;
 
     fn at(ms: i64) -> Timestamp {
         chrono::Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap() + chrono::Duration::milliseconds(ms)

@@ -8,8 +8,8 @@
 //! label is exact; whole seconds or minutes), at most a dozen per axis, whatever the data.
 
 use rust_decimal::prelude::ToPrimitive;
-use tranche::domain::{Price, Qty, Side, Symbol, Timestamp};
-use tranche::engine::ProgressEvent;
+use tranche_domain::{Price, Qty, Side, Symbol, Timestamp};
+use tranche_engine::ProgressEvent;
 
 use super::tape::Sample;
 
@@ -342,7 +342,7 @@ mod tests {
             },
             ProgressEvent::ItemDone {
                 symbol: symbol.clone(),
-                outcome: tranche::domain::ItemOutcome::Filled,
+                outcome: tranche_domain::ItemOutcome::Filled,
                 reason: None,
                 at: at(12_000),
             },

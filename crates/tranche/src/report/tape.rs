@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use rust_decimal::prelude::ToPrimitive;
 use tokio::sync::broadcast;
-use tranche::broker::{BrokerError, Clock, QuoteFeed};
-use tranche::domain::{Price, Quote, Symbol, Timestamp};
-use tranche::engine::ProgressEvent;
+use tranche_broker::{BrokerError, Clock, QuoteFeed};
+use tranche_domain::{Price, Quote, Symbol, Timestamp};
+use tranche_engine::ProgressEvent;
 
 /// Most samples kept per symbol; past it, neighbouring samples are merged two by two.
 pub const MAX_SAMPLES: usize = 2048;
@@ -225,9 +225,9 @@ mod tests {
         let quote = |bid: &str, ask: &str| Quote {
             symbol: symbol.clone(),
             bid: bid.parse().unwrap(),
-            bid_size: tranche::domain::Qty::ZERO,
+            bid_size: tranche_domain::Qty::ZERO,
             ask: ask.parse().unwrap(),
-            ask_size: tranche::domain::Qty::ZERO,
+            ask_size: tranche_domain::Qty::ZERO,
             time: at(0),
         };
         recording.quote(at(0), &quote("0", "10.01"));
@@ -262,14 +262,14 @@ mod tests {
         let q = Quote {
             symbol: symbol.clone(),
             bid: "400".parse().unwrap(),
-            bid_size: tranche::domain::Qty::ZERO,
+            bid_size: tranche_domain::Qty::ZERO,
             ask: "400.10".parse().unwrap(),
-            ask_size: tranche::domain::Qty::ZERO,
+            ask_size: tranche_domain::Qty::ZERO,
             time: at(0),
         };
         let inner = FixedFeed(q.clone(), broadcast::channel(1).0);
         let recording = Recording::new();
-        let clock: Arc<dyn Clock> = Arc::new(tranche::broker::ManualClock::new(at(42)));
+        let clock: Arc<dyn Clock> = Arc::new(tranche_broker::ManualClock::new(at(42)));
         let feed = RecordingFeed::new(Arc::new(inner), clock, Arc::clone(&recording));
         assert_eq!(feed.latest(&symbol), Some(q));
         assert_eq!(recording.trace().quotes[&symbol], vec![sample(42, 400.0, 400.1)]);

@@ -9,8 +9,8 @@
 use std::fmt::Write;
 
 use rust_decimal::Decimal;
-use tranche::domain::{Action, ExecutionResult, ExecutionStatus, ItemOutcome, ItemResult, Usd};
-use tranche::engine::Preview;
+use tranche_domain::{Action, ExecutionResult, ExecutionStatus, ItemOutcome, ItemResult, Usd};
+use tranche_engine::Preview;
 
 use super::chart::ChartData;
 use super::svg;
@@ -179,8 +179,8 @@ pub fn run_page(result: &ExecutionResult, trace: &Trace, info: &RunInfo) -> Stri
     page(&format!("tranche report: {}", result.plan_id), &body)
 }
 
-fn event_time(event: &tranche::engine::ProgressEvent) -> tranche::domain::Timestamp {
-    use tranche::engine::ProgressEvent as E;
+fn event_time(event: &tranche_engine::ProgressEvent) -> tranche_domain::Timestamp {
+    use tranche_engine::ProgressEvent as E;
     match event {
         E::PhaseStarted { at, .. }
         | E::PhaseDone { at, .. }

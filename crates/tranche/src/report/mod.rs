@@ -14,8 +14,8 @@ mod tape;
 
 use std::path::{Path, PathBuf};
 
-use tranche::domain::{ExecutionResult, Timestamp};
-use tranche::engine::Preview;
+use tranche_domain::{ExecutionResult, Timestamp};
+use tranche_engine::Preview;
 
 pub use tape::{Recording, RecordingFeed};
 
