@@ -74,22 +74,40 @@ fn instance(port: u16, moto: &Moto, emulator: &str, prefix: &str, extra: &[(&str
     Killed(cmd.spawn().unwrap())
 }
 
-/// Invokes the function through the invoke API, as `aws lambda invoke` would; its answer.
+/// Invokes the function through the invoke API, as `aws lambda invoke` would; its answer. (A
+/// plain HTTP/1.1 request over loopback: no client to install.)
 fn invoke(port: u16, event: &Value) -> Value {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "300", "-X", "POST", "-H", "content-type: application/json", "--data-binary", "@-"])
-        .arg(format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(event.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not a JSON answer ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    use std::io::{Read, Write};
+    let body = event.to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /2015-03-31/functions/_/invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let payload =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
+    serde_json::from_str(&payload).unwrap_or_else(|e| panic!("not a JSON answer ({e}): {text}"))
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
 }
 
 fn planned(file: &str, event_id: &str) -> Value {
