@@ -182,7 +182,7 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         };
         let outcome = match ledger {
             Some(ledger) => {
-                let replay = completed_before(&*ledger, &plan.plan_id).await;
+                let replay = ledger.completed_before(&plan.plan_id).await;
                 execute_recorded(plan.clone(), settings.engine.clone(), ports, ledger, Some(tx))
                     .await
                     .map(|r| (r, replay))
@@ -352,7 +352,7 @@ fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  
     let outcome = runtime.block_on(async move {
         let (tx, watcher) = watch(quiet, record);
         let ports = connection.ports_with(quotes);
-        let replay = completed_before(&*ledger, &plan.plan_id).await;
+        let replay = ledger.completed_before(&plan.plan_id).await;
         let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await.map(|r| (r, replay));
         let _ = watcher.await;
         outcome
@@ -462,14 +462,6 @@ fn like_alpaca(symbols: &mut tranche::sim::SymbolRules, plan: &RebalancePlan) {
 
 /// What a re-run of a completed plan says.
 const REPLAYED: &str = "replayed from the ledger: this plan was completed by an earlier run; nothing was sent";
-
-/// Whether the ledger already holds `plan_id` as completed (then the run replays its result).
-async fn completed_before(ledger: &dyn tranche::ledger::Ledger, plan_id: &str) -> bool {
-    ledger
-        .runs(Some(plan_id))
-        .await
-        .is_ok_and(|runs| runs.iter().any(|r| r.status == tranche::ledger::RunStatus::Completed))
-}
 
 /// Removes the "run in progress" page of a run that never started (nothing to report).
 fn discard(report: Option<(&report::Target, &report::Recording, &report::RunInfo)>) {

@@ -156,10 +156,7 @@ impl Function {
             Err(e) => return (not_executed(Some(event), &e, true), true),
         };
         tracing::info!(%plan_id, correlation_id = %event.correlation_id, remaining_s = remaining.as_secs(), "executing");
-        let replayed = matches!(
-            ledger.runs(Some(&plan_id)).await,
-            Ok(runs) if runs.iter().any(|r| r.status == tranche::ledger::RunStatus::Completed)
-        );
+        let replayed = ledger.completed_before(&plan_id).await;
         match execute_recorded(event.plan.clone(), engine, ports, ledger, None).await {
             Ok(result) => {
                 let disposition = if replayed { Disposition::Replayed } else { Disposition::Executed };

@@ -11,7 +11,7 @@ use tranche_domain::{ExecutionResult, RebalancePlan};
 
 use crate::model::{
     BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle,
-    RunRecord,
+    RunRecord, RunStatus,
 };
 
 /// A durable trade ledger.
@@ -62,6 +62,12 @@ pub trait Ledger: Send + Sync {
 
     /// Every run of a plan, oldest first (`None`: every run in the ledger).
     async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError>;
+
+    /// True when a run of the plan completed (a `begin` now answers its recorded result);
+    /// false too when the runs cannot be read.
+    async fn completed_before(&self, plan_id: &str) -> bool {
+        self.runs(Some(plan_id)).await.is_ok_and(|runs| runs.iter().any(|r| r.status == RunStatus::Completed))
+    }
 
     /// Every intent of a plan, in the order they were recorded.
     async fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError>;
