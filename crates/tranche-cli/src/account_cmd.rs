@@ -4,12 +4,12 @@
 //! Invariant: read-only; nothing here sends, replaces or cancels an order.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use rust_decimal::Decimal;
 use tranche::domain::{Account, AccountStatus, Order, Position, Symbol};
 
-use crate::broker_cmd::{self, BrokerOptions, Connection, Failure};
+use crate::broker_cmd::{self, BrokerOptions, Connection};
+use crate::error::{CliError, CliResult};
 
 /// Options of `tranche account` and `tranche positions`.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,23 +33,20 @@ pub struct OrdersOptions {
     pub symbol: Vec<String>,
 }
 
-fn run(options: &ReadOptions, body: impl FnOnce(&Connection) -> Result<(), Failure>) -> ExitCode {
-    let outcome = broker_cmd::connect(&options.broker).and_then(|connection| body(&connection));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
-    }
+fn run(options: &ReadOptions, body: impl FnOnce(&Connection) -> Result<(), CliError>) -> CliResult {
+    let connection = broker_cmd::connect(&options.broker)?;
+    body(&connection)?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure { code: crate::exit::FAILURE, message: format!("cannot write JSON: {e}") })?;
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failure(format!("cannot write JSON: {e}")))?;
     println!("{text}");
     Ok(())
 }
 
 /// `tranche account [--json]`.
-pub fn account(options: &ReadOptions) -> ExitCode {
+pub fn account(options: &ReadOptions) -> CliResult {
     run(options, |c| {
         let account = c.call("account", c.broker.account())?;
         tracing::info!(broker = c.label, equity = %account.equity, "account read");
@@ -62,7 +59,7 @@ pub fn account(options: &ReadOptions) -> ExitCode {
 }
 
 /// `tranche positions [--json]`.
-pub fn positions(options: &ReadOptions) -> ExitCode {
+pub fn positions(options: &ReadOptions) -> CliResult {
     run(options, |c| {
         let mut positions = c.call("positions", c.broker.positions())?;
         positions.sort_by(|a, b| a.symbol.cmp(&b.symbol));
@@ -77,16 +74,12 @@ pub fn positions(options: &ReadOptions) -> ExitCode {
 }
 
 /// `tranche orders [--symbol S] [--json]`: the open orders.
-pub fn orders(options: &OrdersOptions) -> ExitCode {
-    let mut wanted = Vec::new();
-    for text in &options.symbol {
-        match Symbol::parse(text) {
-            Ok(symbol) => wanted.push(symbol),
-            Err(e) => {
-                return Failure { code: crate::exit::USAGE, message: format!("--symbol: {e}") }.report();
-            }
-        }
-    }
+pub fn orders(options: &OrdersOptions) -> CliResult {
+    let wanted = options
+        .symbol
+        .iter()
+        .map(|text| Symbol::parse(text).map_err(|e| CliError::usage(format!("--symbol: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     run(&options.read, |c| {
         let mut orders = c.call("open orders", c.broker.open_orders())?;
         orders.retain(|o| wanted.is_empty() || wanted.contains(&o.symbol));

@@ -12,6 +12,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
+use crate::error::CliError;
+
 /// A `TRANCHE_*` variable and the flag it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvVar {
@@ -52,7 +54,7 @@ static FROM_ENV: OnceLock<Vec<&'static str>> = OnceLock::new();
 /// Records which values of the parsed command line came from the environment (the top level
 /// and every subcommand level), and checks the ones no later step checks with the variable's
 /// name (the ledger specification). Call once, right after parsing.
-pub fn record(matches: &ArgMatches) -> Result<(), String> {
+pub fn record(matches: &ArgMatches) -> Result<(), CliError> {
     let mut used = Vec::new();
     let mut problem = None;
     let mut level = Some(matches);
@@ -81,11 +83,9 @@ fn ledger_spec_is_well_formed(spec: &str) -> bool {
     spec.parse::<tranche::ledger::LedgerSpec>().is_ok()
 }
 
-fn invalid(var: &EnvVar, value: &str, reason: &str) -> String {
-    format!(
-        "environment variable {}=`{value}` is not a valid {}{reason}\nfix: set {} to {}, or unset it",
-        var.name, var.flag, var.name, var.expects
-    )
+fn invalid(var: &EnvVar, value: &str, reason: &str) -> CliError {
+    CliError::config(format!("environment variable {}=`{value}` is not a valid {}{reason}", var.name, var.flag))
+        .with_fix(format!("set {} to {}, or unset it", var.name, var.expects))
 }
 
 /// The variable that supplied argument `id` in this run, when it came from the environment.
@@ -104,7 +104,7 @@ pub fn origin(id: &str) -> String {
 
 /// When a command-line parse error is about a value that came from a `TRANCHE_*` variable (its
 /// flag was not given), the message naming the variable, the value and the fix.
-pub fn clap_error(error: &clap::Error, args: &[String]) -> Option<String> {
+pub fn clap_error(error: &clap::Error, args: &[String]) -> Option<CliError> {
     if !matches!(error.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
         return None;
     }

@@ -12,6 +12,8 @@ use tranche::engine::{execute_recorded, Ports, RunError};
 use tranche::engine::{preview, Preview, ProgressEvent};
 use tranche::simulation::{account_from_plan, start_sim};
 
+use crate::broker_cmd::{self, AlpacaUse};
+use crate::error::{CliError, CliResult};
 use crate::exit;
 use crate::output;
 use crate::plan_cmd::read_plan;
@@ -83,44 +85,31 @@ impl ExecuteOptions {
     }
 }
 
-fn fail(code: u8, message: &str) -> ExitCode {
-    crate::logging::error(message);
-    exit::code(code)
-}
-
-/// A failure before the run started: the "run in progress" report page goes too.
-fn fail_before_run(target: Option<&report::Target>, code: u8, message: &str) -> ExitCode {
-    if let Some(target) = target {
-        let _ = std::fs::remove_file(target.path());
+/// A failure before the run started takes the "run in progress" report page with it.
+fn before_run(target: Option<&report::Target>) -> impl Fn(CliError) -> CliError + '_ {
+    move |error| {
+        if let Some(target) = target {
+            let _ = std::fs::remove_file(target.path());
+        }
+        error
     }
-    fail(code, message)
 }
 
 /// Runs `tranche execute`.
-pub fn run(options: &ExecuteOptions) -> ExitCode {
+pub fn run(options: &ExecuteOptions) -> CliResult {
     if options.confirm_live && !options.live {
         // A safety flag that would silently do nothing: say so, send nothing.
-        return fail(
-            exit::USAGE,
+        return Err(CliError::usage(
             "--confirm-live alone does nothing: live trading needs --live --confirm-live; nothing was sent",
-        );
+        ));
     }
-    let plan = match read_plan(&options.plan) {
-        Ok(plan) => plan,
-        Err(code) => return code,
-    };
-    let settings = match settings::load(options.config.as_deref()) {
-        Ok(s) => s,
-        Err(e) => return fail(exit::BAD_CONFIG, &e.0),
-    };
+    let plan = read_plan(&options.plan)?;
+    let settings = settings::load(options.config.as_deref())?;
     if options.alpaca() || options.live {
         return run_alpaca(options, &plan, &settings);
     }
     let mut sim = match &options.sim_state {
-        Some(path) => match settings::load_sim_state(path) {
-            Ok(s) => s,
-            Err(e) => return fail(exit::BAD_CONFIG, &e.0),
-        },
+        Some(path) => settings::load_sim_state(path)?,
         None => account_from_plan(&plan, &settings.simulator),
     };
     if let Some(seed) = options.seed {
@@ -129,24 +118,15 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
     like_alpaca(&mut sim.symbols, &plan);
     let info =
         report::RunInfo::new(format!("Embedded simulator, seed {}; times are the simulator's virtual clock", sim.seed));
-    let target = match report_target(options, &plan, &info) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            return fail_before_run(
-                target.as_ref(),
-                exit::BROKER_UNAVAILABLE,
-                &format!("cannot start the runtime: {e}"),
-            )
-        }
-    };
-    let (broker, clock) = match runtime.block_on(async { start_sim(sim) }) {
-        Ok(b) => b,
-        Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("simulator: {e}")),
-    };
+    let target = report_target(options, &plan, &info)?;
+    let gone = before_run(target.as_ref());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| gone(CliError::failure(format!("cannot start the runtime: {e}"))))?;
+    let (broker, clock) =
+        runtime.block_on(async { start_sim(sim) }).map_err(|e| gone(CliError::config(format!("simulator: {e}"))))?;
     if options.dry_run {
         let feed = broker.quote_feed();
         let symbols: Vec<_> = plan.items.iter().map(|i| i.symbol.clone()).collect();
@@ -156,17 +136,19 @@ pub fn run(options: &ExecuteOptions) -> ExitCode {
         });
         return print_preview(&plan, &found, options.json, target.as_ref(), &info);
     }
-    let ledger = match options.ledger.as_deref().map(|spec| crate::ledger_cmd::open_for_runs(spec, options)).transpose()
-    {
-        Ok(l) => l,
-        Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("--ledger: {e}")),
-    };
+    let ledger = options
+        .ledger
+        .as_deref()
+        .map(|spec| crate::ledger_cmd::open_for_runs(spec, options))
+        .transpose()
+        .map_err(|e| gone(e.context("--ledger")))?;
     // The simulator's runtime runs in virtual time with no I/O driver: a ledger that talks to
     // the network (S3) does its I/O on a real-time runtime of its own, taking no virtual time.
-    let ledger = match ledger.map(tranche::ledger::OnOwnRuntime::for_virtual_time).transpose() {
-        Ok(l) => l.map(|l| Arc::new(l) as Arc<dyn tranche::ledger::Ledger>),
-        Err(e) => return fail_before_run(target.as_ref(), exit::FAILURE, &format!("--ledger: {e}")),
-    };
+    let ledger = ledger
+        .map(tranche::ledger::OnOwnRuntime::for_virtual_time)
+        .transpose()
+        .map_err(|e| gone(CliError::failure(format!("--ledger: {e}"))))?
+        .map(|l| Arc::new(l) as Arc<dyn tranche::ledger::Ledger>);
     let recording = report::Recording::new();
     let quiet = options.quiet;
     if !quiet {
@@ -200,14 +182,13 @@ fn report_target(
     options: &ExecuteOptions,
     plan: &RebalancePlan,
     info: &report::RunInfo,
-) -> Result<Option<report::Target>, ExitCode> {
-    match &options.report {
-        None => Ok(None),
-        Some(path) => match report::Target::create(path, &plan.plan_id, info) {
-            Ok(target) => Ok(Some(target)),
-            Err(message) => Err(fail(exit::USAGE, &format!("--report: {message}; nothing was sent"))),
-        },
-    }
+) -> Result<Option<report::Target>, CliError> {
+    options
+        .report
+        .as_ref()
+        .map(|path| report::Target::create(path, &plan.plan_id, info))
+        .transpose()
+        .map_err(|message| CliError::usage(format!("--report: {message}; nothing was sent")))
 }
 
 /// The quote feed handed to the engine: `feed` itself, or with `--report` a recorder around it.
@@ -249,84 +230,50 @@ fn print_preview(
     json: bool,
     target: Option<&report::Target>,
     info: &report::RunInfo,
-) -> ExitCode {
+) -> CliResult {
     if let Some(target) = target {
-        if let Err(message) = target.write_preview(&plan.plan_id, found, info) {
-            return fail(exit::FAILURE, &message);
-        }
+        target.write_preview(&plan.plan_id, found, info).map_err(CliError::failure)?;
     }
     if json {
-        match serde_json::to_string_pretty(found) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fail(exit::FAILURE, &format!("cannot write the preview: {e}")),
-        }
+        let text = serde_json::to_string_pretty(found)
+            .map_err(|e| CliError::failure(format!("cannot write the preview: {e}")))?;
+        println!("{text}");
     } else {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "dry run of plan `{}`: nothing is sent\n", plan.plan_id);
         output::preview_table(found, &mut out);
     }
-    ExitCode::SUCCESS
-}
-
-/// The Alpaca configuration for this command, with the live-trading safety checks.
-fn alpaca_config(options: &ExecuteOptions) -> Result<tranche::alpaca::AlpacaConfig, (u8, String)> {
-    if options.live && !options.confirm_live {
-        return Err((exit::USAGE, "live trading needs both --live and --confirm-live; nothing was sent".into()));
-    }
-    if options.live && !options.alpaca() {
-        return Err((exit::USAGE, "--live is for --broker alpaca".into()));
-    }
-    let config =
-        tranche::alpaca::AlpacaConfig::from_env(options.live).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
-    if !options.live && config.trading_url.trim_end_matches('/') == tranche::alpaca::LIVE_URL {
-        return Err((
-            exit::USAGE,
-            "APCA_API_BASE_URL points at the live API; pass --live --confirm-live to trade real money".into(),
-        ));
-    }
-    Ok(config)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tranche execute --broker alpaca`: real time, the trade_updates stream, quotes from REST,
 /// and a ledger (default `sqlite:tranche-ledger.sqlite`) so that a re-run never trades twice.
-fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &settings::Settings) -> ExitCode {
-    let config = match alpaca_config(options) {
-        Ok(c) => c,
-        Err((code, message)) => return fail(code, &message),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return fail(exit::BROKER_UNAVAILABLE, &format!("cannot start the runtime: {e}")),
-    };
+fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &settings::Settings) -> CliResult {
+    if options.live && !options.alpaca() {
+        return Err(CliError::usage("--live is for --broker alpaca; nothing was sent"));
+    }
+    let config = broker_cmd::alpaca_config(options.live, AlpacaUse::Trade { confirm_live: options.confirm_live })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the runtime: {e}")))?;
     let info = report::RunInfo::new(alpaca_label(options, &config));
-    let target = match report_target(options, plan, &info) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let connection = match runtime.block_on(async { tranche::wiring::AlpacaConnection::open(config.clone()) }) {
-        Ok(c) => c,
-        Err(e) => return fail_before_run(target.as_ref(), exit::BROKER_UNAVAILABLE, &e.to_string()),
-    };
+    let target = report_target(options, plan, &info)?;
+    let gone = before_run(target.as_ref());
+    let connection = runtime
+        .block_on(async { tranche::wiring::AlpacaConnection::open(config.clone()) })
+        .map_err(|e| gone(CliError::broker_unavailable(e.to_string())))?;
     let broker = Arc::clone(&connection.broker);
     let quotes: Arc<dyn QuoteFeed> = Arc::clone(&connection.quotes) as Arc<dyn QuoteFeed>;
-    match runtime.block_on(tranche::broker::Broker::clock(&*broker)) {
-        Ok(_) => {}
-        Err(e @ tranche::broker::BrokerError::Auth { .. }) => {
-            let message = format!(
-                "Alpaca at {} refused the keys: {e}
-fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  work only with the paper URL, live keys only with --live)",
-                without_userinfo(&config.trading_url)
-            );
-            return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &message);
-        }
-        Err(e) => {
-            return fail_before_run(
-                target.as_ref(),
-                exit::BROKER_UNAVAILABLE,
-                &format!("Alpaca is not reachable at {}: {e}", without_userinfo(&config.trading_url)),
-            );
-        }
-    }
+    runtime.block_on(tranche::broker::Broker::clock(&*broker)).map_err(|e| {
+        let url = config.trading_url_shown();
+        let context = match e {
+            tranche::broker::BrokerError::Auth { .. } => format!("Alpaca at {url} refused the keys"),
+            _ => format!("Alpaca is not reachable at {url}"),
+        };
+        gone(broker_cmd::broker_failure(&e).context(&context))
+    })?;
     if options.dry_run {
         let found = runtime.block_on(preview(
             plan,
@@ -338,10 +285,7 @@ fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  
         return print_preview(plan, &found, options.json, target.as_ref(), &info);
     }
     let spec = options.ledger.clone().unwrap_or_else(|| crate::ledger_cmd::DEFAULT_LEDGER.to_owned());
-    let ledger = match crate::ledger_cmd::open_for_runs(&spec, options) {
-        Ok(l) => l,
-        Err(e) => return fail_before_run(target.as_ref(), exit::BAD_CONFIG, &format!("--ledger: {e}")),
-    };
+    let ledger = crate::ledger_cmd::open_for_runs(&spec, options).map_err(|e| gone(e.context("--ledger")))?;
     let recording = report::Recording::new();
     let clock: Arc<dyn tranche::broker::Clock> = Arc::new(tranche::broker::SystemClock);
     let quotes = recorded(quotes, &clock, target.as_ref(), &recording);
@@ -363,10 +307,9 @@ fix: check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper keys                  
 /// Where orders go, for the report: paper, live or another Alpaca-compatible URL (never the URL
 /// itself, which may carry credentials).
 fn alpaca_label(options: &ExecuteOptions, config: &tranche::alpaca::AlpacaConfig) -> String {
-    let url = config.trading_url.trim_end_matches('/');
-    if url == tranche::alpaca::LIVE_URL {
+    if config.is_live() {
         "Alpaca live trading (real money)".to_owned()
-    } else if url == tranche::alpaca::PAPER_URL {
+    } else if config.trading_url.trim_end_matches('/') == tranche::alpaca::PAPER_URL {
         "Alpaca paper trading".to_owned()
     } else if options.live {
         "Alpaca-compatible API (live flag set)".to_owned()
@@ -380,7 +323,7 @@ fn finish(
     outcome: Result<(ExecutionResult, bool), RunError>,
     options: &ExecuteOptions,
     report: Option<(&report::Target, &report::Recording, &report::RunInfo)>,
-) -> ExitCode {
+) -> CliResult {
     let (result, code) = match outcome {
         Ok((result, replayed)) => {
             if replayed {
@@ -395,28 +338,23 @@ fn finish(
         }
         Err(RunError::AlreadyRunning { run_id }) => {
             discard(report);
-            return fail(
-                exit::PLAN_BUSY,
-                &format!("the plan is being executed by run {run_id}; try again when it is done"),
-            );
+            return Err(CliError::try_later(format!(
+                "the plan is being executed by run {run_id}; try again when it is done"
+            )));
         }
         Err(RunError::ClaimLost { run_id, reason }) => {
             discard(report);
-            return fail(
-                exit::PLAN_BUSY,
-                &format!(
-                    "run {run_id} stopped: {reason}; the plan's result is the other worker's (`tranche ledger show`)"
-                ),
-            );
+            return Err(CliError::try_later(format!("run {run_id} stopped: {reason}"))
+                .with_fix("nothing to do: the plan's result is the other worker's (`tranche ledger show`)"));
         }
         // A store that failed through every retry is a temporary failure: try again later.
         Err(RunError::Ledger(e @ tranche::ledger::LedgerError::Storage(_))) => {
             discard(report);
-            return fail(exit::PLAN_BUSY, &format!("ledger: {e}; nothing was traded; run it again later"));
+            return Err(CliError::try_later(format!("ledger: {e}; nothing was traded")).with_fix("run it again later"));
         }
         Err(RunError::Ledger(e)) => {
             discard(report);
-            return fail(exit::BAD_CONFIG, &format!("ledger: {e}; nothing was traded"));
+            return Err(CliError::config(format!("ledger: {e}; nothing was traded")));
         }
         // The CLI never asks for it (`resumable_at_deadline` is the Lambda function's); said
         // plainly should a configuration set it: run the same command again to continue.
@@ -434,10 +372,10 @@ fn finish(
         match target.write_run(&result, recording, info) {
             Ok(()) if !options.quiet => eprintln!("report written to {}", target.path().display()),
             Ok(()) => {}
-            Err(message) => return fail(exit::FAILURE, &message),
+            Err(message) => return Err(CliError::failure(message)),
         }
     }
-    code
+    Ok(code)
 }
 
 /// Like Alpaca, the simulator knows only its universe's names unless told to invent markets;
@@ -475,28 +413,5 @@ fn print_result(result: &ExecutionResult, json: bool) {
         println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
     } else {
         output::result_table(result, &mut std::io::stdout().lock());
-    }
-}
-
-/// `url` without any `user:password@` part, for messages (a URL may carry credentials).
-fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_userinfo;
-
-    #[test]
-    fn credentials_in_a_url_never_reach_a_message() {
-        assert_eq!(without_userinfo("https://user:secret@example.com/v2"), "https://example.com/v2");
-        assert_eq!(without_userinfo("http://127.0.0.1:8088"), "http://127.0.0.1:8088");
-        assert_eq!(without_userinfo("https://host/path@not-userinfo"), "https://host/path@not-userinfo");
-        assert_eq!(without_userinfo("not a url"), "not a url");
     }
 }

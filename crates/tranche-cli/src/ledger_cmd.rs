@@ -8,100 +8,83 @@ use std::time::Duration;
 
 use tranche::ledger::{LeaseTerms, Ledger, LedgerSpec};
 
-use crate::exit;
+use crate::error::{CliError, CliResult};
 
 /// The default ledger file.
 pub const DEFAULT_LEDGER: &str = "sqlite:tranche-ledger.sqlite";
 
 /// Opens the ledger of a `--ledger` value for `execute`: as [`open`], with an S3 ledger's lease
 /// terms from `--ledger-lease` and `--ledger-clock-skew`.
-pub fn open_for_runs(spec: &str, options: &crate::execute::ExecuteOptions) -> Result<Arc<dyn Ledger>, String> {
+pub fn open_for_runs(spec: &str, options: &crate::execute::ExecuteOptions) -> Result<Arc<dyn Ledger>, CliError> {
     let seconds = |value: f64, flag: &str| {
-        Duration::try_from_secs_f64(value).map_err(|_| format!("{flag} {value} is not a number of seconds"))
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| CliError::config(format!("{flag} {value} is not a number of seconds")))
     };
     let terms = LeaseTerms::new(
         seconds(options.ledger_lease, "--ledger-lease")?,
         seconds(options.ledger_clock_skew, "--ledger-clock-skew")?,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| CliError::config(e.to_string()))?;
     open_with(spec, terms)
 }
 
 /// Opens the ledger of a `--ledger` value: `sqlite:PATH` or `s3://BUCKET/PREFIX` (S3 credentials,
 /// region and endpoint from the standard `AWS_*` environment variables).
-pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, String> {
+pub fn open(spec: &str) -> Result<Arc<dyn Ledger>, CliError> {
     open_with(spec, LeaseTerms::default())
 }
 
-fn open_with(spec: &str, terms: LeaseTerms) -> Result<Arc<dyn Ledger>, String> {
-    let spec: LedgerSpec = spec.parse().map_err(|e: tranche::ledger::LedgerError| e.to_string())?;
-    spec.open(&format!("tranche-{}", std::process::id()), terms).map_err(|e| e.to_string())
+fn open_with(spec: &str, terms: LeaseTerms) -> Result<Arc<dyn Ledger>, CliError> {
+    let spec: LedgerSpec = spec.parse().map_err(|e: tranche::ledger::LedgerError| CliError::config(e.to_string()))?;
+    spec.open(&format!("tranche-{}", std::process::id()), terms).map_err(|e| CliError::config(e.to_string()))
 }
 
-/// The ledger of `spec` and a runtime to read it with, or the exit code of the failure (already
-/// reported on stderr).
-fn open_for_reading(spec: &str) -> Result<(Arc<dyn Ledger>, tokio::runtime::Runtime), ExitCode> {
+/// The ledger of `spec` and a runtime to read it with.
+fn open_for_reading(spec: &str) -> Result<(Arc<dyn Ledger>, tokio::runtime::Runtime), CliError> {
     // Reading never creates: a SQLite ledger that is not there is named, not made empty.
     if let Ok(parsed @ LedgerSpec::Sqlite(path)) = spec.parse::<LedgerSpec>().as_ref() {
         if !parsed.exists() {
-            crate::logging::error(&format!(
-                "there is no ledger at {}: nothing has been recorded there\nfix: pass --ledger sqlite:PATH \
-                 (or s3://BUCKET/PREFIX) naming the ledger that execute wrote",
+            return Err(CliError::no_input(format!(
+                "there is no ledger at {}: nothing has been recorded there",
                 path.display()
-            ));
-            return Err(exit::code(exit::NO_INPUT));
+            ))
+            .with_fix("pass --ledger sqlite:PATH (or s3://BUCKET/PREFIX) naming the ledger that execute wrote"));
         }
     }
-    let ledger = open(spec).map_err(|e| {
-        crate::logging::error(&e);
-        exit::code(exit::BAD_CONFIG)
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        crate::logging::error(&format!("cannot start the runtime: {e}"));
-        exit::code(exit::FAILURE)
-    })?;
+    let ledger = open(spec)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the runtime: {e}")))?;
     Ok((ledger, runtime))
 }
 
 /// `tranche ledger runs [--plan ID] [--json]`.
-pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> ExitCode {
-    let (ledger, rt) = match open_for_reading(spec) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
-    match rt.block_on(ledger.runs(plan)) {
-        Ok(runs) if json => {
-            println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_else(|_| "[]".into()));
-            ExitCode::SUCCESS
-        }
-        Ok(runs) => {
-            println!("{:<36} {:<28} {:<10} {:<36} {:>8}", "RUN", "PLAN", "STATUS", "STARTED", "RESULT");
-            for run in runs {
-                let status = run.result.as_ref().map_or("-".to_owned(), |r| format!("{:?}", r.status).to_lowercase());
-                println!(
-                    "{:<36} {:<28} {:<10} {:<36} {:>8}",
-                    run.run_id,
-                    run.plan_id,
-                    run.status.as_str(),
-                    millis(run.started_at),
-                    status
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            crate::logging::error(&e.to_string());
-            exit::code(exit::FAILURE)
-        }
+pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> CliResult {
+    let (ledger, rt) = open_for_reading(spec)?;
+    let runs = rt.block_on(ledger.runs(plan)).map_err(|e| CliError::failure(e.to_string()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_else(|_| "[]".into()));
+        return Ok(ExitCode::SUCCESS);
     }
+    println!("{:<36} {:<28} {:<10} {:<36} {:>8}", "RUN", "PLAN", "STATUS", "STARTED", "RESULT");
+    for run in runs {
+        let status = run.result.as_ref().map_or("-".to_owned(), |r| format!("{:?}", r.status).to_lowercase());
+        println!(
+            "{:<36} {:<28} {:<10} {:<36} {:>8}",
+            run.run_id,
+            run.plan_id,
+            run.status.as_str(),
+            millis(run.started_at),
+            status
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tranche ledger show PLAN_ID [--json]`: intents, orders and fills of a plan.
-pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
-    let (ledger, rt) = match open_for_reading(spec) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+pub fn show(spec: &str, plan_id: &str, json: bool) -> CliResult {
+    let (ledger, rt) = open_for_reading(spec)?;
     let read = rt.block_on(async {
         Ok::<_, tranche::ledger::LedgerError>((
             ledger.runs(Some(plan_id)).await?,
@@ -111,24 +94,16 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
             ledger.items(plan_id).await?,
         ))
     });
-    let (runs, intents, orders, fills, items) = match read {
-        Ok(v) => v,
-        Err(e) => {
-            crate::logging::error(&e.to_string());
-            return exit::code(exit::FAILURE);
-        }
-    };
+    let (runs, intents, orders, fills, items) = read.map_err(|e| CliError::failure(e.to_string()))?;
     if runs.is_empty() && intents.is_empty() && orders.is_empty() && fills.is_empty() && items.is_empty() {
-        crate::logging::error(&format!(
-            "plan {plan_id} is not in the ledger {spec}\nfix: `tranche ledger runs --ledger {spec}` lists the plans it holds"
-        ));
-        return exit::code(exit::NO_INPUT);
+        return Err(CliError::no_input(format!("plan {plan_id} is not in the ledger {spec}"))
+            .with_fix(format!("`tranche ledger runs --ledger {spec}` lists the plans it holds")));
     }
     if json {
         let all =
             serde_json::json!({"runs": runs, "intents": intents, "orders": orders, "fills": fills, "items": items});
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     println!("plan {plan_id}: {} run(s), {} order intent(s), {} fill(s)", runs.len(), intents.len(), fills.len());
     for run in &runs {
@@ -173,7 +148,7 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> ExitCode {
             fill.client_order_id.as_str()
         );
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A time for people: UTC to the millisecond.

@@ -117,12 +117,19 @@ pub fn is_json() -> bool {
     FORMAT.get() == Some(&LogFormat::Json)
 }
 
-/// Reports a fatal error of a command: `error: ...` on stderr, or an ERROR event in JSON mode.
+/// Reports an error: `error: ...` on stderr, or an ERROR event in JSON mode.
 pub fn error(message: &str) {
-    if is_json() {
-        tracing::error!(target: "tranche", "{message}");
-    } else {
-        eprintln!("error: {message}");
+    error_with_fix(message, None);
+}
+
+/// Reports a fatal error of a command and its fix: `error: ...` then `fix: ...` on stderr, or
+/// one ERROR event with a `fix` field in JSON mode.
+pub fn error_with_fix(message: &str, fix: Option<&str>) {
+    match (is_json(), fix) {
+        (true, Some(fix)) => tracing::error!(target: "tranche", fix, "{message}"),
+        (true, None) => tracing::error!(target: "tranche", "{message}"),
+        (false, Some(fix)) => eprintln!("error: {message}\nfix: {fix}"),
+        (false, None) => eprintln!("error: {message}"),
     }
 }
 

@@ -8,6 +8,7 @@
 mod account_cmd;
 mod broker_cmd;
 mod env;
+mod error;
 mod execute;
 mod exit;
 mod ledger_cmd;
@@ -212,20 +213,23 @@ fn main() -> ExitCode {
     let (matches, cli) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {
-            if let Some(message) = env::clap_error(&e, &args) {
-                eprintln!("error: {message}");
-                return exit::code(exit::BAD_CONFIG);
+            if let Some(error) = env::clap_error(&e, &args) {
+                return error.report();
             }
             let _ = e.print();
             return if e.use_stderr() { exit::code(exit::USAGE) } else { ExitCode::SUCCESS };
         }
     };
     logging::init(cli.log_format, cli.log_level);
-    if let Err(message) = env::record(&matches) {
-        logging::error(&message);
-        return exit::code(exit::BAD_CONFIG);
+    if let Err(error) = env::record(&matches) {
+        return error.report();
     }
-    match cli.command {
+    error::exit_code(run(cli.command))
+}
+
+/// Runs one command.
+fn run(command: Command) -> error::CliResult {
+    match command {
         Command::Account(options) => account_cmd::account(&options),
         Command::Positions(options) => account_cmd::positions(&options),
         Command::Orders(options) => account_cmd::orders(&options),
@@ -251,19 +255,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn emulator(options: &tranche::emulator::options::EmulatorArgs, plan: Option<&std::path::Path>) -> ExitCode {
-    let mut config = match options.config() {
-        Ok(c) => c,
-        Err(e) => {
-            logging::error(&e);
-            return exit::code(exit::USAGE);
-        }
-    };
+fn emulator(options: &tranche::emulator::options::EmulatorArgs, plan: Option<&std::path::Path>) -> error::CliResult {
+    let mut config = options.config().map_err(error::CliError::usage)?;
     if let Some(path) = plan {
-        match plan_cmd::read_plan(path) {
-            Ok(plan) => config.sim = tranche::simulation::account_from_plan(&plan, &config.sim),
-            Err(code) => return code,
-        }
+        let plan = plan_cmd::read_plan(path)?;
+        config.sim = tranche::simulation::account_from_plan(&plan, &config.sim);
     }
-    tranche::emulator::options::serve(options.listen, config)
+    tranche::emulator::options::serve(options.listen, config).map_err(|e| match e {
+        tranche::emulator::options::ServeError::Listen { .. } => error::CliError::broker_unavailable(e.to_string()),
+        tranche::emulator::options::ServeError::Runtime(_) => error::CliError::failure(e.to_string()),
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use rust_decimal::Decimal;
 use tranche::domain::{Action, PlanError, RebalancePlan, Usd};
 
-use crate::broker_cmd::{self, BrokerOptions, Failure};
-use crate::exit;
+use crate::broker_cmd::{self, BrokerOptions};
+use crate::error::{CliError, CliResult};
 use tranche::planning::targets;
 use tranche::planning::weights::{self as plan_new, NewPlan};
 
@@ -52,27 +52,21 @@ fn parse_min_trade(text: &str) -> Result<Decimal, String> {
     Ok(value)
 }
 
-/// Reads and validates a plan file; on failure prints every problem and returns the exit code.
-pub fn read_plan(path: &Path) -> Result<RebalancePlan, ExitCode> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        crate::logging::error(&format!("cannot read plan file {}: {e}", path.display()));
-        exit::code(exit::NO_INPUT)
-    })?;
-    RebalancePlan::from_json_str(&text).map_err(|error| {
-        crate::logging::error(&format!("{}: {error}", path.display()));
-        exit::code(exit::INVALID_PLAN)
-    })
+/// The text of a plan file (66 when it cannot be read).
+fn read_plan_text(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::no_input(format!("cannot read plan file {}: {e}", path.display())))
+}
+
+/// Reads and validates a plan file; the error lists every problem (65).
+pub fn read_plan(path: &Path) -> Result<RebalancePlan, CliError> {
+    let text = read_plan_text(path)?;
+    RebalancePlan::from_json_str(&text).map_err(|error| CliError::invalid_plan(format!("{}: {error}", path.display())))
 }
 
 /// `tranche plan validate PLAN [--json]`.
-pub fn validate(path: &Path, json: bool) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            crate::logging::error(&format!("cannot read plan file {}: {e}", path.display()));
-            return exit::code(exit::NO_INPUT);
-        }
-    };
+pub fn validate(path: &Path, json: bool) -> CliResult {
+    let text = read_plan_text(path)?;
     match RebalancePlan::from_json_str(&text) {
         Ok(plan) => {
             if json {
@@ -100,7 +94,7 @@ pub fn validate(path: &Path, json: bool) -> ExitCode {
                     count(&plan, Action::Hold),
                 );
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
             if json {
@@ -113,10 +107,11 @@ pub fn validate(path: &Path, json: bool) -> ExitCode {
                     }
                 };
                 println!("{}", serde_json::json!({"valid": false, "problems": problems}));
+                // The problems are the answer, on stdout; stderr stays quiet for scripts.
+                Ok(crate::exit::code(crate::exit::INVALID_PLAN))
             } else {
-                crate::logging::error(&format!("{}: {error}", path.display()));
+                Err(CliError::invalid_plan(format!("{}: {error}", path.display())))
             }
-            exit::code(exit::INVALID_PLAN)
         }
     }
 }
@@ -136,25 +131,14 @@ fn total(plan: &RebalancePlan, action: Action) -> String {
 
 /// `tranche plan new --targets FILE [--out PLAN.json]`: a plan from target weights and the
 /// broker's equity and positions.
-pub fn new(options: &NewOptions) -> ExitCode {
-    match make(options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
-    }
-}
-
-fn make(options: &NewOptions) -> Result<(), Failure> {
+pub fn new(options: &NewOptions) -> CliResult {
     let path = &options.targets;
-    let text = std::fs::read_to_string(path).map_err(|e| Failure {
-        code: exit::NO_INPUT,
-        message: format!("cannot read the targets file {}: {e}", path.display()),
-    })?;
-    let targets = targets::parse(&text)
-        .map_err(|problems| Failure { code: exit::INVALID_PLAN, message: format!("{}: {problems}", path.display()) })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::no_input(format!("cannot read the targets file {}: {e}", path.display())))?;
+    let targets =
+        targets::parse(&text).map_err(|problems| CliError::invalid_plan(format!("{}: {problems}", path.display())))?;
     let plan_id = match &options.plan_id {
-        Some(id) if id.trim().is_empty() => {
-            return Err(Failure { code: exit::USAGE, message: "--plan-id must not be empty".into() });
-        }
+        Some(id) if id.trim().is_empty() => return Err(CliError::usage("--plan-id must not be empty")),
         Some(id) => id.trim().to_owned(),
         // Down to the millisecond: two plans made by one script in the same second must not
         // share an id (with a ledger the second would return the first's result).
@@ -177,38 +161,32 @@ fn make(options: &NewOptions) -> Result<(), Failure> {
              warnings above); they cannot be in the plan"
         );
         if !options.allow_unread_holdings {
-            return Err(Failure {
-                code: exit::INVALID_PLAN,
-                message: format!("{what}\nfix: close or move those holdings, or pass --allow-unread-holdings"),
-            });
+            return Err(
+                CliError::invalid_plan(what).with_fix("close or move those holdings, or pass --allow-unread-holdings")
+            );
         }
         tracing::warn!(target: "tranche", unaccounted = %gap, "{what}; going on (--allow-unread-holdings)");
     }
     let plan = plan_new::build(&targets, account.equity, &positions, &how).map_err(|problems| {
         let n = problems.len();
         let list: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
-        Failure {
-            code: exit::INVALID_PLAN,
-            message: format!(
-                "cannot make a plan from {}: {n} problem{}:{}",
-                path.display(),
-                if n == 1 { "" } else { "s" },
-                list.concat()
-            ),
-        }
+        CliError::invalid_plan(format!(
+            "cannot make a plan from {}: {n} problem{}:{}",
+            path.display(),
+            if n == 1 { "" } else { "s" },
+            list.concat()
+        ))
     })?;
     tracing::info!(plan_id = %plan.plan_id, items = plan.items.len(), broker = connection.label, "plan made");
     let json = plan.to_json_pretty();
     let Some(out) = &options.out else {
         println!("{json}");
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     };
-    write_atomically(out, &json).map_err(|e| Failure {
-        code: exit::FAILURE,
-        message: format!("cannot write the plan to {}: {e}", out.display()),
-    })?;
+    write_atomically(out, &json)
+        .map_err(|e| CliError::failure(format!("cannot write the plan to {}: {e}", out.display())))?;
     summary(&plan, out, &mut std::io::stdout().lock());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes `text` to a temporary file beside `path`, then renames it over `path`: a reader never

@@ -5,26 +5,17 @@ use std::process::ExitCode;
 use tranche::engine::{EngineConfig, Strategy};
 use tranche::simulation::{run_scenarios, Faults};
 
+use crate::error::{CliError, CliResult};
 use crate::exit;
 
 /// Runs `tranche sim run`.
-pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: bool) -> ExitCode {
+pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: bool) -> CliResult {
     let engine = EngineConfig { strategy, ..EngineConfig::default() };
-    let report = match run_scenarios(seed, scenarios, &engine, faults) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::logging::error(&e);
-            return exit::code(exit::FAILURE);
-        }
-    };
+    let report = run_scenarios(seed, scenarios, &engine, faults).map_err(CliError::failure)?;
     if json {
-        match serde_json::to_string(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                crate::logging::error(&format!("cannot write the report: {e}"));
-                return exit::code(exit::FAILURE);
-            }
-        }
+        let text =
+            serde_json::to_string(&report).map_err(|e| CliError::failure(format!("cannot write the report: {e}")))?;
+        println!("{text}");
     } else {
         println!("strategy               {:?}", report.strategy);
         println!("scenarios              {} (seeds {seed}..{})", report.scenarios, seed + scenarios);
@@ -47,7 +38,8 @@ pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: 
         );
     }
     if report.invariant_violations > 0 {
-        return exit::code(exit::FAILURE);
+        // The violations are listed above (or in the JSON): the exit code flags them for scripts.
+        return Ok(exit::code(exit::FAILURE));
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

@@ -111,6 +111,30 @@ fn json_logs_are_one_object_per_line_on_stderr() {
 }
 
 #[test]
+fn every_error_names_its_fix_on_its_own_line_or_in_its_own_json_field() {
+    let missing = std::env::temp_dir().join(format!("tranche-no-ledger-{}.sqlite", std::process::id()));
+    let spec = format!("sqlite:{}", missing.display());
+    let (code, stdout, stderr) = run(tranche().args(["ledger", "runs", "--ledger", &spec]));
+    assert_eq!(code, Some(66), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("error: there is no ledger at "), "{stderr}");
+    assert!(lines[1].starts_with("fix: pass --ledger sqlite:PATH"), "{stderr}");
+
+    let (code, _, stderr) = run(tranche().args(["--log-format", "json", "ledger", "runs", "--ledger", &spec]));
+    assert_eq!(code, Some(66), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "the error and its fix are one JSON line: {stderr}");
+    let error: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(error["level"], "ERROR");
+    assert!(error["message"].as_str().unwrap().starts_with("there is no ledger at "), "{error}");
+    assert!(!error["message"].as_str().unwrap().contains("fix:"), "{error}");
+    assert!(error["fix"].as_str().unwrap().starts_with("pass --ledger sqlite:PATH"), "{error}");
+    assert!(!missing.exists(), "reading never creates a ledger");
+}
+
+#[test]
 fn with_json_logs_execute_progress_is_json_lines_too() {
     let plan = example("plan.json");
     let (code, stdout, stderr) = run(tranche().args(["--log-format", "json", "execute", plan.to_str().unwrap()]));

@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::ExitCode;
 
 use crate::{us_regular_session, Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
 
@@ -142,31 +141,43 @@ impl EmulatorArgs {
     }
 }
 
-/// Serves `config` on `listen` until the process is interrupted: prints the documented first
-/// line, exits 69 when the address cannot be bound.
-pub fn serve(listen: SocketAddr, config: EmulatorConfig) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+/// Why [`serve`] could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The async runtime could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The address cannot be bound (taken, or not this machine's).
+    #[error("cannot listen on {listen}: {source}")]
+    Listen {
+        /// The address asked for.
+        listen: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+}
+
+/// Serves `config` on `listen` until the process is interrupted, after printing the documented
+/// first line (`alpaca-emulator listening on http://HOST:PORT`).
+///
+/// # Errors
+/// [`ServeError`] when the runtime cannot start or the address cannot be bound.
+pub fn serve(listen: SocketAddr, config: EmulatorConfig) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
-        let mut emulator = match Emulator::start(listen, config).await {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("error: cannot listen on {listen}: {e}");
-                return ExitCode::from(69);
-            }
-        };
+        let mut emulator =
+            Emulator::start(listen, config).await.map_err(|source| ServeError::Listen { listen, source })?;
         println!("alpaca-emulator listening on {}", emulator.url());
         let _ = std::io::stdout().flush();
         tokio::select! {
             () = emulator.wait() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        ExitCode::SUCCESS
+        Ok(())
     })
 }
 

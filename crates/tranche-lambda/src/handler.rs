@@ -71,8 +71,7 @@ impl Function {
         )
         .map_err(|e| e.to_string())?;
         let alpaca = AlpacaConfig::from_env(false).map_err(|e| e.to_string())?;
-        let live = alpaca.trading_url.trim_end_matches('/') == tranche::alpaca::LIVE_URL;
-        if live && std::env::var("TRANCHE_CONFIRM_LIVE").as_deref() != Ok("yes") {
+        if alpaca.is_live() && std::env::var("TRANCHE_CONFIRM_LIVE").as_deref() != Ok("yes") {
             return Err(
                 "APCA_API_BASE_URL is Alpaca's live host: set TRANCHE_CONFIRM_LIVE=yes to trade real money".into()
             );

@@ -51,8 +51,7 @@ async fn run() -> Result<ExecutionStatus, String> {
 
     let ledger = s3_ledger(&ledger_url)?;
     let alpaca = AlpacaConfig::from_env(false).map_err(|e| e.to_string())?;
-    let live = alpaca.trading_url.trim_end_matches('/') == tranche::alpaca::LIVE_URL;
-    if live && std::env::var("CONFIRM_LIVE").as_deref() != Ok("yes") {
+    if alpaca.is_live() && std::env::var("CONFIRM_LIVE").as_deref() != Ok("yes") {
         return Err(format!(
             "APCA_API_BASE_URL is Alpaca's live host ({}): set CONFIRM_LIVE=yes to trade real money",
             tranche::alpaca::LIVE_URL

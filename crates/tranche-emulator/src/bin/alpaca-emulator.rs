@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tranche_emulator::options::{serve, EmulatorArgs};
+use tranche_emulator::options::{serve, EmulatorArgs, ServeError};
 
 /// Serve the Alpaca trading REST API, the trade_updates stream, the market-data stream and
 /// latest quotes from a simulated market. By default the market is open whatever the wall
@@ -18,11 +18,22 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match args.emulator.config() {
-        Ok(config) => serve(args.emulator.listen, config),
+    let config = match args.emulator.config() {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(64)
+            return ExitCode::from(64);
+        }
+    };
+    match serve(args.emulator.listen, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ServeError::Listen { .. }) => {
+            eprintln!("error: {e}");
+            ExitCode::from(69)
+        }
+        Err(e @ ServeError::Runtime(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
