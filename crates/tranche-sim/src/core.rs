@@ -49,6 +49,8 @@ pub(crate) struct Slot {
     pub last_step: Timestamp,
     /// Indices of working orders, in arrival (time-priority) order.
     pub resting: Vec<usize>,
+    /// The market's prints and bars.
+    pub tape: crate::tape::Tape,
 }
 
 /// An order with the simulator's private state.
@@ -111,6 +113,8 @@ pub struct Sim {
     pub(crate) log: Vec<String>,
     pub(crate) subscriptions: BTreeMap<Symbol, u32>,
     pub(crate) quote_changes: Vec<Symbol>,
+    /// Prints not yet taken by a listener (`None`: nobody listens, nothing is kept).
+    pub(crate) prints: Option<Vec<crate::tape::Print>>,
     pub(crate) exec_seq: u64,
     pub(crate) requests: u64,
     /// Submits answered with a timeout whose orders the broker creates later.
@@ -172,6 +176,7 @@ impl Sim {
             log: Vec::new(),
             subscriptions: BTreeMap::new(),
             quote_changes: Vec::new(),
+            prints: None,
             exec_seq: 0,
             requests: 0,
             late: Vec::new(),
@@ -276,7 +281,7 @@ impl Sim {
         let mut market = Market::new(profile, self.config.seed, halted, self.now);
         let first = market.next_interval_ms(&self.config.market);
         let index = self.slots.len();
-        self.slots.push(Slot { market, last_step: self.now, resting: Vec::new() });
+        self.slots.push(Slot { market, last_step: self.now, resting: Vec::new(), tape: crate::tape::Tape::default() });
         self.symbols.insert(symbol.clone(), index);
         let at = self.after_ms(first);
         self.schedule_at(at, Action::Tick(index));
@@ -340,6 +345,9 @@ impl Sim {
             }
         }
         if self.calendar.is_open(self.now) {
+            if let Some((side, size)) = outcome.aggressor.filter(|_| !self.slots[slot].market.halted) {
+                self.print(slot, side, size);
+            }
             self.trigger_stops(slot);
             self.match_resting(slot, outcome.aggressor);
         }
@@ -426,6 +434,42 @@ impl Sim {
     /// Symbols whose published quote changed since the last call (subscribed ones only).
     pub fn take_quote_changes(&mut self) -> Vec<Symbol> {
         std::mem::take(&mut self.quote_changes)
+    }
+
+    /// An aggressive order of the market's own flow prints at the inside it takes.
+    fn print(&mut self, slot: usize, aggressor: tranche_domain::Side, size: i64) {
+        let market = &self.slots[slot].market;
+        let ticks = if aggressor == tranche_domain::Side::Buy { market.ask } else { market.bid };
+        let price = tranche_domain::Price::new(market.profile.price(ticks));
+        let symbol = market.profile.symbol.clone();
+        let print =
+            self.slots[slot].tape.print(&symbol, price, tranche_domain::Qty::new(Decimal::from(size)), self.now);
+        if let Some(prints) = &mut self.prints {
+            prints.push(print);
+        }
+    }
+
+    /// Keeps every print from now on for [`Sim::take_prints`] (a market-data server's trades).
+    pub fn keep_prints(&mut self) {
+        self.prints.get_or_insert_with(Vec::new);
+    }
+
+    /// The prints since the last call (none unless [`Sim::keep_prints`] was called).
+    pub fn take_prints(&mut self) -> Vec<crate::tape::Print> {
+        self.prints.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The tape of `symbol` (its last print and bars), starting its market when it is not
+    /// running yet.
+    ///
+    /// # Errors
+    /// [`SimError::NotFound`] for a symbol the simulator does not list.
+    pub fn tape(&mut self, symbol: &Symbol) -> Result<&crate::tape::Tape, crate::error::SimError> {
+        if !self.is_known(symbol) {
+            return Err(crate::error::SimError::NotFound { message: format!("no trades for {symbol}") });
+        }
+        let slot = self.slot_of(symbol);
+        Ok(&self.slots[slot].tape)
     }
 
     /// The last published quote of `symbol`, if its market exists.

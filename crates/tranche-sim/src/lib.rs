@@ -33,6 +33,7 @@ mod referee;
 mod rng;
 mod session;
 mod tally;
+mod tape;
 mod universe;
 mod user_orders;
 
@@ -47,6 +48,7 @@ pub use referee::{count_violations, Referee, Violation, ViolationKind};
 pub use rng::Rng;
 pub use session::Calendar;
 pub use tally::Tally;
+pub use tape::{Bar, Print, Tape};
 pub use universe::{is_listed, AssetProfile};
 
 #[cfg(test)]

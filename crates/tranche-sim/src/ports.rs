@@ -27,6 +27,7 @@ struct Shared {
     pump_wake: Notify,
     events_ready: Notify,
     quotes: broadcast::Sender<Symbol>,
+    prints: broadcast::Sender<crate::tape::Print>,
 }
 
 impl Shared {
@@ -42,6 +43,9 @@ impl Shared {
         for symbol in sim.take_quote_changes() {
             // No receiver is fine: nobody is listening yet.
             let _ = self.quotes.send(symbol);
+        }
+        for print in sim.take_prints() {
+            let _ = self.prints.send(print);
         }
         if sim.outbox.has_ready() {
             self.events_ready.notify_one();
@@ -86,12 +90,14 @@ impl SimulatedBroker {
         let mut sim = Sim::new(config)?;
         sim.advance_to(clock.now());
         let (quotes, _) = broadcast::channel(4096);
+        let (prints, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             sim: Mutex::new(sim),
             clock,
             pump_wake: Notify::new(),
             events_ready: Notify::new(),
             quotes,
+            prints,
         });
         let pump = tokio::spawn(pump(Arc::clone(&shared))).abort_handle();
         Ok(Self { shared, pump })
@@ -113,6 +119,14 @@ impl SimulatedBroker {
     /// The `QuoteFeed` port.
     pub fn quote_feed(&self) -> SimQuoteFeed {
         SimQuoteFeed { shared: Arc::clone(&self.shared) }
+    }
+
+    /// The market's prints from now on, as they happen (a market-data server's trades). A slow
+    /// receiver loses the oldest (`RecvError::Lagged`), never blocks the simulation.
+    pub fn prints(&self) -> broadcast::Receiver<crate::tape::Print> {
+        let receiver = self.shared.prints.subscribe();
+        self.shared.with(Sim::keep_prints);
+        receiver
     }
 
     /// Runs `f` on the simulator, brought up to the clock's now (inspection and test control).

@@ -339,3 +339,32 @@ fn a_status_edge_the_table_refuses_is_counted_and_dropped() {
     assert_eq!(sim.refused_transitions(), 1);
     assert_eq!(sim.order(&placed.id).unwrap().status, tranche_domain::OrderStatus::Canceled);
 }
+
+#[test]
+fn the_tape_prints_the_markets_own_flow_at_the_inside_and_builds_bars_from_it() {
+    let mut listed_only = config(11);
+    listed_only.symbols.invent = Some(false);
+    let mut sim = Sim::new(listed_only).unwrap();
+    assert!(sim.take_prints().is_empty(), "nothing is kept before anyone listens");
+    sim.keep_prints();
+    let aapl = sym("AAPL");
+    sim.latest_quote(&aapl).unwrap();
+    let mut prints = Vec::new();
+    for _ in 0..600 {
+        run_for(&mut sim, 1);
+        for print in sim.take_prints().into_iter().filter(|p| p.symbol == aapl) {
+            assert!(print.price.get() > Decimal::ZERO && print.size.get() > Decimal::ZERO, "{print:?}");
+            prints.push(print);
+        }
+    }
+    assert!(prints.len() > 20, "ten minutes of flow print: {}", prints.len());
+    assert!(prints.windows(2).all(|w| w[0].id < w[1].id && w[0].time <= w[1].time));
+    let tape = sim.tape(&aapl).unwrap();
+    assert_eq!(tape.last(), prints.last());
+    let bar = tape.minute_bar().unwrap().clone();
+    let in_minute: Vec<_> = prints.iter().filter(|p| p.time >= bar.start).collect();
+    let volume: Decimal = in_minute.iter().map(|p| p.size.get()).sum();
+    assert_eq!((bar.volume.get(), bar.trades), (volume, in_minute.len() as u64));
+    assert!(bar.low <= bar.vwap && bar.vwap <= bar.high);
+    assert!(sim.tape(&sym("NOPE1")).is_err(), "an unlisted symbol has no tape");
+}
