@@ -1,13 +1,15 @@
 //! The market-data WebSocket (§6) at `/v2/{iex|sip|test}`: `connected`, `auth`, `subscribe` /
-//! `unsubscribe` (any channel; quotes are the only data) with the full subscription state in
-//! reply, then the simulated market's quotes in batches, as JSON text or (when asked with
-//! `Content-Type: application/msgpack`) msgpack binary frames with extension timestamps.
+//! `unsubscribe` (any channel; quotes and trades carry data) with the full subscription state in
+//! reply, then the simulated market's quotes and prints (its tape) as they happen. Every frame
+//! in both directions is JSON text, or with `Content-Type: application/msgpack` at the upgrade
+//! MessagePack binary (data with extension timestamps), as Alpaca's SDKs speak it.
 //!
 //! Alpaca's Basic-plan rules, with the limits of [`DataStreamConfig`]: one authenticated
 //! session per key and feed (the next gets `406 connection limit exceeded` and is closed); on
 //! `iex` at most `iex_symbol_limit` distinct trade and quote symbols per connection (a subscribe
 //! past it gets `405 symbol limit exceeded` and changes nothing); a connection that has not
-//! authenticated within `auth_timeout` gets `404 auth timeout` and is closed.
+//! authenticated within `auth_timeout` gets `404 auth timeout` and is closed. A session holds
+//! nothing once it ends: its subscriptions are released and the open-connection count falls.
 
 mod subscriptions;
 
@@ -76,15 +78,97 @@ pub async fn market_data(
         return (axum::http::StatusCode::NOT_FOUND, "unknown feed").into_response();
     }
     let msgpack = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("msgpack"));
-    ws.on_upgrade(move |socket| session(socket, state, feed, msgpack))
+    let wire = if msgpack { Wire::MessagePack } else { Wire::Json };
+    ws.on_upgrade(move |socket| session(socket, state, feed, wire))
 }
 
-fn control(value: &Value) -> Message {
-    Message::Text(Value::Array(vec![value.clone()]).to_string().into())
+/// The encoding of one connection, fixed at the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Json,
+    MessagePack,
 }
 
-fn error(code: u16, msg: &str) -> Message {
-    control(&json!({"T": "error", "code": code, "msg": msg}))
+impl Wire {
+    /// A control message (`[{..}]`) in this connection's encoding.
+    fn control(self, value: &Value) -> Message {
+        let batch = Value::Array(vec![value.clone()]);
+        match self {
+            Wire::Json => Message::Text(batch.to_string().into()),
+            Wire::MessagePack => {
+                let mut out = Vec::new();
+                let _ = rmpv::encode::write_value(&mut out, &msgpack_value(&batch));
+                Message::Binary(out.into())
+            }
+        }
+    }
+
+    fn error(self, code: u16, msg: &str) -> Message {
+        self.control(&json!({"T": "error", "code": code, "msg": msg}))
+    }
+
+    /// A client message: JSON text, or a binary frame holding MessagePack (or JSON bytes, which
+    /// some clients send as binary); `None` when it is neither.
+    fn decode(data: &[u8]) -> Option<Value> {
+        if let Ok(value) = serde_json::from_slice::<Value>(data) {
+            return Some(value);
+        }
+        let mut reader = data;
+        let value = rmpv::decode::read_value(&mut reader).ok()?;
+        reader.is_empty().then(|| json_value(&value)).flatten()
+    }
+}
+
+/// A JSON value as MessagePack (integers stay integers, other numbers become floats).
+fn msgpack_value(value: &Value) -> rmpv::Value {
+    match value {
+        Value::Null => rmpv::Value::Nil,
+        Value::Bool(b) => rmpv::Value::Boolean(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(rmpv::Value::from)
+            .or_else(|| n.as_u64().map(rmpv::Value::from))
+            .unwrap_or_else(|| rmpv::Value::F64(n.as_f64().unwrap_or(0.0))),
+        Value::String(s) => rmpv::Value::from(s.as_str()),
+        Value::Array(items) => rmpv::Value::Array(items.iter().map(msgpack_value).collect()),
+        Value::Object(map) => {
+            rmpv::Value::Map(map.iter().map(|(k, v)| (rmpv::Value::from(k.as_str()), msgpack_value(v))).collect())
+        }
+    }
+}
+
+/// A MessagePack client message as JSON; `None` for what JSON cannot hold (binary, extensions,
+/// non-string keys, non-finite floats).
+fn json_value(value: &rmpv::Value) -> Option<Value> {
+    Some(match value {
+        rmpv::Value::Nil => Value::Null,
+        rmpv::Value::Boolean(b) => Value::Bool(*b),
+        rmpv::Value::Integer(i) => i.as_i64().map(Value::from).or_else(|| i.as_u64().map(Value::from))?,
+        rmpv::Value::F32(f) => serde_json::Number::from_f64(f64::from(*f)).map(Value::Number)?,
+        rmpv::Value::F64(f) => serde_json::Number::from_f64(*f).map(Value::Number)?,
+        rmpv::Value::String(s) => Value::String(s.as_str()?.to_owned()),
+        rmpv::Value::Array(items) => Value::Array(items.iter().map(json_value).collect::<Option<_>>()?),
+        rmpv::Value::Map(entries) => Value::Object(
+            entries.iter().map(|(k, v)| Some((k.as_str()?.to_owned(), json_value(v)?))).collect::<Option<_>>()?,
+        ),
+        rmpv::Value::Binary(_) | rmpv::Value::Ext(..) => return None,
+    })
+}
+
+/// Counts a market-data connection while it is open.
+struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Open<'a> {
+    fn count(gauge: &'a std::sync::atomic::AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Waits until `deadline`, or forever without one.
@@ -95,14 +179,16 @@ async fn until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Applies a `subscribe` (or `unsubscribe`) to the connection's state and the quote source;
-/// the reply: the whole state, or `405 symbol limit exceeded` with nothing changed.
+/// Applies a `subscribe` (or `unsubscribe`) to the connection's state and the market (a symbol
+/// with quotes or trades subscribed keeps its market running); the reply: the whole state, or
+/// `405 symbol limit exceeded` with nothing changed.
 async fn change(
     subscribed: &mut Subscriptions,
     quotes: &dyn QuoteFeed,
     subscribe: bool,
     msg: &Value,
     limit: usize,
+    wire: Wire,
 ) -> Message {
     match subscribed.apply(subscribe, msg, limit) {
         Ok(changed) => {
@@ -112,13 +198,98 @@ async fn change(
             if !changed.removed.is_empty() {
                 quotes.release(&changed.removed).await;
             }
-            control(&subscribed.reply())
+            wire.control(&subscribed.reply())
         }
-        Err(subscriptions::LimitExceeded) => error(405, "symbol limit exceeded"),
+        Err(subscriptions::LimitExceeded) => wire.error(405, "symbol limit exceeded"),
     }
 }
 
-async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, msgpack: bool) {
+/// One client's session state: who it is once authenticated and what it subscribed.
+struct Client {
+    state: Arc<State>,
+    feed: String,
+    wire: Wire,
+    quotes: tranche_sim::SimQuoteFeed,
+    subscribed: Subscriptions,
+    /// The `key/feed` this session holds once authenticated (one per key and feed).
+    key: Option<String>,
+}
+
+impl Client {
+    /// The answer to one client message, and whether the connection closes after it.
+    async fn answer(&mut self, msg: &Value) -> (Message, bool) {
+        let wire = self.wire;
+        let action = msg.get("action").and_then(Value::as_str).unwrap_or_default();
+        let reply = match action {
+            "auth" if self.key.is_some() => wire.error(403, "already authenticated"),
+            "auth" => {
+                let state = &self.state;
+                let ok = msg.get("key").and_then(Value::as_str) == Some(state.key_id.as_str())
+                    && msg.get("secret").and_then(Value::as_str) == Some(state.secret_key.as_str());
+                if !ok {
+                    return (wire.error(402, "auth failed"), true);
+                }
+                let key = format!("{}/{}", state.key_id, self.feed);
+                let fresh =
+                    state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone());
+                if !fresh {
+                    return (wire.error(406, "connection limit exceeded"), true);
+                }
+                self.key = Some(key);
+                wire.control(&json!({"T": "success", "msg": "authenticated"}))
+            }
+            "subscribe" | "unsubscribe" if self.key.is_none() => wire.error(401, "not authenticated"),
+            "subscribe" | "unsubscribe" => {
+                let limit = config_of(&self.state).symbol_limit(&self.feed);
+                change(&mut self.subscribed, &self.quotes, action == "subscribe", msg, limit, wire).await
+            }
+            _ => wire.error(400, "invalid syntax"),
+        };
+        (reply, false)
+    }
+
+    /// Whether nothing may be sent now (a stalled feed).
+    fn silent(&self) -> bool {
+        self.state.market_data_silent.load(Ordering::Relaxed)
+    }
+
+    /// The frame of `symbol`'s new quote, when this client wants it.
+    fn quote_frame(&self, symbol: &tranche_domain::Symbol) -> Option<Message> {
+        if !self.subscribed.wants_quote(symbol) || self.silent() {
+            return None;
+        }
+        if self.state.silent_symbols.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(symbol) {
+            return None;
+        }
+        let quote = self.quotes.latest(symbol)?;
+        Some(match self.wire {
+            Wire::MessagePack => Message::Binary(tranche_pricing_free::msgpack_quote(&quote).into()),
+            Wire::Json => Message::Text(tranche_pricing_free::json_quote(&quote).into()),
+        })
+    }
+
+    /// The frame of a print, when this client wants it.
+    fn trade_frame(&self, print: &tranche_sim::Print) -> Option<Message> {
+        if !self.subscribed.wants_trade(&print.symbol) || self.silent() {
+            return None;
+        }
+        Some(match self.wire {
+            Wire::MessagePack => Message::Binary(tranche_pricing_free::msgpack_trade(print).into()),
+            Wire::Json => Message::Text(tranche_pricing_free::json_trade(print).into()),
+        })
+    }
+
+    /// Gives back what the session held: its market subscriptions and its connection slot.
+    async fn end(self) {
+        self.quotes.release(&self.subscribed.market_symbols()).await;
+        if let Some(key) = self.key {
+            self.state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        }
+    }
+}
+
+async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: Wire) {
+    let _open = Open::count(&state.data_connections);
     let config = config_of(&state);
     // No deadline for zero, or for a timeout too long to be represented.
     let auth_deadline = (!config.auth_timeout.is_zero())
@@ -126,101 +297,114 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, msgpack
         .flatten();
     let quotes = state.broker.quote_feed();
     let mut changes = quotes.changes();
+    let mut prints = state.broker.prints();
     let mut drops = state.data_drops.subscribe();
-    let mut subscribed = Subscriptions::default();
-    let mut session_key: Option<String> = None;
-    if socket.send(control(&json!({"T": "success", "msg": "connected"}))).await.is_err() {
+    let mut client =
+        Client { state: Arc::clone(&state), feed, wire, quotes, subscribed: Subscriptions::default(), key: None };
+    if socket.send(wire.control(&json!({"T": "success", "msg": "connected"}))).await.is_err() {
         return;
     }
     loop {
-        tokio::select! {
+        let frame = tokio::select! {
             incoming = socket.recv() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                let decoded = match incoming {
+                    Some(Ok(Message::Text(t))) => Wire::decode(t.as_bytes()),
+                    Some(Ok(Message::Binary(b))) => Wire::decode(&b),
                     Some(Ok(Message::Ping(p))) => {
-                        let _ = socket.send(Message::Pong(p)).await;
+                        if socket.send(Message::Pong(p)).await.is_err() {
+                            break;
+                        }
                         continue;
                     }
                     Some(Ok(Message::Pong(_))) => continue,
                     _ => break,
                 };
-                let Ok(msg) = serde_json::from_str::<Value>(&text) else {
-                    let _ = socket.send(error(400, "invalid syntax")).await;
-                    continue;
+                let (reply, close) = match decoded {
+                    Some(msg) => client.answer(&msg).await,
+                    None => (wire.error(400, "invalid syntax"), false),
                 };
-                let action = msg.get("action").and_then(Value::as_str).unwrap_or_default();
-                let reply = match action {
-                    "auth" if session_key.is_some() => error(403, "already authenticated"),
-                    "auth" => {
-                        let ok = msg.get("key").and_then(Value::as_str) == Some(state.key_id.as_str())
-                            && msg.get("secret").and_then(Value::as_str) == Some(state.secret_key.as_str());
-                        if !ok {
-                            let _ = socket.send(error(402, "auth failed")).await;
-                            break;
-                        }
-                        let key = format!("{}/{feed}", state.key_id);
-                        let fresh = state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone());
-                        if !fresh {
-                            let _ = socket.send(error(406, "connection limit exceeded")).await;
-                            break;
-                        }
-                        session_key = Some(key);
-                        control(&json!({"T": "success", "msg": "authenticated"}))
-                    }
-                    "subscribe" | "unsubscribe" if session_key.is_none() => error(401, "not authenticated"),
-                    "subscribe" | "unsubscribe" => {
-                        let limit = config.symbol_limit(&feed);
-                        change(&mut subscribed, &quotes, action == "subscribe", &msg, limit).await
-                    }
-                    _ => error(400, "invalid syntax"),
-                };
-                if socket.send(reply).await.is_err() {
+                if close {
+                    let _ = socket.send(reply).await;
                     break;
                 }
+                Some(reply)
             }
             changed = changes.recv() => {
                 let Ok(symbol) = changed else { continue };
-                if !subscribed.wants_quote(&symbol) || state.market_data_silent.load(Ordering::Relaxed) {
-                    continue;
-                }
-                if state.silent_symbols.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&symbol) {
-                    continue;
-                }
-                let Some(quote) = quotes.latest(&symbol) else { continue };
-                let frame = if msgpack {
-                    Message::Binary(tranche_pricing_free::msgpack_quote(&quote).into())
-                } else {
-                    Message::Text(tranche_pricing_free::json_quote(&quote).into())
-                };
-                if socket.send(frame).await.is_err() {
-                    break;
-                }
+                client.quote_frame(&symbol)
             }
-            () = until(auth_deadline), if session_key.is_none() => {
-                let _ = socket.send(error(404, "auth timeout")).await;
+            printed = prints.recv() => match printed {
+                Ok(print) => client.trade_frame(&print),
+                // A slow reader loses the oldest prints, as a slow client of Alpaca's does.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            () = until(auth_deadline), if client.key.is_none() => {
+                let _ = socket.send(wire.error(404, "auth timeout")).await;
                 let _ = socket.send(Message::Close(None)).await;
                 break;
             }
             _ = drops.recv() => break,
+        };
+        if let Some(frame) = frame {
+            if socket.send(frame).await.is_err() {
+                break;
+            }
         }
     }
-    quotes.release(&subscribed.quote_symbols()).await;
-    if let Some(key) = session_key {
-        state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
-    }
+    client.end().await;
 }
 
 /// Quote frames in the stream's formats, written here field by field (the emulator does not
 /// share the client's codec, so the two check each other).
 mod tranche_pricing_free {
     use tranche_domain::Quote;
+    use tranche_sim::Print;
 
     fn number(d: rust_decimal::Decimal) -> serde_json::Value {
         d.normalize()
             .to_string()
             .parse::<serde_json::Number>()
             .map_or(serde_json::Value::Null, serde_json::Value::Number)
+    }
+
+    /// Nanoseconds then seconds, big-endian: MessagePack's timestamp 96 (extension −1).
+    fn timestamp(t: tranche_domain::Timestamp) -> rmpv::Value {
+        let mut ts = Vec::with_capacity(12);
+        ts.extend_from_slice(&t.timestamp_subsec_nanos().to_be_bytes());
+        ts.extend_from_slice(&t.timestamp().to_be_bytes());
+        rmpv::Value::Ext(-1, ts)
+    }
+
+    fn float(d: rust_decimal::Decimal) -> rmpv::Value {
+        rmpv::Value::F64(d.to_string().parse::<f64>().unwrap_or(0.0))
+    }
+
+    fn encode(value: &rmpv::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = rmpv::encode::write_value(&mut out, value);
+        out
+    }
+
+    pub fn json_trade(p: &Print) -> String {
+        serde_json::json!([{"T": "t", "S": p.symbol.as_str(), "i": p.id, "x": "V", "p": number(p.price.get()),
+            "s": number(p.size.get()), "c": ["@"], "t": p.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "z": "C"}])
+        .to_string()
+    }
+
+    pub fn msgpack_trade(p: &Print) -> Vec<u8> {
+        encode(&rmpv::Value::Array(vec![rmpv::Value::Map(vec![
+            ("T".into(), "t".into()),
+            ("S".into(), p.symbol.as_str().into()),
+            ("i".into(), p.id.into()),
+            ("x".into(), "V".into()),
+            ("p".into(), float(p.price.get())),
+            ("s".into(), float(p.size.get())),
+            ("c".into(), rmpv::Value::Array(vec!["@".into()])),
+            ("t".into(), timestamp(p.time)),
+            ("z".into(), "C".into()),
+        ])]))
     }
 
     pub fn json_quote(q: &Quote) -> String {
@@ -231,21 +415,18 @@ mod tranche_pricing_free {
     }
 
     pub fn msgpack_quote(q: &Quote) -> Vec<u8> {
-        let f = |d: rust_decimal::Decimal| d.to_string().parse::<f64>().unwrap_or(0.0);
-        let mut ts = Vec::with_capacity(12);
-        ts.extend_from_slice(&q.time.timestamp_subsec_nanos().to_be_bytes());
-        ts.extend_from_slice(&q.time.timestamp().to_be_bytes());
-        let value = rmpv::Value::Array(vec![rmpv::Value::Map(vec![
+        encode(&rmpv::Value::Array(vec![rmpv::Value::Map(vec![
             ("T".into(), "q".into()),
             ("S".into(), q.symbol.as_str().into()),
-            ("bp".into(), rmpv::Value::F64(f(q.bid.get()))),
-            ("bs".into(), rmpv::Value::F64(f(q.bid_size.get()))),
-            ("ap".into(), rmpv::Value::F64(f(q.ask.get()))),
-            ("as".into(), rmpv::Value::F64(f(q.ask_size.get()))),
-            ("t".into(), rmpv::Value::Ext(-1, ts)),
-        ])]);
-        let mut out = Vec::new();
-        let _ = rmpv::encode::write_value(&mut out, &value);
-        out
+            ("bx".into(), "V".into()),
+            ("bp".into(), float(q.bid.get())),
+            ("bs".into(), float(q.bid_size.get())),
+            ("ax".into(), "V".into()),
+            ("ap".into(), float(q.ask.get())),
+            ("as".into(), float(q.ask_size.get())),
+            ("c".into(), rmpv::Value::Array(vec!["R".into()])),
+            ("t".into(), timestamp(q.time)),
+            ("z".into(), "C".into()),
+        ])]))
     }
 }

@@ -135,6 +135,8 @@ pub(crate) struct State {
     pub silent_symbols: std::sync::Mutex<std::collections::HashSet<tranche_domain::Symbol>>,
     /// Authenticated market-data sessions, by key and feed (one each).
     pub data_sessions: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Market-data connections open now (authenticated or not).
+    pub data_connections: std::sync::atomic::AtomicUsize,
     /// The key pair's REST request budget (and the count of requests).
     pub budget: limits::RequestBudget,
     /// Waited before every REST answer.
@@ -185,6 +187,7 @@ impl Emulator {
             market_data_silent: std::sync::atomic::AtomicBool::new(false),
             silent_symbols: std::sync::Mutex::new(std::collections::HashSet::new()),
             data_sessions: std::sync::Mutex::new(std::collections::HashSet::new()),
+            data_connections: std::sync::atomic::AtomicUsize::new(0),
             budget: limits::RequestBudget::new(config.requests_per_minute),
             round_trip: config.round_trip,
             stream_reconnect_min: config.stream_reconnect_min,
@@ -238,6 +241,11 @@ impl Emulator {
     /// Drops every connected trade-update stream (as a network failure would).
     pub fn drop_streams(&self) {
         let _ = self.state.outages.send(());
+    }
+
+    /// Market-data connections open now (authenticated or not).
+    pub fn market_data_connections(&self) -> usize {
+        self.state.data_connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops every market-data socket.

@@ -49,7 +49,7 @@ async fn control(socket: &mut Socket) -> Value {
     loop {
         let batch = next(socket).await.expect("the socket is open");
         if let [only] = &batch[..] {
-            if only["T"] != "q" {
+            if only["T"] != "q" && only["T"] != "t" {
                 return only.clone();
             }
         }

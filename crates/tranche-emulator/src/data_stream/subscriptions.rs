@@ -26,7 +26,8 @@ const ALL: &str = "*";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct LimitExceeded;
 
-/// The quote symbols a change added and removed (what the quote source must be told).
+/// The market symbols (quotes or trades) a change added and removed (what the market must be
+/// told: a subscribed symbol's market keeps running).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct QuoteChanges {
     /// Newly subscribed quote symbols.
@@ -86,8 +87,8 @@ impl Subscriptions {
         if subscribe && limit > 0 && next.counted() > limit && next.counted() > self.counted() {
             return Err(LimitExceeded);
         }
-        let before: BTreeSet<Symbol> = self.quote_symbols().into_iter().collect();
-        let after: BTreeSet<Symbol> = next.quote_symbols().into_iter().collect();
+        let before: BTreeSet<Symbol> = self.market_symbols().into_iter().collect();
+        let after: BTreeSet<Symbol> = next.market_symbols().into_iter().collect();
         let changes = QuoteChanges {
             added: after.difference(&before).cloned().collect(),
             removed: before.difference(&after).cloned().collect(),
@@ -101,9 +102,15 @@ impl Subscriptions {
         self.channel("quotes").any(|e| e == ALL || e == symbol.as_str())
     }
 
-    /// The subscribed quote symbols (`*` left out).
-    pub fn quote_symbols(&self) -> Vec<Symbol> {
-        self.channels.get("quotes").map(symbols).unwrap_or_default()
+    /// Whether trades of `symbol` are subscribed (by name or by `*`).
+    pub fn wants_trade(&self, symbol: &Symbol) -> bool {
+        self.channel("trades").any(|e| e == ALL || e == symbol.as_str())
+    }
+
+    /// The symbols subscribed for quotes or trades (`*` left out), each once.
+    pub fn market_symbols(&self) -> Vec<Symbol> {
+        let named: BTreeSet<String> = LIMITED.iter().flat_map(|c| self.channel(c).cloned()).collect();
+        symbols(&named)
     }
 
     /// The `subscription` message: the whole state.
@@ -166,7 +173,7 @@ mod tests {
         assert_eq!(changes.added.len(), 52);
         subs.apply(true, &json!({"quotes": ["*", "bad symbol!", 7]}), 0).unwrap();
         assert!(subs.wants_quote(&Symbol::parse("ANY").unwrap()));
-        assert_eq!(subs.quote_symbols().len(), 52, "the wildcard is not a symbol");
+        assert_eq!(subs.market_symbols().len(), 52, "the wildcard is not a symbol");
         let changes = subs.apply(false, &json!({"quotes": ["AA", "NEVER"]}), 0).unwrap();
         assert_eq!(changes.removed, [Symbol::parse("AA").unwrap()]);
     }
