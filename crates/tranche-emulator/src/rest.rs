@@ -22,8 +22,14 @@ use crate::render;
 use crate::State;
 
 mod activities;
+mod bulk;
+mod market_data;
+mod reference;
 
 pub use activities::{activities, activities_of_type, fill_activities};
+pub use bulk::{cancel_all, close_all, close_position};
+pub use market_data::{latest_bar_one, latest_bars, latest_trade_one, latest_trades, snapshot_one, snapshots};
+pub use reference::{account_configurations, asset, assets, calendar};
 
 type Shared = Extract<Arc<State>>;
 
@@ -129,18 +135,6 @@ pub async fn position(state: Shared, Path(sym): Path<String>) -> Response {
     }
 }
 
-pub async fn asset(state: Shared, Path(sym): Path<String>) -> Response {
-    let state = state.0;
-    let sym = match symbol(&sym) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match read(&state, |s| s.asset(&sym)) {
-        Ok(a) => ok(render::asset(&a)),
-        Err(r) => r,
-    }
-}
-
 pub async fn clock(state: Shared) -> Response {
     let state = state.0;
     match read(&state, |s| Ok(s.clock())) {
@@ -149,7 +143,10 @@ pub async fn clock(state: Shared) -> Response {
     }
 }
 
-pub async fn latest_quote(state: Shared, Path(sym): Path<String>) -> Response {
+pub async fn latest_quote(state: Shared, Path(sym): Path<String>, Query(q): Query<market_data::DataQuery>) -> Response {
+    if let Err(response) = q.check_feed() {
+        return response;
+    }
     let state = state.0;
     let sym = match symbol(&sym) {
         Ok(s) => s,
@@ -162,26 +159,14 @@ pub async fn latest_quote(state: Shared, Path(sym): Path<String>) -> Response {
     }
 }
 
-/// `symbols=A,B,C` of the multi-symbol data endpoints.
-#[derive(Debug, serde::Deserialize)]
-pub struct SymbolsQuery {
-    symbols: Option<String>,
-}
-
 /// `GET /v2/stocks/quotes/latest?symbols=A,B`: `{"quotes":{"A":{..},"B":{..}}}`; a symbol
 /// without a quote is left out, as Alpaca does; no or a malformed symbol is a 400.
-pub async fn latest_quotes(state: Shared, Query(q): Query<SymbolsQuery>) -> Response {
+pub async fn latest_quotes(state: Shared, Query(q): Query<market_data::DataQuery>) -> Response {
     let state = state.0;
-    let Some(list) = q.symbols.filter(|s| !s.trim().is_empty()) else {
-        return error(400, 40_010_000, "missing symbols");
+    let symbols = match q.symbols() {
+        Ok(symbols) => symbols,
+        Err(response) => return response,
     };
-    let mut symbols = Vec::new();
-    for text in list.split(',') {
-        match Symbol::parse(text.trim()) {
-            Ok(s) => symbols.push(s),
-            Err(e) => return error(400, 40_010_001, &format!("invalid symbol: {e}")),
-        }
-    }
     let quotes: Vec<_> = state.broker.with_sim(|s| symbols.iter().filter_map(|sym| s.latest_quote(sym).ok()).collect());
     ok(render::latest_quotes(&quotes))
 }
@@ -205,7 +190,9 @@ fn text_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
     body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-fn parse_order(body: &Value, generated_id: String) -> Result<OrderRequest, Response> {
+/// A new order as the client asked for it: the request the simulator places and, for a stop or
+/// a stop-limit, its stop price.
+fn parse_order(body: &Value, generated_id: String) -> Result<(OrderRequest, Option<Price>), Response> {
     let sym = symbol(text_field(body, "symbol").ok_or_else(|| error(422, 40_010_001, "symbol is required"))?)?;
     let side: Side = text_field(body, "side")
         .ok_or_else(|| error(422, 40_010_001, "side is required"))?
@@ -226,7 +213,28 @@ fn parse_order(body: &Value, generated_id: String) -> Result<OrderRequest, Respo
         (None, None) => return Err(error(422, 40_010_001, "qty or notional is required")),
         (Some(_), Some(_)) => return Err(error(400, 40_010_000, "only one of qty or notional may be given")),
     };
-    Ok(OrderRequest {
+    let limit_price = decimal_field(body, "limit_price")?.map(Price::new);
+    let stop_price = decimal_field(body, "stop_price")?.map(Price::new);
+    let extended_hours = body.get("extended_hours").and_then(Value::as_bool).unwrap_or(false);
+    match order_type {
+        OrderType::Limit | OrderType::StopLimit if limit_price.is_none() => {
+            return Err(error(422, 40_010_001, "limit_price is required"));
+        }
+        OrderType::Stop | OrderType::StopLimit if stop_price.is_none() => {
+            return Err(error(422, 40_010_001, "stop_price is required"));
+        }
+        OrderType::Market | OrderType::Stop if limit_price.is_some() => {
+            return Err(error(422, 40_010_001, "limit_price is only for limit and stop_limit orders"));
+        }
+        OrderType::TrailingStop => {
+            return Err(error(501, 50_100_000, "the emulator does not implement trailing_stop orders"));
+        }
+        _ => {}
+    }
+    if extended_hours && !(order_type == OrderType::Limit && time_in_force == TimeInForce::Day) {
+        return Err(error(422, 42_210_000, "extended hours order must be DAY limit orders"));
+    }
+    let request = OrderRequest {
         client_order_id: ClientOrderId::from_broker(
             text_field(body, "client_order_id").map_or(generated_id, str::to_owned),
         ),
@@ -235,9 +243,10 @@ fn parse_order(body: &Value, generated_id: String) -> Result<OrderRequest, Respo
         amount,
         order_type,
         time_in_force,
-        limit_price: decimal_field(body, "limit_price")?.map(Price::new),
-        extended_hours: body.get("extended_hours").and_then(Value::as_bool).unwrap_or(false),
-    })
+        limit_price,
+        extended_hours,
+    };
+    Ok((request, stop_price.filter(|_| matches!(order_type, OrderType::Stop | OrderType::StopLimit))))
 }
 
 pub async fn submit(state: Shared, body: Option<Json<Value>>) -> Response {
@@ -246,11 +255,15 @@ pub async fn submit(state: Shared, body: Option<Json<Value>>) -> Response {
         return error(400, 40_010_000, "request body format is invalid");
     };
     let generated = format!("emu-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
-    let request = match parse_order(&body, generated) {
+    let (request, stop) = match parse_order(&body, generated) {
         Ok(r) => r,
         Err(r) => return r,
     };
-    match state.broker.with_sim(|s| s.submit(&request)) {
+    let placed = state.broker.with_sim(|s| match stop {
+        Some(stop) => s.submit_stop(&request, stop),
+        None => s.submit(&request),
+    });
+    match placed {
         Ok(order) => ok(render::order(&order)),
         Err(e) => sim_error(e),
     }
@@ -309,16 +322,85 @@ pub async fn order_by_client_id(state: Shared, Query(q): Query<ByClientId>) -> R
     }
 }
 
-#[derive(serde::Deserialize)]
+/// The filters of `GET /v2/orders`.
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
+    after: Option<String>,
+    until: Option<String>,
+    direction: Option<String>,
+    nested: Option<String>,
+    symbols: Option<String>,
+    side: Option<String>,
 }
 
-pub async fn list_orders(state: Shared, Query(q): Query<ListQuery>) -> Response {
+/// A time bound of the order list: an RFC 3339 timestamp or a date (its midnight UTC).
+fn bound(name: &str, text: Option<&str>) -> Result<Option<tranche_domain::Timestamp>, Response> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+    let parsed = text.parse::<tranche_domain::Timestamp>().ok().or_else(|| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+    });
+    parsed.map(Some).ok_or_else(|| error(422, 40_010_001, &format!("invalid {name}: {text}")))
+}
+
+/// The orders `q` selects, in its direction, at most its limit (≤ 500, default 50).
+fn select_orders(
+    mut orders: Vec<tranche_domain::Order>,
+    q: &ListQuery,
+) -> Result<Vec<tranche_domain::Order>, Response> {
+    let limit = match q.limit.as_deref().filter(|l| !l.is_empty()) {
+        None => 50,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => return Err(error(422, 40_010_001, &format!("invalid limit: {text} (1 to 500)"))),
+        },
+    };
+    let (after, until) = (bound("after", q.after.as_deref())?, bound("until", q.until.as_deref())?);
+    let ascending = match q.direction.as_deref() {
+        None | Some("" | "desc") => false,
+        Some("asc") => true,
+        Some(other) => return Err(error(422, 40_010_001, &format!("invalid direction: {other}"))),
+    };
+    match q.nested.as_deref() {
+        // The simulator has no multi-leg orders: nested or not, the list is the same.
+        None | Some("" | "true" | "false") => {}
+        Some(other) => return Err(error(422, 40_010_001, &format!("invalid nested: {other}"))),
+    }
+    let side: Option<Side> = match q.side.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| error(422, 40_010_001, &format!("invalid side: {text}")))?),
+    };
+    let symbols: Option<Vec<Symbol>> = match q.symbols.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(list) => Some(list.split(',').map(|s| symbol(s.trim())).collect::<Result<_, _>>()?),
+    };
+    orders.retain(|o| {
+        after.is_none_or(|t| o.created_at > t)
+            && until.is_none_or(|t| o.created_at < t)
+            && side.is_none_or(|s| o.side == s)
+            && symbols.as_ref().is_none_or(|list| list.contains(&o.symbol))
+    });
+    orders.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.as_str().cmp(b.id.as_str())));
+    if !ascending {
+        orders.reverse();
+    }
+    orders.truncate(limit);
+    Ok(orders)
+}
+
+/// `GET /v2/orders` with Alpaca's filters: `status` (open, closed, all), `limit`, `after`,
+/// `until`, `direction`, `nested`, `symbols`, `side`.
+pub async fn list_orders(state: Shared, Query(query): Query<ListQuery>) -> Response {
     let state = state.0;
-    let status = q.status.unwrap_or_else(|| "open".into());
-    let limit = q.limit.unwrap_or(50).min(500);
+    let q = query;
+    let status = q.status.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "open".into());
+    if !matches!(status.as_str(), "open" | "closed" | "all") {
+        return error(422, 40_010_001, &format!("invalid status: {status}"));
+    }
     let listed = read(&state, |s| {
         Ok(match status.as_str() {
             "open" => s.open_orders(),
@@ -326,12 +408,16 @@ pub async fn list_orders(state: Shared, Query(q): Query<ListQuery>) -> Response 
             _ => s.orders().cloned().collect(),
         })
     });
-    match listed {
-        Ok(mut orders) => {
-            orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
-            orders.truncate(limit);
-            ok(Value::Array(orders.iter().map(render::order).collect()))
-        }
+    match listed.and_then(|orders| select_orders(orders, &q)) {
+        Ok(orders) => ok(Value::Array(orders.iter().map(render::order).collect())),
         Err(r) => r,
     }
+}
+
+/// Anything Alpaca offers that the emulator does not: 501 with a body naming the call.
+pub async fn not_implemented(request: Request) -> Response {
+    let call = format!("{} {}", request.method(), request.uri().path());
+    let mut body = render::error(50_100_000, &format!("the emulator does not implement {call}"));
+    body["endpoint"] = Value::String(call);
+    reply(StatusCode::NOT_IMPLEMENTED, body)
 }

@@ -46,6 +46,26 @@ impl Sim {
         })
     }
 
+    /// The symbols an asset list shows: the universe's, the ones the configuration names and
+    /// the account holds, less those configured unknown; sorted.
+    pub fn listed_symbols(&self) -> Vec<Symbol> {
+        let rules = &self.config.symbols;
+        let mut all: std::collections::BTreeSet<Symbol> = crate::universe::listed().collect();
+        for list in [&rules.non_tradable, &rules.halted, &rules.non_fractionable, &rules.fractionable] {
+            all.extend(list.iter().cloned());
+        }
+        all.extend(rules.prices.keys().cloned());
+        all.extend(self.config.account.positions.iter().map(|p| p.symbol.clone()));
+        all.extend(self.symbols.keys().cloned());
+        all.retain(|s| !rules.unknown.contains(s));
+        all.into_iter().collect()
+    }
+
+    /// The trading calendar.
+    pub fn calendar(&self) -> &crate::session::Calendar {
+        &self.calendar
+    }
+
     /// The market clock.
     pub fn clock(&self) -> MarketClock {
         MarketClock {

@@ -72,6 +72,20 @@ impl Calendar {
         (first..first + 8).map(|k| self.open_of(k)).find(|&open| self.trades_on(open)).unwrap_or(self.open_of(first))
     }
 
+    /// The sessions (open, close) whose open falls in `[from, to)`, oldest first (at most
+    /// `limit` of them).
+    pub fn sessions_between(&self, from: Timestamp, to: Timestamp, limit: usize) -> Vec<(Timestamp, Timestamp)> {
+        let first = self.session_at_or_before(from);
+        (first..)
+            .map(|k| (k, self.open_of(k)))
+            .skip_while(|&(_, open)| open < from)
+            .take_while(|&(_, open)| open < to && open < Timestamp::MAX_UTC)
+            .filter(|&(_, open)| self.trades_on(open))
+            .take(limit)
+            .map(|(k, open)| (open, self.close_of(k)))
+            .collect()
+    }
+
     /// The first session close strictly after `t`.
     pub fn next_close(&self, t: Timestamp) -> Timestamp {
         let last = self.session_at_or_before(t);
@@ -102,6 +116,26 @@ mod tests {
         assert_eq!(cal.next_close(friday_close), session.close + Duration::days(7), "skips the weekend");
         assert!(!cal.is_open(session.open + Duration::days(5) + Duration::hours(1)), "Saturday");
         assert!(!cal.is_open(session.open - Duration::days(2) + Duration::hours(1)), "the Saturday before");
+    }
+
+    #[test]
+    fn the_sessions_between_two_instants_skip_weekends_and_respect_the_limit() {
+        let session = SessionConfig::default(); // Monday 2026-03-02 14:30-21:00 UTC
+        let cal = Calendar::new(&session);
+        let monday = session.open - Duration::hours(14) - Duration::minutes(30);
+        // (case, from, to, limit, expected opens as days after Monday's)
+        let cases = [
+            ("a week", monday, monday + Duration::days(7), 10, vec![0, 1, 2, 3, 4]),
+            ("from mid-session", session.open + Duration::hours(1), monday + Duration::days(3), 10, vec![1, 2]),
+            ("the limit", monday, monday + Duration::days(14), 6, vec![0, 1, 2, 3, 4, 7]),
+            ("a weekend", monday + Duration::days(5), monday + Duration::days(7), 10, vec![]),
+            ("empty range", monday + Duration::days(1), monday, 10, vec![]),
+        ];
+        for (case, from, to, limit, days) in cases {
+            let expected: Vec<_> =
+                days.iter().map(|&d| (session.open + Duration::days(d), session.close + Duration::days(d))).collect();
+            assert_eq!(cal.sessions_between(from, to, limit), expected, "{case}");
+        }
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub fn is_listed(symbol: &Symbol) -> bool {
     KNOWN.iter().any(|(s, _, _)| *s == symbol.as_str())
 }
 
+/// The symbols the universe lists, in its order.
+pub fn listed() -> impl Iterator<Item = Symbol> {
+    KNOWN.iter().filter_map(|(s, _, _)| Symbol::parse(s).ok())
+}
+
 /// Log-spaced price levels (in cents) for symbols the table does not know.
 const LEVELS_CENTS: &[i64] = &[
     5, 8, 12, 20, 35, 50, 80, 120, 200, 350, 500, 800, 1_200, 2_000, 3_500, 5_000, 8_000, 12_000, 20_000, 35_000,

@@ -22,15 +22,44 @@ impl Sim {
             let placed =
                 self.submit_as_user(&request).map_err(|e| format!("the user's order {n} ({}): {e}", user.symbol))?;
             let Some(stop) = user.stop_price else { continue };
-            let index = self.by_id.get(&placed.id).copied().ok_or("a placed order is indexed")?;
-            let slot = self.orders[index].slot;
-            let stop_ticks = self.slots[slot].market.to_ticks(stop, user.side.opposite());
-            let o = &mut self.orders[index];
-            o.stop_ticks = stop_ticks;
-            o.order.stop_price = Some(stop);
-            o.order.order_type = if user.limit_price.is_some() { OrderType::StopLimit } else { OrderType::Stop };
+            self.make_stop(&placed.id, stop).ok_or("a placed order is indexed")?;
         }
         Ok(())
+    }
+
+    /// Turns a just-placed (not yet routed) order into an untriggered stop at `stop`: a stop
+    /// when it has no limit, a stop-limit when it has one. `None` when the order is unknown.
+    fn make_stop(
+        &mut self,
+        id: &tranche_domain::BrokerOrderId,
+        stop: tranche_domain::Price,
+    ) -> Option<tranche_domain::Order> {
+        let index = self.by_id.get(id).copied()?;
+        let slot = self.orders[index].slot;
+        let side = self.orders[index].order.side;
+        let stop_ticks = self.slots[slot].market.to_ticks(stop, side.opposite());
+        let o = &mut self.orders[index];
+        o.stop_ticks = stop_ticks;
+        o.order.stop_price = Some(stop);
+        o.order.order_type = if o.order.limit_price.is_some() { OrderType::StopLimit } else { OrderType::Stop };
+        Some(o.order.clone())
+    }
+
+    /// Places a stop (no limit in `request`) or a stop-limit order: validated and placed as the
+    /// market or limit order it becomes once triggered, resting untriggered until the market
+    /// reaches `stop` (a sell stop when the bid falls to it, a buy stop when the ask rises to it).
+    ///
+    /// # Errors
+    /// As [`Sim::submit`].
+    pub fn submit_stop(
+        &mut self,
+        request: &OrderRequest,
+        stop: tranche_domain::Price,
+    ) -> Result<tranche_domain::Order, crate::error::SimError> {
+        let mut working = request.clone();
+        working.order_type = if request.limit_price.is_some() { OrderType::Limit } else { OrderType::Market };
+        let placed = self.submit(&working)?;
+        Ok(self.make_stop(&placed.id, stop).unwrap_or(placed))
     }
 
     /// Stops of `slot` whose stop price the market reached start working.
