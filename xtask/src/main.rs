@@ -85,20 +85,33 @@ fn ensure_cargo_lambda() -> Result<(), String> {
     }
 }
 
-fn ci_steps() -> Vec<Step> {
+/// The interpreter of a virtualenv holding the pinned alpaca-py (created or updated from PyPI
+/// when needed), for the emulator's conformance test with the official SDK.
+fn ensure_alpaca_py() -> Result<String, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let python = alpaca_py::interpreter(&target)?;
+    let python = python.canonicalize().unwrap_or(python);
+    Ok(python.to_string_lossy().into_owned())
+}
+
+fn ci_steps(alpaca_py: &'static str) -> Vec<Step> {
     let mut steps = vec![
         Step::cargo("format", &["fmt", "--all", "--check"]),
         Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
     ];
     if nextest_installed() {
-        steps.push(Step::cargo(
-            "tests (nextest)",
-            &["nextest", "run", "--workspace", "--locked", "--no-fail-fast", "--failure-output", "final"],
-        ));
+        steps.push(
+            Step::cargo(
+                "tests (nextest)",
+                &["nextest", "run", "--workspace", "--locked", "--no-fail-fast", "--failure-output", "final"],
+            )
+            .with_env("TRANCHE_ALPACA_PY", alpaca_py),
+        );
         // nextest does not run doc tests.
         steps.push(Step::cargo("doc tests", &["test", "--workspace", "--locked", "--doc"]));
     } else {
-        steps.push(Step::cargo("tests", &["test", "--workspace", "--locked"]));
+        steps.push(Step::cargo("tests", &["test", "--workspace", "--locked"]).with_env("TRANCHE_ALPACA_PY", alpaca_py));
     }
     steps.push(
         Step::cargo("docs", &["doc", "--workspace", "--no-deps", "--locked"]).with_env("RUSTDOCFLAGS", "-D warnings"),
@@ -169,7 +182,15 @@ fn main() -> ExitCode {
                 eprintln!("ci: {e}; the Lambda function's test needs it");
                 return ExitCode::FAILURE;
             }
-            let code = run_steps(&ci_steps());
+            let alpaca_py = match ensure_alpaca_py() {
+                // Leaked once: the steps hold `'static` strings and live until the process ends.
+                Ok(python) => &*Box::leak(python.into_boxed_str()),
+                Err(e) => {
+                    eprintln!("ci: {e}; the emulator's conformance test with the official SDK needs it");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = run_steps(&ci_steps(alpaca_py));
             if code != ExitCode::SUCCESS {
                 return code;
             }

@@ -66,13 +66,19 @@ fn config_of(state: &State) -> DataStreamConfig {
     state.data_stream
 }
 
-/// The upgrade at `/v2/{feed}`: `iex`, `sip`, `delayed_sip` and `test`; any other is a 404.
+/// The upgrade at `/v2/{feed}`: `iex`, `sip`, `delayed_sip` and `test`; an upgrade to any other
+/// is a 404. A plain request on this path is a REST call the emulator does not have (e.g.
+/// `GET /v2/watchlists`): 501 naming it.
 pub async fn market_data(
     state: Extract<Arc<State>>,
     Path(feed): Path<String>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    uri: axum::http::Uri,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let Ok(ws) = ws else {
+        return crate::rest::not_implemented_call(&axum::http::Method::GET, uri.path());
+    };
     let state = state.0;
     if !matches!(feed.as_str(), "iex" | "sip" | "test" | "delayed_sip") {
         return (axum::http::StatusCode::NOT_FOUND, "unknown feed").into_response();

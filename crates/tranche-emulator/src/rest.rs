@@ -365,11 +365,8 @@ fn select_orders(
         Some("asc") => true,
         Some(other) => return Err(error(422, 40_010_001, &format!("invalid direction: {other}"))),
     };
-    match q.nested.as_deref() {
-        // The simulator has no multi-leg orders: nested or not, the list is the same.
-        None | Some("" | "true" | "false") => {}
-        Some(other) => return Err(error(422, 40_010_001, &format!("invalid nested: {other}"))),
-    }
+    // The simulator has no multi-leg orders: nested or not, the list is the same.
+    flag("nested", q.nested.as_deref())?;
     let side: Option<Side> = match q.side.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(text) => Some(text.parse().map_err(|_| error(422, 40_010_001, &format!("invalid side: {text}")))?),
@@ -416,8 +413,24 @@ pub async fn list_orders(state: Shared, Query(query): Query<ListQuery>) -> Respo
 
 /// Anything Alpaca offers that the emulator does not: 501 with a body naming the call.
 pub async fn not_implemented(request: Request) -> Response {
-    let call = format!("{} {}", request.method(), request.uri().path());
+    not_implemented_call(request.method(), request.uri().path())
+}
+
+/// The 501 answer naming `method path`.
+pub fn not_implemented_call(method: &axum::http::Method, path: &str) -> Response {
+    let call = format!("{method} {path}");
     let mut body = render::error(50_100_000, &format!("the emulator does not implement {call}"));
     body["endpoint"] = Value::String(call);
     reply(StatusCode::NOT_IMPLEMENTED, body)
+}
+
+/// A boolean query parameter as clients send it: `true`/`false` in any case (alpaca-py sends
+/// Python's `True`); `None` when absent or empty.
+pub(crate) fn flag(name: &str, text: Option<&str>) -> Result<Option<bool>, Response> {
+    match text.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(error(422, 40_010_001, &format!("invalid {name}: {}", text.unwrap_or_default()))),
+    }
 }

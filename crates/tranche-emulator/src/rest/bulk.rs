@@ -123,13 +123,16 @@ pub async fn close_position(state: Shared, Path(name): Path<String>, Query(query
 /// `cancel_orders=true` of `DELETE /v2/positions`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct CloseAllQuery {
-    cancel_orders: Option<bool>,
+    cancel_orders: Option<String>,
 }
 
 /// `DELETE /v2/positions[?cancel_orders=true]`: 207, one entry per position with its closing
 /// order (or the refusal).
 pub async fn close_all(state: Shared, Query(query): Query<CloseAllQuery>) -> Response {
-    let cancel_orders = query.cancel_orders.unwrap_or(false);
+    let cancel_orders = match super::flag("cancel_orders", query.cancel_orders.as_deref()) {
+        Ok(flag) => flag.unwrap_or(false),
+        Err(response) => return response,
+    };
     let entries = state.0.broker.with_sim(|sim| {
         if cancel_orders {
             cancel_every_order(sim);
