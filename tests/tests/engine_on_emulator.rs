@@ -29,6 +29,7 @@ async fn the_thirty_symbol_plan_executes_through_the_adapter_and_the_emulator() 
     config.trading_url = emu.url();
     config.data_url = emu.url();
     config.requests_per_minute = 6000;
+    config.data_requests_per_minute = 6000;
     let ports = Ports {
         broker: Arc::new(AlpacaBroker::new(config.clone()).unwrap()),
         events: Box::new(AlpacaOrderEvents::connect(config)),

@@ -45,8 +45,11 @@ pub struct AlpacaConfig {
     pub key_id: String,
     /// Secret (`APCA_API_SECRET_KEY`).
     pub secret: Secret,
-    /// Requests per minute the client allows itself (Alpaca's limit is 200).
+    /// Requests per minute the client allows itself on the Trading API (Alpaca's limit is 200).
     pub requests_per_minute: u32,
+    /// Requests per minute the client allows itself on the Market Data API, a budget of its own
+    /// at Alpaca (200 on the Basic plan), so quote reads never take from the trading budget.
+    pub data_requests_per_minute: u32,
     /// Per-request timeout.
     pub timeout: std::time::Duration,
     /// Market-data stream host (`APCA_API_DATA_STREAM_URL`); `None`: derived from `data_url`
@@ -114,6 +117,7 @@ impl AlpacaConfig {
             key_id: key_id.into(),
             secret,
             requests_per_minute: 190,
+            data_requests_per_minute: 190,
             timeout: std::time::Duration::from_secs(10),
             data_stream_url: None,
             data_feed: DEFAULT_FEED.into(),

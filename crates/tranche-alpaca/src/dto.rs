@@ -78,6 +78,16 @@ pub struct OrderDto {
 }
 
 impl OrderDto {
+    /// The broker's order id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// When the order was created, when the answer says and it can be read.
+    pub fn created_at(&self) -> Option<Timestamp> {
+        ts(self.created_at.as_deref()).ok().flatten()
+    }
+
     /// The domain order.
     pub fn into_order(self) -> Result<Order, DecodeError> {
         let status = OrderStatus::from_wire(&self.status);

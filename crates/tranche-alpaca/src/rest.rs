@@ -46,10 +46,21 @@ pub struct AlpacaBroker {
     inner: Arc<Inner>,
 }
 
+/// Which of Alpaca's APIs a request goes to: each has its own request budget at Alpaca, and so
+/// its own limiter here (quote reads never delay a cancel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Trading,
+    Data,
+}
+
 struct Inner {
     http: reqwest::Client,
     config: AlpacaConfig,
+    /// The Trading API's budget.
     limiter: RateLimiter,
+    /// The Market Data API's budget.
+    data_limiter: RateLimiter,
     /// Broker order id -> client order id, learnt from every order seen (fill activities carry
     /// only the broker id).
     client_ids: Mutex<HashMap<String, ClientOrderId>>,
@@ -87,7 +98,18 @@ impl AlpacaBroker {
             .build()
             .map_err(|e| BrokerError::Transient { message: format!("cannot build the HTTP client: {e}") })?;
         let limiter = RateLimiter::new(config.requests_per_minute);
-        Ok(Self { inner: Arc::new(Inner { http, config, limiter, client_ids: Mutex::new(HashMap::new()) }) })
+        let data_limiter = RateLimiter::new(config.data_requests_per_minute);
+        Ok(Self {
+            inner: Arc::new(Inner { http, config, limiter, data_limiter, client_ids: Mutex::new(HashMap::new()) }),
+        })
+    }
+
+    /// The limiter of `api`.
+    fn limiter(&self, api: Api) -> &RateLimiter {
+        match api {
+            Api::Trading => &self.inner.limiter,
+            Api::Data => &self.inner.data_limiter,
+        }
     }
 
     fn remember(&self, order: &Order) {
@@ -100,13 +122,14 @@ impl AlpacaBroker {
 
     async fn send_once(
         &self,
+        api: Api,
         method: Method,
         url: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
         mutation: bool,
     ) -> Result<Option<Value>, BrokerError> {
-        self.inner.limiter.acquire().await;
+        self.limiter(api).acquire().await;
         let config = &self.inner.config;
         let mut request = self
             .inner
@@ -137,7 +160,7 @@ impl AlpacaBroker {
         let headers = response.headers().clone();
         if headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()) == Some("0") {
             if let Some(wait) = retry_after(&headers) {
-                self.inner.limiter.block_for(wait);
+                self.limiter(api).block_for(wait);
             }
         }
         let text = match response.text().await {
@@ -156,11 +179,11 @@ impl AlpacaBroker {
         serde_json::from_str(&text).map(Some).map_err(|e| decode_error(&DecodeError(e.to_string()), mutation))
     }
 
-    async fn get<T: DeserializeOwned>(&self, url: &str, query: &[(&str, String)]) -> Result<T, BrokerError> {
+    async fn get<T: DeserializeOwned>(&self, api: Api, url: &str, query: &[(&str, String)]) -> Result<T, BrokerError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_once(Method::GET, url, query, None, false).await {
+            match self.send_once(api, Method::GET, url, query, None, false).await {
                 Ok(Some(value)) => {
                     return serde_json::from_value(value).map_err(|e| decode_error(&DecodeError(e.to_string()), false))
                 }
@@ -223,7 +246,7 @@ impl AlpacaBroker {
             if let Some(t) = &token {
                 query.push(("page_token", t.clone()));
             }
-            let page: Vec<FillActivityDto> = self.get(&url, &query).await?;
+            let page: Vec<FillActivityDto> = self.get(Api::Trading, &url, &query).await?;
             let full = page.len() >= ACTIVITY_PAGE_SIZE;
             let Some(last) = page.last().map(|a| a.id.clone()) else { return Ok(all) };
             let before = all.len();
@@ -244,6 +267,64 @@ impl AlpacaBroker {
     }
 }
 
+/// Orders per page of the open-order list (Alpaca's most).
+const ORDER_PAGE: usize = 500;
+/// Pages of open orders read before giving up (100,000 orders).
+const MAX_ORDER_PAGES: usize = 200;
+
+impl AlpacaBroker {
+    /// Every open order, oldest first: pages of `ORDER_PAGE` in ascending submission time, each
+    /// asked for after the newest time of the one before less a microsecond (the parameter's
+    /// precision is coarser than the order times, and orders may share one), de-duplicated by
+    /// id, until a short page. A full page with nothing new, or more than `MAX_ORDER_PAGES`, is
+    /// an error rather than a loop or a silent truncation.
+    async fn open_order_pages(&self) -> Result<Vec<OrderDto>, BrokerError> {
+        let url = self.trading("/v2/orders");
+        let mut seen = HashSet::new();
+        let mut all: Vec<OrderDto> = Vec::new();
+        let mut after: Option<Timestamp> = None;
+        for _ in 0..MAX_ORDER_PAGES {
+            let mut query =
+                vec![("status", "open".to_owned()), ("limit", ORDER_PAGE.to_string()), ("direction", "asc".to_owned())];
+            if let Some(t) = after {
+                let earlier = t.checked_sub_signed(chrono::TimeDelta::microseconds(1)).unwrap_or(t);
+                query.push(("after", earlier.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+            }
+            let page: Vec<Value> = self.get(Api::Trading, &url, &query).await?;
+            let full = page.len() >= ORDER_PAGE;
+            let before = all.len();
+            let mut newest = after;
+            for value in page {
+                let dto: OrderDto = match serde_json::from_value(value) {
+                    Ok(dto) => dto,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an order that cannot be read");
+                        continue;
+                    }
+                };
+                if let Some(created) = dto.created_at() {
+                    newest = Some(newest.map_or(created, |n: Timestamp| n.max(created)));
+                }
+                if seen.insert(dto.id().to_owned()) {
+                    all.push(dto);
+                }
+            }
+            if !full {
+                return Ok(all);
+            }
+            if all.len() == before || newest == after {
+                return Err(BrokerError::Transient {
+                    message: format!("open orders: a full page of {ORDER_PAGE} brought nothing new"),
+                });
+            }
+            after = newest;
+        }
+        Err(BrokerError::Transient {
+            message: format!("open orders: still more after {MAX_ORDER_PAGES} pages of {ORDER_PAGE}"),
+        })
+    }
+}
+
 fn dec(value: impl std::fmt::Display) -> Value {
     Value::String(value.to_string())
 }
@@ -251,11 +332,11 @@ fn dec(value: impl std::fmt::Display) -> Value {
 #[async_trait]
 impl Broker for AlpacaBroker {
     async fn account(&self) -> Result<Account, BrokerError> {
-        Ok(self.get::<AccountDto>(&self.trading("/v2/account"), &[]).await?.into_account())
+        Ok(self.get::<AccountDto>(Api::Trading, &self.trading("/v2/account"), &[]).await?.into_account())
     }
 
     async fn positions(&self) -> Result<Vec<Position>, BrokerError> {
-        let list: Vec<PositionDto> = self.get(&self.trading("/v2/positions"), &[]).await?;
+        let list: Vec<PositionDto> = self.get(Api::Trading, &self.trading("/v2/positions"), &[]).await?;
         Ok(list
             .into_iter()
             .filter_map(|p| p.into_position().map_err(|e| tracing::warn!(error = %e, "skipping a position")).ok())
@@ -263,7 +344,7 @@ impl Broker for AlpacaBroker {
     }
 
     async fn position(&self, symbol: &Symbol) -> Result<Option<Position>, BrokerError> {
-        match self.get::<PositionDto>(&self.trading(&format!("/v2/positions/{symbol}")), &[]).await {
+        match self.get::<PositionDto>(Api::Trading, &self.trading(&format!("/v2/positions/{symbol}")), &[]).await {
             Ok(p) => p.into_position().map(Some).map_err(|e| decode_error(&e, false)),
             Err(BrokerError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -271,19 +352,26 @@ impl Broker for AlpacaBroker {
     }
 
     async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError> {
-        self.get::<AssetDto>(&self.trading(&format!("/v2/assets/{symbol}")), &[])
+        self.get::<AssetDto>(Api::Trading, &self.trading(&format!("/v2/assets/{symbol}")), &[])
             .await?
             .into_asset()
             .map_err(|e| decode_error(&e, false))
     }
 
     async fn clock(&self) -> Result<MarketClock, BrokerError> {
-        self.get::<ClockDto>(&self.trading("/v2/clock"), &[]).await?.into_clock().map_err(|e| decode_error(&e, false))
+        self.get::<ClockDto>(Api::Trading, &self.trading("/v2/clock"), &[])
+            .await?
+            .into_clock()
+            .map_err(|e| decode_error(&e, false))
     }
 
     async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError> {
         let url = format!("{}/v2/stocks/{symbol}/quotes/latest", self.inner.config.data_url.trim_end_matches('/'));
-        self.get::<LatestQuoteDto>(&url, &[]).await?.into_quote(symbol).map_err(|e| decode_error(&e, false))
+        let feed = [("feed", self.inner.config.data_feed.clone())];
+        self.get::<LatestQuoteDto>(Api::Data, &url, &feed)
+            .await?
+            .into_quote(symbol)
+            .map_err(|e| decode_error(&e, false))
     }
 
     async fn latest_quotes(&self, symbols: &[Symbol]) -> Result<Vec<Quote>, BrokerError> {
@@ -292,7 +380,8 @@ impl Broker for AlpacaBroker {
         // One request per batch; batches keep the query string well under URL length limits.
         for batch in symbols.chunks(QUOTE_BATCH) {
             let list = batch.iter().map(Symbol::as_str).collect::<Vec<_>>().join(",");
-            let dto = self.get::<LatestQuotesDto>(&url, &[("symbols", list)]).await?;
+            let query = [("symbols", list), ("feed", self.inner.config.data_feed.clone())];
+            let dto = self.get::<LatestQuotesDto>(Api::Data, &url, &query).await?;
             quotes.extend(dto.into_quotes());
         }
         Ok(quotes)
@@ -314,7 +403,8 @@ impl Broker for AlpacaBroker {
         if let Some(limit) = request.limit_price {
             body["limit_price"] = dec(limit);
         }
-        let answer = self.send_once(Method::POST, &self.trading("/v2/orders"), &[], Some(&body), true).await?;
+        let answer =
+            self.send_once(Api::Trading, Method::POST, &self.trading("/v2/orders"), &[], Some(&body), true).await?;
         self.order_from(answer, true)
     }
 
@@ -329,30 +419,36 @@ impl Broker for AlpacaBroker {
         if let Some(t) = request.time_in_force {
             body["time_in_force"] = json!(t.as_str());
         }
-        let answer =
-            self.send_once(Method::PATCH, &self.trading(&format!("/v2/orders/{id}")), &[], Some(&body), true).await?;
+        let answer = self
+            .send_once(Api::Trading, Method::PATCH, &self.trading(&format!("/v2/orders/{id}")), &[], Some(&body), true)
+            .await?;
         self.order_from(answer, true)
     }
 
     async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError> {
-        self.send_once(Method::DELETE, &self.trading(&format!("/v2/orders/{id}")), &[], None, true).await.map(|_| ())
+        self.send_once(Api::Trading, Method::DELETE, &self.trading(&format!("/v2/orders/{id}")), &[], None, true)
+            .await
+            .map(|_| ())
     }
 
     async fn order(&self, id: &BrokerOrderId) -> Result<Order, BrokerError> {
-        let value: Value = self.get(&self.trading(&format!("/v2/orders/{id}")), &[]).await?;
+        let value: Value = self.get(Api::Trading, &self.trading(&format!("/v2/orders/{id}")), &[]).await?;
         self.order_from(Some(value), false)
     }
 
     async fn order_by_client_id(&self, id: &ClientOrderId) -> Result<Order, BrokerError> {
         let value: Value = self
-            .get(&self.trading("/v2/orders:by_client_order_id"), &[("client_order_id", id.as_str().to_owned())])
+            .get(
+                Api::Trading,
+                &self.trading("/v2/orders:by_client_order_id"),
+                &[("client_order_id", id.as_str().to_owned())],
+            )
             .await?;
         self.order_from(Some(value), false)
     }
 
     async fn open_orders(&self) -> Result<Vec<Order>, BrokerError> {
-        let list: Vec<OrderDto> =
-            self.get(&self.trading("/v2/orders"), &[("status", "open".into()), ("limit", "500".into())]).await?;
+        let list = self.open_order_pages().await?;
         let orders: Vec<Order> = list
             .into_iter()
             .filter_map(|o| o.into_order().map_err(|e| tracing::warn!(error = %e, "skipping an order")).ok())
@@ -456,6 +552,7 @@ mod tests {
         let mut config = AlpacaConfig::new("KEY", crate::config::Secret::new("SECRET"));
         config.trading_url = format!("http://{addr}");
         config.requests_per_minute = u32::MAX;
+        config.data_requests_per_minute = u32::MAX;
         (AlpacaBroker::new(config).unwrap(), served)
     }
 

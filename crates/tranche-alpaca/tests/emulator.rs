@@ -27,6 +27,7 @@ fn adapter(emu: &Emulator) -> AlpacaConfig {
     config.trading_url = emu.url();
     config.data_url = emu.url();
     config.requests_per_minute = 6000;
+    config.data_requests_per_minute = 6000;
     config
 }
 
@@ -286,6 +287,7 @@ async fn fill_activities_are_read_page_after_page_each_execution_once() {
     let mut config = EmulatorConfig {
         start_at: Some(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 2, 14, 30, 0).unwrap()),
         requests_per_minute: 0,
+        data_requests_per_minute: 0,
         ..EmulatorConfig::default()
     };
     config.sim.account.starting_cash = "100000000".parse().unwrap();
@@ -351,4 +353,67 @@ async fn a_first_connection_that_fails_is_announced_without_a_gap() {
         Some(StreamEvent::Down { reason }) => assert!(reason.contains("not connected"), "{reason}"),
         other => panic!("expected Down, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_quotes_ask_for_the_configured_feed() {
+    let emu = emulator().await;
+    let mut config = adapter(&emu);
+    config.data_feed = "sip".into();
+    let broker = AlpacaBroker::new(config.clone()).unwrap();
+    assert!(broker.latest_quote(&sym("AAPL")).await.is_ok(), "sip is a feed");
+    assert_eq!(broker.latest_quotes(&[sym("AAPL"), sym("MSFT")]).await.unwrap().len(), 2);
+    // A feed Alpaca does not have is refused by the server: proof that the parameter is sent.
+    config.data_feed = "nosuchfeed".into();
+    let broker = AlpacaBroker::new(config).unwrap();
+    let refused = broker.latest_quote(&sym("AAPL")).await.unwrap_err();
+    assert!(refused.to_string().contains("invalid feed"), "{refused}");
+    assert!(broker.latest_quotes(&[sym("AAPL")]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_reads_spend_the_market_data_budget_and_never_the_trading_one() {
+    // Ten trading requests a minute at the server, and as many in the client; the data budget is
+    // the ordinary 200.
+    let mut server = EmulatorConfig { requests_per_minute: 10, data_requests_per_minute: 200, ..Default::default() };
+    server.sim.market.quote_interval_ms = 100;
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), server).await.unwrap();
+    let mut config = adapter(&emu);
+    config.requests_per_minute = 10;
+    config.data_requests_per_minute = 190;
+    let broker = AlpacaBroker::new(config).unwrap();
+    // Sixty quote reads: six times the trading budget. With one budget for both APIs the
+    // trading calls below would wait most of a minute (and the bounded wait would fail).
+    let both = async {
+        for _ in 0..60 {
+            broker.latest_quote(&sym("AAPL")).await.unwrap();
+        }
+        let placed = broker.submit_order(&order("budget-1", "AAPL", Side::Buy, "1", Some("1.00"))).await.unwrap();
+        broker.cancel_order(&placed.id).await.unwrap();
+        broker.clock().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(30), both).await.expect("quote reads do not hold trading calls back");
+    assert_eq!(emu.data_requests_served(), 60);
+    assert_eq!(emu.requests_refused(), 0, "nothing was refused on either API");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_orders_are_read_past_alpacas_page_of_500() {
+    let mut server = EmulatorConfig { requests_per_minute: 0, data_requests_per_minute: 0, ..Default::default() };
+    server.sim.account.starting_cash = "10000000".parse().unwrap();
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), server).await.unwrap();
+    let broker = AlpacaBroker::new(adapter(&emu)).unwrap();
+    let symbols = ["AAPL", "MSFT", "SPY", "QQQ", "JPM", "XOM"];
+    let mut placed = std::collections::BTreeSet::new();
+    for i in 0..1_150 {
+        // Resting buys a dollar or so above zero: they never fill.
+        let limit = format!("1.{:02}", i % 100);
+        let o = order(&format!("page-{i}"), symbols[i % symbols.len()], Side::Buy, "1", Some(&limit));
+        placed.insert(broker.submit_order(&o).await.unwrap().id.as_str().to_owned());
+    }
+    let open = broker.open_orders().await.unwrap();
+    let read: std::collections::BTreeSet<String> = open.iter().map(|o| o.id.as_str().to_owned()).collect();
+    assert_eq!(open.len(), 1_150, "each open order once");
+    assert_eq!(read, placed);
+    assert!(open.windows(2).all(|w| w[0].created_at <= w[1].created_at), "oldest first");
 }

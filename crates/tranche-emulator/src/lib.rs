@@ -41,8 +41,11 @@ pub struct EmulatorConfig {
     pub key_id: String,
     /// The only accepted secret.
     pub secret_key: String,
-    /// Alpaca's request budget per key pair and minute (200); 0 turns the limit off.
+    /// Alpaca's Trading API budget per key pair and minute (200); 0 turns the limit off.
     pub requests_per_minute: u32,
+    /// Alpaca's Market Data API budget per key pair and minute (`/v2/stocks/...`; 200 on the
+    /// Basic plan), separate from the trading budget; 0 turns the limit off.
+    pub data_requests_per_minute: u32,
     /// Added before every REST answer: the network round trip a client sees (default none).
     pub round_trip: std::time::Duration,
     /// Fault injection: a trade_updates upgrade sooner than this after the previous one is
@@ -87,6 +90,7 @@ impl Default for EmulatorConfig {
             start_at: None,
             data_stream: DataStreamConfig::default(),
             requests_per_minute: 200,
+            data_requests_per_minute: 200,
             round_trip: std::time::Duration::ZERO,
             stream_reconnect_min: None,
         }
@@ -139,6 +143,8 @@ pub(crate) struct State {
     pub data_connections: std::sync::atomic::AtomicUsize,
     /// The key pair's REST request budget (and the count of requests).
     pub budget: limits::RequestBudget,
+    /// The key pair's Market Data REST budget.
+    pub data_budget: limits::RequestBudget,
     /// Waited before every REST answer.
     pub round_trip: std::time::Duration,
     /// Rapid trade_updates reconnects are refused with 429 (see `EmulatorConfig`).
@@ -189,6 +195,7 @@ impl Emulator {
             data_sessions: std::sync::Mutex::new(std::collections::HashSet::new()),
             data_connections: std::sync::atomic::AtomicUsize::new(0),
             budget: limits::RequestBudget::new(config.requests_per_minute),
+            data_budget: limits::RequestBudget::new(config.data_requests_per_minute),
             round_trip: config.round_trip,
             stream_reconnect_min: config.stream_reconnect_min,
             last_stream_upgrade: std::sync::Mutex::new(None),
@@ -228,14 +235,25 @@ impl Emulator {
         self.state.broker.with_sim(f)
     }
 
-    /// REST requests received so far (refused ones included): what a client spent of its budget.
+    /// REST requests received so far on both APIs (refused ones included): what a client spent
+    /// of its budgets.
     pub fn requests_served(&self) -> u64 {
-        self.state.budget.served()
+        self.state.budget.served() + self.state.data_budget.served()
     }
 
-    /// REST requests refused with 429 because the key's budget was spent.
+    /// REST requests refused with 429 on either API because the key's budget was spent.
     pub fn requests_refused(&self) -> u64 {
+        self.state.budget.refused() + self.state.data_budget.refused()
+    }
+
+    /// Trading API requests refused with 429.
+    pub fn trading_requests_refused(&self) -> u64 {
         self.state.budget.refused()
+    }
+
+    /// Market Data API requests received so far (refused ones included).
+    pub fn data_requests_served(&self) -> u64 {
+        self.state.data_budget.served()
     }
 
     /// Drops every connected trade-update stream (as a network failure would).

@@ -1,5 +1,7 @@
-//! Alpaca's request budget and the network's round trip, in front of every REST route: a token
-//! bucket of `requests_per_minute` per key pair (Alpaca: 200 per minute), the three
+//! Alpaca's request budgets and the network's round trip, in front of every REST route: a token
+//! bucket of `requests_per_minute` per key pair for the Trading API and another of
+//! `data_requests_per_minute` for the Market Data API (`/v2/stocks/...`; Alpaca: 200 per minute
+//! each, counted separately), the three
 //! `X-Ratelimit-*` headers on every answer, `429 {"code":42910000,...}` when the budget is spent,
 //! and a simulated round trip before each answer.
 //!
@@ -88,7 +90,8 @@ impl RequestBudget {
 /// the rate-limit headers.
 pub async fn budget_and_round_trip(state: Extract<Arc<State>>, request: Request, next: Next) -> Response {
     let state = state.0;
-    let verdict = state.budget.take();
+    let budget = if request.uri().path().starts_with("/v2/stocks/") { &state.data_budget } else { &state.budget };
+    let verdict = budget.take();
     if !state.round_trip.is_zero() {
         tokio::time::sleep(state.round_trip).await;
     }
@@ -99,10 +102,10 @@ pub async fn budget_and_round_trip(state: Extract<Arc<State>>, request: Request,
         let retry_after = verdict.reset_in.as_secs_f64().ceil().max(1.0).to_string();
         (axum::http::StatusCode::TOO_MANY_REQUESTS, [("Retry-After", retry_after)], axum::Json(body)).into_response()
     };
-    if state.budget.per_minute > 0 {
+    if budget.per_minute > 0 {
         let reset = chrono::Utc::now() + verdict.reset_in;
         let headers = response.headers_mut();
-        headers.insert("X-Ratelimit-Limit", HeaderValue::from(state.budget.per_minute));
+        headers.insert("X-Ratelimit-Limit", HeaderValue::from(budget.per_minute));
         headers.insert("X-Ratelimit-Remaining", HeaderValue::from(verdict.remaining));
         // Rounded up: waiting until that second never comes too early.
         let reset_secs = reset.timestamp() + i64::from(reset.timestamp_subsec_nanos() > 0);

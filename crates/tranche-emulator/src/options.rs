@@ -67,9 +67,13 @@ pub struct EmulatorArgs {
     /// file's).
     #[arg(long)]
     pub update_latency_ms: Option<u64>,
-    /// Alpaca's request budget per minute (0: no limit); past it, requests get 429.
+    /// Alpaca's Trading API request budget per minute (0: no limit); past it, requests get 429.
     #[arg(long, default_value_t = 200)]
     pub requests_per_minute: u32,
+    /// Alpaca's Market Data API request budget per minute, counted apart from the trading one
+    /// (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    pub data_requests_per_minute: u32,
     /// Round trip added before every REST answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub round_trip_ms: u64,
@@ -103,6 +107,7 @@ impl EmulatorArgs {
             key_id: self.key_id.clone(),
             secret_key: self.secret_key.clone(),
             requests_per_minute: self.requests_per_minute,
+            data_requests_per_minute: self.data_requests_per_minute,
             round_trip: std::time::Duration::from_millis(self.round_trip_ms),
             stream_reconnect_min: (self.stream_reconnect_min_ms > 0)
                 .then(|| std::time::Duration::from_millis(self.stream_reconnect_min_ms)),

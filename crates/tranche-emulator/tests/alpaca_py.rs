@@ -46,6 +46,7 @@ async fn the_official_sdk_finds_every_call_it_makes_answered_as_alpaca_answers_i
         start_at: Some(Utc.with_ymd_and_hms(2026, 3, 2, 14, 30, 0).unwrap()),
         // The SDK's polling of order states is not what this test measures.
         requests_per_minute: 0,
+        data_requests_per_minute: 0,
         ..EmulatorConfig::default()
     };
     config.sim.market.quote_interval_ms = 100;

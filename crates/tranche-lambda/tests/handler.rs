@@ -38,6 +38,7 @@ async fn emulator(plan: &RebalancePlan) -> Emulator {
     let config = EmulatorConfig {
         sim,
         requests_per_minute: 0,
+        data_requests_per_minute: 0,
         // The session around the wall clock, which the function's engine reads too.
         ..EmulatorConfig::default()
     };

@@ -121,7 +121,8 @@ fn planned(file: &str, event_id: &str) -> Value {
 async fn emulator(file: &str) -> Emulator {
     let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example(file)).unwrap()).unwrap();
     let sim = tranche::simulation::account_from_plan(&plan, &SimConfig::default());
-    let config = EmulatorConfig { sim, requests_per_minute: 0, ..EmulatorConfig::default() };
+    let config =
+        EmulatorConfig { sim, requests_per_minute: 0, data_requests_per_minute: 0, ..EmulatorConfig::default() };
     Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
 }
 
