@@ -42,6 +42,8 @@ fn classify(message: &str, status: u16) -> RejectReason {
         RejectReason::DuplicateClientOrderId
     } else if has("not fractionable") {
         RejectReason::NotFractionable
+    } else if has("isn't sent to exchange yet") || has("not sent to exchange yet") {
+        RejectReason::NotYetRouted
     } else if has("not cancelable") || has("not replaceable") || has("unable to replace") {
         RejectReason::NotCancelable
     } else if has("not allowed to short") || has("cannot be sold short") {
@@ -119,6 +121,20 @@ mod tests {
                 "DuplicateClientOrderId",
             ),
             ("not_cancelable", 422, r#"{"code":42210000,"message":"order is not cancelable"}"#, true, "NotCancelable"),
+            (
+                "replace_before_routing",
+                422,
+                r#"{"code":42210000,"message":"unable to replace order, order isn't sent to exchange yet"}"#,
+                true,
+                "NotYetRouted",
+            ),
+            (
+                "replace_of_a_closed_order",
+                422,
+                r#"{"code":42210000,"message":"unable to replace order, order is not open"}"#,
+                true,
+                "NotCancelable",
+            ),
             (
                 "sub_penny",
                 422,

@@ -417,3 +417,27 @@ async fn open_orders_are_read_past_alpacas_page_of_500() {
     assert_eq!(read, placed);
     assert!(open.windows(2).all(|w| w[0].created_at <= w[1].created_at), "oldest first");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_before_the_order_works_is_refused_as_not_yet_routed_and_goes_once_it_works() {
+    let mut server = EmulatorConfig { requests_per_minute: 0, data_requests_per_minute: 0, ..Default::default() };
+    server.sim.faults.slow_routing_ppm = 1_000_000;
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), server).await.unwrap();
+    let config = adapter(&emu);
+    let broker = AlpacaBroker::new(config.clone()).unwrap();
+    let mut events = AlpacaOrderEvents::connect(config);
+    expect_marker(&mut events, |e| matches!(e, StreamEvent::Up)).await;
+    let placed = broker.submit_order(&order("route-1", "AAPL", Side::Buy, "1", Some("1.00"))).await.unwrap();
+    let replace = |cid: &str| ReplaceRequest {
+        client_order_id: ClientOrderId::from_broker(cid),
+        qty: None,
+        limit_price: Some("1.01".parse().unwrap()),
+        time_in_force: None,
+    };
+    let refused = broker.replace_order(&placed.id, &replace("route-1-r1")).await.unwrap_err();
+    assert_eq!(refused.reject_reason(), Some(&RejectReason::NotYetRouted), "{refused}");
+    // The order reaches the venue (its `new` update): the same replace goes through.
+    expect_event(&mut events, "route-1", TradeEvent::New).await;
+    let replaced = broker.replace_order(&placed.id, &replace("route-1-r2")).await.unwrap();
+    assert_eq!(replaced.limit_price, Some("1.01".parse().unwrap()));
+}

@@ -30,6 +30,9 @@ pub enum RejectReason {
     NotFractionable,
     /// The order is final (filled, canceled, ...) or being replaced, so it cannot be canceled.
     NotCancelable,
+    /// The order has not reached the venue yet (accepted, pending new), so it cannot be replaced
+    /// now; it can once it works.
+    NotYetRouted,
     /// Selling short is not allowed for this account or asset.
     NotShortable,
     /// A price with more decimals than the tick rule allows.
@@ -57,6 +60,7 @@ impl fmt::Display for RejectReason {
             Self::DuplicateClientOrderId => "duplicate client order id",
             Self::NotFractionable => "asset not fractionable",
             Self::NotCancelable => "order not cancelable",
+            Self::NotYetRouted => "order not yet at the venue",
             Self::NotShortable => "short selling not allowed",
             Self::SubPennyPrice => "sub-penny price",
             Self::NotTradable => "asset not tradable",

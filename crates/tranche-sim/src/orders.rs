@@ -566,7 +566,9 @@ impl Sim {
     fn validate_replace(&mut self, old: usize, req: &ReplaceRequest) -> Result<(Decimal, Option<Price>), SimError> {
         let o = &self.orders[old];
         if let Some(message) = replace_refused_in(o.order.status) {
-            return Err(reject(UNPROCESSABLE, CODE_VALIDATION, RejectReason::NotCancelable, message));
+            let reason =
+                if o.order.status.is_terminal() { RejectReason::NotCancelable } else { RejectReason::NotYetRouted };
+            return Err(reject(UNPROCESSABLE, CODE_VALIDATION, reason, message));
         }
         if o.order.notional.is_some() {
             return Err(reject(

@@ -246,6 +246,9 @@ pub(crate) struct ItemState {
     pub attempt: u16,
     pub repegs: u32,
     pub step: u32,
+    /// A re-peg is due but the working order has not reached the venue (accepted, pending new,
+    /// or a replace refused as "not sent to exchange yet"): it goes when the order works.
+    pub repeg_when_routed: bool,
     pub started_at: Option<Timestamp>,
     /// Continued from an interrupted run: sized already, orders recorded.
     pub recovered: bool,
@@ -278,6 +281,7 @@ impl ItemState {
             children: Vec::new(),
             attempt: 0,
             repegs: 0,
+            repeg_when_routed: false,
             step: 0,
             started_at: None,
             recovered: false,

@@ -352,6 +352,10 @@ impl EngineCore {
         if !matches!(self.items[i].children[c].state, ChildState::Live(_)) {
             return;
         }
+        // Whether the order has reached the venue is judged on the order read back just before
+        // a replace leaves (`on_replace_cleared`), never on this view, which a lost `new`
+        // update can leave at `accepted` for good.
+        self.items[i].repeg_when_routed = false;
         self.items[i].step += 1;
         if self.order_plan(i, now, false).is_none() {
             self.items[i].wait_for(Some(Pending::Quote));
@@ -469,6 +473,18 @@ impl EngineCore {
             item.children[o].reported_filled.is_zero() && item.booked_for(&item.children[o].client_id).is_zero()
         });
         let passive = request.limit_price.is_some_and(|price| !self.marketable(i, price));
+        let routing = old_live.is_some_and(|o| {
+            matches!(item.children[o].state, ChildState::Live(OrderStatus::Accepted | OrderStatus::PendingNew))
+        });
+        if read && waiting && routing {
+            // Not at the venue yet (Alpaca would refuse): this step goes once the order works.
+            let item = &mut self.items[i];
+            item.answered(new_c);
+            item.children[new_c].state = ChildState::NotPlaced;
+            item.step = item.step.saturating_sub(1);
+            item.repeg_when_routed = true;
+            return self.arm_repeg(i, now, out);
+        }
         if read && waiting && untouched && passive {
             out.push(Command::SendReplace { item: i, order: old, request });
             return;
@@ -530,6 +546,14 @@ impl EngineCore {
                 self.items[i].children[new_c].state = ChildState::NotPlaced;
                 match e {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
+                    BrokerError::Rejected { reason: RejectReason::NotYetRouted, .. } => {
+                        // The same step again once the order works (its `new` update), or
+                        // after the re-peg interval should that update be lost.
+                        let item = &mut self.items[i];
+                        item.step = item.step.saturating_sub(1);
+                        item.repeg_when_routed = true;
+                        self.arm_repeg(i, now, out);
+                    }
                     BrokerError::RateLimited { .. } | BrokerError::Transient { .. } => {
                         self.items[i].step = self.items[i].step.saturating_sub(1);
                         out.push(Command::SetTimer { id: TimerId::Repeg(i), at: self.backoff(now, 0) });
@@ -844,6 +868,14 @@ impl EngineCore {
             self.items[i].answered(c);
         }
         self.after_change(i, now, out);
+        if self.items[i].repeg_when_routed
+            && update.event == TradeEvent::New
+            && self.items[i].working_child() == Some(c)
+            && self.items[i].stage.is_working()
+        {
+            // The order reached the venue: the re-peg that waited for it goes now.
+            self.on_repeg_timer(i, now, out);
+        }
     }
 
     /// Books an execution of item `i` (from the stream or the activities) and records it.

@@ -319,6 +319,51 @@ fn an_unclassified_replace_error_keeps_the_re_peg_schedule() {
     assert!(timer(&out, TimerId::Repeg(0)).is_some(), "the working order stays on the re-peg schedule: {out:#?}");
 }
 
+fn not_yet_routed() -> BrokerError {
+    BrokerError::Rejected {
+        reason: RejectReason::NotYetRouted,
+        code: Some(40_010_001),
+        message: "unable to replace order, order isn't sent to exchange yet".into(),
+    }
+}
+
+#[test]
+fn a_replace_refused_as_not_yet_routed_is_tried_again_at_the_same_step_once_the_order_works() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, refused) = replaces(&out).pop().expect("a replace");
+    let out = bench.feed(Input::Replaced {
+        item: 0,
+        old: old.clone(),
+        client_order_id: refused.client_order_id.clone(),
+        result: Err(not_yet_routed()),
+    });
+    assert!(cancels(&out).is_empty(), "a slow route is no reason to cancel: {out:#?}");
+    assert!(replaces(&out).is_empty(), "nothing more until the order works: {out:#?}");
+    assert!(timer(&out, TimerId::Repeg(0)).is_some(), "a fallback should its update be lost: {out:#?}");
+    // The broker routes it: the `new` update brings the replace at once, at the refused step.
+    let out = bench.feed(update(TradeEvent::New, &order, None, bench.now));
+    let again = replaces(&out);
+    assert_eq!(again.len(), 1, "the re-peg goes as soon as the order works: {out:#?}");
+    assert_eq!(again[0].0, order.id);
+    assert_eq!(again[0].1.limit_price, refused.limit_price, "the refused step was not skipped");
+    assert_ne!(again[0].1.client_order_id, refused.client_order_id, "a new replacement id");
+}
+
+#[test]
+fn a_replace_whose_order_is_read_back_not_yet_routed_is_held_until_it_works() {
+    let (mut bench, submit, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let pending = order_of(&submit, "o1", OrderStatus::PendingNew, "0", bench.now);
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request: request.clone(), current: Ok(pending) });
+    assert!(sent_replaces(&out).is_empty() && cancels(&out).is_empty(), "held, not sent nor cancelled: {out:#?}");
+    let out = bench.feed(update(TradeEvent::New, &order, None, bench.now));
+    let again = replaces(&out);
+    assert_eq!(again.len(), 1, "{out:#?}");
+    assert_eq!(again[0].1.limit_price, request.limit_price, "the held step goes, not the next one");
+}
+
 #[test]
 fn a_refused_cancel_of_a_live_order_is_tried_again() {
     let (mut bench, _, order) = working_buy();
