@@ -42,6 +42,9 @@ fn classify(message: &str, status: u16) -> RejectReason {
         RejectReason::DuplicateClientOrderId
     } else if has("not fractionable") {
         RejectReason::NotFractionable
+    } else if has("minimal amount of order") {
+        // A fractional (or notional) order under Alpaca's $1 minimum.
+        RejectReason::InvalidRequest
     } else if has("isn't sent to exchange yet") || has("not sent to exchange yet") {
         RejectReason::NotYetRouted
     } else if has("not cancelable") || has("not replaceable") || has("unable to replace") {
@@ -121,6 +124,13 @@ mod tests {
                 "DuplicateClientOrderId",
             ),
             ("not_cancelable", 422, r#"{"code":42210000,"message":"order is not cancelable"}"#, true, "NotCancelable"),
+            (
+                "under_the_minimum",
+                403,
+                r#"{"code":40310000,"message":"cost basis must be >= minimal amount of order 1"}"#,
+                true,
+                "InvalidRequest",
+            ),
             (
                 "replace_before_routing",
                 422,

@@ -441,3 +441,15 @@ async fn a_replace_before_the_order_works_is_refused_as_not_yet_routed_and_goes_
     let replaced = broker.replace_order(&placed.id, &replace("route-1-r2")).await.unwrap();
     assert_eq!(replaced.limit_price, Some("1.01".parse().unwrap()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fractional_order_under_a_dollar_is_refused_as_alpaca_refuses_it() {
+    let emu = emulator().await;
+    let broker = AlpacaBroker::new(adapter(&emu)).unwrap();
+    // AAPL trades near $228: a thousandth of a share is 23 cents.
+    let refused = broker.submit_order(&order("tiny-1", "AAPL", Side::Buy, "0.001", None)).await.unwrap_err();
+    assert_eq!(refused.reject_reason(), Some(&RejectReason::InvalidRequest), "{refused}");
+    assert!(refused.to_string().contains("minimal amount of order 1"), "{refused}");
+    // A dollar's worth goes.
+    assert!(broker.submit_order(&order("tiny-2", "AAPL", Side::Buy, "0.01", None)).await.is_ok());
+}

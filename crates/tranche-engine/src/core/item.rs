@@ -379,6 +379,27 @@ impl ItemState {
         remaining.checked_mul(price).is_none_or(|value| value < min_notional)
     }
 
+    /// What a fractionable item leaves untraded because an order for it would be under the
+    /// broker's minimum (Alpaca refuses a fractional order under $1), said for the result;
+    /// `None` when nothing is left that way.
+    pub fn remainder_under_minimum(&self, min_notional: Decimal) -> Option<String> {
+        let remaining = self.remaining();
+        if remaining.is_zero() || self.item.is_liquidation() || !self.fractionable() {
+            return None;
+        }
+        let price = self.reference.map_or(Decimal::ZERO, Price::get);
+        let value = remaining.checked_mul(price)?;
+        (value < min_notional).then(|| {
+            format!(
+                "{} shares (about ${}) left untraded: an order for them would be under the ${} minimum of a \
+                 fractional order",
+                remaining.normalize(),
+                value.round_dp(2),
+                min_notional.normalize()
+            )
+        })
+    }
+
     /// Books an execution of child `client_id` once; returns false when it is not booked.
     ///
     /// The trade-update stream and the account activities name an execution in two id spaces

@@ -1040,6 +1040,7 @@ impl EngineCore {
         now: Timestamp,
         out: &mut Vec<Command>,
     ) {
+        let min_notional = self.min_notional();
         let item = &mut self.items[i];
         if item.stage.is_done() {
             return;
@@ -1054,6 +1055,11 @@ impl EngineCore {
                 item.item.symbol
             ));
         }
+        // A remainder too small for an order is filled for every purpose, and said.
+        let reason = match (outcome, reason) {
+            (ItemOutcome::Filled, None) => item.remainder_under_minimum(min_notional),
+            (_, reason) => reason,
+        };
         let (outcome, reason) = match (outcome, short) {
             (ItemOutcome::Filled, Some(why)) => (ItemOutcome::PartiallyFilled, Some(why)),
             (other, Some(why)) => (other, Some(reason.map_or(why.clone(), |r| format!("{r}; {why}")))),

@@ -1112,3 +1112,43 @@ fn an_identical_order_under_our_id_from_an_earlier_day_is_not_adopted() {
     assert_eq!(bench.core.items[0].known_filled(), d("0"), "yesterday's fill counted as today's");
     assert_ne!(the_submit(&out).client_order_id, submit.client_order_id, "the item goes on under its next id");
 }
+
+#[test]
+fn a_fractional_remainder_under_the_order_minimum_is_not_sent_and_is_reported() {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", true)];
+    let out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    let submit = the_submit(&out);
+    let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!("a share quantity") };
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    // All but 0.004 shares (40 cents) fill; the order is then done at the broker.
+    let filled = qty.get() - d("0.004");
+    let mut done = partly_filled(&order, &filled.to_string());
+    done.status = OrderStatus::Canceled;
+    let mut out = bench.feed(update(
+        TradeEvent::PartialFill,
+        &partly_filled(&order, &filled.to_string()),
+        Some(("e1", &filled.to_string(), "100.00")),
+        bench.now,
+    ));
+    out.extend(bench.feed(update(TradeEvent::Canceled, &done, None, bench.now)));
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    assert!(submits(&out).is_empty(), "no order for 40 cents: {out:#?}");
+    let reason = out
+        .iter()
+        .find_map(|c| match c {
+            Command::Emit(crate::events::ProgressEvent::ItemDone { outcome, reason, .. }) => {
+                Some((*outcome, reason.clone()))
+            }
+            _ => None,
+        })
+        .expect("the item is done");
+    assert_eq!(reason.0, ItemOutcome::Filled);
+    let why = reason.1.expect("the remainder is reported");
+    assert!(why.contains("0.004 shares") && why.contains("$1 minimum"), "{why}");
+}
