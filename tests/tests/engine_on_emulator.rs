@@ -71,3 +71,65 @@ async fn the_thirty_symbol_plan_executes_through_the_adapter_and_the_emulator() 
         result.orders.iter().map(|r| (&r.symbol, r.outcome, &r.reason)).collect::<Vec<_>>()
     );
 }
+
+/// The 30-symbol plan (29 traded, one held) and two more buys: 31 symbols to trade on `iex`,
+/// whose stream carries 30.
+fn thirty_one_symbols() -> RebalancePlan {
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example("plan-30.json")).unwrap()).unwrap();
+    let items = plan["items"].as_array_mut().unwrap();
+    let template = items[0].clone();
+    for symbol in ["TSLA", "TQQQ"] {
+        let mut extra = template.clone();
+        extra["symbol"] = symbol.into();
+        extra["current_value"] = "0.00".into();
+        extra["current_weight"] = "0".into();
+        extra["trade_amount"] = "1000.00".into();
+        extra["target_value"] = "1000.00".into();
+        extra["target_weight"] = "0.004".into();
+        extra["weight_diff"] = "0.004".into();
+        items.push(extra);
+    }
+    plan["plan_id"] = "thirty-one-symbols".into();
+    RebalancePlan::from_value(&plan).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_of_more_symbols_than_the_iex_stream_carries_streams_thirty_and_prices_the_rest_by_rest() {
+    let plan = thirty_one_symbols();
+    let traded = plan.items.iter().filter(|i| i.action != tranche::domain::Action::Hold).count();
+    assert_eq!(traded, tranche::alpaca::IEX_SYMBOL_LIMIT + 1);
+    let mut sim = account_from_plan(&plan, &SimConfig::default());
+    sim.market.quote_interval_ms = 100;
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig { sim, ..EmulatorConfig::default() })
+        .await
+        .unwrap();
+    let mut config = AlpacaConfig::new(DEFAULT_KEY_ID, Secret::new(DEFAULT_SECRET_KEY));
+    config.trading_url = emu.url();
+    config.data_url = emu.url();
+    config.requests_per_minute = 6000;
+    config.data_requests_per_minute = 6000;
+    assert_eq!(config.data_symbol_limit, Some(30), "iex streams 30 symbols unless told otherwise");
+    let connection = tranche::wiring::AlpacaConnection::open(config).unwrap();
+    let feed = Arc::clone(&connection.quotes);
+    let engine = EngineConfig {
+        repeg_interval: Duration::from_millis(1500),
+        phase_deadline: Duration::from_secs(90),
+        run_deadline: Duration::from_secs(200),
+        settle_deadline: Duration::from_secs(3),
+        ..EngineConfig::default()
+    };
+    let result =
+        tokio::time::timeout(Duration::from_secs(240), execute(plan.clone(), engine, connection.ports(), None))
+            .await
+            .expect("the run ends");
+    assert_eq!(feed.symbol_refusals(), 0, "the stream never refused a subscription: the client kept within 30");
+    assert!(feed.connections() >= 1, "quotes were streamed");
+    assert_eq!(result.orders.len(), plan.items.len());
+    let unfinished: Vec<_> =
+        result.orders.iter().filter(|r| r.outcome != ItemOutcome::Filled).map(|r| (&r.symbol, &r.reason)).collect();
+    assert!(unfinished.len() <= 3, "{unfinished:#?}");
+    let orders = emu.with_sim(|s| s.orders().cloned().collect::<Vec<_>>());
+    let ids: BTreeSet<_> = orders.iter().map(|o| o.client_order_id.clone()).collect();
+    assert_eq!(ids.len(), orders.len(), "no client order id twice");
+}

@@ -57,6 +57,18 @@ pub struct AlpacaConfig {
     pub data_stream_url: Option<String>,
     /// Market-data feed (`APCA_DATA_FEED`): `iex` (default), `sip`, `delayed_sip`, ...
     pub data_feed: String,
+    /// Most symbols the market-data stream carries at once (`APCA_DATA_SYMBOL_LIMIT`; 0: none):
+    /// by default 30 on `iex` (Alpaca's Basic plan) and none on the paid feeds. The engine
+    /// streams the symbols it works first and reads the others' quotes by REST.
+    pub data_symbol_limit: Option<usize>,
+}
+
+/// Alpaca's Basic plan: 30 symbols for trades and quotes on the `iex` stream.
+pub const IEX_SYMBOL_LIMIT: usize = 30;
+
+/// The symbol limit of `feed` on Alpaca's plans: 30 on `iex` (Basic), none on the paid feeds.
+pub fn default_symbol_limit(feed: &str) -> Option<usize> {
+    (feed == DEFAULT_FEED).then_some(IEX_SYMBOL_LIMIT)
 }
 
 /// Why the configuration is unusable.
@@ -68,6 +80,9 @@ pub enum ConfigError {
     /// `APCA_DATA_FEED` is not a feed name.
     #[error("APCA_DATA_FEED=`{0}` is not a feed name: set it to iex, sip or delayed_sip, or unset it")]
     BadFeed(String),
+    /// `APCA_DATA_SYMBOL_LIMIT` is not a whole number.
+    #[error("APCA_DATA_SYMBOL_LIMIT=`{0}` is not a number of symbols: set it to e.g. 30 (0: no limit), or unset it")]
+    BadSymbolLimit(String),
     /// A URL variable does not hold an http(s) URL.
     #[error("{variable}={shown} is not an http(s) URL: {reason}; set it to e.g. {example}, or unset it")]
     BadUrl {
@@ -121,6 +136,7 @@ impl AlpacaConfig {
             timeout: std::time::Duration::from_secs(10),
             data_stream_url: None,
             data_feed: DEFAULT_FEED.into(),
+            data_symbol_limit: default_symbol_limit(DEFAULT_FEED),
         }
     }
 
@@ -148,7 +164,12 @@ impl AlpacaConfig {
             if feed.is_empty() || !feed.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
                 return Err(ConfigError::BadFeed(feed));
             }
+            config.data_symbol_limit = default_symbol_limit(&feed);
             config.data_feed = feed;
+        }
+        if let Some(limit) = var("APCA_DATA_SYMBOL_LIMIT") {
+            let n: usize = limit.trim().parse().map_err(|_| ConfigError::BadSymbolLimit(limit.clone()))?;
+            config.data_symbol_limit = (n > 0).then_some(n);
         }
         Ok(config)
     }

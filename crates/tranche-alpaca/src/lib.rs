@@ -18,7 +18,10 @@ mod limiter;
 mod rest;
 mod stream;
 
-pub use config::{AlpacaConfig, ConfigError, Secret, DATA_STREAM_URL, DATA_URL, DEFAULT_FEED, LIVE_URL, PAPER_URL};
+pub use config::{
+    default_symbol_limit, AlpacaConfig, ConfigError, Secret, DATA_STREAM_URL, DATA_URL, DEFAULT_FEED, IEX_SYMBOL_LIMIT,
+    LIVE_URL, PAPER_URL,
+};
 pub use errors::map_status;
 pub use limiter::RateLimiter;
 pub use rest::AlpacaBroker;

@@ -30,6 +30,8 @@ pub enum RejectReason {
     NotFractionable,
     /// The order is final (filled, canceled, ...) or being replaced, so it cannot be canceled.
     NotCancelable,
+    /// A market-data subscription past the feed's symbol limit (Alpaca's error 405).
+    SymbolLimit,
     /// The order has not reached the venue yet (accepted, pending new), so it cannot be replaced
     /// now; it can once it works.
     NotYetRouted,
@@ -61,6 +63,7 @@ impl fmt::Display for RejectReason {
             Self::NotFractionable => "asset not fractionable",
             Self::NotCancelable => "order not cancelable",
             Self::NotYetRouted => "order not yet at the venue",
+            Self::SymbolLimit => "symbol limit of the data feed exceeded",
             Self::NotShortable => "short selling not allowed",
             Self::SubPennyPrice => "sub-penny price",
             Self::NotTradable => "asset not tradable",

@@ -99,6 +99,11 @@ pub trait QuoteFeed: Send + Sync {
     /// Notifications of which symbol's quote changed. Bounded: a lagging receiver misses
     /// notifications (and should re-read every symbol it cares about), never memory.
     fn changes(&self) -> broadcast::Receiver<Symbol>;
+
+    /// The most symbols the feed streams at once (Alpaca's Basic plan: 30 on `iex`), or `None`
+    /// without a limit. A subscribe past it is refused with [`crate::RejectReason::SymbolLimit`];
+    /// a caller streams the symbols that matter most and reads the others' quotes by REST.
+    fn symbol_limit(&self) -> Option<usize>;
 }
 
 /// A feed without live quotes: the engine then prices from the broker's REST latest quote
@@ -128,6 +133,10 @@ impl QuoteFeed for NoQuoteFeed {
 
     fn changes(&self) -> broadcast::Receiver<Symbol> {
         self.changes.subscribe()
+    }
+
+    fn symbol_limit(&self) -> Option<usize> {
+        None
     }
 }
 

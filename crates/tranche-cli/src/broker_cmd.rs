@@ -133,9 +133,9 @@ pub fn alpaca_config(live: bool, usage: AlpacaUse) -> Result<tranche::alpaca::Al
     let config = tranche::alpaca::AlpacaConfig::from_env(live).map_err(|e| match e {
         tranche::alpaca::ConfigError::Missing(name) => CliError::config(format!("{name} is not set"))
             .with_fix(format!("export {name} (Alpaca's key; see docs/configuration.md)")),
-        bad @ (tranche::alpaca::ConfigError::BadUrl { .. } | tranche::alpaca::ConfigError::BadFeed(_)) => {
-            CliError::config(bad.to_string())
-        }
+        bad @ (tranche::alpaca::ConfigError::BadUrl { .. }
+        | tranche::alpaca::ConfigError::BadFeed(_)
+        | tranche::alpaca::ConfigError::BadSymbolLimit(_)) => CliError::config(bad.to_string()),
     })?;
     if usage != AlpacaUse::Read && !live && config.is_live() {
         return Err(CliError::usage("APCA_API_BASE_URL points at the live API; nothing was sent")

@@ -132,7 +132,8 @@ pub async fn execute(
 ) -> ExecutionResult {
     let plan_id = plan.plan_id.clone();
     let correlation_id = plan.correlation_id.clone();
-    let core = EngineCore::new(plan, config);
+    let mut core = EngineCore::new(plan, config);
+    core.set_stream_slots(ports.quotes.symbol_limit());
     match run_loop(core, ports, None, progress).await {
         Ok(result) => result,
         Err(RunError::LedgerAfterRun { result, .. }) => *result,
@@ -188,6 +189,8 @@ pub async fn execute_recorded(
     } else {
         EngineCore::new(plan, config)
     };
+    let mut core = core;
+    core.set_stream_slots(ports.quotes.symbol_limit());
     let fence = Fence::new(Arc::clone(&ledger), run.clone(), Arc::clone(&ports.clock));
     let mut journal = Journal { ledger, run, fence, next_renewal: None };
     journal.next_renewal = journal.renewal_after(ports.clock.now());
@@ -717,11 +720,14 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             subscribed.extend(symbols.iter().cloned());
             let feed = Arc::clone(&ports.quotes);
             tasks.spawn(async move {
-                if let Err(e) = feed.subscribe(&symbols).await {
-                    tracing::warn!(error = %e, "quote subscription failed; prices will come from REST");
+                match feed.subscribe(&symbols).await {
+                    // Prime the core with whatever the feed already holds.
+                    Ok(()) => Input::Quotes(symbols.iter().filter_map(|s| feed.latest(s)).collect()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, symbols = symbols.len(), "quote subscription refused");
+                        Input::SubscribeRefused { symbols, message: e.to_string() }
+                    }
                 }
-                // Prime the core with whatever the feed already holds.
-                Input::Quotes(symbols.iter().filter_map(|s| feed.latest(s)).collect())
             });
         }
         Command::Release(symbols) => {

@@ -155,6 +155,13 @@ pub enum Input {
     Quote(Quote),
     /// Quotes the feed already held when the subscription was made.
     Quotes(Vec<Quote>),
+    /// The quote feed refused to stream `symbols` (its symbol limit; Alpaca's error 405).
+    SubscribeRefused {
+        /// The symbols of the refused subscription.
+        symbols: Vec<Symbol>,
+        /// The feed's words.
+        message: String,
+    },
     /// Writing to the ledger failed for good: the run must stop.
     LedgerFailed(String),
     /// The intent of an order could not be recorded, so the order was not sent.

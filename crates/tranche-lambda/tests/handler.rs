@@ -76,8 +76,8 @@ async fn the_function_end_to_end() {
     for (name, value) in moto.env() {
         std::env::set_var(name, value);
     }
-    once_however_delivered().await;
-    short_of_time().await;
+    Box::pin(once_however_delivered()).await;
+    Box::pin(short_of_time()).await;
 }
 
 /// One event trades once however often and concurrently it is delivered.

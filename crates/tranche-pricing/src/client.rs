@@ -4,23 +4,29 @@
 //! jitter (much longer after `406 connection limit exceeded`), resubscribing everything held.
 //! Bad credentials (402) or a feed outside the plan (409) are fatal: `subscribe` then fails.
 //!
+//! The feed's symbol limit (`symbol_limit`; Alpaca's Basic plan streams 30 symbols on `iex`)
+//! is kept here: a subscribe past it is refused before anything is sent, and one the server
+//! refuses anyway (`405 symbol limit exceeded`, a limit configured too high) is answered as an
+//! error to the subscribe that asked (it waits for the server's answer while the socket is
+//! authenticated), its symbols dropped and the limit lowered to what the server held.
+//!
 //! Two watchdogs: per connection (nothing at all for `silence`: reconnect) and per symbol (a
 //! held symbol without a quote for `symbol_silence` while the socket lives: it is reported stale
 //! and resubscribed, at most once per `symbol_silence`, since the server may have lost the
 //! subscription; its next quote clears it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tranche_broker::{BrokerError, QuoteFeed};
+use tranche_broker::{BrokerError, QuoteFeed, RejectReason};
 use tranche_domain::{Quote, Symbol};
 
 use crate::codec::{decode_json_with, decode_msgpack_with, DataMessage, SymbolCache};
@@ -43,6 +49,8 @@ pub struct StreamConfig {
     pub symbol_silence: Duration,
     /// Most symbols held in the store.
     pub max_symbols: usize,
+    /// Most symbols streamed at once (Alpaca's Basic plan: 30 on `iex`); `None`: no limit.
+    pub symbol_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -54,6 +62,7 @@ impl std::fmt::Debug for StreamConfig {
             .field("msgpack", &self.msgpack)
             .field("silence", &self.silence)
             .field("symbol_silence", &self.symbol_silence)
+            .field("symbol_limit", &self.symbol_limit)
             .finish_non_exhaustive()
     }
 }
@@ -69,13 +78,25 @@ impl StreamConfig {
             silence: Duration::from_secs(30),
             symbol_silence: Duration::from_secs(60),
             max_symbols: 10_000,
+            symbol_limit: None,
         }
     }
 }
 
+/// What a subscribe waits for: the server's answer (`Err` with its message for a 405).
+type Answer = oneshot::Sender<Result<(), String>>;
+
 enum Command {
-    Subscribe(Vec<Symbol>),
+    Subscribe(Vec<Symbol>, Option<Answer>),
     Unsubscribe(Vec<Symbol>),
+}
+
+/// How long a subscribe waits for the server's answer before taking it as given.
+const ANSWER_WAIT: Duration = Duration::from_secs(3);
+
+/// The symbol-limit refusal, as the `QuoteFeed` port states it.
+fn symbol_limit_error(message: String) -> BrokerError {
+    BrokerError::Rejected { reason: RejectReason::SymbolLimit, code: Some(405), message }
 }
 
 struct Inner {
@@ -89,6 +110,13 @@ struct Inner {
     /// Held symbols the per-symbol watchdog found silent, until their next quote.
     stale: Mutex<BTreeSet<Symbol>>,
     symbol_resubscribes: AtomicU64,
+    /// The symbol limit: configured, or lowered to what the server held when it refused more
+    /// (`usize::MAX`: none).
+    limit: AtomicUsize,
+    /// The socket is authenticated: a subscribe sent now is answered.
+    authenticated: AtomicBool,
+    /// `405 symbol limit exceeded` answers seen so far.
+    symbol_refusals: AtomicU64,
 }
 
 /// Live quotes from Alpaca's market-data stream.
@@ -126,6 +154,9 @@ impl AlpacaQuoteFeed {
             limit_refusals: AtomicU64::new(0),
             stale: Mutex::new(BTreeSet::new()),
             symbol_resubscribes: AtomicU64::new(0),
+            limit: AtomicUsize::new(config.symbol_limit.unwrap_or(usize::MAX)),
+            authenticated: AtomicBool::new(false),
+            symbol_refusals: AtomicU64::new(0),
         });
         let task = tokio::spawn(supervise(config, Arc::clone(&inner), rx)).abort_handle();
         Self { inner, task: Arc::new(task) }
@@ -139,6 +170,11 @@ impl AlpacaQuoteFeed {
     /// `406 connection limit exceeded` answers seen so far.
     pub fn limit_refusals(&self) -> u64 {
         self.inner.limit_refusals.load(Ordering::Relaxed)
+    }
+
+    /// `405 symbol limit exceeded` answers of the server seen so far.
+    pub fn symbol_refusals(&self) -> u64 {
+        self.inner.symbol_refusals.load(Ordering::Relaxed)
     }
 
     /// Held symbols without a quote for `symbol_silence` (cleared by their next quote).
@@ -166,6 +202,15 @@ impl QuoteFeed for AlpacaQuoteFeed {
         let mut added = Vec::new();
         {
             let mut refs = self.inner.refs.lock().unwrap_or_else(PoisonError::into_inner);
+            let new: BTreeSet<&Symbol> = symbols.iter().filter(|s| !refs.contains_key(*s)).collect();
+            let limit = self.inner.limit.load(Ordering::Relaxed);
+            if refs.len().saturating_add(new.len()) > limit {
+                return Err(symbol_limit_error(format!(
+                    "symbol limit exceeded: the feed streams at most {limit} symbols, {} are held and {} more were asked for",
+                    refs.len(),
+                    new.len()
+                )));
+            }
             for s in symbols {
                 let count = refs.entry(s.clone()).or_insert(0);
                 *count += 1;
@@ -174,10 +219,23 @@ impl QuoteFeed for AlpacaQuoteFeed {
                 }
             }
         }
-        if !added.is_empty() {
-            let _ = self.inner.commands.send(Command::Subscribe(added));
+        if added.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        if !self.inner.authenticated.load(Ordering::Relaxed) {
+            // Sent (with everything held) once the socket authenticates; a refusal then drops
+            // the symbols and lowers the limit, which the next subscribe sees.
+            let _ = self.inner.commands.send(Command::Subscribe(added, None));
+            return Ok(());
+        }
+        let (answer, answered) = oneshot::channel();
+        let _ = self.inner.commands.send(Command::Subscribe(added, Some(answer)));
+        match tokio::time::timeout(ANSWER_WAIT, answered).await {
+            Ok(Ok(Err(message))) => Err(symbol_limit_error(message)),
+            // Answered, or no answer in time (the socket may have dropped: everything held is
+            // sent again on the next one).
+            _ => Ok(()),
+        }
     }
 
     async fn release(&self, symbols: &[Symbol]) {
@@ -220,6 +278,11 @@ impl QuoteFeed for AlpacaQuoteFeed {
     fn changes(&self) -> broadcast::Receiver<Symbol> {
         self.inner.changes.subscribe()
     }
+
+    fn symbol_limit(&self) -> Option<usize> {
+        let limit = self.inner.limit.load(Ordering::Relaxed);
+        (limit != usize::MAX).then_some(limit)
+    }
 }
 
 /// A held symbol as this connection knows it: when it was last heard of (or first held), and
@@ -230,6 +293,18 @@ struct Heard {
 }
 
 impl Inner {
+    /// The server refused `symbols` (405): they are not streamed. Dropped from what is held, and
+    /// the limit lowered to what the server holds.
+    fn refused(&self, symbols: &[Symbol]) {
+        self.symbol_refusals.fetch_add(1, Ordering::Relaxed);
+        let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in symbols {
+            refs.remove(s);
+            self.store.remove(s);
+        }
+        self.limit.fetch_min(refs.len(), Ordering::Relaxed);
+    }
+
     /// A quote of `symbol` arrived at `at`. The shared stale set is touched only when the symbol
     /// was marked (or is new on this connection, which may follow one that marked it), so the
     /// quote path takes no lock in the usual case.
@@ -281,6 +356,7 @@ async fn resubscribe_silent<S>(
     inner: &Inner,
     heard: &mut HashMap<Symbol, Heard>,
     limit: Duration,
+    awaiting: &mut VecDeque<(Vec<Symbol>, Option<Answer>)>,
 ) -> bool
 where
     S: futures_util::Sink<Message> + Unpin,
@@ -294,7 +370,11 @@ where
     }
     let list: Vec<&str> = silent.iter().map(Symbol::as_str).collect();
     tracing::warn!(symbols = ?list, "no quotes for these symbols; resubscribing them");
-    socket.send(subscribe_message("subscribe", &silent)).await.is_ok()
+    let sent = socket.send(subscribe_message("subscribe", &silent)).await.is_ok();
+    if sent {
+        awaiting.push_back((silent, None));
+    }
+    sent
 }
 
 enum End {
@@ -370,6 +450,30 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
         return End::Retry { slow: false };
     }
     let mut authenticated = false;
+    inner.authenticated.store(false, Ordering::Relaxed);
+    // The subscribe and unsubscribe messages sent on this socket, oldest first, each answered
+    // by one `subscription` (or, for a subscribe past the limit, a 405): what they asked for and
+    // who waits for the answer.
+    let mut awaiting: VecDeque<(Vec<Symbol>, Option<Answer>)> = VecDeque::new();
+    let end = session_loop(config, inner, commands, &mut socket, &mut authenticated, &mut awaiting).await;
+    inner.authenticated.store(false, Ordering::Relaxed);
+    // Whoever still waits: the symbols are held and go again with everything on the next socket.
+    for (_, answer) in awaiting.drain(..) {
+        if let Some(answer) = answer {
+            let _ = answer.send(Ok(()));
+        }
+    }
+    end
+}
+
+async fn session_loop(
+    config: &StreamConfig,
+    inner: &Inner,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    socket: &mut Socket,
+    authenticated: &mut bool,
+    awaiting: &mut VecDeque<(Vec<Symbol>, Option<Answer>)>,
+) -> End {
     let mut symbols = SymbolCache::default();
     // A zero `symbol_silence` turns the per-symbol watchdog off; the tick is never zero.
     let shortest =
@@ -403,10 +507,27 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
                 for message in messages {
                     match message {
                         DataMessage::Success(msg) if msg == "authenticated" => {
-                            authenticated = true;
+                            *authenticated = true;
+                            inner.authenticated.store(true, Ordering::Relaxed);
                             let held: Vec<Symbol> = inner.refs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
-                            if !held.is_empty() && socket.send(subscribe_message("subscribe", &held)).await.is_err() {
-                                return End::Retry { slow: false };
+                            if !held.is_empty() {
+                                if socket.send(subscribe_message("subscribe", &held)).await.is_err() {
+                                    return End::Retry { slow: false };
+                                }
+                                awaiting.push_back((held, None));
+                            }
+                        }
+                        DataMessage::Subscription { .. } => {
+                            if let Some((_, Some(answer))) = awaiting.pop_front() {
+                                let _ = answer.send(Ok(()));
+                            }
+                        }
+                        DataMessage::Error { code: 405, msg } => {
+                            let (asked, answer) = awaiting.pop_front().unwrap_or_default();
+                            tracing::warn!(%msg, symbols = asked.len(), "the market-data feed refused symbols");
+                            inner.refused(&asked);
+                            if let Some(answer) = answer {
+                                let _ = answer.send(Err(msg));
                             }
                         }
                         DataMessage::Quote(q) => {
@@ -427,22 +548,23 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
                     }
                 }
             }
-            command = commands.recv(), if authenticated => {
-                let message = match command {
-                    Some(Command::Subscribe(s)) => subscribe_message("subscribe", &s),
-                    Some(Command::Unsubscribe(s)) => subscribe_message("unsubscribe", &s),
+            command = commands.recv(), if *authenticated => {
+                let (message, entry) = match command {
+                    Some(Command::Subscribe(s, answer)) => (subscribe_message("subscribe", &s), (s, answer)),
+                    Some(Command::Unsubscribe(s)) => (subscribe_message("unsubscribe", &s), (Vec::new(), None)),
                     None => return End::Fatal("the feed was dropped".into()),
                 };
                 if socket.send(message).await.is_err() {
                     return End::Retry { slow: false };
                 }
+                awaiting.push_back(entry);
             }
             _ = watchdog.tick() => {
                 if last_heard.elapsed() > config.silence {
                     tracing::warn!("market-data stream silent; reconnecting");
                     return End::Retry { slow: false };
                 }
-                if authenticated && !resubscribe_silent(&mut socket, inner, &mut symbol_heard, config.symbol_silence).await {
+                if *authenticated && !resubscribe_silent(socket, inner, &mut symbol_heard, config.symbol_silence, awaiting).await {
                     return End::Retry { slow: false };
                 }
             }

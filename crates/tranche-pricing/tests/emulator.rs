@@ -166,3 +166,53 @@ async fn refused_keys_are_fatal() {
     assert!(feed.subscribe(&[sym("AAPL")]).await.is_err());
     assert!(!format!("{:?}", stream(&emu, false)).contains(DEFAULT_SECRET_KEY));
 }
+
+/// `n` distinct symbols the simulator invents markets for.
+fn symbols(n: usize) -> Vec<Symbol> {
+    (0..n)
+        .map(|i| {
+            sym(&format!(
+                "Z{}{}",
+                char::from(b'A' + u8::try_from(i / 26).unwrap()),
+                char::from(b'A' + u8::try_from(i % 26).unwrap())
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_past_the_symbol_limit_is_refused_before_anything_is_sent() {
+    let emu = emulator().await;
+    let mut config = stream(&emu, false);
+    config.symbol_limit = Some(3);
+    let feed = AlpacaQuoteFeed::connect(config);
+    assert_eq!(feed.symbol_limit(), Some(3));
+    feed.subscribe(&symbols(2)).await.unwrap();
+    let refused = feed.subscribe(&symbols(4)[2..]).await.unwrap_err();
+    assert_eq!(refused.reject_reason(), Some(&tranche_broker::RejectReason::SymbolLimit), "{refused}");
+    // Nothing of the refused call is held: one more still fits.
+    feed.subscribe(&symbols(3)[2..]).await.unwrap();
+    // Symbols already held do not count twice.
+    feed.subscribe(&symbols(3)).await.unwrap();
+    assert_eq!(feed.symbol_refusals(), 0, "the server never had to refuse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_set_above_the_servers_is_corrected_by_its_405_which_the_subscriber_sees() {
+    let emu = emulator().await;
+    let mut config = stream(&emu, false);
+    config.symbol_limit = Some(100); // The server (Basic plan, iex) streams 30.
+    let feed = AlpacaQuoteFeed::connect(config);
+    let mut rx = feed.changes();
+    let all = symbols(40);
+    feed.subscribe(&all[..20]).await.unwrap();
+    next_quote(&feed, &mut rx, &all[0]).await;
+    let refused = feed.subscribe(&all[20..]).await.unwrap_err();
+    assert_eq!(refused.reject_reason(), Some(&tranche_broker::RejectReason::SymbolLimit), "{refused}");
+    assert!(refused.to_string().contains("symbol limit exceeded"), "{refused}");
+    assert_eq!(feed.symbol_refusals(), 1);
+    assert_eq!(feed.symbol_limit(), Some(20), "lowered to what the server streams");
+    assert!(feed.latest(&all[25]).is_none(), "a refused symbol is not held");
+    // The twenty keep flowing.
+    next_quote(&feed, &mut rx, &all[19]).await;
+}

@@ -318,7 +318,7 @@ impl QuoteFeed for SimQuoteFeed {
             if limit > 0 && sim.subscriptions.len() + new.len() > limit {
                 // Alpaca's answer on the stream: error 405, the subscriptions stay as they were.
                 return Err(BrokerError::Rejected {
-                    reason: tranche_broker::RejectReason::Other,
+                    reason: tranche_broker::RejectReason::SymbolLimit,
                     code: Some(405),
                     message: format!("symbol limit exceeded: the feed carries at most {limit} symbols"),
                 });
@@ -332,6 +332,11 @@ impl QuoteFeed for SimQuoteFeed {
 
     async fn release(&self, symbols: &[Symbol]) {
         self.shared.with(|sim| symbols.iter().for_each(|s| sim.release(s)));
+    }
+
+    fn symbol_limit(&self) -> Option<usize> {
+        let limit = self.shared.lock().config().market.stream_symbol_limit;
+        (limit > 0).then_some(limit)
     }
 
     fn latest(&self, symbol: &Symbol) -> Option<Quote> {

@@ -35,11 +35,13 @@ impl AlpacaConnection {
     /// runtime (the feed's connection runs as a task).
     pub fn open(config: AlpacaConfig) -> Result<Self, BrokerError> {
         let broker = Arc::new(AlpacaBroker::new(config.clone())?);
-        let quotes = Arc::new(AlpacaQuoteFeed::connect(StreamConfig::new(
+        let mut stream = StreamConfig::new(
             config.market_data_stream_url(),
             config.key_id.clone(),
             config.secret.expose().to_owned(),
-        )));
+        );
+        stream.symbol_limit = config.data_symbol_limit;
+        let quotes = Arc::new(AlpacaQuoteFeed::connect(stream));
         Ok(Self { config, broker, quotes })
     }
 

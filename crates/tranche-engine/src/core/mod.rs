@@ -12,6 +12,7 @@ mod phases;
 mod quote_history;
 mod recovery;
 mod report;
+mod streams;
 mod work;
 
 #[cfg(test)]
@@ -67,7 +68,10 @@ pub struct EngineCore {
     pub(crate) settle_requested: bool,
     pub(crate) settle_deadline: Option<Timestamp>,
     pub(crate) account_errors: u32,
+    /// The symbols whose quotes are streamed (see `streams`).
     pub(crate) subscribed: Vec<Symbol>,
+    /// The most symbols the quote feed streams at once (`None`: no limit).
+    pub(crate) stream_slots: Option<usize>,
     pub(crate) fills_requested: bool,
     pub(crate) finished: bool,
     pub(crate) notes: Vec<String>,
@@ -137,6 +141,7 @@ impl EngineCore {
             settle_deadline: None,
             account_errors: 0,
             subscribed: Vec::new(),
+            stream_slots: None,
             fills_requested: false,
             finished: false,
             notes: Vec::new(),
@@ -233,6 +238,9 @@ impl EngineCore {
             Input::StreamGap { since } => self.on_stream_gap(since, now, &mut out),
             Input::Quote(quote) => self.on_quote(quote, now, &mut out),
             Input::Quotes(quotes) => quotes.into_iter().for_each(|q| self.on_quote(q, now, &mut out)),
+            Input::SubscribeRefused { symbols, message } => {
+                self.on_subscribe_refused(&symbols, &message, now, &mut out);
+            }
             Input::LedgerFailed(reason) => self.abort(&format!("ledger write failed: {reason}"), now, &mut out),
             Input::IntentFailed { item, client_order_id, reason } => {
                 if let Some(it) = self.items.get_mut(item) {

@@ -125,11 +125,7 @@ impl EngineCore {
             }
         }
         self.apply_recovery(now, out);
-        let symbols: Vec<_> = self.items.iter().filter(|i| !i.stage.is_done()).map(|i| i.item.symbol.clone()).collect();
-        if !symbols.is_empty() {
-            self.subscribed.clone_from(&symbols);
-            out.push(Command::Subscribe(symbols));
-        }
+        self.sync_subscriptions(out);
         self.sort_open_orders(open_orders, out);
         self.emit_phase(Phase::Preflight, false, now, out);
         if self.stale_orders.is_empty() {
@@ -239,6 +235,8 @@ impl EngineCore {
             }
             _ => {}
         }
+        // The phase's items come first for the feed's streams.
+        self.sync_subscriptions(out);
     }
 
     /// Asks for a usable reference price for item `i` (feed first, then REST).

@@ -1088,5 +1088,12 @@ impl EngineCore {
         out.push(Command::CancelTimer(TimerId::Repeg(i)));
         out.push(Command::CancelTimer(TimerId::Retry(i)));
         out.push(Command::Emit(ProgressEvent::ItemDone { symbol: item.item.symbol.clone(), outcome, reason, at: now }));
+        // Its stream (when no other item needs it) goes to an item that needs one; not once
+        // the run is finishing (every stream is released then).
+        if self.finishing == super::Finishing::No
+            && matches!(self.phase, RunPhase::Sell | RunPhase::Settle | RunPhase::Buy)
+        {
+            self.sync_subscriptions(out);
+        }
     }
 }

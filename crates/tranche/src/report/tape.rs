@@ -175,6 +175,10 @@ impl QuoteFeed for RecordingFeed {
     fn changes(&self) -> broadcast::Receiver<Symbol> {
         self.inner.changes()
     }
+
+    fn symbol_limit(&self) -> Option<usize> {
+        self.inner.symbol_limit()
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +257,10 @@ mod tests {
 
         fn changes(&self) -> broadcast::Receiver<Symbol> {
             self.1.subscribe()
+        }
+
+        fn symbol_limit(&self) -> Option<usize> {
+            None
         }
     }
 

@@ -1152,3 +1152,80 @@ fn a_fractional_remainder_under_the_order_minimum_is_not_sent_and_is_reported() 
     let why = reason.1.expect("the remainder is reported");
     assert!(why.contains("0.004 shares") && why.contains("$1 minimum"), "{why}");
 }
+
+// ---- streams within the feed's symbol limit --------------------------------------------------
+
+fn subscribed(out: &[Command]) -> Vec<Vec<String>> {
+    found(out, |c| match c {
+        Command::Subscribe(symbols) => Some(symbols.iter().map(|s| s.as_str().to_owned()).collect()),
+        _ => None,
+    })
+}
+
+fn released(out: &[Command]) -> Vec<String> {
+    found(out, |c| match c {
+        Command::Release(symbols) => Some(symbols.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>()),
+        _ => None,
+    })
+    .concat()
+}
+
+/// Three sells and three buys on a feed that streams two symbols.
+fn two_slots() -> (Bench, Vec<Command>) {
+    let plan = plan(
+        "p1",
+        &[
+            ("BBB1", "BUY", "1000", "0"),
+            ("SSS1", "SELL", "-500", "1000"),
+            ("BBB2", "BUY", "1000", "0"),
+            ("SSS2", "SELL", "-500", "1000"),
+            ("SSS3", "SELL", "-500", "1000"),
+            ("BBB3", "BUY", "1000", "0"),
+        ],
+    );
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    bench.core.set_stream_slots(Some(2));
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.positions =
+        vec![position("SSS1", "10", "100"), position("SSS2", "10", "100"), position("SSS3", "10", "100")];
+    let out = bench.open_and_settle(&broker, &[]);
+    (bench, out)
+}
+
+#[test]
+fn a_plan_larger_than_the_feed_streams_the_phase_under_way_first_and_the_rest_by_rest_quotes() {
+    let (_, out) = two_slots();
+    assert_eq!(subscribed(&out), vec![vec!["SSS1".to_owned(), "SSS2".to_owned()]], "the sells first, two: {out:#?}");
+    let fetched: Vec<String> = found(&out, |c| match c {
+        Command::FetchQuote { symbol, .. } => Some(symbol.as_str().to_owned()),
+        _ => None,
+    });
+    assert!(fetched.contains(&"SSS3".to_owned()), "the third sell is priced by a REST quote: {fetched:?}");
+}
+
+#[test]
+fn a_finished_items_stream_goes_to_the_next_item_that_needs_one() {
+    let (mut bench, out) = two_slots();
+    let mut out = out;
+    out.extend(bench.answer_quotes(&out.clone(), "99.90", "100.10"));
+    let sells = submits(&out);
+    let first = sells.iter().find(|r| r.symbol.as_str() == "SSS1").expect("a sell of SSS1").clone();
+    let out = fill_completely(&mut bench, &first, "o-s1", "99.95");
+    assert_eq!(released(&out), vec!["SSS1".to_owned()], "done: its stream is released: {out:#?}");
+    assert_eq!(subscribed(&out), vec![vec!["SSS3".to_owned()]], "and goes to the sell still without one: {out:#?}");
+}
+
+#[test]
+fn a_subscription_the_feed_refuses_lowers_the_limit_and_is_said_once() {
+    let (mut bench, _) = two_slots();
+    let symbols = vec![tranche_domain::Symbol::parse("SSS2").unwrap()];
+    let out = bench.feed(Input::SubscribeRefused { symbols, message: "symbol limit exceeded".into() });
+    let warnings: Vec<String> = found(&out, |c| match c {
+        Command::Emit(crate::events::ProgressEvent::Warning { message, .. }) => Some(message.clone()),
+        _ => None,
+    });
+    assert_eq!(warnings.len(), 1, "{out:#?}");
+    assert!(warnings[0].contains("SSS2") && warnings[0].contains("REST"), "{}", warnings[0]);
+    assert!(subscribed(&out).is_empty(), "nothing asked for again at once");
+    assert_eq!(bench.core.stream_slots, Some(1), "the feed streams one now");
+}
