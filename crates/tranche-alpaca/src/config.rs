@@ -141,10 +141,17 @@ impl AlpacaConfig {
     }
 
     /// From `APCA_API_KEY_ID`, `APCA_API_SECRET_KEY`, `APCA_API_BASE_URL`, `APCA_API_DATA_URL`,
-    /// `APCA_API_DATA_STREAM_URL` and `APCA_DATA_FEED`; paper unless `live` (which selects the
-    /// live URL when no base URL is set). Every value is checked before anything is sent.
+    /// `APCA_API_DATA_STREAM_URL`, `APCA_DATA_FEED` and `APCA_DATA_SYMBOL_LIMIT`; paper unless
+    /// `live` (which selects the live URL when no base URL is set). Every value is checked
+    /// before anything is sent.
     pub fn from_env(live: bool) -> Result<Self, ConfigError> {
-        let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::from_vars(live, |name| std::env::var(name).ok())
+    }
+
+    /// As [`AlpacaConfig::from_env`], reading each variable with `lookup` (an empty value counts
+    /// as unset).
+    pub fn from_vars(live: bool, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| lookup(name).filter(|v| !v.is_empty());
         let key = var("APCA_API_KEY_ID").ok_or(ConfigError::Missing("APCA_API_KEY_ID"))?;
         let secret = var("APCA_API_SECRET_KEY").ok_or(ConfigError::Missing("APCA_API_SECRET_KEY"))?;
         let mut config = Self::new(key, Secret::new(secret));
@@ -229,6 +236,31 @@ fn websocket(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_symbol_limit_follows_the_feed_unless_told() {
+        /// (case, APCA_DATA_FEED, APCA_DATA_SYMBOL_LIMIT, the limit or `Err` for a refusal)
+        type Case = (&'static str, Option<&'static str>, Option<&'static str>, Result<Option<usize>, ()>);
+        let cases: [Case; 6] = [
+            ("iex by default", None, None, Ok(Some(30))),
+            ("sip has none", Some("sip"), None, Ok(None)),
+            ("a paid plan's own", Some("iex"), Some("200"), Ok(Some(200))),
+            ("zero is none", None, Some("0"), Ok(None)),
+            ("set on sip too", Some("sip"), Some("50"), Ok(Some(50))),
+            ("not a number", None, Some("thirty"), Err(())),
+        ];
+        for (case, feed, limit, expected) in cases {
+            let lookup = |name: &str| match name {
+                "APCA_API_KEY_ID" => Some("K".to_owned()),
+                "APCA_API_SECRET_KEY" => Some("S".to_owned()),
+                "APCA_DATA_FEED" => feed.map(str::to_owned),
+                "APCA_DATA_SYMBOL_LIMIT" => limit.map(str::to_owned),
+                _ => None,
+            };
+            let got = AlpacaConfig::from_vars(false, lookup).map(|c| c.data_symbol_limit).map_err(|_| ());
+            assert_eq!(got, expected, "{case}");
+        }
+    }
 
     #[test]
     fn credentials_in_a_url_never_reach_a_message() {
