@@ -91,7 +91,9 @@ fn ensure_alpaca_py() -> Result<String, String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
     let python = alpaca_py::interpreter(&target)?;
-    let python = python.canonicalize().unwrap_or(python);
+    // Absolute, but not resolved: the virtualenv's interpreter is a link to the system's, and
+    // only the link finds the virtualenv's packages.
+    let python = std::path::absolute(&python).unwrap_or(python);
     Ok(python.to_string_lossy().into_owned())
 }
 

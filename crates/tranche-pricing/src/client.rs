@@ -357,6 +357,7 @@ async fn resubscribe_silent<S>(
     heard: &mut HashMap<Symbol, Heard>,
     limit: Duration,
     awaiting: &mut VecDeque<(Vec<Symbol>, Option<Answer>)>,
+    msgpack: bool,
 ) -> bool
 where
     S: futures_util::Sink<Message> + Unpin,
@@ -370,7 +371,7 @@ where
     }
     let list: Vec<&str> = silent.iter().map(Symbol::as_str).collect();
     tracing::warn!(symbols = ?list, "no quotes for these symbols; resubscribing them");
-    let sent = socket.send(subscribe_message("subscribe", &silent)).await.is_ok();
+    let sent = socket.send(subscribe_message("subscribe", &silent, msgpack)).await.is_ok();
     if sent {
         awaiting.push_back((silent, None));
     }
@@ -405,9 +406,34 @@ async fn supervise(config: StreamConfig, inner: Arc<Inner>, mut commands: mpsc::
     }
 }
 
-fn subscribe_message(action: &str, symbols: &[Symbol]) -> Message {
+/// A client message in the connection's encoding: JSON text, or with `msgpack` a MessagePack
+/// binary frame (every frame in both directions is MessagePack then, as Alpaca's SDKs send).
+fn client_message(value: &serde_json::Value, msgpack: bool) -> Message {
+    fn convert(value: &serde_json::Value) -> rmpv::Value {
+        match value {
+            serde_json::Value::String(s) => rmpv::Value::from(s.as_str()),
+            serde_json::Value::Array(items) => rmpv::Value::Array(items.iter().map(convert).collect()),
+            serde_json::Value::Object(map) => {
+                rmpv::Value::Map(map.iter().map(|(k, v)| (rmpv::Value::from(k.as_str()), convert(v))).collect())
+            }
+            serde_json::Value::Bool(b) => rmpv::Value::Boolean(*b),
+            serde_json::Value::Number(n) => n.as_i64().map_or(rmpv::Value::Nil, rmpv::Value::from),
+            serde_json::Value::Null => rmpv::Value::Nil,
+        }
+    }
+    if msgpack {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut out, &convert(value));
+        Message::Binary(out.into())
+    } else {
+        Message::Text(value.to_string().into())
+    }
+}
+
+fn subscribe_message(action: &str, symbols: &[Symbol], msgpack: bool) -> Message {
     let list: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
-    Message::Text(json!({"action": action, "quotes": list}).to_string().into())
+    client_message(&json!({"action": action, "quotes": list}), msgpack)
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -446,7 +472,7 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
     };
     inner.connections.fetch_add(1, Ordering::Relaxed);
     let auth = json!({"action": "auth", "key": config.key_id, "secret": config.secret});
-    if socket.send(Message::Text(auth.to_string().into())).await.is_err() {
+    if socket.send(client_message(&auth, config.msgpack)).await.is_err() {
         return End::Retry { slow: false };
     }
     let mut authenticated = false;
@@ -511,7 +537,7 @@ async fn session_loop(
                             inner.authenticated.store(true, Ordering::Relaxed);
                             let held: Vec<Symbol> = inner.refs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
                             if !held.is_empty() {
-                                if socket.send(subscribe_message("subscribe", &held)).await.is_err() {
+                                if socket.send(subscribe_message("subscribe", &held, config.msgpack)).await.is_err() {
                                     return End::Retry { slow: false };
                                 }
                                 awaiting.push_back((held, None));
@@ -550,8 +576,8 @@ async fn session_loop(
             }
             command = commands.recv(), if *authenticated => {
                 let (message, entry) = match command {
-                    Some(Command::Subscribe(s, answer)) => (subscribe_message("subscribe", &s), (s, answer)),
-                    Some(Command::Unsubscribe(s)) => (subscribe_message("unsubscribe", &s), (Vec::new(), None)),
+                    Some(Command::Subscribe(s, answer)) => (subscribe_message("subscribe", &s, config.msgpack), (s, answer)),
+                    Some(Command::Unsubscribe(s)) => (subscribe_message("unsubscribe", &s, config.msgpack), (Vec::new(), None)),
                     None => return End::Fatal("the feed was dropped".into()),
                 };
                 if socket.send(message).await.is_err() {
@@ -564,7 +590,7 @@ async fn session_loop(
                     tracing::warn!("market-data stream silent; reconnecting");
                     return End::Retry { slow: false };
                 }
-                if *authenticated && !resubscribe_silent(socket, inner, &mut symbol_heard, config.symbol_silence, awaiting).await {
+                if *authenticated && !resubscribe_silent(socket, inner, &mut symbol_heard, config.symbol_silence, awaiting, config.msgpack).await {
                     return End::Retry { slow: false };
                 }
             }
