@@ -463,7 +463,7 @@ impl Sim {
     /// running yet.
     ///
     /// # Errors
-    /// [`SimError::NotFound`] for a symbol the simulator does not list.
+    /// [`crate::SimError::NotFound`] for a symbol the simulator does not list.
     pub fn tape(&mut self, symbol: &Symbol) -> Result<&crate::tape::Tape, crate::error::SimError> {
         if !self.is_known(symbol) {
             return Err(crate::error::SimError::NotFound { message: format!("no trades for {symbol}") });
