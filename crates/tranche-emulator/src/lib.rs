@@ -97,12 +97,52 @@ impl Default for EmulatorConfig {
     }
 }
 
+/// NYSE's holidays of 2026 and 2027, as NYSE Group published them.
+const NYSE_HOLIDAYS: [(i32, u32, u32); 20] = [
+    (2026, 1, 1),
+    (2026, 1, 19),
+    (2026, 2, 16),
+    (2026, 4, 3),
+    (2026, 5, 25),
+    (2026, 6, 19),
+    (2026, 7, 3),
+    (2026, 9, 7),
+    (2026, 11, 26),
+    (2026, 12, 25),
+    (2027, 1, 1),
+    (2027, 1, 18),
+    (2027, 2, 15),
+    (2027, 3, 26),
+    (2027, 5, 31),
+    (2027, 6, 18),
+    (2027, 7, 5),
+    (2027, 9, 6),
+    (2027, 11, 25),
+    (2027, 12, 24),
+];
+
+/// NYSE's early closes (13:00 ET) of 2026 and 2027.
+const NYSE_EARLY_CLOSES: [(i32, u32, u32); 3] = [(2026, 11, 27), (2026, 12, 24), (2027, 11, 26)];
+
 /// The US regular session (09:30-16:00 America/New_York, taken as UTC-5: the simulator has no
-/// daylight saving) on weekdays, with the clock starting at `now`.
+/// daylight saving) on weekdays but NYSE's 2026-2027 holidays, closing at 13:00 on its early
+/// closes, with the clock starting at `now`.
 pub fn us_regular_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::SessionConfig {
     let day = now.date_naive();
     let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).map_or(now, |t| t.and_utc());
-    tranche_sim::SessionConfig { open: at(14, 30), close: at(21, 0), start: now, weekends: false }
+    let date = |(y, m, d): (i32, u32, u32)| chrono::NaiveDate::from_ymd_opt(y, m, d);
+    tranche_sim::SessionConfig {
+        open: at(14, 30),
+        close: at(21, 0),
+        start: now,
+        weekends: false,
+        holidays: NYSE_HOLIDAYS.into_iter().filter_map(date).collect(),
+        early_closes: NYSE_EARLY_CLOSES
+            .into_iter()
+            .filter_map(date)
+            .map(|date| tranche_sim::EarlyClose { date, minutes: 210 })
+            .collect(),
+    }
 }
 
 /// How long the always-open session has been open when the emulator starts.
@@ -119,6 +159,8 @@ pub fn always_open_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::S
         close: now + OPEN_AFTER_START,
         start: now,
         weekends: true,
+        holidays: Vec::new(),
+        early_closes: Vec::new(),
     }
 }
 

@@ -13,10 +13,15 @@ use tranche_emulator::{always_open_session, Emulator, EmulatorConfig, DEFAULT_KE
 
 /// `GET /v2/clock` with the default key pair, on a plain socket; the JSON body.
 fn clock(address: &str) -> serde_json::Value {
+    get(address, "/v2/clock")
+}
+
+/// `GET path` with the default key pair, on a plain socket; the JSON body of a 200.
+fn get(address: &str, path: &str) -> serde_json::Value {
     let mut stream = TcpStream::connect(address).unwrap();
     write!(
         stream,
-        "GET /v2/clock HTTP/1.1\r\nHost: {address}\r\nAPCA-API-KEY-ID: {DEFAULT_KEY_ID}\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAPCA-API-KEY-ID: {DEFAULT_KEY_ID}\r\n\
          APCA-API-SECRET-KEY: {DEFAULT_SECRET_KEY}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
@@ -78,4 +83,46 @@ fn a_session_started_before_midnight_stays_open_across_it_and_closes_once() {
     let after = sim.clock();
     assert!(!after.is_open, "closed at the close");
     assert_eq!(after.next_open, start - Duration::minutes(15) + Duration::days(1), "opens again the next night");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_hours_calendar_has_nyses_holidays_and_early_closes() {
+    // Monday of Thanksgiving week 2026, 10:00 ET, in the US regular session.
+    let start = Utc.with_ymd_and_hms(2026, 11, 23, 15, 0, 0).unwrap();
+    let mut config = EmulatorConfig { start_at: Some(start), wall_clock_session: false, ..EmulatorConfig::default() };
+    config.sim.session = tranche_emulator::us_regular_session(start);
+    let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+    let address = emulator.addr.to_string();
+    let days = get(&address, "/v2/calendar?start=2026-11-23&end=2026-12-01");
+    let got: Vec<(String, String, String)> = days
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().unwrap().to_owned();
+            (text("date"), text("open"), text("close"))
+        })
+        .collect();
+    let day = |date: &str, close: &str| (date.to_owned(), "09:30".to_owned(), close.to_owned());
+    assert_eq!(
+        got,
+        vec![
+            day("2026-11-23", "16:00"),
+            day("2026-11-24", "16:00"),
+            day("2026-11-25", "16:00"),
+            // Thanksgiving (the 26th) is a holiday; the day after closes at 13:00.
+            day("2026-11-27", "13:00"),
+            day("2026-11-30", "16:00"),
+            day("2026-12-01", "16:00"),
+        ]
+    );
+    assert_eq!(days[2]["settlement_date"], "2026-11-27", "T+1 skips the holiday");
+    // The clock agrees: on the Wednesday after the close, the next open is Friday's.
+    let wednesday_close = Utc.with_ymd_and_hms(2026, 11, 25, 21, 0, 0).unwrap();
+    let next = emulator.with_sim(|s| {
+        let calendar = s.calendar().clone();
+        (calendar.next_open(wednesday_close), calendar.next_close(wednesday_close))
+    });
+    assert_eq!(next.0, Utc.with_ymd_and_hms(2026, 11, 27, 14, 30, 0).unwrap());
+    assert_eq!(next.1, Utc.with_ymd_and_hms(2026, 11, 27, 18, 0, 0).unwrap(), "13:00 ET");
 }

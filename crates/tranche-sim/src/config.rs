@@ -87,6 +87,20 @@ pub struct SessionConfig {
     pub start: Timestamp,
     /// Sessions on Saturdays and Sundays too (the emulator's "always open" market).
     pub weekends: bool,
+    /// Days without a session (exchange holidays), by the UTC date of the session's open.
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// Days whose session closes early, by the UTC date of the open.
+    pub early_closes: Vec<EarlyClose>,
+}
+
+/// A session that closes early (NYSE: 13:00 ET on the day after Thanksgiving, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyClose {
+    /// The UTC date of the session's open.
+    pub date: chrono::NaiveDate,
+    /// How long that session lasts, in minutes (NYSE's early close: 210, 09:30 to 13:00).
+    pub minutes: u32,
 }
 
 impl Default for SessionConfig {
@@ -97,6 +111,8 @@ impl Default for SessionConfig {
             close: open + chrono::Duration::minutes(390),
             start: open + chrono::Duration::minutes(15),
             weekends: false,
+            holidays: Vec::new(),
+            early_closes: Vec::new(),
         }
     }
 }

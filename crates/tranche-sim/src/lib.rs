@@ -38,8 +38,8 @@ mod universe;
 mod user_orders;
 
 pub use config::{
-    AccountConfig, AccountKind, FaultConfig, FeeConfig, LatencyConfig, MarketConfig, SessionConfig, SimConfig,
-    StartPosition, SymbolRules, UserOrder,
+    AccountConfig, AccountKind, EarlyClose, FaultConfig, FeeConfig, LatencyConfig, MarketConfig, SessionConfig,
+    SimConfig, StartPosition, SymbolRules, UserOrder,
 };
 pub use core::Sim;
 pub use error::{SimError, WashTradeDetail};

@@ -1,6 +1,7 @@
 //! The trading calendar: one session a day, opening at the configured open's time of day and
 //! lasting as long as the configured session (close − open, at most a day), on weekdays or on
-//! every day (no holidays, no daylight-saving shift: a simulated calendar, documented as such).
+//! every day, except the configured holidays, and shorter on the configured early closes (no
+//! daylight-saving shift: a simulated calendar, documented as such).
 //!
 //! A session is anchored at its open: the session that opens at 20:00 UTC and lasts eight hours
 //! closes at 04:00 UTC the next day, and "weekday" is judged by the day it opens. So a session
@@ -11,7 +12,9 @@
 //! whose open falls on a trading day; `next_open(t) >= t`; `next_close(t) > t`; when open,
 //! `next_close(t) < next_open(t)` unless sessions tile the whole day.
 
-use chrono::{Datelike, Duration, Weekday};
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use tranche_domain::Timestamp;
 
 use crate::config::SessionConfig;
@@ -19,8 +22,12 @@ use crate::config::SessionConfig;
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
 
+/// How many days ahead the next session is looked for (a weekend next to holidays is at most
+/// four days; a calendar of nothing but holidays is given up on after these).
+const SEARCH_DAYS: i64 = 15;
+
 /// The daily sessions derived from the configured session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Calendar {
     /// The open of one session (any session: the others are whole days away).
     anchor: Timestamp,
@@ -28,6 +35,10 @@ pub struct Calendar {
     length_ms: i64,
     /// Sessions on Saturdays and Sundays too.
     weekends: bool,
+    /// Days without a session (the UTC date of the open).
+    holidays: BTreeSet<NaiveDate>,
+    /// Shorter sessions: the date of the open and the session's length in milliseconds.
+    early: BTreeMap<NaiveDate, i64>,
 }
 
 impl Calendar {
@@ -36,12 +47,24 @@ impl Calendar {
     /// outside that range before a calendar is built).
     pub fn new(session: &SessionConfig) -> Self {
         let length_ms = (session.close - session.open).num_milliseconds().clamp(1, DAY_MS);
-        Self { anchor: session.open, length_ms, weekends: session.weekends }
+        let early = session
+            .early_closes
+            .iter()
+            .map(|e| (e.date, (i64::from(e.minutes) * 60_000).clamp(1, length_ms)))
+            .collect();
+        Self {
+            anchor: session.open,
+            length_ms,
+            weekends: session.weekends,
+            holidays: session.holidays.iter().copied().collect(),
+            early,
+        }
     }
 
-    /// Whether sessions open on the day of `open`.
+    /// Whether a session opens on the day of `open`.
     fn trades_on(&self, open: Timestamp) -> bool {
-        self.weekends || !matches!(open.weekday(), Weekday::Sat | Weekday::Sun)
+        (self.weekends || !matches!(open.weekday(), Weekday::Sat | Weekday::Sun))
+            && !self.holidays.contains(&open.date_naive())
     }
 
     /// The open of session `k` (session 0 opens at the anchor).
@@ -51,7 +74,9 @@ impl Calendar {
     }
 
     fn close_of(&self, k: i64) -> Timestamp {
-        self.open_of(k).checked_add_signed(Duration::milliseconds(self.length_ms)).unwrap_or(Timestamp::MAX_UTC)
+        let open = self.open_of(k);
+        let length = self.early.get(&open.date_naive()).copied().unwrap_or(self.length_ms);
+        open.checked_add_signed(Duration::milliseconds(length)).unwrap_or(Timestamp::MAX_UTC)
     }
 
     /// The index of the last session that opens at or before `t`.
@@ -69,7 +94,10 @@ impl Calendar {
     pub fn next_open(&self, t: Timestamp) -> Timestamp {
         let last = self.session_at_or_before(t);
         let first = if self.open_of(last) >= t { last } else { last + 1 };
-        (first..first + 8).map(|k| self.open_of(k)).find(|&open| self.trades_on(open)).unwrap_or(self.open_of(first))
+        (first..first + SEARCH_DAYS)
+            .map(|k| self.open_of(k))
+            .find(|&open| self.trades_on(open))
+            .unwrap_or(self.open_of(first))
     }
 
     /// The sessions (open, close) whose open falls in `[from, to)`, oldest first (at most
@@ -89,7 +117,7 @@ impl Calendar {
     /// The first session close strictly after `t`.
     pub fn next_close(&self, t: Timestamp) -> Timestamp {
         let last = self.session_at_or_before(t);
-        (last..last + 9)
+        (last..=last + SEARCH_DAYS)
             .find(|&k| self.trades_on(self.open_of(k)) && self.close_of(k) > t)
             .map_or_else(|| self.close_of(last + 1), |k| self.close_of(k))
     }
@@ -139,10 +167,48 @@ mod tests {
     }
 
     #[test]
+    fn holidays_have_no_session_and_early_closes_end_sooner() {
+        // Monday 2026-03-02 14:30-21:00 UTC; Wednesday the 4th a holiday, Thursday the 5th
+        // closing after 210 minutes (18:00 UTC), and the Friday after the weekend a holiday too.
+        let date = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let session = SessionConfig {
+            holidays: vec![date(4), date(9)],
+            early_closes: vec![crate::config::EarlyClose { date: date(5), minutes: 210 }],
+            ..SessionConfig::default()
+        };
+        let cal = Calendar::new(&session);
+        let on = |d: u32, h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 3, d, h, m, 0).unwrap();
+        // (case, instant, open?, next open, next close)
+        let cases = [
+            ("Tuesday's session", on(3, 15, 0), true, on(4, 14, 30) + Duration::days(1), on(3, 21, 0)),
+            ("after Tuesday's close", on(3, 21, 0), false, on(5, 14, 30), on(5, 18, 0)),
+            ("the holiday's hours", on(4, 15, 0), false, on(5, 14, 30), on(5, 18, 0)),
+            ("the early close's session", on(5, 17, 59), true, on(6, 14, 30), on(5, 18, 0)),
+            ("after the early close", on(5, 18, 0), false, on(6, 14, 30), on(6, 21, 0)),
+            ("Friday, the weekend, the Monday holiday", on(6, 21, 0), false, on(10, 14, 30), on(10, 21, 0)),
+        ];
+        for (case, t, open, next_open, next_close) in cases {
+            assert_eq!(cal.is_open(t), open, "{case}");
+            assert_eq!(cal.next_open(t), next_open, "{case}: next open");
+            assert_eq!(cal.next_close(t), next_close, "{case}: next close");
+        }
+        let week = cal.sessions_between(on(2, 0, 0), on(9, 0, 0), 10);
+        let opens: Vec<u32> = week.iter().map(|(open, _)| open.day()).collect();
+        assert_eq!(opens, vec![2, 3, 5, 6], "no Wednesday, no weekend");
+        assert_eq!(week[2].1, on(5, 18, 0), "Thursday closes early");
+    }
+
+    #[test]
     fn a_session_that_crosses_midnight_is_open_on_both_sides_of_it() {
         // Opens Saturday 2026-11-28 20:00 UTC for eight hours: closes Sunday 04:00.
         let open = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 20, 0, 0).unwrap();
-        let session = SessionConfig { open, close: open + Duration::hours(8), start: open, weekends: true };
+        let session = SessionConfig {
+            open,
+            close: open + Duration::hours(8),
+            start: open,
+            weekends: true,
+            ..SessionConfig::default()
+        };
         let cal = Calendar::new(&session);
         let midnight = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
         for t in [open, midnight - Duration::seconds(1), midnight, midnight + Duration::hours(3)] {
@@ -160,7 +226,13 @@ mod tests {
     fn a_weekday_session_that_crosses_midnight_belongs_to_the_day_it_opens() {
         // Friday 2026-11-27 22:00 UTC for four hours: the Saturday-morning part is still Friday's.
         let open = chrono::Utc.with_ymd_and_hms(2026, 11, 27, 22, 0, 0).unwrap();
-        let session = SessionConfig { open, close: open + Duration::hours(4), start: open, weekends: false };
+        let session = SessionConfig {
+            open,
+            close: open + Duration::hours(4),
+            start: open,
+            weekends: false,
+            ..SessionConfig::default()
+        };
         let cal = Calendar::new(&session);
         assert!(cal.is_open(open + Duration::hours(3)), "Saturday 01:00 is in Friday's session");
         assert!(!cal.is_open(open + Duration::days(1) + Duration::hours(1)), "no Saturday session");
@@ -171,7 +243,13 @@ mod tests {
     #[test]
     fn sessions_as_long_as_a_day_never_close_on_trading_days() {
         let open = chrono::Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap(); // a Monday
-        let session = SessionConfig { open, close: open + Duration::days(1), start: open, weekends: true };
+        let session = SessionConfig {
+            open,
+            close: open + Duration::days(1),
+            start: open,
+            weekends: true,
+            ..SessionConfig::default()
+        };
         let cal = Calendar::new(&session);
         for hour in 0..24 * 9 {
             assert!(cal.is_open(open + Duration::hours(hour)), "hour {hour}");

@@ -4,11 +4,12 @@
 //!
 //! Invariants: what these answer is what the simulator does (fractional trading on, shorting
 //! off, the margin multiplier of the configured account; every listed asset active); the
-//! calendar has no holidays and no early closes, since the simulated session has none.
+//! calendar is the simulated session's: its holidays and early closes (NYSE's with
+//! `--real-hours`; none in the always-open market), trades settling on the next session's day.
 
 use axum::extract::{Path, Query};
 use axum::response::Response;
-use chrono::{Datelike, NaiveDate, TimeDelta, Weekday};
+use chrono::{NaiveDate, TimeDelta};
 use serde_json::{json, Value};
 use tranche_domain::Symbol;
 use tranche_sim::{AccountKind, SimError};
@@ -97,15 +98,6 @@ pub struct CalendarQuery {
 /// Days a calendar answer may hold (Alpaca's answers are bounded by its data, 1970 to 2029).
 const MOST_DAYS: usize = 1_000;
 
-/// The settlement date of a trade on `day`: the next weekday (T+1; no holidays).
-fn settlement(day: NaiveDate) -> NaiveDate {
-    let mut next = day + TimeDelta::days(1);
-    while matches!(next.weekday(), Weekday::Sat | Weekday::Sun) {
-        next += TimeDelta::days(1);
-    }
-    next
-}
-
 /// `GET /v2/calendar?start=YYYY-MM-DD&end=YYYY-MM-DD` (both inclusive, US Eastern dates; by
 /// default from today for a year): each session's date, open and close in Eastern wall time.
 pub async fn calendar(state: Shared, Query(query): Query<CalendarQuery>) -> Response {
@@ -133,19 +125,26 @@ pub async fn calendar(state: Shared, Query(query): Query<CalendarQuery>) -> Resp
         let end = end.unwrap_or(start + TimeDelta::days(365));
         let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).and_then(|t| t.and_local_timezone(eastern).single());
         let (Some(from), Some(to)) = (midnight(start), midnight(end + TimeDelta::days(1))) else { return Vec::new() };
-        sim.calendar().sessions_between(from.to_utc(), to.to_utc(), MOST_DAYS)
+        let calendar = sim.calendar();
+        // Each session with the next one's open: trades settle on the next trading day (T+1).
+        calendar
+            .sessions_between(from.to_utc(), to.to_utc(), MOST_DAYS)
+            .into_iter()
+            .map(|(open, close)| (open, close, calendar.next_open(close)))
+            .collect::<Vec<_>>()
     });
     let days: Vec<Value> = sessions
         .iter()
-        .map(|(open, close)| {
+        .map(|(open, close, next)| {
             let (open, close) = (open.with_timezone(&eastern), close.with_timezone(&eastern));
+            let settles = next.with_timezone(&eastern).date_naive();
             json!({
                 "date": open.date_naive().to_string(),
                 "open": open.format("%H:%M").to_string(),
                 "close": close.format("%H:%M").to_string(),
                 "session_open": "0400",
                 "session_close": "2000",
-                "settlement_date": settlement(open.date_naive()).to_string(),
+                "settlement_date": settles.to_string(),
             })
         })
         .collect();
