@@ -1,7 +1,8 @@
 //! The market-data stream codec, separate from the transport: server frames (JSON text, or
 //! MessagePack with timestamp extension −1) to typed messages, and client actions to JSON. A JSON
-//! frame of plain quotes takes the scanner of `fast_json`; everything else, and anything that
-//! scanner declines, goes through the general deserializer here.
+//! frame of plain quotes takes the scanner of `fast_json`, a MessagePack one the reader of
+//! `fast_msgpack`; everything else, and anything those decline, goes through the general
+//! decoders here.
 //!
 //! Invariants: decoding never panics on any bytes (malformed frames are an error; unknown
 //! message types are `Other`); prices are decimals read from the number's shortest text, never
@@ -53,15 +54,36 @@ pub enum DataMessage {
     Other(String),
 }
 
-fn decimal_from_f64(value: f64) -> Option<Decimal> {
+/// Powers of ten, each exact as an `f64`.
+const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// The decimal an `f64` writes: the shortest that reads back as the same `f64`, as `Display`
+/// prints it. Prices and sizes (at most nine decimals, below 9·10¹⁵ once scaled) are found
+/// without formatting: the fewest decimal places `k` whose nearest multiple of 10⁻ᵏ reads back
+/// as `value`, and only when no neighbouring multiple does too (else the closest one is
+/// `Display`'s to choose, and it does).
+pub(crate) fn decimal_from_f64(value: f64) -> Option<Decimal> {
     if !value.is_finite() {
         return None;
     }
-    let mut buffer = ryu_like(value);
-    Decimal::from_str(&buffer).ok().or_else(|| {
-        buffer.clear();
-        None
-    })
+    for (places, scale) in (0u32..).zip(POW10) {
+        let scaled = value * scale;
+        if scaled.abs() >= 9.0e15 {
+            break;
+        }
+        let m = scaled.round();
+        // Exactly the same `f64`: reading back is exact or it is not.
+        let reads_back = |candidate: f64| (candidate / scale).to_bits() == value.to_bits();
+        if reads_back(m) {
+            if reads_back(m - 1.0) || reads_back(m + 1.0) {
+                break;
+            }
+            // `m` is a whole number below 9·10¹⁵: exact as an i64.
+            #[allow(clippy::cast_possible_truncation)]
+            return Some(Decimal::new(m as i64, places));
+        }
+    }
+    Decimal::from_str(&ryu_like(value)).ok()
 }
 
 /// The shortest decimal text of an `f64` (Rust's `Display` prints the shortest round-trip form).
@@ -303,6 +325,14 @@ pub fn decode_msgpack(frame: &[u8]) -> Result<Vec<DataMessage>, CodecError> {
 
 /// [`decode_msgpack`] with a connection's symbol cache.
 pub fn decode_msgpack_with(frame: &[u8], symbols: &mut SymbolCache) -> Result<Vec<DataMessage>, CodecError> {
+    if let Some(quotes) = crate::fast_msgpack::quotes(frame, symbols) {
+        return Ok(quotes);
+    }
+    decode_msgpack_general(frame, symbols)
+}
+
+/// Any MessagePack frame through a generic value tree (the fast reader's reference).
+pub(crate) fn decode_msgpack_general(frame: &[u8], symbols: &mut SymbolCache) -> Result<Vec<DataMessage>, CodecError> {
     let mut cursor = frame;
     let value = rmpv::decode::read_value(&mut cursor).map_err(|e| CodecError(e.to_string()))?;
     let items = match value {
@@ -386,6 +416,53 @@ pub fn encode_json_quotes(quotes: &[Quote]) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The reference: the decimal of `Display`'s shortest text.
+    fn displayed(value: f64) -> Option<Decimal> {
+        Decimal::from_str(&value.to_string()).ok()
+    }
+
+    #[test]
+    fn floats_become_the_decimals_they_write() {
+        // (case, value, expected text)
+        let cases = [
+            ("a price", 87.66, "87.66"),
+            ("a sub-dollar price", 0.0517, "0.0517"),
+            ("a whole size", 200.0, "200"),
+            ("a fractional size", 0.004, "0.004"),
+            ("one tenth", 0.1, "0.1"),
+            ("a price of four decimals", 1.2345, "1.2345"),
+            ("negative", -3.5, "-3.5"),
+            ("zero", 0.0, "0"),
+            ("negative zero", -0.0, "0"),
+            ("no short form", 0.1 + 0.2, "0.30000000000000004"),
+            ("large", 1.5e17, "150000000000000000"),
+        ];
+        for (case, value, text) in cases {
+            let got = decimal_from_f64(value).unwrap();
+            assert_eq!(got.to_string(), text, "{case}");
+            assert_eq!(Some(got), displayed(value), "{case}");
+        }
+        assert_eq!(decimal_from_f64(f64::NAN), None);
+        assert_eq!(decimal_from_f64(f64::INFINITY), None);
+    }
+
+    proptest! {
+        #[test]
+        fn floats_of_prices_and_sizes_decode_as_display_writes_them(units in -10_000_000_000i64..10_000_000_000, places in 0u32..10) {
+            let value = Decimal::new(units, places).to_string().parse::<f64>().unwrap();
+            let got = decimal_from_f64(value);
+            prop_assert_eq!(got, displayed(value));
+            prop_assert_eq!(got.map(|d| d.to_string()), displayed(value).map(|d| d.to_string()));
+        }
+
+        #[test]
+        fn any_float_decodes_as_display_writes_it(bits in any::<u64>()) {
+            let value = f64::from_bits(bits);
+            let got = decimal_from_f64(value);
+            prop_assert_eq!(got.map(|d| d.to_string()), if value.is_finite() { displayed(value).map(|d| d.to_string()) } else { None });
+        }
+    }
 
     #[test]
     fn reference_messages_decode() {

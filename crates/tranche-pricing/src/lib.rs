@@ -5,6 +5,7 @@
 mod client;
 pub mod codec;
 mod fast_json;
+mod fast_msgpack;
 pub mod store;
 
 pub use client::{AlpacaQuoteFeed, StreamConfig};
