@@ -119,11 +119,23 @@ async fn a_plan_of_more_symbols_than_the_iex_stream_carries_streams_thirty_and_p
         settle_deadline: Duration::from_secs(3),
         ..EngineConfig::default()
     };
-    let result =
-        tokio::time::timeout(Duration::from_secs(240), execute(plan.clone(), engine, connection.ports(), None))
-            .await
-            .expect("the run ends");
+    let (progress, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let result = tokio::time::timeout(
+        Duration::from_secs(240),
+        execute(plan.clone(), engine, connection.ports(), Some(progress)),
+    )
+    .await
+    .expect("the run ends");
     assert_eq!(feed.symbol_refusals(), 0, "the stream never refused a subscription: the client kept within 30");
+    let mut refusals = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let tranche::engine::ProgressEvent::Warning { message, .. } = event {
+            if message.contains("refused to stream") {
+                refusals.push(message);
+            }
+        }
+    }
+    assert!(refusals.is_empty(), "no subscription refused, not even by the client itself: {refusals:#?}");
     assert!(feed.connections() >= 1, "quotes were streamed");
     assert_eq!(result.orders.len(), plan.items.len());
     let unfinished: Vec<_> =

@@ -90,8 +90,9 @@ pub trait QuoteFeed: Send + Sync {
     /// Adds one reference to each symbol's subscription (subscribing on the first).
     async fn subscribe(&self, symbols: &[Symbol]) -> Result<(), BrokerError>;
 
-    /// Drops one reference per symbol (unsubscribing on the last).
-    async fn release(&self, symbols: &[Symbol]);
+    /// Drops one reference per symbol (unsubscribing on the last). Immediate, never waiting on
+    /// the network: a release made before a subscribe counts before it.
+    fn release(&self, symbols: &[Symbol]);
 
     /// The latest quote held for `symbol`, whatever its age (the caller judges freshness).
     fn latest(&self, symbol: &Symbol) -> Option<Quote>;
@@ -125,7 +126,7 @@ impl QuoteFeed for NoQuoteFeed {
         Ok(())
     }
 
-    async fn release(&self, _symbols: &[Symbol]) {}
+    fn release(&self, _symbols: &[Symbol]) {}
 
     fn latest(&self, _symbol: &Symbol) -> Option<Quote> {
         None

@@ -202,7 +202,7 @@ async fn change(
                 let _ = quotes.subscribe(&changed.added).await;
             }
             if !changed.removed.is_empty() {
-                quotes.release(&changed.removed).await;
+                quotes.release(&changed.removed);
             }
             wire.control(&subscribed.reply())
         }
@@ -286,8 +286,8 @@ impl Client {
     }
 
     /// Gives back what the session held: its market subscriptions and its connection slot.
-    async fn end(self) {
-        self.quotes.release(&self.subscribed.market_symbols()).await;
+    fn end(self) {
+        self.quotes.release(&self.subscribed.market_symbols());
         if let Some(key) = self.key {
             self.state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
         }
@@ -358,7 +358,7 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
             }
         }
     }
-    client.end().await;
+    client.end();
 }
 
 /// Quote frames in the stream's formats, written here field by field (the emulator does not

@@ -222,6 +222,8 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(config.sim.session.start));
         let broker = SimulatedBroker::start(config.sim, clock).map_err(std::io::Error::other)?;
+        // Trades, bars and snapshots are served from the tape.
+        broker.with_sim(tranche_sim::Sim::keep_tape);
         let (updates, _) = broadcast::channel(4096);
         let (outages, _) = broadcast::channel(16);
         let mut events = broker.order_events();

@@ -734,9 +734,9 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             for s in &symbols {
                 subscribed.remove(s);
             }
-            let feed = Arc::clone(&ports.quotes);
-            // Released in the background; the run does not wait for it.
-            tokio::spawn(async move { feed.release(&symbols).await });
+            // At once, before any subscribe that follows it is spawned: a slot freed here is free
+            // when the next subscription counts.
+            ports.quotes.release(&symbols);
         }
         command @ (Command::Submit { .. }
         | Command::Replace { .. }

@@ -238,7 +238,7 @@ impl QuoteFeed for AlpacaQuoteFeed {
         }
     }
 
-    async fn release(&self, symbols: &[Symbol]) {
+    fn release(&self, symbols: &[Symbol]) {
         let mut removed = Vec::new();
         {
             let mut refs = self.inner.refs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -295,14 +295,20 @@ struct Heard {
 impl Inner {
     /// The server refused `symbols` (405): they are not streamed. Dropped from what is held, and
     /// the limit lowered to what the server holds.
-    fn refused(&self, symbols: &[Symbol]) {
+    /// When nobody waits for the answer (the subscription re-sent on a new socket, or one sent
+    /// before the socket authenticated), the limit is also lowered to what is still held, so
+    /// the next subscribe is refused and its caller learns; a caller that waits learns from its
+    /// own answer and decides what to ask for next.
+    fn refused(&self, symbols: &[Symbol], anyone_waits: bool) {
         self.symbol_refusals.fetch_add(1, Ordering::Relaxed);
         let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
         for s in symbols {
             refs.remove(s);
             self.store.remove(s);
         }
-        self.limit.fetch_min(refs.len(), Ordering::Relaxed);
+        if !anyone_waits {
+            self.limit.fetch_min(refs.len(), Ordering::Relaxed);
+        }
     }
 
     /// A quote of `symbol` arrived at `at`. The shared stale set is touched only when the symbol
@@ -492,6 +498,30 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
     end
 }
 
+/// The server's answer to the oldest (un)subscribe sent on this socket: the `subscription`
+/// state (`refusal` `None`), or an error. A 405 (the symbol limit) drops the symbols asked for
+/// and tells whoever waits; another error (400, 401, 500) changed nothing at the server and
+/// answers the request all the same, so that the next answer is matched to the next request
+/// (a symbol it asked for and never gets is found silent by the per-symbol watchdog).
+fn answer(inner: &Inner, awaiting: &mut VecDeque<(Vec<Symbol>, Option<Answer>)>, refusal: Option<(u16, String)>) {
+    let (asked, waiting) = awaiting.pop_front().unwrap_or_default();
+    let outcome = match refusal {
+        None => Ok(()),
+        Some((405, msg)) => {
+            tracing::warn!(%msg, symbols = asked.len(), "the market-data feed refused symbols");
+            inner.refused(&asked, waiting.is_some());
+            Err(msg)
+        }
+        Some((code, msg)) => {
+            tracing::warn!(code, %msg, "market-data (un)subscribe refused");
+            Ok(())
+        }
+    };
+    if let Some(waiting) = waiting {
+        let _ = waiting.send(outcome);
+    }
+}
+
 async fn session_loop(
     config: &StreamConfig,
     inner: &Inner,
@@ -543,18 +573,9 @@ async fn session_loop(
                                 awaiting.push_back((held, None));
                             }
                         }
-                        DataMessage::Subscription { .. } => {
-                            if let Some((_, Some(answer))) = awaiting.pop_front() {
-                                let _ = answer.send(Ok(()));
-                            }
-                        }
-                        DataMessage::Error { code: 405, msg } => {
-                            let (asked, answer) = awaiting.pop_front().unwrap_or_default();
-                            tracing::warn!(%msg, symbols = asked.len(), "the market-data feed refused symbols");
-                            inner.refused(&asked);
-                            if let Some(answer) = answer {
-                                let _ = answer.send(Err(msg));
-                            }
+                        DataMessage::Subscription { .. } => answer(inner, awaiting, None),
+                        DataMessage::Error { code: code @ (400 | 401 | 405 | 500), msg } if !awaiting.is_empty() => {
+                            answer(inner, awaiting, Some((code, msg)));
                         }
                         DataMessage::Quote(q) => {
                             let symbol = q.symbol.clone();

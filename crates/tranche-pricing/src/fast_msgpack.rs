@@ -211,8 +211,8 @@ fn decimal(value: f64) -> Option<Decimal> {
 pub(crate) fn quotes(frame: &[u8], symbols: &mut SymbolCache) -> Option<Vec<DataMessage>> {
     let mut r = Reader { bytes: frame, at: 0 };
     let n = r.array()?;
-    // Never trust a length for an allocation: at least one byte per element must follow.
-    let mut out = Vec::with_capacity(n.min(frame.len()));
+    // Never trust a length for an allocation: a quote map takes at least 32 bytes.
+    let mut out = Vec::with_capacity(n.min(frame.len() / 32));
     for _ in 0..n {
         let entries = r.map()?;
         let (mut kind, mut symbol, mut bp, mut bs, mut ap, mut asz, mut time) =

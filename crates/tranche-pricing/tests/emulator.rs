@@ -63,9 +63,9 @@ async fn subscribe_receive_release_and_resubscribe_after_a_drop() {
 
         // Reference counting: two holders, the second release unsubscribes.
         feed.subscribe(&[sym("SPY")]).await.unwrap();
-        feed.release(&[sym("SPY")]).await;
+        feed.release(&[sym("SPY")]);
         assert!(feed.latest(&sym("SPY")).is_some());
-        feed.release(&[sym("SPY")]).await;
+        feed.release(&[sym("SPY")]);
         assert!(feed.latest(&sym("SPY")).is_none(), "released symbols are not served");
 
         // A dropped socket: the client reconnects and resubscribes what it holds.
@@ -211,8 +211,10 @@ async fn a_limit_set_above_the_servers_is_corrected_by_its_405_which_the_subscri
     assert_eq!(refused.reject_reason(), Some(&tranche_broker::RejectReason::SymbolLimit), "{refused}");
     assert!(refused.to_string().contains("symbol limit exceeded"), "{refused}");
     assert_eq!(feed.symbol_refusals(), 1);
-    assert_eq!(feed.symbol_limit(), Some(20), "lowered to what the server streams");
+    assert_eq!(feed.symbol_limit(), Some(100), "the caller was told; it decides what to ask for next");
     assert!(feed.latest(&all[25]).is_none(), "a refused symbol is not held");
-    // The twenty keep flowing.
+    // The twenty keep flowing, and ten more fit.
     next_quote(&feed, &mut rx, &all[19]).await;
+    feed.subscribe(&all[20..30]).await.unwrap();
+    next_quote(&feed, &mut rx, &all[29]).await;
 }

@@ -115,6 +115,9 @@ pub struct Sim {
     pub(crate) quote_changes: Vec<Symbol>,
     /// Prints not yet taken by a listener (`None`: nobody listens, nothing is kept).
     pub(crate) prints: Option<Vec<crate::tape::Print>>,
+    /// The tape is kept (a market-data server asked for it; off, the market's hot loop does no
+    /// bookkeeping for it).
+    pub(crate) tape_on: bool,
     pub(crate) exec_seq: u64,
     pub(crate) requests: u64,
     /// Submits answered with a timeout whose orders the broker creates later.
@@ -177,6 +180,7 @@ impl Sim {
             subscriptions: BTreeMap::new(),
             quote_changes: Vec::new(),
             prints: None,
+            tape_on: false,
             exec_seq: 0,
             requests: 0,
             late: Vec::new(),
@@ -438,6 +442,9 @@ impl Sim {
 
     /// An aggressive order of the market's own flow prints at the inside it takes.
     fn print(&mut self, slot: usize, aggressor: tranche_domain::Side, size: i64) {
+        if !self.tape_on {
+            return;
+        }
         let market = &self.slots[slot].market;
         let ticks = if aggressor == tranche_domain::Side::Buy { market.ask } else { market.bid };
         let price = tranche_domain::Price::new(market.profile.price(ticks));
@@ -449,8 +456,16 @@ impl Sim {
         }
     }
 
-    /// Keeps every print from now on for [`Sim::take_prints`] (a market-data server's trades).
+    /// Keeps the tape from now on: the last print and the bars of each market, for
+    /// [`Sim::tape`] (a market-data server's trades and bars).
+    pub fn keep_tape(&mut self) {
+        self.tape_on = true;
+    }
+
+    /// Keeps the tape and every print from now on for [`Sim::take_prints`] (a market-data
+    /// server's streamed trades).
     pub fn keep_prints(&mut self) {
+        self.keep_tape();
         self.prints.get_or_insert_with(Vec::new);
     }
 
@@ -459,8 +474,8 @@ impl Sim {
         self.prints.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    /// The tape of `symbol` (its last print and bars), starting its market when it is not
-    /// running yet.
+    /// The tape of `symbol` (its last print and bars; empty unless [`Sim::keep_tape`] was
+    /// called), starting its market when it is not running yet.
     ///
     /// # Errors
     /// [`crate::SimError::NotFound`] for a symbol the simulator does not list.

@@ -468,6 +468,28 @@ impl Sim {
         Ok(())
     }
 
+    /// Cancels an open order at once, without the venue's round trip (`pending_cancel` then
+    /// `canceled` on the stream): what the broker does before liquidating with
+    /// `DELETE /v2/positions?cancel_orders=true`, so that the shares the orders held are free.
+    ///
+    /// # Errors
+    /// As [`Sim::cancel`], without injected faults.
+    pub fn cancel_now(&mut self, id: &BrokerOrderId) -> Result<(), SimError> {
+        let i = self.index_of(id)?;
+        self.judge_cancel(i);
+        let status = self.orders[i].order.status;
+        if !status.is_cancelable() {
+            return Err(reject(UNPROCESSABLE, CODE_422, RejectReason::NotCancelable, "order is not cancelable"));
+        }
+        if self.transition(i, TradeEvent::PendingCancel) {
+            self.emit(i, TradeEvent::PendingCancel, None);
+        }
+        self.finish(i, TradeEvent::Canceled);
+        let cid = self.orders[i].order.client_order_id.clone();
+        self.record(|| format!("cancel {cid} at once"));
+        Ok(())
+    }
+
     /// The cancel reaches the venue: cancels what is left, or reports that it lost the race.
     pub(crate) fn cancel_arrives(&mut self, i: usize) {
         if self.orders[i].order.status.is_terminal() {
@@ -566,8 +588,10 @@ impl Sim {
     fn validate_replace(&mut self, old: usize, req: &ReplaceRequest) -> Result<(Decimal, Option<Price>), SimError> {
         let o = &self.orders[old];
         if let Some(message) = replace_refused_in(o.order.status) {
-            let reason =
-                if o.order.status.is_terminal() { RejectReason::NotCancelable } else { RejectReason::NotYetRouted };
+            // Only an order on its way to the venue will work soon; one being cancelled or
+            // replaced will not.
+            let routing = matches!(o.order.status, OrderStatus::Accepted | OrderStatus::PendingNew);
+            let reason = if routing { RejectReason::NotYetRouted } else { RejectReason::NotCancelable };
             return Err(reject(UNPROCESSABLE, CODE_VALIDATION, reason, message));
         }
         if o.order.notional.is_some() {

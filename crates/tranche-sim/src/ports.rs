@@ -330,7 +330,7 @@ impl QuoteFeed for SimQuoteFeed {
         })
     }
 
-    async fn release(&self, symbols: &[Symbol]) {
+    fn release(&self, symbols: &[Symbol]) {
         self.shared.with(|sim| symbols.iter().for_each(|s| sim.release(s)));
     }
 

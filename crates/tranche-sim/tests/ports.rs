@@ -60,7 +60,7 @@ async fn an_order_round_trip_through_the_ports_in_virtual_time() {
     );
     assert!(broker.clock().await.unwrap().is_open);
 
-    feed.release(&[sym("AAPL")]).await;
+    feed.release(&[sym("AAPL")]);
     assert!(feed.latest(&sym("AAPL")).is_none(), "released symbols are not streamed");
 }
 

@@ -30,11 +30,11 @@ fn entry_error(e: &SimError) -> (u16, Value) {
     }
 }
 
-/// Cancels every open order; one entry per order.
-fn cancel_every_order(sim: &mut Sim) -> Vec<Value> {
+/// Cancels every open order (`at_once`: without the venue's round trip); one entry per order.
+fn cancel_every_order(sim: &mut Sim, at_once: bool) -> Vec<Value> {
     sim.open_orders()
         .into_iter()
-        .map(|order| match sim.cancel(&order.id) {
+        .map(|order| match if at_once { sim.cancel_now(&order.id) } else { sim.cancel(&order.id) } {
             Ok(()) => json!({"id": order.id.as_str(), "status": 200}),
             Err(e) => {
                 let (status, body) = entry_error(&e);
@@ -46,7 +46,7 @@ fn cancel_every_order(sim: &mut Sim) -> Vec<Value> {
 
 /// `DELETE /v2/orders`: 207 Multi-Status, one entry per open order.
 pub async fn cancel_all(state: Shared) -> Response {
-    let entries = state.0.broker.with_sim(cancel_every_order);
+    let entries = state.0.broker.with_sim(|sim| cancel_every_order(sim, false));
     reply(StatusCode::MULTI_STATUS, Value::Array(entries))
 }
 
@@ -135,7 +135,8 @@ pub async fn close_all(state: Shared, Query(query): Query<CloseAllQuery>) -> Res
     };
     let entries = state.0.broker.with_sim(|sim| {
         if cancel_orders {
-            cancel_every_order(sim);
+            // Done before the liquidation, so that what the orders held can be sold.
+            cancel_every_order(sim, true);
         }
         sim.positions()
             .into_iter()

@@ -9,7 +9,7 @@
 
 use axum::extract::{Path, Query};
 use axum::response::Response;
-use chrono::{NaiveDate, TimeDelta};
+use chrono::NaiveDate;
 use serde_json::{json, Value};
 use tranche_domain::Symbol;
 use tranche_sim::{AccountKind, SimError};
@@ -122,9 +122,10 @@ pub async fn calendar(state: Shared, Query(query): Query<CalendarQuery>) -> Resp
     let sessions = state.0.broker.with_sim(|sim| {
         let today = sim.now().with_timezone(&eastern).date_naive();
         let start = start.unwrap_or(today);
-        let end = end.unwrap_or(start + TimeDelta::days(365));
+        let end = end.or_else(|| start.checked_add_days(chrono::Days::new(365))).unwrap_or(start);
         let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).and_then(|t| t.and_local_timezone(eastern).single());
-        let (Some(from), Some(to)) = (midnight(start), midnight(end + TimeDelta::days(1))) else { return Vec::new() };
+        let day_after = end.checked_add_days(chrono::Days::new(1));
+        let (Some(from), Some(to)) = (midnight(start), day_after.and_then(midnight)) else { return Vec::new() };
         let calendar = sim.calendar();
         // Each session with the next one's open: trades settle on the next trading day (T+1).
         calendar

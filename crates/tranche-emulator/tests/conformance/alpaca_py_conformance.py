@@ -256,8 +256,17 @@ def _():
     by_percentage = trading.close_position("MSFT", ClosePositionRequest(percentage="50"))
     expect(by_percentage.side == OrderSide.SELL, by_percentage)
     settled(by_percentage.id, {OrderStatus.FILLED})
+    # A resting sell holds the shares left: cancel_orders frees them before the liquidation.
+    held = trading.get_open_position("AAPL")
+    price = data.get_stock_latest_quote(StockLatestQuoteRequest(symbol_or_symbols="AAPL"))["AAPL"].ask_price
+    resting = place(
+        LimitOrderRequest(
+            symbol="AAPL", qty=held.qty, side=OrderSide.SELL, time_in_force=TimeInForce.DAY, limit_price=round(price * 10, 2)
+        )
+    )
     closing = trading.close_all_positions(cancel_orders=True)
     expect(closing and all(r.status == 200 for r in closing), closing)
+    expect(trading.get_order_by_id(resting.id).status == OrderStatus.CANCELED, "the resting sell was cancelled")
     wait_for(lambda: not trading.get_all_positions(), "every position closed")
 
 

@@ -5,8 +5,9 @@
 //! Invariants: never more symbols asked for than the feed's limit (`stream_slots`); a symbol
 //! stays streamed while any item of it is not done (no churn of re-subscribing), and is released
 //! when the last one is; a free slot goes first to the items of the phase under way (working
-//! before sized before waiting), then to the next phase's, in plan order; a refusal by the feed
-//! lowers the limit to what it streams and is said, never retried in a loop.
+//! before sized before waiting), then to the next phase's, in plan order. A refusal by the feed
+//! (Alpaca refuses a whole subscription past its limit) is said, and half the refused symbols
+//! are asked for again: the limit is found in a few halvings, never retried in a loop.
 
 use std::collections::BTreeSet;
 
@@ -73,8 +74,9 @@ impl EngineCore {
         self.subscribed = subscribed;
     }
 
-    /// The feed refused to stream `symbols` (its symbol limit): they are priced from REST
-    /// quotes, and no more than the feed streams now is asked for again.
+    /// The feed refused to stream `symbols` (its symbol limit): the limit is taken to be what
+    /// it streams plus half of what it refused, and that half is asked for again (the rest are
+    /// priced from REST quotes). A refused single symbol leaves the limit at what is streamed.
     pub(super) fn on_subscribe_refused(
         &mut self,
         symbols: &[Symbol],
@@ -84,16 +86,21 @@ impl EngineCore {
     ) {
         self.subscribed.retain(|s| !symbols.contains(s));
         let streamed = self.subscribed.len();
-        self.stream_slots = Some(self.stream_slots.map_or(streamed, |slots| slots.min(streamed)));
+        let slots = streamed + symbols.len() / 2;
+        self.stream_slots = Some(self.stream_slots.map_or(slots, |known| known.min(slots)));
         let names: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
         out.push(Command::Emit(ProgressEvent::Warning {
             symbol: None,
             message: format!(
-                "the data feed refused to stream {} ({message}); it streams {streamed} symbols, the others are priced \
-                 from REST quotes",
-                names.join(", ")
+                "the data feed refused to stream {} ({message}); it streams {streamed} symbols and {} more are \
+                 tried, the others are priced from REST quotes",
+                names.join(", "),
+                slots - streamed
             ),
             at: now,
         }));
+        if matches!(self.phase, RunPhase::Sell | RunPhase::Settle | RunPhase::Buy | RunPhase::CancelStale) {
+            self.sync_subscriptions(out);
+        }
     }
 }

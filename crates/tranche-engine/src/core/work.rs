@@ -194,6 +194,8 @@ impl EngineCore {
         }
         let client_order_id = self.client_id(i);
         let item = &mut self.items[i];
+        // A re-peg that waited for the last order to reach the venue is not this order's.
+        item.repeg_when_routed = false;
         let limit_price = match plan {
             OrderPlan::Limit(p) => Some(p),
             OrderPlan::Market => None,

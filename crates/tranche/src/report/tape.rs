@@ -160,8 +160,8 @@ impl QuoteFeed for RecordingFeed {
         self.inner.subscribe(symbols).await
     }
 
-    async fn release(&self, symbols: &[Symbol]) {
-        self.inner.release(symbols).await;
+    fn release(&self, symbols: &[Symbol]) {
+        self.inner.release(symbols);
     }
 
     fn latest(&self, symbol: &Symbol) -> Option<Quote> {
@@ -249,7 +249,7 @@ mod tests {
             Ok(())
         }
 
-        async fn release(&self, _symbols: &[Symbol]) {}
+        fn release(&self, _symbols: &[Symbol]) {}
 
         fn latest(&self, _symbol: &Symbol) -> Option<Quote> {
             Some(self.0.clone())

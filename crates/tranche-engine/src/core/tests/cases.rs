@@ -1215,17 +1215,33 @@ fn a_finished_items_stream_goes_to_the_next_item_that_needs_one() {
     assert_eq!(subscribed(&out), vec![vec!["SSS3".to_owned()]], "and goes to the sell still without one: {out:#?}");
 }
 
-#[test]
-fn a_subscription_the_feed_refuses_lowers_the_limit_and_is_said_once() {
-    let (mut bench, _) = two_slots();
-    let symbols = vec![tranche_domain::Symbol::parse("SSS2").unwrap()];
-    let out = bench.feed(Input::SubscribeRefused { symbols, message: "symbol limit exceeded".into() });
-    let warnings: Vec<String> = found(&out, |c| match c {
+fn refused(bench: &mut Bench, symbols: &[String]) -> Vec<Command> {
+    let symbols = symbols.iter().map(|s| tranche_domain::Symbol::parse(s).unwrap()).collect();
+    bench.feed(Input::SubscribeRefused { symbols, message: "symbol limit exceeded".into() })
+}
+
+fn warnings(out: &[Command]) -> Vec<String> {
+    found(out, |c| match c {
         Command::Emit(crate::events::ProgressEvent::Warning { message, .. }) => Some(message.clone()),
         _ => None,
-    });
-    assert_eq!(warnings.len(), 1, "{out:#?}");
-    assert!(warnings[0].contains("SSS2") && warnings[0].contains("REST"), "{}", warnings[0]);
-    assert!(subscribed(&out).is_empty(), "nothing asked for again at once");
-    assert_eq!(bench.core.stream_slots, Some(1), "the feed streams one now");
+    })
+}
+
+#[test]
+fn a_refused_subscription_is_said_and_half_of_it_asked_for_again_until_the_limit_is_found() {
+    // Told of two slots, the feed streams one symbol.
+    let (mut bench, out) = two_slots();
+    let mut asked = subscribed(&out).concat();
+    assert_eq!(asked, ["SSS1", "SSS2"]);
+    // Refused whole, as Alpaca refuses a subscription past its limit.
+    let out = refused(&mut bench, &asked);
+    assert_eq!(warnings(&out).len(), 1, "said: {out:#?}");
+    asked = subscribed(&out).concat();
+    assert_eq!(asked, ["SSS1"], "half of it again: {out:#?}");
+    assert_eq!(bench.core.stream_slots, Some(1));
+    // That one is refused too: nothing more is asked for, in a loop or otherwise.
+    let out = refused(&mut bench, &asked);
+    assert_eq!(warnings(&out).len(), 1);
+    assert!(subscribed(&out).is_empty(), "{out:#?}");
+    assert_eq!(bench.core.stream_slots, Some(0));
 }
