@@ -17,10 +17,10 @@ use tranche::sim::SimConfig;
 use tranche::simulation::account_from_plan;
 use tranche_tests::example;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_thirty_symbol_plan_executes_through_the_adapter_and_the_emulator() {
-    let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan-30.json")).unwrap()).unwrap();
-    let mut sim = account_from_plan(&plan, &SimConfig::default());
+/// The emulator holding `plan`'s account (quotes every 100 ms), and an adapter configuration
+/// for it whose own pacing never slows the run.
+async fn emulator_for(plan: &RebalancePlan) -> (Emulator, AlpacaConfig) {
+    let mut sim = account_from_plan(plan, &SimConfig::default());
     sim.market.quote_interval_ms = 100;
     let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig { sim, ..EmulatorConfig::default() })
         .await
@@ -30,19 +30,31 @@ async fn the_thirty_symbol_plan_executes_through_the_adapter_and_the_emulator() 
     config.data_url = emu.url();
     config.requests_per_minute = 6000;
     config.data_requests_per_minute = 6000;
+    (emu, config)
+}
+
+/// Re-pegs every 1.5 s and deadlines that fit a test run in real time.
+fn engine() -> EngineConfig {
+    EngineConfig {
+        repeg_interval: Duration::from_millis(1500),
+        phase_deadline: Duration::from_secs(90),
+        run_deadline: Duration::from_secs(200),
+        settle_deadline: Duration::from_secs(3),
+        ..EngineConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_thirty_symbol_plan_executes_through_the_adapter_and_the_emulator() {
+    let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan-30.json")).unwrap()).unwrap();
+    let (emu, config) = emulator_for(&plan).await;
     let ports = Ports {
         broker: Arc::new(AlpacaBroker::new(config.clone()).unwrap()),
         events: Box::new(AlpacaOrderEvents::connect(config)),
         quotes: Arc::new(NoQuoteFeed::default()),
         clock: Arc::new(SystemClock),
     };
-    let engine = EngineConfig {
-        repeg_interval: Duration::from_millis(1500),
-        phase_deadline: Duration::from_secs(90),
-        run_deadline: Duration::from_secs(200),
-        settle_deadline: Duration::from_secs(3),
-        ..EngineConfig::default()
-    };
+    let engine = engine();
     let result = tokio::time::timeout(Duration::from_secs(240), execute(plan.clone(), engine, ports, None))
         .await
         .expect("the run ends");
@@ -99,26 +111,11 @@ async fn a_plan_of_more_symbols_than_the_iex_stream_carries_streams_thirty_and_p
     let plan = thirty_one_symbols();
     let traded = plan.items.iter().filter(|i| i.action != tranche::domain::Action::Hold).count();
     assert_eq!(traded, tranche::alpaca::IEX_SYMBOL_LIMIT + 1);
-    let mut sim = account_from_plan(&plan, &SimConfig::default());
-    sim.market.quote_interval_ms = 100;
-    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig { sim, ..EmulatorConfig::default() })
-        .await
-        .unwrap();
-    let mut config = AlpacaConfig::new(DEFAULT_KEY_ID, Secret::new(DEFAULT_SECRET_KEY));
-    config.trading_url = emu.url();
-    config.data_url = emu.url();
-    config.requests_per_minute = 6000;
-    config.data_requests_per_minute = 6000;
+    let (emu, config) = emulator_for(&plan).await;
     assert_eq!(config.data_symbol_limit, Some(30), "iex streams 30 symbols unless told otherwise");
     let connection = tranche::wiring::AlpacaConnection::open(config).unwrap();
     let feed = Arc::clone(&connection.quotes);
-    let engine = EngineConfig {
-        repeg_interval: Duration::from_millis(1500),
-        phase_deadline: Duration::from_secs(90),
-        run_deadline: Duration::from_secs(200),
-        settle_deadline: Duration::from_secs(3),
-        ..EngineConfig::default()
-    };
+    let engine = engine();
     let (progress, mut events) = tokio::sync::mpsc::unbounded_channel();
     let result = tokio::time::timeout(
         Duration::from_secs(240),
