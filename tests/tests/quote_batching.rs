@@ -1,7 +1,8 @@
 //! The engine asks REST market data for the quotes one step needs in one multi-symbol request:
 //! with no quote stream at all, the 30-symbol example sizes each phase's items from one request,
 //! and a symbol the answer leaves out (the broker has no quote for it) fails alone, with a clear
-//! reason and no order, while every other item trades.
+//! reason and no order, while every other item trades. The plan's thirty assets come from one
+//! read of the broker's asset list, none read alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,6 +26,10 @@ struct Counting {
     single: AtomicU64,
     batches: Mutex<Vec<usize>>,
     hidden: Symbol,
+    /// Assets read one by one.
+    asset_reads: AtomicU64,
+    /// Asset lists read.
+    asset_lists: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -39,7 +44,12 @@ impl Broker for Counting {
         self.inner.position(symbol).await
     }
     async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError> {
+        self.asset_reads.fetch_add(1, Ordering::Relaxed);
         self.inner.asset(symbol).await
+    }
+    async fn assets(&self) -> Result<Vec<Asset>, BrokerError> {
+        self.asset_lists.fetch_add(1, Ordering::Relaxed);
+        self.inner.assets().await
     }
     async fn clock(&self) -> Result<MarketClock, BrokerError> {
         self.inner.clock().await
@@ -82,8 +92,14 @@ async fn each_phase_sizes_its_items_from_one_request_and_a_symbol_without_a_quot
     let hidden = plan.items.iter().find(|i| i.action.side().is_some()).unwrap().symbol.clone();
     let hidden_symbol = hidden.clone();
     let (sim, clock) = start_sim(account_from_plan(&plan, &SimConfig::default())).unwrap();
-    let counting =
-        Arc::new(Counting { inner: sim.broker(), single: AtomicU64::new(0), batches: Mutex::default(), hidden });
+    let counting = Arc::new(Counting {
+        inner: sim.broker(),
+        single: AtomicU64::new(0),
+        batches: Mutex::default(),
+        hidden,
+        asset_reads: AtomicU64::new(0),
+        asset_lists: AtomicU64::new(0),
+    });
     let ports = Ports {
         broker: Arc::clone(&counting) as Arc<dyn Broker>,
         events: Box::new(sim.order_events()),
@@ -106,6 +122,9 @@ async fn each_phase_sizes_its_items_from_one_request_and_a_symbol_without_a_quot
     let batched: usize = batches.iter().sum();
     assert!(batched >= sells + buys, "every item's sizing quote came batched: {batches:?}");
     println!("{} multi-symbol requests for {batched} quotes, {single} single reads", batches.len());
+    // Thirty symbols: their assets come from one read of the list, none alone.
+    assert_eq!(counting.asset_lists.load(Ordering::Relaxed), 1, "the asset list once");
+    assert_eq!(counting.asset_reads.load(Ordering::Relaxed), 0, "no asset read alone");
 
     let record = sim.with_sim(|s| SimRecord {
         orders: s.orders().skip(orders_before).cloned().collect(),

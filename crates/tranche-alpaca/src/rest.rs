@@ -358,6 +358,20 @@ impl Broker for AlpacaBroker {
             .map_err(|e| decode_error(&e, false))
     }
 
+    async fn assets(&self) -> Result<Vec<Asset>, BrokerError> {
+        let query = [("status", "active".to_owned()), ("asset_class", "us_equity".to_owned())];
+        let list: Vec<Value> = self.get(Api::Trading, &self.trading("/v2/assets"), &query).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|value| {
+                let dto: AssetDto = serde_json::from_value(value)
+                    .map_err(|e| tracing::debug!(error = %e, "skipping an asset that cannot be read"))
+                    .ok()?;
+                dto.into_asset().map_err(|e| tracing::debug!(error = %e, "skipping an asset")).ok()
+            })
+            .collect())
+    }
+
     async fn clock(&self) -> Result<MarketClock, BrokerError> {
         self.get::<ClockDto>(Api::Trading, &self.trading("/v2/clock"), &[])
             .await?

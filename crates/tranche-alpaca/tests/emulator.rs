@@ -453,3 +453,17 @@ async fn a_fractional_order_under_a_dollar_is_refused_as_alpaca_refuses_it() {
     // A dollar's worth goes.
     assert!(broker.submit_order(&order("tiny-2", "AAPL", Side::Buy, "0.01", None)).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_asset_list_is_one_request_with_every_listed_asset() {
+    let emu = emulator().await;
+    let broker = AlpacaBroker::new(adapter(&emu)).unwrap();
+    let before = emu.requests_served();
+    let assets = broker.assets().await.unwrap();
+    assert_eq!(emu.requests_served() - before, 1, "one request");
+    let aapl = assets.iter().find(|a| a.symbol == sym("AAPL")).expect("AAPL is listed");
+    assert!(aapl.tradable && aapl.fractionable);
+    let edz = assets.iter().find(|a| a.symbol == sym("EDZ")).expect("EDZ is listed");
+    assert!(!edz.fractionable, "as the single read says");
+    assert_eq!(broker.asset(&sym("EDZ")).await.unwrap(), *edz);
+}

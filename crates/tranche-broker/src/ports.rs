@@ -31,6 +31,10 @@ pub trait Broker: Send + Sync {
     /// Asset metadata (tradable, fractionable, shortable...).
     async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError>;
 
+    /// Every active US-equity asset, in one request: a large plan reads its assets this way
+    /// once rather than one request per symbol.
+    async fn assets(&self) -> Result<Vec<Asset>, BrokerError>;
+
     /// The market clock.
     async fn clock(&self) -> Result<MarketClock, BrokerError>;
 

@@ -484,6 +484,47 @@ async fn finish(
     }
 }
 
+/// From this many symbols on, a plan's assets are read from the broker's list in one request
+/// (then any name missing from it alone) rather than one request per symbol.
+const ASSET_LIST_FROM: usize = 20;
+
+/// The asset of each symbol, in order: from the asset list for a large plan (the names it does
+/// not hold, and all of them should the list fail, read one by one), else one read per symbol,
+/// all at once.
+async fn read_assets(
+    broker: &Arc<dyn Broker>,
+    symbols: Vec<Symbol>,
+) -> Vec<(Symbol, Result<tranche_domain::Asset, BrokerError>)> {
+    let listed: std::collections::HashMap<Symbol, tranche_domain::Asset> = if symbols.len() >= ASSET_LIST_FROM {
+        match broker.assets().await {
+            Ok(list) => list.into_iter().map(|a| (a.symbol.clone(), a)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the asset list cannot be read; reading each asset");
+                std::collections::HashMap::new()
+            }
+        }
+    } else {
+        std::collections::HashMap::new()
+    };
+    let mut lookups = JoinSet::new();
+    let mut found = Vec::with_capacity(symbols.len());
+    for (i, symbol) in symbols.into_iter().enumerate() {
+        match listed.get(&symbol) {
+            Some(asset) => found.push((i, symbol, Ok(asset.clone()))),
+            None => {
+                let broker = Arc::clone(broker);
+                lookups.spawn(async move {
+                    let asset = broker.asset(&symbol).await;
+                    (i, symbol, asset)
+                });
+            }
+        }
+    }
+    found.extend(lookups.join_all().await);
+    found.sort_by_key(|(i, _, _)| *i);
+    found.into_iter().map(|(_, symbol, asset)| (symbol, asset)).collect()
+}
+
 /// Attempts of a ledger write before it counts as failed (0.5, 1, 2 s apart).
 const WRITE_ATTEMPTS: u32 = 4;
 
@@ -693,19 +734,13 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
         Command::Preflight { symbols } => {
             // Every read at once: the run starts after one round trip, not one per read.
             tasks.spawn(async move {
-                let mut lookups = JoinSet::new();
-                for (i, symbol) in symbols.into_iter().enumerate() {
-                    let broker = Arc::clone(&broker);
-                    lookups.spawn(async move {
-                        let asset = broker.asset(&symbol).await;
-                        (i, symbol, asset)
-                    });
-                }
-                let (account, market, positions, open_orders) =
-                    tokio::join!(broker.account(), broker.clock(), broker.positions(), broker.open_orders(),);
-                let mut found = lookups.join_all().await;
-                found.sort_by_key(|(i, _, _)| *i);
-                let assets = found.into_iter().map(|(_, symbol, asset)| (symbol, asset)).collect();
+                let (account, market, positions, open_orders, assets) = tokio::join!(
+                    broker.account(),
+                    broker.clock(),
+                    broker.positions(),
+                    broker.open_orders(),
+                    read_assets(&broker, symbols),
+                );
                 Input::Preflight(Box::new(PreflightData { account, clock: market, positions, open_orders, assets }))
             });
         }

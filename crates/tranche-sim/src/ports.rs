@@ -227,6 +227,12 @@ impl Broker for SimBroker {
         self.read(|sim| sim.asset(symbol)).await
     }
 
+    async fn assets(&self) -> Result<Vec<Asset>, BrokerError> {
+        // The universe's names and the configured ones; a name the simulator would invent is
+        // not listed (read it alone, as at Alpaca a name missing from the list is).
+        self.read(|sim| Ok(sim.listed_symbols().iter().filter_map(|s| sim.asset(s).ok()).collect())).await
+    }
+
     async fn clock(&self) -> Result<MarketClock, BrokerError> {
         self.read(|sim| Ok(sim.clock())).await
     }
