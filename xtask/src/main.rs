@@ -88,8 +88,7 @@ fn ensure_cargo_lambda() -> Result<(), String> {
 /// The interpreter of a virtualenv holding the pinned alpaca-py (created or updated from PyPI
 /// when needed), for the emulator's conformance test with the official SDK.
 fn ensure_alpaca_py() -> Result<String, String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let target = bench::target_dir(&bench::workspace_root());
     let python = alpaca_py::interpreter(&target)?;
     // Absolute, but not resolved: the virtualenv's interpreter is a link to the system's, and
     // only the link finds the virtualenv's packages.
@@ -150,8 +149,7 @@ fn run_steps(steps: &[Step]) -> ExitCode {
 
 /// Fails when a process a test started is still running after the tests (see `leftovers`).
 fn check_no_leftovers() -> ExitCode {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let target = bench::target_dir(&bench::workspace_root());
     let target = target.canonicalize().unwrap_or(target);
     let left = leftovers::left_behind(&leftovers::running(), &target, std::process::id());
     if left.is_empty() {

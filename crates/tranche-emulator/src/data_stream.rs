@@ -361,17 +361,18 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
     client.end();
 }
 
-/// Quote frames in the stream's formats, written here field by field (the emulator does not
-/// share the client's codec, so the two check each other).
+/// Quote and trade frames in the stream's formats: JSON from the emulator's own bodies
+/// (`render`), MessagePack written here field by field (the emulator does not share the
+/// client's codec, so the two check each other).
 mod tranche_pricing_free {
     use tranche_domain::Quote;
     use tranche_sim::Print;
 
-    fn number(d: rust_decimal::Decimal) -> serde_json::Value {
-        d.normalize()
-            .to_string()
-            .parse::<serde_json::Number>()
-            .map_or(serde_json::Value::Null, serde_json::Value::Number)
+    /// `[{"T": kind, "S": symbol, ..body}]`: one stream message.
+    fn message(kind: &str, symbol: &str, mut body: serde_json::Value) -> String {
+        body["T"] = kind.into();
+        body["S"] = symbol.into();
+        serde_json::Value::Array(vec![body]).to_string()
     }
 
     /// Nanoseconds then seconds, big-endian: MessagePack's timestamp 96 (extension −1).
@@ -393,10 +394,7 @@ mod tranche_pricing_free {
     }
 
     pub fn json_trade(p: &Print) -> String {
-        serde_json::json!([{"T": "t", "S": p.symbol.as_str(), "i": p.id, "x": "V", "p": number(p.price.get()),
-            "s": number(p.size.get()), "c": ["@"], "t": p.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            "z": "C"}])
-        .to_string()
+        message("t", p.symbol.as_str(), crate::render::trade_body(p))
     }
 
     pub fn msgpack_trade(p: &Print) -> Vec<u8> {
@@ -414,10 +412,7 @@ mod tranche_pricing_free {
     }
 
     pub fn json_quote(q: &Quote) -> String {
-        serde_json::json!([{"T": "q", "S": q.symbol.as_str(), "bx": "V", "bp": number(q.bid.get()), "bs": number(q.bid_size.get()),
-            "ax": "V", "ap": number(q.ask.get()), "as": number(q.ask_size.get()),
-            "t": q.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true), "c": ["R"], "z": "C"}])
-        .to_string()
+        message("q", q.symbol.as_str(), crate::render::quote_body(q))
     }
 
     pub fn msgpack_quote(q: &Quote) -> Vec<u8> {

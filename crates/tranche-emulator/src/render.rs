@@ -231,8 +231,20 @@ pub fn latest_quote(q: &Quote) -> Value {
     json!({ "symbol": q.symbol.as_str(), "quote": quote_body(q) })
 }
 
-fn quote_body(q: &Quote) -> Value {
+/// A quote as the data API and the market-data stream write it (numbers, not strings).
+pub(crate) fn quote_body(q: &Quote) -> Value {
     json!({"t": ts(q.time), "ax": "V", "ap": num(q.ask), "as": num(q.ask_size), "bx": "V", "bp": num(q.bid), "bs": num(q.bid_size), "c": ["R"], "z": "C"})
+}
+
+/// A print of the simulator's tape as the data API and the market-data stream write a trade.
+pub(crate) fn trade_body(p: &tranche_sim::Print) -> Value {
+    json!({"t": ts(p.time), "x": "V", "p": num(p.price), "s": num(p.size), "c": ["@"], "i": p.id, "z": "C"})
+}
+
+/// A bar of the simulator's tape as the data API writes it (`t` is its start, to the second).
+pub(crate) fn bar_body(b: &tranche_sim::Bar) -> Value {
+    json!({"t": b.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "o": num(b.open), "h": num(b.high),
+        "l": num(b.low), "c": num(b.close), "v": num(b.volume), "n": b.trades, "vw": num(b.vwap)})
 }
 
 /// `GET /v2/stocks/quotes/latest?symbols=...`: the quotes by symbol.

@@ -8,7 +8,6 @@
 //! general decoder would. For anything else it returns `None` and the general decoder decides,
 //! errors included. It never panics: every read is bounds-checked.
 
-use rust_decimal::Decimal;
 use tranche_domain::{Price, Qty, Quote, Timestamp};
 
 use crate::codec::{decimal_from_f64, timestamp, DataMessage, SymbolCache};
@@ -201,11 +200,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A price or size as the general decoder reads it (see `codec::decimal_from_f64`).
-fn decimal(value: f64) -> Option<Decimal> {
-    decimal_from_f64(value)
-}
-
 /// The frame's quotes, when it is a well-formed array of nothing but quote maps; `None`
 /// otherwise (see the module's invariant).
 pub(crate) fn quotes(frame: &[u8], symbols: &mut SymbolCache) -> Option<Vec<DataMessage>> {
@@ -236,10 +230,10 @@ pub(crate) fn quotes(frame: &[u8], symbols: &mut SymbolCache) -> Option<Vec<Data
         }
         out.push(DataMessage::Quote(Quote {
             symbol: symbols.get(Some(symbol?)).ok()?,
-            bid: Price::new(decimal(bp?)?),
-            bid_size: Qty::new(decimal(bs?)?),
-            ask: Price::new(decimal(ap?)?),
-            ask_size: Qty::new(decimal(asz?)?),
+            bid: Price::new(decimal_from_f64(bp?)?),
+            bid_size: Qty::new(decimal_from_f64(bs?)?),
+            ask: Price::new(decimal_from_f64(ap?)?),
+            ask_size: Qty::new(decimal_from_f64(asz?)?),
             time: time?,
         }));
     }
@@ -250,6 +244,7 @@ pub(crate) fn quotes(frame: &[u8], symbols: &mut SymbolCache) -> Option<Vec<Data
 mod tests {
     use proptest::prelude::*;
     use proptest::test_runner::RngSeed;
+    use rust_decimal::Decimal;
 
     use super::*;
     use crate::codec::{decode_msgpack_general, encode_msgpack_quotes};

@@ -10,10 +10,11 @@
 use axum::extract::{Path, Query};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
-use tranche_domain::{Quote, Symbol, Timestamp};
-use tranche_sim::{Bar, Print, Sim};
+use tranche_domain::Symbol;
+use tranche_sim::Sim;
 
 use super::{error, ok, Shared};
+use crate::render;
 
 /// The feeds a `feed` parameter may name.
 const FEEDS: [&str; 6] = ["iex", "sip", "delayed_sip", "boats", "overnight", "otc"];
@@ -49,58 +50,33 @@ impl DataQuery {
     }
 }
 
-fn ts(t: Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-fn number(value: rust_decimal::Decimal) -> Value {
-    value.normalize().to_string().parse::<serde_json::Number>().map_or(Value::Null, Value::Number)
-}
-
-/// A trade as the data API writes it.
-fn trade(p: &Print) -> Value {
-    json!({"t": ts(p.time), "x": "V", "p": number(p.price.get()), "s": number(p.size.get()), "c": ["@"], "i": p.id,
-        "z": "C"})
-}
-
-/// A bar as the data API writes it (`t` is the bar's start, to the second).
-fn bar(b: &Bar) -> Value {
-    json!({"t": b.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "o": number(b.open.get()),
-        "h": number(b.high.get()), "l": number(b.low.get()), "c": number(b.close.get()), "v": number(b.volume.get()),
-        "n": b.trades, "vw": number(b.vwap.get())})
-}
-
-fn quote(q: &Quote) -> Value {
-    json!({"t": ts(q.time), "ax": "V", "ap": number(q.ask.get()), "as": number(q.ask_size.get()), "bx": "V",
-        "bp": number(q.bid.get()), "bs": number(q.bid_size.get()), "c": ["R"], "z": "C"})
-}
-
 /// What one of the data reads shows for one symbol (`None`: nothing yet, or not listed).
 type Reader = fn(&mut Sim, &Symbol) -> Option<Value>;
 
 fn latest_trade(sim: &mut Sim, symbol: &Symbol) -> Option<Value> {
-    sim.tape(symbol).ok()?.last().map(trade)
+    sim.tape(symbol).ok()?.last().map(render::trade_body)
 }
 
 fn latest_bar(sim: &mut Sim, symbol: &Symbol) -> Option<Value> {
-    sim.tape(symbol).ok()?.minute_bar().map(bar)
+    sim.tape(symbol).ok()?.minute_bar().map(render::bar_body)
 }
 
 fn snapshot(sim: &mut Sim, symbol: &Symbol) -> Option<Value> {
-    let latest_quote = sim.latest_quote(symbol).ok().map(|q| quote(&q));
+    let latest_quote = sim.latest_quote(symbol).ok().map(|q| render::quote_body(&q));
     let tape = sim.tape(symbol).ok()?;
     let or_null = |v: Option<Value>| v.unwrap_or(Value::Null);
     Some(json!({
-        "latestTrade": or_null(tape.last().map(trade)),
+        "latestTrade": or_null(tape.last().map(render::trade_body)),
         "latestQuote": or_null(latest_quote),
-        "minuteBar": or_null(tape.minute_bar().map(bar)),
-        "dailyBar": or_null(tape.daily_bar().map(bar)),
-        "prevDailyBar": or_null(tape.previous_daily_bar().map(bar)),
+        "minuteBar": or_null(tape.minute_bar().map(render::bar_body)),
+        "dailyBar": or_null(tape.daily_bar().map(render::bar_body)),
+        "prevDailyBar": or_null(tape.previous_daily_bar().map(render::bar_body)),
     }))
 }
 
-/// One symbol: `{"symbol": S, <key>: ..}`, or 404.
-fn one(state: &Shared, symbol: &str, query: &DataQuery, key: &str, reader: Reader) -> Response {
+/// One symbol: `{"symbol": S, <what>: ..}`, or with `nested` false the value's own fields
+/// beside `symbol` (a snapshot); a 404 when there is nothing to show.
+fn one(state: &Shared, symbol: &str, query: &DataQuery, what: &str, nested: bool, reader: Reader) -> Response {
     if let Err(response) = query.check_feed() {
         return response;
     }
@@ -108,8 +84,12 @@ fn one(state: &Shared, symbol: &str, query: &DataQuery, key: &str, reader: Reade
         return error(400, 40_010_001, &format!("invalid symbol: {symbol}"));
     };
     match state.0.broker.with_sim(|sim| reader(sim, &symbol)) {
-        Some(value) => ok(json!({"symbol": symbol.as_str(), key: value})),
-        None => error(404, 40_410_000, &format!("no {key} found for {symbol}")),
+        Some(value) if nested => ok(json!({"symbol": symbol.as_str(), what: value})),
+        Some(Value::Object(mut fields)) => {
+            fields.insert("symbol".into(), Value::String(symbol.as_str().to_owned()));
+            ok(Value::Object(fields))
+        }
+        _ => error(404, 40_410_000, &format!("no {what} found for {symbol}")),
     }
 }
 
@@ -132,7 +112,7 @@ fn many(state: &Shared, query: &DataQuery, key: Option<&str>, reader: Reader) ->
 
 /// `GET /v2/stocks/{symbol}/trades/latest`.
 pub async fn latest_trade_one(state: Shared, Path(symbol): Path<String>, Query(q): Query<DataQuery>) -> Response {
-    one(&state, &symbol, &q, "trade", latest_trade)
+    one(&state, &symbol, &q, "trade", true, latest_trade)
 }
 
 /// `GET /v2/stocks/trades/latest?symbols=..`.
@@ -142,7 +122,7 @@ pub async fn latest_trades(state: Shared, Query(q): Query<DataQuery>) -> Respons
 
 /// `GET /v2/stocks/{symbol}/bars/latest`.
 pub async fn latest_bar_one(state: Shared, Path(symbol): Path<String>, Query(q): Query<DataQuery>) -> Response {
-    one(&state, &symbol, &q, "bar", latest_bar)
+    one(&state, &symbol, &q, "bar", true, latest_bar)
 }
 
 /// `GET /v2/stocks/bars/latest?symbols=..`.
@@ -152,19 +132,7 @@ pub async fn latest_bars(state: Shared, Query(q): Query<DataQuery>) -> Response 
 
 /// `GET /v2/stocks/{symbol}/snapshot`: the snapshot's fields beside `symbol`.
 pub async fn snapshot_one(state: Shared, Path(symbol): Path<String>, Query(q): Query<DataQuery>) -> Response {
-    if let Err(response) = q.check_feed() {
-        return response;
-    }
-    let Ok(symbol) = Symbol::parse(&symbol) else {
-        return error(400, 40_010_001, &format!("invalid symbol: {symbol}"));
-    };
-    match state.0.broker.with_sim(|sim| snapshot(sim, &symbol)) {
-        Some(Value::Object(mut fields)) => {
-            fields.insert("symbol".into(), Value::String(symbol.as_str().to_owned()));
-            ok(Value::Object(fields))
-        }
-        _ => error(404, 40_410_000, &format!("no snapshot found for {symbol}")),
-    }
+    one(&state, &symbol, &q, "snapshot", false, snapshot)
 }
 
 /// `GET /v2/stocks/snapshots?symbols=..`: `{S: snapshot}`.
