@@ -5,12 +5,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tranche::engine::{EngineConfig, Strategy};
+use tranche::sim::MarketModel;
 use tranche::simulation::{run_scenarios, Faults};
 
 #[test]
 fn smart_beats_market_and_the_predecessor_over_a_thousand_seeds() {
-    let report =
-        |strategy| run_scenarios(1, 1000, &EngineConfig { strategy, ..EngineConfig::default() }, Faults::None).unwrap();
+    let report = |strategy| {
+        run_scenarios(
+            1,
+            1000,
+            &EngineConfig { strategy, ..EngineConfig::default() },
+            MarketModel::Realistic,
+            Faults::None,
+        )
+        .unwrap()
+    };
     let (smart, market, predecessor) =
         (report(Strategy::Smart), report(Strategy::Market), report(Strategy::Predecessor));
     for r in [&smart, &market, &predecessor] {

@@ -176,6 +176,12 @@ enum StrategyArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum MarketArg {
+    Realistic,
+    Quiet,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum FaultsArg {
     None,
     Light,
@@ -198,6 +204,11 @@ enum SimCommand {
         /// Injected broker faults.
         #[arg(long, value_enum, default_value = "none")]
         faults: FaultsArg,
+        /// The simulated market: `realistic` (informed flow, quote imbalance, the impact of our
+        /// own orders, spreads by liquidity class) or `quiet` (a random walk that flatters
+        /// passive orders).
+        #[arg(long, value_enum, default_value = "realistic")]
+        market: MarketArg,
         /// First seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -239,7 +250,7 @@ fn run(command: Command) -> error::CliResult {
         Command::Ledger(LedgerCommand::Show { plan_id, ledger, json }) => ledger_cmd::show(&ledger, &plan_id, json),
         Command::Plan(PlanCommand::Validate { plan, json }) => plan_cmd::validate(&plan, json),
         Command::Plan(PlanCommand::New(options)) => plan_cmd::new(&options),
-        Command::Sim(SimCommand::Run { scenarios, strategy, faults, seed, json }) => {
+        Command::Sim(SimCommand::Run { scenarios, strategy, faults, market, seed, json }) => {
             let strategy = match strategy {
                 StrategyArg::Market => tranche::engine::Strategy::Market,
                 StrategyArg::Predecessor => tranche::engine::Strategy::Predecessor,
@@ -250,7 +261,11 @@ fn run(command: Command) -> error::CliResult {
                 FaultsArg::Light => tranche::simulation::Faults::Light,
                 FaultsArg::Heavy => tranche::simulation::Faults::Heavy,
             };
-            sim_cmd::run(scenarios, seed, strategy, faults, json)
+            let market = match market {
+                MarketArg::Realistic => tranche::sim::MarketModel::Realistic,
+                MarketArg::Quiet => tranche::sim::MarketModel::Quiet,
+            };
+            sim_cmd::run(scenarios, seed, strategy, market, faults, json)
         }
     }
 }

@@ -3,15 +3,23 @@
 use std::process::ExitCode;
 
 use tranche::engine::{EngineConfig, Strategy};
+use tranche::sim::MarketModel;
 use tranche::simulation::{run_scenarios, Faults};
 
 use crate::error::{CliError, CliResult};
 use crate::exit;
 
 /// Runs `tranche sim run`.
-pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: bool) -> CliResult {
+pub fn run(
+    scenarios: u64,
+    seed: u64,
+    strategy: Strategy,
+    market: MarketModel,
+    faults: Faults,
+    json: bool,
+) -> CliResult {
     let engine = EngineConfig { strategy, ..EngineConfig::default() };
-    let report = run_scenarios(seed, scenarios, &engine, faults).map_err(CliError::failure)?;
+    let report = run_scenarios(seed, scenarios, &engine, market, faults).map_err(CliError::failure)?;
     if json {
         let text =
             serde_json::to_string(&report).map_err(|e| CliError::failure(format!("cannot write the report: {e}")))?;
@@ -19,6 +27,7 @@ pub fn run(scenarios: u64, seed: u64, strategy: Strategy, faults: Faults, json: 
     } else {
         println!("strategy               {:?}", report.strategy);
         println!("scenarios              {} (seeds {seed}..{})", report.scenarios, seed + scenarios);
+        println!("market                 {}", report.market.name());
         println!("faults                 {:?}", report.faults);
         println!("slippage (bps)         mean {:.2}, p95 {:.2}", report.slippage_bps.mean, report.slippage_bps.p95);
         println!("completion             {:.2} %", report.completion_rate * 100.0);

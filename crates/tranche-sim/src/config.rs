@@ -8,6 +8,8 @@ use chrono::TimeZone;
 use serde::{Deserialize, Serialize};
 use tranche_domain::{Price, Qty, Symbol, Timestamp, Usd};
 
+use crate::realism::{MarketModel, RealismConfig};
+
 /// Everything that shapes a simulation. Same config and seed, same run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -218,6 +220,11 @@ pub struct MarketConfig {
     /// Basic plan; a subscribe past it is refused (error 405) and changes nothing (default 0:
     /// no limit).
     pub stream_symbol_limit: usize,
+    /// Which market model runs (default `quiet`, the library's; `tranche sim run`, the
+    /// execution-quality suite and the emulator choose `realistic`).
+    pub model: MarketModel,
+    /// The realistic model's knobs (used only with `model = "realistic"`).
+    pub realism: RealismConfig,
 }
 
 impl Default for MarketConfig {
@@ -233,6 +240,8 @@ impl Default for MarketConfig {
             stale_ppm: 0,
             stale_ms: 8000,
             stream_symbol_limit: 0,
+            model: MarketModel::Quiet,
+            realism: RealismConfig::default(),
         }
     }
 }

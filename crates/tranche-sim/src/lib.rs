@@ -29,6 +29,7 @@ mod orders;
 mod outbox;
 mod ports;
 mod reads;
+mod realism;
 mod referee;
 mod rng;
 mod session;
@@ -44,6 +45,7 @@ pub use config::{
 pub use core::Sim;
 pub use error::{SimError, WashTradeDetail};
 pub use ports::{SimBroker, SimOrderEvents, SimQuoteFeed, SimulatedBroker};
+pub use realism::{decay_ppm, impact_micros, MarketModel, Microstructure, NameClass, RealismConfig};
 pub use referee::{count_violations, Referee, Violation, ViolationKind};
 pub use rng::Rng;
 pub use session::Calendar;

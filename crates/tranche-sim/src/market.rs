@@ -1,5 +1,7 @@
 //! One symbol's simulated market: a seeded random walk of the fair price, a spread that widens at
-//! times, displayed sizes, aggressive trade flow, and the published quote with its anomalies.
+//! times, displayed sizes, aggressive trade flow, and the published quote with its anomalies;
+//! in the realistic model (`crate::realism`) also a predictable drift, informed flow, sizes that
+//! lean toward the drift and the impact of our own marketable orders.
 //!
 //! Invariants: the true inside (`bid`, `ask`, in ticks) is never crossed and never below one
 //! tick; the published quote may be anomalous (one-sided, crossed, zero) or absent (stall, gap,
@@ -9,6 +11,7 @@
 use tranche_domain::{Price, Qty, Quote, Side, Timestamp};
 
 use crate::config::{FaultConfig, MarketConfig};
+use crate::realism::{impact_micros, MarketModel, Microstructure, RealismConfig, VarianceSplit};
 use crate::rng::Rng;
 use crate::universe::AssetProfile;
 
@@ -43,6 +46,8 @@ pub struct Market {
     stall_until: Option<Timestamp>,
     /// The last quote the feed published.
     pub published: Option<Quote>,
+    /// Drift and our own temporary impact (the realistic model; zero in the quiet one).
+    pub micro: Microstructure,
 }
 
 impl Market {
@@ -63,6 +68,7 @@ impl Market {
             halted,
             stall_until: None,
             published: None,
+            micro: Microstructure::default(),
         };
         market.refresh_inside();
         market.published = Some(market.true_quote(now));
@@ -70,14 +76,28 @@ impl Market {
     }
 
     fn refresh_inside(&mut self) {
-        let tick = self.profile.tick_micros();
-        let spread = (self.profile.base_spread_ticks * self.widen_factor).max(1);
-        let bid = (self.fair_micros - spread * tick / 2) / tick;
-        self.bid = bid.max(1);
-        self.ask = self.bid + spread;
+        self.place_inside();
         let lot = self.profile.lot;
         self.bid_size = (lot / 2 + self.rng.range_i64(0, lot * 2)) / 100 * 100 + 100;
         self.ask_size = (lot / 2 + self.rng.range_i64(0, lot * 2)) / 100 * 100 + 100;
+    }
+
+    /// The inside around the fair price (plus our temporary impact), sizes unchanged.
+    fn place_inside(&mut self) {
+        let tick = self.profile.tick_micros();
+        let spread = (self.profile.base_spread_ticks * self.widen_factor).max(1);
+        let center = self.fair_micros.saturating_add(self.micro.temporary_micros);
+        let bid = (center - spread * tick / 2) / tick;
+        self.bid = bid.max(1);
+        self.ask = self.bid + spread;
+    }
+
+    /// The realistic model's sizes: the quiet model's draws, leaning toward the drift.
+    fn lean_sizes(&mut self, realism: &RealismConfig) {
+        let lean = self.micro.lean_ppm(self.profile.sigma_micros_per_sec, realism);
+        let scale = |size: i64, ppm: i64| (size.saturating_mul(1_000_000 + ppm) / 1_000_000 / 100 * 100).max(100);
+        self.bid_size = scale(self.bid_size, lean);
+        self.ask_size = scale(self.ask_size, -lean);
     }
 
     /// Milliseconds until the next update.
@@ -96,27 +116,15 @@ impl Market {
         if self.halted {
             return TickOutcome { published: false, aggressor: None };
         }
+        if config.model == MarketModel::Realistic {
+            return self.step_realistic(now, elapsed_ms, config, faults);
+        }
         // sigma over the interval = sigma per second * sqrt(elapsed seconds), in integers.
         let root_ms = i64::try_from(elapsed_ms.saturating_mul(1000)).unwrap_or(i64::MAX).isqrt();
         let sigma = self.profile.sigma_micros_per_sec.saturating_mul(root_ms) / 1000;
-        let mut fair = self.fair_micros.saturating_add(self.rng.normal_i64(sigma));
-        if fair < self.profile.floor_micros {
-            fair = 2 * self.profile.floor_micros - fair;
-        }
-        if fair > self.profile.cap_micros {
-            fair = 2 * self.profile.cap_micros - fair;
-        }
-        self.fair_micros = fair.clamp(self.profile.floor_micros, self.profile.cap_micros);
-
-        if self.widen_left > 0 {
-            self.widen_left -= 1;
-            if self.widen_left == 0 {
-                self.widen_factor = 1;
-            }
-        } else if self.rng.chance_ppm(config.widen_ppm) {
-            self.widen_left = u32::try_from(self.rng.range_i64(3, 20)).unwrap_or(3);
-            self.widen_factor = self.rng.range_i64(2, 5);
-        }
+        let fair = self.fair_micros.saturating_add(self.rng.normal_i64(sigma));
+        self.fair_micros = self.reflect(fair);
+        self.widen_or_relax(config);
         self.refresh_inside();
 
         let aggressor = if self.rng.chance_ppm(config.trade_ppm) {
@@ -129,6 +137,102 @@ impl Market {
 
         let published = self.publish(now, config, faults);
         TickOutcome { published, aggressor }
+    }
+
+    /// One update of the realistic model: drift and noise (noisier while the spread is wide),
+    /// our temporary impact relaxing, sizes leaning toward the drift, informed flow.
+    fn step_realistic(
+        &mut self,
+        now: Timestamp,
+        elapsed_ms: u64,
+        config: &MarketConfig,
+        faults: &FaultConfig,
+    ) -> TickOutcome {
+        let realism = &config.realism;
+        let sigma_second = self.profile.sigma_micros_per_sec;
+        let drift = self.micro.advance(elapsed_ms, sigma_second, realism, &mut self.rng);
+        let split = self.variance_split(config);
+        let root_ms = i64::try_from(elapsed_ms.saturating_mul(1000)).unwrap_or(i64::MAX).isqrt();
+        // A wide-spread episode is a volatile one: the noise grows with the widening.
+        let stress = (1 + self.widen_factor) / 2;
+        let noise = split.noise_per_sec_micros.saturating_mul(root_ms) / 1000 * stress;
+        let flow = std::mem::take(&mut self.micro.pending_flow_micros);
+        let fair =
+            self.fair_micros.saturating_add(drift).saturating_add(flow).saturating_add(self.rng.normal_i64(noise));
+        self.fair_micros = self.reflect(fair);
+        self.widen_or_relax(config);
+        self.refresh_inside();
+        self.lean_sizes(realism);
+        let aggressor = if self.rng.chance_ppm(config.trade_ppm) {
+            let side = self.micro.aggressor_side(realism, &mut self.rng);
+            let size = 100 * self.rng.range_i64(1, (self.profile.lot / 100).max(1) * 2);
+            // It trades at this inside; the price answers at the next update.
+            let moved = split.flow_move(size, self.profile.lot);
+            self.micro.pending_flow_micros = if side == Side::Buy { moved } else { -moved };
+            Some((side, size))
+        } else {
+            None
+        };
+        let published = self.publish(now, config, faults);
+        TickOutcome { published, aggressor }
+    }
+
+    /// A wide-spread episode counts down, or one starts.
+    fn widen_or_relax(&mut self, config: &MarketConfig) {
+        if self.widen_left > 0 {
+            self.widen_left -= 1;
+            if self.widen_left == 0 {
+                self.widen_factor = 1;
+            }
+        } else if self.rng.chance_ppm(config.widen_ppm) {
+            self.widen_left = u32::try_from(self.rng.range_i64(3, 20)).unwrap_or(3);
+            self.widen_factor = self.rng.range_i64(2, 5);
+        }
+    }
+
+    /// How this name's variance splits between the market's flow and noise.
+    fn variance_split(&self, config: &MarketConfig) -> VarianceSplit {
+        let half_spread = self.profile.base_spread_ticks * self.profile.tick_micros() / 2;
+        let per_sec_ppm =
+            i64::from(config.trade_ppm) * 1000 / i64::try_from(config.quote_interval_ms.max(1)).unwrap_or(1);
+        VarianceSplit::of(self.profile.sigma_micros_per_sec, half_spread, per_sec_ppm, &config.realism)
+    }
+
+    /// The fair price kept within the profile's floor and cap (reflected at the bounds).
+    fn reflect(&self, mut fair: i64) -> i64 {
+        if fair < self.profile.floor_micros {
+            fair = 2 * self.profile.floor_micros - fair;
+        }
+        if fair > self.profile.cap_micros {
+            fair = 2 * self.profile.cap_micros - fair;
+        }
+        fair.clamp(self.profile.floor_micros, self.profile.cap_micros)
+    }
+
+    /// The price in ticks at which shares beyond the displayed size of a `shares`-share
+    /// marketable order trade in the realistic model: the far side moved by two thirds of the
+    /// square-root law's peak impact (the average over a walk up a concave book), rounded
+    /// against the order.
+    pub fn impact_price(&self, side: Side, shares: i64, realism: &RealismConfig) -> i64 {
+        let peak = impact_micros(shares, self.profile.adv_shares, self.profile.sigma_micros_per_sec, realism);
+        let tick = self.profile.tick_micros();
+        let ticks = (peak * 2 / 3 + tick - 1) / tick;
+        match side {
+            Side::Buy => self.ask.saturating_add(ticks),
+            Side::Sell => (self.bid - ticks).max(1),
+        }
+    }
+
+    /// Our marketable order of `shares` moved the price (realistic model): the permanent share
+    /// of the peak impact moves the fair price, the rest is a temporary offset that relaxes;
+    /// the inside moves at once, sizes stay.
+    pub fn take_impact(&mut self, side: Side, shares: i64, realism: &RealismConfig) {
+        let peak = impact_micros(shares, self.profile.adv_shares, self.profile.sigma_micros_per_sec, realism);
+        let permanent = peak.saturating_mul(i64::from(realism.permanent_ppm.min(1_000_000))) / 1_000_000;
+        let sign = if side == Side::Buy { 1 } else { -1 };
+        self.fair_micros = self.reflect(self.fair_micros.saturating_add(sign * permanent));
+        self.micro.temporary_micros = self.micro.temporary_micros.saturating_add(sign * (peak - permanent));
+        self.place_inside();
     }
 
     fn publish(&mut self, now: Timestamp, config: &MarketConfig, faults: &FaultConfig) -> bool {
@@ -221,6 +325,7 @@ impl Market {
 mod tests {
     use super::*;
     use crate::config::SimConfig;
+    use crate::realism::NameClass;
     use tranche_domain::{QuoteLimits, QuoteVerdict, Symbol};
 
     fn market(symbol: &str, seed: u64) -> (Market, SimConfig) {
@@ -275,6 +380,110 @@ mod tests {
         let out = m.step(config.session.start + chrono::Duration::seconds(1), 1000, &config.market, &config.faults);
         assert_eq!((m.bid, m.ask), before);
         assert!(!out.published && out.aggressor.is_none());
+    }
+
+    fn realistic(symbol: &str, seed: u64) -> (Market, SimConfig) {
+        let mut config = SimConfig { seed, ..SimConfig::default() };
+        config.market.model = MarketModel::Realistic;
+        let profile = AssetProfile::derive(&config, &Symbol::parse(symbol).unwrap());
+        (Market::new(profile, seed, false, config.session.start), config)
+    }
+
+    /// Mid in micro-dollars.
+    fn mid_micros(m: &Market) -> i64 {
+        (m.bid + m.ask) * m.profile.tick_micros() / 2
+    }
+
+    /// Over many updates of `symbol`: the mean move of the mid over the 10 s after an aggressive
+    /// sell (what fills a resting buy), in bps, and the share of imbalanced quotes whose next
+    /// 5 s move went the way the imbalance pointed.
+    fn after_flow_and_imbalance(model: MarketModel, symbol: &str) -> (f64, f64) {
+        let (mut moves_bps, mut agree, mut imbalanced) = (Vec::new(), 0u32, 0u32);
+        for seed in 1..=20 {
+            let (mut m, mut config) = market(symbol, seed);
+            if model == MarketModel::Realistic {
+                (m, config) = realistic(symbol, seed);
+            }
+            let mut now = config.session.start;
+            let mut history: Vec<(i64, bool, i64)> = Vec::new();
+            for _ in 0..3000 {
+                now += chrono::Duration::seconds(1);
+                let out = m.step(now, 1000, &config.market, &config.faults);
+                let sell = matches!(out.aggressor, Some((Side::Sell, _)));
+                history.push((mid_micros(&m), sell, m.bid_size - m.ask_size));
+            }
+            for t in 0..history.len() - 10 {
+                let (mid, sell, lean) = history[t];
+                let later = history[t + 10].0;
+                if sell {
+                    moves_bps.push((later - mid) as f64 / mid as f64 * 10_000.0);
+                }
+                let next = history[t + 5].0 - mid;
+                if lean != 0 && next != 0 {
+                    imbalanced += 1;
+                    agree += u32::from((lean > 0) == (next > 0));
+                }
+            }
+        }
+        let mean = moves_bps.iter().sum::<f64>() / moves_bps.len() as f64;
+        (mean, f64::from(agree) / f64::from(imbalanced))
+    }
+
+    #[test]
+    fn passive_buys_fill_before_the_price_falls_only_in_the_realistic_market() {
+        let (quiet_move, quiet_agree) = after_flow_and_imbalance(MarketModel::Quiet, "MSFT");
+        let (real_move, real_agree) = after_flow_and_imbalance(MarketModel::Realistic, "MSFT");
+        // After the sells that hit resting bids, the realistic price falls; the quiet one does
+        // not care.
+        assert!(real_move < -0.5, "realistic: {real_move:.3} bps after an aggressive sell");
+        assert!(quiet_move.abs() < 0.3, "quiet: {quiet_move:.3} bps after an aggressive sell");
+        // The imbalance tells the next move in the realistic market only.
+        assert!(real_agree > 0.56, "realistic imbalance right {real_agree:.3}");
+        assert!((0.46..0.54).contains(&quiet_agree), "quiet imbalance right {quiet_agree:.3}");
+    }
+
+    #[test]
+    fn spreads_follow_the_liquidity_class() {
+        let bps = |symbol: &str| {
+            let (m, _) = realistic(symbol, 1);
+            (m.ask - m.bid) as f64 * m.profile.tick_micros() as f64 / mid_micros(&m) as f64 * 10_000.0
+        };
+        let cases = [("AAPL", 0.9, 3.5), ("SPY", 0.1, 2.1), ("PLUG", 20.0, 90.0), ("EDZ", 2.0, 25.0)];
+        for (symbol, lo, hi) in cases {
+            let got = bps(symbol);
+            assert!((lo..=hi).contains(&got), "{symbol}: {got:.2} bps not in {lo}..={hi}");
+        }
+        let (aapl, _) = realistic("AAPL", 1);
+        let (plug, _) = realistic("PLUG", 1);
+        assert_eq!((aapl.profile.class, plug.profile.class), (NameClass::Mega, NameClass::Small));
+        // Dollar volume: billions for a mega cap, millions for a small cap.
+        assert!(aapl.profile.adv_shares * 228 > 1_000_000_000 && plug.profile.adv_shares * 2 < 50_000_000);
+    }
+
+    #[test]
+    fn our_marketable_order_moves_the_price_and_part_of_it_relaxes() {
+        let (mut m, config) = realistic("PLUG", 4);
+        let realism = &config.market.realism;
+        let before = mid_micros(&m);
+        // A tenth of the day's volume: the square-root law's peak is Y·σ_daily·√0.1.
+        let shares = m.profile.adv_shares / 10;
+        let peak = impact_micros(shares, m.profile.adv_shares, m.profile.sigma_micros_per_sec, realism);
+        assert!(m.impact_price(Side::Buy, shares, realism) > m.ask, "past the displayed size costs more");
+        assert_eq!(m.impact_price(Side::Buy, 0, realism), m.ask);
+        m.take_impact(Side::Buy, shares, realism);
+        let moved = mid_micros(&m) - before;
+        let tick = m.profile.tick_micros();
+        assert!((moved - peak).abs() <= tick, "moved {moved} µ$ for a peak of {peak}");
+        let temporary = m.micro.temporary_micros;
+        assert_eq!(temporary, peak - peak * 600 / 1000);
+        // One half-life later the temporary part is half (the permanent part stays in `fair`).
+        let mut relaxed = m.micro;
+        relaxed.advance(realism.impact_half_life_ms, m.profile.sigma_micros_per_sec, realism, &mut Rng::new(1));
+        assert_eq!(relaxed.temporary_micros, temporary / 2);
+        // A sell moves it the other way.
+        let (mut s, _) = realistic("PLUG", 4);
+        s.take_impact(Side::Sell, shares, realism);
+        assert!(mid_micros(&s) < before);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Matching: orders reaching the venue, marketable orders walking the book, resting limits with
-//! an L1 queue-position model, trade-throughs, aggressive flow, and fills.
+//! Matching: orders reaching the venue, marketable orders walking the book (in the realistic
+//! model: paying the square-root law's impact past the displayed size, and moving the price),
+//! resting limits with an L1 queue-position model, trade-throughs, aggressive flow, and fills.
 //!
 //! Invariants: no order fills beyond its quantity; a marketable order fills at the better of its
 //! limit and the book (never worse than its limit); a resting limit that the market trades
@@ -11,6 +12,7 @@ use rust_decimal::Decimal;
 use tranche_domain::{Execution, ExecutionId, Fill, OrderStatus, Price, Qty, Side, TimeInForce, TradeEvent};
 
 use crate::core::{Action, Sim};
+use crate::realism::MarketModel;
 
 /// Deepest book level a marketable order walks.
 const MAX_LEVELS: i64 = 200;
@@ -88,6 +90,9 @@ impl Sim {
 
     /// Walks the book for a marketable order (market, or limit through the far side).
     pub(crate) fn take_liquidity(&mut self, i: usize) {
+        if self.config.market.model == MarketModel::Realistic {
+            return self.take_with_impact(i);
+        }
         let slot = self.orders[i].slot;
         let side = self.orders[i].order.side;
         let limit = self.orders[i].limit_ticks;
@@ -114,6 +119,45 @@ impl Sim {
             let price = market.profile.price(price);
             self.fill(i, qty, price);
         }
+    }
+
+    /// The realistic model's marketable order: the displayed size at the far side, the rest at
+    /// the square-root law's price if its limit allows (otherwise the rest rests), then the
+    /// price moves by the impact of what it took.
+    fn take_with_impact(&mut self, i: usize) {
+        let slot = self.orders[i].slot;
+        let side = self.orders[i].order.side;
+        let limit = self.orders[i].limit_ticks;
+        let within = |price: i64| match (side, limit) {
+            (_, None) => true,
+            (Side::Buy, Some(l)) => price <= l,
+            (Side::Sell, Some(l)) => price >= l,
+        };
+        let leaves = self.orders[i].leaves();
+        let shares = i64::try_from(leaves.ceil()).unwrap_or(i64::MAX);
+        let realism = &self.config.market.realism;
+        let market = &self.slots[slot].market;
+        let Some(far) = market.level_price(side, 0) else { return };
+        let beyond = market.impact_price(side, shares, realism);
+        let displayed = Decimal::from(market.depth_at(side, 0));
+        if !within(far) {
+            return;
+        }
+        let whole = within(beyond) || displayed >= leaves;
+        if self.orders[i].order.time_in_force == TimeInForce::Fok && !whole {
+            return;
+        }
+        let at_far = leaves.min(displayed);
+        let (far_price, beyond_price) = (market.profile.price(far), market.profile.price(beyond));
+        self.fill(i, at_far, far_price);
+        let rest = self.orders[i].leaves();
+        if rest > Decimal::ZERO && within(beyond) {
+            self.fill(i, rest, beyond_price);
+        }
+        let taken = leaves - self.orders[i].leaves();
+        let taken_shares = i64::try_from(taken.ceil()).unwrap_or(0);
+        let realism = self.config.market.realism.clone();
+        self.slots[slot].market.take_impact(side, taken_shares, &realism);
     }
 
     fn can_fill_entirely(&self, i: usize) -> bool {

@@ -1,6 +1,7 @@
 //! The simulated universe: every syntactically valid symbol gets a deterministic market profile
 //! derived from the seed and the symbol (price level, volatility, spread, depth, fractionable),
-//! with well-known US large caps and ETFs at realistic price levels.
+//! with well-known US large caps and ETFs at realistic price levels, and a liquidity class
+//! (mega cap to thin ETF) that sets spread, volatility and volume in the realistic model.
 //!
 //! Invariants: a profile depends only on `(seed, symbol, config)`; prices are integers in ticks
 //! (cents at or above $1, $0.0001 below) so the market never leaves the tick grid.
@@ -9,6 +10,7 @@ use rust_decimal::Decimal;
 use tranche_domain::Symbol;
 
 use crate::config::SimConfig;
+use crate::realism::{ClassDraw, MarketModel, NameClass};
 use crate::rng::Rng;
 
 /// Well-known symbols: (symbol, price in cents, fractionable).
@@ -85,6 +87,10 @@ pub struct AssetProfile {
     pub lot: i64,
     /// Fractional quantities accepted.
     pub fractionable: bool,
+    /// Its liquidity class (what sets its spread, volatility and volume in the realistic model).
+    pub class: NameClass,
+    /// Shares traded a day (the realistic model's impact scale).
+    pub adv_shares: i64,
 }
 
 impl AssetProfile {
@@ -149,7 +155,7 @@ impl AssetProfile {
             c if c < 10_000 => 100 * rng.range_i64(2, 15),
             _ => 100 * rng.range_i64(1, 5),
         };
-        Self {
+        let mut profile = Self {
             symbol: symbol.clone(),
             tick_scale,
             start_micros,
@@ -159,9 +165,93 @@ impl AssetProfile {
             base_spread_ticks,
             lot,
             fractionable,
+            class: NameClass::Mid,
+            // The quiet model's displayed size is about a two-thousandth of the day.
+            adv_shares: lot.saturating_mul(2_000),
+        };
+        profile.class = class_of(config, symbol, start_micros);
+        if config.market.model == MarketModel::Realistic {
+            profile.make_realistic(config);
         }
+        profile
+    }
+
+    /// Spread, volatility, volume and displayed size drawn from the name's class (from a stream
+    /// of its own, so the price level and flags stay those of the quiet model).
+    fn make_realistic(&mut self, config: &SimConfig) {
+        let mut rng = Rng::derive(config.seed, &format!("class:{}", self.symbol));
+        let draw = ClassDraw::draw(self.class, &mut rng);
+        let tick = self.tick_micros();
+        // The spread in bps at this price, in ticks, at least one (the tick binds cheap names).
+        let spread_micros = i128::from(self.start_micros) * i128::from(draw.spread_deci_bps) / 100_000;
+        let ticks = i64::try_from(spread_micros).unwrap_or(i64::MAX).saturating_add(tick / 2) / tick;
+        self.base_spread_ticks = ticks.max(1);
+        let vol_pct = draw.vol_pct * i64::from(config.market.volatility_pct) / 100;
+        self.sigma_micros_per_sec = ((self.start_micros / 100).saturating_mul(vol_pct) / 2428).max(1);
+        let price_micros = self.start_micros.max(1);
+        let adv_shares = i64::try_from(i128::from(draw.adv_usd) * 1_000_000 / i128::from(price_micros))
+            .unwrap_or(i64::MAX)
+            .max(1_000);
+        self.adv_shares = adv_shares;
+        // The inside shows about a ten-thousandth of the day, in round lots, one lot at least.
+        self.lot = (adv_shares / 10_000 / 100 * 100).clamp(100, 50_000);
     }
 }
+
+/// The liquidity class of a listed name; an invented one's is drawn from the seed (sub-dollar
+/// names are micro caps).
+fn class_of(config: &SimConfig, symbol: &Symbol, start_micros: i64) -> NameClass {
+    if let Some((_, class)) = CLASSES.iter().find(|(s, _)| *s == symbol.as_str()) {
+        return *class;
+    }
+    if start_micros < 1_000_000 {
+        return NameClass::Micro;
+    }
+    let mut rng = Rng::derive(config.seed, &format!("class-of:{symbol}"));
+    match rng.below(20) {
+        0..=2 => NameClass::Large,
+        3..=8 => NameClass::Mid,
+        9..=14 => NameClass::Small,
+        15..=17 => NameClass::ThinEtf,
+        _ => NameClass::LeveragedEtf,
+    }
+}
+
+/// The liquidity class of each listed name (large caps by traded value, ETFs by kind).
+const CLASSES: &[(&str, NameClass)] = &[
+    ("AAPL", NameClass::Mega),
+    ("MSFT", NameClass::Mega),
+    ("NVDA", NameClass::Mega),
+    ("AMZN", NameClass::Mega),
+    ("GOOGL", NameClass::Mega),
+    ("META", NameClass::Mega),
+    ("TSLA", NameClass::Mega),
+    ("BRK.B", NameClass::Large),
+    ("JPM", NameClass::Large),
+    ("V", NameClass::Large),
+    ("UNH", NameClass::Large),
+    ("XOM", NameClass::Large),
+    ("JNJ", NameClass::Large),
+    ("PG", NameClass::Large),
+    ("HD", NameClass::Large),
+    ("COST", NameClass::Large),
+    ("F", NameClass::Large),
+    ("SIRI", NameClass::Mid),
+    ("ARKK", NameClass::Mid),
+    ("PLUG", NameClass::Small),
+    ("NIO", NameClass::Small),
+    ("SPY", NameClass::BroadEtf),
+    ("QQQ", NameClass::BroadEtf),
+    ("IWM", NameClass::BroadEtf),
+    ("VTI", NameClass::BroadEtf),
+    ("TLT", NameClass::BroadEtf),
+    ("GLD", NameClass::BroadEtf),
+    ("BND", NameClass::BroadEtf),
+    ("EDZ", NameClass::LeveragedEtf),
+    ("SQQQ", NameClass::LeveragedEtf),
+    ("SOXL", NameClass::LeveragedEtf),
+    ("TQQQ", NameClass::LeveragedEtf),
+];
 
 #[cfg(test)]
 mod tests {

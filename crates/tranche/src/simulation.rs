@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use tranche_broker::{Clock, TokioClock};
 use tranche_domain::{ExecutionResult, Fill, Order, Qty, RebalancePlan, Side, Symbol, Usd};
 use tranche_engine::{execute, EngineConfig, Ports, ProgressEvent};
-use tranche_sim::{SimConfig, SimulatedBroker, StartPosition};
+use tranche_sim::{MarketModel, SimConfig, SimulatedBroker, StartPosition};
 
 /// What the simulator recorded during a run, for checking the result against the broker.
 #[derive(Debug, Clone)]
@@ -278,11 +278,38 @@ pub struct Spread {
     pub p95: f64,
 }
 
+/// One filled item of a scenario batch: where it was and what it cost. The same seed and index
+/// name the same item under every strategy, so batches pair item by item.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ItemSample {
+    /// The scenario's seed.
+    pub seed: u64,
+    /// The item's position in its plan.
+    pub index: usize,
+    /// Slippage against the item's arrival mid, in bps (positive is worse).
+    pub slippage_bps: f64,
+}
+
+/// One scenario of a batch: how long it took and what it asked of the broker.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RunSample {
+    /// The scenario's seed.
+    pub seed: u64,
+    /// Virtual seconds from start to result.
+    pub secs: f64,
+    /// REST requests.
+    pub requests: u64,
+    /// Orders placed (a replacement counts: the broker makes a new order of it).
+    pub orders: u64,
+}
+
 /// Execution quality over many seeded scenarios (`tranche sim run --json` prints this).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScenarioReport {
     /// The strategy.
     pub strategy: tranche_engine::Strategy,
+    /// The simulated market's model.
+    pub market: MarketModel,
     /// Scenarios run.
     pub scenarios: u64,
     /// Fault level.
@@ -303,6 +330,10 @@ pub struct ScenarioReport {
     pub faults_fired: tranche_sim::Tally,
     /// What the broker's referee saw, by kind (all zero on a good run).
     pub referee: tranche_sim::Tally,
+    /// Every filled item's slippage, by seed and index (for paired comparisons).
+    pub items: Vec<ItemSample>,
+    /// Every scenario's time and requests, by seed.
+    pub runs: Vec<RunSample>,
 }
 
 /// The `percent`th percentile of sorted values (nearest rank).
@@ -315,12 +346,13 @@ fn percentile(sorted: &[f64], percent: usize) -> f64 {
 }
 
 /// Runs `count` seeded scenarios (seeds `first_seed..first_seed + count`) with `engine` on
-/// markets with `faults`, in virtual time. Call it outside an async context: it drives its own
+/// `market` with `faults`, in virtual time. Call it outside an async context: it drives its own
 /// paused-time runtime.
 pub fn run_scenarios(
     first_seed: u64,
     count: u64,
     engine: &EngineConfig,
+    market: MarketModel,
     faults: Faults,
 ) -> Result<ScenarioReport, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -328,7 +360,9 @@ pub fn run_scenarios(
         .start_paused(true)
         .build()
         .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
-    let base = SimConfig { faults: faults.config(), ..SimConfig::default() };
+    let mut base = SimConfig { faults: faults.config(), ..SimConfig::default() };
+    base.market.model = market;
+    let (mut items, mut runs) = (Vec::new(), Vec::new());
     let mut slippage = Vec::new();
     let (mut attempted, mut completed, mut orders, mut requests, mut violations) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut secs = 0.0;
@@ -351,9 +385,17 @@ pub fn run_scenarios(
         orders += record.orders.len() as u64;
         requests += record.requests;
         secs += record.elapsed_secs;
-        for row in &result.orders {
+        runs.push(RunSample {
+            seed,
+            secs: record.elapsed_secs,
+            requests: record.requests,
+            orders: record.orders.len() as u64,
+        });
+        for (index, row) in result.orders.iter().enumerate() {
             if let Some(bps) = row.slippage_bps {
-                slippage.push(bps.get().to_string().parse::<f64>().unwrap_or(0.0));
+                let bps = bps.get().to_string().parse::<f64>().unwrap_or(0.0);
+                slippage.push(bps);
+                items.push(ItemSample { seed, index, slippage_bps: bps });
             }
         }
     }
@@ -361,6 +403,7 @@ pub fn run_scenarios(
     let mean = if slippage.is_empty() { 0.0 } else { slippage.iter().sum::<f64>() / slippage.len() as f64 };
     Ok(ScenarioReport {
         strategy: engine.strategy,
+        market,
         scenarios: count,
         faults,
         slippage_bps: Spread { mean, p95: percentile(&slippage, 95) },
@@ -371,5 +414,7 @@ pub fn run_scenarios(
         violation_examples: examples,
         faults_fired: fired,
         referee,
+        items,
+        runs,
     })
 }
