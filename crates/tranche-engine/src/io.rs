@@ -38,6 +38,8 @@ pub enum TimerId {
     Settle,
     /// The current trading phase ran out of time.
     PhaseDeadline,
+    /// The predecessor replica's monitor loop of the phase is over (its phases last that long).
+    PhaseLoop,
     /// The run ran out of time.
     RunDeadline,
     /// The wait after the run deadline for the cancels to be confirmed is over.

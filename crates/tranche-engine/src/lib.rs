@@ -17,6 +17,7 @@ mod driver;
 mod events;
 mod fence;
 mod io;
+pub mod predecessor;
 mod preview;
 pub mod pricing;
 pub mod sizing;

@@ -1,13 +1,13 @@
 //! Limit prices: where the first limit sits, where each re-peg moves it, where the escalation
-//! caps it, and the predecessor's replica schedule. Pure functions of a sane quote.
+//! caps it. Pure functions of a sane quote (the predecessor replica's prices are in
+//! `crate::predecessor`).
 //!
 //! Invariants: every price is on the tick grid and positive; a step limit lies between the near
 //! and far side (a buy never above the ask, a sell never below the bid) and is rounded toward the
-//! passive side; only an escalation or the predecessor's cross goes beyond the far side, and by at
-//! most the configured band.
+//! passive side; only an escalation goes beyond the far side, and by at most the configured band.
 
 use rust_decimal::Decimal;
-use tranche_domain::{round_to_tick, tick_size, Bps, Price, Quote, Rounding, Side};
+use tranche_domain::{round_to_tick, Bps, Price, Quote, Rounding, Side};
 
 /// The limit at `aggressiveness` (0 = near side, 1 = far side) between the sides of `quote`.
 pub fn step_limit(side: Side, quote: &Quote, aggressiveness: Decimal) -> Price {
@@ -46,19 +46,6 @@ pub fn escalation_limit(side: Side, quote: &Quote, band: Bps) -> Price {
         Side::Sell => Rounding::Up,
     };
     positive(round_to_tick(raw, rounding).max_for(side, far))
-}
-
-/// The predecessor's re-peg: two cents (two ticks below $1) through the far side.
-pub fn predecessor_cross(side: Side, quote: &Quote) -> Price {
-    let far = quote.far_side(side).get();
-    let step = tick_size(quote.far_side(side)).get() * Decimal::TWO;
-    // Onto the grid of the price it lands on (an ask of 0.9999 plus two sub-penny ticks is
-    // 1.0001, which must be 1.01: a whole tick at or above $1), away from the far side.
-    let (raw, rounding) = match side {
-        Side::Buy => (far.saturating_add(step), Rounding::Up),
-        Side::Sell => (far.saturating_sub(step), Rounding::Down),
-    };
-    positive(round_to_tick(Price::new(raw), rounding))
 }
 
 fn positive(price: Price) -> Price {
@@ -140,17 +127,5 @@ mod tests {
         assert_eq!(escalation_limit(Side::Buy, &q, Bps::new(50.into())), p("100.60"));
         assert_eq!(escalation_limit(Side::Sell, &q, Bps::new(50.into())), p("99.50"));
         assert_eq!(escalation_limit(Side::Buy, &q, Bps::ZERO), p("100.10"));
-    }
-
-    #[test]
-    fn predecessor_crosses_by_two_cents() {
-        let q = quote("100.00", "100.50");
-        assert_eq!(predecessor_cross(Side::Buy, &q), p("100.52"));
-        assert_eq!(predecessor_cross(Side::Sell, &q), p("99.98"));
-        // Across $1 the result is on the grid of the price it lands on.
-        let penny = quote("0.9990", "0.9999");
-        assert_eq!(predecessor_cross(Side::Buy, &penny), p("1.01"), "not the sub-penny 1.0001");
-        let sub = quote("0.5000", "0.5010");
-        assert_eq!(predecessor_cross(Side::Sell, &sub), p("0.4998"));
     }
 }

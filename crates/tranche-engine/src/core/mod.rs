@@ -57,6 +57,8 @@ pub struct EngineCore {
     pub(crate) phase: RunPhase,
     pub(crate) started_at: Option<Timestamp>,
     pub(crate) phase_started_at: Option<Timestamp>,
+    /// When the predecessor replica's monitor loop of the current phase started.
+    pub(crate) loop_started_at: Option<Timestamp>,
     pub(crate) quotes: BTreeMap<Symbol, Quote>,
     /// The last few quotes of each symbol, in time order (see `quote_history`).
     pub(crate) recent_quotes: BTreeMap<Symbol, std::collections::VecDeque<Quote>>,
@@ -129,6 +131,7 @@ impl EngineCore {
             phase: RunPhase::Start,
             started_at: None,
             phase_started_at: None,
+            loop_started_at: None,
             quotes: BTreeMap::new(),
             recent_quotes: BTreeMap::new(),
             // Gated: no order goes out before the trade-update stream listens (the first
@@ -260,6 +263,9 @@ impl EngineCore {
     }
 
     pub(crate) fn limits(&self) -> QuoteLimits {
+        if self.config.strategy == crate::config::Strategy::Predecessor {
+            return crate::predecessor::quote_limits();
+        }
         QuoteLimits { max_age: self.config.quote_max_age, max_spread: self.config.max_spread }
     }
 
@@ -319,6 +325,8 @@ impl EngineCore {
                 }
             }
             TimerId::PhaseDeadline => self.on_phase_deadline(now, out),
+            // Nothing to do but look at the phase again (`progress` runs after every input).
+            TimerId::PhaseLoop => {}
             TimerId::RunDeadline => self.on_run_deadline(now, out),
             TimerId::FinalGrace => self.on_final_grace(now, out),
             TimerId::FillsRead => {

@@ -8,6 +8,7 @@ use tranche_domain::{Action, Fill, ItemOutcome, Position, Quote, Side, Timestamp
 use super::{EngineCore, RunPhase, Stage};
 use crate::config::Strategy;
 use crate::events::{Phase, ProgressEvent};
+use crate::predecessor;
 use crate::io::{Command, PreflightData, TimerId};
 use crate::sizing::{buy_qty, scale_buys, sell_qty};
 
@@ -204,6 +205,7 @@ impl EngineCore {
     pub(super) fn start_phase(&mut self, phase: RunPhase, now: Timestamp, out: &mut Vec<Command>) {
         self.phase = phase;
         self.phase_started_at = Some(now);
+        self.start_loop(phase, now, out);
         match phase {
             RunPhase::Sell => {
                 self.emit_phase(Phase::Sell, true, now, out);
@@ -237,6 +239,24 @@ impl EngineCore {
         }
         // The phase's items come first for the feed's streams.
         self.sync_subscriptions(out);
+    }
+
+    /// The predecessor replica's monitor loop of a trading phase starts once the phase's orders
+    /// are placed (one pause each), and the phase lasts until it is over.
+    fn start_loop(&mut self, phase: RunPhase, now: Timestamp, out: &mut Vec<Command>) {
+        let side = match phase {
+            RunPhase::Sell => Side::Sell,
+            RunPhase::Buy => Side::Buy,
+            _ => return,
+        };
+        self.loop_started_at = None;
+        let orders = self.items.iter().filter(|i| i.side == Some(side) && !i.stage.is_done()).count();
+        if self.config.strategy != Strategy::Predecessor || orders == 0 {
+            return;
+        }
+        let start = predecessor::loop_start(now, orders);
+        self.loop_started_at = Some(start);
+        out.push(Command::SetTimer { id: TimerId::PhaseLoop, at: predecessor::checks(start)[2] });
     }
 
     /// Asks for a usable reference price for item `i` (feed first, then REST).
@@ -531,7 +551,12 @@ impl EngineCore {
             _ => return,
         };
         let active = self.items.iter().filter(|i| i.stage.is_active()).count();
-        let mut free = self.config.concurrency.saturating_sub(active);
+        // The predecessor places every order of the phase (one by one, §3.3).
+        let mut free = if self.config.strategy == Strategy::Predecessor {
+            usize::MAX
+        } else {
+            self.config.concurrency.saturating_sub(active)
+        };
         for i in 0..self.items.len() {
             if free == 0 {
                 break;
@@ -541,7 +566,9 @@ impl EngineCore {
                 self.start_item(i, now, out);
             }
         }
-        let phase_done = self.items.iter().filter(|i| i.side == Some(side)).all(|i| i.stage.is_done());
+        let loop_over = self.loop_started_at.is_none_or(|start| now >= predecessor::checks(start)[2]);
+        let phase_done = self.items.iter().filter(|i| i.side == Some(side)).all(|i| i.stage.is_done())
+            && (self.config.strategy != Strategy::Predecessor || loop_over);
         if phase_done {
             out.push(Command::CancelTimer(TimerId::PhaseDeadline));
             match side {

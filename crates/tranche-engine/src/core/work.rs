@@ -19,7 +19,8 @@ use super::{EngineCore, RunPhase};
 use crate::config::{Escalation, Strategy};
 use crate::events::ProgressEvent;
 use crate::io::{Command, TimerId};
-use crate::pricing::{aggressiveness_at, escalation_limit, predecessor_cross, step_limit};
+use crate::predecessor;
+use crate::pricing::{aggressiveness_at, escalation_limit, step_limit};
 
 /// What the next order of an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +46,8 @@ impl EngineCore {
         let (wants_quote, planned) = match self.config.strategy {
             Strategy::Market => (false, Some((OrderPlan::Market, true))),
             Strategy::Predecessor => match step {
-                0 => (true, sane.map(|q| (OrderPlan::Limit(step_limit(side, q, Decimal::ZERO)), false))),
-                1 => (true, sane.map(|q| (OrderPlan::Limit(predecessor_cross(side, q)), false))),
+                0 => (true, sane.map(|q| (OrderPlan::Limit(predecessor::first_limit(side, q, item.remaining())), false))),
+                1 => (true, sane.map(|q| (OrderPlan::Limit(predecessor::repeg_limit(side, q)), false))),
                 _ => (false, Some((OrderPlan::Market, true))),
             },
             Strategy::Smart if step > steps => (true, sane.map(|q| (escalation(Some(q)), true))),
@@ -63,6 +64,8 @@ impl EngineCore {
         match planned {
             Some(plan) => Some(plan),
             None if wants_quote && !allow_fallback => None,
+            // The predecessor sends a market order when it has no quote (§3.8).
+            None if self.config.strategy == Strategy::Predecessor => Some((OrderPlan::Market, true)),
             // No sane quote even from REST: the escalation order, protected from the last known
             // far side when there is one.
             None => Some((escalation(self.quotes.get(&item.item.symbol)), true)),
@@ -334,7 +337,13 @@ impl EngineCore {
     }
 
     fn arm_repeg(&self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
-        out.push(Command::SetTimer { id: TimerId::Repeg(i), at: Self::after(now, self.config.repeg_interval) });
+        let at = match (self.config.strategy, self.loop_started_at) {
+            // The replica's checks are the phase loop's, not the item's; past the last one, a
+            // re-peg (an order sent late) goes at once to market.
+            (Strategy::Predecessor, Some(start)) => predecessor::next_check(start, now).unwrap_or(now),
+            _ => Self::after(now, self.config.repeg_interval),
+        };
+        out.push(Command::SetTimer { id: TimerId::Repeg(i), at });
     }
 
     pub(super) fn on_repeg_timer(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
@@ -358,13 +367,37 @@ impl EngineCore {
         // a replace leaves (`on_replace_cleared`), never on this view, which a lost `new`
         // update can leave at `accepted` for good.
         self.items[i].repeg_when_routed = false;
-        self.items[i].step += 1;
+        if self.config.strategy == Strategy::Predecessor {
+            if !self.predecessor_step(i, c, now) {
+                return self.arm_repeg(i, now, out);
+            }
+        } else {
+            self.items[i].step += 1;
+        }
         if self.order_plan(i, now, false).is_none() {
             self.items[i].wait_for(Some(Pending::Quote));
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
             return;
         }
         self.continue_repeg(i, now, out);
+    }
+
+    /// The predecessor replica's check of item `i`'s working child `c` (§3.13, §3.14): at the
+    /// loop's end everything goes to market; before it, an order at least `FILL_WAIT` old is
+    /// re-pegged the first time and sent to market the second. Returns whether the step moved.
+    fn predecessor_step(&mut self, i: usize, c: usize, now: Timestamp) -> bool {
+        let last = self.loop_started_at.map(|start| predecessor::checks(start)[2]);
+        let item = &mut self.items[i];
+        if last.is_none_or(|last| now >= last) {
+            item.step = 2;
+            return true;
+        }
+        let wait = chrono::Duration::from_std(predecessor::FILL_WAIT).unwrap_or_default();
+        if now - item.children[c].created < wait {
+            return false;
+        }
+        item.step = (item.step + 1).min(2);
+        true
     }
 
     /// Re-prices the working child for the current step (the quote is known, or will not be).

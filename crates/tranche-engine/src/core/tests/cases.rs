@@ -1245,3 +1245,71 @@ fn a_refused_subscription_is_said_and_half_of_it_asked_for_again_until_the_limit
     assert!(subscribed(&out).is_empty(), "{out:#?}");
     assert_eq!(bench.core.stream_slots, Some(0));
 }
+
+// ---- the predecessor replica (shared/reference/predecessor-spec.md §3.10–3.14) ---------------
+
+fn predecessor_buy() -> (Bench, OrderRequest) {
+    let (mut bench, submit) = one_buy_with(EngineConfig { strategy: crate::Strategy::Predecessor, ..EngineConfig::default() });
+    let order = order_of(&submit, "o-1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order)));
+    (bench, submit)
+}
+
+#[test]
+fn the_replica_joins_the_bid_with_the_liquidity_analyzers_ticks() {
+    // $1,000 of a $100 name is 9 shares of 100 at the bid: under 30 % of it, so the bid itself.
+    let (_, submit) = predecessor_buy();
+    assert_eq!(submit.limit_price, Some(Price::new(d("99.90"))));
+}
+
+#[test]
+fn the_replica_re_pegs_two_cents_through_the_ask_at_the_loops_second_check_then_goes_to_market_at_its_end() {
+    let (mut bench, submit) = predecessor_buy();
+    let start = bench.now;
+    // The first check (2 s after the loop starts) leaves an order younger than 10 s alone.
+    let (id, out) = bench.fire_next().expect("the loop's first check is armed");
+    assert_eq!(id, TimerId::Repeg(0));
+    assert!(cancels(&out).is_empty() && submits(&out).is_empty(), "{out:#?}");
+    assert!((bench.now - start).num_milliseconds() <= 2_100 + 100, "{}", bench.now - start);
+    // The second, 12 s later: the re-peg, by cancel then new (it crosses), at ask + 2 cents.
+    bench.now = bench.timers[&TimerId::Repeg(0)];
+    bench.feed(Input::Quote(quote("AAPL", "99.90", "100.10", bench.now)));
+    let out = bench.fire(TimerId::Repeg(0));
+    assert_eq!((bench.now - start).num_milliseconds(), 14_100, "2 s, 10 s, 2 s after a 0.1 s placement");
+    assert_eq!(cancels(&out), vec![tranche_domain::BrokerOrderId::new("o-1")]);
+    let old = order_of(&submit, "o-1", OrderStatus::Canceled, "0", bench.now);
+    let out = bench.feed(update(TradeEvent::Canceled, &old, None, bench.now));
+    let repeg = the_submit(&out);
+    assert_eq!(repeg.limit_price, Some(Price::new(d("100.12"))));
+    let placed = order_of(&repeg, "o-2", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&repeg, Ok(placed)));
+    // The loop's end, 24 s after it started: a market order for what remains.
+    let out = bench.fire(TimerId::Repeg(0));
+    assert_eq!((bench.now - start).num_milliseconds(), 24_100);
+    assert_eq!(cancels(&out), vec![tranche_domain::BrokerOrderId::new("o-2")]);
+    let old = order_of(&repeg, "o-2", OrderStatus::Canceled, "0", bench.now);
+    let out = bench.feed(update(TradeEvent::Canceled, &old, None, bench.now));
+    let market = the_submit(&out);
+    assert_eq!((market.order_type, market.limit_price), (OrderType::Market, None));
+}
+
+#[test]
+fn the_replicas_phase_lasts_until_its_loop_ends_even_when_everything_filled_at_once() {
+    let (mut bench, submit) = predecessor_buy();
+    let filled = order_of(&submit, "o-1", OrderStatus::Filled, "10", bench.now);
+    let out = bench.feed(update(TradeEvent::Fill, &filled, Some(("e-1", "10", "99.90")), bench.now));
+    assert!(result(&out).is_none(), "the run does not end before the loop does");
+    let at = bench.timers.get(&TimerId::PhaseLoop).copied().expect("the loop's end is armed");
+    assert_eq!((at - t0()).num_milliseconds(), 24_100);
+    let mut ended = None;
+    while let Some((_, mut out)) = bench.fire_next() {
+        if fetches_fills(&out) {
+            out = bench.feed(Input::Fills(Ok(Vec::new())));
+        }
+        ended = ended.or(result(&out).map(|_| bench.now));
+        if ended.is_some() {
+            break;
+        }
+    }
+    assert!(ended.is_some_and(|t| t >= at), "the run ended at {ended:?}, its loop at {at}");
+}
