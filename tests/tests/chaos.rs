@@ -451,10 +451,19 @@ fn check_items(
             && sells_done(result)
             && sells_done(clean)
         {
+            // Sized at a slightly different price, a run may trade a share (or a percent of the
+            // shares) more or less, and a wide spread crossed or not moves the dollars: a lost or
+            // doubled order moves both.
             let (dollars, clean_dollars) = (row.filled_notional.get(), clean_row.filled_notional.get());
-            let one_share = row.avg_fill_price.map_or(Decimal::ZERO, tranche::domain::Price::get);
-            if (dollars - clean_dollars).abs() > (clean_dollars * Decimal::new(5, 2)).max(one_share) {
-                problems.push(format!("{}: traded ${dollars}, the undisturbed run ${clean_dollars}", item.symbol));
+            let clean_shares = clean_row.filled_qty.get();
+            let shares_apart = (traded - clean_shares).abs();
+            let share_slack = (clean_shares / Decimal::from(100)).max(Decimal::ONE);
+            if (dollars - clean_dollars).abs() > clean_dollars * Decimal::new(5, 2) && shares_apart > share_slack {
+                problems.push(format!(
+                    "{}: traded ${dollars} ({traded} shares), the undisturbed run ${clean_dollars} ({} shares)",
+                    item.symbol,
+                    clean_row.filled_qty
+                ));
             }
             if (traded - clean_row.filled_qty.get()).abs() > Decimal::ONE {
                 seen.beyond_one_share += 1;

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tranche::engine::{EngineConfig, Strategy};
-use tranche::sim::MarketModel;
+use tranche::sim::{MarketConfig, MarketModel};
 use tranche::simulation::{run_scenarios, Faults};
 
 #[test]
@@ -15,7 +15,7 @@ fn smart_beats_market_and_the_predecessor_over_a_thousand_seeds() {
             1,
             1000,
             &EngineConfig { strategy, ..EngineConfig::default() },
-            MarketModel::Realistic,
+            &MarketConfig { model: MarketModel::Realistic, ..MarketConfig::default() },
             Faults::None,
         )
         .unwrap()

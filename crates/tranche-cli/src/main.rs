@@ -209,6 +209,10 @@ enum SimCommand {
         /// passive orders).
         #[arg(long, value_enum, default_value = "realistic")]
         market: MarketArg,
+        /// A configuration file: its `[engine]` settings (all but the strategy) and its
+        /// `[simulator.market]` (all but the model) apply to every scenario.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         /// First seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -250,7 +254,7 @@ fn run(command: Command) -> error::CliResult {
         Command::Ledger(LedgerCommand::Show { plan_id, ledger, json }) => ledger_cmd::show(&ledger, &plan_id, json),
         Command::Plan(PlanCommand::Validate { plan, json }) => plan_cmd::validate(&plan, json),
         Command::Plan(PlanCommand::New(options)) => plan_cmd::new(&options),
-        Command::Sim(SimCommand::Run { scenarios, strategy, faults, market, seed, json }) => {
+        Command::Sim(SimCommand::Run { scenarios, strategy, faults, market, config, seed, json }) => {
             let strategy = match strategy {
                 StrategyArg::Market => tranche::engine::Strategy::Market,
                 StrategyArg::Predecessor => tranche::engine::Strategy::Predecessor,
@@ -265,7 +269,7 @@ fn run(command: Command) -> error::CliResult {
                 MarketArg::Realistic => tranche::sim::MarketModel::Realistic,
                 MarketArg::Quiet => tranche::sim::MarketModel::Quiet,
             };
-            sim_cmd::run(scenarios, seed, strategy, market, faults, json)
+            sim_cmd::run(scenarios, seed, (strategy, market), faults, config.as_deref(), json)
         }
     }
 }

@@ -9,17 +9,21 @@ use tranche::simulation::{run_scenarios, Faults};
 use crate::error::{CliError, CliResult};
 use crate::exit;
 
-/// Runs `tranche sim run`.
+/// Runs `tranche sim run`: `scenarios` seeds from `seed` with `strategy` (the other engine
+/// settings from the configuration's `[engine]`, its market from `[simulator.market]` with
+/// `market` as its model).
 pub fn run(
     scenarios: u64,
     seed: u64,
-    strategy: Strategy,
-    market: MarketModel,
+    (strategy, market): (Strategy, MarketModel),
     faults: Faults,
+    config: Option<&std::path::Path>,
     json: bool,
 ) -> CliResult {
-    let engine = EngineConfig { strategy, ..EngineConfig::default() };
-    let report = run_scenarios(seed, scenarios, &engine, market, faults).map_err(CliError::failure)?;
+    let settings = crate::settings::load(config)?;
+    let engine = EngineConfig { strategy, ..settings.engine };
+    let market = tranche::sim::MarketConfig { model: market, ..settings.simulator.market };
+    let report = run_scenarios(seed, scenarios, &engine, &market, faults).map_err(CliError::failure)?;
     if json {
         let text =
             serde_json::to_string(&report).map_err(|e| CliError::failure(format!("cannot write the report: {e}")))?;

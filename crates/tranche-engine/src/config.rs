@@ -10,14 +10,33 @@ use tranche_domain::{Bps, Usd, Weight};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
-    /// Smart limit orders: start inside the spread, re-peg toward the far side on a schedule,
-    /// then escalate (the default).
+    /// Smart limit orders: start at the near side, move toward the far side as the time left
+    /// runs out and as the quote's sizes lean against the order, then escalate (the default;
+    /// see [`SmartPricing`]).
     Smart,
     /// A market order for each item at once (the baseline).
     Market,
-    /// A replica of the predecessor's default algorithm: join the near side, one re-peg two cents
-    /// through the far side after the re-peg interval, then a market order.
+    /// A replica of the predecessor's default algorithm (`crate::predecessor`): the liquidity
+    /// analyzer's first price, one re-peg two cents through the far side at the phase loop's
+    /// second check, a market order at its end.
     Predecessor,
+}
+
+/// How the `smart` strategy prices its working orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmartPricing {
+    /// From the time left and the quote's imbalance: the limit moves from
+    /// `initial_aggressiveness` to `final_aggressiveness` over `working_horizon`, tilted toward
+    /// the far side when the sizes lean against the order (more bid than ask before a buy: the
+    /// price is likely to rise) and back when they lean with it; re-pegged when a quote moves
+    /// the target (at most every `min_repeg_gap`) and on the `repeg_interval` timer; escalated
+    /// when the horizon is over (the default).
+    Adaptive,
+    /// A fixed schedule: `max_repegs` re-pegs, one every `repeg_interval`, from
+    /// `initial_aggressiveness` to `final_aggressiveness`, then the escalation; quotes move
+    /// nothing between re-pegs (the first `smart`).
+    Schedule,
 }
 
 /// What the last step after the re-pegs is.
@@ -41,12 +60,30 @@ pub struct EngineConfig {
     pub repeg_interval: Duration,
     /// Re-pegs before escalating (default 3).
     pub max_repegs: u32,
-    /// Where the first limit sits between the near side (0) and the far side (1) (default 0.4).
+    /// Where the first limit sits between the near side (0) and the far side (1) (default 0:
+    /// the near side; the execution-quality table chose it over 0.2, 0.4 and 0.6).
     pub initial_aggressiveness: Weight,
     /// Where the last re-peg sits (default 1.0: at the far side).
     pub final_aggressiveness: Weight,
     /// The step after the last re-peg (default `protected_limit`).
     pub escalation: Escalation,
+    /// How `smart` prices (default `adaptive`).
+    pub smart_pricing: SmartPricing,
+    /// `adaptive`: how long an item works before its escalation, from its first order (default
+    /// 45 s: patience is what a passive order is paid for, and the table weighs it against the
+    /// time to complete, which must stay below the predecessor's).
+    #[serde(with = "secs")]
+    pub working_horizon: Duration,
+    /// `adaptive`: how far the quote's imbalance moves the limit, in shares of the spread at a
+    /// fully one-sided book (default 0.5; 0 ignores sizes).
+    pub imbalance_weight: Weight,
+    /// `adaptive`: re-peg when a quote moves the target price, not only on the timer (default
+    /// true).
+    pub repeg_on_quote: bool,
+    /// `adaptive`: the least time between two prices of one item's order (default 2 s): what a
+    /// re-peg on a quote may cost in requests.
+    #[serde(with = "secs")]
+    pub min_repeg_gap: Duration,
     /// How far beyond the far side an escalation limit may trade (default 50 bps).
     pub protection_band: Bps,
     /// Oldest usable quote (default 5 s).
@@ -109,9 +146,14 @@ impl Default for EngineConfig {
             strategy: Strategy::Smart,
             repeg_interval: Duration::from_secs(10),
             max_repegs: 3,
-            initial_aggressiveness: Weight::new(rust_decimal::Decimal::new(4, 1)),
+            initial_aggressiveness: Weight::new(rust_decimal::Decimal::ZERO),
             final_aggressiveness: Weight::new(rust_decimal::Decimal::ONE),
             escalation: Escalation::ProtectedLimit,
+            smart_pricing: SmartPricing::Adaptive,
+            working_horizon: Duration::from_secs(45),
+            imbalance_weight: Weight::new(rust_decimal::Decimal::new(5, 1)),
+            repeg_on_quote: true,
+            min_repeg_gap: Duration::from_secs(2),
             protection_band: Bps::new(50.into()),
             quote_max_age: Duration::from_secs(5),
             max_spread: Bps::new(200.into()),
@@ -174,6 +216,9 @@ impl EngineConfig {
         if !unit.contains(&self.final_aggressiveness.get()) {
             bad("final_aggressiveness", format!("must be between 0 and 1, got {}", self.final_aggressiveness));
         }
+        if !unit.contains(&self.imbalance_weight.get()) {
+            bad("imbalance_weight", format!("must be between 0 and 1, got {}", self.imbalance_weight));
+        }
         if self.final_aggressiveness < self.initial_aggressiveness {
             bad("final_aggressiveness", "must not be below initial_aggressiveness".into());
         }
@@ -204,6 +249,8 @@ impl EngineConfig {
         let day = Duration::from_secs(86_400);
         for (key, value, least) in [
             ("repeg_interval", self.repeg_interval, Duration::ZERO),
+            ("working_horizon", self.working_horizon, Duration::from_secs(1)),
+            ("min_repeg_gap", self.min_repeg_gap, Duration::from_millis(100)),
             ("quote_max_age", self.quote_max_age, Duration::ZERO),
             ("phase_deadline", self.phase_deadline, Duration::ZERO),
             ("run_deadline", self.run_deadline, Duration::ZERO),

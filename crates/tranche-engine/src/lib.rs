@@ -22,7 +22,7 @@ mod preview;
 pub mod pricing;
 pub mod sizing;
 
-pub use config::{ConfigIssue, ConfigIssues, EngineConfig, Escalation, Strategy};
+pub use config::{ConfigIssue, ConfigIssues, EngineConfig, Escalation, SmartPricing, Strategy};
 pub use core::{EngineCore, Recovery};
 pub use driver::{execute, execute_recorded, Ports, RunError};
 pub use events::{Phase, ProgressEvent};

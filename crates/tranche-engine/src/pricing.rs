@@ -32,6 +32,42 @@ pub fn aggressiveness_at(step: u32, steps: u32, initial: Decimal, last: Decimal)
     initial + (last - initial) * k / Decimal::from(steps)
 }
 
+/// How much the quote's sizes lean against an order on `side`, from −1 to 1: positive when
+/// they lean against it (more shares bid than offered before a buy: buyers are pressing and
+/// the price tends to rise next), negative when with it, 0 without sizes.
+pub fn adverse_imbalance(side: Side, quote: &Quote) -> Decimal {
+    let (bid, ask) = (quote.bid_size.get(), quote.ask_size.get());
+    let total = bid + ask;
+    if total <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    let lean = (bid - ask) / total;
+    match side {
+        Side::Buy => lean,
+        Side::Sell => -lean,
+    }
+}
+
+/// The adaptive aggressiveness: from `initial` to `last` as `elapsed` runs through `horizon`,
+/// tilted by `weight` times the adverse imbalance of `quote`, within 0 and 1.
+pub fn adaptive_aggressiveness(
+    elapsed: std::time::Duration,
+    horizon: std::time::Duration,
+    (initial, last): (Decimal, Decimal),
+    weight: Decimal,
+    side: Side,
+    quote: &Quote,
+) -> Decimal {
+    let share = if horizon.is_zero() {
+        Decimal::ONE
+    } else {
+        let ms = |d: std::time::Duration| Decimal::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (ms(elapsed) / ms(horizon)).min(Decimal::ONE)
+    };
+    let by_time = initial + (last - initial) * share;
+    (by_time + weight * adverse_imbalance(side, quote)).clamp(Decimal::ZERO, Decimal::ONE)
+}
+
 /// The escalation limit: `band` beyond the far side, rounded back toward the far side (never
 /// beyond the band) and never less aggressive than the far side itself (so it is marketable).
 pub fn escalation_limit(side: Side, quote: &Quote, band: Bps) -> Price {
@@ -119,6 +155,46 @@ mod tests {
         assert_eq!(aggressiveness_at(9, 3, a0, a1), a1);
         assert_eq!(aggressiveness_at(0, 0, a0, a1), a1);
         assert_eq!(aggressiveness_at(1, 3, a0, a1), "0.6".parse().unwrap());
+    }
+
+    fn sized(bid_size: i64, ask_size: i64) -> Quote {
+        Quote { bid_size: Qty::new(bid_size.into()), ask_size: Qty::new(ask_size.into()), ..quote("100.00", "100.10") }
+    }
+
+    #[test]
+    fn imbalance_leans_against_the_side_it_threatens() {
+        let cases = [
+            ("bids press a buy", Side::Buy, 300, 100, "0.5"),
+            ("bids help a sell", Side::Sell, 300, 100, "-0.5"),
+            ("offers help a buy", Side::Buy, 100, 300, "-0.5"),
+            ("even", Side::Buy, 200, 200, "0"),
+            ("no sizes", Side::Sell, 0, 0, "0"),
+        ];
+        for (name, side, bid, ask, want) in cases {
+            assert_eq!(adverse_imbalance(side, &sized(bid, ask)), want.parse::<Decimal>().unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn adaptive_aggressiveness_table() {
+        let secs = std::time::Duration::from_secs;
+        let ends = ("0.2".parse().unwrap(), Decimal::ONE);
+        let half: Decimal = "0.5".parse().unwrap();
+        let cases = [
+            ("at the start, even book", 0, 200, 200, "0.2"),
+            ("half the horizon gone", 15, 200, 200, "0.6"),
+            ("past the horizon", 45, 200, 200, "1"),
+            ("bids press the buy", 0, 300, 100, "0.45"),
+            ("offers help the buy: at the bid", 0, 100, 300, "0"),
+            ("pressed late: capped at the far side", 27, 400, 0, "1"),
+        ];
+        for (name, elapsed, bid, ask, want) in cases {
+            let a = adaptive_aggressiveness(secs(elapsed), secs(30), ends, half, Side::Buy, &sized(bid, ask));
+            assert_eq!(a, want.parse::<Decimal>().unwrap(), "{name}");
+        }
+        // No imbalance weight: the time alone.
+        let a = adaptive_aggressiveness(secs(0), secs(30), ends, Decimal::ZERO, Side::Buy, &sized(400, 0));
+        assert_eq!(a, "0.2".parse::<Decimal>().unwrap());
     }
 
     #[test]

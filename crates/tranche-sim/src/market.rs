@@ -163,7 +163,7 @@ impl Market {
         self.widen_or_relax(config);
         self.refresh_inside();
         self.lean_sizes(realism);
-        let aggressor = if self.rng.chance_ppm(config.trade_ppm) {
+        let aggressor = if self.rng.chance_ppm(self.trade_ppm_per_update(config)) {
             let side = self.micro.aggressor_side(realism, &mut self.rng);
             let size = 100 * self.rng.range_i64(1, (self.profile.lot / 100).max(1) * 2);
             // It trades at this inside; the price answers at the next update.
@@ -193,9 +193,21 @@ impl Market {
     /// How this name's variance splits between the market's flow and noise.
     fn variance_split(&self, config: &MarketConfig) -> VarianceSplit {
         let half_spread = self.profile.base_spread_ticks * self.profile.tick_micros() / 2;
-        let per_sec_ppm =
-            i64::from(config.trade_ppm) * 1000 / i64::try_from(config.quote_interval_ms.max(1)).unwrap_or(1);
+        let interval = i64::try_from(config.quote_interval_ms.max(1)).unwrap_or(1);
+        let per_sec_ppm = i64::from(self.trade_ppm_per_update(config)) * 1000 / interval;
         VarianceSplit::of(self.profile.sigma_micros_per_sec, half_spread, per_sec_ppm, &config.realism)
+    }
+
+    /// The realistic model's chance of an aggressive order per update: what trades the name's
+    /// daily volume over the session in trades of the size drawn (one lot on average), at most
+    /// `trade_ppm`. A thin name trades seldom, so a passive order there waits long.
+    fn trade_ppm_per_update(&self, config: &MarketConfig) -> u32 {
+        let lots = (self.profile.lot / 100).max(1);
+        let mean_size = 50 * (2 * lots + 1);
+        let interval = i128::from(i64::try_from(config.quote_interval_ms.max(1)).unwrap_or(1));
+        // Trades per update, in ppm: volume / (session seconds × mean size) × interval.
+        let ppm = i128::from(self.profile.adv_shares) * 1_000_000 * interval / (23_400_000 * i128::from(mean_size));
+        u32::try_from(ppm.clamp(0, i128::from(config.trade_ppm))).unwrap_or(config.trade_ppm)
     }
 
     /// The fair price kept within the profile's floor and cap (reflected at the bounds).
@@ -209,12 +221,32 @@ impl Market {
         fair.clamp(self.profile.floor_micros, self.profile.cap_micros)
     }
 
+    /// The peak impact, in micro-dollars, of taking `shares` more on `side` after what our
+    /// marketable orders took before: the square-root law applies to the whole of what we took
+    /// (the meta-order), so splitting a take does not add up square roots.
+    fn added_impact(&self, side: Side, shares: i64, realism: &RealismConfig) -> i64 {
+        let signed = |q: i64| {
+            let i = impact_micros(q.abs(), self.profile.adv_shares, self.profile.sigma_micros_per_sec, realism);
+            if q < 0 {
+                -i
+            } else {
+                i
+            }
+        };
+        let before = self.micro.taken_shares;
+        let after = match side {
+            Side::Buy => before.saturating_add(shares),
+            Side::Sell => before.saturating_sub(shares),
+        };
+        (signed(after) - signed(before)).abs()
+    }
+
     /// The price in ticks at which shares beyond the displayed size of a `shares`-share
     /// marketable order trade in the realistic model: the far side moved by two thirds of the
-    /// square-root law's peak impact (the average over a walk up a concave book), rounded
+    /// square-root law's added impact (the average over a walk up a concave book), rounded
     /// against the order.
     pub fn impact_price(&self, side: Side, shares: i64, realism: &RealismConfig) -> i64 {
-        let peak = impact_micros(shares, self.profile.adv_shares, self.profile.sigma_micros_per_sec, realism);
+        let peak = self.added_impact(side, shares, realism);
         let tick = self.profile.tick_micros();
         let ticks = (peak * 2 / 3 + tick - 1) / tick;
         match side {
@@ -227,7 +259,11 @@ impl Market {
     /// of the peak impact moves the fair price, the rest is a temporary offset that relaxes;
     /// the inside moves at once, sizes stay.
     pub fn take_impact(&mut self, side: Side, shares: i64, realism: &RealismConfig) {
-        let peak = impact_micros(shares, self.profile.adv_shares, self.profile.sigma_micros_per_sec, realism);
+        let peak = self.added_impact(side, shares, realism);
+        self.micro.taken_shares = match side {
+            Side::Buy => self.micro.taken_shares.saturating_add(shares),
+            Side::Sell => self.micro.taken_shares.saturating_sub(shares),
+        };
         let permanent = peak.saturating_mul(i64::from(realism.permanent_ppm.min(1_000_000))) / 1_000_000;
         let sign = if side == Side::Buy { 1 } else { -1 };
         self.fair_micros = self.reflect(self.fair_micros.saturating_add(sign * permanent));
@@ -484,6 +520,13 @@ mod tests {
         let (mut s, _) = realistic("PLUG", 4);
         s.take_impact(Side::Sell, shares, realism);
         assert!(mid_micros(&s) < before);
+        // Taken in two halves, the second half adds what the square root of the whole adds.
+        let (mut halves, _) = realistic("PLUG", 4);
+        halves.take_impact(Side::Buy, shares / 2, realism);
+        let second = halves.impact_price(Side::Buy, shares / 2, realism) - halves.ask;
+        let whole_rest = impact_micros(shares, m.profile.adv_shares, m.profile.sigma_micros_per_sec, realism)
+            - impact_micros(shares / 2, m.profile.adv_shares, m.profile.sigma_micros_per_sec, realism);
+        assert!((second * tick - whole_rest * 2 / 3).abs() <= tick, "{second} ticks vs {whole_rest} µ$");
     }
 
     #[test]

@@ -253,6 +253,9 @@ pub struct Microstructure {
     /// The temporary part of our own impact still in the price, in micro-dollars (signed: up
     /// after our buys).
     pub temporary_micros: i64,
+    /// Shares our marketable orders took in all, signed (buys positive): the meta-order the
+    /// square-root law prices.
+    pub taken_shares: i64,
     /// The move the last aggressive order of the market's flow makes at the next update, in
     /// micro-dollars.
     pub pending_flow_micros: i64,

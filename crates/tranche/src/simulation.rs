@@ -280,12 +280,16 @@ pub struct Spread {
 
 /// One filled item of a scenario batch: where it was and what it cost. The same seed and index
 /// name the same item under every strategy, so batches pair item by item.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ItemSample {
     /// The scenario's seed.
     pub seed: u64,
     /// The item's position in its plan.
     pub index: usize,
+    /// Its symbol.
+    pub symbol: Symbol,
+    /// Its liquidity class in the simulated market.
+    pub class: tranche_sim::NameClass,
     /// Slippage against the item's arrival mid, in bps (positive is worse).
     pub slippage_bps: f64,
 }
@@ -352,7 +356,7 @@ pub fn run_scenarios(
     first_seed: u64,
     count: u64,
     engine: &EngineConfig,
-    market: MarketModel,
+    market: &tranche_sim::MarketConfig,
     faults: Faults,
 ) -> Result<ScenarioReport, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -361,7 +365,8 @@ pub fn run_scenarios(
         .build()
         .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
     let mut base = SimConfig { faults: faults.config(), ..SimConfig::default() };
-    base.market.model = market;
+    base.market = market.clone();
+    let market = market.model;
     let (mut items, mut runs) = (Vec::new(), Vec::new());
     let mut slippage = Vec::new();
     let (mut attempted, mut completed, mut orders, mut requests, mut violations) = (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -370,6 +375,8 @@ pub fn run_scenarios(
     let mut examples = Vec::new();
     for seed in first_seed..first_seed.saturating_add(count) {
         let (plan, sim) = scenario(seed, 8, &base);
+        let classes: Vec<tranche_sim::NameClass> =
+            plan.items.iter().map(|item| tranche_sim::AssetProfile::derive(&sim, &item.symbol).class).collect();
         let (result, record) = runtime.block_on(run_on_sim(plan.clone(), engine.clone(), sim, None))?;
         let found = check_run(&plan, &result, &record);
         violations += found.len() as u64;
@@ -395,7 +402,8 @@ pub fn run_scenarios(
             if let Some(bps) = row.slippage_bps {
                 let bps = bps.get().to_string().parse::<f64>().unwrap_or(0.0);
                 slippage.push(bps);
-                items.push(ItemSample { seed, index, slippage_bps: bps });
+                let class = classes.get(index).copied().unwrap_or(tranche_sim::NameClass::Mid);
+                items.push(ItemSample { seed, index, symbol: row.symbol.clone(), class, slippage_bps: bps });
             }
         }
     }

@@ -250,6 +250,10 @@ pub(crate) struct ItemState {
     /// or a replace refused as "not sent to exchange yet"): it goes when the order works.
     pub repeg_when_routed: bool,
     pub started_at: Option<Timestamp>,
+    /// When its first order was sent (the adaptive pricing's clock starts here).
+    pub working_since: Option<Timestamp>,
+    /// When an order of it was last priced (sent, or re-priced by replace).
+    pub priced_at: Option<Timestamp>,
     /// Continued from an interrupted run: sized already, orders recorded.
     pub recovered: bool,
     /// Shares a liquidation cannot sell: the fraction of a non-fractionable asset.
@@ -284,6 +288,8 @@ impl ItemState {
             repeg_when_routed: false,
             step: 0,
             started_at: None,
+            working_since: None,
+            priced_at: None,
             recovered: false,
             left_over: Decimal::ZERO,
             spend_cap: None,

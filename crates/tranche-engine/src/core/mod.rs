@@ -274,6 +274,19 @@ impl EngineCore {
         self.quotes.get(symbol).filter(|q| q.verdict(now, self.limits()) == QuoteVerdict::Sane)
     }
 
+    /// A fresh, two-sided, uncrossed quote whose spread is wider than `max_spread`: real (a
+    /// thin name, a passing widening) but not one to cross. Adaptive pricing joins its near side
+    /// and waits rather than escalating through it.
+    pub(crate) fn wide_quote(&self, symbol: &Symbol, now: Timestamp) -> Option<&Quote> {
+        self.quotes.get(symbol).filter(|q| q.verdict(now, self.limits()) == QuoteVerdict::TooWide).filter(|q| {
+            let relaxed = QuoteLimits {
+                max_age: self.config.quote_max_age,
+                max_spread: tranche_domain::Bps::new(Decimal::from(10_000)),
+            };
+            q.verdict(now, relaxed) == QuoteVerdict::Sane
+        })
+    }
+
     /// A quote good enough to size an order from (not to price one): two-sided and uncrossed,
     /// even if wide or somewhat old (at most ten times the pricing age limit).
     pub(crate) fn sizing_quote(&self, symbol: &Symbol, now: Timestamp) -> Option<&Quote> {
@@ -294,6 +307,15 @@ impl EngineCore {
         for i in waiting {
             if self.sizing_quote(&symbol, now).is_some() {
                 self.on_reference_ready(i, now, out);
+            }
+        }
+        if self.config.strategy == crate::config::Strategy::Smart
+            && self.config.smart_pricing == crate::config::SmartPricing::Adaptive
+            && self.config.repeg_on_quote
+        {
+            let working: Vec<usize> = self.items_of.get(&symbol).map_or_else(Vec::new, Clone::clone);
+            for i in working {
+                self.repeg_on_quote(i, now, out);
             }
         }
     }

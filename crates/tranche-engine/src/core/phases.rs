@@ -8,8 +8,8 @@ use tranche_domain::{Action, Fill, ItemOutcome, Position, Quote, Side, Timestamp
 use super::{EngineCore, RunPhase, Stage};
 use crate::config::Strategy;
 use crate::events::{Phase, ProgressEvent};
-use crate::predecessor;
 use crate::io::{Command, PreflightData, TimerId};
+use crate::predecessor;
 use crate::sizing::{buy_qty, scale_buys, sell_qty};
 
 impl EngineCore {

@@ -16,11 +16,11 @@ use tranche_domain::{
 
 use super::item::{Child, ChildState, FillSource, Pending, Stage};
 use super::{EngineCore, RunPhase};
-use crate::config::{Escalation, Strategy};
+use crate::config::{Escalation, SmartPricing, Strategy};
 use crate::events::ProgressEvent;
 use crate::io::{Command, TimerId};
 use crate::predecessor;
-use crate::pricing::{aggressiveness_at, escalation_limit, step_limit};
+use crate::pricing::{adaptive_aggressiveness, aggressiveness_at, escalation_limit, step_limit};
 
 /// What the next order of an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +46,39 @@ impl EngineCore {
         let (wants_quote, planned) = match self.config.strategy {
             Strategy::Market => (false, Some((OrderPlan::Market, true))),
             Strategy::Predecessor => match step {
-                0 => (true, sane.map(|q| (OrderPlan::Limit(predecessor::first_limit(side, q, item.remaining())), false))),
+                0 => {
+                    (true, sane.map(|q| (OrderPlan::Limit(predecessor::first_limit(side, q, item.remaining())), false)))
+                }
                 1 => (true, sane.map(|q| (OrderPlan::Limit(predecessor::repeg_limit(side, q)), false))),
                 _ => (false, Some((OrderPlan::Market, true))),
             },
+            Strategy::Smart if self.config.smart_pricing == SmartPricing::Adaptive => {
+                let elapsed = item.working_since.map_or(std::time::Duration::ZERO, |since| {
+                    (now - since).to_std().unwrap_or(std::time::Duration::ZERO)
+                });
+                let wide = if sane.is_none() { self.wide_quote(&item.item.symbol, now) } else { None };
+                if elapsed >= self.config.working_horizon {
+                    match (sane, wide) {
+                        // A wide spread is crossed at its far side, not beyond.
+                        (None, Some(q)) => (true, Some((OrderPlan::Limit(step_limit(side, q, Decimal::ONE)), true))),
+                        _ => (true, sane.map(|q| (escalation(Some(q)), true))),
+                    }
+                } else if let Some(q) = wide {
+                    // Too wide to pay into: join the near side and wait for it to narrow.
+                    (true, Some((OrderPlan::Limit(step_limit(side, q, Decimal::ZERO)), false)))
+                } else {
+                    let ends = (self.config.initial_aggressiveness.get(), self.config.final_aggressiveness.get());
+                    let weight = self.config.imbalance_weight.get();
+                    let horizon = self.config.working_horizon;
+                    (
+                        true,
+                        sane.map(|q| {
+                            let a = adaptive_aggressiveness(elapsed, horizon, ends, weight, side, q);
+                            (OrderPlan::Limit(step_limit(side, q, a)), false)
+                        }),
+                    )
+                }
+            }
             Strategy::Smart if step > steps => (true, sane.map(|q| (escalation(Some(q)), true))),
             Strategy::Smart => {
                 let a = aggressiveness_at(
@@ -199,6 +228,8 @@ impl EngineCore {
         let item = &mut self.items[i];
         // A re-peg that waited for the last order to reach the venue is not this order's.
         item.repeg_when_routed = false;
+        item.working_since.get_or_insert(now);
+        item.priced_at = Some(now);
         let limit_price = match plan {
             OrderPlan::Limit(p) => Some(p),
             OrderPlan::Market => None,
@@ -341,6 +372,15 @@ impl EngineCore {
             // The replica's checks are the phase loop's, not the item's; past the last one, a
             // re-peg (an order sent late) goes at once to market.
             (Strategy::Predecessor, Some(start)) => predecessor::next_check(start, now).unwrap_or(now),
+            // Adaptive: the next timer re-peg, or the horizon's end if sooner (the escalation
+            // is on time).
+            (Strategy::Smart, _) if self.config.smart_pricing == SmartPricing::Adaptive => {
+                let next = Self::after(now, self.config.repeg_interval);
+                match self.items[i].working_since.map(|since| Self::after(since, self.config.working_horizon)) {
+                    Some(end) if end > now => next.min(end),
+                    _ => next,
+                }
+            }
             _ => Self::after(now, self.config.repeg_interval),
         };
         out.push(Command::SetTimer { id: TimerId::Repeg(i), at });
@@ -367,6 +407,9 @@ impl EngineCore {
         // a replace leaves (`on_replace_cleared`), never on this view, which a lost `new`
         // update can leave at `accepted` for good.
         self.items[i].repeg_when_routed = false;
+        if self.holds_through_wide_spread(i, now) {
+            return self.arm_repeg(i, now, out);
+        }
         if self.config.strategy == Strategy::Predecessor {
             if !self.predecessor_step(i, c, now) {
                 return self.arm_repeg(i, now, out);
@@ -380,6 +423,49 @@ impl EngineCore {
             return;
         }
         self.continue_repeg(i, now, out);
+    }
+
+    /// Adaptive pricing: a quote moved item `i`'s target price past its working limit (toward
+    /// the far side: the market left the order behind, or the sizes now lean against it), and
+    /// the order was priced at least `min_repeg_gap` ago: re-price it now rather than at the
+    /// timer. A target that moved back toward the near side waits for the timer (a request
+    /// that buys nothing but a cheaper chance of a fill is not spent at once).
+    pub(super) fn repeg_on_quote(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        let item = &self.items[i];
+        if !item.stage.is_working() || item.is_busy() || item.replacing_by_new() || !self.stream_up {
+            return;
+        }
+        let gap = chrono::Duration::from_std(self.config.min_repeg_gap).unwrap_or_default();
+        if item.priced_at.is_some_and(|at| now - at < gap) {
+            return;
+        }
+        let Some(c) = item.working_child() else { return };
+        let child = &item.children[c];
+        let (ChildState::Live(_), Some(limit), OrderType::Limit) = (&child.state, child.limit, child.order_type) else {
+            return;
+        };
+        let Some((OrderPlan::Limit(target), false)) = self.order_plan(i, now, false) else { return };
+        let further = match item.side.unwrap_or(Side::Buy) {
+            Side::Buy => target > limit,
+            Side::Sell => target < limit,
+        };
+        if further {
+            self.items[i].repeg_when_routed = false;
+            self.items[i].step += 1;
+            self.continue_repeg(i, now, out);
+        }
+    }
+
+    /// Adaptive pricing keeps a working order as it is while the spread is too wide to price
+    /// from (a re-peg would only move it back to the near side) and the horizon is not over.
+    fn holds_through_wide_spread(&self, i: usize, now: Timestamp) -> bool {
+        let item = &self.items[i];
+        let adaptive = self.config.strategy == Strategy::Smart && self.config.smart_pricing == SmartPricing::Adaptive;
+        let horizon_left = item.working_since.is_none_or(|since| now < Self::after(since, self.config.working_horizon));
+        adaptive
+            && horizon_left
+            && self.sane_quote(&item.item.symbol, now).is_none()
+            && self.wide_quote(&item.item.symbol, now).is_some()
     }
 
     /// The predecessor replica's check of item `i`'s working child `c` (§3.13, §3.14): at the
@@ -431,6 +517,7 @@ impl EngineCore {
                 let client_order_id = self.client_id(i);
                 let item = &mut self.items[i];
                 item.attempt = item.attempt.saturating_add(1);
+                item.priced_at = Some(now);
                 item.wait_for(Some(Pending::Replace));
                 if escalating && !item.escalated() {
                     out.push(Command::Emit(ProgressEvent::Escalated {

@@ -9,7 +9,13 @@ use crate::io::{Command, Input, TimerId};
 /// A bench with one BUY of $1,000 of AAPL (not fractionable) at 99.90 / 100.10, up to its first
 /// submit; returns the bench and that submit.
 fn one_buy() -> (Bench, OrderRequest) {
-    one_buy_with(EngineConfig::default())
+    one_buy_with(schedule())
+}
+
+/// `smart` on its fixed re-peg schedule: the cases of replace and cancel mechanics fire the re-peg
+/// timer themselves, and quotes fed on the way must not re-price before it.
+fn schedule() -> EngineConfig {
+    EngineConfig { smart_pricing: crate::config::SmartPricing::Schedule, ..EngineConfig::default() }
 }
 
 fn one_buy_with(config: EngineConfig) -> (Bench, OrderRequest) {
@@ -50,12 +56,11 @@ fn looked_up(request: &OrderRequest, result: Result<tranche_domain::Order, Broke
 // ---- placing -------------------------------------------------------------------------------
 
 #[test]
-fn a_buy_starts_as_a_whole_share_limit_inside_the_spread() {
+fn a_buy_starts_as_a_whole_share_limit_at_the_bid() {
     let (_, submit) = one_buy();
     assert_eq!(submit.side, Side::Buy);
     assert_eq!(submit.order_type, OrderType::Limit);
-    let limit = submit.limit_price.unwrap().get();
-    assert!(limit > d("99.90") && limit < d("100.10"), "inside the spread: {limit}");
+    assert_eq!(submit.limit_price, Some(Price::new(d("99.90"))), "the near side");
     let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!("a share quantity") };
     assert!(qty.get().fract().is_zero() && qty.get() > d("0"), "{qty}");
 }
@@ -164,7 +169,7 @@ fn a_replace_goes_out_for_an_untouched_non_marketable_order() {
 #[test]
 fn a_marketable_re_peg_cancels_then_sends_new_instead_of_replacing() {
     // No re-pegs: the first step after the first order is the (marketable) escalation.
-    let (mut bench, submit) = one_buy_with(EngineConfig { max_repegs: 0, ..EngineConfig::default() });
+    let (mut bench, submit) = one_buy_with(EngineConfig { max_repegs: 0, ..schedule() });
     let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
     bench.feed(submitted(&submit, Ok(order.clone())));
     let out = repeg_now(&mut bench, "99.90", "100.10");
@@ -916,7 +921,7 @@ fn a_buy_whose_price_rose_buys_no_more_than_the_cash_left() {
     // $1,000 of cash, one buy of $990 (after the 1 % buffer): the escalation at a price far above
     // the sizing quote buys fewer shares, never on margin.
     let plan = plan("p1", &[("AAPL", "BUY", "990", "0")]);
-    let mut bench = Bench::new(plan.clone(), EngineConfig { max_repegs: 0, ..EngineConfig::default() });
+    let mut bench = Bench::new(plan.clone(), EngineConfig { max_repegs: 0, ..schedule() });
     let mut broker = Broker::open(&plan, bench.now);
     broker.account = Ok(cash_account("1000"));
     broker.assets = vec![asset("AAPL", false)];
@@ -1249,7 +1254,8 @@ fn a_refused_subscription_is_said_and_half_of_it_asked_for_again_until_the_limit
 // ---- the predecessor replica (shared/reference/predecessor-spec.md §3.10–3.14) ---------------
 
 fn predecessor_buy() -> (Bench, OrderRequest) {
-    let (mut bench, submit) = one_buy_with(EngineConfig { strategy: crate::Strategy::Predecessor, ..EngineConfig::default() });
+    let (mut bench, submit) =
+        one_buy_with(EngineConfig { strategy: crate::Strategy::Predecessor, ..EngineConfig::default() });
     let order = order_of(&submit, "o-1", OrderStatus::New, "0", bench.now);
     bench.feed(submitted(&submit, Ok(order)));
     (bench, submit)
@@ -1312,4 +1318,130 @@ fn the_replicas_phase_lasts_until_its_loop_ends_even_when_everything_filled_at_o
         }
     }
     assert!(ended.is_some_and(|t| t >= at), "the run ended at {ended:?}, its loop at {at}");
+}
+
+// ---- adaptive pricing (the default `smart`) -------------------------------------------------
+
+/// A working adaptive buy of AAPL at 99.90 / 100.10 (first order at the bid, 10 shares).
+fn adaptive_buy() -> (Bench, OrderRequest, tranche_domain::Order) {
+    let (mut bench, submit) = one_buy_with(EngineConfig::default());
+    assert_eq!(submit.limit_price, Some(Price::new(d("99.90"))), "starts at the bid");
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    (bench, submit, order)
+}
+
+fn sized_quote(bid: &str, ask: &str, bid_size: i64, ask_size: i64, at: tranche_domain::Timestamp) -> Input {
+    let mut q = quote("AAPL", bid, ask, at);
+    q.bid_size = tranche_domain::Qty::new(bid_size.into());
+    q.ask_size = tranche_domain::Qty::new(ask_size.into());
+    Input::Quote(q)
+}
+
+/// The price the re-peg in `out` asks for (a replace, or the new order after a cancel).
+fn repeg_price(out: &[Command]) -> Option<Price> {
+    replaces(out).first().and_then(|(_, r)| r.limit_price).or_else(|| submits(out).first().and_then(|s| s.limit_price))
+}
+
+/// The adaptive re-peg decided at `secs` after the first order, on a quote of `bid`/`ask` with
+/// the given sizes.
+fn adaptive_repeg_at(secs: i64, (bid, ask): (&str, &str), (bid_size, ask_size): (i64, i64)) -> Vec<Command> {
+    let (mut bench, _, _) = adaptive_buy();
+    let at = t0() + chrono::Duration::seconds(secs);
+    bench.now = at;
+    // The quote may re-price at once (it moved the target toward the far side); else the timer.
+    let mut out = bench.feed(sized_quote(bid, ask, bid_size, ask_size, at));
+    if repeg_price(&out).is_none() && cancels(&out).is_empty() {
+        out.extend(bench.fire(TimerId::Repeg(0)));
+    }
+    // A marketable price goes by cancel, then new: the new order carries it.
+    if let Some(id) = cancels(&out).first() {
+        let mut old = order_at(id, &bench);
+        old.status = OrderStatus::Canceled;
+        out.extend(bench.feed(update(TradeEvent::Canceled, &old, None, bench.now)));
+    }
+    out
+}
+
+/// The broker's report of the working order `id` of item 0.
+fn order_at(id: &tranche_domain::BrokerOrderId, bench: &Bench) -> tranche_domain::Order {
+    let item = &bench.core.items[0];
+    let c = item.child_by_broker(id).expect("a child of that id");
+    item.children[c].report.clone().expect("its report")
+}
+
+#[test]
+fn adaptive_prices_from_the_time_left_and_the_size_imbalance() {
+    let cases = [
+        // (name, seconds after the first order, sizes bid/ask, the re-peg's limit): a share of
+        // the 20-cent spread of elapsed / 45 s, plus half a spread per unit of imbalance, rounded
+        // down for a buy.
+        ("a third of the horizon, even book", 15, (100, 100), Some("99.96")),
+        ("two thirds, even book", 30, (100, 100), Some("100.03")),
+        ("a third, bids pressing (+0.5)", 15, (300, 100), Some("100.01")),
+        ("a third, offers heavy (-0.5): a twelfth", 15, (100, 300), Some("99.91")),
+        ("the horizon is over: escalation 50 bps past the ask", 45, (100, 100), Some("100.60")),
+    ];
+    for (name, secs, sizes, want) in cases {
+        let out = adaptive_repeg_at(secs, ("99.90", "100.10"), sizes);
+        assert_eq!(repeg_price(&out), want.map(|w| Price::new(d(w))), "{name}: {out:#?}");
+    }
+}
+
+#[test]
+fn a_quote_that_leaves_the_order_behind_re_pegs_at_once_but_not_within_the_gap() {
+    let (mut bench, _, order) = adaptive_buy();
+    // Within the 2 s gap: a quote that moved away changes nothing yet.
+    bench.now = t0() + chrono::Duration::seconds(1);
+    let out = bench.feed(sized_quote("100.00", "100.20", 100, 100, bench.now));
+    assert!(replaces(&out).is_empty() && cancels(&out).is_empty(), "{out:#?}");
+    // After it, the same move re-prices at once (no timer): to the new bid plus 3/45 of a spread.
+    bench.now = t0() + chrono::Duration::seconds(3);
+    let out = bench.feed(sized_quote("100.00", "100.20", 100, 100, bench.now));
+    let (old, request) = replaces(&out).pop().expect("a replace on the quote");
+    assert_eq!(old, order.id);
+    assert_eq!(request.limit_price, Some(Price::new(d("100.01"))));
+    // A quote that moved toward the order does not re-price on the quote.
+    let (mut bench, _, _) = adaptive_buy();
+    bench.now = t0() + chrono::Duration::seconds(3);
+    let out = bench.feed(sized_quote("99.80", "100.00", 100, 100, bench.now));
+    assert!(replaces(&out).is_empty() && cancels(&out).is_empty(), "{out:#?}");
+}
+
+#[test]
+fn a_quote_whose_sizes_press_the_order_moves_it_toward_the_far_side() {
+    let (mut bench, _, _) = adaptive_buy();
+    bench.now = t0() + chrono::Duration::seconds(3);
+    let out = bench.feed(sized_quote("99.90", "100.10", 900, 100, bench.now));
+    // 3/45 of the spread plus 0.5 × 0.8 of it: 0.4667 → 99.99.
+    assert_eq!(repeg_price(&out), Some(Price::new(d("99.99"))), "{out:#?}");
+}
+
+#[test]
+fn a_spread_too_wide_to_price_from_is_joined_and_waited_out_then_crossed_only_at_its_far_side() {
+    // A 5 % spread (the limit is 200 bps): the first order joins the bid.
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false)];
+    let out = bench.open_and_settle(&broker, &[("AAPL", "97.50", "102.50")]);
+    let submit = the_submit(&out);
+    assert_eq!(submit.limit_price, Some(Price::new(d("97.50"))), "the near side, not the escalation");
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order)));
+    // The timer while it is still wide: the order stays as it is.
+    let at = bench.timers[&TimerId::Repeg(0)];
+    bench.now = at;
+    bench.feed(Input::Quote(quote("AAPL", "97.50", "102.50", at)));
+    let out = bench.fire(TimerId::Repeg(0));
+    assert!(replaces(&out).is_empty() && cancels(&out).is_empty(), "held: {out:#?}");
+    // The horizon is over and it is still wide: a limit at the ask, not 50 bps beyond it.
+    bench.now = t0() + chrono::Duration::seconds(46);
+    bench.feed(Input::Quote(quote("AAPL", "97.50", "102.50", bench.now)));
+    let out = bench.fire(TimerId::Repeg(0));
+    // It crosses, so it goes by cancel, then new.
+    assert_eq!(cancels(&out), vec![tranche_domain::BrokerOrderId::new("o1")], "{out:#?}");
+    let old = order_of(&submit, "o1", OrderStatus::Canceled, "0", bench.now);
+    let out = bench.feed(update(TradeEvent::Canceled, &old, None, bench.now));
+    assert_eq!(repeg_price(&out), Some(Price::new(d("102.50"))), "{out:#?}");
 }
