@@ -461,8 +461,7 @@ fn check_items(
             if (dollars - clean_dollars).abs() > clean_dollars * Decimal::new(5, 2) && shares_apart > share_slack {
                 problems.push(format!(
                     "{}: traded ${dollars} ({traded} shares), the undisturbed run ${clean_dollars} ({} shares)",
-                    item.symbol,
-                    clean_row.filled_qty
+                    item.symbol, clean_row.filled_qty
                 ));
             }
             if (traded - clean_row.filled_qty.get()).abs() > Decimal::ONE {

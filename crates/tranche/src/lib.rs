@@ -32,6 +32,9 @@ pub use tranche_sim as sim;
 #[cfg(feature = "sim")]
 pub mod simulation;
 
+#[cfg(feature = "sim")]
+pub mod quality;
+
 pub mod audit;
 
 pub mod planning;
