@@ -120,6 +120,8 @@ pub struct Sim {
     pub(crate) tape_on: bool,
     pub(crate) exec_seq: u64,
     pub(crate) requests: u64,
+    /// REST requests by kind (`account`, `submit`, ...).
+    pub(crate) request_kinds: crate::tally::Tally,
     /// Submits answered with a timeout whose orders the broker creates later.
     pub(crate) late: Vec<crate::orders::LateOrder>,
     /// Replaces answered with a timeout that reach the broker later: (old order, request).
@@ -183,6 +185,7 @@ impl Sim {
             tape_on: false,
             exec_seq: 0,
             requests: 0,
+            request_kinds: crate::tally::Tally::default(),
             late: Vec::new(),
             late_replaces: Vec::new(),
             activities_served: 0,
@@ -238,6 +241,11 @@ impl Sim {
     /// REST requests served so far (every read and every mutation, refused ones included).
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// REST requests so far by kind (`account`, `asset`, `submit`, `replace`, ...).
+    pub fn request_kinds(&self) -> &crate::tally::Tally {
+        &self.request_kinds
     }
 
     /// Symbols with at least one quote-feed subscription.

@@ -76,12 +76,13 @@ impl Sim {
     /// Injected 429 / 5xx for a read made outside the `Sim` API (the emulator's reads); counts
     /// the request.
     pub fn inject_call_fault(&mut self) -> Option<SimError> {
-        self.call_fault()
+        self.call_fault("emulator_read")
     }
 
-    /// Injected 429 / 5xx for any REST call.
-    pub(crate) fn call_fault(&mut self) -> Option<SimError> {
+    /// Injected 429 / 5xx for any REST call; counts the request under `kind`.
+    pub(crate) fn call_fault(&mut self, kind: &'static str) -> Option<SimError> {
         self.requests += 1;
+        self.request_kinds.hit(kind);
         let faults = &self.config.faults;
         let (rate, server, retry) = (faults.rate_limit_ppm, faults.server_error_ppm, faults.retry_after_ms);
         if self.rng.chance_ppm(rate) {
@@ -310,7 +311,7 @@ impl Sim {
     /// Places an order.
     pub fn submit(&mut self, req: &OrderRequest) -> Result<Order, SimError> {
         self.judge_submit(req);
-        if let Some(fault) = self.call_fault() {
+        if let Some(fault) = self.call_fault("submit") {
             return Err(fault);
         }
         if self.rng.chance_ppm(self.config.faults.submit_timeout_before_ppm) {
@@ -448,7 +449,7 @@ impl Sim {
         if let Some(&i) = self.by_id.get(id) {
             self.judge_cancel(i);
         }
-        if let Some(fault) = self.call_fault() {
+        if let Some(fault) = self.call_fault("cancel") {
             return Err(fault);
         }
         let i = self.index_of(id)?;
@@ -504,7 +505,7 @@ impl Sim {
         if let Some(&old) = self.by_id.get(id) {
             self.judge_replace(old, req);
         }
-        if let Some(fault) = self.call_fault() {
+        if let Some(fault) = self.call_fault("replace") {
             return Err(fault);
         }
         let old = self.index_of(id)?;

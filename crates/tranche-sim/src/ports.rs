@@ -179,11 +179,11 @@ impl SimBroker {
     /// A read, retried as a broker adapter retries it (the Alpaca adapter does the same): a
     /// transient failure or a 429 is tried again after a backoff on the simulated clock, up to
     /// `READ_ATTEMPTS` times; the engine above does not retry again.
-    async fn read<T>(&self, f: impl Fn(&mut Sim) -> Result<T, SimError>) -> Result<T, BrokerError> {
+    async fn read<T>(&self, kind: &'static str, f: impl Fn(&mut Sim) -> Result<T, SimError>) -> Result<T, BrokerError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.shared.with(|sim| match sim.call_fault() {
+            let result = self.shared.with(|sim| match sim.call_fault(kind) {
                 Some(fault) => Err(fault),
                 None => f(sim),
             });
@@ -212,38 +212,38 @@ impl SimBroker {
 #[async_trait]
 impl Broker for SimBroker {
     async fn account(&self) -> Result<Account, BrokerError> {
-        self.read(|sim| Ok(sim.account())).await
+        self.read("account", |sim| Ok(sim.account())).await
     }
 
     async fn positions(&self) -> Result<Vec<Position>, BrokerError> {
-        self.read(|sim| Ok(sim.positions())).await
+        self.read("positions", |sim| Ok(sim.positions())).await
     }
 
     async fn position(&self, symbol: &Symbol) -> Result<Option<Position>, BrokerError> {
-        self.read(|sim| Ok(sim.position(symbol))).await
+        self.read("position", |sim| Ok(sim.position(symbol))).await
     }
 
     async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError> {
-        self.read(|sim| sim.asset(symbol)).await
+        self.read("asset", |sim| sim.asset(symbol)).await
     }
 
     async fn assets(&self) -> Result<Vec<Asset>, BrokerError> {
         // The universe's names and the configured ones; a name the simulator would invent is
         // not listed (read it alone, as at Alpaca a name missing from the list is).
-        self.read(|sim| Ok(sim.listed_symbols().iter().filter_map(|s| sim.asset(s).ok()).collect())).await
+        self.read("assets", |sim| Ok(sim.listed_symbols().iter().filter_map(|s| sim.asset(s).ok()).collect())).await
     }
 
     async fn clock(&self) -> Result<MarketClock, BrokerError> {
-        self.read(|sim| Ok(sim.clock())).await
+        self.read("clock", |sim| Ok(sim.clock())).await
     }
 
     async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError> {
-        self.read(|sim| sim.latest_quote(symbol)).await
+        self.read("latest_quote", |sim| sim.latest_quote(symbol)).await
     }
 
     async fn latest_quotes(&self, symbols: &[Symbol]) -> Result<Vec<Quote>, BrokerError> {
         // One request, as Alpaca's multi-symbol endpoint; a symbol without a quote is left out.
-        self.read(|sim| Ok(symbols.iter().filter_map(|s| sim.latest_quote(s).ok()).collect())).await
+        self.read("latest_quotes", |sim| Ok(symbols.iter().filter_map(|s| sim.latest_quote(s).ok()).collect())).await
     }
 
     async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {
@@ -259,19 +259,19 @@ impl Broker for SimBroker {
     }
 
     async fn order(&self, id: &BrokerOrderId) -> Result<Order, BrokerError> {
-        self.read(|sim| sim.order(id)).await
+        self.read("order", |sim| sim.order(id)).await
     }
 
     async fn order_by_client_id(&self, id: &ClientOrderId) -> Result<Order, BrokerError> {
-        self.read(|sim| sim.order_by_client_id(id)).await
+        self.read("order_by_client_id", |sim| sim.order_by_client_id(id)).await
     }
 
     async fn open_orders(&self) -> Result<Vec<Order>, BrokerError> {
-        self.read(|sim| Ok(sim.open_orders())).await
+        self.read("open_orders", |sim| Ok(sim.open_orders())).await
     }
 
     async fn fill_activities(&self, since: Timestamp) -> Result<Vec<Fill>, BrokerError> {
-        self.read(|sim| Ok(sim.fill_activities(since))).await
+        self.read("fill_activities", |sim| Ok(sim.fill_activities(since))).await
     }
 }
 

@@ -32,6 +32,8 @@ pub struct SimRecord {
     pub elapsed_secs: f64,
     /// REST requests the run made.
     pub requests: u64,
+    /// Those requests by kind.
+    pub request_kinds: tranche_sim::Tally,
     /// What the simulator's referee saw during the run (every broken promise, at the attempt).
     pub referee: Vec<String>,
     /// The referee's counts by kind (every kind listed).
@@ -105,7 +107,7 @@ pub async fn run_on_broker(
     let (violations_before, fired_before) = broker.with_sim(|s| (s.referee().violations().len(), s.faults_fired()));
     let orders_before = broker.with_sim(|s| s.orders().count());
     let fills_before = broker.with_sim(|s| s.fills().len());
-    let requests_before = broker.with_sim(|s| s.requests());
+    let (requests_before, kinds_before) = broker.with_sim(|s| (s.requests(), s.request_kinds().clone()));
     let start = clock.now();
     let ports = Ports {
         broker: Arc::new(broker.broker()),
@@ -125,6 +127,7 @@ pub async fn run_on_broker(
         cash_after: s.account().cash.get(),
         elapsed_secs: (result.execution_timestamp - start).num_milliseconds() as f64 / 1000.0,
         requests: s.requests() - requests_before,
+        request_kinds: s.request_kinds().since(&kinds_before),
         referee: s.referee().violations()[violations_before..].iter().map(ToString::to_string).collect(),
         referee_counts: tranche_sim::count_violations(&s.referee().violations()[violations_before..]),
         faults_fired: s.faults_fired().since(&fired_before),
@@ -326,6 +329,8 @@ pub struct ScenarioReport {
     pub mean_completion_secs: f64,
     /// REST requests per order placed.
     pub requests_per_order: f64,
+    /// REST requests by kind, over every scenario.
+    pub requests_by_kind: tranche_sim::Tally,
     /// Invariant violations (must be 0), the referee's included.
     pub invariant_violations: u64,
     /// The first violations found (at most ten), each with its seed.
@@ -372,6 +377,7 @@ pub fn run_scenarios(
     let (mut attempted, mut completed, mut orders, mut requests, mut violations) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut secs = 0.0;
     let (mut fired, mut referee) = (tranche_sim::Tally::default(), tranche_sim::count_violations(&[]));
+    let mut kinds = tranche_sim::Tally::default();
     let mut examples = Vec::new();
     for seed in first_seed..first_seed.saturating_add(count) {
         let (plan, sim) = scenario(seed, 8, &base);
@@ -391,6 +397,7 @@ pub fn run_scenarios(
         completed += result.orders.iter().filter(|r| r.reached_target()).count() as u64;
         orders += record.orders.len() as u64;
         requests += record.requests;
+        kinds.add(&record.request_kinds);
         secs += record.elapsed_secs;
         runs.push(RunSample {
             seed,
@@ -418,6 +425,7 @@ pub fn run_scenarios(
         completion_rate: if attempted == 0 { 1.0 } else { completed as f64 / attempted as f64 },
         mean_completion_secs: if count == 0 { 0.0 } else { secs / count as f64 },
         requests_per_order: if orders == 0 { 0.0 } else { requests as f64 / orders as f64 },
+        requests_by_kind: kinds,
         invariant_violations: violations,
         violation_examples: examples,
         faults_fired: fired,
