@@ -33,6 +33,26 @@ fn thirty_symbol_example_has_fractional_liquidation_and_hold_items() {
 }
 
 #[test]
+fn five_hundred_symbol_example_is_a_direct_indexing_rebalance_over_the_simulated_listing() {
+    let plan = read("plan-500.json").expect("valid");
+    assert_eq!(plan.items.len(), 500);
+    assert_eq!(plan.validate(), Ok(()));
+    let count = |action| plan.items.iter().filter(|i| i.action == action).count();
+    assert!(count(Action::Buy) >= 150 && count(Action::Sell) >= 150 && count(Action::Hold) >= 20);
+    let liquidations = plan.items.iter().filter(|i| i.is_liquidation()).count();
+    assert!((3..=20).contains(&liquidations), "a few liquidations: {liquidations}");
+    // Small trades: a direct index moves a little of many names.
+    let largest = plan.items.iter().map(|i| i.trade_amount.get().abs()).max().unwrap();
+    assert!(largest < rust_decimal::Decimal::from(6000), "{largest}");
+    // Every name is one the simulator (and the emulator) lists, some of them whole-share only.
+    assert!(plan.items.iter().all(|i| tranche::sim::is_listed(&i.symbol)));
+    let config = tranche::sim::SimConfig::default();
+    let whole =
+        plan.items.iter().filter(|i| !tranche::sim::AssetProfile::derive(&config, &i.symbol).fractionable).count();
+    assert!(whole >= 20, "{whole} non-fractionable names");
+}
+
+#[test]
 fn broken_example_lists_all_its_problems() {
     let Err(PlanError::Invalid(issues)) = read("broken-plan.json") else {
         panic!("the broken plan must be invalid");

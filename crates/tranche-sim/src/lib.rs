@@ -23,6 +23,7 @@ mod account;
 mod config;
 mod core;
 mod error;
+mod listing;
 mod market;
 mod matching;
 mod orders;

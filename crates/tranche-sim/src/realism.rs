@@ -112,7 +112,7 @@ impl RealismConfig {
 }
 
 /// A liquidity class: what sets a name's spread, volatility, volume and displayed size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NameClass {
     /// The largest US stocks (AAPL, MSFT, ...): 1–3 bps quoted spreads, billions a day.

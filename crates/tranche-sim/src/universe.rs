@@ -10,54 +10,24 @@ use rust_decimal::Decimal;
 use tranche_domain::Symbol;
 
 use crate::config::SimConfig;
+use crate::listing::LISTING;
 use crate::realism::{ClassDraw, MarketModel, NameClass};
 use crate::rng::Rng;
 
-/// Well-known symbols: (symbol, price in cents, fractionable).
-const KNOWN: &[(&str, i64, bool)] = &[
-    ("AAPL", 22_810, true),
-    ("MSFT", 41_520, true),
-    ("NVDA", 13_540, true),
-    ("AMZN", 20_530, true),
-    ("GOOGL", 17_560, true),
-    ("META", 56_020, true),
-    ("BRK.B", 47_050, true),
-    ("JPM", 22_040, true),
-    ("V", 31_080, true),
-    ("UNH", 51_260, true),
-    ("XOM", 11_730, true),
-    ("JNJ", 15_810, true),
-    ("PG", 16_940, true),
-    ("HD", 40_120, true),
-    ("COST", 91_350, true),
-    ("TSLA", 33_890, true),
-    ("SPY", 59_030, true),
-    ("QQQ", 50_510, true),
-    ("IWM", 22_540, true),
-    ("VTI", 29_120, true),
-    ("TLT", 9_210, true),
-    ("GLD", 24_530, true),
-    ("BND", 7_240, true),
-    ("EDZ", 952, false),
-    ("SQQQ", 781, false),
-    ("SOXL", 2_810, false),
-    ("TQQQ", 7_890, false),
-    ("ARKK", 5_520, true),
-    ("F", 1_052, true),
-    ("SIRI", 2_410, true),
-    ("PLUG", 212, true),
-    ("NIO", 441, true),
-];
-
-/// Whether the universe lists `symbol` (a real name at a realistic price level); any other
+/// Whether the universe lists `symbol` (one of the 500 names of `crate::listing`); any other
 /// symbol's market is invented from the seed.
 pub fn is_listed(symbol: &Symbol) -> bool {
-    KNOWN.iter().any(|(s, _, _)| *s == symbol.as_str())
+    listed_entry(symbol).is_some()
 }
 
 /// The symbols the universe lists, in its order.
 pub fn listed() -> impl Iterator<Item = Symbol> {
-    KNOWN.iter().filter_map(|(s, _, _)| Symbol::parse(s).ok())
+    LISTING.iter().filter_map(|(s, _, _, _)| Symbol::parse(s).ok())
+}
+
+/// The listing's entry of `symbol`.
+fn listed_entry(symbol: &Symbol) -> Option<&'static (&'static str, i64, bool, NameClass)> {
+    LISTING.iter().find(|(s, _, _, _)| *s == symbol.as_str())
 }
 
 /// Log-spaced price levels (in cents) for symbols the table does not know.
@@ -111,10 +81,10 @@ impl AssetProfile {
     /// Derives the profile of `symbol` under `config`.
     pub fn derive(config: &SimConfig, symbol: &Symbol) -> Self {
         let mut rng = Rng::derive(config.seed, &format!("profile:{symbol}"));
-        let known = KNOWN.iter().find(|(s, _, _)| *s == symbol.as_str());
+        let known = listed_entry(symbol);
         let jitter = rng.range_i64(900, 1100);
         let (cents_guess, mut fractionable) = match known {
-            Some((_, cents, frac)) => (*cents, *frac),
+            Some((_, cents, frac, _)) => (*cents, *frac),
             None => {
                 let level = LEVELS_CENTS[usize::try_from(rng.below(LEVELS_CENTS.len() as u64)).unwrap_or(0)];
                 (level * jitter / 1000, rng.chance_ppm(750_000))
@@ -201,7 +171,7 @@ impl AssetProfile {
 /// The liquidity class of a listed name; an invented one's is drawn from the seed (sub-dollar
 /// names are micro caps).
 fn class_of(config: &SimConfig, symbol: &Symbol, start_micros: i64) -> NameClass {
-    if let Some((_, class)) = CLASSES.iter().find(|(s, _)| *s == symbol.as_str()) {
+    if let Some((_, _, _, class)) = listed_entry(symbol) {
         return *class;
     }
     if start_micros < 1_000_000 {
@@ -216,42 +186,6 @@ fn class_of(config: &SimConfig, symbol: &Symbol, start_micros: i64) -> NameClass
         _ => NameClass::LeveragedEtf,
     }
 }
-
-/// The liquidity class of each listed name (large caps by traded value, ETFs by kind).
-const CLASSES: &[(&str, NameClass)] = &[
-    ("AAPL", NameClass::Mega),
-    ("MSFT", NameClass::Mega),
-    ("NVDA", NameClass::Mega),
-    ("AMZN", NameClass::Mega),
-    ("GOOGL", NameClass::Mega),
-    ("META", NameClass::Mega),
-    ("TSLA", NameClass::Mega),
-    ("BRK.B", NameClass::Large),
-    ("JPM", NameClass::Large),
-    ("V", NameClass::Large),
-    ("UNH", NameClass::Large),
-    ("XOM", NameClass::Large),
-    ("JNJ", NameClass::Large),
-    ("PG", NameClass::Large),
-    ("HD", NameClass::Large),
-    ("COST", NameClass::Large),
-    ("F", NameClass::Large),
-    ("SIRI", NameClass::Mid),
-    ("ARKK", NameClass::Mid),
-    ("PLUG", NameClass::Small),
-    ("NIO", NameClass::Small),
-    ("SPY", NameClass::BroadEtf),
-    ("QQQ", NameClass::BroadEtf),
-    ("IWM", NameClass::BroadEtf),
-    ("VTI", NameClass::BroadEtf),
-    ("TLT", NameClass::BroadEtf),
-    ("GLD", NameClass::BroadEtf),
-    ("BND", NameClass::BroadEtf),
-    ("EDZ", NameClass::LeveragedEtf),
-    ("SQQQ", NameClass::LeveragedEtf),
-    ("SOXL", NameClass::LeveragedEtf),
-    ("TQQQ", NameClass::LeveragedEtf),
-];
 
 #[cfg(test)]
 mod tests {
@@ -284,6 +218,31 @@ mod tests {
             over_1000 += usize::from(a.start_micros > 1_000_000_000);
         }
         assert!(sub_dollar > 20 && over_1000 > 5, "{sub_dollar} {over_1000}");
+    }
+
+    #[test]
+    fn the_listing_holds_500_names_of_every_class_some_whole_share_only() {
+        let config = SimConfig::default();
+        let names: std::collections::BTreeSet<Symbol> = listed().collect();
+        assert_eq!(names.len(), 500);
+        let mut by_class = std::collections::BTreeMap::new();
+        for name in &names {
+            *by_class.entry(class_of(&config, name, 1_000_000)).or_insert(0) += 1;
+        }
+        for (class, least) in [
+            (NameClass::Mega, 7),
+            (NameClass::Large, 100),
+            (NameClass::Mid, 100),
+            (NameClass::Small, 80),
+            (NameClass::BroadEtf, 40),
+            (NameClass::ThinEtf, 15),
+            (NameClass::LeveragedEtf, 15),
+        ] {
+            assert!(by_class.get(&class).copied().unwrap_or(0) >= least, "{class:?}: {by_class:?}");
+        }
+        let whole_shares = names.iter().filter(|n| !AssetProfile::derive(&config, n).fractionable).count();
+        assert!((25..=100).contains(&whole_shares), "{whole_shares}");
+        assert!(is_listed(&sym("AVGO")) && !is_listed(&sym("Z1")));
     }
 
     #[test]
