@@ -97,6 +97,11 @@ pub struct EngineConfig {
     pub buying_power_buffer: Bps,
     /// Items worked at the same time within a phase (default 8).
     pub concurrency: usize,
+    /// The broker's Trading API budget the engine plans its requests against, per minute
+    /// (default 190: Alpaca's 200 less a margin; 0: no budget). First orders always go; an
+    /// escalation once the phase's first orders are out; a re-peg only with a tenth of the
+    /// budget to spare beyond both, else later, spread over the minute.
+    pub requests_per_minute: u32,
     /// Deadline of each trading phase (default 5 min).
     #[serde(with = "secs")]
     pub phase_deadline: Duration,
@@ -160,6 +165,7 @@ impl Default for EngineConfig {
             min_notional: Usd::new(1.into()),
             buying_power_buffer: Bps::new(100.into()),
             concurrency: 8,
+            requests_per_minute: 190,
             phase_deadline: Duration::from_secs(300),
             run_deadline: Duration::from_secs(900),
             settle_deadline: Duration::from_secs(10),
@@ -238,6 +244,9 @@ impl EngineConfig {
             || self.buying_power_buffer.get() >= rust_decimal::Decimal::from(10_000)
         {
             bad("buying_power_buffer", "must be between 0 and 10000 bps".into());
+        }
+        if self.requests_per_minute > 100_000 {
+            bad("requests_per_minute", format!("must be at most 100000, got {}", self.requests_per_minute));
         }
         if self.concurrency == 0 || self.concurrency > 200 {
             bad("concurrency", format!("must be between 1 and 200, got {}", self.concurrency));

@@ -7,6 +7,7 @@
 //! client order id); no new order is sent while the trade-update stream is down; every item ends
 //! in the result exactly once.
 
+mod budget;
 mod item;
 mod phases;
 mod quote_history;
@@ -59,6 +60,8 @@ pub struct EngineCore {
     pub(crate) phase_started_at: Option<Timestamp>,
     /// When the predecessor replica's monitor loop of the current phase started.
     pub(crate) loop_started_at: Option<Timestamp>,
+    /// The Trading API requests of the last minute, against the broker's budget.
+    pub(crate) budget: budget::RequestBudget,
     pub(crate) quotes: BTreeMap<Symbol, Quote>,
     /// The last few quotes of each symbol, in time order (see `quote_history`).
     pub(crate) recent_quotes: BTreeMap<Symbol, std::collections::VecDeque<Quote>>,
@@ -118,6 +121,7 @@ pub(crate) enum Finishing {
 impl EngineCore {
     /// A core for `plan` with `config` (validate both first).
     pub fn new(plan: RebalancePlan, config: EngineConfig) -> Self {
+        let per_minute = config.requests_per_minute;
         let items: Vec<ItemState> = plan.items.iter().cloned().map(ItemState::new).collect();
         let mut items_of: BTreeMap<Symbol, Vec<usize>> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
@@ -132,6 +136,7 @@ impl EngineCore {
             started_at: None,
             phase_started_at: None,
             loop_started_at: None,
+            budget: budget::RequestBudget::new(per_minute),
             quotes: BTreeMap::new(),
             recent_quotes: BTreeMap::new(),
             // Gated: no order goes out before the trade-update stream listens (the first
@@ -259,6 +264,7 @@ impl EngineCore {
             Input::Timer(id) => self.on_timer(id, now, &mut out),
         }
         self.progress(now, &mut out);
+        self.budget.record(now, &out);
         out
     }
 

@@ -633,7 +633,7 @@ impl EngineCore {
         }
     }
 
-    fn phase_side(&self) -> Option<Side> {
+    pub(super) fn phase_side(&self) -> Option<Side> {
         match self.phase {
             RunPhase::Sell => Some(Side::Sell),
             RunPhase::Buy | RunPhase::Settle => Some(Side::Buy),

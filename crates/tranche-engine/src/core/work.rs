@@ -14,6 +14,7 @@ use tranche_domain::{
     ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate,
 };
 
+use super::budget::Need;
 use super::item::{Child, ChildState, FillSource, Pending, Stage};
 use super::{EngineCore, RunPhase};
 use crate::config::{Escalation, SmartPricing, Strategy};
@@ -410,6 +411,15 @@ impl EngineCore {
         if self.holds_through_wide_spread(i, now) {
             return self.arm_repeg(i, now, out);
         }
+        // The budget first: the phase's first orders, then escalations, then re-pegs.
+        if let Some(need) = self.budget_need(i, now) {
+            if !self.affords(need, now, out) {
+                let room = self.room_for(need, out);
+                let at = self.budget.put_off(now, room);
+                out.push(Command::SetTimer { id: TimerId::Repeg(i), at });
+                return;
+            }
+        }
         if self.config.strategy == Strategy::Predecessor {
             if !self.predecessor_step(i, c, now) {
                 return self.arm_repeg(i, now, out);
@@ -449,7 +459,7 @@ impl EngineCore {
             Side::Buy => target > limit,
             Side::Sell => target < limit,
         };
-        if further {
+        if further && self.worth_a_request(i, limit, target, now) && self.affords(Need::Repeg, now, out) {
             self.items[i].repeg_when_routed = false;
             self.items[i].step += 1;
             self.continue_repeg(i, now, out);
@@ -466,6 +476,35 @@ impl EngineCore {
             && horizon_left
             && self.sane_quote(&item.item.symbol, now).is_none()
             && self.wide_quote(&item.item.symbol, now).is_some()
+    }
+
+    /// What the budget must allow for item `i`'s next re-peg: an escalation or a re-peg
+    /// (`None` for the predecessor's replica, which knows no budget, and market orders).
+    fn budget_need(&self, i: usize, now: Timestamp) -> Option<Need> {
+        let item = &self.items[i];
+        match (self.config.strategy, self.config.smart_pricing) {
+            (Strategy::Smart, SmartPricing::Adaptive) => {
+                let over =
+                    item.working_since.is_some_and(|since| now >= Self::after(since, self.config.working_horizon));
+                Some(if over { Need::Escalation } else { Need::Repeg })
+            }
+            (Strategy::Smart, SmartPricing::Schedule) => {
+                Some(if item.step >= self.config.max_repegs { Need::Escalation } else { Need::Repeg })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a re-peg from `limit` to `target` buys enough to spend a request on: any tick
+    /// while more than half the budget is spare, else at least a quarter of the spread.
+    fn worth_a_request(&mut self, i: usize, limit: Price, target: Price, now: Timestamp) -> bool {
+        let half = usize::try_from(self.config.requests_per_minute / 2).unwrap_or(0);
+        if self.config.requests_per_minute == 0 || self.budget.spare(now) > half {
+            return true;
+        }
+        let Some(q) = self.quotes.get(&self.items[i].item.symbol) else { return true };
+        let spread = (q.ask.get() - q.bid.get()).abs();
+        (target.get() - limit.get()).abs() * Decimal::from(4) >= spread
     }
 
     /// The predecessor replica's check of item `i`'s working child `c` (§3.13, §3.14): at the

@@ -1445,3 +1445,67 @@ fn a_spread_too_wide_to_price_from_is_joined_and_waited_out_then_crossed_only_at
     let out = bench.feed(update(TradeEvent::Canceled, &old, None, bench.now));
     assert_eq!(repeg_price(&out), Some(Price::new(d("102.50"))), "{out:#?}");
 }
+
+// ---- the request budget -----------------------------------------------------------------------
+
+/// An adaptive buy working under a budget of `per_minute` requests, `concurrency` items at once,
+/// over `buys` symbols: the bench after the first item's first order is acknowledged.
+fn budgeted(per_minute: u32, buys: &[&str], concurrency: usize) -> (Bench, OrderRequest) {
+    let rows: Vec<(&str, &str, &str, &str)> = buys.iter().map(|s| (*s, "BUY", "1000", "0")).collect();
+    let plan = plan("p1", &rows);
+    let config = EngineConfig { requests_per_minute: per_minute, concurrency, ..EngineConfig::default() };
+    let mut bench = Bench::new(plan.clone(), config);
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = buys.iter().map(|s| asset(s, false)).collect();
+    let quotes: Vec<(&str, &str, &str)> = buys.iter().map(|s| (*s, "99.90", "100.10")).collect();
+    let out = bench.open_and_settle(&broker, &quotes);
+    let submit = submits(&out).into_iter().next().expect("a first order");
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order)));
+    (bench, submit)
+}
+
+/// Item 0's re-peg 15 s in, on an unchanged quote (the target moved by time alone): what the
+/// quotes (a re-peg on a quote) and then its timer emit.
+fn timer_repeg(bench: &mut Bench, symbols: &[&str]) -> Vec<Command> {
+    bench.now = t0() + chrono::Duration::seconds(15);
+    let mut out = Vec::new();
+    for s in symbols {
+        out.extend(bench.feed(Input::Quote(quote(s, "99.90", "100.10", bench.now))));
+    }
+    out.extend(bench.fire(TimerId::Repeg(0)));
+    out
+}
+
+#[test]
+fn a_re_peg_the_budget_cannot_afford_is_put_off_until_the_window_has_room() {
+    // Preflight (5), the buying-power read and the first order spend 7 of 8.
+    let (mut bench, _) = budgeted(8, &["AAPL"], 8);
+    let out = timer_repeg(&mut bench, &["AAPL"]);
+    assert!(replaces(&out).is_empty() && cancels(&out).is_empty(), "put off: {out:#?}");
+    let again = timer(&out, TimerId::Repeg(0)).expect("tried again later");
+    assert!(again >= t0() + chrono::Duration::seconds(60), "once the first requests left the window: {again}");
+    // With room, the same re-peg goes.
+    let (mut roomy, _) = budgeted(190, &["AAPL"], 8);
+    let out = timer_repeg(&mut roomy, &["AAPL"]);
+    assert_eq!(replaces(&out).len(), 1, "{out:#?}");
+}
+
+#[test]
+fn first_orders_go_before_re_pegs() {
+    // One item at a time: MSFT's first order still waits while AAPL's re-peg is due, and the
+    // budget's spare room (30 − 8 − a tenth) cannot cover it and a re-peg too when 20 more
+    // first orders wait.
+    let many: Vec<String> = (0..22).map(|i| format!("B{i}")).collect();
+    let mut symbols = vec!["AAPL"];
+    symbols.extend(many.iter().map(String::as_str));
+    let (mut bench, submit) = budgeted(30, &symbols, 1);
+    assert_eq!(submit.symbol.as_str(), "AAPL");
+    assert!(bench.core.first_orders_pending() >= 20);
+    let out = timer_repeg(&mut bench, &symbols);
+    assert!(replaces(&out).is_empty() && cancels(&out).is_empty(), "the first orders' budget: {out:#?}");
+    // The same plan under Alpaca's budget re-pegs.
+    let (mut roomy, _) = budgeted(190, &symbols, 1);
+    let out = timer_repeg(&mut roomy, &symbols);
+    assert_eq!(replaces(&out).len(), 1, "{out:#?}");
+}
