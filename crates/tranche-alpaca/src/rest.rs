@@ -129,7 +129,7 @@ impl AlpacaBroker {
         body: Option<&Value>,
         mutation: bool,
     ) -> Result<Option<Value>, BrokerError> {
-        self.limiter(api).acquire().await;
+        let permit = self.limiter(api).acquire().await;
         let config = &self.inner.config;
         let mut request = self
             .inner
@@ -158,11 +158,10 @@ impl AlpacaBroker {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        if headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()) == Some("0") {
-            if let Some(wait) = retry_after(&headers) {
-                self.limiter(api).block_for(wait);
-            }
-        }
+        // The server's count of what remains paces the next requests.
+        let remaining =
+            headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        permit.answered(remaining, retry_after(&headers));
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) if mutation => {
