@@ -134,6 +134,7 @@ async fn each_phase_sizes_its_items_from_one_request_and_a_symbol_without_a_quot
         cash_after: s.account().cash.get(),
         elapsed_secs: (result.execution_timestamp - start).num_milliseconds() as f64 / 1000.0,
         requests: 0,
+        request_kinds: tranche::sim::Tally::default(),
         referee: s.referee().violations().iter().map(ToString::to_string).collect(),
         referee_counts: tranche::sim::count_violations(s.referee().violations()),
         faults_fired: s.faults_fired(),

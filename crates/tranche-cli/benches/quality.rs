@@ -77,8 +77,49 @@ fn main() {
         variants.push(json!({ "name": name, "what": what, "settings": settings, "summary": summary(&report),
             "vs_predecessor": vs_predecessor }));
     }
-    let page = json!({ "seeds": seeds, "runs": runs, "comparisons": comparisons, "variants": variants });
+    let example = example_five(&dir);
+    let page = json!({ "seeds": seeds, "runs": runs, "comparisons": comparisons, "variants": variants,
+        "example_5": example });
     std::fs::write(dir.join("quality.json"), serde_json::to_vec_pretty(&page).unwrap()).expect("write quality.json");
+}
+
+/// The settings `smart` had before its adaptive pricing and the request budget (issue 20): the
+/// fixed schedule from 0.4 of the spread, 8 items at a time.
+const BEFORE: &str = "[engine]\nsmart_pricing = \"schedule\"\ninitial_aggressiveness = \"0.4\"\nconcurrency = 8\n";
+
+/// The 5-symbol example (`tranche execute examples/plan.json`, the README's first command) in
+/// virtual seconds: seed 1 (the command as written) and the mean of seeds 1..=20, on the quiet
+/// market it runs on by default and on the realistic one, with today's settings and before.
+fn example_five(dir: &Path) -> Value {
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plan.json");
+    let mut out = serde_json::Map::new();
+    for (market, model) in [("quiet", ""), ("realistic", "[simulator.market]\nmodel = \"realistic\"\n")] {
+        for (when, engine) in [("today", "[engine]\n"), ("before", BEFORE)] {
+            let path = dir.join(format!("example-5-{market}-{when}.toml"));
+            std::fs::write(&path, format!("{engine}{model}")).expect("write the example's settings");
+            let secs: Vec<f64> = (1..=20).map(|seed| execute_secs(&plan, &path, seed)).collect();
+            let mean = secs.iter().sum::<f64>() / 20.0;
+            out.insert(format!("{market}_{when}"), json!({ "seed_1": secs[0], "mean_20": mean }));
+        }
+    }
+    Value::Object(out)
+}
+
+/// Virtual seconds from start to result of `tranche execute PLAN --seed SEED` on the simulator.
+fn execute_secs(plan: &Path, config: &Path, seed: u32) -> f64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .arg("execute")
+        .arg(plan)
+        .args(["--json", "--quiet", "--seed", &seed.to_string(), "--config"])
+        .arg(config)
+        .output()
+        .expect("the tranche binary runs");
+    let result: Value = serde_json::from_slice(&out.stdout).expect("execute --json prints the result");
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).expect("a time");
+    let (start, end) = (time(&result["metadata"]["started_at"]), time(&result["execution_timestamp"]));
+    #[allow(clippy::cast_precision_loss)]
+    let secs = (end - start).num_milliseconds() as f64 / 1000.0;
+    secs
 }
 
 /// `tranche sim run --json` with the given settings.
@@ -139,6 +180,9 @@ fn summary(report: &Value) -> Value {
         "secs": quality::mean(&secs),
         "requests_per_order": quality::ratio_of_means(&requests, &orders),
         "completion_rate": report["completion_rate"],
+        "requests_by_kind": report["requests_by_kind"],
+        "orders": orders.iter().sum::<f64>(),
+        "scenarios": secs.len(),
         "invariant_violations": report["invariant_violations"],
         "violation_examples": report["violation_examples"],
     })

@@ -95,7 +95,8 @@ pub struct EngineConfig {
     pub min_notional: Usd,
     /// Share of buying power kept unused when sizing buys (default 1 %).
     pub buying_power_buffer: Bps,
-    /// Items worked at the same time within a phase (default 8).
+    /// Items worked at the same time within a phase (default 64: a large plan's pace is set
+    /// by the request budget, not by this).
     pub concurrency: usize,
     /// The broker's Trading API budget the engine plans its requests against, per minute
     /// (default 190: Alpaca's 200 less a margin; 0: no budget). First orders always go; an
@@ -164,7 +165,7 @@ impl Default for EngineConfig {
             max_spread: Bps::new(200.into()),
             min_notional: Usd::new(1.into()),
             buying_power_buffer: Bps::new(100.into()),
-            concurrency: 8,
+            concurrency: 64,
             requests_per_minute: 190,
             phase_deadline: Duration::from_secs(300),
             run_deadline: Duration::from_secs(900),

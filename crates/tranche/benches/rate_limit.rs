@@ -1,21 +1,23 @@
-//! The rate-limit bound: the 30-symbol example plan executed through the Alpaca adapter, the
-//! market-data stream and the emulator over loopback, with a 20 ms round trip on every REST call
-//! and Alpaca's budget of 200 requests per minute enforced by the emulator (429 past it). A plain
-//! `main` in real time (the emulator is a real server), not criterion.
+//! The rate-limit bound: example plans executed through the Alpaca adapter, the market-data
+//! stream and the emulator over loopback, with a 20 ms round trip on every REST call and
+//! Alpaca's budget of 200 requests per minute enforced by the emulator (429 past it), on the
+//! simulator's realistic market. A plain `main` in real time (the emulator is a real server),
+//! not criterion.
 //!
-//! Per strategy it reports the wall time from start to the result, the REST requests the
-//! emulator received (and refused), and the lower bound the rate limit and the round trip set
-//! for the requests the run made: requests past one minute's budget wait `60 s / 200` each, and
+//! Per plan and strategy it reports the wall time from start to the result, the REST requests
+//! the emulator received (and refused), the items filled, the mean slippage, and the lower bound
+//! the budget and the round trip set for the least requests the plan needs (the run's fixed
+//! reads and one order per trade): requests past the bucket's 200 wait `60 s / 200` each, and
 //! the critical path holds four round trips (read the account and positions, submit the sells,
-//! re-read the buying power, submit the buys) and two trade-update deliveries (the sells' fills,
-//! the buys' fills). At the floor of one request per order, 30 orders fit in one minute's budget,
-//! so the bound is 4 × 20 ms + 2 × 15 ms = 0.11 s: for a 30-symbol plan the round trip, not the
-//! budget, is the limit, as long as the client spends its budget at once instead of pacing it.
+//! re-read the buying power, submit the buys) and two trade-update deliveries.
 //!
-//! `market` shows the bound with fills that need no waiting; `smart` (the default strategy, with
-//! its default 10 s re-peg interval) adds the passive waiting that buys better prices. Results
-//! are printed and written to `target/bench-results/rate_limit.json` for `cargo xtask bench`.
-//! `--quick` runs `market` only.
+//! The 30-symbol example fits one minute's budget: the round trip is its bound, and `smart`
+//! adds the passive waiting that buys better prices. The 500-symbol example (a direct-indexing
+//! rebalance, `examples/plan-500.json`) needs more than two minutes of budget for its first
+//! orders alone: the budget is its bound. Its quotes stream without the free feed's 30-symbol
+//! limit (a paid feed). Results are printed and written to
+//! `target/bench-results/rate_limit.json` for `cargo xtask bench`. `--quick` runs the 30-symbol
+//! plan with `market` only.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -39,8 +41,9 @@ const PER_MINUTE: u32 = 200;
 const ROUND_TRIP: Duration = Duration::from_millis(20);
 /// The emulator's delay from a fill to its trade update (the simulator's default).
 const UPDATE_LATENCY: Duration = Duration::from_millis(15);
-/// The floor: one request per order, one order per symbol.
-const FLOOR_REQUESTS: u64 = 30;
+/// The fixed reads of a run: account, clock, positions, open orders, the assets (a list for a
+/// large plan), the buying power after the sells, the fill activities at the end.
+const FIXED_READS: u64 = 7;
 
 /// The fastest a run of `requests` can complete: the requests past one minute's budget each
 /// wait for the window to slide, plus four round trips and two trade updates on the critical
@@ -51,8 +54,10 @@ fn bound_secs(requests: u64) -> f64 {
     over_budget + 4.0 * ROUND_TRIP.as_secs_f64() + 2.0 * UPDATE_LATENCY.as_secs_f64()
 }
 
-async fn run(plan: &RebalancePlan, strategy: Strategy) -> serde_json::Value {
-    let mut sim = account_from_plan(plan, &SimConfig::default());
+async fn run(name: &str, plan: &RebalancePlan, strategy: Strategy) -> serde_json::Value {
+    let mut base = SimConfig::default();
+    base.market.model = tranche::sim::MarketModel::Realistic;
+    let mut sim = account_from_plan(plan, &base);
     sim.latency.update_ms = u64::try_from(UPDATE_LATENCY.as_millis()).unwrap_or(u64::MAX);
     let config = EmulatorConfig { sim, requests_per_minute: PER_MINUTE, round_trip: ROUND_TRIP, ..Default::default() };
     let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
@@ -75,39 +80,73 @@ async fn run(plan: &RebalancePlan, strategy: Strategy) -> serde_json::Value {
     let result = execute(plan.clone(), engine, ports, None).await;
     let secs = started.elapsed().as_secs_f64();
     let requests = emu.requests_served() - before;
+    let data_requests = emu.data_requests_served();
     let filled = result.orders.iter().filter(|r| r.outcome == ItemOutcome::Filled).count();
     let orders = emu.with_sim(|s| s.orders().count());
+    let trades = plan.items.iter().filter(|i| i.action.side().is_some()).count() as u64;
+    let slippage: Vec<f64> = result
+        .orders
+        .iter()
+        .filter_map(|r| r.slippage_bps)
+        .map(|b| b.get().to_string().parse().unwrap_or(0.0))
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let mean_slippage = slippage.iter().sum::<f64>() / slippage.len().max(1) as f64;
     serde_json::json!({
+        "plan": name,
         "strategy": format!("{strategy:?}").to_lowercase(),
+        "mean_slippage_bps": mean_slippage,
         "completion_secs": secs,
         "items": plan.items.len(),
-        "trades": plan.items.iter().filter(|i| i.action.side().is_some()).count(),
+        "trades": trades,
         "filled_items": filled,
         "orders": orders,
         "requests": requests,
+        "data_requests": data_requests,
         "refused": emu.requests_refused(),
-        "floor_bound_secs": bound_secs(FLOOR_REQUESTS),
+        "trading_refused": emu.trading_requests_refused(),
+        "floor_requests": FIXED_READS + trades,
+        "floor_bound_secs": bound_secs(FIXED_READS + trades),
         "requests_bound_secs": bound_secs(requests),
+        "notes": result.metadata.as_ref().and_then(|m| m.get("notes")).cloned().unwrap_or_default(),
     })
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plan-30.json");
-    let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let strategies: &[Strategy] = if quick { &[Strategy::Market] } else { &[Strategy::Market, Strategy::Smart] };
+    // `--only NAME` runs that plan's cases alone (for looking into one).
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let read = |file: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(file);
+        RebalancePlan::from_json_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let plans = [("plan-30.json", read("plan-30.json")), ("plan-500.json", read("plan-500.json"))];
+    let mut cases: Vec<(&str, &RebalancePlan, Strategy)> = Vec::new();
+    for (name, plan) in &plans {
+        if (quick && *name != "plan-30.json") || only.as_ref().is_some_and(|o| o != name) {
+            continue;
+        }
+        cases.push((name, plan, Strategy::Market));
+        if !quick {
+            cases.push((name, plan, Strategy::Smart));
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut runs = Vec::new();
-    for &strategy in strategies {
-        let run = runtime.block_on(run(&plan, strategy));
+    for (name, plan, strategy) in cases {
+        let run = runtime.block_on(run(name, plan, strategy));
         println!(
-            "rate-limit bound  {:<8} {:>7.2} s for {} trades ({} filled), {} requests ({} refused); bound {:.2} s at the floor of one request per order, {:.2} s for the requests made",
+            "rate-limit bound  {name:<13} {:<8} {:>7.2} s for {} trades ({} filled), {} requests ({} refused, {} of them trading; {} data requests), slippage {:.2} bps; bound {:.2} s for the least requests, {:.2} s for the requests made",
             run["strategy"].as_str().unwrap_or_default(),
             run["completion_secs"].as_f64().unwrap_or_default(),
             run["trades"],
             run["filled_items"],
             run["requests"],
             run["refused"],
+            run["trading_refused"],
+            run["data_requests"],
+            run["mean_slippage_bps"].as_f64().unwrap_or_default(),
             run["floor_bound_secs"].as_f64().unwrap_or_default(),
             run["requests_bound_secs"].as_f64().unwrap_or_default(),
         );
@@ -117,7 +156,7 @@ fn main() {
         "per_minute": PER_MINUTE,
         "round_trip_ms": ROUND_TRIP.as_millis(),
         "update_latency_ms": UPDATE_LATENCY.as_millis(),
-        "floor_requests": FLOOR_REQUESTS,
+        "fixed_reads": FIXED_READS,
         "runs": runs,
     });
     support::write_results("rate_limit", &report);

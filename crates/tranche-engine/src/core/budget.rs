@@ -119,6 +119,19 @@ impl EngineCore {
         self.items.iter().filter(|i| i.side == Some(side) && !i.stage.is_done() && i.children.is_empty()).count()
     }
 
+    /// At a phase's start: whether its first orders alone exceed the budget's room (then the
+    /// budget sets the pace, and `smart` sends each first order as its escalation).
+    pub(crate) fn judge_budget(&mut self, now: Timestamp) {
+        let first = self.first_orders_pending();
+        let spare = self.budget.spare(now);
+        self.budget_bound = self.config.requests_per_minute > 0 && first > spare;
+        if self.budget_bound {
+            self.notes.push(format!(
+                "{first} first orders in one phase, with room for {spare} requests in the budget's minute: worked as protected limits at once (the request budget, not the market, sets the pace)"
+            ));
+        }
+    }
+
     /// The spare budget a request of `need` requires now, beside the requests of `out` not yet
     /// counted: the phase's first orders, for a re-peg a tenth of the budget more, and the two
     /// a replace or a cancel-then-new costs.

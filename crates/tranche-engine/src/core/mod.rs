@@ -62,6 +62,10 @@ pub struct EngineCore {
     pub(crate) loop_started_at: Option<Timestamp>,
     /// The Trading API requests of the last minute, against the broker's budget.
     pub(crate) budget: budget::RequestBudget,
+    /// The current phase's first orders alone were more than the budget had room for when it
+    /// started: the budget, not the market, sets its pace, so `smart` sends each item's first
+    /// order as its escalation (a protected limit: one request, no re-peg to pay for).
+    pub(crate) budget_bound: bool,
     pub(crate) quotes: BTreeMap<Symbol, Quote>,
     /// The last few quotes of each symbol, in time order (see `quote_history`).
     pub(crate) recent_quotes: BTreeMap<Symbol, std::collections::VecDeque<Quote>>,
@@ -137,6 +141,7 @@ impl EngineCore {
             phase_started_at: None,
             loop_started_at: None,
             budget: budget::RequestBudget::new(per_minute),
+            budget_bound: false,
             quotes: BTreeMap::new(),
             recent_quotes: BTreeMap::new(),
             // Gated: no order goes out before the trade-update stream listens (the first

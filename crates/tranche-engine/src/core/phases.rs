@@ -206,6 +206,9 @@ impl EngineCore {
         self.phase = phase;
         self.phase_started_at = Some(now);
         self.start_loop(phase, now, out);
+        if matches!(phase, RunPhase::Sell | RunPhase::Buy) {
+            self.judge_budget(now);
+        }
         match phase {
             RunPhase::Sell => {
                 self.emit_phase(Phase::Sell, true, now, out);

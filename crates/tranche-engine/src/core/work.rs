@@ -46,6 +46,13 @@ impl EngineCore {
         let sane = self.sane_quote(&item.item.symbol, now);
         let (wants_quote, planned) = match self.config.strategy {
             Strategy::Market => (false, Some((OrderPlan::Market, true))),
+            // The budget sets the pace: one request per item, at once.
+            Strategy::Smart if self.budget_bound => match (sane, self.wide_quote(&item.item.symbol, now)) {
+                (Some(q), _) => (true, Some((escalation(Some(q)), true))),
+                // A spread too wide to pay a band past: its far side, no REST quote needed.
+                (None, Some(q)) => (true, Some((OrderPlan::Limit(step_limit(side, q, Decimal::ONE)), true))),
+                (None, None) => (true, None),
+            },
             Strategy::Predecessor => match step {
                 0 => {
                     (true, sane.map(|q| (OrderPlan::Limit(predecessor::first_limit(side, q, item.remaining())), false)))

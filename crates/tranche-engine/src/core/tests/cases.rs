@@ -1492,6 +1492,21 @@ fn a_re_peg_the_budget_cannot_afford_is_put_off_until_the_window_has_room() {
 }
 
 #[test]
+fn a_phase_whose_first_orders_exceed_the_budget_sends_each_as_a_protected_limit() {
+    let symbols: Vec<String> = (0..23).map(|i| format!("B{i}")).collect();
+    let symbols: Vec<&str> = symbols.iter().map(String::as_str).collect();
+    // 23 first orders, room for 20 − 6 = 14: the budget sets the pace.
+    let (bench, submit) = budgeted(20, &symbols, 8);
+    assert_eq!(submit.limit_price, Some(Price::new(d("100.60"))), "50 bps past the ask, at once");
+    assert!(bench.core.budget_bound);
+    assert!(bench.core.notes.iter().any(|n| n.contains("request budget")), "{:?}", bench.core.notes);
+    // With room for them all, the first order joins the bid.
+    let (roomy, submit) = budgeted(190, &symbols, 8);
+    assert_eq!(submit.limit_price, Some(Price::new(d("99.90"))));
+    assert!(!roomy.core.budget_bound);
+}
+
+#[test]
 fn first_orders_go_before_re_pegs() {
     // One item at a time: MSFT's first order still waits while AAPL's re-peg is due, and the
     // budget's spare room (30 − 8 − a tenth) cannot cover it and a re-peg too when 20 more
