@@ -457,7 +457,10 @@ fn check_items(
             let (dollars, clean_dollars) = (row.filled_notional.get(), clean_row.filled_notional.get());
             let clean_shares = clean_row.filled_qty.get();
             let shares_apart = (traded - clean_shares).abs();
-            let share_slack = (clean_shares / Decimal::from(100)).max(Decimal::ONE);
+            // A whole share for whole-share trades; a fractional one gets only the percent.
+            let whole = clean_shares.fract().is_zero() && traded.fract().is_zero();
+            let percent = clean_shares / Decimal::from(100);
+            let share_slack = if whole { percent.max(Decimal::ONE) } else { percent };
             if (dollars - clean_dollars).abs() > clean_dollars * Decimal::new(5, 2) && shares_apart > share_slack {
                 problems.push(format!(
                     "{}: traded ${dollars} ({traded} shares), the undisturbed run ${clean_dollars} ({} shares)",

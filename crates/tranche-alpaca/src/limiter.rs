@@ -1,8 +1,9 @@
 //! A client-side rate limiter that keeps every sliding minute within the budget (Alpaca's rule
 //! is 200 requests per minute per key; the client allows itself 190): a token bucket holding
 //! half the budget, refilled at the other half per minute. A plan's first requests (up to half
-//! the budget) go out at once, later ones at an even pace, and no request ever waits more than
-//! one refill interval, so a cancel never sits behind a stalled window.
+//! the budget) go out at once, later ones at an even pace, and without the server's word no
+//! request waits more than one refill interval, so a cancel never sits behind a stalled window
+//! (with it, a request waits as long as the server says nothing remains, at most a minute).
 //!
 //! The server's count is the truth when it gives one: an answer's `X-Ratelimit-Remaining` sets
 //! the tokens in hand to what the server says remains, less the requests still on the way and a
@@ -27,6 +28,10 @@ struct Bucket {
     blocked_until: Option<Instant>,
     /// Requests let through whose answer has not come yet.
     in_flight: u32,
+    /// The number of the next permit.
+    next_permit: u64,
+    /// The newest permit whose answer set the tokens (an older answer arriving late says less).
+    synced_permit: Option<u64>,
 }
 
 /// Requests kept in hand below what the server says remains.
@@ -55,7 +60,14 @@ impl RateLimiter {
             capacity,
             per_second,
             budget,
-            bucket: Mutex::new(Bucket { tokens: capacity, last: Instant::now(), blocked_until: None, in_flight: 0 }),
+            bucket: Mutex::new(Bucket {
+                tokens: capacity,
+                last: Instant::now(),
+                blocked_until: None,
+                in_flight: 0,
+                next_permit: 0,
+                synced_permit: None,
+            }),
         }
     }
 
@@ -67,7 +79,7 @@ impl RateLimiter {
     /// ([`Permit::answered`]) or by dropping it.
     pub async fn acquire(&self) -> Permit<'_> {
         loop {
-            let wait = {
+            let step = {
                 let mut b = self.lock();
                 let now = Instant::now();
                 // The refill never takes the tokens past the capacity, nor below what the
@@ -78,34 +90,40 @@ impl RateLimiter {
                 }
                 b.last = now;
                 match b.blocked_until {
-                    Some(until) if until > now => Some(until - now),
+                    Some(until) if until > now => Err(until - now),
                     // A hair under one token (float refill) counts as one.
                     _ if b.tokens >= 1.0 - 1e-9 => {
                         b.tokens = (b.tokens - 1.0).max(0.0);
                         b.in_flight = b.in_flight.saturating_add(1);
-                        None
+                        b.next_permit += 1;
+                        Ok(b.next_permit)
                     }
                     // At least a millisecond: a wait rounded to nothing would spin.
-                    _ => {
-                        Some(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second).max(Duration::from_millis(1)))
-                    }
+                    _ => Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second).max(Duration::from_millis(1))),
                 }
             };
-            match wait {
-                None => return Permit { limiter: self, returned: false },
-                Some(d) => tokio::time::sleep(d).await,
+            match step {
+                Ok(number) => return Permit { limiter: self, number, returned: false },
+                Err(wait) => tokio::time::sleep(wait).await,
             }
         }
     }
 
-    /// An answer came: the server says `remaining` requests are left (until `reset_in`, when
-    /// it says so).
-    fn answered(&self, remaining: Option<u32>, reset_in: Option<Duration>) {
+    /// The answer to permit `number` came: the server says `remaining` requests are left (until
+    /// `reset_in`, when it says so). An answer older than one already applied is not applied
+    /// (it counts fewer of our requests).
+    fn answered(&self, number: u64, remaining: Option<u32>, reset_in: Option<Duration>) {
         let mut b = self.lock();
         b.in_flight = b.in_flight.saturating_sub(1);
         let Some(remaining) = remaining else { return };
+        if b.synced_permit.is_some_and(|newest| number < newest) {
+            return;
+        }
+        b.synced_permit = Some(number);
         let usable = f64::from(remaining) - f64::from(b.in_flight) - SERVER_MARGIN;
         b.tokens = usable.clamp(0.0, self.budget);
+        // The server's count covers the time until now: the local refill starts from here.
+        b.last = Instant::now();
         if usable < 1.0 {
             if let Some(wait) = reset_in {
                 let now = Instant::now();
@@ -128,6 +146,8 @@ impl RateLimiter {
 #[derive(Debug)]
 pub struct Permit<'a> {
     limiter: &'a RateLimiter,
+    /// Its number, in the order permits were given.
+    number: u64,
     returned: bool,
 }
 
@@ -136,14 +156,14 @@ impl Permit<'_> {
     /// delay), when it gave them.
     pub fn answered(mut self, remaining: Option<u32>, reset_in: Option<Duration>) {
         self.returned = true;
-        self.limiter.answered(remaining, reset_in);
+        self.limiter.answered(self.number, remaining, reset_in);
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.returned {
-            self.limiter.answered(None, None);
+            self.limiter.answered(self.number, None, None);
         }
     }
 }
@@ -226,6 +246,18 @@ mod tests {
         // (30 at once, then 30 a minute) would take 540 s.
         assert!(took < 300.0, "{took} s");
         assert!(took > 235.0, "{took} s: faster than the server allows");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_older_than_one_applied_does_not_raise_the_count() {
+        let limiter = RateLimiter::new(60);
+        let (first, second) = (limiter.acquire().await, limiter.acquire().await);
+        // The second request's answer comes first: 10 remain.
+        second.answered(Some(10), None);
+        let tokens = limiter.lock().tokens;
+        // The first's answer, older, said 50: it must not raise the tokens back.
+        first.answered(Some(50), None);
+        assert!(limiter.lock().tokens <= tokens, "{} > {tokens}", limiter.lock().tokens);
     }
 
     #[tokio::test(start_paused = true)]

@@ -80,8 +80,9 @@ pub struct EngineConfig {
     /// `adaptive`: re-peg when a quote moves the target price, not only on the timer (default
     /// true).
     pub repeg_on_quote: bool,
-    /// `adaptive`: the least time between two prices of one item's order (default 2 s): what a
-    /// re-peg on a quote may cost in requests.
+    /// `adaptive`: the least time between an order's price and a re-peg on a quote (default
+    /// 2 s): what re-pegs on quotes may cost in requests. Timer re-pegs and the escalation keep
+    /// their own times.
     #[serde(with = "secs")]
     pub min_repeg_gap: Duration,
     /// How far beyond the far side an escalation limit may trade (default 50 bps).

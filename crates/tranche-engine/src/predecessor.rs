@@ -58,49 +58,45 @@ pub fn next_check(loop_start: Timestamp, now: Timestamp) -> Option<Timestamp> {
     checks(loop_start).into_iter().find(|&t| t > now)
 }
 
-/// The first limit: the liquidity analyzer's recommendation for an order of `qty` shares. A buy
-/// joins the bid, one cent above it when the order is over 30 % of the bid's size, two when over
-/// 80 %; one more cent when the bid outweighs the ask (imbalance below −0.2), never above the ask
-/// less a cent. A sell mirrors it from the ask.
+/// The first limit: the liquidity analyzer's recommendation for an order of `qty` shares. The
+/// bid recommendation joins the bid, one cent above it when the order is over 30 % of the bid's
+/// size, two when over 80 %, and one more cent (never above the ask less a cent) when the bid
+/// outweighs the ask (imbalance below −0.2); the ask recommendation mirrors it from the ask;
+/// both on cents, and an ask recommendation below the bid's is raised to it (§3.11). A buy takes
+/// the bid recommendation, a sell the ask's.
 pub fn first_limit(side: Side, quote: &Quote, qty: Decimal) -> Price {
     let cent = Decimal::new(1, 2);
     let (bid, ask) = (quote.bid.get(), quote.ask.get());
     let (bid_size, ask_size) = (quote.bid_size.get(), quote.ask_size.get());
     let total = bid_size + ask_size;
     let imbalance = if total.is_zero() { Decimal::ZERO } else { (ask_size - bid_size) / total };
-    let side_size = match side {
-        Side::Buy => bid_size,
-        Side::Sell => ask_size,
-    }
-    .max(Decimal::ONE);
-    let ratio = qty / side_size;
-    let ticks = if ratio > Decimal::new(8, 1) {
-        Decimal::TWO
-    } else if ratio > Decimal::new(3, 1) {
-        Decimal::ONE
-    } else {
-        Decimal::ZERO
+    let ticks = |size: Decimal| {
+        let ratio = qty / size.max(Decimal::ONE);
+        if ratio > Decimal::new(8, 1) {
+            Decimal::TWO
+        } else if ratio > Decimal::new(3, 1) {
+            Decimal::ONE
+        } else {
+            Decimal::ZERO
+        }
     };
     let threshold = Decimal::new(2, 1);
-    let raw = match side {
-        Side::Buy => {
-            let price = bid + ticks * cent;
-            if imbalance < -threshold {
-                (price + cent).min(ask - cent)
-            } else {
-                price
-            }
-        }
-        Side::Sell => {
-            let price = ask - ticks * cent;
-            if imbalance > threshold {
-                (price - cent).max(bid + cent)
-            } else {
-                price
-            }
-        }
-    };
-    cents(raw)
+    let mut bid_rec = bid + ticks(bid_size) * cent;
+    if imbalance < -threshold {
+        bid_rec = (bid_rec + cent).min(ask - cent);
+    }
+    let mut ask_rec = ask - ticks(ask_size) * cent;
+    if imbalance > threshold {
+        ask_rec = (ask_rec - cent).max(bid + cent);
+    }
+    let (bid_rec, mut ask_rec) = (cents(bid_rec), cents(ask_rec));
+    if ask_rec < bid_rec {
+        ask_rec = bid_rec;
+    }
+    match side {
+        Side::Buy => bid_rec,
+        Side::Sell => ask_rec,
+    }
 }
 
 /// The re-peg: two cents through the far side (`allow_cross_spread_on_repeg`, the default).
@@ -147,9 +143,15 @@ mod tests {
             assert_eq!(first_limit(Side::Buy, &q, qty.into()), buy.parse().unwrap(), "{name}: buy");
             assert_eq!(first_limit(Side::Sell, &q, qty.into()), sell.parse().unwrap(), "{name}: sell");
         }
-        // Never through the far side on a one-cent spread; cents below $1 too.
+        // Never through the far side on a one-cent spread for the imbalance's cent; cents below
+        // $1 too.
         let tight = quote("10.00", "10.01", 2000, 100);
         assert_eq!(first_limit(Side::Buy, &tight, 10.into()), "10.00".parse().unwrap());
+        // A large order on a one-cent spread: the bid recommendation is 10.02 (two cents for
+        // over 80 % of the size), the ask's 9.99 is raised to it.
+        let big = quote("10.00", "10.01", 100, 100);
+        assert_eq!(first_limit(Side::Buy, &big, 90.into()), "10.02".parse().unwrap());
+        assert_eq!(first_limit(Side::Sell, &big, 90.into()), "10.02".parse().unwrap());
         let sub = quote("0.5012", "0.5030", 100, 100);
         assert_eq!(first_limit(Side::Buy, &sub, 10.into()), "0.50".parse().unwrap());
     }

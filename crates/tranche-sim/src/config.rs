@@ -220,8 +220,8 @@ pub struct MarketConfig {
     /// Basic plan; a subscribe past it is refused (error 405) and changes nothing (default 0:
     /// no limit).
     pub stream_symbol_limit: usize,
-    /// Which market model runs (default `quiet`, the library's; `tranche sim run`, the
-    /// execution-quality suite and the emulator choose `realistic`).
+    /// Which market model runs (default `quiet`, the library's; `tranche sim run` and the
+    /// execution-quality suite choose `realistic`).
     pub model: MarketModel,
     /// The realistic model's knobs (used only with `model = "realistic"`).
     pub realism: RealismConfig,

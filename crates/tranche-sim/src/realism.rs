@@ -37,7 +37,8 @@ pub enum MarketModel {
     Quiet,
     /// Liquidity classes, informed flow (adverse selection), a predictive quote imbalance and
     /// the square-root impact of our own orders ([`RealismConfig`]). The execution-quality
-    /// suite, `tranche sim run` and the emulator run on it by default.
+    /// suite and `tranche sim run` run on it by default; elsewhere (`tranche execute` on the
+    /// simulator, the emulator) set `[simulator.market] model = "realistic"`.
     Realistic,
 }
 
@@ -55,9 +56,10 @@ impl MarketModel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RealismConfig {
-    /// Share of the price's variance over the drift's lifetime that the drift explains, in ppm of
-    /// the standard deviation (default 400,000: a correlation of 0.4 between the drift and the
-    /// move, about 16 % of the variance; at most 700,000). Queue imbalance predicts the direction
+    /// How much of the price's move the drift carries, in ppm of the standard deviation: the
+    /// drift's move over its lifetime has the standard deviation `share · σ · √lifetime`
+    /// (default 400,000: 16 % of the variance over one lifetime, and `2 · share²` = 32 % of it
+    /// over long horizons, the noise making up the rest; at most 700,000). Queue imbalance predicts the direction
     /// of the next mid move with about 60 to 75 % accuracy in large-tick stocks (Gould & Bonart
     /// 2016), so a fair share of short-term moves is foreseeable.
     pub drift_share_ppm: u32,
@@ -229,8 +231,9 @@ fn quarter_octave_milli(k: i64) -> i64 {
     ROOTS[usize::try_from(k % 4).unwrap_or(0)].saturating_mul(1i64 << octaves)
 }
 
-/// `1,000,000 · 2^(−elapsed / half_life)`, by whole halvings and the chord in between (exact at
-/// every whole half-life, within 6 % between).
+/// `1,000,000 · 2^(−elapsed / half_life)`: whole halvings, and between them the series of
+/// `e^(−x·ln 2)` to the fourth power (within 0.3 % of the exact value; a short step decays at the
+/// rate `ln 2 / half_life`, as a half-life means).
 pub fn decay_ppm(elapsed_ms: u64, half_life_ms: u64) -> i64 {
     if half_life_ms == 0 {
         return 0;
@@ -239,10 +242,14 @@ pub fn decay_ppm(elapsed_ms: u64, half_life_ms: u64) -> i64 {
     if halvings >= 40 {
         return 0;
     }
-    let rest = i64::try_from(elapsed_ms % half_life_ms).unwrap_or(0);
-    let hl = i64::try_from(half_life_ms).unwrap_or(i64::MAX);
-    let whole = 1_000_000i64 >> halvings;
-    whole - whole * rest / (2 * hl)
+    let whole = 1_000_000i128 >> halvings;
+    // x = rest / half-life, in millionths.
+    let x = i128::from(elapsed_ms % half_life_ms) * 1_000_000 / i128::from(half_life_ms);
+    let m = 1_000_000i128;
+    // 2^(−x) ≈ 1 − 0.693147·x + 0.240227·x² − 0.055504·x³ + 0.009618·x⁴.
+    let series = m - 693_147 * x / m + 240_227 * x * x / (m * m) - 55_504 * x * x * x / (m * m * m)
+        + 9_618 * x * x * x * x / (m * m * m * m);
+    i64::try_from(whole * series / m).unwrap_or(0)
 }
 
 /// The microstructure state of one symbol's realistic market.
@@ -403,10 +410,13 @@ mod tests {
 
     #[test]
     fn decay_halves_every_half_life() {
-        let cases = [(0, 1000, 1_000_000), (1000, 1000, 500_000), (2000, 1000, 250_000), (500, 1000, 750_000)];
+        let cases = [(0, 1000, 1_000_000), (1000, 1000, 500_000), (2000, 1000, 250_000), (500, 1000, 707_107)];
         for (elapsed, hl, want) in cases {
-            assert_eq!(decay_ppm(elapsed, hl), want, "{elapsed} ms of {hl}");
+            let got = decay_ppm(elapsed, hl);
+            assert!((got - want).abs() <= want / 300 + 1, "{elapsed} ms of {hl}: {got}, not {want}");
         }
+        // A short step decays at ln 2 per half-life: 1 % of a half-life keeps 99.31 %.
+        assert!((decay_ppm(10, 1000) - 993_092).abs() <= 50, "{}", decay_ppm(10, 1000));
         assert_eq!(decay_ppm(100_000, 1), 0);
         assert_eq!(decay_ppm(5, 0), 0);
     }

@@ -368,3 +368,25 @@ fn the_tape_prints_the_markets_own_flow_at_the_inside_and_builds_bars_from_it() 
     assert!(bar.low <= bar.vwap && bar.vwap <= bar.high);
     assert!(sim.tape(&sym("NOPE1")).is_err(), "an unlisted symbol has no tape");
 }
+
+#[test]
+fn in_the_realistic_market_every_share_a_crossed_order_takes_moves_the_price() {
+    let mut config = config(5);
+    config.market.model = crate::MarketModel::Realistic;
+    config.account.starting_cash = "10000000".parse().unwrap();
+    let mut sim = Sim::new(config).unwrap();
+    sim.subscribe(&sym("PLUG"));
+    let q = sim.true_quote(&sym("PLUG")).unwrap();
+    // At the ask, for far more than is displayed: the displayed size fills at once, the rest
+    // rests at the ask and is crossed by the market update after update.
+    let qty = (q.ask_size.get() * d("30")).to_string();
+    let limit = q.ask.get().to_string();
+    let o = sim.submit(&order("x1", "PLUG", Side::Buy, &qty, Some(&limit))).unwrap();
+    run_for(&mut sim, 30);
+    let filled = sim.order(&o.id).unwrap().filled_qty.get();
+    assert!(filled > q.ask_size.get(), "crossed by later updates too: {filled}");
+    let slot = sim.symbols[&sym("PLUG")];
+    let taken = sim.slots[slot].market.micro.taken_shares;
+    // What the market's own sellers gave it passively does not count; what it took does.
+    assert!(Decimal::from(taken) * d("10") >= filled * d("8"), "took {taken} of {filled}: the crossings count");
+}

@@ -2,8 +2,9 @@
 //! comparisons of two scenario batches (the same seeds, so the same plans and markets, under two
 //! strategies), as `docs/benchmarks.md` prints them.
 //!
-//! Invariants: every interval contains its estimate; an empty sample gives NaN, never a panic;
-//! the bootstrap is seeded, so the same samples give the same interval on every machine.
+//! Invariants: the normal and order-statistic intervals contain their estimate (a bootstrap's
+//! percentile interval need not); an empty sample or no resample gives NaN, never a panic; the
+//! bootstrap is seeded, so the same samples give the same interval on every machine.
 
 use std::collections::BTreeMap;
 
@@ -116,7 +117,7 @@ pub fn paired_percentile_difference<K: Ord>(
     resamples: usize,
 ) -> Estimate {
     let (left, right) = pairs(a, b);
-    if left.is_empty() {
+    if left.is_empty() || resamples == 0 {
         return Estimate::NAN;
     }
     let value = percentile(&left, p).value - percentile(&right, p).value;
@@ -182,12 +183,17 @@ mod tests {
 
     #[test]
     fn a_shifted_sample_has_a_percentile_difference_interval_away_from_zero() {
+        // Noisy pairs: b is a shifted by 10 and scrambled by a deterministic noise.
         let a: BTreeMap<u32, f64> = (0..2000).map(|i| (i, f64::from(i % 100))).collect();
-        let b: BTreeMap<u32, f64> = a.iter().map(|(k, v)| (*k, v + 10.0)).collect();
+        let b: BTreeMap<u32, f64> = a.iter().map(|(k, v)| (*k, v + 10.0 + f64::from((k * 37) % 11) - 5.0)).collect();
         let e = paired_percentile_difference(&a, &b, 0.95, 200);
-        assert!(close(e.value, -10.0), "{e:?}");
-        assert!(e.below_zero() && e.low <= e.value && e.value <= e.high, "{e:?}");
-        // The same samples give the same interval.
+        assert!((e.value + 10.0).abs() <= 5.0, "{e:?}");
+        assert!(e.below_zero() && e.high - e.low > 0.0, "an interval of some width below zero: {e:?}");
+        // The same samples give the same interval; none from no resample.
         assert_eq!(e, paired_percentile_difference(&a, &b, 0.95, 200));
+        assert!(paired_percentile_difference(&a, &b, 0.95, 0).value.is_nan());
+        // Pairs that differ by nothing: an interval around zero.
+        let same = paired_percentile_difference(&a, &a, 0.95, 200);
+        assert!(same.low <= 0.0 && same.high >= 0.0, "{same:?}");
     }
 }

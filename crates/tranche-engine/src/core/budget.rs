@@ -119,12 +119,23 @@ impl EngineCore {
         self.items.iter().filter(|i| i.side == Some(side) && !i.stage.is_done() && i.children.is_empty()).count()
     }
 
+    /// Of those, the ones a free concurrency slot lets go now (the others wait for an item to
+    /// finish: holding budget for them would only hold back the escalations that free slots).
+    fn first_orders_due(&self) -> usize {
+        let Some(side) = self.phase_side() else { return 0 };
+        let working =
+            self.items.iter().filter(|i| i.side == Some(side) && !i.stage.is_done() && !i.children.is_empty()).count();
+        self.first_orders_pending().min(self.config.concurrency.saturating_sub(working))
+    }
+
     /// At a phase's start: whether its first orders alone exceed the budget's room (then the
     /// budget sets the pace, and `smart` sends each first order as its escalation).
     pub(crate) fn judge_budget(&mut self, now: Timestamp) {
         let first = self.first_orders_pending();
         let spare = self.budget.spare(now);
-        self.budget_bound = self.config.requests_per_minute > 0 && first > spare;
+        self.budget_bound = self.config.strategy == crate::config::Strategy::Smart
+            && self.config.requests_per_minute > 0
+            && first > spare;
         if self.budget_bound {
             self.notes.push(format!(
                 "{first} first orders in one phase, with room for {spare} requests in the budget's minute: worked as protected limits at once (the request budget, not the market, sets the pace)"
@@ -133,14 +144,16 @@ impl EngineCore {
     }
 
     /// The spare budget a request of `need` requires now, beside the requests of `out` not yet
-    /// counted: the phase's first orders, for a re-peg a tenth of the budget more, and the two
-    /// a replace or a cancel-then-new costs.
+    /// counted: for an escalation the first orders a free slot lets go now, for a re-peg every
+    /// first order of the phase and a tenth of the budget more, and the two a replace or a
+    /// cancel-then-new costs.
     pub(crate) fn room_for(&self, need: Need, out: &[Command]) -> usize {
-        let reserve = self.first_orders_pending()
-            + match need {
-                Need::Escalation => 0,
-                Need::Repeg => usize::try_from(self.config.requests_per_minute / 10).unwrap_or(0),
-            };
+        let reserve = match need {
+            Need::Escalation => self.first_orders_due(),
+            Need::Repeg => {
+                self.first_orders_pending() + usize::try_from(self.config.requests_per_minute / 10).unwrap_or(0)
+            }
+        };
         let pending: usize = out.iter().map(RequestBudget::cost).sum();
         reserve + pending + 2
     }

@@ -411,6 +411,12 @@ impl EngineCore {
         if !matches!(self.items[i].children[c].state, ChildState::Live(_)) {
             return;
         }
+        // A market order is left to fill: there is no price to move, and cancelling it for
+        // another would only churn (the predecessor's replica re-arms its timer at once once
+        // its loop is over).
+        if self.items[i].children[c].order_type == OrderType::Market {
+            return;
+        }
         // Whether the order has reached the venue is judged on the order read back just before
         // a replace leaves (`on_replace_cleared`), never on this view, which a lost `new`
         // update can leave at `accepted` for good.
@@ -422,7 +428,15 @@ impl EngineCore {
         if let Some(need) = self.budget_need(i, now) {
             if !self.affords(need, now, out) {
                 let room = self.room_for(need, out);
-                let at = self.budget.put_off(now, room);
+                let mut at = self.budget.put_off(now, room);
+                // A put-off re-peg comes back by the horizon's end at the latest: the escalation
+                // is due then, whatever the re-peg waited for.
+                if need == Need::Repeg && self.config.smart_pricing == SmartPricing::Adaptive {
+                    if let Some(end) = self.items[i].working_since.map(|s| Self::after(s, self.config.working_horizon))
+                    {
+                        at = at.min(end.max(now));
+                    }
+                }
                 out.push(Command::SetTimer { id: TimerId::Repeg(i), at });
                 return;
             }

@@ -1297,6 +1297,17 @@ fn the_replica_re_pegs_two_cents_through_the_ask_at_the_loops_second_check_then_
     let out = bench.feed(update(TradeEvent::Canceled, &old, None, bench.now));
     let market = the_submit(&out);
     assert_eq!((market.order_type, market.limit_price), (OrderType::Market, None));
+    // The market order, acknowledged before it fills, is left to fill: nothing re-prices it.
+    let placed = order_of(&market, "o-3", OrderStatus::New, "0", bench.now);
+    let out = bench.feed(submitted(&market, Ok(placed)));
+    let mut later = out;
+    for _ in 0..5 {
+        if !bench.timers.contains_key(&TimerId::Repeg(0)) {
+            break;
+        }
+        later.extend(bench.fire(TimerId::Repeg(0)));
+    }
+    assert!(cancels(&later).is_empty() && submits(&later).is_empty(), "the market order is not churned: {later:#?}");
 }
 
 #[test]
@@ -1484,7 +1495,16 @@ fn a_re_peg_the_budget_cannot_afford_is_put_off_until_the_window_has_room() {
     let out = timer_repeg(&mut bench, &["AAPL"]);
     assert!(replaces(&out).is_empty() && cancels(&out).is_empty(), "put off: {out:#?}");
     let again = timer(&out, TimerId::Repeg(0)).expect("tried again later");
-    assert!(again >= t0() + chrono::Duration::seconds(60), "once the first requests left the window: {again}");
+    // The window has room at 60 s, but the escalation is due at the horizon's end (45 s): the
+    // put-off re-peg comes back then, not later.
+    assert_eq!(again, t0() + chrono::Duration::seconds(45), "at the horizon's end");
+    let out = bench.fire(TimerId::Repeg(0));
+    assert!(replaces(&out).is_empty() && cancels(&out).is_empty(), "the escalation waits for room too: {out:#?}");
+    let escalation = timer(&out, TimerId::Repeg(0)).expect("tried again once there is room");
+    assert!(
+        escalation >= t0() + chrono::Duration::seconds(60),
+        "once the first requests left the window: {escalation}"
+    );
     // With room, the same re-peg goes.
     let (mut roomy, _) = budgeted(190, &["AAPL"], 8);
     let out = timer_repeg(&mut roomy, &["AAPL"]);
@@ -1504,6 +1524,20 @@ fn a_phase_whose_first_orders_exceed_the_budget_sends_each_as_a_protected_limit(
     let (roomy, submit) = budgeted(190, &symbols, 8);
     assert_eq!(submit.limit_price, Some(Price::new(d("99.90"))));
     assert!(!roomy.core.budget_bound);
+}
+
+#[test]
+fn an_escalation_that_frees_the_only_slot_does_not_wait_for_the_first_orders_behind_it() {
+    // One item at a time, 22 first orders waiting for its slot: the budget held for them would
+    // hold back the very escalation that lets them go.
+    let many: Vec<String> = (0..22).map(|i| format!("B{i}")).collect();
+    let mut symbols = vec!["AAPL"];
+    symbols.extend(many.iter().map(String::as_str));
+    let (mut bench, _) = budgeted(30, &symbols, 1);
+    bench.now = t0() + chrono::Duration::seconds(46);
+    bench.feed(Input::Quote(quote("AAPL", "99.90", "100.10", bench.now)));
+    let out = bench.fire(TimerId::Repeg(0));
+    assert_eq!(cancels(&out).len() + replaces(&out).len(), 1, "the escalation goes: {out:#?}");
 }
 
 #[test]
