@@ -468,6 +468,7 @@ fn render_quality(page: &mut String, seeds: &str, quality: &Value) {
         );
     }
     page.push_str(PREDECESSOR_REPLICA);
+    page.push('\n');
 }
 
 /// The requests-per-order goal with the requests by kind, and the 5-symbol example's time.
@@ -513,6 +514,7 @@ fn render_requests_and_example(page: &mut String, quality: &Value, requests_ok: 
             verdict(meets)
         );
     }
+    page.push('\n');
 }
 
 /// What the predecessor's replica models and what it leaves out (checked point by point against

@@ -215,19 +215,17 @@ impl Sim {
                 Side::Buy => (market.ask <= limit, market.ask_size, limit > market.bid),
                 Side::Sell => (market.bid >= limit, market.bid_size, limit < market.ask),
             };
-            if through {
+            if through && self.config.market.model == MarketModel::Realistic {
+                // Marketable again: in the realistic model it takes what the book now offers as
+                // any marketable order does, at the far side and past it at the square-root
+                // law's price within its limit, and moves the price (the rest of a protected
+                // limit would otherwise fill at its limit, or take size every update without
+                // impact).
+                self.take_with_impact(i);
+            } else if through {
                 let qty = o.leaves().min(Decimal::from(displayed));
                 let price = market.profile.price(limit);
-                let side = o.order.side;
                 self.fill(i, qty, price);
-                // Crossed by the market, it takes liquidity: in the realistic model it moves the
-                // price as any marketable order does (the rest of a protected limit that rested
-                // would otherwise take size every update without impact).
-                if self.config.market.model == MarketModel::Realistic {
-                    let shares = i64::try_from(qty.ceil()).unwrap_or(0);
-                    let realism = self.config.market.realism.clone();
-                    self.slots[slot].market.take_impact(side, shares, &realism);
-                }
             } else if better_than_inside {
                 // Alone at a better price than the displayed inside: nobody is ahead.
                 self.orders[i].queue_ahead = 0;

@@ -389,4 +389,7 @@ fn in_the_realistic_market_every_share_a_crossed_order_takes_moves_the_price() {
     let taken = sim.slots[slot].market.micro.taken_shares;
     // What the market's own sellers gave it passively does not count; what it took does.
     assert!(Decimal::from(taken) * d("10") >= filled * d("8"), "took {taken} of {filled}: the crossings count");
+    // Crossed, it bought at the ask of the moment, never above its limit.
+    let worst = sim.fills().iter().filter(|f| f.order_id == o.id).map(|f| f.price.get()).max().unwrap();
+    assert!(worst <= d(&limit), "{worst} above the limit {limit}");
 }
