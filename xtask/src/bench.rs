@@ -487,7 +487,7 @@ fn render_requests_and_example(page: &mut String, quality: &Value, requests_ok: 
         let list: Vec<String> =
             by_kind.iter().filter(|(_, n)| *n > 0.0).map(|(k, n)| format!("{k} {:.2}", n / orders)).collect();
         format!(
-            " Per order, by kind: {}. A scenario places {:.1} orders on average, and its fixed reads (account, clock, positions, open orders, the assets, the fill activities: at least 5) come to more than one request per order before any order is sent; each re-peg costs two requests (a read-back and the replace, or a cancel and the new order) and adds one order",
+            " Per order, by kind: {}. A scenario places {:.1} orders on average. Its fixed reads (account, clock, positions, open orders, the assets, the fill activities, the sizing quotes) come to about one request per order, and every order costs at least one more: a first order its submit, a re-peg two (a read-back and the replace, or a cancel and the new order)",
             list.join(", "),
             orders / scenarios
         )
