@@ -76,7 +76,7 @@ impl RateLimiter {
     }
 
     /// Waits until a request may be sent; the permit is returned with the answer
-    /// ([`Permit::answered`]) or by dropping it.
+    /// (`Permit::answered`) or by dropping it.
     pub async fn acquire(&self) -> Permit<'_> {
         loop {
             let step = {
