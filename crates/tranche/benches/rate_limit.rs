@@ -65,7 +65,10 @@ async fn run(name: &str, plan: &RebalancePlan, strategy: Strategy) -> serde_json
     let mut alpaca = AlpacaConfig::new(DEFAULT_KEY_ID, Secret::new(DEFAULT_SECRET_KEY));
     alpaca.trading_url = emu.url();
     alpaca.data_url = emu.url();
-    let stream = format!("ws://{}/v2/iex", emu.addr);
+    // The free feed (`iex`) streams 30 symbols; a larger plan streams on a paid one (`sip`).
+    let symbols = plan.items.iter().filter(|i| i.action.side().is_some()).count();
+    let feed = if symbols > 30 { "sip" } else { "iex" };
+    let stream = format!("ws://{}/v2/{feed}", emu.addr);
     let quotes: Arc<dyn QuoteFeed> =
         Arc::new(AlpacaQuoteFeed::connect(StreamConfig::new(stream, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY)));
     let ports = Ports {
