@@ -183,6 +183,13 @@ impl Default for EngineConfig {
     }
 }
 
+impl EngineConfig {
+    /// `smart` with adaptive pricing (the default).
+    pub fn is_adaptive(&self) -> bool {
+        self.strategy == Strategy::Smart && self.smart_pricing == SmartPricing::Adaptive
+    }
+}
+
 /// One bad configuration field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {

@@ -53,6 +53,11 @@ pub fn checks(loop_start: Timestamp) -> [Timestamp; 3] {
     [first, second, second + wait]
 }
 
+/// When the loop ends: its final escalation, and the earliest its phase may end.
+pub fn loop_end(loop_start: Timestamp) -> Timestamp {
+    checks(loop_start)[2]
+}
+
 /// The next check of the loop after `now` (the last is the final escalation), if any remains.
 pub fn next_check(loop_start: Timestamp, now: Timestamp) -> Option<Timestamp> {
     checks(loop_start).into_iter().find(|&t| t > now)

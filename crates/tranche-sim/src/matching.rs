@@ -156,7 +156,7 @@ impl Sim {
         }
         let taken = leaves - self.orders[i].leaves();
         let taken_shares = i64::try_from(taken.ceil()).unwrap_or(0);
-        let realism = self.config.market.realism.clone();
+        let realism = self.config.market.realism;
         self.slots[slot].market.take_impact(side, taken_shares, &realism);
     }
 

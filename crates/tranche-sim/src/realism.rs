@@ -53,7 +53,7 @@ impl MarketModel {
 }
 
 /// The realistic model's knobs (used only with [`MarketModel::Realistic`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RealismConfig {
     /// How much of the price's move the drift carries, in ppm of the standard deviation: the

@@ -320,13 +320,12 @@ impl EngineCore {
                 self.on_reference_ready(i, now, out);
             }
         }
-        if self.config.strategy == crate::config::Strategy::Smart
-            && self.config.smart_pricing == crate::config::SmartPricing::Adaptive
-            && self.config.repeg_on_quote
-        {
-            let working: Vec<usize> = self.items_of.get(&symbol).map_or_else(Vec::new, Clone::clone);
-            for i in working {
+        if self.config.is_adaptive() && self.config.repeg_on_quote {
+            // By position: the list is not copied on every quote.
+            let mut k = 0;
+            while let Some(i) = self.items_of.get(&symbol).and_then(|items| items.get(k)).copied() {
                 self.repeg_on_quote(i, now, out);
+                k += 1;
             }
         }
     }

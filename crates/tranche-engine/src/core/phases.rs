@@ -259,7 +259,7 @@ impl EngineCore {
         }
         let start = predecessor::loop_start(now, orders);
         self.loop_started_at = Some(start);
-        out.push(Command::SetTimer { id: TimerId::PhaseLoop, at: predecessor::checks(start)[2] });
+        out.push(Command::SetTimer { id: TimerId::PhaseLoop, at: predecessor::loop_end(start) });
     }
 
     /// Asks for a usable reference price for item `i` (feed first, then REST).
@@ -569,7 +569,7 @@ impl EngineCore {
                 self.start_item(i, now, out);
             }
         }
-        let loop_over = self.loop_started_at.is_none_or(|start| now >= predecessor::checks(start)[2]);
+        let loop_over = self.loop_started_at.is_none_or(|start| now >= predecessor::loop_end(start));
         let phase_done = self.items.iter().filter(|i| i.side == Some(side)).all(|i| i.stage.is_done())
             && (self.config.strategy != Strategy::Predecessor || loop_over);
         if phase_done {

@@ -44,15 +44,18 @@ impl EngineCore {
             _ => OrderPlan::Market,
         };
         let sane = self.sane_quote(&item.item.symbol, now);
+        let wide = if sane.is_none() { self.wide_quote(&item.item.symbol, now) } else { None };
+        // `smart`'s escalation: from a sane quote, else at the far side of a spread too wide to
+        // pay a band past (no REST quote needed).
+        let escalate = || match (sane, wide) {
+            (Some(q), _) => Some((escalation(Some(q)), true)),
+            (None, Some(q)) => Some((OrderPlan::Limit(step_limit(side, q, Decimal::ONE)), true)),
+            (None, None) => None,
+        };
         let (wants_quote, planned) = match self.config.strategy {
             Strategy::Market => (false, Some((OrderPlan::Market, true))),
             // The budget sets the pace: one request per item, at once.
-            Strategy::Smart if self.budget_bound => match (sane, self.wide_quote(&item.item.symbol, now)) {
-                (Some(q), _) => (true, Some((escalation(Some(q)), true))),
-                // A spread too wide to pay a band past: its far side, no REST quote needed.
-                (None, Some(q)) => (true, Some((OrderPlan::Limit(step_limit(side, q, Decimal::ONE)), true))),
-                (None, None) => (true, None),
-            },
+            Strategy::Smart if self.budget_bound => (true, escalate()),
             Strategy::Predecessor => match step {
                 0 => {
                     (true, sane.map(|q| (OrderPlan::Limit(predecessor::first_limit(side, q, item.remaining())), false)))
@@ -64,13 +67,8 @@ impl EngineCore {
                 let elapsed = item.working_since.map_or(std::time::Duration::ZERO, |since| {
                     (now - since).to_std().unwrap_or(std::time::Duration::ZERO)
                 });
-                let wide = if sane.is_none() { self.wide_quote(&item.item.symbol, now) } else { None };
                 if elapsed >= self.config.working_horizon {
-                    match (sane, wide) {
-                        // A wide spread is crossed at its far side, not beyond.
-                        (None, Some(q)) => (true, Some((OrderPlan::Limit(step_limit(side, q, Decimal::ONE)), true))),
-                        _ => (true, sane.map(|q| (escalation(Some(q)), true))),
-                    }
+                    (true, escalate())
                 } else if let Some(q) = wide {
                     // Too wide to pay into: join the near side and wait for it to narrow.
                     (true, Some((OrderPlan::Limit(step_limit(side, q, Decimal::ZERO)), false)))
@@ -382,9 +380,9 @@ impl EngineCore {
             (Strategy::Predecessor, Some(start)) => predecessor::next_check(start, now).unwrap_or(now),
             // Adaptive: the next timer re-peg, or the horizon's end if sooner (the escalation
             // is on time).
-            (Strategy::Smart, _) if self.config.smart_pricing == SmartPricing::Adaptive => {
+            _ if self.config.is_adaptive() => {
                 let next = Self::after(now, self.config.repeg_interval);
-                match self.items[i].working_since.map(|since| Self::after(since, self.config.working_horizon)) {
+                match self.horizon_end(i) {
                     Some(end) if end > now => next.min(end),
                     _ => next,
                 }
@@ -431,9 +429,8 @@ impl EngineCore {
                 let mut at = self.budget.put_off(now, room);
                 // A put-off re-peg comes back by the horizon's end at the latest: the escalation
                 // is due then, whatever the re-peg waited for.
-                if need == Need::Repeg && self.config.smart_pricing == SmartPricing::Adaptive {
-                    if let Some(end) = self.items[i].working_since.map(|s| Self::after(s, self.config.working_horizon))
-                    {
+                if need == Need::Repeg {
+                    if let Some(end) = self.horizon_end(i) {
                         at = at.min(end.max(now));
                     }
                 }
@@ -491,12 +488,15 @@ impl EngineCore {
     /// from (a re-peg would only move it back to the near side) and the horizon is not over.
     fn holds_through_wide_spread(&self, i: usize, now: Timestamp) -> bool {
         let item = &self.items[i];
-        let adaptive = self.config.strategy == Strategy::Smart && self.config.smart_pricing == SmartPricing::Adaptive;
-        let horizon_left = item.working_since.is_none_or(|since| now < Self::after(since, self.config.working_horizon));
-        adaptive
-            && horizon_left
+        self.config.is_adaptive()
+            && self.horizon_end(i).is_none_or(|end| now < end)
             && self.sane_quote(&item.item.symbol, now).is_none()
             && self.wide_quote(&item.item.symbol, now).is_some()
+    }
+
+    /// Adaptive pricing: when item `i`'s horizon ends (once its first order is out).
+    fn horizon_end(&self, i: usize) -> Option<Timestamp> {
+        self.items[i].working_since.map(|since| Self::after(since, self.config.working_horizon))
     }
 
     /// What the budget must allow for item `i`'s next re-peg: an escalation or a re-peg
@@ -505,8 +505,7 @@ impl EngineCore {
         let item = &self.items[i];
         match (self.config.strategy, self.config.smart_pricing) {
             (Strategy::Smart, SmartPricing::Adaptive) => {
-                let over =
-                    item.working_since.is_some_and(|since| now >= Self::after(since, self.config.working_horizon));
+                let over = self.horizon_end(i).is_some_and(|end| now >= end);
                 Some(if over { Need::Escalation } else { Need::Repeg })
             }
             (Strategy::Smart, SmartPricing::Schedule) => {
@@ -532,7 +531,7 @@ impl EngineCore {
     /// loop's end everything goes to market; before it, an order at least `FILL_WAIT` old is
     /// re-pegged the first time and sent to market the second. Returns whether the step moved.
     fn predecessor_step(&mut self, i: usize, c: usize, now: Timestamp) -> bool {
-        let last = self.loop_started_at.map(|start| predecessor::checks(start)[2]);
+        let last = self.loop_started_at.map(predecessor::loop_end);
         let item = &mut self.items[i];
         if last.is_none_or(|last| now >= last) {
             item.step = 2;
