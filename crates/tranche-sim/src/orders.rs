@@ -83,6 +83,7 @@ impl Sim {
     pub(crate) fn call_fault(&mut self, kind: &'static str) -> Option<SimError> {
         self.requests += 1;
         self.request_kinds.hit(kind);
+        tracing::trace!(kind, at = %self.now, "rest request");
         let faults = &self.config.faults;
         let (rate, server, retry) = (faults.rate_limit_ppm, faults.server_error_ppm, faults.retry_after_ms);
         if self.rng.chance_ppm(rate) {

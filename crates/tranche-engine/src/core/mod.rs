@@ -74,6 +74,9 @@ pub struct EngineCore {
     pub(crate) stream_ever_up: bool,
     pub(crate) stale_orders: BTreeSet<BrokerOrderId>,
     pub(crate) account: Option<Account>,
+    /// The sells' proceeds and fills booked when the preflight read the account: what the
+    /// settlement expects to see added to that account's cash is what was booked since.
+    pub(crate) sold_at_preflight: (Decimal, usize),
     pub(crate) settle_requested: bool,
     pub(crate) settle_deadline: Option<Timestamp>,
     pub(crate) account_errors: u32,
@@ -150,6 +153,7 @@ impl EngineCore {
             stream_ever_up: false,
             stale_orders: BTreeSet::new(),
             account: None,
+            sold_at_preflight: (Decimal::ZERO, 0),
             settle_requested: false,
             settle_deadline: None,
             account_errors: 0,

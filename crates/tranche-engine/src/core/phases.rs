@@ -86,6 +86,7 @@ impl EngineCore {
             Err(e) => return self.preflight_failed(&format!("preflight: cannot read open orders: {e}"), now, out),
         };
         self.account = Some(account);
+        self.sold_at_preflight = self.sold();
         self.set_positions(&positions);
         for (symbol, asset) in data.assets {
             for i in 0..self.items.len() {
@@ -432,7 +433,7 @@ impl EngineCore {
         }
         let need = sized.iter().fold(committed, |sum, (_, q, p, _)| sum.saturating_add(q.saturating_mul(*p)));
         let deadline_passed = self.settle_deadline.is_none_or(|d| now >= d);
-        if need > budget && !deadline_passed {
+        if need > budget && !deadline_passed && !self.proceeds_shown(&account) {
             // The sells' proceeds may not show yet: look again shortly, until the deadline.
             out.push(Command::SetTimer { id: TimerId::Settle, at: Self::after(now, self.config.settle_poll) });
             return;
@@ -473,6 +474,28 @@ impl EngineCore {
         self.account = Some(account);
         self.emit_phase(Phase::Settle, false, now, out);
         self.start_phase(RunPhase::Buy, now, out);
+    }
+
+    /// The sells' proceeds booked so far and the number of their fills.
+    fn sold(&self) -> (Decimal, usize) {
+        self.items.iter().filter(|i| i.side == Some(Side::Sell)).fold((Decimal::ZERO, 0), |(notional, fills), i| {
+            (notional.saturating_add(i.filled_notional), fills + i.fills.len())
+        })
+    }
+
+    /// Whether `account`'s cash shows every sell proceed booked since the preflight's read (less
+    /// the most their regulatory fees can be: the SEC fee under 1 bp of the proceeds, FINRA's
+    /// TAF at most $8.30 a fill). Once it does, waiting longer adds no cash: a buy-only plan, or
+    /// one whose buys want more than the sells bring, is sized at once instead of polling the
+    /// account until the settlement deadline.
+    fn proceeds_shown(&self, account: &tranche_domain::Account) -> bool {
+        let Some(before) = &self.account else { return false };
+        let (notional, fills) = self.sold();
+        let proceeds = notional.saturating_sub(self.sold_at_preflight.0);
+        let new_fills = Decimal::from(fills.saturating_sub(self.sold_at_preflight.1));
+        let fees =
+            proceeds.saturating_mul(Decimal::new(1, 4)).saturating_add(new_fills.saturating_mul(Decimal::new(830, 2)));
+        account.cash.get().saturating_add(fees) >= before.cash.get().saturating_add(proceeds)
     }
 
     /// What the plan's buys may spend: the account's cash less what open buy orders of others

@@ -1021,11 +1021,14 @@ impl EngineCore {
         }
         if let (OrderStatus::Replaced, Some(new_id)) = (order.status, order.replaced_by.as_ref()) {
             // Replaced by an order this run has not heard of (the replace's answer or the new
-            // order's updates were lost): follow `replaced_by`.
+            // order's updates were lost): follow `replaced_by`. A replacement whose answer is
+            // still on its way is not lost: the answer names it (or ends uncertain, and is
+            // looked up then).
             let item = &self.items[i];
             if item.child_by_broker(new_id).is_none() {
-                let lost =
-                    item.children.iter().find(|r| r.replaces.as_ref() == Some(&order.id) && r.broker_id.is_none());
+                let lost = item.children.iter().find(|r| {
+                    r.replaces.as_ref() == Some(&order.id) && r.broker_id.is_none() && r.state != ChildState::Sending
+                });
                 if let Some(r) = lost {
                     out.push(Command::LookupOrder {
                         item: i,

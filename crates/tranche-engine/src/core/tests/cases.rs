@@ -270,6 +270,56 @@ fn a_replace_whose_order_cannot_be_read_back_is_withdrawn() {
     assert_eq!(cancels(&out), vec![order.id.clone()]);
 }
 
+#[test]
+fn a_replaced_update_before_the_replace_answer_reads_nothing() {
+    // Alpaca's `replaced` update of the old order often comes before the answer to the PATCH;
+    // the answer is on its way (or ends as uncertain and is looked up then), so reading the
+    // replacement by `replaced_by` now only spends a request.
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let out = bench.feed(Input::ReplaceCleared {
+        item: 0,
+        old: old.clone(),
+        request: request.clone(),
+        current: Ok(order.clone()),
+    });
+    assert_eq!(sent_replaces(&out).len(), 1);
+    let mut replaced = with_status(&order, OrderStatus::Replaced);
+    replaced.replaced_by = Some(tranche_domain::BrokerOrderId::new("o2"));
+    let out = bench.feed(update(TradeEvent::Replaced, &replaced, None, bench.now));
+    assert!(order_lookups(&out).is_empty() && client_lookups(&out).is_empty(), "{out:#?}");
+    // The answer names the replacement: it works on, and nothing is left to look up.
+    let as_request = OrderRequest {
+        client_order_id: request.client_order_id.clone(),
+        limit_price: request.limit_price,
+        ..the_first_request(&order)
+    };
+    let mut new = order_of(&as_request, "o2", OrderStatus::New, "0", bench.now);
+    new.replaces = Some(old.clone());
+    let out = bench.feed(Input::Replaced { item: 0, old, client_order_id: request.client_order_id, result: Ok(new) });
+    assert!(order_lookups(&out).is_empty() && client_lookups(&out).is_empty(), "{out:#?}");
+    let item = &bench.core.items[0];
+    assert_eq!(
+        item.working_child().map(|c| item.children[c].broker_id.clone()),
+        Some(Some(tranche_domain::BrokerOrderId::new("o2")))
+    );
+}
+
+/// The request `order` was placed from (for building the broker's report of its replacement).
+fn the_first_request(order: &tranche_domain::Order) -> OrderRequest {
+    OrderRequest {
+        client_order_id: order.client_order_id.clone(),
+        symbol: order.symbol.clone(),
+        side: order.side,
+        amount: tranche_domain::OrderAmount::Qty(order.qty.unwrap_or(tranche_domain::Qty::ZERO)),
+        order_type: order.order_type,
+        time_in_force: order.time_in_force,
+        limit_price: order.limit_price,
+        extended_hours: false,
+    }
+}
+
 // ---- hole 4: a replacement that is rejected -------------------------------------------------
 
 #[test]
@@ -532,7 +582,7 @@ fn a_margin_account_buys_with_cash_not_margin() {
     broker.account = Ok(account);
     broker.assets = vec![asset("AAPL", false)];
     let mut out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
-    // The account is read again until the settle deadline (sells' proceeds may show late).
+    // No sells, so nothing more can show: sized at once (the loop stays for a slower engine).
     while submits(&out).is_empty() {
         let (_, next) = bench.fire_next().unwrap_or_else(|| panic!("no timer after {out:#?}"));
         out = next;
@@ -1557,4 +1607,92 @@ fn first_orders_go_before_re_pegs() {
     let (mut roomy, _) = budgeted(190, &symbols, 1);
     let out = timer_repeg(&mut roomy, &symbols);
     assert_eq!(replaces(&out).len(), 1, "{out:#?}");
+}
+
+// ---- settlement: waiting only for proceeds that have yet to show ------------------------------------
+
+/// Reads the account `broker` holds whenever `out` asks for it, and fires timers, until a submit
+/// appears; returns that step's commands and how many account reads were answered.
+fn settle_until_submit(bench: &mut Bench, broker: &Broker, mut out: Vec<Command>) -> (Vec<Command>, usize) {
+    let mut reads = 0;
+    loop {
+        if out.iter().any(|c| matches!(c, Command::FetchAccount)) {
+            reads += 1;
+            out.extend(bench.feed(Input::Account(broker.account.clone())));
+        }
+        out.extend(bench.answer_quotes(&out, "99.90", "100.10"));
+        if !submits(&out).is_empty() {
+            return (out, reads);
+        }
+        let (_, next) = bench.fire_next().unwrap_or_else(|| panic!("no timer after {out:#?}"));
+        out = next;
+    }
+}
+
+#[test]
+fn a_buy_only_plan_short_of_cash_is_scaled_at_once_without_waiting_for_proceeds() {
+    // No sells, so no proceeds can show later: polling the account until the deadline would
+    // only cost requests and time.
+    let plan = plan("p1", &[("AAPL", "BUY", "5000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Ok(cash_account("1000"));
+    broker.assets = vec![asset("AAPL", false)];
+    let started = bench.now;
+    let out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]);
+    let (out, reads) = settle_until_submit(&mut bench, &broker, out);
+    assert_eq!(reads, 1, "one buying-power read");
+    assert_eq!(bench.now, started, "the buys start without waiting");
+    let tranche_domain::OrderAmount::Qty(qty) = the_submit(&out).amount else { panic!() };
+    assert!(qty.get() <= d("10"), "scaled to the cash: {qty}");
+}
+
+/// A plan that sells 10 AAPL (held, $100 each) and buys $1,500 of MSFT with $500 of cash:
+/// the sell is filled at 100.00 and the settlement's first read comes; returns the bench, the
+/// broker and that read's commands.
+fn sold_and_settling() -> (Bench, Broker, Vec<Command>) {
+    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1000"), ("MSFT", "BUY", "1500", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Ok(cash_account("500"));
+    broker.assets = vec![asset("AAPL", false), asset("MSFT", false)];
+    broker.positions = vec![position("AAPL", "10", "100")];
+    let out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10"), ("MSFT", "99.90", "100.10")]);
+    let sell = the_submit(&out);
+    assert_eq!(sell.side, Side::Sell);
+    let order = order_of(&sell, "s1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&sell, Ok(order.clone())));
+    let mut filled = with_status(&order, OrderStatus::Filled);
+    filled.filled_qty = tranche_domain::Qty::new(d("10"));
+    let mut out = bench.feed(update(TradeEvent::Fill, &filled, Some(("x1", "10", "100.00")), bench.now));
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    assert!(out.iter().any(|c| matches!(c, Command::FetchAccount)), "settlement reads the account: {out:#?}");
+    (bench, broker, out)
+}
+
+#[test]
+fn the_settlement_waits_while_the_sells_proceeds_do_not_show() {
+    let (mut bench, broker, out) = sold_and_settling();
+    // The account still shows the cash before the sell: its $1,000 may yet come.
+    let out = bench.feed(Input::Account(broker.account.clone()));
+    assert!(submits(&out).is_empty(), "a buy sized before the proceeds show: {out:#?}");
+    assert!(timer(&out, TimerId::Settle).is_some(), "the account is read again: {out:#?}");
+}
+
+#[test]
+fn the_settlement_ends_once_the_proceeds_show_even_when_the_buys_want_more() {
+    let (mut bench, mut broker, out) = sold_and_settling();
+    drop(out);
+    // $500 + $1,000 of proceeds less the sell's fees: all the cash there will be.
+    broker.account = Ok(cash_account("1499.97"));
+    let started = bench.now;
+    let out = bench.feed(Input::Account(broker.account.clone()));
+    let (out, reads) = settle_until_submit(&mut bench, &broker, out);
+    assert_eq!((reads, bench.now), (0, started), "no second read, no wait");
+    let buy = the_submit(&out);
+    assert_eq!(buy.side, Side::Buy);
+    let tranche_domain::OrderAmount::Qty(qty) = buy.amount else { panic!() };
+    assert!(qty.get() * buy.limit_price.map_or(d("100.10"), Price::get) <= d("1499.97"), "{qty}");
 }
