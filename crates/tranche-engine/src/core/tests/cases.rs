@@ -1648,9 +1648,9 @@ fn a_buy_only_plan_short_of_cash_is_scaled_at_once_without_waiting_for_proceeds(
 }
 
 /// A plan that sells 10 AAPL (held, $100 each) and buys $1,500 of MSFT with $500 of cash:
-/// the sell is filled at 100.00 and the settlement's first read comes; returns the bench, the
-/// broker and that read's commands.
-fn sold_and_settling() -> (Bench, Broker, Vec<Command>) {
+/// the sell is filled at 100.00 and the settlement asks for its first read; returns the bench
+/// and the broker.
+fn sold_and_settling() -> (Bench, Broker) {
     let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1000"), ("MSFT", "BUY", "1500", "0")]);
     let mut bench = Bench::new(plan.clone(), EngineConfig::default());
     let mut broker = Broker::open(&plan, bench.now);
@@ -1669,12 +1669,12 @@ fn sold_and_settling() -> (Bench, Broker, Vec<Command>) {
         out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
     }
     assert!(out.iter().any(|c| matches!(c, Command::FetchAccount)), "settlement reads the account: {out:#?}");
-    (bench, broker, out)
+    (bench, broker)
 }
 
 #[test]
 fn the_settlement_waits_while_the_sells_proceeds_do_not_show() {
-    let (mut bench, broker, out) = sold_and_settling();
+    let (mut bench, broker) = sold_and_settling();
     // The account still shows the cash before the sell: its $1,000 may yet come.
     let out = bench.feed(Input::Account(broker.account.clone()));
     assert!(submits(&out).is_empty(), "a buy sized before the proceeds show: {out:#?}");
@@ -1683,8 +1683,7 @@ fn the_settlement_waits_while_the_sells_proceeds_do_not_show() {
 
 #[test]
 fn the_settlement_ends_once_the_proceeds_show_even_when_the_buys_want_more() {
-    let (mut bench, mut broker, out) = sold_and_settling();
-    drop(out);
+    let (mut bench, mut broker) = sold_and_settling();
     // $500 + $1,000 of proceeds less the sell's fees: all the cash there will be.
     broker.account = Ok(cash_account("1499.97"));
     let started = bench.now;
