@@ -32,7 +32,7 @@ use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
 use tranche::ledger::{LeaseTerms, Ledger, ObjectLedger, RunStatus};
 use tranche::sim::{FaultConfig, Rng, SimConfig, SimulatedBroker, Tally, ViolationKind};
 use tranche::simulation::{scenario, start_sim, POOL};
-use tranche::workers::{run_two_workers, TwoWorkers};
+use tranche::workers::{run_two_workers, ClientWaits, TwoWorkers};
 use tranche_ledger::faults::{FaultPlan, FaultyStore};
 
 const SEEDS: u64 = 1000;
@@ -181,6 +181,9 @@ async fn run_two(
         second_skew_ms: rng.range_i64(-5_000, 5_000),
         first_paused: frozen.then_some((pause_at, pause_for)),
         lease,
+        // Half of the orders wait up to 3 s in the client (a rate limiter's queue, a fresh
+        // connection): one waiting when the first worker freezes leaves after it resumes.
+        client_waits: Some(ClientWaits { seed, chance_ppm: 500_000, max_ms: 3_000 }),
     };
     seen.two_workers += 1;
     seen.paused += u32::from(setup.first_paused.is_some());

@@ -152,6 +152,14 @@ pub struct Permit<'a> {
 }
 
 impl Permit<'_> {
+    /// Nothing was sent under this permit: its token goes back to the bucket.
+    pub fn unused(mut self) {
+        self.returned = true;
+        let mut b = self.limiter.lock();
+        b.in_flight = b.in_flight.saturating_sub(1);
+        b.tokens = (b.tokens + 1.0).min(self.limiter.budget);
+    }
+
     /// The answer came with the server's `X-Ratelimit-Remaining` (and `X-Ratelimit-Reset` as a
     /// delay), when it gave them.
     pub fn answered(mut self, remaining: Option<u32>, reset_in: Option<Duration>) {
@@ -182,6 +190,16 @@ mod tests {
         let before = Instant::now();
         limiter.acquire().await;
         assert_eq!(before.elapsed(), MAX_SERVER_BLOCK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permit_given_back_unused_is_there_again_at_once() {
+        let limiter = RateLimiter::new(2);
+        let start = Instant::now();
+        limiter.acquire().await.unused();
+        let _kept = limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "the one token came back");
+        assert_eq!(limiter.lock().in_flight, 1, "only the permit kept is on the way");
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tranche_broker::{Broker, BrokerError};
+use tranche_broker::{Broker, BrokerError, Clearance};
 use tranche_domain::{
     Account, Asset, BrokerOrderId, ClientOrderId, ExecutionId, Fill, MarketClock, Order, OrderAmount, OrderRequest,
     Position, Price, Qty, Quote, ReplaceRequest, Side, Symbol, Timestamp,
@@ -80,6 +80,41 @@ fn decode_error(e: &DecodeError, mutation: bool) -> BrokerError {
     }
 }
 
+/// The JSON body of `POST /v2/orders` for `request`.
+fn order_body(request: &OrderRequest) -> Value {
+    let mut body = json!({
+        "symbol": request.symbol.as_str(),
+        "side": request.side.as_str(),
+        "type": request.order_type.as_str(),
+        "time_in_force": request.time_in_force.as_str(),
+        "client_order_id": request.client_order_id.as_str(),
+        "extended_hours": request.extended_hours,
+    });
+    match request.amount {
+        OrderAmount::Qty(q) => body["qty"] = dec(q),
+        OrderAmount::Notional(n) => body["notional"] = dec(n),
+    }
+    if let Some(limit) = request.limit_price {
+        body["limit_price"] = dec(limit);
+    }
+    body
+}
+
+/// The JSON body of `PATCH /v2/orders/{id}` for `request` (only what it changes).
+fn replace_body(request: &ReplaceRequest) -> Value {
+    let mut body = json!({"client_order_id": request.client_order_id.as_str()});
+    if let Some(q) = request.qty {
+        body["qty"] = dec(q);
+    }
+    if let Some(p) = request.limit_price {
+        body["limit_price"] = dec(p);
+    }
+    if let Some(t) = request.time_in_force {
+        body["time_in_force"] = json!(t.as_str());
+    }
+    body
+}
+
 fn jitter_ms(max: u64) -> u64 {
     let nanos = u64::from(chrono::Utc::now().timestamp_subsec_nanos());
     if max == 0 {
@@ -130,6 +165,38 @@ impl AlpacaBroker {
         mutation: bool,
     ) -> Result<Option<Value>, BrokerError> {
         let permit = self.limiter(api).acquire().await;
+        self.send_permitted(permit, method, url, query, body, mutation).await
+    }
+
+    /// A Trading API order (a submit or a replace) sent only if `cleared` still holds once its
+    /// permit is given: the wait for the permit may be long (a full budget, a frozen process),
+    /// and what allowed the order before it may have lapsed. Not sent: the permit goes back
+    /// unused and the answer is [`tranche_broker::not_cleared`].
+    async fn send_cleared(
+        &self,
+        method: Method,
+        url: &str,
+        body: &Value,
+        cleared: &dyn Clearance,
+    ) -> Result<Option<Value>, BrokerError> {
+        let permit = self.limiter(Api::Trading).acquire().await;
+        if !cleared.holds() {
+            permit.unused();
+            return Err(tranche_broker::not_cleared());
+        }
+        self.send_permitted(permit, method, url, &[], Some(body), true).await
+    }
+
+    /// Sends one request under `permit`.
+    async fn send_permitted(
+        &self,
+        permit: crate::limiter::Permit<'_>,
+        method: Method,
+        url: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        mutation: bool,
+    ) -> Result<Option<Value>, BrokerError> {
         let config = &self.inner.config;
         let mut request = self
             .inner
@@ -401,40 +468,35 @@ impl Broker for AlpacaBroker {
     }
 
     async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {
-        let mut body = json!({
-            "symbol": request.symbol.as_str(),
-            "side": request.side.as_str(),
-            "type": request.order_type.as_str(),
-            "time_in_force": request.time_in_force.as_str(),
-            "client_order_id": request.client_order_id.as_str(),
-            "extended_hours": request.extended_hours,
-        });
-        match request.amount {
-            OrderAmount::Qty(q) => body["qty"] = dec(q),
-            OrderAmount::Notional(n) => body["notional"] = dec(n),
-        }
-        if let Some(limit) = request.limit_price {
-            body["limit_price"] = dec(limit);
-        }
+        let body = order_body(request);
         let answer =
             self.send_once(Api::Trading, Method::POST, &self.trading("/v2/orders"), &[], Some(&body), true).await?;
         self.order_from(answer, true)
     }
 
+    async fn submit_order_if(&self, request: &OrderRequest, cleared: Arc<dyn Clearance>) -> Result<Order, BrokerError> {
+        let body = order_body(request);
+        let answer = self.send_cleared(Method::POST, &self.trading("/v2/orders"), &body, cleared.as_ref()).await?;
+        self.order_from(answer, true)
+    }
+
     async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError> {
-        let mut body = json!({"client_order_id": request.client_order_id.as_str()});
-        if let Some(q) = request.qty {
-            body["qty"] = dec(q);
-        }
-        if let Some(p) = request.limit_price {
-            body["limit_price"] = dec(p);
-        }
-        if let Some(t) = request.time_in_force {
-            body["time_in_force"] = json!(t.as_str());
-        }
+        let body = replace_body(request);
         let answer = self
             .send_once(Api::Trading, Method::PATCH, &self.trading(&format!("/v2/orders/{id}")), &[], Some(&body), true)
             .await?;
+        self.order_from(answer, true)
+    }
+
+    async fn replace_order_if(
+        &self,
+        id: &BrokerOrderId,
+        request: &ReplaceRequest,
+        cleared: Arc<dyn Clearance>,
+    ) -> Result<Order, BrokerError> {
+        let body = replace_body(request);
+        let url = self.trading(&format!("/v2/orders/{id}"));
+        let answer = self.send_cleared(Method::PATCH, &url, &body, cleared.as_ref()).await?;
         self.order_from(answer, true)
     }
 
@@ -567,6 +629,65 @@ mod tests {
         config.requests_per_minute = u32::MAX;
         config.data_requests_per_minute = u32::MAX;
         (AlpacaBroker::new(config).unwrap(), served)
+    }
+
+    /// A right to send that holds until a deadline on tokio's clock.
+    struct Until(tokio::time::Instant);
+
+    impl Clearance for Until {
+        fn holds(&self) -> bool {
+            tokio::time::Instant::now() < self.0
+        }
+    }
+
+    fn an_order() -> OrderRequest {
+        OrderRequest::day(
+            ClientOrderId::from_broker("cid-cleared"),
+            Symbol::parse("AAPL").unwrap(),
+            tranche_domain::Side::Buy,
+            "1".parse().unwrap(),
+            None,
+        )
+    }
+
+    /// The fence proves the claim, then the order waits for the request budget; a claim that
+    /// lapsed during that wait (a frozen process, a full budget) must send nothing. The
+    /// clearance is looked at once the permit is given, not before the wait.
+    #[tokio::test(start_paused = true)]
+    async fn an_order_whose_clearance_lapsed_while_it_waited_for_a_permit_is_not_sent() {
+        let (mut broker, served) = serve(|_| json!({})).await;
+        Arc::get_mut(&mut broker.inner).unwrap().limiter = RateLimiter::new(2);
+        // The budget's one token is spent: the next permit comes a minute later.
+        broker.limiter(Api::Trading).acquire().await.answered(None, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let result = broker.submit_order_if(&an_order(), Arc::new(Until(deadline))).await;
+        assert_eq!(result.unwrap_err(), tranche_broker::not_cleared());
+        let replace = ReplaceRequest {
+            client_order_id: ClientOrderId::from_broker("cid-r"),
+            qty: None,
+            limit_price: Some("1.00".parse().unwrap()),
+            time_in_force: None,
+        };
+        let id = BrokerOrderId::new("order-1");
+        let result = broker.replace_order_if(&id, &replace, Arc::new(Until(deadline))).await;
+        assert_eq!(result.unwrap_err(), tranche_broker::not_cleared());
+        assert_eq!(served.load(Ordering::SeqCst), 0, "nothing reached the server");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_order_whose_clearance_holds_is_sent() {
+        let (broker, served) = serve(|_| {
+            json!({
+                "id": "order-1", "client_order_id": "cid-cleared", "created_at": "2026-03-02T14:30:00Z",
+                "symbol": "AAPL", "qty": "1", "filled_qty": "0", "type": "market", "side": "buy",
+                "time_in_force": "day", "status": "accepted",
+            })
+        })
+        .await;
+        let far = tokio::time::Instant::now() + Duration::from_secs(3_600);
+        let placed = broker.submit_order_if(&an_order(), Arc::new(Until(far))).await.unwrap();
+        assert_eq!(placed.client_order_id.as_str(), "cid-cleared");
+        assert_eq!(served.load(Ordering::SeqCst), 1);
     }
 
     /// One activity that cannot be read and one order that cannot be looked up cost their own

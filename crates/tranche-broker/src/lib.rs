@@ -16,7 +16,7 @@ mod ports;
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BrokerError, RejectReason};
 pub use events::StreamEvent;
-pub use ports::{Broker, NoQuoteFeed, OrderEvents, QuoteFeed};
+pub use ports::{not_cleared, Broker, Clearance, NoQuoteFeed, OrderEvents, QuoteFeed};
 
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;

@@ -63,6 +63,37 @@ pub trait Broker: Send + Sync {
     /// Replaces a working order; returns the new order. May still lose a race with a fill.
     async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError>;
 
+    /// Places an order as [`Broker::submit_order`] does, if `cleared` still holds at the last
+    /// moment before the request leaves: after any wait in the client (for the request budget's
+    /// next permit), so that a right to act proven before a long wait is looked at again when
+    /// the wait is over. When it no longer holds, nothing is sent and the answer is
+    /// [`BrokerError::Transient`] (no effect). The default looks just before
+    /// [`Broker::submit_order`]; an adapter that waits inside overrides it.
+    async fn submit_order_if(
+        &self,
+        request: &OrderRequest,
+        cleared: std::sync::Arc<dyn Clearance>,
+    ) -> Result<Order, BrokerError> {
+        if !cleared.holds() {
+            return Err(not_cleared());
+        }
+        self.submit_order(request).await
+    }
+
+    /// Replaces a working order as [`Broker::replace_order`] does, if `cleared` still holds at
+    /// the last moment before the request leaves (see [`Broker::submit_order_if`]).
+    async fn replace_order_if(
+        &self,
+        id: &BrokerOrderId,
+        request: &ReplaceRequest,
+        cleared: std::sync::Arc<dyn Clearance>,
+    ) -> Result<Order, BrokerError> {
+        if !cleared.holds() {
+            return Err(not_cleared());
+        }
+        self.replace_order(id, request).await
+    }
+
     /// Requests a cancel; the final state arrives as a trade update (the order may still fill).
     async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError>;
 
@@ -77,6 +108,19 @@ pub trait Broker: Send + Sync {
 
     /// Fill activities at or after `since`, oldest first.
     async fn fill_activities(&self, since: Timestamp) -> Result<Vec<Fill>, BrokerError>;
+}
+
+/// The right to send an order, looked at by [`Broker::submit_order_if`] and
+/// [`Broker::replace_order_if`] at the last moment before the request leaves.
+pub trait Clearance: Send + Sync {
+    /// True while an order may still leave.
+    fn holds(&self) -> bool;
+}
+
+/// The answer of [`Broker::submit_order_if`] and [`Broker::replace_order_if`] when their
+/// clearance no longer held: nothing was sent.
+pub fn not_cleared() -> BrokerError {
+    BrokerError::Transient { message: "not sent: its clearance lapsed before it could leave".into() }
 }
 
 /// The trade-update stream, with markers for its own state.

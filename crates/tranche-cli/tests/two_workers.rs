@@ -40,10 +40,9 @@ fn fast_config(name: &str) -> std::path::PathBuf {
     let config = dir.join("fast.toml");
     std::fs::write(
         &config,
-        // Eight items at a time, as when this test was written: it is about the lease, and a
-        // stop with dozens of requests on the way widens its timing (see the closing note of
-        // issue 20).
-        "[engine]\nrepeg_interval = 1.0\nphase_deadline = 90.0\nrun_deadline = 200.0\nsettle_deadline = 3.0\nconcurrency = 8\n",
+        // The default 64 items at a time: a stop then finds orders waiting for the request
+        // budget's next permit, which must not leave once the worker resumes without its claim.
+        "[engine]\nrepeg_interval = 1.0\nphase_deadline = 90.0\nrun_deadline = 200.0\nsettle_deadline = 3.0\n",
     )
     .unwrap();
     config

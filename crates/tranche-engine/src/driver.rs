@@ -12,6 +12,7 @@
 //! lost claim ends the run at once with [`RunError::ClaimLost`], nothing more sent or recorded.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
@@ -241,21 +242,17 @@ async fn run_loop(
         };
         tokio::select! {
             biased;
-            event = ports.events.next_event(), if events_open => match event {
-                Some(StreamEvent::Update(update)) => queue.push_back(Input::Update(update)),
-                Some(StreamEvent::Up) => queue.push_back(Input::StreamUp),
-                Some(StreamEvent::Down { reason }) => {
-                    tracing::warn!(%reason, "trade-update stream down");
-                    queue.push_back(Input::StreamDown);
-                }
-                Some(StreamEvent::Gap { since }) => queue.push_back(Input::StreamGap { since }),
-                None => {
-                    events_open = false;
-                    queue.push_back(Input::StreamDown);
-                }
-            },
+            event = ports.events.next_event(), if events_open => {
+                events_open = event.is_some();
+                queue.push_back(work.on_stream_event(event));
+            }
             Some(joined) = work.tasks.join_next(), if !work.tasks.is_empty() => match joined {
-                Ok(input) => queue.push_back(input),
+                Ok(input) => {
+                    if let Input::Replaced { old, .. } = &input {
+                        work.replacing.remove(old);
+                    }
+                    queue.push_back(input);
+                }
                 Err(e) => tracing::error!(error = %e, "a broker task failed"),
             },
             Some(joined) = work.records.join_next(), if !work.records.is_empty() => {
@@ -576,6 +573,71 @@ struct InFlight {
     order_writes: OrderWrites,
     timers: BTreeMap<TimerId, Timestamp>,
     subscribed: BTreeSet<Symbol>,
+    /// The orders a replace is on its way for, each with whether a fill of it has come since
+    /// the replace's last look (then the replace, still waiting in the client, must not leave).
+    replacing: BTreeMap<BrokerOrderId, Arc<AtomicBool>>,
+    /// How often the trade-update stream has broken (down, a gap, closed) since the run began.
+    stream_breaks: Arc<AtomicU64>,
+}
+
+impl InFlight {
+    /// What the trade-update stream said, as the core's input; a fill marks a replace on its
+    /// way for the order as touched, and a break is counted (see [`ReplaceClearance`]).
+    fn on_stream_event(&mut self, event: Option<StreamEvent>) -> Input {
+        match event {
+            Some(StreamEvent::Update(update)) => {
+                if matches!(update.event, tranche_domain::TradeEvent::Fill | tranche_domain::TradeEvent::PartialFill) {
+                    if let Some(touched) = self.replacing.get(&update.order.id) {
+                        touched.store(true, Ordering::SeqCst);
+                    }
+                }
+                Input::Update(update)
+            }
+            Some(StreamEvent::Up) => Input::StreamUp,
+            Some(StreamEvent::Down { reason }) => {
+                tracing::warn!(%reason, "trade-update stream down");
+                self.stream_breaks.fetch_add(1, Ordering::SeqCst);
+                Input::StreamDown
+            }
+            Some(StreamEvent::Gap { since }) => {
+                self.stream_breaks.fetch_add(1, Ordering::SeqCst);
+                Input::StreamGap { since }
+            }
+            None => {
+                self.stream_breaks.fetch_add(1, Ordering::SeqCst);
+                Input::StreamDown
+            }
+        }
+    }
+}
+
+/// What a replace needs to still hold when it leaves: the claim on the plan (when the run is
+/// fenced), and no fill of the order it replaces since the core's last look, as far as an
+/// unbroken stream can tell (a replacement keeps the quantity sent, so a fill in between
+/// would be traded twice; a fill's update lost with a broken stream is one nobody saw).
+struct ReplaceClearance {
+    fence: Option<Arc<Fence>>,
+    touched: Arc<AtomicBool>,
+    stream_breaks: Arc<AtomicU64>,
+    /// The stream's breaks when the replace was cleared by the core.
+    breaks_at_look: u64,
+    /// Until when the core's last look (on the order as read back) still stands: a fill whose
+    /// update was lost can only be caught by a read, and the read grows old while the replace
+    /// waits in the client.
+    fresh_until: tokio::time::Instant,
+}
+
+/// How long a replace's last look stands: far more than sending it at once takes, far less
+/// than a wait for the request budget.
+const REPLACE_LOOK_STANDS: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl tranche_broker::Clearance for ReplaceClearance {
+    fn holds(&self) -> bool {
+        tokio::time::Instant::now() < self.fresh_until
+            && !self.touched.load(Ordering::SeqCst)
+            && self.stream_breaks.load(Ordering::SeqCst) == self.breaks_at_look
+            && self.fence.as_ref().is_none_or(|f| f.acting_allowed())
+    }
 }
 
 /// A ledger write that completed: which order's record it was (if one), its error, and whether
@@ -724,9 +786,46 @@ fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet
     }
 }
 
+/// Sends a replace the core cleared on its last look, held back at the last moment before it
+/// leaves if its [`ReplaceClearance`] lapsed meanwhile.
+fn send_replace(
+    item: usize,
+    order: BrokerOrderId,
+    request: tranche_domain::ReplaceRequest,
+    context: &Context<'_>,
+    tasks: &mut JoinSet<Input>,
+    replacing: &mut BTreeMap<BrokerOrderId, Arc<AtomicBool>>,
+    stream_breaks: &Arc<AtomicU64>,
+) {
+    let broker = Arc::clone(&context.ports.broker);
+    let touched = Arc::new(AtomicBool::new(false));
+    replacing.insert(order.clone(), Arc::clone(&touched));
+    let stream_breaks = Arc::clone(stream_breaks);
+    let breaks_at_look = stream_breaks.load(Ordering::SeqCst);
+    let fresh_until = tokio::time::Instant::now() + REPLACE_LOOK_STANDS;
+    let fence = context.journal.map(|j| Arc::clone(&j.fence));
+    let clock = Arc::clone(&context.ports.clock);
+    tasks.spawn(async move {
+        // The proof made for the last look is normally still valid; if not, again.
+        if let Some(fence) = fence.as_ref().filter(|f| !f.acting_allowed()) {
+            if let Err(refusal) = fence.prove_for_order(&clock).await {
+                let client_order_id = request.client_order_id.clone();
+                return Input::IntentFailed { item, client_order_id, reason: refusal.to_string() };
+            }
+        }
+        let clearance =
+            Arc::new(ReplaceClearance { fence: fence.clone(), touched, stream_breaks, breaks_at_look, fresh_until });
+        let sender = Fenced { broker: &broker, fence: fence.as_ref(), clock: &clock };
+        match sender.replace(&order, &request, clearance).await {
+            Ok(result) => Input::Replaced { item, old: order, client_order_id: request.client_order_id, result },
+            Err(reason) => Input::IntentFailed { item, client_order_id: request.client_order_id, reason },
+        }
+    });
+}
+
 /// Runs one command; returns the result when the run is over.
 fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Option<ExecutionResult> {
-    let InFlight { tasks, records, order_writes, timers, subscribed } = work;
+    let InFlight { tasks, records, order_writes, timers, subscribed, replacing, stream_breaks } = work;
     let ports = context.ports;
     let progress = context.progress;
     let broker = Arc::clone(&ports.broker);
@@ -773,11 +872,10 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             // when the next subscription counts.
             ports.quotes.release(&symbols);
         }
-        command @ (Command::Submit { .. }
-        | Command::Replace { .. }
-        | Command::SendReplace { .. }
-        | Command::Cancel { .. }
-        | Command::Record(_)) => {
+        Command::SendReplace { item, order, request } => {
+            send_replace(item, order, request, context, tasks, replacing, stream_breaks);
+        }
+        command @ (Command::Submit { .. } | Command::Replace { .. } | Command::Cancel { .. } | Command::Record(_)) => {
             dispatch_journaled(command, context, tasks, records, order_writes);
         }
         Command::LookupClientId { item, client_order_id } => {
@@ -836,6 +934,67 @@ async fn cleared_to_send(
     fence.prove_for_order(clock).await.map_err(|refusal| not_sent(refusal.to_string()))
 }
 
+/// Times an order whose proof lapsed while it waited to leave is proven again and sent again.
+const CLEARANCE_ATTEMPTS: u32 = 4;
+
+/// What an order of a fenced run needs to leave: the broker, the fence and the clock.
+struct Fenced<'a> {
+    broker: &'a Arc<dyn Broker>,
+    fence: Option<&'a Arc<Fence>>,
+    clock: &'a Arc<dyn Clock>,
+}
+
+impl Fenced<'_> {
+    /// Whether `result` is an order that did not leave because its proof lapsed while it waited
+    /// in the client (a transient answer has no effect, so sending it again is safe).
+    fn lapsed(&self, result: &Result<tranche_domain::Order, BrokerError>) -> bool {
+        matches!(result, Err(BrokerError::Transient { .. })) && self.fence.is_some_and(|f| !f.acting_allowed())
+    }
+
+    /// Proves the claim again after a lapse (a lost claim refuses, and the run stops on it).
+    async fn prove_again(&self) -> Result<(), String> {
+        match self.fence {
+            Some(fence) => fence.prove_for_order(self.clock).await.map_err(|refusal| refusal.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Places `request`, looked at by the fence at the last moment before it leaves; a proof
+    /// that lapsed in the client's wait (a frozen process, a long queue for the request budget)
+    /// is renewed and the order sent again, or the claim is found lost and nothing leaves.
+    async fn submit(&self, request: &OrderRequest) -> Result<Result<tranche_domain::Order, BrokerError>, String> {
+        let Some(fence) = self.fence else { return Ok(self.broker.submit_order(request).await) };
+        let mut attempt = 1;
+        loop {
+            let result = self.broker.submit_order_if(request, Arc::clone(fence) as _).await;
+            if !self.lapsed(&result) || attempt == CLEARANCE_ATTEMPTS {
+                return Ok(result);
+            }
+            attempt += 1;
+            self.prove_again().await?;
+        }
+    }
+
+    /// Replaces order `id` by `request` under the same rule as [`Self::submit`], and only while
+    /// `clearance` holds when it leaves (see [`ReplaceClearance`]).
+    async fn replace(
+        &self,
+        id: &BrokerOrderId,
+        request: &tranche_domain::ReplaceRequest,
+        clearance: Arc<ReplaceClearance>,
+    ) -> Result<Result<tranche_domain::Order, BrokerError>, String> {
+        let mut attempt = 1;
+        loop {
+            let result = self.broker.replace_order_if(id, request, Arc::clone(&clearance) as _).await;
+            if !self.lapsed(&result) || attempt == CLEARANCE_ATTEMPTS {
+                return Ok(result);
+            }
+            attempt += 1;
+            self.prove_again().await?;
+        }
+    }
+}
+
 /// Orders (intent first, fenced), cancels (fenced) and ledger records.
 fn dispatch_journaled(
     command: Command,
@@ -851,12 +1010,16 @@ fn dispatch_journaled(
     match command {
         Command::Submit { item, request, arrival_mid } => {
             let intent = context.journal.map(|j| intent(j, item, &request, None, arrival_mid, clock.now()));
+            let fence = context.journal.map(|j| Arc::clone(&j.fence));
             tasks.spawn(async move {
                 if let Err(failed) = cleared_to_send(fenced, intent, item, &request.client_order_id, &clock).await {
                     return failed;
                 }
-                let result = broker.submit_order(&request).await;
-                Input::Submitted { item, client_order_id: request.client_order_id, result }
+                let sender = Fenced { broker: &broker, fence: fence.as_ref(), clock: &clock };
+                match sender.submit(&request).await {
+                    Ok(result) => Input::Submitted { item, client_order_id: request.client_order_id, result },
+                    Err(reason) => Input::IntentFailed { item, client_order_id: request.client_order_id, reason },
+                }
             });
         }
         Command::Replace { item, order, symbol, side, request, arrival_mid } => {
@@ -895,20 +1058,6 @@ fn dispatch_journaled(
                 }
                 let result = broker.cancel_order(&order).await;
                 Input::Canceled { item, order, result }
-            });
-        }
-        Command::SendReplace { item, order, request } => {
-            let fence = context.journal.map(|j| Arc::clone(&j.fence));
-            tasks.spawn(async move {
-                // The proof made for the last look is normally still valid; if not, again.
-                if let Some(fence) = fence.filter(|f| !f.acting_allowed()) {
-                    if let Err(refusal) = fence.prove_for_order(&clock).await {
-                        let client_order_id = request.client_order_id.clone();
-                        return Input::IntentFailed { item, client_order_id, reason: refusal.to_string() };
-                    }
-                }
-                let result = broker.replace_order(&order, &request).await;
-                Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }
             });
         }
         Command::Record(record) => match *record {

@@ -196,6 +196,14 @@ impl Fence {
     }
 }
 
+/// The broker looks at the fence again at the last moment before an order leaves (after its
+/// client's wait for the request budget), so a proof that lapsed during that wait sends nothing.
+impl tranche_broker::Clearance for Fence {
+    fn holds(&self) -> bool {
+        self.acting_allowed()
+    }
+}
+
 /// Renews `fence`'s claim every renewal period on `clock` while it lives (kept while the run's
 /// last steps, its final cancels and its result, are under way); dropping it stops the renewals,
 /// so a run that is dropped (a crash) leaves its lease to lapse.

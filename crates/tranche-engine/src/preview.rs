@@ -335,6 +335,8 @@ mod tests {
         });
         broker.expect_submit_order().never();
         broker.expect_replace_order().never();
+        broker.expect_submit_order_if().never();
+        broker.expect_replace_order_if().never();
         broker.expect_cancel_order().never();
         broker
     }

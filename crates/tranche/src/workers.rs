@@ -5,17 +5,22 @@
 //! and its own ledger handle whose lease is judged by that worker's clock.
 //!
 //! Invariants: a paused worker is not polled at all while paused (what it had in flight at the
-//! broker completes, as requests already sent would); both workers see every trade update; the
-//! harness only runs the workers, it judges nothing: the simulator's referee and the ledger audit
-//! do.
+//! broker completes, as requests already sent would); a request still waiting inside a worker's
+//! client (for its rate limiter's next permit, or a fresh connection) when the worker freezes
+//! leaves only once the worker runs again, as in a stopped process; both workers see every trade
+//! update; the harness only runs the workers, it judges nothing: the simulator's referee and the
+//! ledger audit do.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
-use tranche_broker::{Clock, OrderEvents, StreamEvent};
-use tranche_domain::{ExecutionResult, RebalancePlan, Timestamp};
+use tranche_broker::{Broker, BrokerError, Clearance, Clock, OrderEvents, StreamEvent};
+use tranche_domain::{
+    Account, Asset, BrokerOrderId, ClientOrderId, ExecutionResult, Fill, MarketClock, Order, OrderRequest, Position,
+    Quote, RebalancePlan, ReplaceRequest, Symbol, Timestamp,
+};
 use tranche_engine::{execute_recorded, EngineConfig, Ports, RunError};
 use tranche_ledger::{LeaseTerms, ObjectLedger};
 use tranche_sim::SimulatedBroker;
@@ -93,6 +98,137 @@ pub fn stream_copies(broker: &SimulatedBroker, clock: &Arc<dyn Clock>, readers: 
     copies
 }
 
+/// Waits inside a worker's client before its orders leave (as the Alpaca adapter's requests
+/// wait for the rate limiter's next permit, or for a fresh connection).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientWaits {
+    /// The seed of which requests wait, and how long.
+    pub seed: u64,
+    /// The chance that a submit, replace or cancel waits, in parts per million.
+    pub chance_ppm: u32,
+    /// The longest wait, in milliseconds (each is drawn up to it).
+    pub max_ms: u64,
+}
+
+/// A worker's broker as seen from inside its process: a submit, replace or cancel may first
+/// wait in the client ([`ClientWaits`]), and one still waiting when the worker freezes leaves
+/// once the freeze is over. An order with a clearance is looked at again after the wait, as
+/// the Alpaca adapter does after its permit; reads go straight through.
+struct ClientQueue {
+    inner: Arc<dyn Broker>,
+    /// The shared (unskewed) clock the freeze is set on.
+    clock: Arc<dyn Clock>,
+    /// When the worker is frozen: from, until.
+    freeze: Option<(Timestamp, Timestamp)>,
+    waits: Option<ClientWaits>,
+    rng: std::sync::Mutex<tranche_sim::Rng>,
+}
+
+impl ClientQueue {
+    /// Waits until the request may leave the process.
+    async fn leave(&self) {
+        let wait_ms = self.waits.map_or(0, |w| {
+            let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if rng.chance_ppm(w.chance_ppm) {
+                rng.below(w.max_ms.max(1))
+            } else {
+                0
+            }
+        });
+        if wait_ms > 0 {
+            self.clock.sleep_until(later(self.clock.now(), Duration::from_millis(wait_ms))).await;
+        }
+        if let Some((from, until)) = self.freeze {
+            let now = self.clock.now();
+            if now >= from && now < until {
+                // A stopped process sends nothing; what waited goes once it runs again.
+                self.clock.sleep_until(until).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for ClientQueue {
+    async fn account(&self) -> Result<Account, BrokerError> {
+        self.inner.account().await
+    }
+
+    async fn positions(&self) -> Result<Vec<Position>, BrokerError> {
+        self.inner.positions().await
+    }
+
+    async fn position(&self, symbol: &Symbol) -> Result<Option<Position>, BrokerError> {
+        self.inner.position(symbol).await
+    }
+
+    async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError> {
+        self.inner.asset(symbol).await
+    }
+
+    async fn assets(&self) -> Result<Vec<Asset>, BrokerError> {
+        self.inner.assets().await
+    }
+
+    async fn clock(&self) -> Result<MarketClock, BrokerError> {
+        self.inner.clock().await
+    }
+
+    async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError> {
+        self.inner.latest_quote(symbol).await
+    }
+
+    async fn latest_quotes(&self, symbols: &[Symbol]) -> Result<Vec<Quote>, BrokerError> {
+        self.inner.latest_quotes(symbols).await
+    }
+
+    async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {
+        self.leave().await;
+        self.inner.submit_order(request).await
+    }
+
+    async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError> {
+        self.leave().await;
+        self.inner.replace_order(id, request).await
+    }
+
+    async fn submit_order_if(&self, request: &OrderRequest, cleared: Arc<dyn Clearance>) -> Result<Order, BrokerError> {
+        self.leave().await;
+        self.inner.submit_order_if(request, cleared).await
+    }
+
+    async fn replace_order_if(
+        &self,
+        id: &BrokerOrderId,
+        request: &ReplaceRequest,
+        cleared: Arc<dyn Clearance>,
+    ) -> Result<Order, BrokerError> {
+        self.leave().await;
+        self.inner.replace_order_if(id, request, cleared).await
+    }
+
+    async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError> {
+        self.leave().await;
+        self.inner.cancel_order(id).await
+    }
+
+    async fn order(&self, id: &BrokerOrderId) -> Result<Order, BrokerError> {
+        self.inner.order(id).await
+    }
+
+    async fn order_by_client_id(&self, id: &ClientOrderId) -> Result<Order, BrokerError> {
+        self.inner.order_by_client_id(id).await
+    }
+
+    async fn open_orders(&self) -> Result<Vec<Order>, BrokerError> {
+        self.inner.open_orders().await
+    }
+
+    async fn fill_activities(&self, since: Timestamp) -> Result<Vec<Fill>, BrokerError> {
+        self.inner.fill_activities(since).await
+    }
+}
+
 /// How the second worker meets the first.
 #[derive(Debug, Clone)]
 pub struct TwoWorkers {
@@ -104,6 +240,8 @@ pub struct TwoWorkers {
     pub first_paused: Option<(Duration, Duration)>,
     /// The ledger lease of both workers (its clock skew allowance covers `second_skew_ms`).
     pub lease: LeaseTerms,
+    /// Waits inside the workers' clients before their orders leave (`None`: none).
+    pub client_waits: Option<ClientWaits>,
 }
 
 /// What the two workers returned.
@@ -127,7 +265,9 @@ pub async fn run_two_workers(
     setup: &TwoWorkers,
 ) -> TwoOutcomes {
     let mut copies = stream_copies(broker, clock, 2).into_iter();
-    let mut worker = |name: &str, skew: chrono::Duration| {
+    let start = clock.now();
+    let freeze = setup.first_paused.map(|(after, length)| (later(start, after), later(later(start, after), length)));
+    let mut worker = |name: &str, skew: chrono::Duration, freeze: Option<(Timestamp, Timestamp)>| {
         let own: Arc<dyn Clock> = Arc::new(SkewedClock::new(Arc::clone(clock), skew));
         let time = Arc::clone(&own);
         let ledger = ObjectLedger::new(Arc::clone(store), prefix, name)
@@ -137,13 +277,19 @@ pub async fn run_two_workers(
             Some(copy) => Box::new(copy),
             None => Box::new(broker.order_events()),
         };
-        let ports =
-            Ports { broker: Arc::new(broker.broker()), events, quotes: Arc::new(broker.quote_feed()), clock: own };
+        let seed = setup.client_waits.map_or(0, |w| w.seed);
+        let client = ClientQueue {
+            inner: Arc::new(broker.broker()),
+            clock: Arc::clone(clock),
+            freeze,
+            waits: setup.client_waits,
+            rng: std::sync::Mutex::new(tranche_sim::Rng::derive(seed, name)),
+        };
+        let ports = Ports { broker: Arc::new(client), events, quotes: Arc::new(broker.quote_feed()), clock: own };
         execute_recorded(plan.clone(), engine.clone(), ports, Arc::new(ledger), None)
     };
-    let first = worker("worker-a", chrono::Duration::zero());
-    let second = worker("worker-b", chrono::Duration::milliseconds(setup.second_skew_ms));
-    let start = clock.now();
+    let first = worker("worker-a", chrono::Duration::zero(), freeze);
+    let second = worker("worker-b", chrono::Duration::milliseconds(setup.second_skew_ms), None);
     let first = paused(first, Arc::clone(clock), start, setup.first_paused);
     let second = async {
         clock.sleep_until(later(start, setup.second_starts_after)).await;

@@ -657,8 +657,10 @@ impl EngineCore {
         let routing = old_live.is_some_and(|o| {
             matches!(item.children[o].state, ChildState::Live(OrderStatus::Accepted | OrderStatus::PendingNew))
         });
-        if read && waiting && routing {
+        if read && waiting && (routing || !self.stream_up) {
             // Not at the venue yet (Alpaca would refuse): this step goes once the order works.
+            // Or the stream broke since the read-back: a fill from then on would go unseen, and
+            // the replacement would trade it again; the step goes when the stream is back.
             let item = &mut self.items[i];
             item.answered(new_c);
             item.children[new_c].state = ChildState::NotPlaced;

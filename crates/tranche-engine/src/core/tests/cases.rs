@@ -271,6 +271,18 @@ fn a_replace_whose_order_cannot_be_read_back_is_withdrawn() {
 }
 
 #[test]
+fn a_replace_whose_stream_broke_before_its_last_look_is_withdrawn_until_the_stream_is_back() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    bench.feed(Input::StreamDown);
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request, current: Ok(order.clone()) });
+    assert!(sent_replaces(&out).is_empty(), "a replace with fills going unseen: {out:#?}");
+    assert!(cancels(&out).is_empty() && submits(&out).is_empty(), "{out:#?}");
+    assert!(timer(&out, TimerId::Repeg(0)).is_some(), "the step comes again: {out:#?}");
+}
+
+#[test]
 fn a_replaced_update_before_the_replace_answer_reads_nothing() {
     // Alpaca's `replaced` update of the old order often comes before the answer to the PATCH;
     // the answer is on its way (or ends as uncertain and is looked up then), so reading the
