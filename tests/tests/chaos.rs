@@ -32,14 +32,19 @@ use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
 use tranche::ledger::{LeaseTerms, Ledger, ObjectLedger, RunStatus};
 use tranche::sim::{FaultConfig, Rng, SimConfig, SimulatedBroker, Tally, ViolationKind};
 use tranche::simulation::{scenario, start_sim, POOL};
-use tranche::workers::{run_two_workers, ClientWaits, TwoWorkers};
+use tranche::workers::{run_two_workers, with_client_waits, ClientWaits, ClientWaitsSeen, TwoWorkers};
 use tranche_ledger::faults::{FaultPlan, FaultyStore};
 
 const SEEDS: u64 = 1000;
 
-fn ports(broker: &SimulatedBroker, clock: &Arc<dyn Clock>) -> Ports {
+/// The ports of one worker; its orders may first wait in its client (`waits`).
+fn ports(broker: &SimulatedBroker, clock: &Arc<dyn Clock>, waits: Option<ClientWaits>, name: &str) -> Ports {
+    let direct: Arc<dyn tranche::broker::Broker> = Arc::new(broker.broker());
     Ports {
-        broker: Arc::new(broker.broker()),
+        broker: match waits {
+            Some(waits) => with_client_waits(direct, Arc::clone(clock), waits, name),
+            None => direct,
+        },
         events: Box::new(broker.order_events()),
         quotes: Arc::new(broker.quote_feed()),
         clock: Arc::clone(clock),
@@ -68,6 +73,7 @@ async fn run_with_crash(
     sim: SimConfig,
     crash_after: Option<Duration>,
     store: &Arc<dyn object_store::ObjectStore>,
+    waits: Option<ClientWaits>,
 ) -> (Outcome, SimulatedBroker, Arc<dyn Clock>) {
     let (broker, clock) = start_sim(sim).unwrap();
     broker.with_sim(|s| s.referee_mut().watch(plan));
@@ -79,7 +85,7 @@ async fn run_with_crash(
         let run = execute_recorded(
             plan.clone(),
             engine.clone(),
-            ports(&broker, &clock),
+            ports(&broker, &clock, waits.clone(), "first"),
             worker(store, "first", &clock),
             None,
         );
@@ -106,7 +112,7 @@ async fn run_with_crash(
         match execute_recorded(
             plan.clone(),
             engine.clone(),
-            ports(&broker, &clock),
+            ports(&broker, &clock, waits.clone(), "second"),
             worker(store, "second", &clock),
             None,
         )
@@ -135,6 +141,8 @@ async fn run_with_crash(
 /// What a seed exercised, so the test can prove it is not vacuous.
 #[derive(Default)]
 struct Exercised {
+    /// Orders that waited in a worker's client, and those a frozen worker held back.
+    client: Arc<ClientWaitsSeen>,
     crashed_with_orders: u32,
     resumed: u32,
     lost_updates: u64,
@@ -181,9 +189,10 @@ async fn run_two(
         second_skew_ms: rng.range_i64(-5_000, 5_000),
         first_paused: frozen.then_some((pause_at, pause_for)),
         lease,
-        // Half of the orders wait up to 3 s in the client (a rate limiter's queue, a fresh
-        // connection): one waiting when the first worker freezes leaves after it resumes.
-        client_waits: Some(ClientWaits { seed, chance_ppm: 500_000, max_ms: 3_000 }),
+        // Most orders wait up to 5 s in the client (a rate limiter's queue when the budget runs
+        // short, a fresh connection): one waiting when the first worker freezes leaves after it
+        // resumes.
+        client_waits: Some(ClientWaits { seed, chance_ppm: 700_000, max_ms: 5_000, seen: Arc::clone(&seen.client) }),
     };
     seen.two_workers += 1;
     seen.paused += u32::from(setup.first_paused.is_some());
@@ -251,7 +260,10 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
             (Err(e), _, _) => return vec![format!("seed {seed} (two workers):"), e],
         }
     } else {
-        run_with_crash(&plan, sim, crash_after, &workers_store).await
+        // A third of the orders wait up to 2 s in the client (a rate limiter's queue, a fresh
+        // connection), as the Alpaca adapter's do when the budget runs short.
+        let waits = ClientWaits { seed, chance_ppm: 330_000, max_ms: 2_000, seen: Arc::clone(&seen.client) };
+        run_with_crash(&plan, sim, crash_after, &workers_store, Some(waits)).await
     };
     for (name, count) in faulty.map(|f| f.faults_fired()).unwrap_or_default() {
         seen.store_fired.hit_times(name, count);
@@ -269,6 +281,7 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
         clean_sim,
         None,
         &(Arc::new(object_store::memory::InMemory::new()) as Arc<dyn object_store::ObjectStore>),
+        None,
     )
     .await;
     let ledger = worker(&store, "auditor", &clock);
@@ -382,7 +395,7 @@ async fn redeliver(
     match execute_recorded(
         plan.clone(),
         EngineConfig::default(),
-        ports(broker, clock),
+        ports(broker, clock, None, "again"),
         worker(store, "again", clock),
         None,
     )
@@ -592,6 +605,10 @@ fn every_fault_of_the_test_bed_fires_in_the_chaos_suite() {
         );
     }
     assert!(seen.paused >= 50, "{} workers frozen past their lease", seen.paused);
+    let waited = seen.client.waited.load(std::sync::atomic::Ordering::Relaxed);
+    let held = seen.client.held_by_freeze.load(std::sync::atomic::Ordering::Relaxed);
+    println!("client waits: {waited} orders waited in a client, {held} held back by a frozen worker");
+    assert!(waited >= 50 && held >= 50, "{waited} client waits, {held} held by a freeze");
 }
 
 /// Engine core v1 recorded an order in the ledger when it learnt of a change, so a record stopped

@@ -100,7 +100,7 @@ pub fn stream_copies(broker: &SimulatedBroker, clock: &Arc<dyn Clock>, readers: 
 
 /// Waits inside a worker's client before its orders leave (as the Alpaca adapter's requests
 /// wait for the rate limiter's next permit, or for a fresh connection).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientWaits {
     /// The seed of which requests wait, and how long.
     pub seed: u64,
@@ -108,6 +108,18 @@ pub struct ClientWaits {
     pub chance_ppm: u32,
     /// The longest wait, in milliseconds (each is drawn up to it).
     pub max_ms: u64,
+    /// What the waits did (shared by every client given these waits, so a suite can show they
+    /// happened).
+    pub seen: Arc<ClientWaitsSeen>,
+}
+
+/// How often requests waited in a client, and how often a frozen worker held one back.
+#[derive(Debug, Default)]
+pub struct ClientWaitsSeen {
+    /// Requests that waited before leaving.
+    pub waited: std::sync::atomic::AtomicU64,
+    /// Requests still waiting when their worker froze, sent once it resumed.
+    pub held_by_freeze: std::sync::atomic::AtomicU64,
 }
 
 /// A worker's broker as seen from inside its process: a submit, replace or cancel may first
@@ -124,13 +136,31 @@ struct ClientQueue {
     rng: std::sync::Mutex<tranche_sim::Rng>,
 }
 
+/// `inner` behind a client whose submits, replaces and cancels may first wait as `waits` says
+/// (a single worker's, never frozen); `name` seeds its draws apart from other clients'.
+pub fn with_client_waits(
+    inner: Arc<dyn Broker>,
+    clock: Arc<dyn Clock>,
+    waits: ClientWaits,
+    name: &str,
+) -> Arc<dyn Broker> {
+    Arc::new(ClientQueue {
+        inner,
+        clock,
+        freeze: None,
+        rng: std::sync::Mutex::new(tranche_sim::Rng::derive(waits.seed, name)),
+        waits: Some(waits),
+    })
+}
+
 impl ClientQueue {
     /// Waits until the request may leave the process.
     async fn leave(&self) {
-        let wait_ms = self.waits.map_or(0, |w| {
+        let wait_ms = self.waits.as_ref().map_or(0, |waits| {
             let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if rng.chance_ppm(w.chance_ppm) {
-                rng.below(w.max_ms.max(1))
+            if rng.chance_ppm(waits.chance_ppm) {
+                waits.seen.waited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                rng.below(waits.max_ms.max(1))
             } else {
                 0
             }
@@ -142,6 +172,9 @@ impl ClientQueue {
             let now = self.clock.now();
             if now >= from && now < until {
                 // A stopped process sends nothing; what waited goes once it runs again.
+                if let Some(waits) = &self.waits {
+                    waits.seen.held_by_freeze.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.clock.sleep_until(until).await;
             }
         }
@@ -277,12 +310,12 @@ pub async fn run_two_workers(
             Some(copy) => Box::new(copy),
             None => Box::new(broker.order_events()),
         };
-        let seed = setup.client_waits.map_or(0, |w| w.seed);
+        let seed = setup.client_waits.as_ref().map_or(0, |w| w.seed);
         let client = ClientQueue {
             inner: Arc::new(broker.broker()),
             clock: Arc::clone(clock),
             freeze,
-            waits: setup.client_waits,
+            waits: setup.client_waits.clone(),
             rng: std::sync::Mutex::new(tranche_sim::Rng::derive(seed, name)),
         };
         let ports = Ports { broker: Arc::new(client), events, quotes: Arc::new(broker.quote_feed()), clock: own };

@@ -878,13 +878,17 @@ impl EngineCore {
     }
 
     /// Whether the order `found` by a lookup of child `c` of item `i` is the order this child
-    /// sent: same symbol, side and (for a share order) quantity, created since the child was. A
+    /// sent: its client order id, same symbol, side and (for a share order) quantity, created
+    /// since the child was. A
     /// plan id used again with a lost ledger derives the same client order ids as an earlier
     /// day's run; that run's orders are not this run's.
     fn is_this_childs(&self, i: usize, c: usize, found: &Order) -> bool {
         let item = &self.items[i];
         let child = &item.children[c];
-        found.symbol == item.item.symbol
+        // A lookup by broker id (a replacement followed by `replaced_by`) may find another
+        // child's order: the client order id the broker holds says whose it is.
+        found.client_order_id == child.client_id
+            && found.symbol == item.item.symbol
             && Some(found.side) == item.side
             && found.qty.is_none_or(|q| q.get() == child.qty || child.broker_id.as_ref() == Some(&found.id))
             // Created by this run's request (allowing the clocks to differ by `fill_lookback`),
@@ -908,8 +912,13 @@ impl EngineCore {
                 // the next one.
                 self.items[i].answered(c);
                 self.items[i].children[c].state = ChildState::NotPlaced;
+                let note = if order.client_order_id == *cid {
+                    format!("client order id {cid} belongs to an order of another run")
+                } else {
+                    format!("the order found for client order id {cid} is {}'s", order.client_order_id)
+                };
                 self.notes.push(format!(
-                    "{}: client order id {cid} belongs to an order of another run ({} {} {}); not counted",
+                    "{}: {note} ({} {} {}); not counted",
                     self.items[i].item.symbol, order.side, order.symbol, order.status
                 ));
                 self.after_change(i, now, out);
@@ -1023,13 +1032,16 @@ impl EngineCore {
         }
         if let (OrderStatus::Replaced, Some(new_id)) = (order.status, order.replaced_by.as_ref()) {
             // Replaced by an order this run has not heard of (the replace's answer or the new
-            // order's updates were lost): follow `replaced_by`. A replacement whose answer is
-            // still on its way is not lost: the answer names it (or ends uncertain, and is
-            // looked up then).
+            // order's updates were lost): follow `replaced_by`. Only a replacement whose answer
+            // was lost can be it: one whose answer is still on its way is named by that answer
+            // (or ends uncertain, and is looked up then), and one withdrawn before it left
+            // (never sent) is no order at all.
             let item = &self.items[i];
             if item.child_by_broker(new_id).is_none() {
                 let lost = item.children.iter().find(|r| {
-                    r.replaces.as_ref() == Some(&order.id) && r.broker_id.is_none() && r.state != ChildState::Sending
+                    r.replaces.as_ref() == Some(&order.id)
+                        && r.broker_id.is_none()
+                        && matches!(r.state, ChildState::Uncertain | ChildState::Resend)
                 });
                 if let Some(r) = lost {
                     out.push(Command::LookupOrder {

@@ -318,6 +318,57 @@ fn a_replaced_update_before_the_replace_answer_reads_nothing() {
     );
 }
 
+#[test]
+fn a_replace_withdrawn_before_it_left_is_never_taken_for_the_replacement() {
+    // Chaos seed 914: a replace withdrawn at its last look (never sent) and a later replace of
+    // the same order; the `replaced` update came before the later one's answer, and the
+    // withdrawn child was looked up by `replaced_by` and took the replacement's fills as its
+    // own: they counted twice and the item ended "filled" 1,700 shares short.
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, first) = replaces(&out).pop().expect("a replace");
+    bench.feed(Input::StreamDown);
+    bench.feed(Input::ReplaceCleared { item: 0, old: old.clone(), request: first.clone(), current: Ok(order.clone()) });
+    bench.feed(Input::StreamUp);
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (_, second) = replaces(&out).pop().expect("the replace again");
+    assert_ne!(second.client_order_id, first.client_order_id);
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request: second.clone(), current: Ok(order.clone()) });
+    assert_eq!(sent_replaces(&out).len(), 1);
+    let mut replaced = with_status(&order, OrderStatus::Replaced);
+    replaced.replaced_by = Some(tranche_domain::BrokerOrderId::new("o2"));
+    let out = bench.feed(update(TradeEvent::Replaced, &replaced, None, bench.now));
+    assert!(order_lookups(&out).is_empty() && client_lookups(&out).is_empty(), "{out:#?}");
+}
+
+#[test]
+fn a_lookup_that_finds_another_childs_order_adopts_nothing() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, first) = replaces(&out).pop().expect("a replace");
+    bench.feed(Input::Replaced {
+        item: 0,
+        old,
+        client_order_id: first.client_order_id.clone(),
+        result: Err(uncertain()),
+    });
+    // The lookup of the uncertain replacement answers with an order of another client id.
+    let mut other = partly_filled(&order, "3");
+    other.id = tranche_domain::BrokerOrderId::new("o9");
+    let out = bench.feed(looked_up_as(&first.client_order_id, Ok(other)));
+    let item = &bench.core.items[0];
+    let c = item.child_by_client(&first.client_order_id).expect("the replacement child");
+    assert!(item.children[c].broker_id.is_none(), "{:?}", item.children[c]);
+    assert!(item.children[c].reported_filled.is_zero(), "another order's fills counted: {out:#?}");
+}
+
+fn looked_up_as(
+    client_order_id: &tranche_domain::ClientOrderId,
+    result: Result<tranche_domain::Order, BrokerError>,
+) -> Input {
+    Input::LookedUp { item: 0, client_order_id: client_order_id.clone(), result }
+}
+
 /// The request `order` was placed from (for building the broker's report of its replacement).
 fn the_first_request(order: &tranche_domain::Order) -> OrderRequest {
     OrderRequest {
