@@ -21,6 +21,8 @@ use crate::error::SimError;
 pub(crate) struct LateOrder {
     /// What was sent.
     pub request: OrderRequest,
+    /// Its stop price, for a stop or stop-limit (it rests untriggered once created).
+    pub stop: Option<tranche_domain::Price>,
     /// Reached the books (or was dropped) already.
     pub created: bool,
 }
@@ -311,6 +313,16 @@ impl Sim {
 
     /// Places an order.
     pub fn submit(&mut self, req: &OrderRequest) -> Result<Order, SimError> {
+        self.submit_stopped_at(req, None)
+    }
+
+    /// Places an order; with `stop`, as an untriggered stop (a stop-limit when `req` has a
+    /// limit) however its answer goes: answered, timed out after it was placed, or late.
+    pub(crate) fn submit_stopped_at(
+        &mut self,
+        req: &OrderRequest,
+        stop: Option<tranche_domain::Price>,
+    ) -> Result<Order, SimError> {
         self.judge_submit(req);
         if let Some(fault) = self.call_fault("submit") {
             return Err(fault);
@@ -331,13 +343,17 @@ impl Sim {
             // The gateway gives up; the order reaches the broker's books later.
             self.fired.hit("late_order");
             let at = self.late_arrival();
-            self.late.push(LateOrder { request: req.clone(), created: false });
+            self.late.push(LateOrder { request: req.clone(), stop, created: false });
             self.schedule_at(at, Action::LateCreate(self.late.len() - 1));
             self.referee.answer_lost(&req.client_order_id);
             self.record(|| format!("submit {} TIMEOUT late order", req.client_order_id));
             return Err(SimError::ServerError { status: 504 });
         }
         let order = self.place(req, slot, qty, reserve_price);
+        let order = match stop {
+            Some(stop) => self.make_stop(&order.id, stop).unwrap_or(order),
+            None => order,
+        };
         if self.rng.chance_ppm(self.config.faults.submit_timeout_after_ppm) {
             self.fired.hit("submit_timeout_after");
             self.referee.answer_lost(&req.client_order_id);
@@ -374,7 +390,10 @@ impl Sim {
             Ok((slot, qty, reserve_price)) => {
                 self.judge_late_creation(&req.client_order_id);
                 self.record(|| format!("late order {} created", req.client_order_id));
-                self.place(req, slot, qty, reserve_price);
+                let placed = self.place(req, slot, qty, reserve_price);
+                if let Some(stop) = late.stop {
+                    self.make_stop(&placed.id, stop);
+                }
             }
             Err(e) => self.record(|| format!("late order {} dropped: {e}", req.client_order_id)),
         }

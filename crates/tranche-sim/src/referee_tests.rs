@@ -384,6 +384,36 @@ fn a_sell_stop_triggers_when_the_bid_reaches_it_and_then_fills() {
 }
 
 #[test]
+fn a_stop_answered_by_a_timeout_or_placed_late_is_still_a_stop() {
+    // A sell stop far below the market must rest untriggered, whichever way its answer went.
+    let mut sim = sim();
+    let q = sim.true_quote(&sym("AAPL")).unwrap();
+    let stop: tranche_domain::Price = (q.bid.get() / Decimal::from(2)).round_dp(2).into();
+    let faults = [
+        (
+            "submit_timeout_after",
+            crate::FaultConfig { submit_timeout_after_ppm: 1_000_000, ..crate::FaultConfig::none() },
+        ),
+        (
+            "late_order",
+            crate::FaultConfig { late_order_ppm: 1_000_000, late_order_max_ms: 2_000, ..crate::FaultConfig::none() },
+        ),
+    ];
+    for (n, (fault, config)) in faults.into_iter().enumerate() {
+        sim.set_faults(config);
+        let cid = format!("stop-{n}");
+        assert!(sim.submit_stop(&order(&cid, "AAPL", Side::Sell, "1", None), stop).is_err(), "{fault}");
+        sim.set_faults(crate::FaultConfig::none());
+        run_for(&mut sim, 5);
+        let placed = sim.order_by_client_id(&ClientOrderId::from_broker(cid.clone())).unwrap();
+        assert_eq!(placed.order_type, tranche_domain::OrderType::Stop, "{fault}: {placed:?}");
+        assert_eq!(placed.stop_price, Some(stop), "{fault}");
+        assert_eq!(placed.status, OrderStatus::New, "{fault}: a stop far from the market rests");
+        assert!(sim.fills().iter().all(|f| f.client_order_id.as_str() != cid), "{fault}: it traded");
+    }
+}
+
+#[test]
 fn odd_fractional_positions_of_non_fractionable_assets_and_the_one_dollar_minimum() {
     let mut config = config(7);
     config.account.positions[1].qty = Qty::new("40.37".parse().unwrap()); // EDZ, not fractionable

@@ -29,7 +29,7 @@ impl Sim {
 
     /// Turns a just-placed (not yet routed) order into an untriggered stop at `stop`: a stop
     /// when it has no limit, a stop-limit when it has one. `None` when the order is unknown.
-    fn make_stop(
+    pub(crate) fn make_stop(
         &mut self,
         id: &tranche_domain::BrokerOrderId,
         stop: tranche_domain::Price,
@@ -58,8 +58,7 @@ impl Sim {
     ) -> Result<tranche_domain::Order, crate::error::SimError> {
         let mut working = request.clone();
         working.order_type = if request.limit_price.is_some() { OrderType::Limit } else { OrderType::Market };
-        let placed = self.submit(&working)?;
-        Ok(self.make_stop(&placed.id, stop).unwrap_or(placed))
+        self.submit_stopped_at(&working, Some(stop))
     }
 
     /// Stops of `slot` whose stop price the market reached start working.
