@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
-use tranche_broker::{Broker, BrokerError, Clock, OrderEvents, QuoteFeed, RejectReason, StreamEvent};
+use tranche_broker::{Broker, BrokerError, Clearance, Clock, OrderEvents, QuoteFeed, RejectReason, StreamEvent};
 use tranche_domain::{
     BrokerOrderId, ClientOrderId, ExecutionResult, OrderAmount, OrderRequest, Price, Qty, RebalancePlan, Symbol,
     Timestamp,
@@ -248,7 +248,7 @@ async fn run_loop(
             }
             Some(joined) = work.tasks.join_next(), if !work.tasks.is_empty() => match joined {
                 Ok(input) => {
-                    if let Input::Replaced { old, .. } = &input {
+                    if let Input::Replaced { old, .. } | Input::ReplaceHeldBack { old, .. } = &input {
                         work.replacing.remove(old);
                     }
                     queue.push_back(input);
@@ -631,7 +631,7 @@ struct ReplaceClearance {
 /// than a wait for the request budget.
 const REPLACE_LOOK_STANDS: std::time::Duration = std::time::Duration::from_millis(500);
 
-impl tranche_broker::Clearance for ReplaceClearance {
+impl Clearance for ReplaceClearance {
     fn holds(&self) -> bool {
         tokio::time::Instant::now() < self.fresh_until
             && !self.touched.load(Ordering::SeqCst)
@@ -813,13 +813,14 @@ fn send_replace(
                 return Input::IntentFailed { item, client_order_id, reason: refusal.to_string() };
             }
         }
-        let clearance =
-            Arc::new(ReplaceClearance { fence: fence.clone(), touched, stream_breaks, breaks_at_look, fresh_until });
-        let sender = Fenced { broker: &broker, fence: fence.as_ref(), clock: &clock };
-        match sender.replace(&order, &request, clearance).await {
-            Ok(result) => Input::Replaced { item, old: order, client_order_id: request.client_order_id, result },
-            Err(reason) => Input::IntentFailed { item, client_order_id: request.client_order_id, reason },
+        let clearance = Arc::new(ReplaceClearance { fence, touched, stream_breaks, breaks_at_look, fresh_until });
+        let result = broker.replace_order_if(&order, &request, Arc::clone(&clearance) as _).await;
+        // Its conditions never come back once failed: failed now, it was held back (and a
+        // transient answer sends nothing either way).
+        if matches!(result, Err(BrokerError::Transient { .. })) && !clearance.holds() {
+            return Input::ReplaceHeldBack { item, old: order, client_order_id: request.client_order_id };
         }
+        Input::Replaced { item, old: order, client_order_id: request.client_order_id, result }
     });
 }
 
@@ -967,25 +968,6 @@ impl Fenced<'_> {
         let mut attempt = 1;
         loop {
             let result = self.broker.submit_order_if(request, Arc::clone(fence) as _).await;
-            if !self.lapsed(&result) || attempt == CLEARANCE_ATTEMPTS {
-                return Ok(result);
-            }
-            attempt += 1;
-            self.prove_again().await?;
-        }
-    }
-
-    /// Replaces order `id` by `request` under the same rule as [`Self::submit`], and only while
-    /// `clearance` holds when it leaves (see [`ReplaceClearance`]).
-    async fn replace(
-        &self,
-        id: &BrokerOrderId,
-        request: &tranche_domain::ReplaceRequest,
-        clearance: Arc<ReplaceClearance>,
-    ) -> Result<Result<tranche_domain::Order, BrokerError>, String> {
-        let mut attempt = 1;
-        loop {
-            let result = self.broker.replace_order_if(id, request, Arc::clone(&clearance) as _).await;
             if !self.lapsed(&result) || attempt == CLEARANCE_ATTEMPTS {
                 return Ok(result);
             }

@@ -111,6 +111,17 @@ pub enum Input {
         /// The order to replace, as the broker reports it now.
         current: Result<Order, BrokerError>,
     },
+    /// A [`Command::SendReplace`] held back at the last moment before it left (nothing sent):
+    /// a fill of the order it replaces came since the last look, the trade-update stream broke
+    /// meanwhile, the look grew old waiting for the request budget, or the claim's proof lapsed.
+    ReplaceHeldBack {
+        /// The item.
+        item: usize,
+        /// The order it would have replaced.
+        old: BrokerOrderId,
+        /// The replacement's client order id (never used at the broker).
+        client_order_id: ClientOrderId,
+    },
     /// Answer to [`Command::SendReplace`].
     Replaced {
         /// The item.

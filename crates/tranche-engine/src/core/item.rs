@@ -29,6 +29,8 @@ pub(crate) struct Booked {
     /// Booked from an activity read (under the activity's id) and not yet matched by a
     /// trade update of the same execution (under the execution id).
     pub read_unmatched: bool,
+    /// When it happened, as its source says.
+    pub at: Timestamp,
 }
 
 /// What the item's fill reads have shown of the two id spaces (the trade updates' execution ids
@@ -249,6 +251,8 @@ pub(crate) struct ItemState {
     /// A re-peg is due but the working order has not reached the venue (accepted, pending new,
     /// or a replace refused as "not sent to exchange yet"): it goes when the order works.
     pub repeg_when_routed: bool,
+    /// The stream's breaks when the replace now on its way was decided.
+    pub breaks_at_replace: u64,
     pub started_at: Option<Timestamp>,
     /// When its first order was sent (the adaptive pricing's clock starts here).
     pub working_since: Option<Timestamp>,
@@ -286,6 +290,7 @@ impl ItemState {
             attempt: 0,
             repegs: 0,
             repeg_when_routed: false,
+            breaks_at_replace: 0,
             step: 0,
             started_at: None,
             working_since: None,
@@ -456,7 +461,7 @@ impl ItemState {
             return false;
         }
         let read_unmatched = source == FillSource::Read;
-        self.fills.insert(id.clone(), Booked { qty, price, child: client_id.clone(), source, read_unmatched });
+        self.fills.insert(id.clone(), Booked { qty, price, child: client_id.clone(), source, read_unmatched, at });
         self.filled = self.filled.saturating_add(qty);
         self.filled_notional = self.filled_notional.saturating_add(qty.checked_mul(price).unwrap_or(Decimal::ZERO));
         self.last_fill_at = Some(self.last_fill_at.map_or(at, |t| t.max(at)));

@@ -70,13 +70,16 @@ pub struct EngineCore {
     /// The last few quotes of each symbol, in time order (see `quote_history`).
     pub(crate) recent_quotes: BTreeMap<Symbol, std::collections::VecDeque<Quote>>,
     pub(crate) stream_up: bool,
+    /// How often the trade-update stream broke (down, or a gap) in this run: a replace decided
+    /// before a break may miss a fill whose update the break lost.
+    pub(crate) stream_breaks: u64,
     /// The trade-update stream has listened at least once.
     pub(crate) stream_ever_up: bool,
     pub(crate) stale_orders: BTreeSet<BrokerOrderId>,
     pub(crate) account: Option<Account>,
-    /// The sells' proceeds and fills booked when the preflight read the account: what the
-    /// settlement expects to see added to that account's cash is what was booked since.
-    pub(crate) sold_at_preflight: (Decimal, usize),
+    /// When the preflight read the account: the settlement expects that account's cash plus
+    /// the proceeds of the sells filled since (not those of an interrupted run, already in it).
+    pub(crate) preflight_at: Option<Timestamp>,
     pub(crate) settle_requested: bool,
     pub(crate) settle_deadline: Option<Timestamp>,
     pub(crate) account_errors: u32,
@@ -150,10 +153,11 @@ impl EngineCore {
             // Gated: no order goes out before the trade-update stream listens (the first
             // `StreamUp` opens the gate), so no update of ours can be missed.
             stream_up: false,
+            stream_breaks: 0,
             stream_ever_up: false,
             stale_orders: BTreeSet::new(),
             account: None,
-            sold_at_preflight: (Decimal::ZERO, 0),
+            preflight_at: None,
             settle_requested: false,
             settle_deadline: None,
             account_errors: 0,
@@ -234,6 +238,9 @@ impl EngineCore {
             Input::ReplaceCleared { item, old, request, current } => {
                 self.on_replace_cleared(item, old, request, current, now, &mut out);
             }
+            Input::ReplaceHeldBack { item, old, client_order_id } => {
+                self.on_replace_held_back(item, &old, &client_order_id, now, &mut out);
+            }
             Input::Replaced { item, old, client_order_id, result } => {
                 self.on_replaced(item, &old, &client_order_id, result, now, &mut out);
             }
@@ -251,8 +258,14 @@ impl EngineCore {
             Input::Fills(result) => self.on_fills(result, now, &mut out),
             Input::Update(update) => self.on_update(&update, now, &mut out),
             Input::StreamUp => self.on_stream_up(now, &mut out),
-            Input::StreamDown => self.stream_up = false,
-            Input::StreamGap { since } => self.on_stream_gap(since, now, &mut out),
+            Input::StreamDown => {
+                self.stream_up = false;
+                self.stream_breaks += 1;
+            }
+            Input::StreamGap { since } => {
+                self.stream_breaks += 1;
+                self.on_stream_gap(since, now, &mut out);
+            }
             Input::Quote(quote) => self.on_quote(quote, now, &mut out),
             Input::Quotes(quotes) => quotes.into_iter().for_each(|q| self.on_quote(q, now, &mut out)),
             Input::SubscribeRefused { symbols, message } => {

@@ -86,7 +86,7 @@ impl EngineCore {
             Err(e) => return self.preflight_failed(&format!("preflight: cannot read open orders: {e}"), now, out),
         };
         self.account = Some(account);
-        self.sold_at_preflight = self.sold();
+        self.preflight_at = Some(now);
         self.set_positions(&positions);
         for (symbol, asset) in data.assets {
             for i in 0..self.items.len() {
@@ -476,25 +476,27 @@ impl EngineCore {
         self.start_phase(RunPhase::Buy, now, out);
     }
 
-    /// The sells' proceeds booked so far and the number of their fills.
-    fn sold(&self) -> (Decimal, usize) {
-        self.items.iter().filter(|i| i.side == Some(Side::Sell)).fold((Decimal::ZERO, 0), |(notional, fills), i| {
-            (notional.saturating_add(i.filled_notional), fills + i.fills.len())
-        })
-    }
-
-    /// Whether `account`'s cash shows every sell proceed booked since the preflight's read (less
-    /// the most their regulatory fees can be: the SEC fee under 1 bp of the proceeds, FINRA's
-    /// TAF at most $8.30 a fill). Once it does, waiting longer adds no cash: a buy-only plan, or
-    /// one whose buys want more than the sells bring, is sized at once instead of polling the
-    /// account until the settlement deadline.
+    /// Whether `account`'s cash shows every sell proceed booked for a fill since the preflight's
+    /// read (less the most its regulatory fees can be: the SEC fee under 1 bp of the proceeds,
+    /// FINRA's TAF $0.000166 a share up to $8.30 a fill, each rounded up to the cent). Once it
+    /// does, waiting longer adds no cash: a buy-only plan, or one whose buys want more than the
+    /// sells bring, is sized at once instead of polling the account until the settlement
+    /// deadline. Fills of an interrupted run, before the preflight, are in that cash already.
     fn proceeds_shown(&self, account: &tranche_domain::Account) -> bool {
-        let Some(before) = &self.account else { return false };
-        let (notional, fills) = self.sold();
-        let proceeds = notional.saturating_sub(self.sold_at_preflight.0);
-        let new_fills = Decimal::from(fills.saturating_sub(self.sold_at_preflight.1));
-        let fees =
-            proceeds.saturating_mul(Decimal::new(1, 4)).saturating_add(new_fills.saturating_mul(Decimal::new(830, 2)));
+        let (Some(before), Some(since)) = (&self.account, self.preflight_at) else { return false };
+        let (taf_per_share, taf_max, cent) = (Decimal::new(166, 6), Decimal::new(830, 2), Decimal::new(1, 2));
+        let (proceeds, fees) = self
+            .items
+            .iter()
+            .filter(|i| i.side == Some(Side::Sell))
+            .flat_map(|i| i.fills.values())
+            .filter(|f| f.at >= since)
+            .fold((Decimal::ZERO, Decimal::ZERO), |(proceeds, fees), f| {
+                let value = f.qty.saturating_mul(f.price);
+                let taf = f.qty.saturating_mul(taf_per_share).min(taf_max);
+                (proceeds.saturating_add(value), fees.saturating_add(taf).saturating_add(cent))
+            });
+        let fees = fees.saturating_add(proceeds.saturating_mul(Decimal::new(1, 4)));
         account.cash.get().saturating_add(fees) >= before.cash.get().saturating_add(proceeds)
     }
 

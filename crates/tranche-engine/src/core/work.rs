@@ -574,9 +574,11 @@ impl EngineCore {
                     return self.cancel_then_new(i, c, now, out);
                 }
                 let client_order_id = self.client_id(i);
+                let breaks = self.stream_breaks;
                 let item = &mut self.items[i];
                 item.attempt = item.attempt.saturating_add(1);
                 item.priced_at = Some(now);
+                item.breaks_at_replace = breaks;
                 item.wait_for(Some(Pending::Replace));
                 if escalating && !item.escalated() {
                     out.push(Command::Emit(ProgressEvent::Escalated {
@@ -657,10 +659,12 @@ impl EngineCore {
         let routing = old_live.is_some_and(|o| {
             matches!(item.children[o].state, ChildState::Live(OrderStatus::Accepted | OrderStatus::PendingNew))
         });
-        if read && waiting && (routing || !self.stream_up) {
+        let broke = !self.stream_up || self.stream_breaks != item.breaks_at_replace;
+        if read && waiting && (routing || broke) {
             // Not at the venue yet (Alpaca would refuse): this step goes once the order works.
-            // Or the stream broke since the read-back: a fill from then on would go unseen, and
-            // the replacement would trade it again; the step goes when the stream is back.
+            // Or the stream broke since the replace was decided (it may be back up by now): a
+            // fill whose update the break lost goes unseen from the read-back on, and the
+            // replacement would trade it again; the step comes again, with a new read-back.
             let item = &mut self.items[i];
             item.answered(new_c);
             item.children[new_c].state = ChildState::NotPlaced;
@@ -677,6 +681,28 @@ impl EngineCore {
         item.children[new_c].state = ChildState::NotPlaced;
         match old_live {
             Some(o) if waiting => self.cancel_then_new(i, o, now, out),
+            _ => self.after_change(i, now, out),
+        }
+    }
+
+    /// A replace held back at the last moment (nothing sent): its last look no longer stands,
+    /// so this re-peg goes by cancel, then new (a cancel cannot trade a fill twice); a second
+    /// replace would only wait again where the first did.
+    pub(super) fn on_replace_held_back(
+        &mut self,
+        i: usize,
+        old: &BrokerOrderId,
+        cid: &ClientOrderId,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(new_c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
+        let item = &mut self.items[i];
+        item.answered(new_c);
+        item.children[new_c].state = ChildState::NotPlaced;
+        let waiting = item.pending().is_none();
+        match item.child_by_broker(old).filter(|&o| matches!(item.children[o].state, ChildState::Live(_))) {
+            Some(o) if waiting && item.stage.is_working() => self.cancel_then_new(i, o, now, out),
             _ => self.after_change(i, now, out),
         }
     }

@@ -283,6 +283,41 @@ fn a_replace_whose_stream_broke_before_its_last_look_is_withdrawn_until_the_stre
 }
 
 #[test]
+fn a_replace_whose_stream_broke_and_came_back_before_its_last_look_is_withdrawn() {
+    // Down and up again while the read-back waited: the core sees the stream up at its last
+    // look, but an update lost in the break is a fill nobody saw.
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    bench.feed(Input::StreamDown);
+    bench.feed(Input::StreamUp);
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request, current: Ok(order.clone()) });
+    assert!(sent_replaces(&out).is_empty(), "{out:#?}");
+    assert!(timer(&out, TimerId::Repeg(0)).is_some(), "the step comes again: {out:#?}");
+}
+
+#[test]
+fn a_replace_held_back_at_the_last_moment_goes_by_cancel_then_new() {
+    // The driver held the replace back (a fill since the look, a look grown old waiting for
+    // the request budget): nothing was sent, and a replace again would wait again.
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let out = bench.feed(Input::ReplaceCleared {
+        item: 0,
+        old: old.clone(),
+        request: request.clone(),
+        current: Ok(order.clone()),
+    });
+    assert_eq!(sent_replaces(&out).len(), 1);
+    let out = bench.feed(Input::ReplaceHeldBack { item: 0, old, client_order_id: request.client_order_id.clone() });
+    assert_eq!(cancels(&out), vec![order.id.clone()], "{out:#?}");
+    let item = &bench.core.items[0];
+    let held = item.child_by_client(&request.client_order_id).expect("the held-back child");
+    assert_eq!(item.children[held].state, ChildState::NotPlaced);
+}
+
+#[test]
 fn a_replaced_update_before_the_replace_answer_reads_nothing() {
     // Alpaca's `replaced` update of the old order often comes before the answer to the PATCH;
     // the answer is on its way (or ends as uncertain and is looked up then), so reading the
@@ -1757,4 +1792,69 @@ fn the_settlement_ends_once_the_proceeds_show_even_when_the_buys_want_more() {
     assert_eq!(buy.side, Side::Buy);
     let tranche_domain::OrderAmount::Qty(qty) = buy.amount else { panic!() };
     assert!(qty.get() * buy.limit_price.map_or(d("100.10"), Price::get) <= d("1499.97"), "{qty}");
+}
+
+#[test]
+fn a_resumed_run_does_not_wait_for_proceeds_its_predecessor_already_received() {
+    // The interrupted run sold 10 AAPL at 100 before the crash; the account's $1,500 already
+    // holds those proceeds. Booked again from the ledger, they are not new cash to wait for.
+    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1000"), ("MSFT", "BUY", "1500", "0")]);
+    let before = t0() - chrono::Duration::minutes(1);
+    let cid = tranche_domain::ClientOrderId::from_broker("tr-pp1-AAPL-s0");
+    let intent = tranche_ledger::OrderIntent {
+        plan_id: "p1".into(),
+        run_id: "r1".into(),
+        item_index: 0,
+        symbol: sym("AAPL"),
+        side: Side::Sell,
+        attempt: 0,
+        client_order_id: cid.clone(),
+        order_type: OrderType::Limit,
+        qty: tranche_domain::Qty::new(d("10")),
+        limit_price: Some(Price::new(d("100.00"))),
+        replaces: None,
+        arrival_mid: Some(Price::new(d("100.00"))),
+        created_at: before,
+    };
+    let fill = tranche_ledger::FillRecord {
+        execution_id: "x-before".into(),
+        plan_id: "p1".into(),
+        run_id: "r1".into(),
+        client_order_id: cid.clone(),
+        broker_order_id: "s1".into(),
+        symbol: sym("AAPL"),
+        side: Side::Sell,
+        qty: tranche_domain::Qty::new(d("10")),
+        price: Price::new(d("100.00")),
+        bid: None,
+        ask: None,
+        order_type: None,
+        strategy_attribution: None,
+        filled_at: before,
+    };
+    let recovery = crate::core::Recovery { intents: vec![intent.clone()], fills: vec![fill], ..Default::default() };
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    bench.core = crate::core::EngineCore::resuming(plan.clone(), EngineConfig::default(), recovery);
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Ok(cash_account("1499.97"));
+    broker.assets = vec![asset("AAPL", false), asset("MSFT", false)];
+    let mut out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10"), ("MSFT", "99.90", "100.10")]);
+    // The recorded sell is looked up: filled before the crash.
+    let request = OrderRequest::day(
+        cid.clone(),
+        sym("AAPL"),
+        Side::Sell,
+        tranche_domain::Qty::new(d("10")),
+        Some(Price::new(d("100.00"))),
+    );
+    let mut sold = order_of(&request, "s1", OrderStatus::Filled, "10", before);
+    sold.filled_avg_price = Some(Price::new(d("100.00")));
+    out.extend(bench.feed(looked_up_as(&cid, Ok(sold))));
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    let started = bench.now;
+    let (out, reads) = settle_until_submit(&mut bench, &broker, out);
+    assert_eq!((reads, bench.now), (1, started), "one read, no wait for cash already there");
+    assert_eq!(the_submit(&out).symbol, sym("MSFT"));
 }
