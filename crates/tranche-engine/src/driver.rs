@@ -778,7 +778,11 @@ fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet
         }
         Err(wanted) if wanted.is_empty() => {}
         Err(wanted) => {
-            let (items, mut symbols): (Vec<usize>, Vec<Symbol>) = wanted.into_iter().unzip();
+            let (mut items, mut symbols): (Vec<usize>, Vec<Symbol>) = wanted.into_iter().unzip();
+            // An item that asked for itself and was also asked for by one before it (its
+            // quote fetched ahead) hears the answer once.
+            items.sort_unstable();
+            items.dedup();
             symbols.sort();
             symbols.dedup();
             tasks.spawn(async move { Input::RestQuotes { items, result: broker.latest_quotes(&symbols).await } });

@@ -65,9 +65,12 @@ async fn run(name: &str, plan: &RebalancePlan, strategy: Strategy) -> serde_json
     let mut alpaca = AlpacaConfig::new(DEFAULT_KEY_ID, Secret::new(DEFAULT_SECRET_KEY));
     alpaca.trading_url = emu.url();
     alpaca.data_url = emu.url();
-    // The free feed (`iex`) streams 30 symbols; a larger plan streams on a paid one (`sip`).
+    // The free feed (`iex`) streams 30 symbols; a larger plan streams on a paid one (`sip`),
+    // unless `RATE_LIMIT_FEED` names the feed (`iex`: a large plan on the free feed, the
+    // symbols past 30 priced from REST quotes).
     let symbols = plan.items.iter().filter(|i| i.action.side().is_some()).count();
-    let feed = if symbols > 30 { "sip" } else { "iex" };
+    let feed =
+        std::env::var("RATE_LIMIT_FEED").unwrap_or_else(|_| (if symbols > 30 { "sip" } else { "iex" }).to_owned());
     let stream = format!("ws://{}/v2/{feed}", emu.addr);
     let quotes: Arc<dyn QuoteFeed> =
         Arc::new(AlpacaQuoteFeed::connect(StreamConfig::new(stream, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY)));

@@ -30,6 +30,9 @@ enum OrderPlan {
     Market,
 }
 
+/// The most items still to start whose quotes are asked for beside one that needs a REST quote.
+const QUOTE_PREFETCH: usize = 10;
+
 impl EngineCore {
     /// The order for the item's current step, or `None` when a REST quote is needed first.
     fn order_plan(&self, i: usize, now: Timestamp, allow_fallback: bool) -> Option<(OrderPlan, bool)> {
@@ -104,6 +107,28 @@ impl EngineCore {
             // No sane quote even from REST: the escalation order, protected from the last known
             // far side when there is one.
             None => Some((escalation(self.quotes.get(&item.item.symbol)), true)),
+        }
+    }
+
+    /// Item `i` needs a REST quote to start: the next items of its phase still to start that
+    /// have no usable quote either (past the feed's symbol limit, or stale while the phase
+    /// waits for the request budget) ask in the same step, so that one multi-symbol request
+    /// prices them all (at most [`QUOTE_PREFETCH`] more; fresh for the next few seconds, as
+    /// items start one after another).
+    fn prefetch_quotes(&self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
+        let side = self.items[i].side;
+        let next = self
+            .items
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .filter(|(_, item)| item.side == side && item.stage == Stage::Ready)
+            .filter(|(_, item)| {
+                self.sane_quote(&item.item.symbol, now).is_none() && self.wide_quote(&item.item.symbol, now).is_none()
+            })
+            .take(QUOTE_PREFETCH);
+        for (j, item) in next {
+            out.push(Command::FetchQuote { item: j, symbol: item.item.symbol.clone() });
         }
     }
 
@@ -203,6 +228,7 @@ impl EngineCore {
         let Some((plan, escalating)) = self.order_plan(i, now, quote_fetched) else {
             self.items[i].wait_for(Some(Pending::Quote));
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
+            self.prefetch_quotes(i, now, out);
             return;
         };
         let qty = self.order_qty(i, self.items[i].remaining(), plan);

@@ -1858,3 +1858,31 @@ fn a_resumed_run_does_not_wait_for_proceeds_its_predecessor_already_received() {
     assert_eq!((reads, bench.now), (1, started), "one read, no wait for cash already there");
     assert_eq!(the_submit(&out).symbol, sym("MSFT"));
 }
+
+#[test]
+fn an_item_that_starts_without_a_fresh_quote_fetches_the_next_items_quotes_in_the_same_request() {
+    // A budget-bound phase starts its items one after another; past the feed's symbol limit
+    // each needs a REST quote when its turn comes. One request for the next ten too, not one
+    // request per item.
+    let symbols: Vec<String> = (0..23).map(|i| format!("B{i}")).collect();
+    let symbols: Vec<&str> = symbols.iter().map(String::as_str).collect();
+    let (mut bench, submit) = budgeted(20, &symbols, 1);
+    assert!(bench.core.budget_bound);
+    // The first item fills 6 s in: every quote the phase began with is older than 5 s now.
+    bench.now = t0() + chrono::Duration::seconds(6);
+    let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!() };
+    let mut filled = order_of(&submit, "o1", OrderStatus::Filled, &qty.get().to_string(), bench.now);
+    filled.filled_avg_price = submit.limit_price;
+    let q = qty.get().to_string();
+    let mut out = bench.feed(update(TradeEvent::Fill, &filled, Some(("e1", &q, "100.10")), bench.now));
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    let fetched: Vec<String> = found(&out, |c| match c {
+        Command::FetchQuote { symbol, .. } => Some(symbol.as_str().to_owned()),
+        _ => None,
+    });
+    let expected: Vec<String> = (1..=11).map(|i| format!("B{i}")).collect();
+    assert_eq!(fetched, expected, "{out:#?}");
+    assert!(submits(&out).is_empty(), "the next item waits for its quote");
+}
