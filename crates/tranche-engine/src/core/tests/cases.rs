@@ -282,6 +282,20 @@ fn a_replace_whose_stream_broke_before_its_last_look_is_withdrawn_until_the_stre
     assert!(timer(&out, TimerId::Repeg(0)).is_some(), "the step comes again: {out:#?}");
 }
 
+/// The working `order`'s re-peg, decided, cleared at its last look and sent as a replace:
+/// the order it replaces and the replace.
+fn replace_sent(
+    bench: &mut Bench,
+    order: &tranche_domain::Order,
+) -> (tranche_domain::BrokerOrderId, tranche_domain::ReplaceRequest) {
+    let out = repeg_now(bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let current = Ok(order.clone());
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old: old.clone(), request: request.clone(), current });
+    assert_eq!(sent_replaces(&out).len(), 1, "{out:#?}");
+    (old, request)
+}
+
 #[test]
 fn a_replace_whose_stream_broke_and_came_back_before_its_last_look_is_withdrawn() {
     // Down and up again while the read-back waited: the core sees the stream up at its last
@@ -301,15 +315,7 @@ fn a_replace_held_back_at_the_last_moment_goes_by_cancel_then_new() {
     // The driver held the replace back (a fill since the look, a look grown old waiting for
     // the request budget): nothing was sent, and a replace again would wait again.
     let (mut bench, _, order) = working_buy();
-    let out = repeg_now(&mut bench, "99.90", "100.10");
-    let (old, request) = replaces(&out).pop().expect("a replace");
-    let out = bench.feed(Input::ReplaceCleared {
-        item: 0,
-        old: old.clone(),
-        request: request.clone(),
-        current: Ok(order.clone()),
-    });
-    assert_eq!(sent_replaces(&out).len(), 1);
+    let (old, request) = replace_sent(&mut bench, &order);
     let out = bench.feed(Input::ReplaceHeldBack { item: 0, old, client_order_id: request.client_order_id.clone() });
     assert_eq!(cancels(&out), vec![order.id.clone()], "{out:#?}");
     let item = &bench.core.items[0];
@@ -323,15 +329,7 @@ fn a_replaced_update_before_the_replace_answer_reads_nothing() {
     // the answer is on its way (or ends as uncertain and is looked up then), so reading the
     // replacement by `replaced_by` now only spends a request.
     let (mut bench, _, order) = working_buy();
-    let out = repeg_now(&mut bench, "99.90", "100.10");
-    let (old, request) = replaces(&out).pop().expect("a replace");
-    let out = bench.feed(Input::ReplaceCleared {
-        item: 0,
-        old: old.clone(),
-        request: request.clone(),
-        current: Ok(order.clone()),
-    });
-    assert_eq!(sent_replaces(&out).len(), 1);
+    let (old, request) = replace_sent(&mut bench, &order);
     let mut replaced = with_status(&order, OrderStatus::Replaced);
     replaced.replaced_by = Some(tranche_domain::BrokerOrderId::new("o2"));
     let out = bench.feed(update(TradeEvent::Replaced, &replaced, None, bench.now));
