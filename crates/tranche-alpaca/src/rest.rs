@@ -168,23 +168,24 @@ impl AlpacaBroker {
         self.send_permitted(permit, method, url, query, body, mutation).await
     }
 
-    /// A Trading API order (a submit or a replace) sent only if `cleared` still holds once its
-    /// permit is given: the wait for the permit may be long (a full budget, a frozen process),
-    /// and what allowed the order before it may have lapsed. Not sent: the permit goes back
-    /// unused and the answer is [`tranche_broker::not_cleared`].
-    async fn send_cleared(
+    /// A Trading API order (a submit or a replace): sent only if `cleared` (when given) still
+    /// holds once its permit is given: the wait for the permit may be long (a full budget, a
+    /// frozen process), and what allowed the order before it may have lapsed. Not sent: the
+    /// permit goes back unused and the answer is [`tranche_broker::not_cleared`].
+    async fn send_order(
         &self,
         method: Method,
         url: &str,
         body: &Value,
-        cleared: &dyn Clearance,
-    ) -> Result<Option<Value>, BrokerError> {
+        cleared: Option<&dyn Clearance>,
+    ) -> Result<Order, BrokerError> {
         let permit = self.limiter(Api::Trading).acquire().await;
-        if !cleared.holds() {
+        if cleared.is_some_and(|c| !c.holds()) {
             permit.unused();
             return Err(tranche_broker::not_cleared());
         }
-        self.send_permitted(permit, method, url, &[], Some(body), true).await
+        let answer = self.send_permitted(permit, method, url, &[], Some(body), true).await?;
+        self.order_from(answer, true)
     }
 
     /// Sends one request under `permit`.
@@ -468,24 +469,16 @@ impl Broker for AlpacaBroker {
     }
 
     async fn submit_order(&self, request: &OrderRequest) -> Result<Order, BrokerError> {
-        let body = order_body(request);
-        let answer =
-            self.send_once(Api::Trading, Method::POST, &self.trading("/v2/orders"), &[], Some(&body), true).await?;
-        self.order_from(answer, true)
+        self.send_order(Method::POST, &self.trading("/v2/orders"), &order_body(request), None).await
     }
 
     async fn submit_order_if(&self, request: &OrderRequest, cleared: Arc<dyn Clearance>) -> Result<Order, BrokerError> {
-        let body = order_body(request);
-        let answer = self.send_cleared(Method::POST, &self.trading("/v2/orders"), &body, cleared.as_ref()).await?;
-        self.order_from(answer, true)
+        self.send_order(Method::POST, &self.trading("/v2/orders"), &order_body(request), Some(cleared.as_ref())).await
     }
 
     async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError> {
-        let body = replace_body(request);
-        let answer = self
-            .send_once(Api::Trading, Method::PATCH, &self.trading(&format!("/v2/orders/{id}")), &[], Some(&body), true)
-            .await?;
-        self.order_from(answer, true)
+        let url = self.trading(&format!("/v2/orders/{id}"));
+        self.send_order(Method::PATCH, &url, &replace_body(request), None).await
     }
 
     async fn replace_order_if(
@@ -494,10 +487,8 @@ impl Broker for AlpacaBroker {
         request: &ReplaceRequest,
         cleared: Arc<dyn Clearance>,
     ) -> Result<Order, BrokerError> {
-        let body = replace_body(request);
         let url = self.trading(&format!("/v2/orders/{id}"));
-        let answer = self.send_cleared(Method::PATCH, &url, &body, cleared.as_ref()).await?;
-        self.order_from(answer, true)
+        self.send_order(Method::PATCH, &url, &replace_body(request), Some(cleared.as_ref())).await
     }
 
     async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError> {

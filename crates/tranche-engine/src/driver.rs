@@ -942,42 +942,26 @@ async fn cleared_to_send(
 /// Times an order whose proof lapsed while it waited to leave is proven again and sent again.
 const CLEARANCE_ATTEMPTS: u32 = 4;
 
-/// What an order of a fenced run needs to leave: the broker, the fence and the clock.
-struct Fenced<'a> {
-    broker: &'a Arc<dyn Broker>,
-    fence: Option<&'a Arc<Fence>>,
-    clock: &'a Arc<dyn Clock>,
-}
-
-impl Fenced<'_> {
-    /// Whether `result` is an order that did not leave because its proof lapsed while it waited
-    /// in the client (a transient answer has no effect, so sending it again is safe).
-    fn lapsed(&self, result: &Result<tranche_domain::Order, BrokerError>) -> bool {
-        matches!(result, Err(BrokerError::Transient { .. })) && self.fence.is_some_and(|f| !f.acting_allowed())
-    }
-
-    /// Proves the claim again after a lapse (a lost claim refuses, and the run stops on it).
-    async fn prove_again(&self) -> Result<(), String> {
-        match self.fence {
-            Some(fence) => fence.prove_for_order(self.clock).await.map_err(|refusal| refusal.to_string()),
-            None => Ok(()),
+/// Places `request`, looked at by the fence (when the run is fenced) at the last moment before
+/// it leaves; a proof that lapsed in the client's wait (a frozen process, a long queue for the
+/// request budget) is proven again and the order sent again (a transient answer sends nothing),
+/// or the claim is found lost and nothing leaves (`Err`).
+async fn submit_fenced(
+    broker: &Arc<dyn Broker>,
+    fence: Option<&Arc<Fence>>,
+    clock: &Arc<dyn Clock>,
+    request: &OrderRequest,
+) -> Result<Result<tranche_domain::Order, BrokerError>, String> {
+    let Some(fence) = fence else { return Ok(broker.submit_order(request).await) };
+    let mut attempt = 1;
+    loop {
+        let result = broker.submit_order_if(request, Arc::clone(fence) as _).await;
+        let lapsed = matches!(result, Err(BrokerError::Transient { .. })) && !fence.acting_allowed();
+        if !lapsed || attempt == CLEARANCE_ATTEMPTS {
+            return Ok(result);
         }
-    }
-
-    /// Places `request`, looked at by the fence at the last moment before it leaves; a proof
-    /// that lapsed in the client's wait (a frozen process, a long queue for the request budget)
-    /// is renewed and the order sent again, or the claim is found lost and nothing leaves.
-    async fn submit(&self, request: &OrderRequest) -> Result<Result<tranche_domain::Order, BrokerError>, String> {
-        let Some(fence) = self.fence else { return Ok(self.broker.submit_order(request).await) };
-        let mut attempt = 1;
-        loop {
-            let result = self.broker.submit_order_if(request, Arc::clone(fence) as _).await;
-            if !self.lapsed(&result) || attempt == CLEARANCE_ATTEMPTS {
-                return Ok(result);
-            }
-            attempt += 1;
-            self.prove_again().await?;
-        }
+        attempt += 1;
+        fence.prove_for_order(clock).await.map_err(|refusal| refusal.to_string())?;
     }
 }
 
@@ -1001,8 +985,7 @@ fn dispatch_journaled(
                 if let Err(failed) = cleared_to_send(fenced, intent, item, &request.client_order_id, &clock).await {
                     return failed;
                 }
-                let sender = Fenced { broker: &broker, fence: fence.as_ref(), clock: &clock };
-                match sender.submit(&request).await {
+                match submit_fenced(&broker, fence.as_ref(), &clock, &request).await {
                     Ok(result) => Input::Submitted { item, client_order_id: request.client_order_id, result },
                     Err(reason) => Input::IntentFailed { item, client_order_id: request.client_order_id, reason },
                 }

@@ -144,16 +144,23 @@ pub fn with_client_waits(
     waits: ClientWaits,
     name: &str,
 ) -> Arc<dyn Broker> {
-    Arc::new(ClientQueue {
-        inner,
-        clock,
-        freeze: None,
-        rng: std::sync::Mutex::new(tranche_sim::Rng::derive(waits.seed, name)),
-        waits: Some(waits),
-    })
+    Arc::new(ClientQueue::new(inner, clock, None, Some(waits), name))
 }
 
 impl ClientQueue {
+    /// `inner` behind the client of worker `name` (which seeds its draws), frozen during
+    /// `freeze` on `clock`.
+    fn new(
+        inner: Arc<dyn Broker>,
+        clock: Arc<dyn Clock>,
+        freeze: Option<(Timestamp, Timestamp)>,
+        waits: Option<ClientWaits>,
+        name: &str,
+    ) -> Self {
+        let seed = waits.as_ref().map_or(0, |w| w.seed);
+        Self { inner, clock, freeze, waits, rng: std::sync::Mutex::new(tranche_sim::Rng::derive(seed, name)) }
+    }
+
     /// Waits until the request may leave the process.
     async fn leave(&self) {
         let wait_ms = self.waits.as_ref().map_or(0, |waits| {
@@ -310,14 +317,8 @@ pub async fn run_two_workers(
             Some(copy) => Box::new(copy),
             None => Box::new(broker.order_events()),
         };
-        let seed = setup.client_waits.as_ref().map_or(0, |w| w.seed);
-        let client = ClientQueue {
-            inner: Arc::new(broker.broker()),
-            clock: Arc::clone(clock),
-            freeze,
-            waits: setup.client_waits.clone(),
-            rng: std::sync::Mutex::new(tranche_sim::Rng::derive(seed, name)),
-        };
+        let client =
+            ClientQueue::new(Arc::new(broker.broker()), Arc::clone(clock), freeze, setup.client_waits.clone(), name);
         let ports = Ports { broker: Arc::new(client), events, quotes: Arc::new(broker.quote_feed()), clock: own };
         execute_recorded(plan.clone(), engine.clone(), ports, Arc::new(ledger), None)
     };

@@ -340,6 +340,13 @@ impl ItemState {
         }
     }
 
+    /// Child `c`'s request is answered, and no order came of it (refused, withdrawn before it
+    /// left, held back, or someone else's under its id).
+    pub fn not_placed(&mut self, c: usize) {
+        self.answered(c);
+        self.children[c].state = ChildState::NotPlaced;
+    }
+
     /// The REST quote the item waited for came (or will not).
     pub fn quote_answered(&mut self) {
         if self.pending() == Some(Pending::Quote) {

@@ -356,8 +356,7 @@ impl EngineCore {
                 out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, failures) });
             }
             Err(e) => {
-                self.items[i].answered(c);
-                self.items[i].children[c].state = ChildState::NotPlaced;
+                self.items[i].not_placed(c);
                 let reason = format!("order refused: {e}");
                 if self.items[i].filled.is_zero() {
                     self.finish_item(i, ItemOutcome::Failed, Some(reason), now, out);
@@ -692,8 +691,7 @@ impl EngineCore {
             // fill whose update the break lost goes unseen from the read-back on, and the
             // replacement would trade it again; the step comes again, with a new read-back.
             let item = &mut self.items[i];
-            item.answered(new_c);
-            item.children[new_c].state = ChildState::NotPlaced;
+            item.not_placed(new_c);
             item.step = item.step.saturating_sub(1);
             item.repeg_when_routed = true;
             return self.arm_repeg(i, now, out);
@@ -702,9 +700,7 @@ impl EngineCore {
             out.push(Command::SendReplace { item: i, order: old, request });
             return;
         }
-        let item = &mut self.items[i];
-        item.answered(new_c);
-        item.children[new_c].state = ChildState::NotPlaced;
+        self.items[i].not_placed(new_c);
         match old_live {
             Some(o) if waiting => self.cancel_then_new(i, o, now, out),
             _ => self.after_change(i, now, out),
@@ -724,8 +720,7 @@ impl EngineCore {
     ) {
         let Some(new_c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
         let item = &mut self.items[i];
-        item.answered(new_c);
-        item.children[new_c].state = ChildState::NotPlaced;
+        item.not_placed(new_c);
         let waiting = item.pending().is_none();
         match item.child_by_broker(old).filter(|&o| matches!(item.children[o].state, ChildState::Live(_))) {
             Some(o) if waiting && item.stage.is_working() => self.cancel_then_new(i, o, now, out),
@@ -777,8 +772,7 @@ impl EngineCore {
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
             Err(e) => {
-                self.items[i].answered(new_c);
-                self.items[i].children[new_c].state = ChildState::NotPlaced;
+                self.items[i].not_placed(new_c);
                 match e {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
                     BrokerError::Rejected { reason: RejectReason::NotYetRouted, .. } => {
@@ -931,9 +925,8 @@ impl EngineCore {
 
     /// Whether the order `found` by a lookup of child `c` of item `i` is the order this child
     /// sent: its client order id, same symbol, side and (for a share order) quantity, created
-    /// since the child was. A
-    /// plan id used again with a lost ledger derives the same client order ids as an earlier
-    /// day's run; that run's orders are not this run's.
+    /// since the child was. A plan id used again with a lost ledger derives the same client
+    /// order ids as an earlier day's run; that run's orders are not this run's.
     fn is_this_childs(&self, i: usize, c: usize, found: &Order) -> bool {
         let item = &self.items[i];
         let child = &item.children[c];
@@ -962,8 +955,7 @@ impl EngineCore {
                 // Someone else's order under our id (an earlier day's run of a reused plan id):
                 // this child was never placed, and the id cannot be used; the item goes on under
                 // the next one.
-                self.items[i].answered(c);
-                self.items[i].children[c].state = ChildState::NotPlaced;
+                self.items[i].not_placed(c);
                 let note = if order.client_order_id == *cid {
                     format!("client order id {cid} belongs to an order of another run")
                 } else {
