@@ -86,3 +86,44 @@ async fn a_plan_larger_than_the_feeds_symbol_limit_is_still_worked_whole() {
         assert_eq!(row.outcome, ItemOutcome::Filled, "{row:?}");
     }
 }
+
+/// A run started shortly before the close (a scheduled job that ran late, an early-close day),
+/// on the realistic market where `smart` works orders passively for most of a minute. The broker
+/// expires DAY orders at the close and queues any order sent after it for the next open, where
+/// it would trade at prices the plan never saw. Nothing may be sent once the market is closed
+/// (the referee counts the attempt), nothing may rest into the close, and with two minutes left
+/// every trade is done: the items escalate before the close rather than wait passively into it.
+#[tokio::test(start_paused = true)]
+async fn a_run_started_just_before_the_close_finishes_before_it_and_sends_nothing_after() {
+    let market = tranche::sim::MarketConfig { model: tranche::sim::MarketModel::Realistic, ..Default::default() };
+    let mut failures = Vec::new();
+    for seed in 1..=30 {
+        for lead_secs in [25, 60, 120] {
+            let base = SimConfig { seed, market: market.clone(), ..SimConfig::default() };
+            let (plan, mut sim) = tranche::simulation::scenario(seed, 8, &base);
+            sim.session.start = sim.session.close - chrono::Duration::seconds(lead_secs);
+            let close = sim.session.close;
+            let (result, record) = run_on_sim(plan.clone(), EngineConfig::default(), sim, None).await.unwrap();
+            let mut seen = check_run(&plan, &result, &record);
+            for order in record.orders.iter().filter(|o| o.status == tranche::domain::OrderStatus::Expired) {
+                seen.push(tranche::simulation::Violation(format!("{} rested into the close", order.client_order_id)));
+            }
+            if lead_secs >= 120 {
+                for row in result.orders.iter().filter(|r| r.outcome == ItemOutcome::Unfilled) {
+                    seen.push(tranche::simulation::Violation(format!(
+                        "{} left unfilled: {:?}",
+                        row.symbol, row.reason
+                    )));
+                }
+            }
+            let late = record.orders.iter().filter(|o| o.created_at >= close).count();
+            if late > 0 {
+                seen.push(tranche::simulation::Violation(format!("{late} orders created after the close")));
+            }
+            if !seen.is_empty() {
+                failures.push(format!("seed {seed}, {lead_secs} s before the close: {seen:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of 90 runs:\n{}", failures.len(), failures.join("\n"));
+}

@@ -11,8 +11,9 @@
 //! is not a Tranche id; a cancel or replace of an order Tranche did not place for a watched
 //! plan; an order for a plan already completed; a sell of more than is available; a sale of
 //! nothing held (short); a client order id used again for anything but the identical re-send of
-//! a request whose answer was lost; and, reported by the harness, a ledger that disagrees with
-//! the broker.
+//! a request whose answer was lost; an order or replace sent while the market is closed (it
+//! would wait for the next session and trade there at prices the plan never saw); and, reported
+//! by the harness, a ledger that disagrees with the broker.
 //!
 //! Invariants: the referee never changes what the broker does; every violation is recorded with
 //! the simulated time and a readable detail; an order is flagged at most once per kind.
@@ -54,11 +55,14 @@ pub enum ViolationKind {
     ClientOrderIdReused,
     /// The ledger's orders or fills differ from the broker's.
     LedgerMismatch,
+    /// An order or replace sent while the regular session is closed: the broker queues it for
+    /// the next open, where it would trade at prices the plan never saw.
+    OrderWhileClosed,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 11] = [
+    pub const ALL: [ViolationKind; 12] = [
         Self::TwoWorkingOrders,
         Self::BuyBeforeSellsFinal,
         Self::MarginUsed,
@@ -70,6 +74,7 @@ impl ViolationKind {
         Self::ShortSale,
         Self::ClientOrderIdReused,
         Self::LedgerMismatch,
+        Self::OrderWhileClosed,
     ];
 
     /// The stable `snake_case` name.
@@ -86,6 +91,7 @@ impl ViolationKind {
             Self::ShortSale => "short_sale",
             Self::ClientOrderIdReused => "client_order_id_reused",
             Self::LedgerMismatch => "ledger_mismatch",
+            Self::OrderWhileClosed => "order_while_closed",
         }
     }
 }
@@ -240,6 +246,7 @@ impl Sim {
             return;
         }
         self.judge_price(&id, req.limit_price);
+        self.judge_session(&id, "order");
         self.judge_plan_membership(req);
         if req.side == Side::Sell {
             let estimate = match req.amount {
@@ -267,6 +274,7 @@ impl Sim {
             self.referee.flag(ViolationKind::ClientOrderIdReused, &req.client_order_id, now, detail);
         }
         self.judge_price(&req.client_order_id, req.limit_price);
+        self.judge_session(&req.client_order_id, "replace");
         self.judge_replacement_membership(&old_order, &req.client_order_id);
         if crate::orders::replace_refused_in(old_order.status).is_some() {
             // A replace of a closed order (it filled or was canceled meanwhile), or of one the
@@ -311,6 +319,18 @@ impl Sim {
         if let Some(detail) = completed {
             self.referee.flag(ViolationKind::CompletedPlanOrdered, id, now, detail);
         }
+    }
+
+    /// An order (or replace) of a watched plan must not reach the broker while the session is
+    /// closed: it would rest until the next open.
+    fn judge_session(&mut self, id: &ClientOrderId, what: &str) {
+        let now = self.now;
+        if self.referee.plan_of(id).is_none() || self.calendar.is_open(now) {
+            return;
+        }
+        let detail =
+            format!("{what} {id} sent while the market is closed (it opens at {})", self.calendar.next_open(now));
+        self.referee.flag(ViolationKind::OrderWhileClosed, id, now, detail);
     }
 
     /// Judges a cancel as it arrives.

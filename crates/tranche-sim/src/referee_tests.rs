@@ -552,3 +552,20 @@ fn durations_longer_than_a_day_are_refused_not_overflowed() {
     let err = Sim::new(config).unwrap_err();
     assert!(err.contains("faults.late_order_max_ms"), "{err}");
 }
+
+#[test]
+fn an_order_or_replace_sent_after_the_close_is_flagged_at_the_attempt() {
+    let mut cfg = config(7);
+    cfg.session.start = cfg.session.close - chrono::Duration::seconds(5);
+    let mut sim = watched(Sim::new(cfg).unwrap());
+    // Before the close: a resting sell, and nothing to see.
+    let resting = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    assert_clean(&sim);
+    run_for(&mut sim, 10);
+    // After it: the broker queues a buy for the next open, and a replace of the expired sell is
+    // refused; both attempts are seen.
+    let _ = sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "2", None));
+    let far = resting.limit_price.unwrap().get() + Decimal::ONE;
+    let _ = sim.replace(&resting.id, &aapl_replace(1, None, Some(far)));
+    assert_eq!(kinds(&sim), vec![ViolationKind::OrderWhileClosed, ViolationKind::OrderWhileClosed]);
+}

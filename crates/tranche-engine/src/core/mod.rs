@@ -102,6 +102,10 @@ pub struct EngineCore {
     pub(crate) buy_cash: Option<Decimal>,
     /// The run deadline passed: open orders are being cancelled before the result.
     pub(crate) run_out_of_time: bool,
+    /// The regular session's close, on this run's clock (the broker's clock read at the
+    /// preflight, moved by how far ours differs from it): `smart` escalates
+    /// `ESCALATE_BEFORE_CLOSE` before it, and the run stops trading `STOP_BEFORE_CLOSE` before it.
+    pub(crate) close_at: Option<Timestamp>,
     /// The orders whose final state is being read before the result.
     pub(crate) final_lookups: BTreeSet<ClientOrderId>,
     /// No cross-check read of fills before this time (one `retry_wait` after the last).
@@ -173,6 +177,7 @@ impl EngineCore {
             reserved_by_open_buys: Decimal::ZERO,
             buy_cash: None,
             run_out_of_time: false,
+            close_at: None,
             final_lookups: BTreeSet::new(),
             fills_read_not_before: chrono::DateTime::<chrono::Utc>::MIN_UTC,
             fills_read_since: None,

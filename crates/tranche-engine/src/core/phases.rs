@@ -3,7 +3,7 @@
 
 use rust_decimal::Decimal;
 use tranche_broker::BrokerError;
-use tranche_domain::{Action, Fill, ItemOutcome, Position, Quote, Side, Timestamp};
+use tranche_domain::{Action, Fill, ItemOutcome, MarketClock, Position, Quote, Side, Timestamp};
 
 use super::{EngineCore, RunPhase, Stage};
 use crate::config::Strategy;
@@ -11,6 +11,16 @@ use crate::events::{Phase, ProgressEvent};
 use crate::io::{Command, PreflightData, TimerId};
 use crate::predecessor;
 use crate::sizing::{buy_qty, scale_buys, sell_qty};
+
+/// The run stops trading this long before the session's close (its run deadline moves there):
+/// what is still open is cancelled while the market is open, so nothing rests into the close
+/// (DAY orders expire there) and nothing is sent after it (the broker would queue it for the next
+/// open, to trade at prices the plan never saw). Long enough for the cancels' round trips.
+pub(crate) const STOP_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `smart` escalates what still works this long before the close (sooner than its horizon if
+/// that ends later): the trades get done while the market is open rather than left unfilled.
+pub(crate) const ESCALATE_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl EngineCore {
     pub(super) fn start(&mut self, now: Timestamp, out: &mut Vec<Command>) {
@@ -49,6 +59,26 @@ impl EngineCore {
         self.finish_run(now, out);
     }
 
+    /// Takes the session's close from the broker's `clock` onto ours (the broker's time may
+    /// differ from ours) and moves the run deadline to `STOP_BEFORE_CLOSE` before it if that is
+    /// sooner; an error (the reason) when the run starts too close to the close to trade.
+    fn bound_by_close(&mut self, clock: &MarketClock, now: Timestamp, out: &mut Vec<Command>) -> Result<(), String> {
+        let close = now + (clock.next_close - clock.timestamp);
+        let stop = close - chrono::Duration::from_std(STOP_BEFORE_CLOSE).unwrap_or_default();
+        if now >= stop {
+            return Err(format!(
+                "preflight: the market closes at {}: too late to trade (orders stop {} s before the close)",
+                clock.next_close.to_rfc3339(),
+                STOP_BEFORE_CLOSE.as_secs()
+            ));
+        }
+        self.close_at = Some(close);
+        if self.started_at.is_none_or(|start| stop < Self::after(start, self.config.run_deadline)) {
+            out.push(Command::SetTimer { id: TimerId::RunDeadline, at: stop });
+        }
+        Ok(())
+    }
+
     pub(super) fn on_preflight(&mut self, data: PreflightData, now: Timestamp, out: &mut Vec<Command>) {
         let account = match data.account {
             Ok(a) => a,
@@ -65,7 +95,11 @@ impl EngineCore {
             );
         }
         match data.clock {
-            Ok(clock) if clock.is_open => {}
+            Ok(clock) if clock.is_open => {
+                if let Err(reason) = self.bound_by_close(&clock, now, out) {
+                    return self.preflight_failed(&reason, now, out);
+                }
+            }
             Ok(clock) => {
                 return self.preflight_failed(
                     &format!("preflight: the market is closed; it opens at {}", clock.next_open.to_rfc3339()),
@@ -675,15 +709,23 @@ impl EngineCore {
     /// the result by the driver).
     pub(super) fn on_run_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         self.run_out_of_time = true;
+        let reason = match self.close_at {
+            Some(close) if now >= close - chrono::Duration::from_std(STOP_BEFORE_CLOSE).unwrap_or_default() => format!(
+                "the market closes at {}: trading stopped {} s before the close",
+                close.format("%H:%M:%S UTC"),
+                STOP_BEFORE_CLOSE.as_secs()
+            ),
+            _ => "run deadline reached".to_owned(),
+        };
         for i in 0..self.items.len() {
             match &self.items[i].stage {
                 Stage::Done { .. } => {}
                 Stage::Working { .. } | Stage::Closing { .. } if self.items[i].any_open() => {
-                    self.close_item(i, "run deadline reached", now, out)
+                    self.close_item(i, &reason, now, out);
                 }
                 _ => {
                     let outcome = self.outcome_of(i);
-                    self.finish_item(i, outcome, Some("run deadline reached".into()), now, out);
+                    self.finish_item(i, outcome, Some(reason.clone()), now, out);
                 }
             }
         }

@@ -16,6 +16,7 @@ use tranche_domain::{
 
 use super::budget::Need;
 use super::item::{Child, ChildState, FillSource, Pending, Stage};
+use super::phases::ESCALATE_BEFORE_CLOSE;
 use super::{EngineCore, RunPhase};
 use crate::config::{Escalation, SmartPricing, Strategy};
 use crate::events::ProgressEvent;
@@ -70,7 +71,7 @@ impl EngineCore {
                 let elapsed = item.working_since.map_or(std::time::Duration::ZERO, |since| {
                     (now - since).to_std().unwrap_or(std::time::Duration::ZERO)
                 });
-                if elapsed >= self.config.working_horizon {
+                if elapsed >= self.config.working_horizon || self.closing_soon(now) {
                     (true, escalate())
                 } else if let Some(q) = wide {
                     // Too wide to pay into: join the near side and wait for it to narrow.
@@ -88,7 +89,9 @@ impl EngineCore {
                     )
                 }
             }
-            Strategy::Smart if step > steps => (true, sane.map(|q| (escalation(Some(q)), true))),
+            Strategy::Smart if step > steps || self.closing_soon(now) => {
+                (true, sane.map(|q| (escalation(Some(q)), true)))
+            }
             Strategy::Smart => {
                 let a = aggressiveness_at(
                     step,
@@ -519,9 +522,21 @@ impl EngineCore {
             && self.wide_quote(&item.item.symbol, now).is_some()
     }
 
-    /// Adaptive pricing: when item `i`'s horizon ends (once its first order is out).
+    /// Adaptive pricing: when item `i`'s horizon ends (once its first order is out), or when
+    /// `smart` escalates before the close if that comes first.
     fn horizon_end(&self, i: usize) -> Option<Timestamp> {
-        self.items[i].working_since.map(|since| Self::after(since, self.config.working_horizon))
+        let end = self.items[i].working_since.map(|since| Self::after(since, self.config.working_horizon))?;
+        Some(self.escalation_before_close().map_or(end, |by_close| end.min(by_close)))
+    }
+
+    /// When `smart` escalates whatever still works, because the session closes soon.
+    fn escalation_before_close(&self) -> Option<Timestamp> {
+        self.close_at.map(|close| close - chrono::Duration::from_std(ESCALATE_BEFORE_CLOSE).unwrap_or_default())
+    }
+
+    /// True once the close is near enough for `smart` to escalate.
+    fn closing_soon(&self, now: Timestamp) -> bool {
+        self.escalation_before_close().is_some_and(|at| now >= at)
     }
 
     /// What the budget must allow for item `i`'s next re-peg: an escalation or a re-peg
@@ -534,7 +549,8 @@ impl EngineCore {
                 Some(if over { Need::Escalation } else { Need::Repeg })
             }
             (Strategy::Smart, SmartPricing::Schedule) => {
-                Some(if item.step >= self.config.max_repegs { Need::Escalation } else { Need::Repeg })
+                let over = item.step >= self.config.max_repegs || self.closing_soon(now);
+                Some(if over { Need::Escalation } else { Need::Repeg })
             }
             _ => None,
         }

@@ -1884,3 +1884,91 @@ fn an_item_that_starts_without_a_fresh_quote_fetches_the_next_items_quotes_in_th
     assert_eq!(fetched, expected, "{out:#?}");
     assert!(submits(&out).is_empty(), "the next item waits for its quote");
 }
+
+// ---- the session's close --------------------------------------------------------------------
+
+/// A bench with one BUY of $1,000 of AAPL (not fractionable) whose preflight reads a broker
+/// clock `broker_behind` seconds behind ours and a close `close_in` seconds after the broker's
+/// time; returns the bench and every command up to the first order.
+fn one_buy_before_close(config: EngineConfig, broker_behind: i64, close_in: i64) -> (Bench, Vec<Command>) {
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), config);
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false)];
+    let broker_now = bench.now - chrono::Duration::seconds(broker_behind);
+    if let Ok(clock) = broker.clock.as_mut() {
+        clock.timestamp = broker_now;
+        clock.next_close = broker_now + chrono::Duration::seconds(close_in);
+    }
+    let out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    (bench, out)
+}
+
+#[test]
+fn a_run_too_close_to_the_close_sends_nothing_and_says_why() {
+    let (_, out) = one_buy_before_close(EngineConfig::default(), 0, 10);
+    assert!(submits(&out).is_empty(), "{out:#?}");
+    let result = result(&out).expect("the run ends at its preflight");
+    let reason = result.orders[0].reason.clone().unwrap_or_default();
+    assert_eq!(result.orders[0].outcome, ItemOutcome::Failed);
+    assert!(reason.contains("too late to trade"), "{reason}");
+}
+
+#[test]
+fn the_run_deadline_moves_before_the_close_on_our_own_clock() {
+    // The broker's clock is 30 s behind ours and says the close is 300 s away: it is 300 s
+    // from now on our clock too (its time read as ours would put it 30 s sooner), and trading
+    // stops 15 s before it.
+    let (bench, out) = one_buy_before_close(EngineConfig::default(), 30, 300);
+    assert_eq!(submits(&out).len(), 1, "the first order goes out: {out:#?}");
+    assert_eq!(bench.timers[&TimerId::RunDeadline], bench.now + chrono::Duration::seconds(285));
+}
+
+#[test]
+fn a_close_later_than_the_run_deadline_leaves_the_deadline_alone() {
+    let (bench, _) = one_buy_before_close(EngineConfig::default(), 0, 5 * 3600);
+    let deadline = bench.now + chrono::Duration::from_std(EngineConfig::default().run_deadline).unwrap();
+    assert_eq!(bench.timers[&TimerId::RunDeadline], deadline);
+}
+
+#[test]
+fn smart_escalates_a_passive_order_a_minute_before_the_close() {
+    // The close is 100 s away, the horizon 45 s or more: the escalation comes at the close's
+    // minute, 40 s from now, not at the horizon's end.
+    // (Re-pegs on the timer no sooner than the escalation, so that the timer's first firing
+    // is the escalation.)
+    let config = EngineConfig { repeg_interval: std::time::Duration::from_secs(60), ..EngineConfig::default() };
+    let (mut bench, out) = one_buy_before_close(config, 0, 100);
+    let submit = the_submit(&out);
+    assert!(submit.limit_price.is_some_and(|p| p.get() < d("100.10")), "the first order is passive: {submit:?}");
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    bench.feed(update(TradeEvent::New, &order, None, bench.now));
+    assert_eq!(bench.timers[&TimerId::Repeg(0)], t0() + chrono::Duration::seconds(40));
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert_eq!(cancels(&out), vec![order.id.clone()], "a marketable re-peg cancels, then sends new: {out:#?}");
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&order, OrderStatus::Canceled), None, bench.now));
+    let escalated = out.iter().any(|c| matches!(c, Command::Emit(crate::events::ProgressEvent::Escalated { .. })));
+    let next = the_submit(&out);
+    assert!(escalated, "{out:#?}");
+    assert!(next.limit_price.is_none_or(|p| p.get() >= d("100.10")), "marketable: {next:?}");
+}
+
+#[test]
+fn the_run_deadline_at_the_close_names_the_close() {
+    let (mut bench, out) = one_buy_before_close(EngineConfig::default(), 0, 100);
+    let submit = the_submit(&out);
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    bench.timers.remove(&TimerId::Repeg(0));
+    let out = bench.fire(TimerId::RunDeadline);
+    assert_eq!(cancels(&out), vec![order.id.clone()], "what works is cancelled before the close");
+    let mut out =
+        bench.feed(update(TradeEvent::Canceled, &with_status(&order, OrderStatus::Canceled), None, bench.now));
+    assert!(fetches_fills(&out), "the fills are read before the result: {out:#?}");
+    out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    let row = result(&out).expect("the result follows the fill read").orders[0].clone();
+    assert_eq!(row.outcome, ItemOutcome::Unfilled, "{row:?}");
+    let reason = row.reason.unwrap_or_default();
+    assert!(reason.contains("the market closes at 14:41:40 UTC"), "{reason}");
+}
