@@ -368,6 +368,10 @@ pub struct FaultConfig {
     /// An order is routed slowly: it stays `accepted`, then `pending_new` (both reported on
     /// the stream) for 0.5 to 5 s before it works, so a replace in that window is refused.
     pub slow_routing_ppm: u32,
+    /// A replace refused because its order is not at the venue yet (422 "order isn't sent to
+    /// exchange yet") takes effect anyway once the order gets there, as a user of Alpaca saw
+    /// (ATAP #306): the old order ends `replaced` by an order under the refused replace's id.
+    pub refused_replace_applied_ppm: u32,
     /// Fill activities carry ids unrelated to the trade updates' execution ids (a real FILL
     /// activity has no `execution_id`; nothing documents that its id matches one).
     pub activity_ids_unrelated: bool,
@@ -394,6 +398,7 @@ impl FaultConfig {
             late_replace_ppm: 0,
             late_order_max_ms: 30_000,
             slow_routing_ppm: 0,
+            refused_replace_applied_ppm: 0,
             activity_ids_unrelated: false,
         }
     }
@@ -418,6 +423,7 @@ impl FaultConfig {
             late_replace_ppm: 5_000,
             late_order_max_ms: 30_000,
             slow_routing_ppm: 10_000,
+            refused_replace_applied_ppm: 100_000,
             activity_ids_unrelated: false,
         }
     }
@@ -442,6 +448,7 @@ impl FaultConfig {
             late_replace_ppm: 900_000,
             late_order_max_ms: 30_000,
             slow_routing_ppm: 50_000,
+            refused_replace_applied_ppm: 500_000,
             activity_ids_unrelated: true,
         }
     }

@@ -126,6 +126,9 @@ pub struct Sim {
     pub(crate) late: Vec<crate::orders::LateOrder>,
     /// Replaces answered with a timeout that reach the broker later: (old order, request).
     pub(crate) late_replaces: Vec<(usize, tranche_domain::ReplaceRequest)>,
+    /// Replaces refused as not yet routed that take effect once their order reaches the venue
+    /// (`refused_replace_applied_ppm`): the order's index and the request.
+    pub(crate) refused_replaces: Vec<(usize, tranche_domain::ReplaceRequest)>,
     /// Fills whose activities were served with unrelated ids (for counting that fault once each).
     pub(crate) activities_served: usize,
     /// How often each injected fault fired (the outbox counts its own).
@@ -188,6 +191,7 @@ impl Sim {
             request_kinds: crate::tally::Tally::default(),
             late: Vec::new(),
             late_replaces: Vec::new(),
+            refused_replaces: Vec::new(),
             activities_served: 0,
             fired: crate::tally::Tally::default(),
             referee: crate::referee::Referee::default(),

@@ -34,6 +34,7 @@ impl Sim {
         }
         let cid = self.orders[i].order.client_order_id.clone();
         self.record(|| format!("arrive {cid}"));
+        self.apply_refused_replaces(i);
         if self.slots[slot].market.halted {
             self.rest(i);
             return;

@@ -535,6 +535,12 @@ impl Sim {
             Err(e) => {
                 let cid = self.orders[old].order.client_order_id.clone();
                 self.record(|| format!("replace {cid} REJECT {e}"));
+                let unrouted = matches!(&e, SimError::Reject { reason: RejectReason::NotYetRouted, .. });
+                let ppm = self.config.faults.refused_replace_applied_ppm;
+                if unrouted && ppm > 0 && self.rng.chance_ppm(ppm) {
+                    self.fired.hit("refused_replace_applied");
+                    self.refused_replaces.push((old, req.clone()));
+                }
                 return Err(e);
             }
         };
@@ -551,6 +557,24 @@ impl Sim {
             return Err(SimError::ServerError { status: 504 });
         }
         Ok(self.apply_replace(old, req, qty, limit))
+    }
+
+    /// Order `i` reached the venue: the replaces of it refused as not yet routed that take
+    /// effect anyway are applied now (when still valid: a replacement id used meanwhile, or
+    /// anything else a replace sent now would be refused for, drops it).
+    pub(crate) fn apply_refused_replaces(&mut self, i: usize) {
+        let (due, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.refused_replaces).into_iter().partition(|(o, _)| *o == i);
+        self.refused_replaces = rest;
+        for (old, req) in due {
+            match self.validate_replace(old, &req) {
+                Ok((qty, limit)) => {
+                    self.record(|| format!("refused replace {} applied", req.client_order_id));
+                    self.apply_replace(old, &req, qty, limit);
+                }
+                Err(e) => self.record(|| format!("refused replace {} dropped: {e}", req.client_order_id)),
+            }
+        }
     }
 
     /// A late replace reaches the broker: applied as if sent now when it is still valid.

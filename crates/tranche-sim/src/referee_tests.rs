@@ -569,3 +569,22 @@ fn an_order_or_replace_sent_after_the_close_is_flagged_at_the_attempt() {
     let _ = sim.replace(&resting.id, &aapl_replace(1, None, Some(far)));
     assert_eq!(kinds(&sim), vec![ViolationKind::OrderWhileClosed, ViolationKind::OrderWhileClosed]);
 }
+
+#[test]
+fn a_replace_refused_as_not_yet_routed_can_take_effect_once_the_order_works() {
+    let mut slow = config(7);
+    slow.faults.slow_routing_ppm = 1_000_000;
+    slow.faults.refused_replace_applied_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(slow).unwrap());
+    let placed = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    let replace = aapl_replace(1, Some(9), None);
+    let refused = sim.replace(&placed.id, &replace);
+    assert!(matches!(refused, Err(SimError::Reject { status: 422, .. })), "{refused:?}");
+    run_for(&mut sim, 6);
+    let old = sim.order(&placed.id).unwrap();
+    assert_eq!(old.status, OrderStatus::Replaced, "{old:?}");
+    let new = sim.order(&old.replaced_by.unwrap()).unwrap();
+    assert_eq!(new.client_order_id, replace.client_order_id);
+    assert_eq!(new.qty.map(Qty::get), Some(Decimal::from(9)));
+    assert_eq!(sim.faults_fired().iter().find(|(k, _)| *k == "refused_replace_applied").map(|(_, n)| n), Some(1));
+}

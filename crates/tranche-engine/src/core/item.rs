@@ -177,6 +177,10 @@ pub(crate) struct Child {
     pub report: Option<tranche_domain::Order>,
     /// It is the escalation order (the step after the re-pegs, meant to trade).
     pub escalation: bool,
+    /// A replace refused because its order was not at the venue yet: Alpaca has applied such a
+    /// replace anyway once the order got there (ATAP #306), so the old order may yet end
+    /// replaced by this one.
+    pub refused_may_apply: bool,
 }
 
 impl Child {
@@ -212,6 +216,7 @@ impl Child {
             not_found: 0,
             report: None,
             escalation: false,
+            refused_may_apply: false,
         }
     }
 

@@ -398,7 +398,12 @@ impl EngineCore {
             _ if merged.status.is_terminal() => ChildState::Final(merged.status),
             _ => ChildState::Live(merged.status),
         };
+        let replaced = (merged.status == OrderStatus::Replaced).then(|| merged.clone());
         child.report = Some(merged);
+        if let Some(order) = replaced {
+            // However the news came (an update, a lookup, a read-back before a replace).
+            self.follow_replacement(i, &order, out);
+        }
     }
 
     fn arm_repeg(&self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
@@ -793,8 +798,11 @@ impl EngineCore {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
                     BrokerError::Rejected { reason: RejectReason::NotYetRouted, .. } => {
                         // The same step again once the order works (its `new` update), or
-                        // after the re-peg interval should that update be lost.
+                        // after the re-peg interval should that update be lost. Alpaca has
+                        // applied such a refused replace once the order reached the venue
+                        // (ATAP #306): should the old order end replaced by it, it is followed.
                         let item = &mut self.items[i];
+                        item.children[new_c].refused_may_apply = true;
                         item.step = item.step.saturating_sub(1);
                         item.repeg_when_routed = true;
                         self.arm_repeg(i, now, out);
@@ -1054,6 +1062,34 @@ impl EngineCore {
         }
     }
 
+    /// `order` of item `i`, replaced by an order this run has not heard of (the replace's
+    /// answer or the new order's updates were lost, or the broker applied a replace it had
+    /// refused): follows `replaced_by`. Only a replacement whose answer was lost, or whose
+    /// refusal may not have held, can be it: one whose answer is still on its way is named by
+    /// that answer (or ends uncertain, and is looked up then), and one withdrawn before it left
+    /// (never sent) is no order at all. A refused one followed is uncertain until the lookup
+    /// answers: no order goes beside it.
+    fn follow_replacement(&mut self, i: usize, order: &Order, out: &mut Vec<Command>) {
+        let (OrderStatus::Replaced, Some(new_id)) = (order.status, order.replaced_by.as_ref()) else { return };
+        let item = &mut self.items[i];
+        if item.child_by_broker(new_id).is_some() {
+            return;
+        }
+        let lost = item.children.iter().position(|r| {
+            r.replaces.as_ref() == Some(&order.id)
+                && r.broker_id.is_none()
+                && (matches!(r.state, ChildState::Uncertain | ChildState::Resend)
+                    || (r.state == ChildState::NotPlaced && r.refused_may_apply))
+        });
+        if let Some(r) = lost {
+            let child = &mut item.children[r];
+            if child.state == ChildState::NotPlaced {
+                child.state = ChildState::Uncertain;
+            }
+            out.push(Command::LookupOrder { item: i, client_order_id: child.client_id.clone(), order: new_id.clone() });
+        }
+    }
+
     pub(super) fn on_update(&mut self, update: &TradeUpdate, now: Timestamp, out: &mut Vec<Command>) {
         let order = &update.order;
         let found =
@@ -1089,28 +1125,6 @@ impl EngineCore {
         if order.status.is_terminal() {
             // Also the end of a stale order this run waits for (one of an earlier run).
             self.stale_done(&order.id, out);
-        }
-        if let (OrderStatus::Replaced, Some(new_id)) = (order.status, order.replaced_by.as_ref()) {
-            // Replaced by an order this run has not heard of (the replace's answer or the new
-            // order's updates were lost): follow `replaced_by`. Only a replacement whose answer
-            // was lost can be it: one whose answer is still on its way is named by that answer
-            // (or ends uncertain, and is looked up then), and one withdrawn before it left
-            // (never sent) is no order at all.
-            let item = &self.items[i];
-            if item.child_by_broker(new_id).is_none() {
-                let lost = item.children.iter().find(|r| {
-                    r.replaces.as_ref() == Some(&order.id)
-                        && r.broker_id.is_none()
-                        && matches!(r.state, ChildState::Uncertain | ChildState::Resend)
-                });
-                if let Some(r) = lost {
-                    out.push(Command::LookupOrder {
-                        item: i,
-                        client_order_id: r.client_id.clone(),
-                        order: new_id.clone(),
-                    });
-                }
-            }
         }
         if update.event == TradeEvent::OrderReplaceRejected {
             // The replace lost: this order keeps working (or has filled); its replacement will

@@ -501,6 +501,76 @@ fn a_replace_refused_as_not_yet_routed_is_tried_again_at_the_same_step_once_the_
     assert_ne!(again[0].1.client_order_id, refused.client_order_id, "a new replacement id");
 }
 
+/// Alpaca refused a replace as not yet routed and applied it anyway once the order reached the
+/// venue (ATAP #306): the old order ends `replaced` by an order under the refused replace's
+/// client order id. That order works for the item: it is followed and adopted, and nothing new
+/// is sent beside it.
+#[test]
+fn a_replace_refused_as_not_yet_routed_but_applied_anyway_is_followed_not_doubled() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, refused) = replaces(&out).pop().expect("a replace");
+    bench.feed(Input::Replaced {
+        item: 0,
+        old: old.clone(),
+        client_order_id: refused.client_order_id.clone(),
+        result: Err(not_yet_routed()),
+    });
+    let mut replacement = order.clone();
+    replacement.id = tranche_domain::BrokerOrderId::new("o2");
+    replacement.client_order_id = refused.client_order_id.clone();
+    replacement.limit_price = refused.limit_price;
+    replacement.replaces = Some(order.id.clone());
+    let mut replaced = with_status(&order, OrderStatus::Replaced);
+    replaced.replaced_by = Some(replacement.id.clone());
+    let out = bench.feed(update(TradeEvent::Replaced, &replaced, None, bench.now));
+    assert!(submits(&out).is_empty(), "no second order beside the replacement: {out:#?}");
+    let lookup = out.iter().find_map(|c| match c {
+        Command::LookupOrder { client_order_id, order, .. } => Some((client_order_id.clone(), order.clone())),
+        _ => None,
+    });
+    assert_eq!(lookup, Some((refused.client_order_id.clone(), replacement.id.clone())), "{out:#?}");
+    let out = bench.feed(Input::LookedUp {
+        item: 0,
+        client_order_id: refused.client_order_id.clone(),
+        result: Ok(replacement.clone()),
+    });
+    assert!(submits(&out).is_empty(), "{out:#?}");
+    let item = &bench.core.items[0];
+    let working = item.working_child().map(|c| item.children[c].broker_id.clone());
+    assert_eq!(working, Some(Some(replacement.id)), "the replacement is the item's working order");
+}
+
+/// The same, with the old order's `replaced` update lost: the next re-peg's read-back finds the
+/// old order replaced, and the replacement is followed from there.
+#[test]
+fn a_refused_replace_applied_anyway_is_followed_from_a_read_back_too() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, refused) = replaces(&out).pop().expect("a replace");
+    bench.feed(Input::Replaced {
+        item: 0,
+        old: old.clone(),
+        client_order_id: refused.client_order_id.clone(),
+        result: Err(not_yet_routed()),
+    });
+    // The `new` update is lost too: the fallback timer brings the step again.
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (_, again) = replaces(&out).pop().expect("the step again");
+    let mut replaced = with_status(&order, OrderStatus::Replaced);
+    replaced.replaced_by = Some(tranche_domain::BrokerOrderId::new("o2"));
+    let out = bench.feed(Input::ReplaceCleared { item: 0, old, request: again, current: Ok(replaced) });
+    assert!(submits(&out).is_empty() && cancels(&out).is_empty() && sent_replaces(&out).is_empty(), "{out:#?}");
+    let lookups: Vec<_> = out
+        .iter()
+        .filter_map(|c| match c {
+            Command::LookupOrder { client_order_id, order, .. } => Some((client_order_id.clone(), order.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lookups, vec![(refused.client_order_id.clone(), "o2")], "{out:#?}");
+}
+
 #[test]
 fn a_replace_whose_order_is_read_back_not_yet_routed_is_held_until_it_works() {
     let (mut bench, submit, order) = working_buy();
