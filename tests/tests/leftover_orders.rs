@@ -68,3 +68,27 @@ async fn an_order_that_cannot_be_cancelled_is_named_in_the_result() {
         assert!(named.contains(client_id.as_str()), "{client_id} is named: {named}");
     }
 }
+
+/// Every cancel sticks in `pending_cancel` for a minute (Alpaca-API #111): at the run's end the
+/// broker refuses a second cancel as not cancelable, yet the orders can still fill. Each one is
+/// named in the result, with its state.
+#[tokio::test(start_paused = true)]
+async fn an_order_stuck_in_pending_cancel_at_the_end_is_named_in_the_result() {
+    let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan.json")).unwrap()).unwrap();
+    let mut sim = account_from_plan(&plan, &SimConfig::default());
+    sim.market.trade_ppm = 0;
+    sim.faults = FaultConfig { stuck_cancel_ppm: 1_000_000, stuck_cancel_ms: 60_000, ..FaultConfig::none() };
+    let (broker, clock) = start_sim(sim).unwrap();
+    let engine = EngineConfig { run_deadline: Duration::from_secs(5), ..EngineConfig::default() };
+    let (result, _) = run_on_broker(plan, engine, &broker, &clock, None).await;
+    let working: Vec<(String, tranche::domain::OrderStatus)> = broker.with_sim(|s| {
+        s.orders().filter(|o| !o.status.is_terminal()).map(|o| (o.client_order_id.to_string(), o.status)).collect()
+    });
+    assert!(!working.is_empty(), "orders were left cancelling");
+    let named = result.metadata.unwrap_or_default().get("possibly_working_orders").map(ToString::to_string);
+    let named = named.unwrap_or_default();
+    for (client_id, status) in &working {
+        assert!(named.contains(client_id.as_str()), "{client_id} ({status}) is named: {named:?}");
+    }
+    assert!(named.contains("pending_cancel"), "the state is said: {named}");
+}

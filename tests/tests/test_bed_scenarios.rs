@@ -127,3 +127,33 @@ async fn a_run_started_just_before_the_close_finishes_before_it_and_sends_nothin
     }
     assert!(failures.is_empty(), "{} of 90 runs:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// Every cancel sticks in `pending_cancel` for a minute (orders stuck there on Alpaca,
+/// Alpaca-API #111), and the order can fill meanwhile. No second order may go beside one that
+/// may still fill, no buy before the sells are final, every fill must be in the result, and the
+/// run must still finish every item.
+#[tokio::test(start_paused = true)]
+async fn cancels_stuck_in_pending_cancel_for_a_minute_double_nothing_and_lose_no_fill() {
+    let market = tranche::sim::MarketConfig { model: tranche::sim::MarketModel::Realistic, ..Default::default() };
+    let faults = FaultConfig { stuck_cancel_ppm: 1_000_000, stuck_cancel_ms: 60_000, ..FaultConfig::none() };
+    let mut failures = Vec::new();
+    let mut stuck = 0;
+    for seed in 1..=30 {
+        let base = SimConfig { seed, market: market.clone(), faults: faults.clone(), ..SimConfig::default() };
+        let (plan, sim) = tranche::simulation::scenario(seed, 8, &base);
+        let (result, record) = run_on_sim(plan.clone(), EngineConfig::default(), sim, None).await.unwrap();
+        stuck += record.faults_fired.iter().find(|(k, _)| *k == "stuck_cancel").map_or(0, |(_, n)| n);
+        let mut seen = check_run(&plan, &result, &record);
+        for row in result.orders.iter().filter(|r| matches!(r.outcome, ItemOutcome::Unfilled | ItemOutcome::Failed)) {
+            seen.push(tranche::simulation::Violation(format!(
+                "{} ended {:?}: {:?}",
+                row.symbol, row.outcome, row.reason
+            )));
+        }
+        if !seen.is_empty() {
+            failures.push(format!("seed {seed} ({:.0} s): {seen:?}", record.elapsed_secs));
+        }
+    }
+    assert!(stuck >= 30, "the fault fired {stuck} times");
+    assert!(failures.is_empty(), "{} of 30 runs:\n{}", failures.len(), failures.join("\n"));
+}

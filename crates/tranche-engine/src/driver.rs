@@ -380,8 +380,18 @@ async fn cancel_leftovers(
             },
         };
         tracing::warn!(%client_id, order = %id, "the run ended with this order open; cancelling it");
-        if let Err(e) = cancel_with_retries(&id, ports).await {
-            left.push(format!("{client_id} ({id}): {e}"));
+        match cancel_with_retries(&id, ports).await {
+            Ok(()) => {}
+            Err(BrokerError::Rejected { reason: RejectReason::NotCancelable, .. }) => {
+                // Final already, or still being cancelled or replaced (and able to fill until
+                // then: orders stick in `pending_cancel` on Alpaca): the order says which.
+                match ports.broker.order(&id).await {
+                    Ok(order) if order.status.is_terminal() => {}
+                    Ok(order) => left.push(format!("{client_id} ({id}): {}, its cancel not confirmed", order.status)),
+                    Err(e) => left.push(format!("{client_id} ({id}): not cancelable, and unreadable: {e}")),
+                }
+            }
+            Err(e) => left.push(format!("{client_id} ({id}): {e}")),
         }
     }
     if !left.is_empty() {
@@ -393,14 +403,14 @@ async fn cancel_leftovers(
 }
 
 /// Cancels `id`, retrying failures that may be transient (a cancel is idempotent); an order
-/// that is already final or gone counts as cancelled.
+/// that is gone counts as cancelled, one the broker will not cancel (final, or being cancelled
+/// or replaced) is the caller's to read.
 async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), BrokerError> {
     let mut wait = chrono::Duration::seconds(1);
     let mut attempt = 1;
     loop {
         match ports.broker.cancel_order(id).await {
             Ok(()) | Err(BrokerError::NotFound { .. }) => return Ok(()),
-            Err(BrokerError::Rejected { reason: RejectReason::NotCancelable, .. }) => return Ok(()),
             Err(
                 e @ (BrokerError::RateLimited { .. } | BrokerError::Transient { .. } | BrokerError::Uncertain { .. }),
             ) if attempt < CANCEL_ATTEMPTS => {

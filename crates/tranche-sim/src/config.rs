@@ -372,6 +372,12 @@ pub struct FaultConfig {
     /// exchange yet") takes effect anyway once the order gets there, as a user of Alpaca saw
     /// (ATAP #306): the old order ends `replaced` by an order under the refused replace's id.
     pub refused_replace_applied_ppm: u32,
+    /// A cancel is accepted (`pending_cancel`) but takes `stuck_cancel_ms` to reach the venue,
+    /// as orders stuck in `pending_cancel` on Alpaca do (Alpaca-API #111); the order can fill
+    /// meanwhile, and a second cancel is refused as not cancelable.
+    pub stuck_cancel_ppm: u32,
+    /// How long a stuck cancel takes, in milliseconds.
+    pub stuck_cancel_ms: u64,
     /// Fill activities carry ids unrelated to the trade updates' execution ids (a real FILL
     /// activity has no `execution_id`; nothing documents that its id matches one).
     pub activity_ids_unrelated: bool,
@@ -399,6 +405,8 @@ impl FaultConfig {
             late_order_max_ms: 30_000,
             slow_routing_ppm: 0,
             refused_replace_applied_ppm: 0,
+            stuck_cancel_ppm: 0,
+            stuck_cancel_ms: 60_000,
             activity_ids_unrelated: false,
         }
     }
@@ -424,6 +432,8 @@ impl FaultConfig {
             late_order_max_ms: 30_000,
             slow_routing_ppm: 10_000,
             refused_replace_applied_ppm: 100_000,
+            stuck_cancel_ppm: 2_000,
+            stuck_cancel_ms: 30_000,
             activity_ids_unrelated: false,
         }
     }
@@ -449,6 +459,8 @@ impl FaultConfig {
             late_order_max_ms: 30_000,
             slow_routing_ppm: 50_000,
             refused_replace_applied_ppm: 500_000,
+            stuck_cancel_ppm: 50_000,
+            stuck_cancel_ms: 120_000,
             activity_ids_unrelated: true,
         }
     }

@@ -482,10 +482,18 @@ impl Sim {
         if self.transition(i, TradeEvent::PendingCancel) {
             self.emit(i, TradeEvent::PendingCancel, None);
         }
-        let at = self.after_ms(self.config.latency.venue_ms);
+        let ppm = self.config.faults.stuck_cancel_ppm;
+        let stuck = ppm > 0 && self.rng.chance_ppm(ppm);
+        let wait = if stuck {
+            self.fired.hit("stuck_cancel");
+            self.config.faults.stuck_cancel_ms
+        } else {
+            self.config.latency.venue_ms
+        };
+        let at = self.after_ms(wait);
         self.schedule_at(at, Action::CancelArrive(i));
         let cid = self.orders[i].order.client_order_id.clone();
-        self.record(|| format!("cancel {cid}"));
+        self.record(|| format!("cancel {cid}{}", if stuck { " STUCK" } else { "" }));
         Ok(())
     }
 
