@@ -23,7 +23,7 @@ pub use account::{Account, AccountStatus, Asset, MarketClock, Position};
 pub use client_order_id::{ClientOrderId, DerivedOrderId};
 pub use fill::{Execution, ExecutionId, Fill, TradeUpdate};
 pub use money::{Bps, Price, Qty, Usd, Weight};
-pub use order::{BrokerOrderId, Order, OrderAmount, OrderRequest, ReplaceRequest};
+pub use order::{BrokerOrderId, Order, OrderAmount, OrderRequest, ReplaceRequest, MARKET_BUY_COLLAR};
 pub use plan::{PlanError, PlanIssue, PlanIssues, PlanItem, RebalancePlan, Urgency};
 pub use quote::{Quote, QuoteLimits, QuoteVerdict};
 pub use result::{ExecutionResult, ExecutionStatus, ItemOutcome, ItemResult};

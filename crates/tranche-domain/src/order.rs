@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::client_order_id::ClientOrderId;
@@ -183,6 +184,12 @@ impl Order {
         self.replaces = self.replaces.take().or(report.replaces.clone());
     }
 }
+
+/// How far above the ask Alpaca holds a market buy: it turns the buy into a marketable limit
+/// with a collar of 2.5 % to 4 % and checks buying power at that price (Alpaca's trading API docs,
+/// `_index.md`; `alpaca-protocol.md` §8.4). The worst of the range, so that a buy sized for it is
+/// never refused, whichever collar the broker picks.
+pub const MARKET_BUY_COLLAR: Decimal = Decimal::from_parts(104, 0, 0, false, 2);
 
 #[cfg(test)]
 pub(crate) mod tests {

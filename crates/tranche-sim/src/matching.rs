@@ -49,7 +49,8 @@ impl Sim {
         }
         if self.orders[i].order.side == Side::Buy && self.orders[i].limit_ticks.is_none() {
             // Alpaca converts market buys into marketable limits with a collar; the simulator's
-            // collar is the price the order reserved buying power at (ask + 3 % at submission).
+            // collar is the price the order reserved buying power at (the ask at submission plus
+            // `MARKET_BUY_COLLAR`).
             let reserve = tranche_domain::Price::new(self.orders[i].reserve_price);
             self.orders[i].limit_ticks = self.slots[slot].market.to_ticks(reserve, Side::Buy);
         }

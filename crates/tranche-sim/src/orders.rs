@@ -143,13 +143,14 @@ impl Sim {
         Ok(())
     }
 
-    /// The price a buy reserves per share: its limit, or the ask plus Alpaca's 3 % market collar.
+    /// The price a buy reserves per share: its limit, or the ask plus Alpaca's market collar (the
+    /// worst of its range, `MARKET_BUY_COLLAR`).
     pub(crate) fn reserve_price(&self, slot: usize, order_type: OrderType, limit: Option<Price>) -> Decimal {
         match (order_type, limit) {
             (OrderType::Limit, Some(l)) => l.get(),
             _ => {
                 let m = &self.slots[slot].market;
-                m.profile.price(m.ask) * Decimal::new(103, 2)
+                m.profile.price(m.ask) * tranche_domain::MARKET_BUY_COLLAR
             }
         }
     }

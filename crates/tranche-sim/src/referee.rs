@@ -443,7 +443,7 @@ impl Sim {
 
     /// What `qty` shares cost at the limit (or, for a market order, at the ask).
     /// What a buy of `qty` holds, as the broker reserves it: its limit, or for a market order
-    /// the ask plus Alpaca's 3 % collar (a symbol without a market yet: its starting price, so
+    /// the ask plus Alpaca's collar (a symbol without a market yet: its starting price, so
     /// that judging never creates a market).
     fn buy_cost(&self, symbol: &Symbol, order_type: OrderType, limit: Option<Price>, qty: Decimal) -> Decimal {
         let price = match (order_type, limit, self.symbols.get(symbol)) {
@@ -451,7 +451,7 @@ impl Sim {
             (_, _, Some(&slot)) => self.reserve_price(slot, order_type, limit),
             _ if self.is_known(symbol) => {
                 let start = crate::universe::AssetProfile::derive(&self.config, symbol).start_micros;
-                Decimal::new(start, 6) * Decimal::new(103, 2)
+                Decimal::new(start, 6) * tranche_domain::MARKET_BUY_COLLAR
             }
             _ => Decimal::ZERO,
         };

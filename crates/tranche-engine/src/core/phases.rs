@@ -3,7 +3,7 @@
 
 use rust_decimal::Decimal;
 use tranche_broker::BrokerError;
-use tranche_domain::{Action, Fill, ItemOutcome, MarketClock, Position, Quote, Side, Timestamp};
+use tranche_domain::{Action, Fill, ItemOutcome, MarketClock, Position, Quote, Side, Timestamp, MARKET_BUY_COLLAR};
 
 use super::{EngineCore, RunPhase, Stage};
 use crate::config::Strategy;
@@ -555,7 +555,8 @@ impl EngineCore {
     }
 
     /// The most a buy of item `i` may pay per share: the far side plus the escalation band (or
-    /// Alpaca's 3 % market collar when market orders may be sent), plus 1 % for drift.
+    /// Alpaca's market collar, `MARKET_BUY_COLLAR`, when market orders may be sent), plus 1 % for
+    /// drift.
     fn worst_buy_price(&self, i: usize, now: Timestamp) -> Decimal {
         let item = &self.items[i];
         let reference = item.reference.map_or(Decimal::ZERO, tranche_domain::Price::get);
@@ -563,7 +564,7 @@ impl EngineCore {
         let market_possible =
             self.config.strategy != Strategy::Smart || self.config.escalation == crate::config::Escalation::Market;
         let band = if market_possible {
-            Decimal::new(3, 2)
+            MARKET_BUY_COLLAR - Decimal::ONE
         } else {
             self.config.protection_band.get() / Decimal::from(10_000)
         };

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use tranche_broker::{BrokerError, RejectReason};
 use tranche_domain::{
     BrokerOrderId, ClientOrderId, ItemOutcome, Order, OrderRequest, OrderStatus, OrderType, Price, Quote,
-    ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate,
+    ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate, MARKET_BUY_COLLAR,
 };
 
 use super::budget::Need;
@@ -149,10 +149,10 @@ impl EngineCore {
         let (Some(Side::Buy), Some(cap)) = (item.side, item.spend_cap) else { return qty };
         let price = match plan {
             OrderPlan::Limit(p) => p.get(),
-            // Alpaca holds a market buy at the ask plus its 3 % collar.
+            // Alpaca holds a market buy at the ask plus its collar.
             OrderPlan::Market => {
                 let ask = self.quotes.get(&item.item.symbol).map(|q| q.ask.get()).filter(Decimal::is_sign_positive);
-                ask.or(item.reference.map(Price::get)).unwrap_or(Decimal::ZERO).saturating_mul(Decimal::new(103, 2))
+                ask.or(item.reference.map(Price::get)).unwrap_or(Decimal::ZERO).saturating_mul(MARKET_BUY_COLLAR)
             }
         };
         if price <= Decimal::ZERO {
@@ -194,7 +194,7 @@ impl EngineCore {
                     .map(|c| {
                         let child = &other.children[c];
                         let price = child.limit.map_or_else(
-                            || other.reference.map_or(Decimal::ZERO, Price::get).saturating_mul(Decimal::new(103, 2)),
+                            || other.reference.map_or(Decimal::ZERO, Price::get).saturating_mul(MARKET_BUY_COLLAR),
                             Price::get,
                         );
                         child.leaves().saturating_mul(price)

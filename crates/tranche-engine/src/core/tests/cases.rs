@@ -2042,3 +2042,32 @@ fn the_run_deadline_at_the_close_names_the_close() {
     let reason = row.reason.unwrap_or_default();
     assert!(reason.contains("the market closes at 14:41:40 UTC"), "{reason}");
 }
+
+// ---- the market buy's collar ------------------------------------------------------------------
+
+/// Alpaca holds a market buy at the ask plus a collar of up to 4 % and refuses it when the cash
+/// does not cover that. The ask rose 1.5 % after the buys were sized with the cash to the cent:
+/// the escalation's market buy must still fit in the cash at the worst collar.
+#[test]
+fn a_market_buy_fits_the_cash_at_alpacas_worst_collar_after_the_ask_rose() {
+    let config = EngineConfig { escalation: crate::config::Escalation::Market, max_repegs: 0, ..schedule() };
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), config);
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Ok(cash_account("1000"));
+    let out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    let submit = the_submit(&out);
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    let out = repeg_now(&mut bench, "101.50", "101.70");
+    assert_eq!(cancels(&out), vec![order.id.clone()], "{out:#?}");
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&order, OrderStatus::Canceled), None, bench.now));
+    let market = the_submit(&out);
+    assert_eq!(market.order_type, OrderType::Market, "{market:?}");
+    let qty = match market.amount {
+        tranche_domain::OrderAmount::Qty(q) => q.get(),
+        other @ tranche_domain::OrderAmount::Notional(_) => panic!("{other:?}"),
+    };
+    let held = qty * d("101.70") * tranche_domain::MARKET_BUY_COLLAR;
+    assert!(held <= d("1000"), "{qty} shares held at {held}");
+}
