@@ -499,3 +499,32 @@ async fn the_object_ledger_keeps_its_state_on_a_moderately_faulty_store() {
         assert!(fired[kind] >= 10, "{kind} fired often enough: {fired:?}");
     }
 }
+
+/// Listing every plan's runs reads the run records only: not the intents, orders, fills and
+/// items beside them (hundreds per plan, thousands of plans for a daily job after a few years).
+/// And a store that cannot be read is an error, not an empty history.
+#[tokio::test(start_paused = true)]
+async fn listing_every_run_reads_only_run_records_and_says_when_it_cannot() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = faulty(&inner, FaultPlan::none(9));
+    let ledger = ObjectLedger::new(as_store(&store), "ledger", "worker-a");
+    for id in ["plan-a", "plan-b", "plan-c"] {
+        let plan = plan(id);
+        let run = started(ledger.begin(&plan).await.unwrap());
+        for n in 0..5 {
+            ledger.record_intent(&run, &intent(&run, n)).await.unwrap();
+            ledger.record_order(&run, &order(&run, n, OrderStatus::Filled, 1)).await.unwrap();
+            ledger.record_fill(&run, &fill(&run, u32::from(n) + 1)).await.unwrap();
+        }
+        ledger.finish(&run, &result_for(&plan)).await.unwrap();
+    }
+    let before = store.injector().calls();
+    let runs = ledger.runs(None).await.unwrap();
+    let calls = store.injector().calls() - before;
+    let plans: Vec<&str> = runs.iter().map(|r| r.plan_id.as_str()).collect();
+    assert_eq!(plans.len(), 3, "{plans:?}");
+    assert!(calls <= 4, "one listing and a read per run record, not {calls} calls");
+
+    store.injector().die_after(0);
+    assert!(ledger.runs(None).await.is_err(), "an unreadable store is an error");
+}

@@ -200,11 +200,24 @@ impl ObjectLedger {
     }
 
     async fn list_json<T: for<'de> Deserialize<'de>>(&self, dir: &Path) -> Result<Vec<T>, LedgerError> {
+        self.list_json_where(dir, |_| true).await
+    }
+
+    /// The objects under `dir` (at any depth) whose path `wanted` accepts, read in path order:
+    /// one listing, and a read of each wanted object only.
+    async fn list_json_where<T: for<'de> Deserialize<'de>>(
+        &self,
+        dir: &Path,
+        wanted: impl Fn(&Path) -> bool,
+    ) -> Result<Vec<T>, LedgerError> {
         use futures::StreamExt;
         let mut listing = self.store.list(Some(dir));
         let mut paths = Vec::new();
         while let Some(meta) = listing.next().await {
-            paths.push(meta.map_err(storage)?.location);
+            let location = meta.map_err(storage)?.location;
+            if wanted(&location) {
+                paths.push(location);
+            }
         }
         paths.sort();
         let mut out = Vec::with_capacity(paths.len());
@@ -486,9 +499,13 @@ impl Ledger for ObjectLedger {
     async fn runs(&self, plan_id: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
         let mut runs: Vec<RunRecord> = match plan_id {
             Some(p) => self.list_json(&self.plan_dir(p).child("runs")).await?,
+            // Every plan's `runs/<run id>.json`, and nothing of the records beside them.
             None => {
-                let all: Vec<serde_json::Value> = self.list_json(&self.prefix.child("plans")).await.unwrap_or_default();
-                all.into_iter().filter_map(|v| serde_json::from_value::<RunRecord>(v).ok()).collect()
+                let run_record = |path: &Path| {
+                    let parts: Vec<_> = path.parts().collect();
+                    parts.len() >= 2 && parts[parts.len() - 2].as_ref() == "runs"
+                };
+                self.list_json_where(&self.prefix.child("plans"), run_record).await?
             }
         };
         runs.sort_by_key(|r| r.started_at);
