@@ -222,12 +222,8 @@ impl QuoteFeed for AlpacaQuoteFeed {
         if added.is_empty() {
             return Ok(());
         }
-        if !self.inner.authenticated.load(Ordering::Relaxed) {
-            // Sent (with everything held) once the socket authenticates; a refusal then drops
-            // the symbols and lowers the limit, which the next subscribe sees.
-            let _ = self.inner.commands.send(Command::Subscribe(added, None));
-            return Ok(());
-        }
+        // Before the socket authenticates too: the request goes once it has (after everything
+        // held, which the server may refuse as a whole), and its own answer tells the caller.
         let (answer, answered) = oneshot::channel();
         let _ = self.inner.commands.send(Command::Subscribe(added, Some(answer)));
         match tokio::time::timeout(ANSWER_WAIT, answered).await {
@@ -293,21 +289,25 @@ struct Heard {
 }
 
 impl Inner {
-    /// The server refused `symbols` (405): they are not streamed. Dropped from what is held, and
-    /// the limit lowered to what the server holds.
-    /// When nobody waits for the answer (the subscription re-sent on a new socket, or one sent
-    /// before the socket authenticated), the limit is also lowered to what is still held, so
-    /// the next subscribe is refused and its caller learns; a caller that waits learns from its
-    /// own answer and decides what to ask for next.
-    fn refused(&self, symbols: &[Symbol], anyone_waits: bool) {
+    /// The server refused a subscribe of `symbols` (405) as a whole, changing nothing: those it
+    /// did not stream already (`on_server`, its last `subscription` state on this socket) are
+    /// not streamed, and are dropped from what is held.
+    /// When nobody waits for the answer (the subscription re-sent on a new socket, or a caller
+    /// that stopped waiting), the limit is also lowered to what the refusal proves (fewer than
+    /// the server's symbols and the refused ones together), so that a later subscribe past it
+    /// is refused and its caller learns; a caller that waits learns from its own answer and
+    /// decides what to ask for next.
+    fn refused(&self, symbols: &[Symbol], on_server: &BTreeSet<Symbol>, anyone_waits: bool) {
         self.symbol_refusals.fetch_add(1, Ordering::Relaxed);
         let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
-        for s in symbols {
+        let mut asked_in_all = on_server.len();
+        for s in symbols.iter().filter(|s| !on_server.contains(*s)) {
+            asked_in_all += 1;
             refs.remove(s);
             self.store.remove(s);
         }
         if !anyone_waits {
-            self.limit.fetch_min(refs.len(), Ordering::Relaxed);
+            self.limit.fetch_min(asked_in_all.saturating_sub(1).max(refs.len()), Ordering::Relaxed);
         }
     }
 
@@ -500,16 +500,24 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
 
 /// The server's answer to the oldest (un)subscribe sent on this socket: the `subscription`
 /// state (`refusal` `None`), or an error. A 405 (the symbol limit) drops the symbols asked for
-/// and tells whoever waits; another error (400, 401, 500) changed nothing at the server and
-/// answers the request all the same, so that the next answer is matched to the next request
-/// (a symbol it asked for and never gets is found silent by the per-symbol watchdog).
-fn answer(inner: &Inner, awaiting: &mut VecDeque<(Vec<Symbol>, Option<Answer>)>, refusal: Option<(u16, String)>) {
+/// that the server does not stream (`on_server`) and tells whoever still waits; another error
+/// (400, 401, 500) changed nothing at the server and answers the request all the same, so that
+/// the next answer is matched to the next request (a symbol it asked for and never gets is
+/// found silent by the per-symbol watchdog).
+fn answer(
+    inner: &Inner,
+    awaiting: &mut VecDeque<(Vec<Symbol>, Option<Answer>)>,
+    on_server: &BTreeSet<Symbol>,
+    refusal: Option<(u16, String)>,
+) {
     let (asked, waiting) = awaiting.pop_front().unwrap_or_default();
     let outcome = match refusal {
         None => Ok(()),
         Some((405, msg)) => {
             tracing::warn!(%msg, symbols = asked.len(), "the market-data feed refused symbols");
-            inner.refused(&asked, waiting.is_some());
+            // A caller that gave up waiting (its answer came late) learns nothing from it.
+            let anyone_waits = waiting.as_ref().is_some_and(|w| !w.is_closed());
+            inner.refused(&asked, on_server, anyone_waits);
             Err(msg)
         }
         Some((code, msg)) => {
@@ -539,6 +547,8 @@ async fn session_loop(
     let mut last_heard = tokio::time::Instant::now();
     // When each held symbol was last heard of (or subscribed), for the per-symbol watchdog.
     let mut symbol_heard: HashMap<Symbol, Heard> = HashMap::new();
+    // What the server streams on this socket, as its last `subscription` answer said.
+    let mut on_server: BTreeSet<Symbol> = BTreeSet::new();
     loop {
         tokio::select! {
             frame = socket.next() => {
@@ -573,9 +583,12 @@ async fn session_loop(
                                 awaiting.push_back((held, None));
                             }
                         }
-                        DataMessage::Subscription { .. } => answer(inner, awaiting, None),
+                        DataMessage::Subscription { quotes } => {
+                            on_server = quotes.iter().filter_map(|s| Symbol::parse(s).ok()).collect();
+                            answer(inner, awaiting, &on_server, None);
+                        }
                         DataMessage::Error { code: code @ (400 | 401 | 405 | 500), msg } if !awaiting.is_empty() => {
-                            answer(inner, awaiting, Some((code, msg)));
+                            answer(inner, awaiting, &on_server, Some((code, msg)));
                         }
                         DataMessage::Quote(q) => {
                             let symbol = q.symbol.clone();

@@ -218,3 +218,53 @@ async fn a_limit_set_above_the_servers_is_corrected_by_its_405_which_the_subscri
     feed.subscribe(&all[20..30]).await.unwrap();
     next_quote(&feed, &mut rx, &all[29]).await;
 }
+
+/// A subscribe made before the socket authenticated, past a limit the client does not know (set
+/// too high), is refused by the server once it is sent: the caller is told, the limit learnt is
+/// what the refusal proves (fewer than asked for, never zero), and a smaller subscribe then
+/// streams. The client used to answer such a subscribe at once, and its refusal pinned the
+/// limit at zero, so nothing could ever be subscribed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_before_authentication_refused_by_the_server_is_told_and_leaves_a_usable_limit() {
+    let emu = emulator().await;
+    let mut config = stream(&emu, false);
+    config.symbol_limit = Some(100); // The server (Basic plan, iex) streams 30.
+    let feed = AlpacaQuoteFeed::connect(config);
+    let mut rx = feed.changes();
+    let all = symbols(40);
+    let refused = feed.subscribe(&all).await.unwrap_err();
+    assert_eq!(refused.reject_reason(), Some(&tranche_broker::RejectReason::SymbolLimit), "{refused}");
+    let limit = feed.symbol_limit().unwrap_or(usize::MAX);
+    assert!((20..40).contains(&limit), "the limit learnt from refusing 40: {limit}");
+    feed.subscribe(&all[..20]).await.unwrap();
+    next_quote(&feed, &mut rx, &all[19]).await;
+}
+
+/// A refusal that comes after the caller stopped waiting for it (the answer took longer than the
+/// client waits) still drops the refused symbols and lowers the limit, so that the next
+/// subscribe finds out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_nobody_waits_for_any_more_still_lowers_the_limit() {
+    let emu = emulator().await;
+    let mut config = stream(&emu, false);
+    config.symbol_limit = Some(100);
+    let feed = AlpacaQuoteFeed::connect(config);
+    let mut rx = feed.changes();
+    let all = symbols(40);
+    feed.subscribe(&all[..20]).await.unwrap();
+    next_quote(&feed, &mut rx, &all[0]).await;
+    // The caller gives up at once (its request sent, its future dropped); the server's 405
+    // comes after.
+    let gave_up = futures_util::FutureExt::now_or_never(feed.subscribe(&all[20..]));
+    assert!(gave_up.is_none(), "the caller stopped waiting before the answer");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while feed.symbol_refusals() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server refused");
+    assert!(feed.latest(&all[25]).is_none(), "a refused symbol is not held");
+    assert!(feed.symbol_limit().is_some_and(|l| l < 40), "{:?}", feed.symbol_limit());
+    next_quote(&feed, &mut rx, &all[19]).await;
+}
