@@ -378,6 +378,10 @@ pub struct FaultConfig {
     pub stuck_cancel_ppm: u32,
     /// How long a stuck cancel takes, in milliseconds.
     pub stuck_cancel_ms: u64,
+    /// Fill activities lag the trade updates: a fill shows in `GET /v2/account/activities` only
+    /// this many milliseconds after it happened (nothing documents how soon an activity is
+    /// there; a reconciliation must not take "not there yet" for "never happened").
+    pub activity_lag_ms: u64,
     /// Fill activities carry ids unrelated to the trade updates' execution ids (a real FILL
     /// activity has no `execution_id`; nothing documents that its id matches one).
     pub activity_ids_unrelated: bool,
@@ -407,6 +411,7 @@ impl FaultConfig {
             refused_replace_applied_ppm: 0,
             stuck_cancel_ppm: 0,
             stuck_cancel_ms: 60_000,
+            activity_lag_ms: 0,
             activity_ids_unrelated: false,
         }
     }
@@ -434,6 +439,7 @@ impl FaultConfig {
             refused_replace_applied_ppm: 100_000,
             stuck_cancel_ppm: 2_000,
             stuck_cancel_ms: 30_000,
+            activity_lag_ms: 1_000,
             activity_ids_unrelated: false,
         }
     }
@@ -461,6 +467,7 @@ impl FaultConfig {
             refused_replace_applied_ppm: 500_000,
             stuck_cancel_ppm: 50_000,
             stuck_cancel_ms: 120_000,
+            activity_lag_ms: 10_000,
             activity_ids_unrelated: true,
         }
     }

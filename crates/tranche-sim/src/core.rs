@@ -70,6 +70,10 @@ pub(crate) struct SimOrder {
     pub replaces: Option<usize>,
     /// An untriggered stop: its stop price in ticks (it works once the market reaches it).
     pub stop_ticks: Option<i64>,
+    /// A cancel was accepted and has not reached the venue yet: the order may still fill, and
+    /// a replace is refused (a fill meanwhile shows the order `partially_filled`, but the
+    /// cancel is still pending).
+    pub cancel_pending: bool,
 }
 
 impl SimOrder {

@@ -440,6 +440,7 @@ impl Sim {
             limit_ticks,
             replaces: None,
             stop_ticks: None,
+            cancel_pending: false,
         });
         let mut venue_ms = self.config.latency.venue_ms;
         if self.rng.chance_ppm(self.config.faults.slow_routing_ppm) {
@@ -483,6 +484,7 @@ impl Sim {
         if self.transition(i, TradeEvent::PendingCancel) {
             self.emit(i, TradeEvent::PendingCancel, None);
         }
+        self.orders[i].cancel_pending = true;
         let ppm = self.config.faults.stuck_cancel_ppm;
         let stuck = ppm > 0 && self.rng.chance_ppm(ppm);
         let wait = if stuck {
@@ -628,6 +630,7 @@ impl Sim {
             limit_ticks,
             replaces: Some(old),
             stop_ticks: None,
+            cancel_pending: false,
         });
         if self.transition(old, TradeEvent::PendingReplace) {
             self.emit(old, TradeEvent::PendingReplace, None);
@@ -641,6 +644,14 @@ impl Sim {
 
     fn validate_replace(&mut self, old: usize, req: &ReplaceRequest) -> Result<(Decimal, Option<Price>), SimError> {
         let o = &self.orders[old];
+        if o.cancel_pending && !o.order.status.is_terminal() {
+            return Err(reject(
+                UNPROCESSABLE,
+                CODE_422,
+                RejectReason::NotCancelable,
+                "unable to replace order, order is pending cancel",
+            ));
+        }
         if let Some(message) = replace_refused_in(o.order.status) {
             // Only an order on its way to the venue will work soon; one being cancelled or
             // replaced will not.

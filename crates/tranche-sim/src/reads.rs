@@ -94,17 +94,24 @@ impl Sim {
         self.open.iter().map(|&i| self.orders[i].order.clone()).collect()
     }
 
-    /// Fill activities at or after `since`, oldest first. With `activity_ids_unrelated` each
-    /// carries an id of its own instead of the trade update's execution id (as a real FILL
-    /// activity, whose id nothing ties to the stream's `execution_id`).
+    /// Fill activities at or after `since`, oldest first, those younger than `activity_lag_ms`
+    /// not yet. With `activity_ids_unrelated` each carries an id of its own instead of the trade
+    /// update's execution id (as a real FILL activity, whose id nothing ties to the stream's
+    /// `execution_id`).
     pub fn fill_activities(&mut self, since: Timestamp) -> Vec<Fill> {
         let unrelated = self.config.faults.activity_ids_unrelated;
         let seed = self.config.seed;
+        let shown_until = self.now
+            - chrono::Duration::milliseconds(i64::try_from(self.config.faults.activity_lag_ms).unwrap_or(i64::MAX));
+        let lagging = self.fills.iter().filter(|f| f.time >= since && f.time > shown_until).count();
+        if lagging > 0 {
+            self.fired.hit_times("activity_lagged", lagging as u64);
+        }
         let list: Vec<Fill> = self
             .fills
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.time >= since)
+            .filter(|(_, f)| f.time >= since && f.time <= shown_until)
             .map(|(index, f)| {
                 let mut fill = f.clone();
                 if unrelated {

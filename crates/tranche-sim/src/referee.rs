@@ -276,7 +276,7 @@ impl Sim {
         self.judge_price(&req.client_order_id, req.limit_price);
         self.judge_session(&req.client_order_id, "replace");
         self.judge_replacement_membership(&old_order, &req.client_order_id);
-        if crate::orders::replace_refused_in(old_order.status).is_some() {
+        if crate::orders::replace_refused_in(old_order.status).is_some() || self.orders[old].cancel_pending {
             // A replace of a closed order (it filled or was canceled meanwhile), or of one the
             // broker cannot replace yet, commits nothing: the broker refuses it whatever it asks.
             return;

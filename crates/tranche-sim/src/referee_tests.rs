@@ -588,3 +588,41 @@ fn a_replace_refused_as_not_yet_routed_can_take_effect_once_the_order_works() {
     assert_eq!(new.qty.map(Qty::get), Some(Decimal::from(9)));
     assert_eq!(sim.faults_fired().iter().find(|(k, _)| *k == "refused_replace_applied").map(|(_, n)| n), Some(1));
 }
+
+#[test]
+fn an_order_whose_cancel_is_pending_cannot_be_replaced_even_once_a_fill_shows_it_partially_filled() {
+    let mut stuck = config(7);
+    stuck.faults.stuck_cancel_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(stuck).unwrap());
+    let placed = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    sim.cancel(&placed.id).unwrap();
+    run_for(&mut sim, 1);
+    // A fill while the cancel is on its way (orders stuck in pending_cancel fill on Alpaca): the
+    // order shows partially filled, and its cancel is still pending.
+    let i = sim.index_of(&placed.id).unwrap();
+    sim.orders[i].order.status = OrderStatus::PartiallyFilled;
+    match sim.replace(&placed.id, &aapl_replace(1, Some(9), None)) {
+        Err(SimError::Reject { status: 422, message, .. }) => {
+            assert_eq!(message, "unable to replace order, order is pending cancel");
+        }
+        other => panic!("{other:?}"),
+    }
+    run_for(&mut sim, 120);
+    assert_eq!(sim.order(&placed.id).unwrap().status, OrderStatus::Canceled, "the cancel lands in the end");
+}
+
+#[test]
+fn fill_activities_lag_the_fills_by_the_configured_time() {
+    let mut lagging = config(7);
+    lagging.faults.activity_lag_ms = 5_000;
+    let mut sim = watched(Sim::new(lagging).unwrap());
+    let since = sim.now();
+    sim.submit(&order(&id("AAPL", Side::Sell, 0), "AAPL", Side::Sell, "10", None)).unwrap();
+    run_for(&mut sim, 1);
+    assert_eq!(sim.fills().len(), 1, "the market sell filled");
+    assert!(sim.fill_activities(since).is_empty(), "not in the activities yet");
+    run_for(&mut sim, 5);
+    assert_eq!(sim.fill_activities(since).len(), 1, "there after the lag");
+    assert_eq!(sim.faults_fired().iter().find(|(k, _)| *k == "activity_lagged").map(|(_, n)| n), Some(1));
+}

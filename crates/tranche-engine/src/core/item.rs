@@ -379,6 +379,13 @@ impl ItemState {
         per_child.max(self.filled)
     }
 
+    /// Some order's cumulative filled quantity, as the broker reported it, is more than its
+    /// booked executions: an execution's update was lost (or is late) and no fill read showed
+    /// it yet. What the item spent is not known until it is booked.
+    pub fn executions_missing(&self) -> bool {
+        self.children.iter().any(|c| c.reported_filled > self.booked_for(&c.client_id))
+    }
+
     /// What is left to trade, by everything known to have filled.
     pub fn remaining(&self) -> Decimal {
         self.target.saturating_sub(self.known_filled()).max(Decimal::ZERO)
@@ -482,32 +489,37 @@ impl ItemState {
 
     /// Learns from an activity read whether its ids are the trade updates' execution ids: a
     /// read that names an execution booked from the stream shows them shared; one that lists an
-    /// order's executions and names none of the several booked from the stream shows them
-    /// unrelated. Shared wins (it cannot be mistaken).
+    /// order's executions up to a time and names none of those booked from the stream by then
+    /// shows them unrelated (an execution after the read's last one of the order may not be in
+    /// it yet: activities can lag the stream). Shared wins (it cannot be mistaken), and undoes
+    /// what was taken for one execution under two ids while they looked unrelated.
     pub fn learn_id_spaces(&mut self, read: &[tranche_domain::Fill]) {
         if self.id_spaces == IdSpaces::Shared {
             return;
         }
         for child in &self.children {
-            let streamed: Vec<&ExecutionId> = self
+            let listed: Vec<&tranche_domain::Fill> =
+                read.iter().filter(|f| f.client_order_id == child.client_id).collect();
+            let Some(read_until) = listed.iter().map(|f| f.time).max() else { continue };
+            let streamed: Vec<(&ExecutionId, Timestamp)> = self
                 .fills
                 .iter()
                 .filter(|(_, b)| b.child == child.client_id && b.source == FillSource::Stream)
-                .map(|(id, _)| id)
+                .map(|(id, b)| (id, b.at))
                 .collect();
-            let listed: Vec<&ExecutionId> =
-                read.iter().filter(|f| f.client_order_id == child.client_id).map(|f| &f.execution_id).collect();
-            if streamed.is_empty() || listed.is_empty() {
-                continue;
-            }
-            if streamed.iter().any(|id| listed.contains(id)) {
+            if streamed.iter().any(|(id, _)| listed.iter().any(|f| &f.execution_id == *id)) {
                 self.id_spaces = IdSpaces::Shared;
                 for booked in self.fills.values_mut() {
                     booked.read_unmatched = false;
                 }
+                // Stream executions matched to read ones as the same under two ids were not:
+                // the next read books them.
+                self.matched_ids.clear();
                 return;
             }
-            self.id_spaces = IdSpaces::Unrelated;
+            if streamed.iter().any(|(_, at)| *at <= read_until) {
+                self.id_spaces = IdSpaces::Unrelated;
+            }
         }
     }
 
@@ -515,9 +527,10 @@ impl ItemState {
     /// for each order) that are new to this item. Per child order: an execution booked under
     /// the same id is known; of the rest, each booked execution of the order that the read does
     /// not name by id (booked from the stream, whose ids may differ from the activities') stands
-    /// for one execution of the read with the same quantity and price; what is left over is new.
-    /// Counting this way is exact whenever the read holds every execution booked so far, and an
-    /// execution it cannot tell apart yet is booked by a later read.
+    /// for one execution of the read with the same quantity and price, unless the ids are known
+    /// to be shared; what is left over is new. Counting this way is exact whenever the read
+    /// holds every execution booked so far, and an execution it cannot tell apart yet is booked
+    /// by a later read.
     pub fn new_in_activity_read(&self, read: &[tranche_domain::Fill]) -> Vec<tranche_domain::Fill> {
         let mut fresh = Vec::new();
         for child in &self.children {
@@ -527,10 +540,13 @@ impl ItemState {
                 continue;
             }
             let named: std::collections::BTreeSet<&ExecutionId> = of_child.iter().map(|f| &f.execution_id).collect();
+            // Where the ids are shared, an id not booked is a new execution; a booked one the
+            // read does not name yet is only one the read does not show yet (activities lag).
+            let shared = self.id_spaces == IdSpaces::Shared;
             let mut unnamed: Vec<(Decimal, Decimal)> = self
                 .fills
                 .iter()
-                .filter(|(id, b)| b.child == child.client_id && !named.contains(id))
+                .filter(|(id, b)| !shared && b.child == child.client_id && !named.contains(id))
                 .map(|(_, b)| (b.qty, b.price))
                 .collect();
             for fill in of_child {

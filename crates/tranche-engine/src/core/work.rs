@@ -226,7 +226,9 @@ impl EngineCore {
             return;
         }
         if self.items[i].is_complete(self.min_notional()) {
-            return self.finish_item(i, ItemOutcome::Filled, None, now, out);
+            // Complete by the broker's counts: it ends once its executions are booked too (or
+            // it stops waiting for them), which `after_change` sees to.
+            return self.after_change(i, now, out);
         }
         let Some((plan, escalating)) = self.order_plan(i, now, quote_fetched) else {
             self.items[i].wait_for(Some(Pending::Quote));
@@ -235,6 +237,12 @@ impl EngineCore {
             return;
         };
         let qty = self.order_qty(i, self.items[i].remaining(), plan);
+        let ends = qty <= Decimal::ZERO || (self.items[i].fractionable() && !qty.fract().is_zero());
+        if ends && self.items[i].executions_missing() {
+            // It may end here, by what it spent: not before every execution the broker counts
+            // is booked (the fill read `after_change` asked for comes back here).
+            return;
+        }
         if qty <= Decimal::ZERO {
             // Shares are left, but the budget buys none of them at this price.
             let reason = if self.tradable_qty(i, self.items[i].remaining()) > Decimal::ZERO {
@@ -1190,7 +1198,7 @@ impl EngineCore {
             return;
         }
         // Cross-check executions against each child's cumulative fill.
-        let missing = self.items[i].children.iter().any(|c| c.reported_filled > self.items[i].booked_for(&c.client_id));
+        let missing = self.items[i].executions_missing();
         if missing && !self.fills_requested {
             self.fills_requested = true;
             let since = Self::before(self.items[i].started_at.unwrap_or(now), self.config.fill_lookback);

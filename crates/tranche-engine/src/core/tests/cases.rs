@@ -934,6 +934,88 @@ fn an_execution_read_and_streamed_under_one_id_does_not_swallow_a_later_one_of_t
     assert_eq!(bench.core.items[0].filled, d("4"), "the second execution is booked");
 }
 
+/// `sim run --faults light` seed 532, once fill activities lagged the stream by a second: a
+/// read too early to list an execution booked from the stream was taken to show that the
+/// activities name executions under ids of their own; the next execution of the same size and
+/// price then passed for one the read had booked, and was never booked, not even once later
+/// reads showed the ids to be the stream's.
+#[test]
+fn a_lagging_activity_read_does_not_make_a_later_execution_pass_for_an_earlier_one() {
+    let (mut bench, _, order) = working_buy();
+    let t1 = bench.now;
+    // B (1 @ 100.00) at t1, its update lost; A (2 @ 100.00) three seconds later, the order at 3.
+    bench.now = t1 + chrono::Duration::seconds(3);
+    let three = partly_filled(&order, "3");
+    bench.feed(update(TradeEvent::PartialFill, &three, Some(("exec-a", "2", "100.00")), bench.now));
+    // The read lags: it lists B, not A yet.
+    let b = activity(&order, "exec-b", "1", "100.00", t1);
+    bench.feed(Input::Fills(Ok(vec![b.clone()])));
+    assert_eq!(bench.core.items[0].filled, d("3"), "B booked from the read");
+    // C (1 @ 100.00) on the stream, the order at 4: an execution of its own.
+    bench.now += chrono::Duration::seconds(2);
+    let four = partly_filled(&order, "4");
+    bench.feed(update(TradeEvent::PartialFill, &four, Some(("exec-c", "1", "100.00")), bench.now));
+    assert_eq!(bench.core.items[0].filled, d("4"), "C is not B");
+    // A read that caught up changes nothing.
+    let a = activity(&order, "exec-a", "2", "100.00", t1 + chrono::Duration::seconds(3));
+    let c = activity(&order, "exec-c", "1", "100.00", bench.now);
+    bench.feed(Input::Fills(Ok(vec![b, a, c])));
+    assert_eq!(bench.core.items[0].filled, d("4"));
+}
+
+/// The same, had C passed for B at first: once a read shows the stream's ids, C is booked.
+#[test]
+fn an_execution_taken_for_another_under_unrelated_ids_is_booked_once_the_ids_show_shared() {
+    let (mut bench, _, order) = working_buy();
+    let t1 = bench.now;
+    // B (1 @ 100.00) and A (2 @ 100.00) at t1, B's update lost; the read lists B only, under the
+    // same time as A: it does show A missing, so the ids look unrelated.
+    let three = partly_filled(&order, "3");
+    bench.feed(update(TradeEvent::PartialFill, &three, Some(("exec-a", "2", "100.00")), bench.now));
+    let b = activity(&order, "exec-b", "1", "100.00", t1);
+    bench.feed(Input::Fills(Ok(vec![b.clone()])));
+    // C (1 @ 100.00) on the stream is taken for B, the order at 4: one short.
+    bench.now += chrono::Duration::seconds(2);
+    let four = partly_filled(&order, "4");
+    bench.feed(update(TradeEvent::PartialFill, &four, Some(("exec-c", "1", "100.00")), bench.now));
+    // A full read names A and C by the stream's ids: C is its own execution after all.
+    let a = activity(&order, "exec-a", "2", "100.00", t1);
+    let c = activity(&order, "exec-c", "1", "100.00", bench.now);
+    bench.feed(Input::Fills(Ok(vec![b, a, c])));
+    assert_eq!(bench.core.items[0].filled, d("4"));
+}
+
+/// `sim run --faults heavy` seed 3, once fill activities lagged the stream: the only fill's
+/// update was lost with the stream, a lookup found the order filled, and the activities did not
+/// show the execution yet. The re-peg timer then found nothing working and the item complete by
+/// the broker's count, and ended it "filled" with nothing booked: the result said 0 shares.
+#[test]
+fn an_item_complete_by_the_brokers_count_waits_for_its_executions_before_it_ends() {
+    let (mut bench, submit, order) = working_buy();
+    let filled = with_status(&partly_filled(&order, &order.qty.unwrap().get().to_string()), OrderStatus::Filled);
+    let out = bench.feed(looked_up(&submit, Ok(filled.clone())));
+    assert!(fetches_fills(&out), "{out:#?}");
+    bench.feed(Input::Fills(Ok(Vec::new())));
+    let mut all = Vec::new();
+    if bench.timers.contains_key(&TimerId::Repeg(0)) {
+        all.extend(bench.fire(TimerId::Repeg(0)));
+    }
+    let done = all.iter().any(|c| matches!(c, Command::Emit(crate::events::ProgressEvent::ItemDone { .. })));
+    assert!(!done, "not done with nothing booked: {all:#?}");
+    // The read shows the execution: booked, and the item ends filled.
+    assert!(bench.timers.contains_key(&TimerId::FillsRead), "a read is due: {:?}", bench.timers);
+    let out = bench.fire(TimerId::FillsRead);
+    assert!(fetches_fills(&out), "{out:#?}");
+    let qty = order.qty.unwrap().get().to_string();
+    let out = bench.feed(Input::Fills(Ok(vec![activity(&order, "exec-1", &qty, "100.00", bench.now)])));
+    let done = out.iter().find_map(|c| match c {
+        Command::Emit(crate::events::ProgressEvent::ItemDone { outcome, .. }) => Some(*outcome),
+        _ => None,
+    });
+    assert_eq!(done, Some(ItemOutcome::Filled), "{out:#?}");
+    assert_eq!(bench.core.items[0].filled, order.qty.unwrap().get());
+}
+
 #[test]
 fn fills_missing_after_a_read_are_read_again_after_a_wait_not_at_once() {
     let (mut bench, _, order) = working_buy();
