@@ -197,13 +197,20 @@ async fn a_subscribe_past_the_symbol_limit_is_refused_before_anything_is_sent() 
     assert_eq!(feed.symbol_refusals(), 0, "the server never had to refuse");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_limit_set_above_the_servers_is_corrected_by_its_405_which_the_subscriber_sees() {
+/// A feed on the emulator's `iex` stream (30 symbols on the Basic plan) told its limit is 100,
+/// and its change receiver; the emulator lives as long as the first element.
+async fn limit_set_too_high() -> (Emulator, AlpacaQuoteFeed, tokio::sync::broadcast::Receiver<Symbol>) {
     let emu = emulator().await;
     let mut config = stream(&emu, false);
-    config.symbol_limit = Some(100); // The server (Basic plan, iex) streams 30.
+    config.symbol_limit = Some(100);
     let feed = AlpacaQuoteFeed::connect(config);
-    let mut rx = feed.changes();
+    let rx = feed.changes();
+    (emu, feed, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_set_above_the_servers_is_corrected_by_its_405_which_the_subscriber_sees() {
+    let (_emu, feed, mut rx) = limit_set_too_high().await;
     let all = symbols(40);
     feed.subscribe(&all[..20]).await.unwrap();
     next_quote(&feed, &mut rx, &all[0]).await;
@@ -226,11 +233,7 @@ async fn a_limit_set_above_the_servers_is_corrected_by_its_405_which_the_subscri
 /// limit at zero, so nothing could ever be subscribed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribe_before_authentication_refused_by_the_server_is_told_and_leaves_a_usable_limit() {
-    let emu = emulator().await;
-    let mut config = stream(&emu, false);
-    config.symbol_limit = Some(100); // The server (Basic plan, iex) streams 30.
-    let feed = AlpacaQuoteFeed::connect(config);
-    let mut rx = feed.changes();
+    let (_emu, feed, mut rx) = limit_set_too_high().await;
     let all = symbols(40);
     let refused = feed.subscribe(&all).await.unwrap_err();
     assert_eq!(refused.reject_reason(), Some(&tranche_broker::RejectReason::SymbolLimit), "{refused}");
@@ -245,11 +248,7 @@ async fn a_subscribe_before_authentication_refused_by_the_server_is_told_and_lea
 /// subscribe finds out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_nobody_waits_for_any_more_still_lowers_the_limit() {
-    let emu = emulator().await;
-    let mut config = stream(&emu, false);
-    config.symbol_limit = Some(100);
-    let feed = AlpacaQuoteFeed::connect(config);
-    let mut rx = feed.changes();
+    let (_emu, feed, mut rx) = limit_set_too_high().await;
     let all = symbols(40);
     feed.subscribe(&all[..20]).await.unwrap();
     next_quote(&feed, &mut rx, &all[0]).await;

@@ -478,10 +478,12 @@ fn not_yet_routed() -> BrokerError {
     }
 }
 
-#[test]
-fn a_replace_refused_as_not_yet_routed_is_tried_again_at_the_same_step_once_the_order_works() {
-    let (mut bench, _, order) = working_buy();
-    let out = repeg_now(&mut bench, "99.90", "100.10");
+/// The working buy's re-peg goes as a replace, which Alpaca refuses as not yet routed: the old
+/// order's id, the refused request and what the core did with the refusal.
+fn refused_as_not_yet_routed(
+    bench: &mut Bench,
+) -> (tranche_domain::BrokerOrderId, tranche_domain::ReplaceRequest, Vec<Command>) {
+    let out = repeg_now(bench, "99.90", "100.10");
     let (old, refused) = replaces(&out).pop().expect("a replace");
     let out = bench.feed(Input::Replaced {
         item: 0,
@@ -489,6 +491,13 @@ fn a_replace_refused_as_not_yet_routed_is_tried_again_at_the_same_step_once_the_
         client_order_id: refused.client_order_id.clone(),
         result: Err(not_yet_routed()),
     });
+    (old, refused, out)
+}
+
+#[test]
+fn a_replace_refused_as_not_yet_routed_is_tried_again_at_the_same_step_once_the_order_works() {
+    let (mut bench, _, order) = working_buy();
+    let (_, refused, out) = refused_as_not_yet_routed(&mut bench);
     assert!(cancels(&out).is_empty(), "a slow route is no reason to cancel: {out:#?}");
     assert!(replaces(&out).is_empty(), "nothing more until the order works: {out:#?}");
     assert!(timer(&out, TimerId::Repeg(0)).is_some(), "a fallback should its update be lost: {out:#?}");
@@ -508,14 +517,7 @@ fn a_replace_refused_as_not_yet_routed_is_tried_again_at_the_same_step_once_the_
 #[test]
 fn a_replace_refused_as_not_yet_routed_but_applied_anyway_is_followed_not_doubled() {
     let (mut bench, _, order) = working_buy();
-    let out = repeg_now(&mut bench, "99.90", "100.10");
-    let (old, refused) = replaces(&out).pop().expect("a replace");
-    bench.feed(Input::Replaced {
-        item: 0,
-        old: old.clone(),
-        client_order_id: refused.client_order_id.clone(),
-        result: Err(not_yet_routed()),
-    });
+    let (_, refused, _) = refused_as_not_yet_routed(&mut bench);
     let mut replacement = order.clone();
     replacement.id = tranche_domain::BrokerOrderId::new("o2");
     replacement.client_order_id = refused.client_order_id.clone();
@@ -546,14 +548,7 @@ fn a_replace_refused_as_not_yet_routed_but_applied_anyway_is_followed_not_double
 #[test]
 fn a_refused_replace_applied_anyway_is_followed_from_a_read_back_too() {
     let (mut bench, _, order) = working_buy();
-    let out = repeg_now(&mut bench, "99.90", "100.10");
-    let (old, refused) = replaces(&out).pop().expect("a replace");
-    bench.feed(Input::Replaced {
-        item: 0,
-        old: old.clone(),
-        client_order_id: refused.client_order_id.clone(),
-        result: Err(not_yet_routed()),
-    });
+    let (old, refused, _) = refused_as_not_yet_routed(&mut bench);
     // The `new` update is lost too: the fallback timer brings the step again.
     let out = repeg_now(&mut bench, "99.90", "100.10");
     let (_, again) = replaces(&out).pop().expect("the step again");
