@@ -115,6 +115,8 @@ pub struct EngineCore {
     /// Fill reads asked for and not answered yet (the final reconciliation waits for all of
     /// them, so an earlier read's answer never stands for the final one).
     pub(crate) fill_reads_out: u32,
+    /// Final fill reads made again because they did not show every execution the broker counts.
+    pub(crate) final_rereads: u32,
 }
 
 /// The final fill reconciliation before the result.
@@ -182,6 +184,7 @@ impl EngineCore {
             fills_read_not_before: chrono::DateTime::<chrono::Utc>::MIN_UTC,
             fills_read_since: None,
             fill_reads_out: 0,
+            final_rereads: 0,
         }
     }
 

@@ -18,6 +18,10 @@ use crate::sizing::{buy_qty, scale_buys, sell_qty};
 /// open, to trade at prices the plan never saw). Long enough for the cancels' round trips.
 pub(crate) const STOP_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Reads of the fill activities again before the result, `retry_wait` apart, while an order's
+/// cumulative filled quantity is more than its booked executions (activities lag the stream).
+const FINAL_FILL_REREADS: u32 = 5;
+
 /// `smart` escalates what still works this long before the close (sooner than its horizon if
 /// that ends later): the trades get done while the market is open rather than left unfilled.
 pub(crate) const ESCALATE_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -810,6 +814,27 @@ impl EngineCore {
             self.after_change(i, now, out);
         }
         if final_answer {
+            let short: Vec<String> = self
+                .items
+                .iter()
+                .filter(|item| item.executions_missing())
+                .map(|item| item.item.symbol.to_string())
+                .collect();
+            if !short.is_empty() && self.final_rereads < FINAL_FILL_REREADS {
+                // The activities lag the stream: what the broker counts and no read showed yet
+                // is read again before the result, `retry_wait` later.
+                self.final_rereads += 1;
+                let since = Self::before(self.started_at.unwrap_or(now), self.config.fill_lookback);
+                self.fills_read_since = Some(self.fills_since.map_or(since, |s| s.min(since)));
+                out.push(Command::SetTimer { id: TimerId::FillsRead, at: Self::after(now, self.config.retry_wait) });
+                return;
+            }
+            if !short.is_empty() {
+                self.notes.push(format!(
+                    "{}: the broker reports fills its fill activities do not show yet; the result has the fills it could read",
+                    short.join(", ")
+                ));
+            }
             self.finishing = super::Finishing::Reconciled;
             self.finish_run(now, out);
         }

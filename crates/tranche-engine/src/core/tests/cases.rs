@@ -1397,6 +1397,67 @@ fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
     assert!(reason.contains("fill activities do not show"), "{reason}");
 }
 
+/// The run deadline comes while an execution's update was lost and the activities, which lag
+/// the stream, do not show it yet. The final read does not settle for a read that misses what
+/// the broker counts: it reads again (`retry_wait` apart, a few times), and the result has the
+/// fill.
+#[test]
+fn the_final_fill_read_reads_again_while_the_brokers_count_is_not_booked() {
+    let (mut bench, _, order) = working_buy();
+    let partial = partly_filled(&order, "2");
+    bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
+    bench.feed(Input::Fills(Ok(Vec::new())));
+    bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
+    bench.fire(TimerId::RunDeadline);
+    let canceled = with_status(&partial, OrderStatus::Canceled);
+    let mut out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let mut reads = 0;
+    for _ in 0..50 {
+        if fetches_fills(&out) {
+            reads += 1;
+            // The execution shows from the third read on.
+            let shown =
+                if reads >= 3 { vec![activity(&order, "exec-1", "2", "100.00", bench.now)] } else { Vec::new() };
+            out = bench.feed(Input::Fills(Ok(shown)));
+        } else if result(&out).is_some() {
+            break;
+        } else {
+            let Some((_, next)) = bench.fire_next() else { break };
+            out = next;
+        }
+    }
+    let result = result(&out).expect("the result");
+    assert_eq!(result.orders[0].filled_qty.get(), d("2"), "{result:?}");
+    assert!(reads >= 3, "{reads} reads");
+}
+
+/// When the activities never show it, the result comes after those few reads, and says what
+/// it could not count.
+#[test]
+fn a_final_fill_read_that_never_shows_the_brokers_count_ends_the_run_and_says_so() {
+    let (mut bench, _, order) = working_buy();
+    let partial = partly_filled(&order, "2");
+    bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
+    bench.feed(Input::Fills(Ok(Vec::new())));
+    bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
+    bench.fire(TimerId::RunDeadline);
+    let canceled = with_status(&partial, OrderStatus::Canceled);
+    let mut out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    for _ in 0..50 {
+        if fetches_fills(&out) {
+            out = bench.feed(Input::Fills(Ok(Vec::new())));
+        } else if result(&out).is_some() {
+            break;
+        } else {
+            let Some((_, next)) = bench.fire_next() else { break };
+            out = next;
+        }
+    }
+    let result = result(&out).expect("the result");
+    let notes = serde_json::to_string(&result.metadata).unwrap_or_default();
+    assert!(notes.contains("fill activities do not show"), "{notes}");
+}
+
 #[test]
 fn an_identical_order_under_our_id_from_an_earlier_day_is_not_adopted() {
     let (mut bench, submit) = one_buy();
