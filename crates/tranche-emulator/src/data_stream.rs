@@ -113,11 +113,17 @@ impl Wire {
         self.control(&json!({"T": "error", "code": code, "msg": msg}))
     }
 
-    /// A client message: JSON text, or a binary frame holding MessagePack (or JSON bytes, which
-    /// some clients send as binary); `None` when it is neither.
-    fn decode(data: &[u8]) -> Option<Value> {
-        if let Ok(value) = serde_json::from_slice::<Value>(data) {
-            return Some(value);
+    /// A client message: in a JSON session, JSON text or a binary frame holding JSON or
+    /// MessagePack (some clients send either as binary); in a MessagePack session, a binary
+    /// frame of MessagePack only, as Alpaca's SDKs send. `None` when it is none of these.
+    fn decode(self, data: &[u8], binary: bool) -> Option<Value> {
+        if self == Wire::Json {
+            if let Ok(value) = serde_json::from_slice::<Value>(data) {
+                return Some(value);
+            }
+        }
+        if !binary {
+            return None;
         }
         let mut reader = data;
         let value = rmpv::decode::read_value(&mut reader).ok()?;
@@ -314,8 +320,8 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
         let frame = tokio::select! {
             incoming = socket.recv() => {
                 let decoded = match incoming {
-                    Some(Ok(Message::Text(t))) => Wire::decode(t.as_bytes()),
-                    Some(Ok(Message::Binary(b))) => Wire::decode(&b),
+                    Some(Ok(Message::Text(t))) => wire.decode(t.as_bytes(), false),
+                    Some(Ok(Message::Binary(b))) => wire.decode(&b, true),
                     Some(Ok(Message::Ping(p))) => {
                         if socket.send(Message::Pong(p)).await.is_err() {
                             break;

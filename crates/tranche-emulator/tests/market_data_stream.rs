@@ -149,3 +149,19 @@ async fn every_frame_of_a_msgpack_session_is_msgpack_and_trades_flow_in_both_enc
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A MessagePack session speaks MessagePack both ways: a JSON text frame is invalid syntax there
+/// (answered in MessagePack), so a client that forgets to encode a message is found here, not by
+/// the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_frame_in_a_msgpack_session_is_invalid_syntax() {
+    let emu = emulator().await;
+    let mut socket = connect(&emu, true).await;
+    next(&mut socket, true).await.unwrap();
+    let auth = json!({"action": "auth", "key": DEFAULT_KEY_ID, "secret": DEFAULT_SECRET_KEY});
+    socket.send(Message::Text(auth.to_string().into())).await.unwrap();
+    assert_eq!(next_of(&mut socket, true, "error").await, json!({"T": "error", "code": 400, "msg": "invalid syntax"}));
+    // The same message as MessagePack authenticates.
+    send(&mut socket, true, &auth).await;
+    assert_eq!(next_of(&mut socket, true, "success").await, json!({"T": "success", "msg": "authenticated"}));
+}
