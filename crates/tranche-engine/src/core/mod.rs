@@ -106,6 +106,8 @@ pub struct EngineCore {
     /// preflight, moved by how far ours differs from it): `smart` escalates
     /// `ESCALATE_BEFORE_CLOSE` before it, and the run stops trading `STOP_BEFORE_CLOSE` before it.
     pub(crate) close_at: Option<Timestamp>,
+    /// The run deadline was the close's: the run ends rather than being left to resume.
+    pub(crate) stopped_for_close: bool,
     /// The orders whose final state is being read before the result.
     pub(crate) final_lookups: BTreeSet<ClientOrderId>,
     /// No cross-check read of fills before this time (one `retry_wait` after the last).
@@ -180,6 +182,7 @@ impl EngineCore {
             buy_cash: None,
             run_out_of_time: false,
             close_at: None,
+            stopped_for_close: false,
             final_lookups: BTreeSet::new(),
             fills_read_not_before: chrono::DateTime::<chrono::Utc>::MIN_UTC,
             fills_read_since: None,
@@ -211,9 +214,10 @@ impl EngineCore {
         self.finished
     }
 
-    /// True when the run reached its deadline with items it had not finished.
+    /// True when the run reached its deadline with items it had not finished (not when it
+    /// stopped for the session's close: that run is over, not to be resumed).
     pub fn ran_out_of_time(&self) -> bool {
-        self.run_out_of_time
+        self.run_out_of_time && !self.stopped_for_close
     }
 
     /// Handles one input at time `now`.

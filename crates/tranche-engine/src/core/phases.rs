@@ -66,8 +66,12 @@ impl EngineCore {
     /// Takes the session's close from the broker's `clock` onto ours (the broker's time may
     /// differ from ours) and moves the run deadline to `STOP_BEFORE_CLOSE` before it if that is
     /// sooner; an error (the reason) when the run starts too close to the close to trade.
+    /// The broker's time is taken as of when the preflight was asked for, not when its last
+    /// read answered (those reads may take long: retries, an asset per symbol): the close may
+    /// come out a little early, never late.
     fn bound_by_close(&mut self, clock: &MarketClock, now: Timestamp, out: &mut Vec<Command>) -> Result<(), String> {
-        let close = now + (clock.next_close - clock.timestamp);
+        let asked = self.started_at.unwrap_or(now).min(now);
+        let close = asked + (clock.next_close - clock.timestamp);
         let stop = close - chrono::Duration::from_std(STOP_BEFORE_CLOSE).unwrap_or_default();
         if now >= stop {
             return Err(format!(
@@ -714,8 +718,14 @@ impl EngineCore {
     /// the result by the driver).
     pub(super) fn on_run_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         self.run_out_of_time = true;
+        let closing = self
+            .close_at
+            .is_some_and(|close| now >= close - chrono::Duration::from_std(STOP_BEFORE_CLOSE).unwrap_or_default());
+        // Stopped for the close, the run ends (it is not left to resume: the rest of the plan
+        // would trade at the next open, on prices it never saw).
+        self.stopped_for_close = closing;
         let reason = match self.close_at {
-            Some(close) if now >= close - chrono::Duration::from_std(STOP_BEFORE_CLOSE).unwrap_or_default() => format!(
+            Some(close) if closing => format!(
                 "the market closes at {}: trading stopped {} s before the close",
                 close.format("%H:%M:%S UTC"),
                 STOP_BEFORE_CLOSE.as_secs()

@@ -237,9 +237,14 @@ impl EngineCore {
             return;
         };
         let qty = self.order_qty(i, self.items[i].remaining(), plan);
-        let ends = qty <= Decimal::ZERO || (self.items[i].fractionable() && !qty.fract().is_zero());
-        if ends && self.items[i].executions_missing() {
-            // It may end here, by what it spent: not before every execution the broker counts
+        let price = match plan {
+            OrderPlan::Limit(p) => p.get(),
+            OrderPlan::Market => self.items[i].reference.map_or(Decimal::ZERO, Price::get),
+        };
+        let worth = qty.saturating_mul(price);
+        let too_small = self.items[i].fractionable() && !qty.fract().is_zero() && worth < self.min_notional();
+        if (qty <= Decimal::ZERO || too_small) && self.items[i].executions_missing() {
+            // It would end here, by what it spent: not before every execution the broker counts
             // is booked (the fill read `after_change` asked for comes back here).
             return;
         }
@@ -254,12 +259,7 @@ impl EngineCore {
         }
         // A fractional order worth less than the minimum is refused by the broker: when the
         // budget left (or what remains) buys less than that, the item ends here, said so.
-        let price = match plan {
-            OrderPlan::Limit(p) => p.get(),
-            OrderPlan::Market => self.items[i].reference.map_or(Decimal::ZERO, Price::get),
-        };
-        let worth = qty.saturating_mul(price);
-        if self.items[i].fractionable() && !qty.fract().is_zero() && worth < self.min_notional() {
+        if too_small {
             let reason = format!(
                 "the next order would be worth ${} at {price}, below the ${} minimum of a fractional order",
                 worth.round_dp(2),
@@ -1083,12 +1083,15 @@ impl EngineCore {
         if item.child_by_broker(new_id).is_some() {
             return;
         }
-        let lost = item.children.iter().position(|r| {
-            r.replaces.as_ref() == Some(&order.id)
-                && r.broker_id.is_none()
-                && (matches!(r.state, ChildState::Uncertain | ChildState::Resend)
-                    || (r.state == ChildState::NotPlaced && r.refused_may_apply))
-        });
+        let of_old = |r: &Child| r.replaces.as_ref() == Some(&order.id) && r.broker_id.is_none();
+        // A replace whose answer was lost first; a refused one only when there is none.
+        let lost = item
+            .children
+            .iter()
+            .position(|r| of_old(r) && matches!(r.state, ChildState::Uncertain | ChildState::Resend))
+            .or_else(|| {
+                item.children.iter().position(|r| of_old(r) && r.state == ChildState::NotPlaced && r.refused_may_apply)
+            });
         if let Some(r) = lost {
             let child = &mut item.children[r];
             if child.state == ChildState::NotPlaced {

@@ -2179,6 +2179,7 @@ fn the_run_deadline_at_the_close_names_the_close() {
     assert_eq!(row.outcome, ItemOutcome::Unfilled, "{row:?}");
     let reason = row.reason.unwrap_or_default();
     assert!(reason.contains("the market closes at 14:41:40 UTC"), "{reason}");
+    assert!(!bench.core.ran_out_of_time(), "a run stopped for the close is over, not left to resume");
 }
 
 // ---- the market buy's collar ------------------------------------------------------------------
@@ -2208,4 +2209,45 @@ fn a_market_buy_fits_the_cash_at_alpacas_worst_collar_after_the_ask_rose() {
     };
     let held = qty * d("101.70") * tranche_domain::MARKET_BUY_COLLAR;
     assert!(held <= d("1000"), "{qty} shares held at {held}");
+}
+
+#[test]
+fn the_close_is_taken_from_when_the_preflight_was_asked_for_not_when_it_answered() {
+    // The broker's clock was read at the start; the other reads took 20 s more (retries, an
+    // asset per symbol). The close 300 s after the broker's time is 300 s after the start, not
+    // after the answer.
+    let plan = plan("p1", &[("AAPL", "BUY", "1000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    if let Ok(clock) = broker.clock.as_mut() {
+        clock.next_close = bench.now + chrono::Duration::seconds(300);
+    }
+    bench.feed(Input::Start);
+    bench.feed(Input::StreamUp);
+    bench.now += chrono::Duration::seconds(20);
+    bench.feed(broker.preflight());
+    assert_eq!(bench.timers[&TimerId::RunDeadline], t0() + chrono::Duration::seconds(285));
+}
+
+#[test]
+fn a_fractional_order_goes_at_once_while_an_earlier_orders_execution_is_not_booked_yet() {
+    // A fractionable buy: its first order filled 2 shares whose execution no read shows yet.
+    // That holds back the item's end, not its next order.
+    let plan = plan("p1", &[("AAPL", "BUY", "1234", "0")]);
+    let mut bench = Bench::new(plan.clone(), schedule());
+    let broker = Broker::open(&plan, bench.now);
+    let out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    let submit = the_submit(&out);
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    let partial = partly_filled(&order, "2");
+    bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
+    bench.feed(Input::Fills(Ok(Vec::new())));
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert_eq!(cancels(&out), vec![order.id.clone()], "a fractional order re-pegs by cancel, then new: {out:#?}");
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&partial, OrderStatus::Canceled), None, bench.now));
+    let next = submits(&out);
+    assert_eq!(next.len(), 1, "the next order goes at once: {out:#?}");
+    let tranche_domain::OrderAmount::Qty(qty) = next[0].amount else { panic!("{:?}", next[0]) };
+    assert!(!qty.get().fract().is_zero(), "a fractional order: {qty}");
 }
