@@ -380,18 +380,8 @@ async fn cancel_leftovers(
             },
         };
         tracing::warn!(%client_id, order = %id, "the run ended with this order open; cancelling it");
-        match cancel_with_retries(&id, ports).await {
-            Ok(()) => {}
-            Err(BrokerError::Rejected { reason: RejectReason::NotCancelable, .. }) => {
-                // Final already, or still being cancelled or replaced (and able to fill until
-                // then: orders stick in `pending_cancel` on Alpaca): the order says which.
-                match ports.broker.order(&id).await {
-                    Ok(order) if order.status.is_terminal() => {}
-                    Ok(order) => left.push(format!("{client_id} ({id}): {}, its cancel not confirmed", order.status)),
-                    Err(e) => left.push(format!("{client_id} ({id}): not cancelable, and unreadable: {e}")),
-                }
-            }
-            Err(e) => left.push(format!("{client_id} ({id}): {e}")),
+        if let Some(named) = cancel_or_name(&client_id, id, ports).await {
+            left.push(named);
         }
     }
     if !left.is_empty() {
@@ -400,6 +390,38 @@ async fn cancel_leftovers(
         result.metadata.get_or_insert_with(Default::default).insert("possibly_working_orders".into(), list);
     }
     result
+}
+
+/// Replacements followed from a leftover order that turns out replaced.
+const REPLACEMENTS_FOLLOWED: usize = 3;
+
+/// Cancels leftover order `id` of `client_id`; `None` once it is cancelled or final, else how
+/// it is named in the result. One the broker will not cancel is read: final already, or still
+/// being cancelled or replaced (and able to fill until then: orders stick in `pending_cancel`
+/// on Alpaca); one found replaced has its replacement cancelled the same way (a replace refused
+/// as not yet routed that Alpaca applied anyway is an order the run never counted as open).
+async fn cancel_or_name(client_id: &ClientOrderId, id: BrokerOrderId, ports: &Ports) -> Option<String> {
+    let mut id = id;
+    for _ in 0..=REPLACEMENTS_FOLLOWED {
+        match cancel_with_retries(&id, ports).await {
+            Ok(()) => return None,
+            Err(BrokerError::Rejected { reason: RejectReason::NotCancelable, .. }) => {
+                match ports.broker.order(&id).await {
+                    Ok(order) => match (order.status, order.replaced_by) {
+                        (tranche_domain::OrderStatus::Replaced, Some(next)) => {
+                            tracing::warn!(%client_id, order = %id, replacement = %next, "the leftover order was replaced; cancelling its replacement");
+                            id = next;
+                        }
+                        (status, _) if status.is_terminal() => return None,
+                        (status, _) => return Some(format!("{client_id} ({id}): {status}, its cancel not confirmed")),
+                    },
+                    Err(e) => return Some(format!("{client_id} ({id}): not cancelable, and unreadable: {e}")),
+                }
+            }
+            Err(e) => return Some(format!("{client_id} ({id}): {e}")),
+        }
+    }
+    Some(format!("{client_id} ({id}): replaced again and again; the last replacement was not cancelled"))
 }
 
 /// Cancels `id`, retrying failures that may be transient (a cancel is idempotent); an order
@@ -1059,5 +1081,99 @@ fn dispatch_journaled(
             }
         },
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tranche_broker::{BrokerError, ManualClock, MockBroker, MockOrderEvents, MockQuoteFeed, RejectReason};
+    use tranche_domain::{BrokerOrderId, ClientOrderId, ExecutionResult, Order, OrderStatus};
+
+    use super::{cancel_leftovers, Ports};
+
+    fn not_cancelable() -> BrokerError {
+        BrokerError::Rejected {
+            reason: RejectReason::NotCancelable,
+            code: Some(42_210_000),
+            message: "order is not cancelable".into(),
+        }
+    }
+
+    fn order(id: &str, status: OrderStatus, replaced_by: Option<&str>) -> Order {
+        Order {
+            id: BrokerOrderId::new(id),
+            client_order_id: ClientOrderId::from_broker("tr-p-AAPL-b0"),
+            symbol: tranche_domain::Symbol::parse("AAPL").unwrap_or_else(|e| panic!("{e}")),
+            side: tranche_domain::Side::Buy,
+            order_type: tranche_domain::OrderType::Limit,
+            time_in_force: tranche_domain::TimeInForce::Day,
+            qty: Some(tranche_domain::Qty::new(10.into())),
+            notional: None,
+            limit_price: None,
+            stop_price: None,
+            status,
+            filled_qty: tranche_domain::Qty::ZERO,
+            filled_avg_price: None,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: None,
+            filled_at: None,
+            replaces: None,
+            replaced_by: replaced_by.map(BrokerOrderId::new),
+            extended_hours: false,
+        }
+    }
+
+    fn ports(broker: MockBroker) -> Ports {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T14:40:00Z").map(Into::into).unwrap_or_default();
+        Ports {
+            broker: Arc::new(broker),
+            events: Box::new(MockOrderEvents::new()),
+            quotes: Arc::new(MockQuoteFeed::new()),
+            clock: Arc::new(ManualClock::new(now)),
+        }
+    }
+
+    fn named(result: &ExecutionResult) -> String {
+        result
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("possibly_working_orders"))
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// The leftover order was replaced (a replace refused as not yet routed that Alpaca applied
+    /// anyway: the run never counted the replacement as open). Its replacement may be working:
+    /// it is cancelled, and named while it cannot be.
+    #[tokio::test]
+    async fn a_leftover_found_replaced_has_its_replacement_cancelled_or_named() {
+        for replacement_cancels in [true, false] {
+            let mut broker = MockBroker::new();
+            broker.expect_cancel_order().returning(move |id| {
+                if id.as_str() == "o2" && replacement_cancels {
+                    Ok(())
+                } else {
+                    Err(not_cancelable())
+                }
+            });
+            broker.expect_order().returning(|id| {
+                Ok(match id.as_str() {
+                    "o1" => order("o1", OrderStatus::Replaced, Some("o2")),
+                    _ => order("o2", OrderStatus::PendingCancel, None),
+                })
+            });
+            let ports = ports(broker);
+            let empty = ExecutionResult::from_items("p", "c", Vec::new(), chrono::DateTime::UNIX_EPOCH, None);
+            let open = vec![(ClientOrderId::from_broker("tr-p-AAPL-b0"), Some(BrokerOrderId::new("o1")))];
+            let result = cancel_leftovers(empty, open, &ports, None).await;
+            if replacement_cancels {
+                assert_eq!(named(&result), "", "the replacement was cancelled");
+            } else {
+                let named = named(&result);
+                assert!(named.contains("o2") && named.contains("pending_cancel"), "{named}");
+            }
+        }
     }
 }
