@@ -1397,12 +1397,9 @@ fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
     assert!(reason.contains("fill activities do not show"), "{reason}");
 }
 
-/// The run deadline comes while an execution's update was lost and the activities, which lag
-/// the stream, do not show it yet. The final read does not settle for a read that misses what
-/// the broker counts: it reads again (`retry_wait` apart, a few times), and the result has the
-/// fill.
-#[test]
-fn the_final_fill_read_reads_again_while_the_brokers_count_is_not_booked() {
+/// A working buy whose 2-share fill's update was lost and that no read shows, up to its cancel
+/// at the run deadline: the bench, the order and what the cancel's confirmation brought.
+fn deadline_with_an_unbooked_fill() -> (Bench, tranche_domain::Order, Vec<Command>) {
     let (mut bench, _, order) = working_buy();
     let partial = partly_filled(&order, "2");
     bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
@@ -1410,7 +1407,17 @@ fn the_final_fill_read_reads_again_while_the_brokers_count_is_not_booked() {
     bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
     bench.fire(TimerId::RunDeadline);
     let canceled = with_status(&partial, OrderStatus::Canceled);
-    let mut out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    (bench, order, out)
+}
+
+/// The run deadline comes while an execution's update was lost and the activities, which lag
+/// the stream, do not show it yet. The final read does not settle for a read that misses what
+/// the broker counts: it reads again (`retry_wait` apart, a few times), and the result has the
+/// fill.
+#[test]
+fn the_final_fill_read_reads_again_while_the_brokers_count_is_not_booked() {
+    let (mut bench, order, mut out) = deadline_with_an_unbooked_fill();
     let mut reads = 0;
     for _ in 0..50 {
         if fetches_fills(&out) {
@@ -1435,14 +1442,7 @@ fn the_final_fill_read_reads_again_while_the_brokers_count_is_not_booked() {
 /// it could not count.
 #[test]
 fn a_final_fill_read_that_never_shows_the_brokers_count_ends_the_run_and_says_so() {
-    let (mut bench, _, order) = working_buy();
-    let partial = partly_filled(&order, "2");
-    bench.feed(update(TradeEvent::PartialFill, &partial, None, bench.now));
-    bench.feed(Input::Fills(Ok(Vec::new())));
-    bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
-    bench.fire(TimerId::RunDeadline);
-    let canceled = with_status(&partial, OrderStatus::Canceled);
-    let mut out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let (mut bench, _, mut out) = deadline_with_an_unbooked_fill();
     for _ in 0..50 {
         if fetches_fills(&out) {
             out = bench.feed(Input::Fills(Ok(Vec::new())));
