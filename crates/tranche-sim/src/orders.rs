@@ -578,25 +578,25 @@ impl Sim {
             std::mem::take(&mut self.refused_replaces).into_iter().partition(|(o, _)| *o == i);
         self.refused_replaces = rest;
         for (old, req) in due {
-            match self.validate_replace(old, &req) {
-                Ok((qty, limit)) => {
-                    self.record(|| format!("refused replace {} applied", req.client_order_id));
-                    self.apply_replace(old, &req, qty, limit);
-                }
-                Err(e) => self.record(|| format!("refused replace {} dropped: {e}", req.client_order_id)),
-            }
+            self.apply_if_valid(old, &req, "refused");
         }
     }
 
     /// A late replace reaches the broker: applied as if sent now when it is still valid.
     pub(crate) fn replace_late(&mut self, index: usize) {
         let Some((old, req)) = self.late_replaces.get(index).cloned() else { return };
-        match self.validate_replace(old, &req) {
+        self.apply_if_valid(old, &req, "late");
+    }
+
+    /// A replace of order `old` taking effect after its answer (`kind`: late, refused): applied
+    /// as if sent now when it is still valid, else dropped; recorded either way.
+    fn apply_if_valid(&mut self, old: usize, req: &ReplaceRequest, kind: &str) {
+        match self.validate_replace(old, req) {
             Ok((qty, limit)) => {
-                self.record(|| format!("late replace {} applied", req.client_order_id));
-                self.apply_replace(old, &req, qty, limit);
+                self.record(|| format!("{kind} replace {} applied", req.client_order_id));
+                self.apply_replace(old, req, qty, limit);
             }
-            Err(e) => self.record(|| format!("late replace {} dropped: {e}", req.client_order_id)),
+            Err(e) => self.record(|| format!("{kind} replace {} dropped: {e}", req.client_order_id)),
         }
     }
 

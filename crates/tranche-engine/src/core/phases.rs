@@ -72,7 +72,7 @@ impl EngineCore {
     fn bound_by_close(&mut self, clock: &MarketClock, now: Timestamp, out: &mut Vec<Command>) -> Result<(), String> {
         let asked = self.started_at.unwrap_or(now).min(now);
         let close = asked + (clock.next_close - clock.timestamp);
-        let stop = close - chrono::Duration::from_std(STOP_BEFORE_CLOSE).unwrap_or_default();
+        let stop = Self::before(close, STOP_BEFORE_CLOSE);
         if now >= stop {
             return Err(format!(
                 "preflight: the market closes at {}: too late to trade (orders stop {} s before the close)",
@@ -718,9 +718,7 @@ impl EngineCore {
     /// the result by the driver).
     pub(super) fn on_run_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         self.run_out_of_time = true;
-        let closing = self
-            .close_at
-            .is_some_and(|close| now >= close - chrono::Duration::from_std(STOP_BEFORE_CLOSE).unwrap_or_default());
+        let closing = self.close_at.is_some_and(|close| now >= Self::before(close, STOP_BEFORE_CLOSE));
         // Stopped for the close, the run ends (it is not left to resume: the rest of the plan
         // would trade at the next open, on prices it never saw).
         self.stopped_for_close = closing;
@@ -834,8 +832,7 @@ impl EngineCore {
                 // The activities lag the stream: what the broker counts and no read showed yet
                 // is read again before the result, `retry_wait` later.
                 self.final_rereads += 1;
-                let since = Self::before(self.started_at.unwrap_or(now), self.config.fill_lookback);
-                self.fills_read_since = Some(self.fills_since.map_or(since, |s| s.min(since)));
+                self.fills_read_since = Some(self.run_fills_since(now));
                 out.push(Command::SetTimer { id: TimerId::FillsRead, at: Self::after(now, self.config.retry_wait) });
                 return;
             }

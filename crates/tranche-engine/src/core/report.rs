@@ -9,6 +9,13 @@ use super::{EngineCore, Finishing, RunPhase};
 use crate::io::{Command, TimerId};
 
 impl EngineCore {
+    /// Where the run's final fill read starts: its start less `fill_lookback`, or an
+    /// interrupted run's first intent if sooner.
+    pub(super) fn run_fills_since(&self, now: Timestamp) -> Timestamp {
+        let since = Self::before(self.started_at.unwrap_or(now), self.config.fill_lookback);
+        self.fills_since.map_or(since, |s| s.min(since))
+    }
+
     pub(super) fn finish_run(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         if self.finished {
             return;
@@ -48,8 +55,7 @@ impl EngineCore {
             // Then every execution of the run, from the broker's own record, so a fill whose
             // update was lost is still counted (and recorded).
             self.finishing = Finishing::AwaitingFills;
-            let since = Self::before(self.started_at.unwrap_or(now), self.config.fill_lookback);
-            let since = self.fills_since.map_or(since, |s| s.min(since));
+            let since = self.run_fills_since(now);
             self.fill_reads_out += 1;
             out.push(Command::FetchFills { since });
             return;

@@ -544,7 +544,7 @@ impl EngineCore {
 
     /// When `smart` escalates whatever still works, because the session closes soon.
     fn escalation_before_close(&self) -> Option<Timestamp> {
-        self.close_at.map(|close| close - chrono::Duration::from_std(ESCALATE_BEFORE_CLOSE).unwrap_or_default())
+        self.close_at.map(|close| Self::before(close, ESCALATE_BEFORE_CLOSE))
     }
 
     /// True once the close is near enough for `smart` to escalate.
