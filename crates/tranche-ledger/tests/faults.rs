@@ -528,3 +528,33 @@ async fn listing_every_run_reads_only_run_records_and_says_when_it_cannot() {
     store.injector().die_after(0);
     assert!(ledger.runs(None).await.is_err(), "an unreadable store is an error");
 }
+
+/// The completion marker is the plan's truth; updating the run record after it is bookkeeping a
+/// failing store may leave to the plan's next `begin`. Until then the ledger still lists the run
+/// as completed, with its result (the chaos suite's seed 339: three failed record writes in a
+/// row left a completed plan listed as running, and `completed_before` said no).
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_record_update_was_lost_after_its_completion_is_still_listed_completed() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let ledger = ObjectLedger::new(Arc::clone(&inner), "ledger", "worker-a");
+    let plan = plan("plan-record-lost");
+    let run = started(ledger.begin(&plan).await.unwrap());
+    let records: Vec<Path> = inner
+        .list(None)
+        .map(|m| m.unwrap().location)
+        .filter(|p| std::future::ready(p.as_ref().contains("/runs/")))
+        .collect()
+        .await;
+    let [record] = records.as_slice() else { panic!("one run record: {records:?}") };
+    let running = inner.get(record).await.unwrap().bytes().await.unwrap();
+    ledger.finish(&run, &result_for(&plan)).await.unwrap();
+    inner.put(record, PutPayload::from(running)).await.unwrap();
+
+    for runs in [ledger.runs(Some(&plan.plan_id)).await.unwrap(), ledger.runs(None).await.unwrap()] {
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].status, tranche_ledger::RunStatus::Completed, "{runs:?}");
+        assert_eq!(runs[0].result.as_ref(), Some(&result_for(&plan)));
+        assert!(runs[0].finished_at.is_some());
+    }
+    assert!(ledger.completed_before(&plan.plan_id).await);
+}

@@ -508,6 +508,23 @@ impl Ledger for ObjectLedger {
                 self.list_json_where(&self.prefix.child("plans"), run_record).await?
             }
         };
+        // A run record still `running` whose plan's completion marker names it: the record's
+        // update after the marker was left to the next `begin` (a failing store); the marker
+        // is the truth.
+        let unfinished: std::collections::BTreeSet<String> =
+            runs.iter().filter(|r| r.status == RunStatus::Running).map(|r| r.plan_id.clone()).collect();
+        for plan_id in unfinished {
+            if let Some(StoredCompletion::Marked(completion)) = self.completion(&plan_id).await? {
+                let run = runs.iter_mut().find(|r| {
+                    r.plan_id == plan_id && r.run_id == completion.run_id && r.status == RunStatus::Running
+                });
+                if let Some(run) = run {
+                    run.status = RunStatus::Completed;
+                    run.finished_at = Some(completion.finished_at);
+                    run.result = Some(completion.result);
+                }
+            }
+        }
         runs.sort_by_key(|r| r.started_at);
         Ok(runs)
     }
