@@ -563,6 +563,8 @@ fn assert_every_fault_fired(faults: &FaultConfig, seen: &Exercised) {
         ("activity_id_unrelated", u32::from(faults.activity_ids_unrelated)),
         ("stuck_cancel", faults.stuck_cancel_ppm),
         ("activity_lagged", u32::try_from(faults.activity_lag_ms).unwrap_or(u32::MAX)),
+        ("venue_reject", faults.venue_reject_ppm),
+        ("broker_cancel", faults.broker_cancel_ppm),
         // Not `refused_replace_applied`: it follows a replace refused as not yet routed, and the
         // engine sends no replace before its order works (0 of 1,000 heavy-fault scenarios);
         // the simulator's own case and the core's cases hold it.

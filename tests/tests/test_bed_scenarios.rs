@@ -128,32 +128,98 @@ async fn a_run_started_just_before_the_close_finishes_before_it_and_sends_nothin
     assert!(failures.is_empty(), "{} of 90 runs:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// What 30 realistic eight-symbol scenarios under `faults` came to: every broken promise the
+/// check and the referee saw, per seed, and how often `fault` fired.
+struct Seeds {
+    failures: Vec<String>,
+    fired: u64,
+    results: Vec<tranche::domain::ExecutionResult>,
+    records: Vec<tranche::simulation::SimRecord>,
+}
+
+/// Runs seeds 1 to 30 under `faults`; `ended` judges each result row that did not fill (None:
+/// it may end so).
+async fn thirty_seeds(
+    faults: &FaultConfig,
+    fault: &str,
+    ended: impl Fn(&tranche::domain::ItemResult) -> Option<String>,
+) -> Seeds {
+    let market = tranche::sim::MarketConfig { model: tranche::sim::MarketModel::Realistic, ..Default::default() };
+    let mut seeds = Seeds { failures: Vec::new(), fired: 0, results: Vec::new(), records: Vec::new() };
+    for seed in 1..=30 {
+        let base = SimConfig { seed, market: market.clone(), faults: faults.clone(), ..SimConfig::default() };
+        let (plan, sim) = tranche::simulation::scenario(seed, 8, &base);
+        let (result, record) = run_on_sim(plan.clone(), EngineConfig::default(), sim, None).await.unwrap();
+        seeds.fired += record.faults_fired.iter().find(|(k, _)| *k == fault).map_or(0, |(_, n)| n);
+        let mut seen = check_run(&plan, &result, &record);
+        for row in result.orders.iter().filter(|r| matches!(r.outcome, ItemOutcome::Unfilled | ItemOutcome::Failed)) {
+            if let Some(wrong) = ended(row) {
+                seen.push(tranche::simulation::Violation(wrong));
+            }
+        }
+        if !seen.is_empty() {
+            seeds.failures.push(format!("seed {seed} ({:.0} s): {seen:?}", record.elapsed_secs));
+        }
+        seeds.results.push(result);
+        seeds.records.push(record);
+    }
+    seeds
+}
+
+/// A row that did not fill, said as a failure.
+fn unfinished(row: &tranche::domain::ItemResult) -> String {
+    format!("{} ended {:?}: {:?}", row.symbol, row.outcome, row.reason)
+}
+
 /// Every cancel sticks in `pending_cancel` for a minute (orders stuck there on Alpaca,
 /// Alpaca-API #111), and the order can fill meanwhile. No second order may go beside one that
 /// may still fill, no buy before the sells are final, every fill must be in the result, and the
 /// run must still finish every item.
 #[tokio::test(start_paused = true)]
 async fn cancels_stuck_in_pending_cancel_for_a_minute_double_nothing_and_lose_no_fill() {
-    let market = tranche::sim::MarketConfig { model: tranche::sim::MarketModel::Realistic, ..Default::default() };
     let faults = FaultConfig { stuck_cancel_ppm: 1_000_000, stuck_cancel_ms: 60_000, ..FaultConfig::none() };
-    let mut failures = Vec::new();
-    let mut stuck = 0;
-    for seed in 1..=30 {
-        let base = SimConfig { seed, market: market.clone(), faults: faults.clone(), ..SimConfig::default() };
-        let (plan, sim) = tranche::simulation::scenario(seed, 8, &base);
-        let (result, record) = run_on_sim(plan.clone(), EngineConfig::default(), sim, None).await.unwrap();
-        stuck += record.faults_fired.iter().find(|(k, _)| *k == "stuck_cancel").map_or(0, |(_, n)| n);
-        let mut seen = check_run(&plan, &result, &record);
-        for row in result.orders.iter().filter(|r| matches!(r.outcome, ItemOutcome::Unfilled | ItemOutcome::Failed)) {
-            seen.push(tranche::simulation::Violation(format!(
-                "{} ended {:?}: {:?}",
-                row.symbol, row.outcome, row.reason
-            )));
-        }
-        if !seen.is_empty() {
-            failures.push(format!("seed {seed} ({:.0} s): {seen:?}", record.elapsed_secs));
-        }
+    let seeds = thirty_seeds(&faults, "stuck_cancel", |row| Some(unfinished(row))).await;
+    assert!(seeds.fired >= 30, "the fault fired {} times", seeds.fired);
+    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+}
+
+/// One new order in ten is accepted (a 200 on submit) and then rejected at the venue (Alpaca-API
+/// #107). Each is placed again; nothing doubles, nothing is lost, and every item still
+/// completes.
+#[tokio::test(start_paused = true)]
+async fn orders_rejected_at_the_venue_after_a_200_are_placed_again() {
+    let faults = FaultConfig { venue_reject_ppm: 100_000, ..FaultConfig::none() };
+    let seeds = thirty_seeds(&faults, "venue_reject", |row| Some(unfinished(row))).await;
+    assert!(seeds.fired >= 30, "the fault fired {} times", seeds.fired);
+    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+}
+
+/// Every order is rejected at the venue after its 200. Each item gives up after its third
+/// rejection, says so, and has traded nothing; no item sends a fourth order.
+#[tokio::test(start_paused = true)]
+async fn an_item_whose_every_order_the_venue_rejects_fails_after_three() {
+    let faults = FaultConfig { venue_reject_ppm: 1_000_000, ..FaultConfig::none() };
+    let seeds = thirty_seeds(&faults, "venue_reject", |row| {
+        let said = row.reason.as_deref().is_some_and(|r| r.contains("three orders in a row rejected by the broker"));
+        (row.outcome != ItemOutcome::Failed || !said || !row.filled_qty.get().is_zero())
+            .then(|| format!("{} ended {:?} with {}: {:?}", row.symbol, row.outcome, row.filled_qty, row.reason))
+    })
+    .await;
+    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+    for (result, record) in seeds.results.iter().zip(&seeds.records) {
+        let trades = result.orders.iter().filter(|r| r.outcome.was_attempted()).count();
+        assert!(record.orders.len() <= 3 * trades, "{} orders for {trades} trades", record.orders.len());
+        assert!(result.orders.iter().all(|r| !r.outcome.was_attempted() || r.outcome == ItemOutcome::Failed));
     }
-    assert!(stuck >= 30, "the fault fired {stuck} times");
-    assert!(failures.is_empty(), "{} of 30 runs:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The broker cancels every order it has, unasked, 1 to 20 s after it works (a venue's or the
+/// broker's own cancel). The engine places the rest again; nothing doubles, nothing is lost,
+/// and every item still completes.
+#[tokio::test(start_paused = true)]
+async fn orders_the_broker_cancels_unasked_are_placed_again() {
+    let faults = FaultConfig { broker_cancel_ppm: 1_000_000, ..FaultConfig::none() };
+    let seeds = thirty_seeds(&faults, "broker_cancel", |row| Some(unfinished(row))).await;
+    assert!(seeds.fired >= 30, "the fault fired {} times", seeds.fired);
+    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
 }

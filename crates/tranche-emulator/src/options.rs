@@ -41,8 +41,10 @@ pub struct EmulatorArgs {
     /// Injected faults: dropped, duplicated and delayed updates, dropped sockets, 5xx, 429,
     /// lost answers to submits, late orders and replaces (a 504 whose order appears, or whose
     /// replace applies, up to 30 s later), slow routing (accepted/pending_new, replaces refused
-    /// until the order works); heavy, often, and with fill activities whose ids are unrelated to
-    /// the execution ids (default none, or the --sim-config file's faults).
+    /// until the order works), cancels stuck in pending_cancel, fill activities that lag, orders
+    /// rejected at the venue after their 200, orders the broker cancels unasked; heavy, often,
+    /// and with fill activities whose ids are unrelated to the execution ids (default none, or
+    /// the --sim-config file's faults).
     #[arg(long, value_enum, default_value = "none")]
     pub faults: Faults,
     /// The account as Alpaca sets it up: every account is a margin account; 1 spends cash only,

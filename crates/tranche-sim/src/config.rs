@@ -385,6 +385,13 @@ pub struct FaultConfig {
     /// Fill activities carry ids unrelated to the trade updates' execution ids (a real FILL
     /// activity has no `execution_id`; nothing documents that its id matches one).
     pub activity_ids_unrelated: bool,
+    /// A new order is accepted (a 200 on submit) and then rejected when it reaches the venue:
+    /// `rejected` on the stream, nothing of it traded (Alpaca-API #107, pitfall 13).
+    pub venue_reject_ppm: u32,
+    /// A working order is cancelled by the broker, unasked, 1 to 20 s after it reaches the
+    /// venue (a venue's or the broker's risk cancel): `canceled` on the stream with no cancel
+    /// request behind it.
+    pub broker_cancel_ppm: u32,
 }
 
 impl FaultConfig {
@@ -413,6 +420,8 @@ impl FaultConfig {
             stuck_cancel_ms: 60_000,
             activity_lag_ms: 0,
             activity_ids_unrelated: false,
+            venue_reject_ppm: 0,
+            broker_cancel_ppm: 0,
         }
     }
 
@@ -441,6 +450,8 @@ impl FaultConfig {
             stuck_cancel_ms: 30_000,
             activity_lag_ms: 1_000,
             activity_ids_unrelated: false,
+            venue_reject_ppm: 2_000,
+            broker_cancel_ppm: 2_000,
         }
     }
 
@@ -469,6 +480,8 @@ impl FaultConfig {
             stuck_cancel_ms: 120_000,
             activity_lag_ms: 10_000,
             activity_ids_unrelated: true,
+            venue_reject_ppm: 20_000,
+            broker_cancel_ppm: 100_000,
         }
     }
 }

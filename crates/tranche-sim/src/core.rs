@@ -40,6 +40,8 @@ pub(crate) enum Action {
     Route(usize),
     /// An order whose submit was answered with a timeout is created now (index into `late`).
     LateCreate(usize),
+    /// The broker cancels a working order unasked.
+    BrokerCancel(usize),
 }
 
 /// One symbol's market and the orders resting in it.
@@ -346,6 +348,7 @@ impl Sim {
             Action::LateCreate(i) => self.create_late(i),
             Action::Route(i) => self.route(i),
             Action::LateReplace(i) => self.replace_late(i),
+            Action::BrokerCancel(i) => self.broker_cancel(i),
         }
     }
 

@@ -29,11 +29,24 @@ impl Sim {
             return;
         }
         let slot = self.orders[i].slot;
+        let cid = self.orders[i].order.client_order_id.clone();
+        let faults = &self.config.faults;
+        let (reject_ppm, cancel_ppm) = (faults.venue_reject_ppm, faults.broker_cancel_ppm);
+        if self.orders[i].replaces.is_none() && reject_ppm > 0 && self.rng.chance_ppm(reject_ppm) {
+            self.fired.hit("venue_reject");
+            self.record(|| format!("arrive {cid} REJECTED by the venue"));
+            self.finish(i, TradeEvent::Rejected);
+            return;
+        }
         if self.transition(i, TradeEvent::New) {
             self.emit(i, TradeEvent::New, None);
         }
-        let cid = self.orders[i].order.client_order_id.clone();
         self.record(|| format!("arrive {cid}"));
+        if cancel_ppm > 0 && self.rng.chance_ppm(cancel_ppm) {
+            let delay = 1_000 + self.rng.below(19_000);
+            let at = self.after_ms(delay);
+            self.schedule_at(at, Action::BrokerCancel(i));
+        }
         self.apply_refused_replaces(i);
         if self.slots[slot].market.halted {
             self.rest(i);
@@ -63,6 +76,19 @@ impl Sim {
             TimeInForce::Ioc | TimeInForce::Fok => self.finish(i, TradeEvent::Canceled),
             _ => self.rest(i),
         }
+    }
+
+    /// The broker cancels order `i` unasked, if it still works and no cancel or replace of ours
+    /// is under way (those would race with it; the fault is counted only when it lands).
+    pub(crate) fn broker_cancel(&mut self, i: usize) {
+        let o = &self.orders[i];
+        if o.cancel_pending || !matches!(o.order.status, OrderStatus::New | OrderStatus::PartiallyFilled) {
+            return;
+        }
+        self.fired.hit("broker_cancel");
+        let cid = o.order.client_order_id.clone();
+        self.record(|| format!("broker cancels {cid}"));
+        self.finish(i, TradeEvent::Canceled);
     }
 
     /// Order `i` is routed: `pending_new` on its way to the venue (slow routing only).

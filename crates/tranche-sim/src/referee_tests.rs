@@ -626,3 +626,49 @@ fn fill_activities_lag_the_fills_by_the_configured_time() {
     assert_eq!(sim.fill_activities(since).len(), 1, "there after the lag");
     assert_eq!(sim.faults_fired().iter().find(|(k, _)| *k == "activity_lagged").map(|(_, n)| n), Some(1));
 }
+
+/// The events of the stream so far, in order.
+fn stream_events(sim: &mut Sim) -> Vec<TradeEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = sim.pop_event() {
+        if let tranche_broker::StreamEvent::Update(u) = event {
+            events.push(u.event);
+        }
+    }
+    events
+}
+
+#[test]
+fn an_order_the_venue_rejects_was_accepted_first_and_holds_nothing_after() {
+    let mut rejecting = config(7);
+    rejecting.faults.venue_reject_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(rejecting).unwrap());
+    let placed = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    assert_eq!(placed.status, OrderStatus::Accepted, "the submit's answer is a 200");
+    run_for(&mut sim, 1);
+    assert_eq!(stream_events(&mut sim), vec![TradeEvent::Rejected]);
+    assert_eq!(sim.order(&placed.id).unwrap().status, OrderStatus::Rejected);
+    // The shares it held are free again: a second sell of all of them is accepted.
+    sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10")).expect("nothing held");
+    assert_eq!(
+        sim.faults_fired().iter().find(|(k, _)| *k == "venue_reject").map(|(_, n)| n),
+        Some(1),
+        "the second has not reached the venue yet"
+    );
+    assert_clean(&sim);
+}
+
+#[test]
+fn an_order_the_broker_cancels_unasked_works_first_then_ends_canceled_with_no_request() {
+    let mut cancelling = config(7);
+    cancelling.faults.broker_cancel_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(cancelling).unwrap());
+    let placed = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    assert_eq!(sim.order(&placed.id).unwrap().status, OrderStatus::New);
+    run_for(&mut sim, 20);
+    assert_eq!(stream_events(&mut sim), vec![TradeEvent::New, TradeEvent::Canceled], "no pending_cancel: unasked");
+    assert_eq!(sim.order(&placed.id).unwrap().status, OrderStatus::Canceled);
+    assert_eq!(sim.faults_fired().iter().find(|(k, _)| *k == "broker_cancel").map(|(_, n)| n), Some(1));
+    assert_clean(&sim);
+}

@@ -1253,19 +1253,27 @@ impl EngineCore {
         if self.items[i].working_child().is_none() {
             let last_rejected =
                 self.items[i].children.last().is_some_and(|c| c.state == ChildState::Final(OrderStatus::Rejected));
-            // Each order the broker rejected counts once (not each time this is decided), a
-            // rejected replacement not at all (its order works on).
-            let rejected = self.items[i]
+            // The broker refuses this item's orders for good when it rejects three in a row
+            // (after their 200: Alpaca-API #107); one rejected now and then among orders that
+            // worked is placed again. A rejected replacement does not count (its order works
+            // on).
+            let rejected_in_a_row = self.items[i]
                 .children
                 .iter()
-                .filter(|c| c.state == ChildState::Final(OrderStatus::Rejected) && c.replaces.is_none())
+                .rev()
+                .filter(|c| c.replaces.is_none())
+                .take_while(|c| c.state == ChildState::Final(OrderStatus::Rejected))
                 .count();
-            if last_rejected && !self.items[i].replacing_by_new() && rejected >= 3 {
-                let outcome = self.outcome_of(i);
+            if last_rejected && !self.items[i].replacing_by_new() && rejected_in_a_row >= 3 {
+                // Nothing traded is a failure, as when a submit is refused outright.
+                let outcome = match self.outcome_of(i) {
+                    ItemOutcome::Unfilled => ItemOutcome::Failed,
+                    outcome => outcome,
+                };
                 return self.finish_item(
                     i,
                     outcome,
-                    Some("orders rejected by the broker three times".into()),
+                    Some("three orders in a row rejected by the broker".into()),
                     now,
                     out,
                 );

@@ -515,9 +515,9 @@ impl Ledger for ObjectLedger {
             runs.iter().filter(|r| r.status == RunStatus::Running).map(|r| r.plan_id.clone()).collect();
         for plan_id in unfinished {
             if let Some(StoredCompletion::Marked(completion)) = self.completion(&plan_id).await? {
-                let run = runs.iter_mut().find(|r| {
-                    r.plan_id == plan_id && r.run_id == completion.run_id && r.status == RunStatus::Running
-                });
+                let run = runs
+                    .iter_mut()
+                    .find(|r| r.plan_id == plan_id && r.run_id == completion.run_id && r.status == RunStatus::Running);
                 if let Some(run) = run {
                     run.status = RunStatus::Completed;
                     run.finished_at = Some(completion.finished_at);

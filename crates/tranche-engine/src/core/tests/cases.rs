@@ -445,6 +445,77 @@ fn a_rejected_replacement_leaves_the_old_order_counted_as_working() {
     assert_eq!(bench.core.items[0].exposure(), order.qty.unwrap().get(), "the old order's leaves still count");
 }
 
+// ---- orders rejected after their 200, orders the broker cancels unasked -----------------------
+
+/// The order of `request` is accepted (a 200, `accepted`) and then rejected at the venue, as
+/// Alpaca may do (Alpaca-API #107); returns what the core did with the rejection.
+fn rejected_after_its_200(bench: &mut Bench, request: &OrderRequest, id: &str) -> Vec<Command> {
+    let accepted = order_of(request, id, OrderStatus::Accepted, "0", bench.now);
+    bench.feed(submitted(request, Ok(accepted.clone())));
+    bench.feed(update(TradeEvent::Rejected, &with_status(&accepted, OrderStatus::Rejected), None, bench.now))
+}
+
+/// The outcome and reason of the item finished in `out`, if one did.
+fn item_done(out: &[Command]) -> Option<(ItemOutcome, Option<String>)> {
+    out.iter().find_map(|c| match c {
+        Command::Emit(crate::events::ProgressEvent::ItemDone { outcome, reason, .. }) => {
+            Some((*outcome, reason.clone()))
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn an_order_rejected_after_its_200_is_placed_again_under_a_new_id() {
+    let (mut bench, submit) = one_buy();
+    let out = rejected_after_its_200(&mut bench, &submit, "o1");
+    let again = the_submit(&out);
+    assert_ne!(again.client_order_id, submit.client_order_id, "a rejected order's id is spent");
+    assert_eq!(item_done(&out), None);
+}
+
+#[test]
+fn three_orders_in_a_row_rejected_after_their_200_fail_the_item_and_no_fourth_goes() {
+    let (mut bench, mut submit) = one_buy();
+    for n in 1..=2 {
+        submit = the_submit(&rejected_after_its_200(&mut bench, &submit, &format!("o{n}")));
+    }
+    let out = rejected_after_its_200(&mut bench, &submit, "o3");
+    assert!(submits(&out).is_empty(), "a fourth order: {out:#?}");
+    let (outcome, reason) = item_done(&out).expect("the item ends");
+    assert_eq!(outcome, ItemOutcome::Failed, "nothing traded: failed, as for a submit refused outright");
+    assert!(reason.is_some_and(|r| r.contains("three orders in a row rejected")), "{out:#?}");
+}
+
+/// Rejections with an order that worked between them are the venue's now and then, not a
+/// refusal for good: o1 is rejected, o2 works until the broker cancels it unasked, o3 and o4 are
+/// rejected; o5 still goes (three rejections, but two in a row).
+#[test]
+fn rejections_with_a_working_order_between_them_do_not_add_up() {
+    let (mut bench, submit) = one_buy();
+    let second = the_submit(&rejected_after_its_200(&mut bench, &submit, "o1"));
+    let working = order_of(&second, "o2", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&second, Ok(working.clone())));
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&working, OrderStatus::Canceled), None, bench.now));
+    let mut next = the_submit(&out);
+    for id in ["o3", "o4"] {
+        let out = rejected_after_its_200(&mut bench, &next, id);
+        assert_eq!(item_done(&out), None, "ended after {id}: {out:#?}");
+        next = the_submit(&out);
+    }
+}
+
+#[test]
+fn an_order_the_broker_cancels_unasked_is_placed_again_for_what_remains() {
+    let (mut bench, _, order) = working_buy();
+    let part = partly_filled(&order, "3");
+    bench.feed(update(TradeEvent::PartialFill, &part, Some(("e1", "3", "100.00")), bench.now));
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&part, OrderStatus::Canceled), None, bench.now));
+    let again = the_submit(&out);
+    let tranche_domain::OrderAmount::Qty(qty) = again.amount else { panic!("a share quantity") };
+    assert_eq!(qty.get(), order.qty.unwrap().get() - d("3"), "the rest, not the whole again");
+}
+
 // ---- hole 6: the re-peg schedule survives errors ---------------------------------------------
 
 #[test]
