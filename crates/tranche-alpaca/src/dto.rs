@@ -96,6 +96,28 @@ impl OrderDto {
         }
         let created = ts(self.created_at.as_deref().or(self.submitted_at.as_deref()))?
             .ok_or_else(|| bad("order without created_at"))?;
+        // Figures no order can have: taken as written, a negative fill would undo shares the
+        // account holds, so the whole report is unreadable (and said so) instead.
+        let id = &self.id;
+        for (name, value) in [
+            ("qty", self.qty),
+            ("notional", self.notional),
+            ("limit_price", self.limit_price),
+            ("stop_price", self.stop_price),
+        ] {
+            if let Some(v) = value.filter(|v| *v <= Decimal::ZERO) {
+                return Err(bad(format!("order {id} with {name} {v}")));
+            }
+        }
+        // Recorded payloads carry "0" for an order with nothing filled.
+        if let Some(v) = self.filled_avg_price.filter(|v| v.is_sign_negative() && !v.is_zero()) {
+            return Err(bad(format!("order {id} with filled_avg_price {v}")));
+        }
+        if let Some(filled) = self.filled_qty {
+            if filled.is_sign_negative() || self.qty.is_some_and(|q| filled > q) {
+                return Err(bad(format!("order {id} with filled_qty {filled} of qty {:?}", self.qty)));
+            }
+        }
         Ok(Order {
             id: BrokerOrderId::new(self.id),
             client_order_id: ClientOrderId::from_broker(self.client_order_id),
@@ -382,6 +404,12 @@ impl TradeUpdateDto {
         }
         let execution = match (self.execution_id, self.qty, self.price) {
             (Some(id), Some(qty), Some(price)) if matches!(event, TradeEvent::Fill | TradeEvent::PartialFill) => {
+                if qty <= Decimal::ZERO || price <= Decimal::ZERO {
+                    return Err(bad(format!(
+                        "execution {id} of order {} with qty {qty} at price {price}",
+                        self.order.id
+                    )));
+                }
                 Some(Execution { id: ExecutionId::new(id), qty: Qty::new(qty), price: Price::new(price) })
             }
             _ => None,
@@ -399,6 +427,47 @@ impl TradeUpdateDto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `partial_fill` of AAPL: the execution's `qty` and `price`, the order's `qty`,
+    /// `filled_qty` and `limit_price`.
+    fn partial_fill(exec: (&str, &str), order: (&str, &str, &str)) -> serde_json::Value {
+        serde_json::json!({
+            "event": "partial_fill", "execution_id": "e-1", "timestamp": "2026-03-02T14:45:01Z",
+            "qty": exec.0, "price": exec.1, "position_qty": "5",
+            "order": {"id": "o-1", "client_order_id": "c-1", "symbol": "AAPL", "side": "buy", "type": "limit",
+                "time_in_force": "day", "status": "partially_filled", "created_at": "2026-03-02T14:45:00Z",
+                "qty": order.0, "filled_qty": order.1, "limit_price": order.2}
+        })
+    }
+
+    fn decode(value: &serde_json::Value) -> Result<TradeUpdate, String> {
+        TradeUpdateDto::deserialize(value).map_err(|e| e.to_string())?.into_update().map_err(|e| e.0)
+    }
+
+    #[test]
+    fn a_fill_of_no_or_negative_shares_or_at_no_price_is_unreadable() {
+        let fine = decode(&partial_fill(("5", "100.00"), ("10", "5", "100.00"))).unwrap();
+        assert_eq!(fine.execution.map(|e| e.qty.get()), Some(Decimal::from(5)));
+        for (qty, price) in [("0", "100.00"), ("-5", "100.00"), ("5", "0"), ("5", "-100.00")] {
+            let err = decode(&partial_fill((qty, price), ("10", "5", "100.00"))).unwrap_err();
+            assert!(err.contains("execution"), "{qty} @ {price}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_order_with_negative_or_impossible_quantities_or_prices_is_unreadable() {
+        for (qty, filled, limit, what) in [
+            ("0", "0", "100.00", "qty"),
+            ("-10", "0", "100.00", "qty"),
+            ("10", "-1", "100.00", "filled_qty"),
+            ("10", "11", "100.00", "filled_qty"),
+            ("10", "5", "0", "limit_price"),
+            ("10", "5", "-1", "limit_price"),
+        ] {
+            let err = decode(&partial_fill(("5", "100.00"), (qty, filled, limit))).unwrap_err();
+            assert!(err.contains(what), "qty {qty} filled {filled} limit {limit}: {err}");
+        }
+    }
 
     #[test]
     fn one_unreadable_latest_quote_does_not_spoil_the_others() {

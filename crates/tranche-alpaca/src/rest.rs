@@ -531,6 +531,9 @@ impl Broker for AlpacaBroker {
         for a in list {
             let parsed = (|| {
                 let (qty, price) = a.qty.zip(a.price).ok_or("no qty or price")?;
+                if qty <= rust_decimal::Decimal::ZERO || price <= rust_decimal::Decimal::ZERO {
+                    return Err("a qty or price of zero or less");
+                }
                 let symbol = Symbol::parse(&a.symbol).map_err(|_| "bad symbol")?;
                 let side = a.side.parse::<Side>().map_err(|_| "bad side")?;
                 let time = tranche_domain::time::parse_timestamp(&a.transaction_time).map_err(|_| "bad time")?;
@@ -681,8 +684,9 @@ mod tests {
         assert_eq!(served.load(Ordering::SeqCst), 1);
     }
 
-    /// One activity that cannot be read and one order that cannot be looked up cost their own
-    /// fills, not the whole read (engine issue item 14).
+    /// Activities that cannot be read (no price, a negative quantity, a zero price) and one
+    /// order that cannot be looked up cost their own fills, not the whole read (engine issue
+    /// item 14).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_unreadable_activity_or_order_costs_only_its_own_fills() {
         let (broker, served) = serve(|n| match n {
@@ -691,7 +695,12 @@ mod tests {
                 other["order_id"] = json!("order-2");
                 let mut broken = activity(2);
                 broken["price"] = Value::Null;
-                json!([activity(0), other, broken])
+                // Figures no execution has: as written, a negative one would undo a fill.
+                let mut negative = activity(3);
+                negative["qty"] = json!("-1");
+                let mut free = activity(4);
+                free["price"] = json!("0");
+                json!([activity(0), other, broken, negative, free])
             }
             1 => json!({
                 "id": "order-1", "client_order_id": "cid-1", "created_at": "2026-03-02T14:30:00Z",
