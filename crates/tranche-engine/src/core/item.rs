@@ -181,6 +181,9 @@ pub(crate) struct Child {
     /// replace anyway once the order got there (ATAP #306), so the old order may yet end
     /// replaced by this one.
     pub refused_may_apply: bool,
+    /// Its replace has left for the broker (not only been decided): while it is `Sending`, the
+    /// answer on its way names the order it made.
+    pub answer_due: bool,
 }
 
 impl Child {
@@ -217,6 +220,7 @@ impl Child {
             report: None,
             escalation: false,
             refused_may_apply: false,
+            answer_due: false,
         }
     }
 

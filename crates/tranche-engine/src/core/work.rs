@@ -726,6 +726,7 @@ impl EngineCore {
             return self.arm_repeg(i, now, out);
         }
         if read && waiting && untouched && passive {
+            self.items[i].children[new_c].answer_due = true;
             out.push(Command::SendReplace { item: i, order: old, request });
             return;
         }
@@ -802,6 +803,15 @@ impl EngineCore {
             }
             Err(e) => {
                 self.items[i].not_placed(new_c);
+                let replaced = old_c
+                    .and_then(|o| self.items[i].children[o].report.clone())
+                    .filter(|r| r.status == OrderStatus::Replaced);
+                if let Some(report) = &replaced {
+                    // The old order was replaced while this answer was on its way, so not by
+                    // this replace: by one refused earlier that applied anyway. Followed now
+                    // that no answer is due (never an order beside it).
+                    self.follow_replacement(i, report, out);
+                }
                 match e {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
                     BrokerError::Rejected { reason: RejectReason::NotYetRouted, .. } => {
@@ -829,8 +839,9 @@ impl EngineCore {
                     }
                     _ => {
                         // Not replaceable now (filled, being cancelled, not yet routed...): find
-                        // out, and keep the order on the re-peg schedule whatever the answer.
-                        if let Some(o) = old_c {
+                        // out (unless it is known replaced), and keep the order on the re-peg
+                        // schedule whatever the answer.
+                        if let Some(o) = old_c.filter(|_| replaced.is_none()) {
                             let c = self.items[i].children[o].client_id.clone();
                             self.items[i].wait_for(Some(Pending::Lookup));
                             out.push(Command::LookupOrder { item: i, client_order_id: c, order: old.clone() });
@@ -1084,6 +1095,11 @@ impl EngineCore {
             return;
         }
         let of_old = |r: &Child| r.replaces.as_ref() == Some(&order.id) && r.broker_id.is_none();
+        if item.children.iter().any(|r| of_old(r) && r.state == ChildState::Sending && r.answer_due) {
+            // A replace of it is out and its answer on the way: that answer names the
+            // replacement (or, refused, has the old order looked up, which comes back here).
+            return;
+        }
         // A replace whose answer was lost first; a refused one only when there is none.
         let lost = item
             .children

@@ -614,6 +614,97 @@ fn a_replace_refused_as_not_yet_routed_but_applied_anyway_is_followed_not_double
     assert_eq!(working, Some(Some(replacement.id)), "the replacement is the item's working order");
 }
 
+/// A replace refused as not yet routed (R0) may still apply (ATAP #306); once the order works,
+/// the step goes again as R1. The old order is reported `replaced` while R1's answer is still
+/// out: R1's answer names the replacement. Looking R0 up instead found R1's order, called it
+/// someone else's in the run's notes and spent a request.
+fn replaced_while_a_replace_awaits_its_answer() -> (
+    Bench,
+    tranche_domain::BrokerOrderId,
+    tranche_domain::ReplaceRequest,
+    tranche_domain::ReplaceRequest,
+    tranche_domain::Order,
+) {
+    let (mut bench, _, order) = working_buy();
+    let (old, refused, _) = refused_as_not_yet_routed(&mut bench);
+    let out = bench.feed(update(TradeEvent::New, &order, None, bench.now));
+    let (_, again) = replaces(&out).pop().expect("the step again once the order works");
+    let working = with_status(&order, OrderStatus::New);
+    let out =
+        bench.feed(Input::ReplaceCleared { item: 0, old: old.clone(), request: again.clone(), current: Ok(working) });
+    assert_eq!(sent_replaces(&out).len(), 1, "{out:#?}");
+    let mut replacement = order.clone();
+    replacement.id = tranche_domain::BrokerOrderId::new("o2");
+    replacement.client_order_id = again.client_order_id.clone();
+    replacement.limit_price = again.limit_price;
+    replacement.replaces = Some(order.id.clone());
+    let mut replaced = with_status(&order, OrderStatus::Replaced);
+    replaced.replaced_by = Some(replacement.id.clone());
+    let out = bench.feed(update(TradeEvent::Replaced, &replaced, None, bench.now));
+    assert!(order_lookups(&out).is_empty() && client_lookups(&out).is_empty(), "R1's answer is due: {out:#?}");
+    assert!(submits(&out).is_empty(), "{out:#?}");
+    (bench, old, refused, again, replacement)
+}
+
+#[test]
+fn an_order_replaced_while_a_later_replace_awaits_its_answer_waits_for_that_answer() {
+    let (mut bench, old, refused, again, replacement) = replaced_while_a_replace_awaits_its_answer();
+    let out = bench.feed(Input::Replaced {
+        item: 0,
+        old,
+        client_order_id: again.client_order_id.clone(),
+        result: Ok(replacement.clone()),
+    });
+    assert!(submits(&out).is_empty() && order_lookups(&out).is_empty(), "{out:#?}");
+    let item = &bench.core.items[0];
+    let working = item.working_child().map(|c| item.children[c].client_id.clone());
+    assert_eq!(working, Some(again.client_order_id.clone()), "R1 is the working order");
+    assert!(bench.core.notes.is_empty(), "no note of someone else's order: {:?}", bench.core.notes);
+    let r0 = item.child_by_client(&refused.client_order_id).expect("R0");
+    assert_eq!(item.children[r0].state, ChildState::NotPlaced, "R0 never placed");
+}
+
+/// The same, but R1's answer is a 503 (not applied): the old order was replaced by R0 after
+/// all, which is looked up and adopted; nothing goes beside it.
+#[test]
+fn an_order_replaced_while_a_later_replace_failed_on_its_way_follows_the_refused_one() {
+    let (mut bench, old, refused, again, replacement) = replaced_while_a_replace_awaits_its_answer();
+    let mut r0_order = replacement.clone();
+    r0_order.client_order_id = refused.client_order_id.clone();
+    r0_order.limit_price = refused.limit_price;
+    let unavailable = BrokerError::Transient { message: "503".into() };
+    let out = bench.feed(Input::Replaced {
+        item: 0,
+        old,
+        client_order_id: again.client_order_id.clone(),
+        result: Err(unavailable),
+    });
+    let lookups: Vec<_> = out
+        .iter()
+        .filter_map(|c| match c {
+            Command::LookupOrder { client_order_id, order, .. } => Some((client_order_id.clone(), order.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lookups, vec![(refused.client_order_id.clone(), r0_order.id.clone())], "{out:#?}");
+    let out = bench.feed(Input::LookedUp {
+        item: 0,
+        client_order_id: refused.client_order_id.clone(),
+        result: Ok(r0_order.clone()),
+    });
+    let mut all = out;
+    while let Some((_, more)) = bench.fire_next() {
+        all.extend(more);
+        if bench.now > t0() + chrono::Duration::seconds(30) {
+            break;
+        }
+    }
+    assert!(submits(&all).is_empty(), "an order beside R0's: {all:#?}");
+    let item = &bench.core.items[0];
+    let working = item.working_child().map(|c| item.children[c].client_id.clone());
+    assert_eq!(working, Some(refused.client_order_id.clone()), "R0's order is the working order");
+}
+
 /// The same, with the old order's `replaced` update lost: the next re-peg's read-back finds the
 /// old order replaced, and the replacement is followed from there.
 #[test]
