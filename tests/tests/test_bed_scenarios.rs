@@ -171,6 +171,14 @@ fn unfinished(row: &tranche::domain::ItemResult) -> String {
     format!("{} ended {:?}: {:?}", row.symbol, row.outcome, row.reason)
 }
 
+/// Under `faults`, where `fault` fires at least once per seed, every item of every seed
+/// completes and no promise is broken.
+async fn every_item_completes_under(faults: &FaultConfig, fault: &str) {
+    let seeds = thirty_seeds(faults, fault, |row| Some(unfinished(row))).await;
+    assert!(seeds.fired >= 30, "{fault} fired {} times", seeds.fired);
+    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+}
+
 /// Every cancel sticks in `pending_cancel` for a minute (orders stuck there on Alpaca,
 /// Alpaca-API #111), and the order can fill meanwhile. No second order may go beside one that
 /// may still fill, no buy before the sells are final, every fill must be in the result, and the
@@ -178,9 +186,7 @@ fn unfinished(row: &tranche::domain::ItemResult) -> String {
 #[tokio::test(start_paused = true)]
 async fn cancels_stuck_in_pending_cancel_for_a_minute_double_nothing_and_lose_no_fill() {
     let faults = FaultConfig { stuck_cancel_ppm: 1_000_000, stuck_cancel_ms: 60_000, ..FaultConfig::none() };
-    let seeds = thirty_seeds(&faults, "stuck_cancel", |row| Some(unfinished(row))).await;
-    assert!(seeds.fired >= 30, "the fault fired {} times", seeds.fired);
-    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+    every_item_completes_under(&faults, "stuck_cancel").await;
 }
 
 /// One new order in ten is accepted (a 200 on submit) and then rejected at the venue (Alpaca-API
@@ -189,9 +195,7 @@ async fn cancels_stuck_in_pending_cancel_for_a_minute_double_nothing_and_lose_no
 #[tokio::test(start_paused = true)]
 async fn orders_rejected_at_the_venue_after_a_200_are_placed_again() {
     let faults = FaultConfig { venue_reject_ppm: 100_000, ..FaultConfig::none() };
-    let seeds = thirty_seeds(&faults, "venue_reject", |row| Some(unfinished(row))).await;
-    assert!(seeds.fired >= 30, "the fault fired {} times", seeds.fired);
-    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+    every_item_completes_under(&faults, "venue_reject").await;
 }
 
 /// Every order is rejected at the venue after its 200. Each item gives up after its third
@@ -219,7 +223,5 @@ async fn an_item_whose_every_order_the_venue_rejects_fails_after_three() {
 #[tokio::test(start_paused = true)]
 async fn orders_the_broker_cancels_unasked_are_placed_again() {
     let faults = FaultConfig { broker_cancel_ppm: 1_000_000, ..FaultConfig::none() };
-    let seeds = thirty_seeds(&faults, "broker_cancel", |row| Some(unfinished(row))).await;
-    assert!(seeds.fired >= 30, "the fault fired {} times", seeds.fired);
-    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+    every_item_completes_under(&faults, "broker_cancel").await;
 }
