@@ -201,9 +201,15 @@ impl AlpacaConfig {
         format!("{}/stream", websocket(self.trading_url.trim_end_matches('/')))
     }
 
-    /// Whether orders go to Alpaca's live API (real money).
+    /// Whether orders go to Alpaca's live API (real money): the trading URL's host is the live
+    /// one, however the URL spells it (any case, port, credentials, path or trailing dot).
     pub fn is_live(&self) -> bool {
-        self.trading_url.trim_end_matches('/') == LIVE_URL
+        let host = |url: &str| {
+            reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(|h| h.trim_end_matches('.').to_ascii_lowercase()))
+        };
+        host(&self.trading_url).is_some_and(|h| Some(h) == host(LIVE_URL))
     }
 
     /// The trading URL as messages may show it: without any `user:password@` part.
@@ -271,9 +277,28 @@ mod tests {
         let mut config = AlpacaConfig::new("KEY", Secret::new("s"));
         config.trading_url = "https://me:hunter2@api.alpaca.markets/".into();
         assert!(!config.trading_url_shown().contains("hunter2"));
-        assert!(!config.is_live(), "a URL with credentials is not the live host as written");
-        config.trading_url = format!("{LIVE_URL}/");
-        assert!(config.is_live());
+    }
+
+    /// Real money is guarded by the host the orders reach, however its URL is spelled: a case,
+    /// a port, credentials, a path or a trailing dot must not pass for paper trading.
+    #[test]
+    fn the_live_host_is_recognised_however_its_url_is_spelled() {
+        let mut config = AlpacaConfig::new("KEY", Secret::new("s"));
+        for (url, live) in [
+            (LIVE_URL, true),
+            ("https://api.alpaca.markets/", true),
+            ("https://API.Alpaca.Markets", true),
+            ("https://api.alpaca.markets:443", true),
+            ("https://me:hunter2@api.alpaca.markets/", true),
+            ("https://api.alpaca.markets./v2", true),
+            ("http://api.alpaca.markets", true),
+            ("https://paper-api.alpaca.markets", false),
+            ("https://api.alpaca.markets.example.com", false),
+            ("http://127.0.0.1:8080", false),
+        ] {
+            config.trading_url = url.into();
+            assert_eq!(config.is_live(), live, "{url}");
+        }
     }
 
     #[test]
