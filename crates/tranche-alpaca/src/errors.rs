@@ -68,20 +68,36 @@ fn classify(message: &str, status: u16) -> RejectReason {
     }
 }
 
-/// The wait a 429 asks for: `Retry-After` seconds, else until `X-Ratelimit-Reset` (epoch s).
+/// The wait a 429 asks for: `Retry-After` seconds, else until `X-Ratelimit-Reset` (epoch s);
+/// never more than `MAX_SERVER_BLOCK` (Alpaca's budget is per minute, and a header from the
+/// network, however hostile, must not park an order for the rest of the run).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
-    if let Some(secs) = get("retry-after") {
-        return Some(Duration::from_secs(u64::try_from(secs.max(0)).unwrap_or(0)));
-    }
-    let reset = get("x-ratelimit-reset")?;
-    let wait = reset - chrono::Utc::now().timestamp();
-    Some(Duration::from_secs(u64::try_from(wait.clamp(0, 60)).unwrap_or(0)))
+    let most = i64::try_from(crate::limiter::MAX_SERVER_BLOCK.as_secs()).unwrap_or(60);
+    let wait = match get("retry-after") {
+        Some(secs) => secs,
+        None => get("x-ratelimit-reset")?.saturating_sub(chrono::Utc::now().timestamp()),
+    };
+    Some(Duration::from_secs(u64::try_from(wait.clamp(0, most)).unwrap_or(0)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A wait from the network is bounded, however hostile: a `Retry-After` of years, a reset
+    /// at the far end of time (which overflowed the subtraction).
+    #[test]
+    fn a_hostile_rate_limit_header_waits_a_minute_at_most_and_never_panics() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "999999999".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(crate::limiter::MAX_SERVER_BLOCK));
+        for reset in [i64::MIN, i64::MAX] {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+            assert!(retry_after(&headers).is_some_and(|d| d <= crate::limiter::MAX_SERVER_BLOCK), "{reset}");
+        }
+    }
 
     #[test]
     fn alpaca_error_table() {

@@ -124,11 +124,39 @@ fn jitter_ms(max: u64) -> u64 {
     }
 }
 
+/// The path of an order named by a broker id from the network, as one escaped segment: an id
+/// such as `../positions` must not turn a request about one order into one about every
+/// position. An id that cannot name a segment (empty, `.` or `..`) is refused.
+fn order_path(id: &BrokerOrderId) -> Result<String, BrokerError> {
+    let id = id.as_str();
+    if matches!(id, "" | "." | "..") {
+        return Err(BrokerError::Rejected {
+            reason: tranche_broker::RejectReason::InvalidRequest,
+            code: None,
+            message: format!("the order id `{id}` cannot name an order"),
+        });
+    }
+    let mut path = String::from("/v2/orders/");
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            path.push(char::from(byte));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            path.extend(['%', char::from(HEX[usize::from(byte >> 4)]), char::from(HEX[usize::from(byte & 15)])]);
+        }
+    }
+    Ok(path)
+}
+
 impl AlpacaBroker {
     /// A client for `config`.
     pub fn new(config: AlpacaConfig) -> Result<Self, BrokerError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
+            // Alpaca does not redirect its API. A redirect would carry the key headers (reqwest
+            // drops only `Authorization`) and an order's body to wherever it points: it is an
+            // answer of its own (an unexpected status), never followed.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tranche/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BrokerError::Transient { message: format!("cannot build the HTTP client: {e}") })?;
@@ -477,7 +505,7 @@ impl Broker for AlpacaBroker {
     }
 
     async fn replace_order(&self, id: &BrokerOrderId, request: &ReplaceRequest) -> Result<Order, BrokerError> {
-        let url = self.trading(&format!("/v2/orders/{id}"));
+        let url = self.trading(&order_path(id)?);
         self.send_order(Method::PATCH, &url, &replace_body(request), None).await
     }
 
@@ -487,18 +515,16 @@ impl Broker for AlpacaBroker {
         request: &ReplaceRequest,
         cleared: Arc<dyn Clearance>,
     ) -> Result<Order, BrokerError> {
-        let url = self.trading(&format!("/v2/orders/{id}"));
+        let url = self.trading(&order_path(id)?);
         self.send_order(Method::PATCH, &url, &replace_body(request), Some(cleared.as_ref())).await
     }
 
     async fn cancel_order(&self, id: &BrokerOrderId) -> Result<(), BrokerError> {
-        self.send_once(Api::Trading, Method::DELETE, &self.trading(&format!("/v2/orders/{id}")), &[], None, true)
-            .await
-            .map(|_| ())
+        self.send_once(Api::Trading, Method::DELETE, &self.trading(&order_path(id)?), &[], None, true).await.map(|_| ())
     }
 
     async fn order(&self, id: &BrokerOrderId) -> Result<Order, BrokerError> {
-        let value: Value = self.get(Api::Trading, &self.trading(&format!("/v2/orders/{id}")), &[]).await?;
+        let value: Value = self.get(Api::Trading, &self.trading(&order_path(id)?), &[]).await?;
         self.order_from(Some(value), false)
     }
 
@@ -593,15 +619,21 @@ mod tests {
         })
     }
 
-    /// A fake Alpaca answering its `n`-th request with `page(n)`; the requests it served.
-    async fn serve(page: fn(usize) -> Value) -> (AlpacaBroker, Arc<AtomicUsize>) {
+    /// A raw HTTP listener answering its `n`-th request with `respond(n)` (a whole response);
+    /// its address, the requests it served and the head of each (request line and headers).
+    async fn listen(
+        respond: impl Fn(usize) -> String + Send + Sync + 'static,
+    ) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&served);
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (count, seen) = (Arc::clone(&served), Arc::clone(&heads));
+        let respond = Arc::new(respond);
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                let body = page(count.fetch_add(1, Ordering::SeqCst)).to_string();
+                let response = respond(count.fetch_add(1, Ordering::SeqCst));
+                let seen = Arc::clone(&seen);
                 tokio::spawn(async move {
                     let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
                     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -610,19 +642,78 @@ mod tests {
                             Ok(k) => head.extend_from_slice(&buf[..k]),
                         }
                     }
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
                     let _ = socket.write_all(response.as_bytes()).await;
                 });
             }
         });
+        (addr, served, heads)
+    }
+
+    /// A 200 with `body`.
+    fn ok_json(body: &Value) -> String {
+        let body = body.to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// An adapter talking to `addr`, with no budget of its own.
+    fn broker_at(addr: std::net::SocketAddr) -> AlpacaBroker {
         let mut config = AlpacaConfig::new("KEY", crate::config::Secret::new("SECRET"));
         config.trading_url = format!("http://{addr}");
         config.requests_per_minute = u32::MAX;
         config.data_requests_per_minute = u32::MAX;
-        (AlpacaBroker::new(config).unwrap(), served)
+        AlpacaBroker::new(config).unwrap()
+    }
+
+    /// A fake Alpaca answering its `n`-th request with `page(n)`; the requests it served.
+    async fn serve(page: fn(usize) -> Value) -> (AlpacaBroker, Arc<AtomicUsize>) {
+        let (addr, served, _) = listen(move |n| ok_json(&page(n))).await;
+        (broker_at(addr), served)
+    }
+
+    /// A server that redirects: the keys and the order must not follow to wherever it points
+    /// (reqwest follows up to ten redirects by default and drops only `Authorization`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redirect_is_not_followed_with_the_keys_or_the_order() {
+        let (elsewhere, reached, _) = listen(|_| ok_json(&json!({}))).await;
+        for status in ["302 Found", "307 Temporary Redirect"] {
+            let location = format!("http://{elsewhere}/v2/orders");
+            let (addr, _, _) = listen(move |_| {
+                format!("HTTP/1.1 {status}\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            })
+            .await;
+            let broker = broker_at(addr);
+            let placed = broker.submit_order(&an_order()).await;
+            assert!(matches!(placed, Err(BrokerError::Uncertain { .. })), "{status}: {placed:?}");
+            assert!(broker.account().await.is_err(), "{status}");
+        }
+        assert_eq!(reached.load(Ordering::SeqCst), 0, "nothing reached the other host");
+    }
+
+    /// An id from the server goes into a URL path as one segment, escaped: `../positions` must
+    /// not turn a cancel of one order into `DELETE /v2/positions` (every position closed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_order_id_cannot_leave_its_path_segment() {
+        let (addr, _, heads) = listen(|_| "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_owned()).await;
+        let broker = broker_at(addr);
+        broker.cancel_order(&BrokerOrderId::new("../positions")).await.unwrap();
+        broker.cancel_order(&BrokerOrderId::new("a?b#c d")).await.unwrap();
+        for id in ["..", ".", ""] {
+            let refused = broker.cancel_order(&BrokerOrderId::new(id)).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(BrokerError::Rejected { reason: tranche_broker::RejectReason::InvalidRequest, .. })
+                ),
+                "{id:?}"
+            );
+        }
+        let lines: Vec<String> =
+            heads.lock().unwrap().iter().map(|h| h.lines().next().unwrap_or_default().to_owned()).collect();
+        assert_eq!(lines, ["DELETE /v2/orders/..%2Fpositions HTTP/1.1", "DELETE /v2/orders/a%3Fb%23c%20d HTTP/1.1"]);
     }
 
     /// A right to send that holds until a deadline on tokio's clock.
