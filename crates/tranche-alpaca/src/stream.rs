@@ -1,7 +1,9 @@
 //! The trade_updates stream: one owner of the socket (a supervisor task) that authenticates,
 //! listens, decodes every update (JSON in text or binary frames), pings, watches for silence,
 //! and reconnects with capped exponential backoff and jitter (longer after a 429 or 406 at the
-//! upgrade), announcing every outage with `Down`, then `Gap { since }` and `Up`.
+//! upgrade; reset only by a connection that listened), announcing every outage with `Down`,
+//! then `Gap { since }` and `Up`. Connecting, then authorizing and listening, must each finish
+//! within the request timeout, every send too, and no message may pass 1 MiB.
 //!
 //! Invariants: updates are delivered in the order received; after any outage the consumer is
 //! told updates may be lost (Alpaca does not replay); a rejected key stops the stream (`None`).
@@ -12,6 +14,7 @@ use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tranche_broker::{OrderEvents, StreamEvent};
 
@@ -22,6 +25,9 @@ use crate::dto::TradeUpdateDto;
 const SILENCE: Duration = Duration::from_secs(30);
 /// Ping interval.
 const PING: Duration = Duration::from_secs(10);
+/// The largest message accepted from the server (a trade update is about 2 KB): a bigger one
+/// ends the connection instead of the process's memory.
+const MAX_MESSAGE: usize = 1 << 20;
 
 /// The trade-update stream as an `OrderEvents` port.
 #[derive(Debug)]
@@ -64,15 +70,46 @@ fn jitter(max_ms: u64) -> Duration {
     Duration::from_millis(if max_ms == 0 { 0 } else { nanos % max_ms })
 }
 
+/// The wait before each reconnect: from half a second, doubling to 30 s while connections
+/// fail, back to the start once one listened; at least 15 s after a 429 or 406 at the upgrade
+/// (the jitter is added by the caller).
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MOST: Duration = Duration::from_secs(30);
+    const SLOW: Duration = Duration::from_secs(15);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// The wait after a connection that ended: `listened` if it got as far as listening,
+    /// `slow` if the server asked for patience.
+    fn after(&mut self, listened: bool, slow: bool) -> Duration {
+        if listened {
+            self.next = Self::FIRST;
+        }
+        let wait = if slow { self.next.max(Self::SLOW) } else { self.next };
+        self.next = (self.next * 2).min(Self::MOST);
+        wait
+    }
+}
+
 async fn supervise(config: AlpacaConfig, tx: mpsc::Sender<StreamEvent>) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new();
     let mut down_since: Option<tranche_domain::Timestamp> = None;
     let mut was_up = false;
     let mut told_not_up = false;
     loop {
-        match session(&config, &tx, &mut down_since, &mut was_up).await {
+        let mut listened = false;
+        match session(&config, &tx, &mut down_since, &mut listened).await {
             End::Stop => return,
             End::Retry { slow } => {
+                was_up |= listened;
                 if was_up && down_since.is_none() {
                     down_since = Some(chrono::Utc::now());
                     if tx.send(StreamEvent::Down { reason: "trade_updates connection lost".into() }).await.is_err() {
@@ -88,16 +125,11 @@ async fn supervise(config: AlpacaConfig, tx: mpsc::Sender<StreamEvent>) {
                         return;
                     }
                 }
-                let wait = if slow { backoff.max(Duration::from_secs(15)) } else { backoff };
-                tokio::time::sleep(wait + jitter(500)).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(backoff.after(listened, slow) + jitter(500)).await;
             }
         }
         if tx.is_closed() {
             return;
-        }
-        if down_since.is_none() {
-            backoff = Duration::from_millis(500);
         }
     }
 }
@@ -117,35 +149,35 @@ fn parse_frame(message: &Message) -> Option<Value> {
     }
 }
 
+/// One connection, until it ends. `listened` is set once the server confirms the listen. The
+/// connection (TCP, TLS and the upgrade) and then authorization and listening must each be
+/// done within the adapter's request timeout: a server that accepts and never answers is a
+/// failed connection, not a wait for ever.
 async fn session(
     config: &AlpacaConfig,
     tx: &mpsc::Sender<StreamEvent>,
     down_since: &mut Option<tranche_domain::Timestamp>,
-    was_up: &mut bool,
+    listened: &mut bool,
 ) -> End {
-    let url = config.stream_url();
-    let (mut socket, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
-        Ok(s) => s,
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let status = response.status().as_u16();
-            tracing::warn!(status, "trade_updates upgrade refused");
-            return End::Retry { slow: status == 429 || status == 406 };
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "trade_updates connection failed");
-            return End::Retry { slow: false };
-        }
+    let mut socket = match open(config).await {
+        Ok(socket) => socket,
+        Err(end) => return end,
     };
     let auth = json!({"action": "auth", "key": config.key_id, "secret": config.secret.expose()});
-    if socket.send(Message::Text(auth.to_string().into())).await.is_err() {
+    if send(&mut socket, Message::Text(auth.to_string().into()), config.timeout).await.is_err() {
         return End::Retry { slow: false };
     }
     let mut listening = false;
+    let listen_by = tokio::time::Instant::now() + config.timeout;
     let mut ping = tokio::time::interval(PING);
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(listen_by), if !listening => {
+                tracing::warn!(timeout = ?config.timeout, "trade_updates not listening in time; reconnecting");
+                return End::Retry { slow: false };
+            }
             frame = socket.next() => {
                 let message = match frame {
                     Some(Ok(m)) => m,
@@ -165,9 +197,13 @@ async fn session(
                         let status = value.pointer("/data/status").and_then(Value::as_str);
                         if status == Some("authorized") {
                             let listen = json!({"action": "listen", "data": {"streams": ["trade_updates"]}});
-                            if socket.send(Message::Text(listen.to_string().into())).await.is_err() {
+                            if send(&mut socket, Message::Text(listen.to_string().into()), config.timeout).await.is_err() {
                                 return End::Retry { slow: false };
                             }
+                        } else if status != Some("unauthorized") {
+                            // Not a refusal (no status, or one this adapter does not know): the
+                            // listen deadline decides.
+                            tracing::warn!(?status, "trade_updates: an authorization message without a verdict");
                         } else {
                             tracing::error!("trade_updates: the key pair was refused");
                             let _ = tx.send(StreamEvent::Down { reason: "trade_updates authorization refused".into() }).await;
@@ -183,7 +219,7 @@ async fn session(
                                     return End::Stop;
                                 }
                             }
-                            *was_up = true;
+                            *listened = true;
                             if tx.send(StreamEvent::Up).await.is_err() {
                                 return End::Stop;
                             }
@@ -210,10 +246,121 @@ async fn session(
                     tracing::warn!("trade_updates silent too long; reconnecting");
                     return End::Retry { slow: false };
                 }
-                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if send(&mut socket, Message::Ping(Vec::new().into()), config.timeout).await.is_err() {
                     return End::Retry { slow: false };
                 }
             }
+        }
+    }
+}
+
+/// The socket of the trade stream.
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects (TCP, TLS and the upgrade) within the request timeout, with the message limit.
+async fn open(config: &AlpacaConfig) -> Result<Socket, End> {
+    let url = config.stream_url();
+    let limits = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
+    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits), false);
+    match tokio::time::timeout(config.timeout, connect).await {
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            tracing::warn!(status, "trade_updates upgrade refused");
+            Err(End::Retry { slow: status == 429 || status == 406 })
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "trade_updates connection failed");
+            Err(End::Retry { slow: false })
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?config.timeout, "trade_updates connection not made in time");
+            Err(End::Retry { slow: false })
+        }
+    }
+}
+
+/// Sends one message, within `timeout`: a server that stops reading must not stall the
+/// session (and its silence watchdog) on a full send buffer.
+async fn send(socket: &mut Socket, message: Message, timeout: Duration) -> Result<(), ()> {
+    match tokio::time::timeout(timeout, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn connections_that_keep_failing_back_off_to_thirty_seconds_even_before_the_first_listen() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<Duration> = (0..8).map(|_| backoff.after(false, false)).collect();
+        let expected = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0].map(secs);
+        assert_eq!(waits, expected, "a server that refuses every upgrade gets no storm");
+    }
+
+    #[test]
+    fn a_connection_that_listened_starts_the_backoff_again_and_a_429_waits_long() {
+        let mut backoff = Backoff::new();
+        for _ in 0..6 {
+            backoff.after(false, false);
+        }
+        assert_eq!(backoff.after(true, false), secs(0.5), "a drop after a good connection: retried at once");
+        assert_eq!(backoff.after(false, false), secs(1.0));
+        assert_eq!(backoff.after(true, true), secs(15.0), "429 or 406: at least 15 s");
+        assert_eq!(backoff.after(true, false), secs(0.5), "and the next drop of a good connection is quick again");
+    }
+
+    /// A config for a server at `addr` with a short request timeout.
+    fn config_at(addr: std::net::SocketAddr) -> AlpacaConfig {
+        let mut config = AlpacaConfig::new("KEY", crate::config::Secret::new("SECRET"));
+        config.trading_url = format!("http://{addr}");
+        config.timeout = Duration::from_millis(300);
+        config
+    }
+
+    /// Two servers that never let the stream listen: one accepts TCP and says nothing, one
+    /// completes the upgrade and never answers the auth. Each is a failed connection, said as
+    /// `Down` and tried again, never a silent wait for ever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_never_answers_is_a_failed_connection_not_a_wait_for_ever() {
+        for upgrade in [false, true] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let count = Arc::clone(&accepted);
+            tokio::spawn(async move {
+                let (mut raw, mut upgraded) = (Vec::new(), Vec::new());
+                while let Ok((socket, _)) = listener.accept().await {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if upgrade {
+                        if let Ok(ws) = tokio_tungstenite::accept_async(socket).await {
+                            upgraded.push(ws);
+                        }
+                    } else {
+                        raw.push(socket);
+                    }
+                }
+            });
+            let mut events = AlpacaOrderEvents::connect(config_at(addr));
+            let first = tokio::time::timeout(Duration::from_secs(5), events.next_event()).await;
+            assert!(matches!(first, Ok(Some(StreamEvent::Down { .. }))), "upgrade {upgrade}: {first:?}");
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while accepted.load(Ordering::SeqCst) < 2 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("tried again");
         }
     }
 }
