@@ -124,6 +124,31 @@ fn jitter_ms(max: u64) -> u64 {
     }
 }
 
+/// The largest answer read (Alpaca's largest, the whole asset list, is a few MB): a server
+/// that sends more ends the request instead of the process's memory.
+const MAX_ANSWER: usize = 32 << 20;
+
+/// The answer's body as text, read piece by piece up to `MAX_ANSWER`; the error says why not.
+async fn read_bounded(mut response: reqwest::Response) -> Result<String, String> {
+    let too_large = || format!("the answer is larger than {} MiB", MAX_ANSWER >> 20);
+    if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(piece)) => {
+                if body.len() + piece.len() > MAX_ANSWER {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&piece);
+            }
+            Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
+            Err(e) => return Err(format!("answer cut off: {}", e.without_url())),
+        }
+    }
+}
+
 /// The path of an order named by a broker id from the network, as one escaped segment: an id
 /// such as `../positions` must not turn a request about one order into one about every
 /// position. An id that cannot name a segment (empty, `.` or `..`) is refused.
@@ -258,12 +283,10 @@ impl AlpacaBroker {
         let remaining =
             headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
         permit.answered(remaining, retry_after(&headers));
-        let text = match response.text().await {
+        let text = match read_bounded(response).await {
             Ok(t) => t,
-            Err(e) if mutation => {
-                return Err(BrokerError::Uncertain { message: format!("answer cut off: {}", e.without_url()) })
-            }
-            Err(e) => return Err(BrokerError::Transient { message: format!("answer cut off: {}", e.without_url()) }),
+            Err(message) if mutation => return Err(BrokerError::Uncertain { message }),
+            Err(message) => return Err(BrokerError::Transient { message }),
         };
         if status == StatusCode::NO_CONTENT || (status.is_success() && text.trim().is_empty()) {
             return Ok(None);
@@ -672,6 +695,51 @@ mod tests {
     async fn serve(page: fn(usize) -> Value) -> (AlpacaBroker, Arc<AtomicUsize>) {
         let (addr, served, _) = listen(move |n| ok_json(&page(n))).await;
         (broker_at(addr), served)
+    }
+
+    /// A server that streams an endless answer: the read stops past `MAX_ANSWER` (an error:
+    /// uncertain on a mutation), whether the length is declared or not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_too_large_is_an_error_not_a_memory_exhaustion() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                n += 1;
+                let declared = n % 2 == 0;
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let head = if declared {
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_ANSWER + 1)
+                    } else {
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned()
+                    };
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let piece = vec![b'0'; 1 << 16];
+                    let chunk = if declared {
+                        piece.clone()
+                    } else {
+                        [format!("{:x}\r\n", piece.len()).into_bytes(), piece, b"\r\n".to_vec()].concat()
+                    };
+                    while socket.write_all(&chunk).await.is_ok() {}
+                });
+            }
+        });
+        let broker = broker_at(addr);
+        let read = broker.account().await;
+        assert!(
+            matches!(&read, Err(BrokerError::Transient { message }) if message.contains("larger than")),
+            "{read:?}"
+        );
+        let placed = broker.submit_order(&an_order()).await;
+        assert!(
+            matches!(&placed, Err(BrokerError::Uncertain { message }) if message.contains("larger than")),
+            "{placed:?}"
+        );
     }
 
     /// A server that redirects: the keys and the order must not follow to wherever it points
