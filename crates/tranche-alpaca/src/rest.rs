@@ -124,6 +124,14 @@ fn jitter_ms(max: u64) -> u64 {
     }
 }
 
+/// An answer's order (an error says what was unreadable; uncertain on a mutation).
+fn decode_order(value: Option<Value>, mutation: bool) -> Result<Order, BrokerError> {
+    let value = value.ok_or_else(|| decode_error(&DecodeError("empty order answer".into()), mutation))?;
+    let dto: OrderDto =
+        serde_json::from_value(value).map_err(|e| decode_error(&DecodeError(e.to_string()), mutation))?;
+    dto.into_order().map_err(|e| decode_error(&e, mutation))
+}
+
 /// The largest answer read (Alpaca's largest, the whole asset list, is a few MB): a server
 /// that sends more ends the request instead of the process's memory.
 const MAX_ANSWER: usize = 32 << 20;
@@ -238,7 +246,25 @@ impl AlpacaBroker {
             return Err(tranche_broker::not_cleared());
         }
         let answer = self.send_permitted(permit, method, url, &[], Some(body), true).await?;
-        self.order_from(answer, true)
+        let sent = body.get("client_order_id").and_then(Value::as_str).unwrap_or_default();
+        self.order_answering(answer, sent)
+    }
+
+    /// The order a submit or replace answered, which must be the one it sent (named by its
+    /// client order id): any other answer (a wrong or misrouted one) leaves the outcome
+    /// unknown, to be looked up, and is not remembered.
+    fn order_answering(&self, value: Option<Value>, sent: &str) -> Result<Order, BrokerError> {
+        let order = decode_order(value, true)?;
+        if order.client_order_id.as_str() != sent {
+            return Err(BrokerError::Uncertain {
+                message: format!(
+                    "the answer names order {} ({}), not the one sent ({sent})",
+                    order.id, order.client_order_id
+                ),
+            });
+        }
+        self.remember(&order);
+        Ok(order)
     }
 
     /// Sends one request under `permit`.
@@ -325,10 +351,7 @@ impl AlpacaBroker {
     }
 
     fn order_from(&self, value: Option<Value>, mutation: bool) -> Result<Order, BrokerError> {
-        let value = value.ok_or_else(|| decode_error(&DecodeError("empty order answer".into()), mutation))?;
-        let dto: OrderDto =
-            serde_json::from_value(value).map_err(|e| decode_error(&DecodeError(e.to_string()), mutation))?;
-        let order = dto.into_order().map_err(|e| decode_error(&e, mutation))?;
+        let order = decode_order(value, mutation)?;
         self.remember(&order);
         Ok(order)
     }
@@ -740,6 +763,26 @@ mod tests {
             matches!(&placed, Err(BrokerError::Uncertain { message }) if message.contains("larger than")),
             "{placed:?}"
         );
+    }
+
+    /// An answer to a submit that names another order (a wrong or misrouted answer) is not
+    /// taken for the order sent: its outcome is unknown, to be looked up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_submit_answered_with_another_order_is_uncertain() {
+        let (broker, _) = serve(|_| {
+            json!({
+                "id": "order-9", "client_order_id": "someone-else", "created_at": "2026-03-02T14:30:00Z",
+                "symbol": "AAPL", "qty": "1", "filled_qty": "0", "type": "market", "side": "buy",
+                "time_in_force": "day", "status": "accepted",
+            })
+        })
+        .await;
+        let placed = broker.submit_order(&an_order()).await;
+        assert!(
+            matches!(&placed, Err(BrokerError::Uncertain { message }) if message.contains("someone-else")),
+            "{placed:?}"
+        );
+        assert!(broker.inner.client_ids.lock().unwrap().is_empty(), "nothing remembered of it");
     }
 
     /// A server that redirects: the keys and the order must not follow to wherever it points
