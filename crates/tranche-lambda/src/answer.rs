@@ -3,8 +3,9 @@
 //! `failure_reason`, `execution_data`, and the event ids) that a Lambda destination or a Step
 //! Functions state can route; for an SQS batch, the partial batch failures Lambda expects.
 //!
-//! Invariants: the answer's `event_id` is derived from the plan id and the outcome, so a
-//! redelivered event is answered with the same id (a consumer can deduplicate); `success` is
+//! Invariants: the answer's `event_id` is derived from the plan id and the outcome (executed,
+//! whether now or replayed from the ledger; resumable; not executed), so a redelivered event is
+//! answered with the same id (a consumer can deduplicate); `success` is
 //! true only when every item reached its target (a partial execution is a failure, the
 //! predecessor's default); credentials never appear (nothing here sees them).
 
@@ -43,10 +44,12 @@ pub fn trade_executed(event: &RebalancePlanned, result: &ExecutionResult, dispos
         Disposition::Replayed => "replayed",
         Disposition::Resumable => "resumable",
     };
+    // A replay answers the completed run's result again: the same event, under the same id.
+    let outcome = if disposition == Disposition::Resumable { "resumable" } else { "executed" };
     json!({
         "schema_version": SCHEMA_VERSION,
         "event_type": "TradeExecuted",
-        "event_id": format!("trade-executed-{}-{state}", result.plan_id),
+        "event_id": format!("trade-executed-{}-{outcome}", result.plan_id),
         "correlation_id": event.correlation_id,
         "causation_id": event.event_id,
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -153,6 +156,9 @@ mod tests {
         );
         assert_eq!(answer["failure_reason"], Value::Null);
         assert_eq!(answer["event_id"], "trade-executed-p-executed", "a redelivery answers the same id");
+        let replayed = trade_executed(&event(), &result(ExecutionStatus::Success), Disposition::Replayed);
+        assert_eq!(replayed["event_id"], answer["event_id"], "a replay is the same event");
+        assert_eq!(replayed["metadata"]["disposition"], "replayed");
     }
 
     #[test]

@@ -23,8 +23,21 @@ use crate::event::{parse, Invocation, RebalancePlanned};
 /// result and answering (default).
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 
+/// The name of the function error that asks for the event to be delivered again.
+pub const DELIVER_AGAIN: &str = "TrancheDeliverAgain";
+
 /// The least time worth starting a run with (default).
 pub const LEAST_RUN: Duration = Duration::from_secs(15);
+
+/// What an invocation answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The `TradeExecuted` answer, or an SQS batch's partial failures.
+    pub payload: Value,
+    /// A single event that must be delivered again: the plan was left resumable, another
+    /// invocation runs it, or it could not be started.
+    pub deliver_again: bool,
+}
 
 /// The function's configuration, read once per cold start.
 #[derive(Debug, Clone)]
@@ -103,12 +116,25 @@ impl Function {
         self
     }
 
-    /// Answers one invocation whose deadline is `deadline`.
+    /// Answers one invocation whose deadline is `deadline` (its payload only; see
+    /// [`Function::answer`]).
     pub async fn invoke(&self, payload: &Value, deadline: SystemTime) -> Value {
+        self.answer(payload, deadline).await.payload
+    }
+
+    /// Answers one invocation whose deadline is `deadline`: the payload, and whether a single
+    /// event must be delivered again (left resumable, run elsewhere, not started): the binary
+    /// then answers with a function error, the only answer on which Lambda retries an
+    /// asynchronous invocation (an EventBridge rule) and a Step Functions state can. An SQS
+    /// batch says it per record in its payload.
+    pub async fn answer(&self, payload: &Value, deadline: SystemTime) -> Answer {
         match parse(payload) {
             Invocation::One(one) => match *one {
-                Err(e) => not_executed(None, &e.to_string(), false),
-                Ok(event) => self.execute(&event, deadline).await.0,
+                Err(e) => Answer { payload: not_executed(None, &e.to_string(), false), deliver_again: false },
+                Ok(event) => {
+                    let (payload, deliver_again) = self.execute(&event, deadline).await;
+                    Answer { payload, deliver_again }
+                }
             },
             Invocation::Batch(records) => {
                 let mut again = Vec::new();
@@ -119,13 +145,30 @@ impl Function {
                             tracing::error!(message_id = %record.message_id, error = %e, "record refused");
                             false
                         }
-                        Ok(event) => self.execute(&event, deadline).await.1,
+                        Ok(event) => {
+                            let (answer, retry) = self.execute(&event, deadline).await;
+                            // The batch's payload is Lambda's, not the workflow's: the
+                            // `TradeExecuted` answer goes to the log (the ledger holds the
+                            // whole result).
+                            tracing::info!(
+                                message_id = %record.message_id,
+                                event_id = %answer["event_id"],
+                                disposition = %answer["metadata"]["disposition"],
+                                success = %answer["success"],
+                                orders_placed = %answer["orders_placed"],
+                                orders_succeeded = %answer["orders_succeeded"],
+                                failed_symbols = %answer["failed_symbols"],
+                                failure_reason = %answer["failure_reason"],
+                                "TradeExecuted"
+                            );
+                            retry
+                        }
                     };
                     if retry {
                         again.push(record.message_id);
                     }
                 }
-                batch_failures(&again)
+                Answer { payload: batch_failures(&again), deliver_again: false }
             }
         }
     }

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
-use tranche_lambda::handler::Function;
+use tranche_lambda::handler::{Answer, Function, DELIVER_AGAIN};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,9 +19,21 @@ async fn main() -> Result<(), Error> {
     };
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<Value, Error>(function.invoke(&event.payload, deadline(event.context.deadline())).await)
+        let answer = function.answer(&event.payload, deadline(event.context.deadline())).await;
+        answered(answer)
     }))
     .await
+}
+
+/// The runtime's answer: the payload, or for a single event to deliver again a function error
+/// named `TrancheDeliverAgain` whose message is the payload (Lambda retries an asynchronous
+/// invocation only on an error; a Step Functions state can retry on the name).
+fn answered(answer: Answer) -> Result<Value, Diagnostic> {
+    if answer.deliver_again {
+        Err(Diagnostic { error_type: DELIVER_AGAIN.into(), error_message: answer.payload.to_string() })
+    } else {
+        Ok(answer.payload)
+    }
 }
 
 /// The invocation's deadline. Lambda sends it in milliseconds since the epoch; a local runtime

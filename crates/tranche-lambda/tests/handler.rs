@@ -87,11 +87,15 @@ async fn once_however_delivered() {
     let function = function(&emulator, "once", Duration::from_secs(5));
     let event = planned(&plan, "evt-1");
 
-    // Delivered twice at the same moment: one trades, the other is reported and retried later.
-    let (a, b) = tokio::join!(function.invoke(&event, in_seconds(300)), function.invoke(&event, in_seconds(300)));
-    let executed: Vec<&Value> = [&a, &b].into_iter().filter(|x| x["metadata"]["disposition"] == "executed").collect();
-    assert_eq!(executed.len(), 1, "exactly one delivery traded:\n{a:#}\n{b:#}");
-    let answer = executed[0];
+    // Delivered twice at the same moment: one trades, the other is reported and asked to be
+    // delivered again (a function error, on which Lambda retries an asynchronous invocation).
+    let (a, b) = tokio::join!(function.answer(&event, in_seconds(300)), function.answer(&event, in_seconds(300)));
+    let (done, other) = if a.payload["metadata"]["disposition"] == "executed" { (&a, &b) } else { (&b, &a) };
+    assert_eq!(done.payload["metadata"]["disposition"], "executed", "one delivery traded:\n{a:#?}\n{b:#?}");
+    assert!(!done.deliver_again);
+    assert_eq!(other.payload["metadata"]["disposition"], "not_executed", "{other:#?}");
+    assert!(other.deliver_again, "the other is delivered again, to find the plan completed");
+    let answer = &done.payload;
     assert_eq!(answer["event_type"], "TradeExecuted");
     assert_eq!(answer["success"], true, "{answer:#}");
     assert_eq!(
@@ -105,8 +109,11 @@ async fn once_however_delivered() {
 
     // Delivered again after completion: the recorded result, nothing sent.
     let before = client_ids(&emulator).len();
-    let again = function.invoke(&event, in_seconds(300)).await;
+    let again = function.answer(&event, in_seconds(300)).await;
+    assert!(!again.deliver_again);
+    let again = again.payload;
     assert_eq!(again["metadata"]["disposition"], "replayed", "{again:#}");
+    assert_eq!(again["event_id"], answer["event_id"], "the same event, for a consumer that deduplicates");
     assert_eq!(again["orders_placed"], answer["orders_placed"]);
     assert_eq!(client_ids(&emulator).len(), before, "nothing sent for a completed plan");
 
@@ -130,7 +137,9 @@ async fn short_of_time() {
     });
 
     // Half a second: the run stops with the 30-symbol plan unfinished.
-    let first = function.invoke(&event, SystemTime::now() + Duration::from_millis(500)).await;
+    let first = function.answer(&event, SystemTime::now() + Duration::from_millis(500)).await;
+    assert!(first.deliver_again, "a plan left resumable is delivered again");
+    let first = first.payload;
     assert_eq!(first["metadata"]["disposition"], "resumable", "{first:#}");
     assert_eq!(first["success"], false);
     assert!(emulator.with_sim(|s| s.orders().all(|o| o.status.is_terminal())), "its orders were cancelled");

@@ -93,7 +93,17 @@ fn invoke(port: u16, event: &Value) -> Value {
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let payload =
         if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
-    serde_json::from_str(&payload).unwrap_or_else(|e| panic!("not a JSON answer ({e}): {text}"))
+    let answer: Value = serde_json::from_str(&payload).unwrap_or_else(|e| panic!("not a JSON answer ({e}): {text}"));
+    // A single event to deliver again is a function error whose message is the answer.
+    match answer.get("errorType").and_then(Value::as_str) {
+        Some("TrancheDeliverAgain") => {
+            let message = answer["errorMessage"].as_str().unwrap_or_default();
+            let mut inner: Value = serde_json::from_str(message).unwrap_or_else(|e| panic!("{e}: {message}"));
+            inner["delivered_again"] = true.into();
+            inner
+        }
+        _ => answer,
+    }
 }
 
 /// The body of a chunked HTTP/1.1 answer.
@@ -156,6 +166,8 @@ async fn the_function_binary_through_the_lambda_runtime_api() {
     let answers = [first.unwrap(), second.unwrap()];
     let executed: Vec<&Value> = answers.iter().filter(|a| a["metadata"]["disposition"] == "executed").collect();
     assert_eq!(executed.len(), 1, "one delivery traded: {answers:#?}");
+    let other = answers.iter().find(|a| a["metadata"]["disposition"] != "executed").unwrap();
+    assert_eq!(other["delivered_again"], true, "the duplicate is a function error, delivered again: {other:#}");
     assert_eq!(executed[0]["event_type"], "TradeExecuted");
     assert_eq!(executed[0]["causation_id"], "evt-rt-1");
     let ids = client_ids(&small);
@@ -181,6 +193,7 @@ async fn the_function_binary_through_the_lambda_runtime_api() {
     );
     let first = invoke(port, &event);
     assert_eq!(first["metadata"]["disposition"], "resumable", "{first:#}");
+    assert_eq!(first["delivered_again"], true, "a plan left resumable is a function error: {first:#}");
     assert!(large.with_sim(|s| s.orders().all(|o| o.status.is_terminal())), "its orders were cancelled");
     drop(short);
     let _normal = instance(port, &moto, &large.url(), "short", &[]);
