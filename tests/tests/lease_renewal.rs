@@ -2,6 +2,7 @@
 //! virtual time: a renewal that is slow or fails now and then does not stop the run (the engine
 //! v1 aborted a run on one failed heartbeat), and the plan is completed under the claim. (That
 //! renewals never overlap is structural: the object ledger makes them one at a time per run.)
+//! And a claim that is slow to take counts against the run's deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,16 +22,18 @@ use tranche::simulation::{account_from_plan, start_sim};
 use tranche_tests::example;
 
 /// An object ledger whose claim proofs take `slow` each and fail every seventh time, counting how
-/// many were made.
+/// many were made, and whose `begin` takes `slow_begin`.
 struct SlowClaims {
     inner: ObjectLedger,
     slow: Duration,
+    slow_begin: Duration,
     proofs: AtomicU32,
 }
 
 #[async_trait]
 impl Ledger for SlowClaims {
     async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
+        tokio::time::sleep(self.slow_begin).await;
         self.inner.begin(plan).await
     }
     fn claim_renewal(&self) -> Option<Duration> {
@@ -76,8 +79,9 @@ impl Ledger for SlowClaims {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn slow_and_failing_renewals_do_not_stop_the_run() {
+/// The 30-symbol plan on the simulator, with a ledger whose proofs take `slow` and whose begin
+/// takes `slow_begin`; the plan, the ledger and the ports.
+fn thirty_symbols(slow: Duration, slow_begin: Duration) -> (RebalancePlan, Arc<SlowClaims>, Ports) {
     let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan-30.json")).unwrap()).unwrap();
     let (broker, clock) = start_sim(account_from_plan(&plan, &SimConfig::default())).unwrap();
     let time = Arc::clone(&clock);
@@ -85,14 +89,42 @@ async fn slow_and_failing_renewals_do_not_stop_the_run() {
     let inner = ObjectLedger::new(Arc::new(object_store::memory::InMemory::new()), "lease", "worker")
         .with_lease(lease)
         .with_time_source(Arc::new(move || time.now()));
-    // Each renewal takes two seconds of its three-second period, and every seventh one fails.
-    let ledger = Arc::new(SlowClaims { inner, slow: Duration::from_secs(2), proofs: AtomicU32::new(0) });
+    let ledger = Arc::new(SlowClaims { inner, slow, slow_begin, proofs: AtomicU32::new(0) });
     let ports = Ports {
         broker: Arc::new(broker.broker()),
         events: Box::new(broker.order_events()),
         quotes: Arc::new(broker.quote_feed()),
-        clock: Arc::clone(&clock),
+        clock,
     };
+    (plan, ledger, ports)
+}
+
+/// The run's deadline counts from when the run is asked for: a claim that takes 40 s of a 60 s
+/// deadline leaves the run 20 s, not 60 (on Lambda, the invocation's deadline follows, and a run
+/// past it is killed with its orders working and nothing recorded).
+#[tokio::test(start_paused = true)]
+async fn a_claim_slow_to_take_counts_against_the_run_deadline() {
+    let (plan, ledger, ports) = thirty_symbols(Duration::ZERO, Duration::from_secs(40));
+    let clock = Arc::clone(&ports.clock);
+    let config =
+        EngineConfig { run_deadline: Duration::from_secs(60), resumable_at_deadline: true, ..EngineConfig::default() };
+    let started = clock.now();
+    let outcome = execute_recorded(plan, config, ports, ledger as _, None).await;
+    let seconds = (clock.now() - started).num_seconds();
+    assert!(
+        matches!(outcome, Err(tranche::engine::RunError::LeftResumable { .. })),
+        "the 30-symbol plan takes longer than the 20 s left: {:?}",
+        outcome.map(|r| (r.status, r.metadata))
+    );
+    // The deadline at 60 s, then its cancels, final reads and the result.
+    assert!(seconds <= 60 + 30, "the run ended {seconds} s after it was asked for");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_and_failing_renewals_do_not_stop_the_run() {
+    // Each renewal takes two seconds of its three-second period, and every seventh one fails.
+    let (plan, ledger, ports) = thirty_symbols(Duration::from_secs(2), Duration::ZERO);
+    let clock = Arc::clone(&ports.clock);
     let started = clock.now();
     let result = execute_recorded(plan.clone(), EngineConfig::default(), ports, Arc::clone(&ledger) as _, None)
         .await

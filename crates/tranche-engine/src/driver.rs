@@ -160,6 +160,7 @@ pub async fn execute_recorded(
     ledger: Arc<dyn Ledger>,
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
 ) -> Result<ExecutionResult, RunError> {
+    let asked_at = ports.clock.now();
     // A store that fails at times: begun again (a begin that failed gave the plan back).
     let begun = retrying(&ports.clock, BEGIN_ATTEMPTS, || ledger.begin(&plan)).await.map_err(|e| match e {
         // A resumed run's first proof found the plan taken over meanwhile.
@@ -176,6 +177,13 @@ pub async fn execute_recorded(
         BeginOutcome::AlreadyRunning { run_id } => return Err(RunError::AlreadyRunning { run_id }),
         BeginOutcome::Started(run) => run,
     };
+    // The run's deadline counts from when the run was asked for: the time the claim and a
+    // resumed run's reads took is spent (on Lambda, the invocation's deadline follows).
+    let mut config = config;
+    let claimed = |config: &mut EngineConfig, now: tranche_domain::Timestamp| {
+        let spent = (now - asked_at).to_std().unwrap_or_default();
+        config.run_deadline = config.run_deadline.saturating_sub(spent);
+    };
     let core = if run.resumed {
         // Read as the writes are made: again while the store fails.
         let clock = &ports.clock;
@@ -186,8 +194,10 @@ pub async fn execute_recorded(
         let started_at = intents.iter().map(|i| i.created_at).min();
         tracing::warn!(plan_id = %plan.plan_id, run_id = %run.run_id, intents = intents.len(), fills = fills.len(), "resuming an interrupted run");
         let items = durably(clock, || ledger.items(&plan.plan_id)).await.map_err(RunError::Ledger)?;
+        claimed(&mut config, clock.now());
         EngineCore::resuming(plan, config, Recovery { intents, fills, started_at, items })
     } else {
+        claimed(&mut config, ports.clock.now());
         EngineCore::new(plan, config)
     };
     let mut core = core;
