@@ -29,8 +29,35 @@ pub enum Disposition {
     Resumable,
 }
 
-/// The `TradeExecuted` answer to `event` for `result`.
+/// The largest answer sent whole: EventBridge, Step Functions and Lambda's asynchronous
+/// destinations take at most 256 KB, and a 500-item plan's rows alone are about 350 KB.
+pub const ANSWER_LIMIT: usize = 240_000;
+
+/// The `TradeExecuted` answer to `event` for `result`, within `ANSWER_LIMIT`: past it,
+/// `execution_data.orders` keeps only the rows that did not reach their target (all of them
+/// should those still not fit), and says how many it left out and where the whole result is.
 pub fn trade_executed(event: &RebalancePlanned, result: &ExecutionResult, disposition: Disposition) -> Value {
+    let mut answer = whole_answer(event, result, disposition);
+    if answer.to_string().len() <= ANSWER_LIMIT {
+        return answer;
+    }
+    let short: Vec<&tranche::domain::ItemResult> =
+        result.orders.iter().filter(|row| !row.reached_target() && row.outcome.was_attempted()).collect();
+    let mut kept = serde_json::to_value(&short).unwrap_or(Value::Array(Vec::new()));
+    answer["execution_data"]["orders"] = kept.clone();
+    if answer.to_string().len() > ANSWER_LIMIT {
+        kept = Value::Array(Vec::new());
+    }
+    let omitted = result.orders.len() - kept.as_array().map_or(0, Vec::len);
+    answer["execution_data"]["orders"] = kept;
+    answer["execution_data"]["orders_omitted"] = omitted.into();
+    answer["execution_data"]["full_result"] =
+        format!("every row is in the ledger: tranche ledger runs --plan {} --json", result.plan_id).into();
+    answer
+}
+
+/// The answer with every row.
+fn whole_answer(event: &RebalancePlanned, result: &ExecutionResult, disposition: Disposition) -> Value {
     let success = result.status == ExecutionStatus::Success && disposition != Disposition::Resumable;
     let failed: Vec<&str> = result
         .orders
@@ -170,6 +197,47 @@ mod tests {
         assert_eq!(resumable["success"], false);
         assert_eq!(resumable["metadata"]["resumable"], true);
         assert!(resumable["failure_reason"].as_str().unwrap().contains("left resumable"));
+    }
+
+    /// A 500-item plan's answer fits the 256 KB that EventBridge and Step Functions take: the
+    /// rows that reached their target are left out, counted, and the ledger named.
+    #[test]
+    fn a_large_plans_answer_keeps_the_rows_that_fell_short_within_the_limit() {
+        let plan = RebalancePlan::from_json_str(include_str!("../../../examples/plan-500.json")).unwrap();
+        let row = |i: usize, item: &tranche::domain::PlanItem| {
+            let mut row: tranche::domain::ItemResult = serde_json::from_value(json!({
+                "symbol": item.symbol, "action": "BUY", "trade_amount": "1000.00", "shares": "3.5", "price": "285.71",
+                "order_id": "00000001-0000-4000-8000-000000000016", "success": true, "error_message": null,
+                "timestamp": "2026-03-02T14:46:01Z", "order_type": "limit", "filled_at": "2026-03-02T14:46:02.332Z",
+                "outcome": "filled", "requested_qty": "3.5", "filled_qty": "3.5", "requested_notional": "1000.00",
+                "filled_notional": "1000.00", "avg_fill_price": "285.71", "arrival_mid": "285.70",
+                "slippage_bps": "0.35", "orders": 1, "repegs": 0, "reason": null
+            }))
+            .unwrap();
+            if i % 100 == 7 {
+                row.outcome = ItemOutcome::PartiallyFilled;
+                row.filled_qty = serde_json::from_value(json!("1")).unwrap();
+                row.reason = Some("the run's deadline came".into());
+            }
+            row
+        };
+        let rows: Vec<_> = plan.items.iter().enumerate().map(|(i, item)| row(i, item)).collect();
+        let n = rows.len();
+        let small = ExecutionResult::from_items(&plan.plan_id, "c", rows[..3].to_vec(), chrono::Utc::now(), None);
+        let result = ExecutionResult::from_items(&plan.plan_id, "c", rows, chrono::Utc::now(), None);
+        let answer = trade_executed(&event(), &result, Disposition::Executed);
+        assert!(answer.to_string().len() <= ANSWER_LIMIT, "{} bytes", answer.to_string().len());
+        let kept = answer["execution_data"]["orders"].as_array().unwrap();
+        assert_eq!(kept.len(), 5, "the rows that fell short");
+        assert!(kept.iter().all(|r| r["outcome"] == "partially_filled"));
+        assert_eq!(answer["execution_data"]["orders_omitted"], n - 5);
+        assert!(answer["execution_data"]["full_result"].as_str().unwrap().contains(&plan.plan_id));
+        assert_eq!(answer["orders_placed"], result.orders_placed, "the counts stay whole");
+        assert_eq!(answer["failed_symbols"].as_array().unwrap().len(), 5);
+        // A small plan's answer is whole.
+        let small = trade_executed(&event(), &small, Disposition::Executed);
+        assert_eq!(small["execution_data"]["orders"].as_array().unwrap().len(), 3);
+        assert!(small["execution_data"].get("orders_omitted").is_none());
     }
 
     #[test]
