@@ -174,7 +174,7 @@ pub fn run(options: &ExecuteOptions) -> CliResult {
         let _ = watcher.await;
         outcome
     });
-    finish(outcome, options, target.as_ref().map(|t| (t, &*recording, &info)))
+    finish(outcome.map_err(Stopped::Run), options, target.as_ref().map(|t| (t, &*recording, &info)))
 }
 
 /// Creates the `--report` file (a "run in progress" page) before anything is sent.
@@ -293,15 +293,33 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
     let engine = settings.engine.clone();
     let plan = plan.clone();
     let record = target.is_some().then(|| Arc::clone(&recording));
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = crate::signals::stop_request(Arc::clone(&interrupted));
     let outcome = runtime.block_on(async move {
         let (tx, watcher) = watch(quiet, record);
         let ports = connection.ports_with(quotes);
         let replay = ledger.completed_before(&plan.plan_id).await;
-        let outcome = execute_recorded(plan, engine, ports, ledger, Some(tx)).await.map(|r| (r, replay));
+        let outcome = tranche::engine::execute_recorded_until(plan, engine, ports, ledger, Some(tx), stop)
+            .await
+            .map(|r| (r, replay));
         let _ = watcher.await;
         outcome
     });
+    let outcome = match outcome {
+        Err(RunError::LeftResumable { result }) if interrupted.load(std::sync::atomic::Ordering::SeqCst) => {
+            Err(Stopped::Interrupted(result))
+        }
+        other => other.map_err(Stopped::Run),
+    };
     finish(outcome, options, target.as_ref().map(|t| (t, &*recording, &info)))
+}
+
+/// Why a run gave no completed result.
+enum Stopped {
+    /// Stopped by a signal and left to resume.
+    Interrupted(Box<ExecutionResult>),
+    /// The engine's error.
+    Run(RunError),
 }
 
 /// Where orders go, for the report: paper, live or another Alpaca-compatible URL (never the URL
@@ -320,10 +338,20 @@ fn alpaca_label(options: &ExecuteOptions, config: &tranche::alpaca::AlpacaConfig
 
 /// Prints a run's outcome, writes its report, and returns the exit code.
 fn finish(
-    outcome: Result<(ExecutionResult, bool), RunError>,
+    outcome: Result<(ExecutionResult, bool), Stopped>,
     options: &ExecuteOptions,
     report: Option<(&report::Target, &report::Recording, &report::RunInfo)>,
 ) -> CliResult {
+    let outcome = match outcome {
+        Ok(done) => Ok(done),
+        Err(Stopped::Run(e)) => Err(e),
+        Err(Stopped::Interrupted(result)) => {
+            crate::logging::warn(
+                "interrupted: the run's open orders were cancelled and what it did is recorded; run the same command again to continue",
+            );
+            return print_and_report(&result, exit::code(crate::signals::INTERRUPTED), options, report);
+        }
+    };
     let (result, code) = match outcome {
         Ok((result, replayed)) => {
             if replayed {
@@ -367,9 +395,19 @@ fn finish(
             (*result, exit::code(exit::FAILURE))
         }
     };
-    print_result(&result, options.json);
+    print_and_report(&result, code, options, report)
+}
+
+/// Prints the result, writes the report, and answers `code`.
+fn print_and_report(
+    result: &ExecutionResult,
+    code: std::process::ExitCode,
+    options: &ExecuteOptions,
+    report: Option<(&report::Target, &report::Recording, &report::RunInfo)>,
+) -> CliResult {
+    print_result(result, options.json);
     if let Some((target, recording, info)) = report {
-        match target.write_run(&result, recording, info) {
+        match target.write_run(result, recording, info) {
             Ok(()) if !options.quiet => eprintln!("report written to {}", target.path().display()),
             Ok(()) => {}
             Err(message) => return Err(CliError::failure(message)),

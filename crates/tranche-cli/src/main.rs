@@ -16,6 +16,7 @@ mod logging;
 mod output;
 mod plan_cmd;
 mod settings;
+mod signals;
 mod sim_cmd;
 
 use std::path::PathBuf;

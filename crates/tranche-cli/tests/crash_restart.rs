@@ -1,6 +1,6 @@
 //! End to end, with real processes: `tranche emulator` keeps the broker state in its own
-//! process; `tranche execute --broker alpaca` is killed with SIGKILL in the middle of a plan and
-//! the same command is run again. No client order id twice, every order final, ledger fills
+//! process; `tranche execute --broker alpaca` is killed with SIGKILL, or interrupted with SIGINT,
+//! in the middle of a plan and the same command is run again. No client order id twice, every order final, ledger fills
 //! equal broker fills, no oversell, nothing traded beyond its target.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,7 +26,41 @@ fn execute(url: &str, plan: &str, ledger: &str, config: &str) -> Command {
 
 #[test]
 fn a_killed_run_is_continued_by_the_same_command_without_trading_twice() {
-    let dir = temp_dir("crash");
+    stopped_mid_plan_then_run_again("crash", |first, _| {
+        first.kill().unwrap();
+        first.wait().unwrap();
+    });
+}
+
+/// Ctrl-C mid-plan: the run cancels its open orders before it exits (130), says so, and leaves
+/// the plan to resume; nothing is left working at the broker in between.
+#[test]
+fn an_interrupted_run_cancels_its_orders_exits_130_and_the_same_command_continues_it() {
+    stopped_mid_plan_then_run_again("sigint", |first, url| {
+        let signalled = Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap();
+        assert!(signalled.success());
+        let status = first.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "interrupted: exit 130");
+        let (runtime, broker) = broker_at(url);
+        let open = runtime.block_on(broker.open_orders()).unwrap();
+        assert!(open.is_empty(), "nothing left working after Ctrl-C: {open:?}");
+    });
+}
+
+/// A runtime and an adapter at the emulator at `url`.
+fn broker_at(url: &str) -> (tokio::runtime::Runtime, AlpacaBroker) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut adapter = AlpacaConfig::new(KEY, Secret::new(SECRET));
+    url.clone_into(&mut adapter.trading_url);
+    url.clone_into(&mut adapter.data_url);
+    (runtime, AlpacaBroker::new(adapter).unwrap())
+}
+
+/// The 30-symbol plan at the emulator, stopped by `stop` once six orders are out, then the same
+/// command again: it continues and finishes, with no client order id twice, every order final,
+/// ledger fills equal broker fills, no oversell and nothing traded beyond its target.
+fn stopped_mid_plan_then_run_again(name: &str, stop: impl FnOnce(&mut std::process::Child, &str)) {
+    let dir = temp_dir(name);
     let config = dir.join("fast.toml");
     std::fs::write(
         &config,
@@ -39,14 +73,15 @@ fn a_killed_run_is_continued_by_the_same_command_without_trading_twice() {
     let ledger = format!("sqlite:{}", ledger_path.display());
     let (_emulator, url) = start_emulator(&plan_path);
 
-    // First run: killed with SIGKILL once a few orders are out.
+    // First run: stopped once a few orders are out.
     let mut first = execute(&url, plan, &ledger, config.to_str().unwrap())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut orders_seen = 0;
-    for line in BufReader::new(first.stderr.take().unwrap()).lines() {
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
         if line.unwrap().contains(" order ") {
             orders_seen += 1;
             if orders_seen == 6 {
@@ -54,9 +89,11 @@ fn a_killed_run_is_continued_by_the_same_command_without_trading_twice() {
             }
         }
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
-    assert_eq!(orders_seen, 6, "the first run was killed mid-plan");
+    // What it says after that is read on, so that it never blocks on a full pipe.
+    let said = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    stop(&mut first, &url);
+    let said = said.join().unwrap();
+    assert_eq!(orders_seen, 6, "the first run was stopped mid-plan: {said}");
 
     // The same command again: continues and finishes.
     let second = execute(&url, plan, &ledger, config.to_str().unwrap()).args(["--json", "--quiet"]).output().unwrap();
@@ -65,11 +102,7 @@ fn a_killed_run_is_continued_by_the_same_command_without_trading_twice() {
     assert_eq!(result["orders"].as_array().unwrap().len(), 30);
 
     // Check the broker (another process) against the ledger.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut adapter = AlpacaConfig::new(KEY, Secret::new(SECRET));
-    adapter.trading_url.clone_from(&url);
-    adapter.data_url.clone_from(&url);
-    let broker = AlpacaBroker::new(adapter).unwrap();
+    let (runtime, broker) = broker_at(&url);
     let (open, fills, positions) = runtime.block_on(async {
         (
             broker.open_orders().await.unwrap(),

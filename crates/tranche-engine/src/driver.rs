@@ -135,7 +135,7 @@ pub async fn execute(
     let correlation_id = plan.correlation_id.clone();
     let mut core = EngineCore::new(plan, config);
     core.set_stream_slots(ports.quotes.symbol_limit());
-    match run_loop(core, ports, None, progress).await {
+    match run_loop(core, ports, None, progress, never()).await {
         Ok(result) => result,
         Err(RunError::LedgerAfterRun { result, .. }) => *result,
         // Without a journal no ledger error can occur; report it as a failed run all the same.
@@ -149,6 +149,14 @@ pub async fn execute(
     }
 }
 
+/// A request to stop a run, with why (see [`execute_recorded_until`]).
+pub type StopRequest = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+
+/// A stop request that never comes.
+fn never() -> StopRequest {
+    Box::pin(std::future::pending())
+}
+
 /// Executes `plan` exactly once with `ledger` as its journal: a completed plan returns its
 /// recorded result and trades nothing; a plan another worker runs is refused; an interrupted
 /// run is continued from the ledger and the broker. Every order intent is recorded before the
@@ -159,6 +167,21 @@ pub async fn execute_recorded(
     ports: Ports,
     ledger: Arc<dyn Ledger>,
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
+) -> Result<ExecutionResult, RunError> {
+    execute_recorded_until(plan, config, ports, ledger, progress, never()).await
+}
+
+/// As [`execute_recorded`], until `stop` comes (a signal: Ctrl-C, a container or service
+/// stop): the run then stops trading as at its deadline (its open orders cancelled, its fills
+/// read, its result made) and is left to resume (`RunError::LeftResumable`): the same plan run
+/// again continues it.
+pub async fn execute_recorded_until(
+    plan: RebalancePlan,
+    config: EngineConfig,
+    ports: Ports,
+    ledger: Arc<dyn Ledger>,
+    progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
+    stop: StopRequest,
 ) -> Result<ExecutionResult, RunError> {
     let asked_at = ports.clock.now();
     // A store that fails at times: begun again (a begin that failed gave the plan back).
@@ -205,7 +228,15 @@ pub async fn execute_recorded(
     let fence = Fence::new(Arc::clone(&ledger), run.clone(), Arc::clone(&ports.clock));
     let mut journal = Journal { ledger, run, fence, next_renewal: None };
     journal.next_renewal = journal.renewal_after(ports.clock.now());
-    run_loop(core, ports, Some(journal), progress).await
+    run_loop(core, ports, Some(journal), progress, stop).await
+}
+
+/// The earlier of two times, when there is one.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 async fn run_loop(
@@ -213,7 +244,9 @@ async fn run_loop(
     mut ports: Ports,
     mut journal: Option<Journal>,
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
+    mut stop: StopRequest,
 ) -> Result<ExecutionResult, RunError> {
+    let mut stop_asked = false;
     let mut work = InFlight::default();
     let mut quote_rx = ports.quotes.changes();
     let mut queue: VecDeque<Input> = VecDeque::from([Input::Start]);
@@ -229,7 +262,7 @@ async fn run_loop(
             }
             let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
             if let Some(result) = step(&mut core, input, &context, &mut work) {
-                let suspend = core.ran_out_of_time() && core.config.resumable_at_deadline;
+                let suspend = core.interrupted() || (core.ran_out_of_time() && core.config.resumable_at_deadline);
                 return end_run(result, core.open_orders(), &ports, journal, work, suspend).await;
             }
         }
@@ -239,10 +272,7 @@ async fn run_loop(
         }
         let heartbeat = journal.as_ref().and_then(|j| j.next_renewal);
         let next_timer = work.timers.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
-        let wake = match (next_timer.map(|(_, at)| at), heartbeat) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake = earliest(next_timer.map(|(_, at)| at), heartbeat);
         let clock = Arc::clone(&ports.clock);
         let sleep = async move {
             match wake {
@@ -252,6 +282,11 @@ async fn run_loop(
         };
         tokio::select! {
             biased;
+            reason = &mut stop, if !stop_asked => {
+                stop_asked = true;
+                tracing::warn!(%reason, "stopping the run: cancelling its open orders");
+                queue.push_back(Input::Interrupted(reason));
+            }
             event = ports.events.next_event(), if events_open => {
                 events_open = event.is_some();
                 queue.push_back(work.on_stream_event(event));

@@ -177,6 +177,10 @@ pub enum Input {
     },
     /// Writing to the ledger failed for good: the run must stop.
     LedgerFailed(String),
+    /// The run was asked to stop (a signal: Ctrl-C, a container or service stop), with why: it
+    /// stops trading as at its deadline (open orders cancelled, fills read, the result) and is
+    /// left to resume.
+    Interrupted(String),
     /// The intent of an order could not be recorded, so the order was not sent.
     IntentFailed {
         /// The item.

@@ -108,6 +108,9 @@ pub struct EngineCore {
     pub(crate) close_at: Option<Timestamp>,
     /// The run deadline was the close's: the run ends rather than being left to resume.
     pub(crate) stopped_for_close: bool,
+    /// The run was asked to stop (`Input::Interrupted`): it ends as at its deadline and is left
+    /// to resume.
+    pub(crate) interrupted: bool,
     /// The orders whose final state is being read before the result.
     pub(crate) final_lookups: BTreeSet<ClientOrderId>,
     /// No cross-check read of fills before this time (one `retry_wait` after the last).
@@ -183,6 +186,7 @@ impl EngineCore {
             run_out_of_time: false,
             close_at: None,
             stopped_for_close: false,
+            interrupted: false,
             final_lookups: BTreeSet::new(),
             fills_read_not_before: chrono::DateTime::<chrono::Utc>::MIN_UTC,
             fills_read_since: None,
@@ -218,6 +222,12 @@ impl EngineCore {
     /// stopped for the session's close: that run is over, not to be resumed).
     pub fn ran_out_of_time(&self) -> bool {
         self.run_out_of_time && !self.stopped_for_close
+    }
+
+    /// The run was asked to stop before it finished: it is to be left resumable, whatever
+    /// `resumable_at_deadline` says (its user stopped it; running it again continues it).
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
     }
 
     /// Handles one input at time `now`.
@@ -284,6 +294,7 @@ impl EngineCore {
                 self.on_subscribe_refused(&symbols, &message, now, &mut out);
             }
             Input::LedgerFailed(reason) => self.abort(&format!("ledger write failed: {reason}"), now, &mut out),
+            Input::Interrupted(reason) => self.on_interrupt(&reason, now, &mut out),
             Input::IntentFailed { item, client_order_id, reason } => {
                 if let Some(it) = self.items.get_mut(item) {
                     if let Some(c) = it.child_by_client(&client_order_id) {

@@ -717,7 +717,10 @@ impl EngineCore {
     /// `cancel_confirm_wait` if the broker does not confirm them (those orders are then named in
     /// the result by the driver).
     pub(super) fn on_run_deadline(&mut self, now: Timestamp, out: &mut Vec<Command>) {
-        self.run_out_of_time = true;
+        if self.run_out_of_time {
+            // Stopped already (asked to): its cancels and result are under way.
+            return;
+        }
         let closing = self.close_at.is_some_and(|close| now >= Self::before(close, STOP_BEFORE_CLOSE));
         // Stopped for the close, the run ends (it is not left to resume: the rest of the plan
         // would trade at the next open, on prices it never saw).
@@ -730,6 +733,26 @@ impl EngineCore {
             ),
             _ => "run deadline reached".to_owned(),
         };
+        self.stop_trading(&reason, now, out);
+    }
+
+    /// The run was asked to stop (a signal): as at its deadline, with `reason`, and left to
+    /// resume. Nothing happens once the run is finished or already stopping.
+    pub(super) fn on_interrupt(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
+        if self.finished || self.run_out_of_time {
+            return;
+        }
+        self.interrupted = true;
+        self.notes.push(format!("{reason}: open orders cancelled; the plan is left to resume"));
+        out.push(Command::CancelTimer(TimerId::RunDeadline));
+        self.stop_trading(reason, now, out);
+    }
+
+    /// Stops trading for `reason`: every open order is cancelled, and every item ends once its
+    /// cancels are final (or after the grace).
+    fn stop_trading(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
+        self.run_out_of_time = true;
+        let reason = reason.to_owned();
         for i in 0..self.items.len() {
             match &self.items[i].stage {
                 Stage::Done { .. } => {}
@@ -750,7 +773,8 @@ impl EngineCore {
         for i in 0..self.items.len() {
             if !self.items[i].stage.is_done() {
                 let outcome = self.outcome_of(i);
-                let reason = "run deadline reached; its cancel was not confirmed in time".to_owned();
+                let stopped = if self.interrupted { "interrupted" } else { "run deadline reached" };
+                let reason = format!("{stopped}; its cancel was not confirmed in time");
                 self.finish_item(i, outcome, Some(reason), now, out);
             }
         }

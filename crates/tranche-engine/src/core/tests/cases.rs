@@ -2413,3 +2413,30 @@ fn a_fractional_order_goes_at_once_while_an_earlier_orders_execution_is_not_book
     let tranche_domain::OrderAmount::Qty(qty) = next[0].amount else { panic!("{:?}", next[0]) };
     assert!(!qty.get().fract().is_zero(), "a fractional order: {qty}");
 }
+
+// ---- asked to stop (a signal) -----------------------------------------------------------------
+
+/// Ctrl-C or a service stop mid-run: nothing new is sent, the working order is cancelled, the
+/// item ends with the reason once the cancel is final, and the run is to be left resumable
+/// (not recorded as finished: running the plan again continues it). The run deadline no longer
+/// matters.
+#[test]
+fn a_run_asked_to_stop_cancels_what_works_and_is_left_to_resume() {
+    let (mut bench, _, order) = working_buy();
+    let out = bench.feed(Input::Interrupted("interrupted by SIGINT".into()));
+    assert_eq!(cancels(&out), vec![order.id.clone()], "{out:#?}");
+    assert!(submits(&out).is_empty() && replaces(&out).is_empty(), "{out:#?}");
+    assert!(out.iter().any(|c| matches!(c, Command::CancelTimer(TimerId::RunDeadline))), "{out:#?}");
+    assert!(bench.core.interrupted());
+    let canceled = with_status(&order, OrderStatus::Canceled);
+    let out = bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
+    let (outcome, reason) = item_done(&out).expect("the item ends once its cancel is final");
+    assert_eq!(outcome, ItemOutcome::Unfilled);
+    assert!(reason.is_some_and(|r| r.contains("interrupted by SIGINT")), "{out:#?}");
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::Record(r) if matches!(**r, crate::io::LedgerRecord::Item(_)))),
+        "not recorded as finished: a resumed run trades it: {out:#?}"
+    );
+    // A second request changes nothing.
+    assert!(cancels(&bench.feed(Input::Interrupted("again".into()))).is_empty());
+}

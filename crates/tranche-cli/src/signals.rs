@@ -1,0 +1,66 @@
+//! Ctrl-C and SIGTERM (a container or service stop) during `execute` at Alpaca. The first stops
+//! the run as at its deadline: its open orders cancelled, its fills read, the result printed and
+//! recorded, the plan left to resume (the same command continues it), exit 130. A second one
+//! exits at once, saying that orders may still be working.
+//!
+//! Invariant: a signal that cannot be listened for never stops a run (the stop request then
+//! never comes).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tranche::engine::StopRequest;
+
+/// The exit code of a run stopped by a signal, and of a second signal (128 + SIGINT's number,
+/// as shells report Ctrl-C).
+pub const INTERRUPTED: u8 = 130;
+
+/// The stop request of a run: the first SIGINT or SIGTERM, named. `seen` is set when it came.
+pub fn stop_request(seen: Arc<AtomicBool>) -> StopRequest {
+    Box::pin(async move {
+        let name = next_signal().await;
+        seen.store(true, Ordering::SeqCst);
+        crate::logging::warn(&format!(
+            "{name}: stopping the run: cancelling its open orders and recording what it did (again to exit at once)"
+        ));
+        tokio::spawn(async {
+            let again = next_signal().await;
+            eprintln!(
+                "{again} again: exiting now; orders of this run may still be working at the broker (`tranche orders`)"
+            );
+            std::process::exit(i32::from(INTERRUPTED));
+        });
+        format!("interrupted by {name}")
+    })
+}
+
+/// The next SIGINT or SIGTERM; never, for a signal that cannot be listened for.
+async fn next_signal() -> &'static str {
+    let interrupt = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "SIGINT",
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                    "SIGTERM"
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            name = interrupt => name,
+            name = terminate => name,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        interrupt.await
+    }
+}
