@@ -6,6 +6,9 @@ use std::sync::RwLock;
 
 use tranche_domain::{Quote, Symbol};
 
+/// How far ahead of this machine's clock a quote's stamp may be (clock skew).
+pub const MAX_AHEAD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Latest quote per symbol.
 #[derive(Debug)]
 pub struct QuoteStore {
@@ -20,8 +23,15 @@ impl QuoteStore {
     }
 
     /// Keeps `quote` unless a newer one is held; returns whether it was kept. A quote for a new
-    /// symbol beyond the cap is dropped.
+    /// symbol beyond the cap is dropped, and so is one stamped more than `MAX_AHEAD` after this
+    /// machine's clock: latest wins by the stamp, so one from a clock gone wrong would shut out
+    /// every real quote after it.
     pub fn update(&self, quote: Quote) -> bool {
+        let ahead = chrono::Duration::from_std(MAX_AHEAD).unwrap_or(chrono::Duration::MAX);
+        if quote.time.signed_duration_since(chrono::Utc::now()) > ahead {
+            tracing::warn!(symbol = %quote.symbol, stamped = %quote.time, "a quote stamped in the future is ignored");
+            return false;
+        }
         let mut quotes = self.quotes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(held) = quotes.get_mut(&quote.symbol) {
             if held.time > quote.time {
@@ -72,6 +82,16 @@ mod tests {
             ask_size: Qty::new(1.into()),
             time: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
         }
+    }
+
+    #[test]
+    fn a_quote_stamped_in_the_future_never_shuts_out_the_real_ones() {
+        let store = QuoteStore::new(2);
+        let now = chrono::Utc::now().timestamp();
+        assert!(!store.update(q("A", now + 3_600, "100")), "an hour ahead: refused");
+        assert!(store.update(q("A", now, "90")));
+        assert!(store.update(q("A", now + 2, "91")), "two seconds ahead (clock skew): kept");
+        assert_eq!(store.get(&Symbol::parse("A").unwrap()).unwrap().bid, "91".parse().unwrap());
     }
 
     #[test]

@@ -350,7 +350,7 @@ impl EngineCore {
 
     fn on_quote(&mut self, quote: Quote, now: Timestamp, out: &mut Vec<Command>) {
         let symbol = quote.symbol.clone();
-        self.remember_quote(quote);
+        self.remember_quote(quote, now);
         // Items waiting for a usable quote may proceed.
         let Some(of_symbol) = self.items_of.get(&symbol) else { return };
         let waiting: Vec<usize> =

@@ -332,7 +332,7 @@ impl EngineCore {
         let symbol = item.item.symbol.clone();
         if let Ok(q) = result {
             if q.symbol == symbol {
-                self.remember_quote(q);
+                self.remember_quote(q, now);
             }
         }
         match &self.items[i].stage {

@@ -14,9 +14,16 @@ use super::EngineCore;
 const RECENT: usize = 32;
 
 impl EngineCore {
-    /// Remembers `quote`: the latest of its symbol unless an older one arrived late, and among
-    /// the recent ones in time order.
-    pub(crate) fn remember_quote(&mut self, quote: Quote) {
+    /// Remembers `quote`, heard at `now`: the latest of its symbol unless an older one arrived
+    /// late, and among the recent ones in time order. A quote stamped further ahead of `now`
+    /// than a quote may be old is not remembered: the latest is the newest by its stamp, so one
+    /// from a clock gone wrong would shut out every real quote after it.
+    pub(crate) fn remember_quote(&mut self, quote: Quote, now: Timestamp) {
+        let ahead = chrono::Duration::from_std(self.config.quote_max_age).unwrap_or(chrono::Duration::MAX);
+        if quote.time.signed_duration_since(now) > ahead {
+            tracing::warn!(symbol = %quote.symbol, stamped = %quote.time, %now, "a quote stamped in the future is ignored");
+            return;
+        }
         let symbol = quote.symbol.clone();
         let recent = self.recent_quotes.entry(symbol.clone()).or_default();
         let at = recent.iter().rposition(|q| q.time <= quote.time).map_or(0, |p| p + 1);
@@ -48,6 +55,11 @@ mod tests {
         bench::quote("AAPL", bid, &ask, t)
     }
 
+    /// A moment after every quote of these cases.
+    fn later() -> tranche_domain::Timestamp {
+        quote("0", 3_600).time
+    }
+
     fn core() -> EngineCore {
         EngineCore::new(bench::plan("q1", &[("AAPL", "BUY", "100", "0")]), EngineConfig::default())
     }
@@ -56,8 +68,8 @@ mod tests {
     fn the_quote_in_force_at_a_fill_is_the_last_one_before_it_not_the_latest() {
         let mut core = core();
         let aapl = Symbol::parse("AAPL").unwrap();
-        core.remember_quote(quote("100.00", 1));
-        core.remember_quote(quote("100.10", 3));
+        core.remember_quote(quote("100.00", 1), later());
+        core.remember_quote(quote("100.10", 3), later());
         // A fill at second 2 is processed after the quote of second 3 arrived.
         assert_eq!(core.quote_at(&aapl, quote("0", 2).time).map(|q| q.bid.to_string()), Some("100.00".into()));
         assert_eq!(core.quotes[&aapl].bid.to_string(), "100.10", "pricing still uses the latest");
@@ -68,14 +80,28 @@ mod tests {
     fn a_late_quote_is_kept_in_time_order_and_never_replaces_a_newer_latest() {
         let mut core = core();
         let aapl = Symbol::parse("AAPL").unwrap();
-        core.remember_quote(quote("100.00", 1));
-        core.remember_quote(quote("100.20", 5));
-        core.remember_quote(quote("100.10", 3)); // delivered late
+        core.remember_quote(quote("100.00", 1), later());
+        core.remember_quote(quote("100.20", 5), later());
+        core.remember_quote(quote("100.10", 3), later()); // delivered late
         assert_eq!(core.quotes[&aapl].bid.to_string(), "100.20");
         assert_eq!(core.quote_at(&aapl, quote("0", 4).time).map(|q| q.bid.to_string()), Some("100.10".into()));
         for second in 10..10 + 2 * i64::try_from(RECENT).unwrap() {
-            core.remember_quote(quote("101.00", second));
+            core.remember_quote(quote("101.00", second), later());
         }
         assert_eq!(core.recent_quotes[&aapl].len(), RECENT, "bounded");
+    }
+
+    /// A quote stamped an hour ahead (a feed's clock gone wrong) would be the latest for an
+    /// hour by its stamp, shutting out every real quote and pricing from a stale one.
+    #[test]
+    fn a_quote_stamped_in_the_future_is_not_remembered() {
+        let mut core = core();
+        let aapl = Symbol::parse("AAPL").unwrap();
+        let now = quote("0", 100).time;
+        core.remember_quote(quote("100.00", 100 + 3_600), now);
+        core.remember_quote(quote("90.00", 100), now);
+        assert_eq!(core.quotes[&aapl].bid.to_string(), "90.00", "the real quote is the latest");
+        core.remember_quote(quote("90.10", 102), now);
+        assert_eq!(core.quotes[&aapl].bid.to_string(), "90.10", "a quote a little ahead (clock skew) is kept");
     }
 }
