@@ -339,7 +339,8 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
                     let _ = socket.send(reply).await;
                     break;
                 }
-                Some(reply)
+                // A stalled feed answers nothing (its WebSocket layer still answers pings).
+                (!client.silent()).then_some(reply)
             }
             changed = changes.recv() => {
                 let Ok(symbol) = changed else { continue };

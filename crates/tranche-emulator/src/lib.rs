@@ -315,7 +315,8 @@ impl Emulator {
         let _ = self.state.data_drops.send(());
     }
 
-    /// Stalls (or resumes) the market-data feed: sockets stay open, nothing is sent.
+    /// Stalls (or resumes) the market-data feed: sockets stay open and answer pings, nothing
+    /// else is sent (no data, no answer to a subscribe).
     pub fn silence_market_data(&self, silent: bool) {
         self.state.market_data_silent.store(silent, std::sync::atomic::Ordering::Relaxed);
     }

@@ -10,10 +10,16 @@
 //! error to the subscribe that asked (it waits for the server's answer while the socket is
 //! authenticated), its symbols dropped and the limit lowered to what the server held.
 //!
-//! Two watchdogs: per connection (nothing at all for `silence`: reconnect) and per symbol (a
-//! held symbol without a quote for `symbol_silence` while the socket lives: it is reported stale
-//! and resubscribed, at most once per `symbol_silence`, since the server may have lost the
-//! subscription; its next quote clears it).
+//! Two watchdogs: per connection and per symbol. Per connection: no frame at all (pings and
+//! pongs count; the client pings a socket quiet for half of `silence`) for `silence`: reconnect;
+//! a feed that sent no data for `silence` is asked for what it streams (a subscribe of those
+//! symbols, which changes nothing), and one that does not answer in `silence` more is stalled:
+//! reconnect (a quiet feed is not torn down; a reconnect on Alpaca can be refused for a while).
+//! Connecting and authenticating must each be done within `silence`, every send too, and no
+//! message may pass 4 MiB. The backoff starts again after a connection that authenticated. Per
+//! symbol: a held symbol without a quote for `symbol_silence` while the socket lives is reported
+//! stale and resubscribed, at most once per `symbol_silence`, since the server may have lost the
+//! subscription; its next quote clears it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -377,7 +383,7 @@ where
     }
     let list: Vec<&str> = silent.iter().map(Symbol::as_str).collect();
     tracing::warn!(symbols = ?list, "no quotes for these symbols; resubscribing them");
-    let sent = socket.send(subscribe_message("subscribe", &silent, msgpack)).await.is_ok();
+    let sent = send_within(socket, subscribe_message("subscribe", &silent, msgpack), Duration::from_secs(10)).await;
     if sent {
         awaiting.push_back((silent, None));
     }
@@ -396,13 +402,19 @@ fn jitter(max_ms: u64) -> Duration {
 async fn supervise(config: StreamConfig, inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match session(&config, &inner, &mut commands).await {
+        let (end, authenticated) = session(&config, &inner, &mut commands).await;
+        match end {
             End::Fatal(message) => {
                 tracing::error!(%message, "market-data stream stopped");
                 *inner.fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
                 return;
             }
             End::Retry { slow } => {
+                // A connection that worked starts the backoff again; one after another that
+                // failed doubles it (to 30 s).
+                if authenticated {
+                    backoff = Duration::from_millis(250);
+                }
                 // Alpaca keeps a dropped session ~90 s: after a 406, wait long.
                 let wait = if slow { backoff.max(Duration::from_secs(30)) } else { backoff };
                 tokio::time::sleep(wait + jitter(250)).await;
@@ -410,6 +422,20 @@ async fn supervise(config: StreamConfig, inner: Arc<Inner>, mut commands: mpsc::
             }
         }
     }
+}
+
+/// The largest message accepted from the server (a batch of quotes is a few KB): a bigger one
+/// ends the connection instead of the process's memory.
+const MAX_MESSAGE: usize = 4 << 20;
+
+/// Sends `message` within `within` (a server that stops reading must not stall the session and
+/// its watchdog on a full send buffer); whether it went.
+async fn send_within<S: futures_util::Sink<Message> + Unpin>(
+    socket: &mut S,
+    message: Message,
+    within: Duration,
+) -> bool {
+    matches!(tokio::time::timeout(within, socket.send(message)).await, Ok(Ok(())))
 }
 
 /// A client message in the connection's encoding: JSON text, or with `msgpack` a MessagePack
@@ -454,7 +480,16 @@ async fn open(config: &StreamConfig) -> Result<Socket, End> {
             request.headers_mut().insert("Content-Type", v);
         }
     }
-    match tokio_tungstenite::connect_async(request).await {
+    let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(limits), false);
+    // A server that accepts and never answers is a failed connection, not a wait for ever.
+    let Ok(connected) = tokio::time::timeout(config.silence, connect).await else {
+        tracing::warn!(timeout = ?config.silence, "market-data connection not made in time");
+        return Err(End::Retry { slow: false });
+    };
+    match connected {
         Ok((s, _)) => Ok(s),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
             let status = r.status().as_u16();
@@ -471,15 +506,16 @@ async fn open(config: &StreamConfig) -> Result<Socket, End> {
     }
 }
 
-async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
+/// One connection, until it ends; whether it authenticated.
+async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -> (End, bool) {
     let mut socket = match open(config).await {
         Ok(s) => s,
-        Err(end) => return end,
+        Err(end) => return (end, false),
     };
     inner.connections.fetch_add(1, Ordering::Relaxed);
     let auth = json!({"action": "auth", "key": config.key_id, "secret": config.secret});
-    if socket.send(client_message(&auth, config.msgpack)).await.is_err() {
-        return End::Retry { slow: false };
+    if !send_within(&mut socket, client_message(&auth, config.msgpack), config.silence).await {
+        return (End::Retry { slow: false }, false);
     }
     let mut authenticated = false;
     inner.authenticated.store(false, Ordering::Relaxed);
@@ -495,7 +531,7 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
             let _ = answer.send(Ok(()));
         }
     }
-    end
+    (end, authenticated)
 }
 
 /// The server's answer to the oldest (un)subscribe sent on this socket: the `subscription`
@@ -530,6 +566,72 @@ fn answer(
     }
 }
 
+/// What the connection watchdog knows of one socket. Any frame (a ping or pong too) says the
+/// socket lives; a data or control frame says the feed does. A feed quiet for `silence` is asked
+/// for its subscription again: a live one answers, a stalled one does not and is reconnected
+/// after `silence` more.
+struct Liveness {
+    /// The last frame of any kind.
+    heard: tokio::time::Instant,
+    /// The last data or control frame.
+    data: tokio::time::Instant,
+    /// When the quiet feed was asked for its subscription (its next frame clears it).
+    probe: Option<tokio::time::Instant>,
+}
+
+impl Liveness {
+    fn new() -> Self {
+        let now = tokio::time::Instant::now();
+        Self { heard: now, data: now, probe: None }
+    }
+
+    /// A frame came: of data (or control), or a ping or pong.
+    fn frame(&mut self, data: bool) {
+        self.heard = tokio::time::Instant::now();
+        if data {
+            self.data = self.heard;
+            self.probe = None;
+        }
+    }
+
+    /// The watchdog's look: why to reconnect, or what to send (the probe, a ping) first.
+    async fn check<S: futures_util::Sink<Message> + Unpin>(
+        &mut self,
+        socket: &mut S,
+        config: &StreamConfig,
+        authenticated: bool,
+        on_server: &BTreeSet<Symbol>,
+        awaiting: &mut VecDeque<(Vec<Symbol>, Option<Answer>)>,
+    ) -> Result<(), End> {
+        let retry = || End::Retry { slow: false };
+        if self.heard.elapsed() > config.silence {
+            tracing::warn!("market-data stream silent; reconnecting");
+            return Err(retry());
+        }
+        if self.probe.is_some_and(|at| at.elapsed() > config.silence) {
+            tracing::warn!("market-data feed stalled (a subscribe went unanswered); reconnecting");
+            return Err(retry());
+        }
+        if authenticated && self.probe.is_none() && !on_server.is_empty() && self.data.elapsed() > config.silence {
+            // Subscribing to what the server streams already changes nothing but draws its
+            // answer.
+            let streamed: Vec<Symbol> = on_server.iter().cloned().collect();
+            if !send_within(socket, subscribe_message("subscribe", &streamed, config.msgpack), config.silence).await {
+                return Err(retry());
+            }
+            awaiting.push_back((streamed, None));
+            self.probe = Some(tokio::time::Instant::now());
+        }
+        // Quiet for half the watchdog's time: a ping, whose pong says the socket lives.
+        if self.heard.elapsed() > config.silence / 2
+            && !send_within(socket, Message::Ping(Vec::new().into()), config.silence).await
+        {
+            return Err(retry());
+        }
+        Ok(())
+    }
+}
+
 async fn session_loop(
     config: &StreamConfig,
     inner: &Inner,
@@ -544,7 +646,10 @@ async fn session_loop(
         if config.symbol_silence.is_zero() { config.silence } else { config.silence.min(config.symbol_silence) };
     let mut watchdog = tokio::time::interval((shortest / 4).max(Duration::from_millis(1)));
     watchdog.tick().await;
-    let mut last_heard = tokio::time::Instant::now();
+    let mut alive = Liveness::new();
+    // Authenticated within the watchdog's time, or tried again (pings alone keep a socket alive,
+    // not one that never lets the client in).
+    let auth_by = alive.heard + config.silence;
     // When each held symbol was last heard of (or subscribed), for the per-symbol watchdog.
     let mut symbol_heard: HashMap<Symbol, Heard> = HashMap::new();
     // What the server streams on this socket, as its last `subscription` answer said.
@@ -556,13 +661,17 @@ async fn session_loop(
                     Some(Ok(Message::Text(t))) => decode_json_with(t.as_bytes(), &mut symbols),
                     Some(Ok(Message::Binary(b))) => if config.msgpack { decode_msgpack_with(&b, &mut symbols) } else { decode_json_with(&b, &mut symbols) },
                     Some(Ok(Message::Close(_))) | None => return End::Retry { slow: false },
-                    Some(Ok(_)) => continue,
+                    // A ping or pong: the socket is alive, though no quote changed.
+                    Some(Ok(_)) => {
+                        alive.frame(false);
+                        continue;
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "market-data read failed");
                         return End::Retry { slow: false };
                     }
                 };
-                last_heard = tokio::time::Instant::now();
+                alive.frame(true);
                 let messages = match messages {
                     Ok(m) => m,
                     Err(e) => {
@@ -577,7 +686,7 @@ async fn session_loop(
                             inner.authenticated.store(true, Ordering::Relaxed);
                             let held: Vec<Symbol> = inner.refs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
                             if !held.is_empty() {
-                                if socket.send(subscribe_message("subscribe", &held, config.msgpack)).await.is_err() {
+                                if !send_within(socket, subscribe_message("subscribe", &held, config.msgpack), config.silence).await {
                                     return End::Retry { slow: false };
                                 }
                                 awaiting.push_back((held, None));
@@ -592,7 +701,7 @@ async fn session_loop(
                         }
                         DataMessage::Quote(q) => {
                             let symbol = q.symbol.clone();
-                            inner.quote_heard(&mut symbol_heard, &symbol, last_heard);
+                            inner.quote_heard(&mut symbol_heard, &symbol, alive.heard);
                             if inner.store.update(q) {
                                 let _ = inner.changes.send(symbol);
                             }
@@ -614,15 +723,18 @@ async fn session_loop(
                     Some(Command::Unsubscribe(s)) => (subscribe_message("unsubscribe", &s, config.msgpack), (Vec::new(), None)),
                     None => return End::Fatal("the feed was dropped".into()),
                 };
-                if socket.send(message).await.is_err() {
+                if !send_within(socket, message, config.silence).await {
                     return End::Retry { slow: false };
                 }
                 awaiting.push_back(entry);
             }
+            () = tokio::time::sleep_until(auth_by), if !*authenticated => {
+                tracing::warn!(timeout = ?config.silence, "market-data stream not authenticated in time; reconnecting");
+                return End::Retry { slow: false };
+            }
             _ = watchdog.tick() => {
-                if last_heard.elapsed() > config.silence {
-                    tracing::warn!("market-data stream silent; reconnecting");
-                    return End::Retry { slow: false };
+                if let Err(end) = alive.check(socket, config, *authenticated, &on_server, awaiting).await {
+                    return end;
                 }
                 if *authenticated && !resubscribe_silent(socket, inner, &mut symbol_heard, config.symbol_silence, awaiting, config.msgpack).await {
                     return End::Retry { slow: false };
