@@ -127,6 +127,30 @@ async fn a_running_plan_is_refused_and_a_completed_one_returns_its_result() {
     started(other_worker.begin(&self::plan("p4")).await.unwrap());
 }
 
+/// The same file under two names (a symlink, a relative and an absolute path) is one ledger:
+/// the plan's lock is the file's, so a second worker is still turned away (each took a lock of
+/// its own name, and both traded the rest of the plan).
+#[cfg(unix)]
+#[tokio::test]
+async fn the_same_file_under_another_name_is_the_same_lock() {
+    let path = temp_path("aliases");
+    let first = SqliteLedger::open(&path).unwrap();
+    let alias = path.with_file_name("alias.sqlite");
+    std::os::unix::fs::symlink(&path, &alias).unwrap();
+    let dotted = path.parent().unwrap().join(".").join("ledger.sqlite");
+    let plan = plan("p-aliases");
+    let run = started(first.begin(&plan).await.unwrap());
+    for other in [alias, dotted] {
+        let other_worker = SqliteLedger::open(&other).unwrap();
+        assert_eq!(
+            other_worker.begin(&plan).await.unwrap(),
+            BeginOutcome::AlreadyRunning { run_id: run.run_id.clone() },
+            "{}",
+            other.display()
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_interrupted_run_is_resumed_by_the_next_worker() {
     let path = temp_path("resume");

@@ -36,6 +36,9 @@ pub struct SqliteLedger {
 /// The database, its connection and the plan locks this process holds.
 struct Db {
     path: PathBuf,
+    /// The file's one name (links and `.` resolved): the plans' locks are named after it, so
+    /// that the same file opened under another name shares them.
+    real_path: PathBuf,
     conn: Mutex<Connection>,
     locks: Mutex<HashMap<String, File>>,
 }
@@ -130,7 +133,8 @@ impl SqliteLedger {
         if check != "ok" {
             return Err(LedgerError::Corrupt { path: shown, message: check });
         }
-        Ok(Self { db: Arc::new(Db { path, conn: Mutex::new(conn), locks: Mutex::new(HashMap::new()) }) })
+        let real_path = std::fs::canonicalize(&path).map_err(storage)?;
+        Ok(Self { db: Arc::new(Db { path, real_path, conn: Mutex::new(conn), locks: Mutex::new(HashMap::new()) }) })
     }
 
     /// The ledger file.
@@ -163,7 +167,7 @@ impl Db {
     fn lock_path(&self, plan_id: &str) -> PathBuf {
         let digest = Sha256::digest(plan_id.as_bytes());
         let name = hex(&digest[..12]);
-        let mut dir = self.path.clone().into_os_string();
+        let mut dir = self.real_path.clone().into_os_string();
         dir.push(".locks");
         PathBuf::from(dir).join(format!("{name}.lock"))
     }
