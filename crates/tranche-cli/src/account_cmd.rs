@@ -41,7 +41,7 @@ fn run(options: &ReadOptions, body: impl FnOnce(&Connection) -> Result<(), CliEr
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failure(format!("cannot write JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 

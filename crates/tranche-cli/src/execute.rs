@@ -237,7 +237,7 @@ fn print_preview(
     if json {
         let text = serde_json::to_string_pretty(found)
             .map_err(|e| CliError::failure(format!("cannot write the preview: {e}")))?;
-        println!("{text}");
+        outln!("{text}");
     } else {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "dry run of plan `{}`: nothing is sent\n", plan.plan_id);
@@ -358,7 +358,7 @@ fn finish(
                 // Said even with --quiet: the user must not mistake it for a new run.
                 crate::logging::warn(REPLAYED);
                 if !options.json {
-                    println!("{REPLAYED}");
+                    outln!("{REPLAYED}");
                 }
             }
             let code = exit::for_status(result.status);
@@ -448,7 +448,7 @@ fn discard(report: Option<(&report::Target, &report::Recording, &report::RunInfo
 
 fn print_result(result: &ExecutionResult, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
     } else {
         output::result_table(result, &mut std::io::stdout().lock());
     }

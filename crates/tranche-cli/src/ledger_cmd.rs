@@ -64,13 +64,13 @@ pub fn runs(spec: &str, plan: Option<&str>, json: bool) -> CliResult {
     let (ledger, rt) = open_for_reading(spec)?;
     let runs = rt.block_on(ledger.runs(plan)).map_err(|e| CliError::failure(e.to_string()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_else(|_| "[]".into()));
+        outln!("{}", serde_json::to_string_pretty(&runs).unwrap_or_else(|_| "[]".into()));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<36} {:<28} {:<10} {:<36} {:>8}", "RUN", "PLAN", "STATUS", "STARTED", "RESULT");
+    outln!("{:<36} {:<28} {:<10} {:<36} {:>8}", "RUN", "PLAN", "STATUS", "STARTED", "RESULT");
     for run in runs {
         let status = run.result.as_ref().map_or("-".to_owned(), |r| format!("{:?}", r.status).to_lowercase());
-        println!(
+        outln!(
             "{:<36} {:<28} {:<10} {:<36} {:>8}",
             run.run_id,
             run.plan_id,
@@ -102,19 +102,19 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> CliResult {
     if json {
         let all =
             serde_json::json!({"runs": runs, "intents": intents, "orders": orders, "fills": fills, "items": items});
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("plan {plan_id}: {} run(s), {} order intent(s), {} fill(s)", runs.len(), intents.len(), fills.len());
+    outln!("plan {plan_id}: {} run(s), {} order intent(s), {} fill(s)", runs.len(), intents.len(), fills.len());
     for run in &runs {
         let finished = run.finished_at.map(|t| format!(", finished {}", millis(t))).unwrap_or_default();
-        println!("  run {} {}: started {}{finished}", run.run_id, run.status.as_str(), millis(run.started_at));
+        outln!("  run {} {}: started {}{finished}", run.run_id, run.status.as_str(), millis(run.started_at));
     }
     if !items.is_empty() {
         // Items a run finished on purpose: a resumed run reports them as recorded.
-        println!("\nFINISHED ITEMS");
+        outln!("\nFINISHED ITEMS");
         for item in &items {
-            println!(
+            outln!(
                 "  #{:<3} {:<6} {:<16} {}",
                 item.item_index,
                 item.symbol.as_str(),
@@ -123,9 +123,9 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> CliResult {
             );
         }
     }
-    println!("\nORDERS");
+    outln!("\nORDERS");
     for order in &orders {
-        println!(
+        outln!(
             "  {:<36} {:<6} {:<4} {:<16} filled {}",
             order.client_order_id.as_str(),
             order.symbol.as_str(),
@@ -134,9 +134,9 @@ pub fn show(spec: &str, plan_id: &str, json: bool) -> CliResult {
             order.filled_qty.get().normalize()
         );
     }
-    println!("\nFILLS");
+    outln!("\nFILLS");
     for fill in &fills {
-        println!(
+        outln!(
             "  {} {:<6} {:<4} {:>14} @ {:<10} bid {:<10} ask {:<10} {}",
             fill.filled_at.format("%H:%M:%S%.3f"),
             fill.symbol.as_str(),

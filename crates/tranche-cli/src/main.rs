@@ -3,7 +3,16 @@
 //!
 //! Exit codes (sysexits-style, stable for scripts): 0 success, 2 partial success, 3 failure,
 //! 64 usage, 65 invalid plan, 66 an input file cannot be read, 69 broker unavailable,
-//! 75 the plan is being executed by another worker, 78 bad configuration.
+//! 75 the plan is being executed by another worker, 78 bad configuration, 130 interrupted.
+
+/// `println!` for what the command prints on stdout: a reader that went away (`| head`) stops
+/// the printing, never the command (`println!` panicked: exit 101, and for `execute` before
+/// its report was written).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::stdout::line(format_args!($($arg)*))
+    };
+}
 
 mod account_cmd;
 mod broker_cmd;
@@ -18,6 +27,7 @@ mod plan_cmd;
 mod settings;
 mod signals;
 mod sim_cmd;
+mod stdout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

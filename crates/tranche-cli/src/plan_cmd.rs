@@ -80,9 +80,9 @@ pub fn validate(path: &Path, json: bool) -> CliResult {
                     "buy_notional": total(&plan, Action::Buy),
                     "sell_notional": total(&plan, Action::Sell),
                 });
-                println!("{summary}");
+                outln!("{summary}");
             } else {
-                println!(
+                outln!(
                     "{}: valid plan `{}` with {} items ({} buys for ${}, {} sells for ${}, {} holds)",
                     path.display(),
                     plan.plan_id,
@@ -106,7 +106,7 @@ pub fn validate(path: &Path, json: bool) -> CliResult {
                         issues.0.iter().map(|i| serde_json::json!({"path": i.path, "message": i.message})).collect()
                     }
                 };
-                println!("{}", serde_json::json!({"valid": false, "problems": problems}));
+                outln!("{}", serde_json::json!({"valid": false, "problems": problems}));
                 // The problems are the answer, on stdout; stderr stays quiet for scripts.
                 Ok(crate::exit::code(crate::exit::INVALID_PLAN))
             } else {
@@ -180,7 +180,7 @@ pub fn new(options: &NewOptions) -> CliResult {
     tracing::info!(plan_id = %plan.plan_id, items = plan.items.len(), broker = connection.label, "plan made");
     let json = plan.to_json_pretty();
     let Some(out) = &options.out else {
-        println!("{json}");
+        outln!("{json}");
         return Ok(ExitCode::SUCCESS);
     };
     write_atomically(out, &json)

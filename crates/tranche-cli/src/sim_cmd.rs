@@ -27,28 +27,25 @@ pub fn run(
     if json {
         let text =
             serde_json::to_string(&report).map_err(|e| CliError::failure(format!("cannot write the report: {e}")))?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        println!("strategy               {:?}", report.strategy);
-        println!("scenarios              {} (seeds {seed}..{})", report.scenarios, seed + scenarios);
-        println!("market                 {}", report.market.name());
-        println!("faults                 {:?}", report.faults);
-        println!("slippage (bps)         mean {:.2}, p95 {:.2}", report.slippage_bps.mean, report.slippage_bps.p95);
-        println!("completion             {:.2} %", report.completion_rate * 100.0);
-        println!("time to complete       {:.1} s (virtual, mean)", report.mean_completion_secs);
-        println!("requests per order     {:.2}", report.requests_per_order);
-        println!("invariant violations   {}", report.invariant_violations);
+        outln!("strategy               {:?}", report.strategy);
+        outln!("scenarios              {} (seeds {seed}..{})", report.scenarios, seed + scenarios);
+        outln!("market                 {}", report.market.name());
+        outln!("faults                 {:?}", report.faults);
+        outln!("slippage (bps)         mean {:.2}, p95 {:.2}", report.slippage_bps.mean, report.slippage_bps.p95);
+        outln!("completion             {:.2} %", report.completion_rate * 100.0);
+        outln!("time to complete       {:.1} s (virtual, mean)", report.mean_completion_secs);
+        outln!("requests per order     {:.2}", report.requests_per_order);
+        outln!("invariant violations   {}", report.invariant_violations);
         for example in &report.violation_examples {
-            println!("                       {example}");
+            outln!("                       {example}");
         }
         let fired: Vec<String> = report.faults_fired.iter().map(|(name, n)| format!("{name} {n}")).collect();
-        println!("faults fired           {}", if fired.is_empty() { "none".to_owned() } else { fired.join(", ") });
+        outln!("faults fired           {}", if fired.is_empty() { "none".to_owned() } else { fired.join(", ") });
         let seen: Vec<String> =
             report.referee.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name} {n}")).collect();
-        println!(
-            "referee                {}",
-            if seen.is_empty() { "nothing seen".to_owned() } else { seen.join(", ") }
-        );
+        outln!("referee                {}", if seen.is_empty() { "nothing seen".to_owned() } else { seen.join(", ") });
     }
     if report.invariant_violations > 0 {
         // The violations are listed above (or in the JSON): the exit code flags them for scripts.
