@@ -308,7 +308,12 @@ impl AlpacaBroker {
         // The server's count of what remains paces the next requests.
         let remaining =
             headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
-        permit.answered(remaining, retry_after(&headers));
+        // A 429 says none are left, with the header or without: every request waits (its
+        // `Retry-After`, or a second), not only the one refused.
+        let limited = status == StatusCode::TOO_MANY_REQUESTS;
+        let remaining = remaining.or(limited.then_some(0));
+        let wait = retry_after(&headers).or(limited.then_some(Duration::from_secs(1)));
+        permit.answered(remaining, wait);
         let text = match read_bounded(response).await {
             Ok(t) => t,
             Err(message) if mutation => return Err(BrokerError::Uncertain { message }),
@@ -783,6 +788,28 @@ mod tests {
             "{placed:?}"
         );
         assert!(broker.inner.client_ids.lock().unwrap().is_empty(), "nothing remembered of it");
+    }
+
+    /// A 429 without `X-Ratelimit-Remaining` (a proxy's, or an odd server's) holds every
+    /// request back for its `Retry-After`, not only the one refused: the others kept firing at
+    /// a server that had said no.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_429_without_the_budget_header_holds_back_the_next_request_too() {
+        let (addr, _, _) = listen(|n| {
+            if n == 0 {
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
+            } else {
+                ok_json(&json!({"status": "ACTIVE", "cash": "1000", "buying_power": "1000", "equity": "1000"}))
+            }
+        })
+        .await;
+        let broker = broker_at(addr);
+        let refused = broker.submit_order(&an_order()).await;
+        assert!(matches!(refused, Err(BrokerError::RateLimited { .. })), "{refused:?}");
+        let before = std::time::Instant::now();
+        let _ = broker.account().await;
+        assert!(before.elapsed() >= Duration::from_millis(900), "sent after {:?}", before.elapsed());
     }
 
     /// A server that redirects: the keys and the order must not follow to wherever it points
