@@ -214,17 +214,7 @@ impl AlpacaConfig {
 
     /// The trading URL as messages may show it: without any `user:password@` part.
     pub fn trading_url_shown(&self) -> String {
-        without_userinfo(&self.trading_url)
-    }
-}
-
-/// `url` without any `user:password@` part (a URL may carry credentials).
-fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
+        tranche_broker::url_without_userinfo(&self.trading_url)
     }
 }
 
@@ -270,10 +260,6 @@ mod tests {
 
     #[test]
     fn credentials_in_a_url_never_reach_a_message() {
-        assert_eq!(without_userinfo("https://user:secret@example.com/v2"), "https://example.com/v2");
-        assert_eq!(without_userinfo("http://127.0.0.1:8088"), "http://127.0.0.1:8088");
-        assert_eq!(without_userinfo("https://host/path@not-userinfo"), "https://host/path@not-userinfo");
-        assert_eq!(without_userinfo("not a url"), "not a url");
         let mut config = AlpacaConfig::new("KEY", Secret::new("s"));
         config.trading_url = "https://me:hunter2@api.alpaca.markets/".into();
         assert!(!config.trading_url_shown().contains("hunter2"));

@@ -12,11 +12,13 @@ mod clock;
 mod error;
 mod events;
 mod ports;
+mod shown;
 
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BrokerError, RejectReason};
 pub use events::StreamEvent;
 pub use ports::{not_cleared, Broker, Clearance, NoQuoteFeed, OrderEvents, QuoteFeed};
+pub use shown::url_without_userinfo;
 
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;

@@ -62,7 +62,7 @@ pub struct StreamConfig {
 impl std::fmt::Debug for StreamConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamConfig")
-            .field("url", &self.url)
+            .field("url", &tranche_broker::url_without_userinfo(&self.url))
             .field("key_id", &self.key_id)
             .field("secret", &"<redacted>")
             .field("msgpack", &self.msgpack)
@@ -473,7 +473,10 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 /// Opens the socket (asking for msgpack frames when configured); refusals say how to go on.
 async fn open(config: &StreamConfig) -> Result<Socket, End> {
     let Ok(mut request) = config.url.as_str().into_client_request() else {
-        return Err(End::Fatal(format!("`{}` is not a WebSocket URL", config.url)));
+        return Err(End::Fatal(format!(
+            "`{}` is not a WebSocket URL",
+            tranche_broker::url_without_userinfo(&config.url)
+        )));
     };
     if config.msgpack {
         if let Ok(v) = "application/msgpack".parse() {

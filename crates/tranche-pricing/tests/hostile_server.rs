@@ -114,3 +114,19 @@ async fn a_server_that_never_answers_is_tried_again() {
     .await
     .expect("a second connection within 5 s");
 }
+
+/// A stream URL carrying credentials (`wss://user:password@host`) shows neither in the
+/// configuration's debug form nor in the error of a URL the WebSocket client cannot take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_stream_url_never_reach_a_message() {
+    let config = StreamConfig::new("wss://user:hunter2^x@127.0.0.1:1/v2/iex", "KEY", "SECRET");
+    assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+    let feed = AlpacaQuoteFeed::connect(config);
+    let refused =
+        tokio::time::timeout(Duration::from_secs(5), feed.subscribe(&[tranche_domain::Symbol::parse("AAPL").unwrap()]))
+            .await
+            .expect("answered");
+    if let Err(e) = refused {
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}
