@@ -52,10 +52,34 @@ fn parse_min_trade(text: &str) -> Result<Decimal, String> {
     Ok(value)
 }
 
-/// The text of a plan file (66 when it cannot be read).
+/// The largest plan file read (a plan of thousands of items is a few MB).
+const MAX_PLAN_BYTES: u64 = 64 << 20;
+
+/// The text of a plan file (66 when it cannot be read): UTF-8, with or without a byte-order
+/// mark, or UTF-16 with one (what PowerShell's `>` writes); anything else, or a file past
+/// `MAX_PLAN_BYTES`, is an invalid plan (65) that says why.
 fn read_plan_text(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| CliError::no_input(format!("cannot read plan file {}: {e}", path.display())))
+    let shown = path.display();
+    let cannot = |e: std::io::Error| CliError::no_input(format!("cannot read plan file {shown}: {e}"));
+    if std::fs::metadata(path).map_err(cannot)?.len() > MAX_PLAN_BYTES {
+        return Err(CliError::invalid_plan(format!("{shown}: larger than {} MiB", MAX_PLAN_BYTES >> 20)));
+    }
+    let bytes = std::fs::read(path).map_err(cannot)?;
+    let utf16 = |bytes: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = bytes.chunks(2).map(|p| unit([p[0], p.get(1).copied().unwrap_or(0)])).collect();
+        String::from_utf16(&units)
+            .map_err(|_| CliError::invalid_plan(format!("{shown}: not UTF-16 text, though it starts as UTF-16")))
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        [0xEF, 0xBB, 0xBF, rest @ ..] | rest => String::from_utf8(rest.to_vec()).map_err(|e| {
+            CliError::invalid_plan(format!(
+                "{shown}: not UTF-8 text (byte {} is not); save the plan as UTF-8",
+                e.utf8_error().valid_up_to()
+            ))
+        }),
+    }
 }
 
 /// Reads and validates a plan file; the error lists every problem (65).

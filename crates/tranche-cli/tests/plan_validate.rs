@@ -78,3 +78,32 @@ fn a_sell_of_more_than_the_stated_position_is_a_plan_error_listed_with_the_other
     assert!(stderr.contains("the plan has 2 problems"), "{stderr}");
     assert!(stderr.contains("items[0].trade_amount: SELL of 5000000 is more than the 20000"), "{stderr}");
 }
+
+/// A plan saved by an editor or a shell as UTF-8 with a byte-order mark, or as UTF-16 (what
+/// PowerShell's `>` writes), is the same plan; text in no encoding a plan is saved in is an
+/// invalid plan (65) that says so, not "cannot read" (66) or a JSON error at line 1, column 1.
+#[test]
+fn a_plan_saved_with_a_byte_order_mark_or_as_utf16_reads_and_other_bytes_are_named() {
+    let text = std::fs::read_to_string(example("plan.json")).unwrap();
+    let dir = std::env::temp_dir().join(format!("tranche-plan-encodings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice(text.as_bytes());
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    let mut utf16_be = vec![0xFE, 0xFF];
+    utf16_be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+    for (name, bytes) in [("bom.json", bom), ("utf16le.json", utf16), ("utf16be.json", utf16_be)] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = tranche(&["plan", "validate", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let latin1 = dir.join("latin1.json");
+    std::fs::write(&latin1, b"{\"plan_id\": \"caf\xe9\"}").unwrap();
+    let out = tranche(&["plan", "validate", latin1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not UTF-8"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
