@@ -21,7 +21,11 @@ impl EngineCore {
     pub(crate) fn remember_quote(&mut self, quote: Quote, now: Timestamp) {
         let ahead = chrono::Duration::from_std(self.config.quote_max_age).unwrap_or(chrono::Duration::MAX);
         if quote.time.signed_duration_since(now) > ahead {
-            tracing::warn!(symbol = %quote.symbol, stamped = %quote.time, %now, "a quote stamped in the future is ignored");
+            let note =
+                format!("{}: quotes stamped in the future (a feed's clock gone wrong) were ignored", quote.symbol);
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
             return;
         }
         let symbol = quote.symbol.clone();
@@ -101,6 +105,7 @@ mod tests {
         core.remember_quote(quote("100.00", 100 + 3_600), now);
         core.remember_quote(quote("90.00", 100), now);
         assert_eq!(core.quotes[&aapl].bid.to_string(), "90.00", "the real quote is the latest");
+        assert_eq!(core.notes.len(), 1, "said in the result: {:?}", core.notes);
         core.remember_quote(quote("90.10", 102), now);
         assert_eq!(core.quotes[&aapl].bid.to_string(), "90.10", "a quote a little ahead (clock skew) is kept");
     }
