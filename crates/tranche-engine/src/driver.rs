@@ -231,6 +231,22 @@ pub async fn execute_recorded_until(
     run_loop(core, ports, Some(journal), progress, stop).await
 }
 
+/// A broker call whose panic (a bug, or an answer nobody foresaw) becomes an error of unknown
+/// outcome: the task's answer would be lost for good, and its item wait for it until the run's
+/// deadline. Unknown, not refused: a submit or replace is then looked up, a read read again.
+async fn contained<T>(call: impl std::future::Future<Output = Result<T, BrokerError>>) -> Result<T, BrokerError> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(call).catch_unwind().await.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%what, "a broker call panicked");
+        Err(BrokerError::Uncertain { message: format!("the broker call failed unexpectedly: {what}") })
+    })
+}
+
 /// The earlier of two times, when there is one.
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
@@ -415,7 +431,7 @@ async fn cancel_leftovers(
         let id = match broker_id {
             Some(id) => id,
             // Its answer never came: find it by client order id.
-            None => match ports.broker.order_by_client_id(&client_id).await {
+            None => match contained(ports.broker.order_by_client_id(&client_id)).await {
                 Ok(order) if !order.status.is_terminal() => order.id,
                 Ok(_) | Err(BrokerError::NotFound { .. }) => continue,
                 Err(e) => {
@@ -451,7 +467,7 @@ async fn cancel_or_name(client_id: &ClientOrderId, id: BrokerOrderId, ports: &Po
         match cancel_with_retries(&id, ports).await {
             Ok(()) => return None,
             Err(BrokerError::Rejected { reason: RejectReason::NotCancelable, .. }) => {
-                match ports.broker.order(&id).await {
+                match contained(ports.broker.order(&id)).await {
                     Ok(order) => match (order.status, order.replaced_by) {
                         (tranche_domain::OrderStatus::Replaced, Some(next)) => {
                             tracing::warn!(%client_id, order = %id, replacement = %next, "the leftover order was replaced; cancelling its replacement");
@@ -476,7 +492,7 @@ async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), Br
     let mut wait = chrono::Duration::seconds(1);
     let mut attempt = 1;
     loop {
-        match ports.broker.cancel_order(id).await {
+        match contained(ports.broker.cancel_order(id)).await {
             Ok(()) | Err(BrokerError::NotFound { .. }) => return Ok(()),
             Err(
                 e @ (BrokerError::RateLimited { .. } | BrokerError::Transient { .. } | BrokerError::Uncertain { .. }),
@@ -570,7 +586,7 @@ async fn read_assets(
     symbols: Vec<Symbol>,
 ) -> Vec<(Symbol, Result<tranche_domain::Asset, BrokerError>)> {
     let listed: std::collections::HashMap<Symbol, tranche_domain::Asset> = if symbols.len() >= ASSET_LIST_FROM {
-        match broker.assets().await {
+        match contained(broker.assets()).await {
             Ok(list) => list.into_iter().map(|a| (a.symbol.clone(), a)).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "the asset list cannot be read; reading each asset");
@@ -588,7 +604,7 @@ async fn read_assets(
             None => {
                 let broker = Arc::clone(broker);
                 lookups.spawn(async move {
-                    let asset = broker.asset(&symbol).await;
+                    let asset = contained(broker.asset(&symbol)).await;
                     (i, symbol, asset)
                 });
             }
@@ -851,7 +867,8 @@ fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet
     let broker = Arc::clone(&ports.broker);
     match <[_; 1]>::try_from(wanted) {
         Ok([(item, symbol)]) => {
-            tasks.spawn(async move { Input::RestQuote { item, result: broker.latest_quote(&symbol).await } });
+            tasks
+                .spawn(async move { Input::RestQuote { item, result: contained(broker.latest_quote(&symbol)).await } });
         }
         Err(wanted) if wanted.is_empty() => {}
         Err(wanted) => {
@@ -862,7 +879,9 @@ fn fetch_quotes(wanted: Vec<(usize, Symbol)>, ports: &Ports, tasks: &mut JoinSet
             items.dedup();
             symbols.sort();
             symbols.dedup();
-            tasks.spawn(async move { Input::RestQuotes { items, result: broker.latest_quotes(&symbols).await } });
+            tasks.spawn(
+                async move { Input::RestQuotes { items, result: contained(broker.latest_quotes(&symbols)).await } },
+            );
         }
     }
 }
@@ -895,7 +914,7 @@ fn send_replace(
             }
         }
         let clearance = Arc::new(ReplaceClearance { fence, touched, stream_breaks, breaks_at_look, fresh_until });
-        let result = broker.replace_order_if(&order, &request, Arc::clone(&clearance) as _).await;
+        let result = contained(broker.replace_order_if(&order, &request, Arc::clone(&clearance) as _)).await;
         // Its conditions never come back once failed: failed now, it was held back (and a
         // transient answer sends nothing either way).
         if matches!(result, Err(BrokerError::Transient { .. })) && !clearance.holds() {
@@ -916,20 +935,20 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
             // Every read at once: the run starts after one round trip, not one per read.
             tasks.spawn(async move {
                 let (account, market, positions, open_orders, assets) = tokio::join!(
-                    broker.account(),
-                    broker.clock(),
-                    broker.positions(),
-                    broker.open_orders(),
+                    contained(broker.account()),
+                    contained(broker.clock()),
+                    contained(broker.positions()),
+                    contained(broker.open_orders()),
                     read_assets(&broker, symbols),
                 );
                 Input::Preflight(Box::new(PreflightData { account, clock: market, positions, open_orders, assets }))
             });
         }
         Command::FetchPositions => {
-            tasks.spawn(async move { Input::Positions(broker.positions().await) });
+            tasks.spawn(async move { Input::Positions(contained(broker.positions()).await) });
         }
         Command::FetchAccount => {
-            tasks.spawn(async move { Input::Account(broker.account().await) });
+            tasks.spawn(async move { Input::Account(contained(broker.account()).await) });
         }
         Command::FetchQuote { item, symbol } => fetch_quotes(vec![(item, symbol)], ports, tasks),
         Command::Subscribe(symbols) => {
@@ -962,18 +981,18 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
         }
         Command::LookupClientId { item, client_order_id } => {
             tasks.spawn(async move {
-                let result = broker.order_by_client_id(&client_order_id).await;
+                let result = contained(broker.order_by_client_id(&client_order_id)).await;
                 Input::LookedUp { item, client_order_id, result }
             });
         }
         Command::LookupOrder { item, client_order_id, order } => {
             tasks.spawn(async move {
-                let result = broker.order(&order).await;
+                let result = contained(broker.order(&order)).await;
                 Input::LookedUp { item, client_order_id, result }
             });
         }
         Command::FetchFills { since } => {
-            tasks.spawn(async move { Input::Fills(broker.fill_activities(since).await) });
+            tasks.spawn(async move { Input::Fills(contained(broker.fill_activities(since)).await) });
         }
         Command::SetTimer { id, at } => {
             timers.insert(id, at);
@@ -1029,10 +1048,10 @@ async fn submit_fenced(
     clock: &Arc<dyn Clock>,
     request: &OrderRequest,
 ) -> Result<Result<tranche_domain::Order, BrokerError>, String> {
-    let Some(fence) = fence else { return Ok(broker.submit_order(request).await) };
+    let Some(fence) = fence else { return Ok(contained(broker.submit_order(request)).await) };
     let mut attempt = 1;
     loop {
-        let result = broker.submit_order_if(request, Arc::clone(fence) as _).await;
+        let result = contained(broker.submit_order_if(request, Arc::clone(fence) as _)).await;
         let lapsed = matches!(result, Err(BrokerError::Transient { .. })) && !fence.acting_allowed();
         if !lapsed || attempt == CLEARANCE_ATTEMPTS {
             return Ok(result);
@@ -1085,7 +1104,7 @@ fn dispatch_journaled(
                     return failed;
                 }
                 // Not sent yet: the core takes a last look at the order it replaces, as it is now.
-                let current = broker.order(&order).await;
+                let current = contained(broker.order(&order)).await;
                 Input::ReplaceCleared { item, old: order, request, current }
             });
         }
@@ -1102,7 +1121,7 @@ fn dispatch_journaled(
                     let result = Err(BrokerError::Transient { message: refusal.to_string() });
                     return Input::Canceled { item, order, result };
                 }
-                let result = broker.cancel_order(&order).await;
+                let result = contained(broker.cancel_order(&order)).await;
                 Input::Canceled { item, order, result }
             });
         }
@@ -1136,7 +1155,19 @@ mod tests {
     use tranche_broker::{BrokerError, ManualClock, MockBroker, MockOrderEvents, MockQuoteFeed, RejectReason};
     use tranche_domain::{BrokerOrderId, ClientOrderId, ExecutionResult, Order, OrderStatus};
 
-    use super::{cancel_leftovers, Ports};
+    use super::{cancel_leftovers, contained, Ports};
+
+    /// A broker call that panics answers an error of unknown outcome, with what it said; one
+    /// that does not is answered as it is.
+    #[tokio::test]
+    async fn a_broker_call_that_panics_answers_an_error_of_unknown_outcome() {
+        let panicked: Result<u32, BrokerError> = contained(async { panic!("index out of bounds") }).await;
+        match panicked {
+            Err(BrokerError::Uncertain { message }) => assert!(message.contains("index out of bounds"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(contained(async { Ok::<u32, BrokerError>(7) }).await, Ok(7));
+    }
 
     fn not_cancelable() -> BrokerError {
         BrokerError::Rejected {
