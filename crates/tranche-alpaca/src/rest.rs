@@ -670,6 +670,16 @@ mod tests {
         })
     }
 
+    /// Alpaca's answer to a submit: the market buy of one AAPL `id`, under `client_order_id`,
+    /// accepted.
+    fn accepted_order(id: &str, client_order_id: &str) -> Value {
+        json!({
+            "id": id, "client_order_id": client_order_id, "created_at": "2026-03-02T14:30:00Z",
+            "symbol": "AAPL", "qty": "1", "filled_qty": "0", "type": "market", "side": "buy",
+            "time_in_force": "day", "status": "accepted",
+        })
+    }
+
     /// A raw HTTP listener answering its `n`-th request with `respond(n)` (a whole response);
     /// its address, the requests it served and the head of each (request line and headers).
     async fn listen(
@@ -774,14 +784,7 @@ mod tests {
     /// taken for the order sent: its outcome is unknown, to be looked up.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_submit_answered_with_another_order_is_uncertain() {
-        let (broker, _) = serve(|_| {
-            json!({
-                "id": "order-9", "client_order_id": "someone-else", "created_at": "2026-03-02T14:30:00Z",
-                "symbol": "AAPL", "qty": "1", "filled_qty": "0", "type": "market", "side": "buy",
-                "time_in_force": "day", "status": "accepted",
-            })
-        })
-        .await;
+        let (broker, _) = serve(|_| accepted_order("order-9", "someone-else")).await;
         let placed = broker.submit_order(&an_order()).await;
         assert!(
             matches!(&placed, Err(BrokerError::Uncertain { message }) if message.contains("someone-else")),
@@ -899,14 +902,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_order_whose_clearance_holds_is_sent() {
-        let (broker, served) = serve(|_| {
-            json!({
-                "id": "order-1", "client_order_id": "cid-cleared", "created_at": "2026-03-02T14:30:00Z",
-                "symbol": "AAPL", "qty": "1", "filled_qty": "0", "type": "market", "side": "buy",
-                "time_in_force": "day", "status": "accepted",
-            })
-        })
-        .await;
+        let (broker, served) = serve(|_| accepted_order("order-1", "cid-cleared")).await;
         let far = tokio::time::Instant::now() + Duration::from_secs(3_600);
         let placed = broker.submit_order_if(&an_order(), Arc::new(Until(far))).await.unwrap();
         assert_eq!(placed.client_order_id.as_str(), "cid-cleared");
