@@ -749,8 +749,10 @@ impl EngineCore {
         out: &mut Vec<Command>,
     ) {
         let Some(new_c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
+        self.items[i].not_placed(new_c);
+        let old_c = self.items[i].child_by_broker(old);
+        self.refollow(i, old_c, out);
         let item = &mut self.items[i];
-        item.not_placed(new_c);
         let waiting = item.pending().is_none();
         match item.child_by_broker(old).filter(|&o| matches!(item.children[o].state, ChildState::Live(_))) {
             Some(o) if waiting && item.stage.is_working() => self.cancel_then_new(i, o, now, out),
@@ -800,18 +802,11 @@ impl EngineCore {
                 // The replace may have happened: resolve by the new client order id.
                 self.items[i].children[new_c].state = ChildState::Uncertain;
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
+                self.refollow(i, old_c, out);
             }
             Err(e) => {
                 self.items[i].not_placed(new_c);
-                let replaced = old_c
-                    .and_then(|o| self.items[i].children[o].report.clone())
-                    .filter(|r| r.status == OrderStatus::Replaced);
-                if let Some(report) = &replaced {
-                    // The old order was replaced while this answer was on its way, so not by
-                    // this replace: by one refused earlier that applied anyway. Followed now
-                    // that no answer is due (never an order beside it).
-                    self.follow_replacement(i, report, out);
-                }
+                let replaced = self.refollow(i, old_c, out);
                 match e {
                     BrokerError::Rejected { reason: RejectReason::NothingChanged, .. } => self.arm_repeg(i, now, out),
                     BrokerError::Rejected { reason: RejectReason::NotYetRouted, .. } => {
@@ -841,7 +836,7 @@ impl EngineCore {
                         // Not replaceable now (filled, being cancelled, not yet routed...): find
                         // out (unless it is known replaced), and keep the order on the re-peg
                         // schedule whatever the answer.
-                        if let Some(o) = old_c.filter(|_| replaced.is_none()) {
+                        if let Some(o) = old_c.filter(|_| !replaced) {
                             let c = self.items[i].children[o].client_id.clone();
                             self.items[i].wait_for(Some(Pending::Lookup));
                             out.push(Command::LookupOrder { item: i, client_order_id: c, order: old.clone() });
@@ -993,6 +988,22 @@ impl EngineCore {
         out: &mut Vec<Command>,
     ) {
         let Some(c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
+        if let Ok(order) = &result {
+            let sibling = self.items[i].child_by_client(&order.client_order_id).filter(|&o| o != c);
+            if let Some(other) = sibling.filter(|&o| self.is_this_childs(i, o, order)) {
+                // A lookup by broker id (a replacement followed) found the order another of this
+                // item's children made (a replace refused that applied anyway): it is that
+                // child's. The asked child is left to its own lookups.
+                self.items[i].answered(c);
+                let was_unknown = self.items[i].children[other].state == ChildState::NotPlaced
+                    || self.items[i].children[other].outcome_unknown();
+                self.adopt(i, other, order, now, out);
+                if was_unknown && matches!(self.items[i].children[other].state, ChildState::Live(_)) {
+                    self.arm_repeg(i, now, out);
+                }
+                return self.after_change(i, now, out);
+            }
+        }
         match result {
             Ok(order) if !self.is_this_childs(i, c, &order) => {
                 // Someone else's order under our id (an earlier day's run of a reused plan id):
@@ -1088,6 +1099,19 @@ impl EngineCore {
     /// that answer (or ends uncertain, and is looked up then), and one withdrawn before it left
     /// (never sent) is no order at all. A refused one followed is uncertain until the lookup
     /// answers: no order goes beside it.
+    /// A replace of child `old_c`'s order has left the broker's hands without an order (lost,
+    /// refused or held back) while that order is known replaced, so not by this replace: by one
+    /// refused earlier that applied anyway. It is followed now that no answer is due (never an
+    /// order beside it); whether the old order is known replaced.
+    fn refollow(&mut self, i: usize, old_c: Option<usize>, out: &mut Vec<Command>) -> bool {
+        let replaced =
+            old_c.and_then(|o| self.items[i].children[o].report.clone()).filter(|r| r.status == OrderStatus::Replaced);
+        if let Some(report) = &replaced {
+            self.follow_replacement(i, report, out);
+        }
+        replaced.is_some()
+    }
+
     fn follow_replacement(&mut self, i: usize, order: &Order, out: &mut Vec<Command>) {
         let (OrderStatus::Replaced, Some(new_id)) = (order.status, order.replaced_by.as_ref()) else { return };
         let item = &mut self.items[i];

@@ -705,6 +705,45 @@ fn an_order_replaced_while_a_later_replace_failed_on_its_way_follows_the_refused
     assert_eq!(working, Some(refused.client_order_id.clone()), "R0's order is the working order");
 }
 
+/// The same, but R1's answer is lost (a timeout: unknown) or R1 is held back at the last
+/// moment: R0's order X is still followed and adopted as R0's, and nothing goes beside it (X was
+/// left untracked, and working after the run; held back, a new order went beside it).
+#[test]
+fn an_order_replaced_while_a_later_replace_was_lost_or_held_back_follows_the_refused_one() {
+    for held_back in [false, true] {
+        let (mut bench, old, refused, again, replacement) = replaced_while_a_replace_awaits_its_answer();
+        let mut r0_order = replacement.clone();
+        r0_order.client_order_id = refused.client_order_id.clone();
+        r0_order.limit_price = refused.limit_price;
+        let out = if held_back {
+            bench.feed(Input::ReplaceHeldBack { item: 0, old, client_order_id: again.client_order_id.clone() })
+        } else {
+            bench.feed(Input::Replaced {
+                item: 0,
+                old,
+                client_order_id: again.client_order_id.clone(),
+                result: Err(uncertain()),
+            })
+        };
+        assert!(submits(&out).is_empty(), "held back {held_back}: {out:#?}");
+        let lookups: Vec<_> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::LookupOrder { client_order_id, order, .. } => Some((client_order_id.clone(), order.clone())),
+                _ => None,
+            })
+            .collect();
+        let Some((asked, x)) = lookups.first().cloned() else { panic!("X is followed: {out:#?}") };
+        assert_eq!(x, r0_order.id);
+        let out = bench.feed(Input::LookedUp { item: 0, client_order_id: asked, result: Ok(r0_order.clone()) });
+        assert!(submits(&out).is_empty(), "{out:#?}");
+        let item = &bench.core.items[0];
+        let r0 = item.child_by_client(&refused.client_order_id).expect("R0");
+        assert_eq!(item.children[r0].broker_id.as_ref(), Some(&r0_order.id), "X is R0's: {:?}", item.children[r0]);
+        assert!(bench.core.notes.is_empty(), "no note of someone else's order: {:?}", bench.core.notes);
+    }
+}
+
 /// The same, with the old order's `replaced` update lost: the next re-peg's read-back finds the
 /// old order replaced, and the replacement is followed from there.
 #[test]
