@@ -23,18 +23,14 @@ impl QuoteStore {
     }
 
     /// Keeps `quote` unless a newer one is held; returns whether it was kept. A quote for a new
-    /// symbol beyond the cap is dropped, and so is one stamped more than `MAX_AHEAD` after this
-    /// machine's clock: latest wins by the stamp, so one from a clock gone wrong would shut out
-    /// every real quote after it.
+    /// symbol beyond the cap is dropped. A held quote stamped more than `MAX_AHEAD` after this
+    /// machine's clock is replaced by any that comes: latest wins by the stamp, so one from a
+    /// clock gone wrong would otherwise shut out every real quote after it (and with this
+    /// machine's clock running slow, every quote looks ahead: then each new one counts).
     pub fn update(&self, quote: Quote) -> bool {
-        let ahead = chrono::Duration::from_std(MAX_AHEAD).unwrap_or(chrono::Duration::MAX);
-        if quote.time.signed_duration_since(chrono::Utc::now()) > ahead {
-            tracing::warn!(symbol = %quote.symbol, stamped = %quote.time, "a quote stamped in the future is ignored");
-            return false;
-        }
         let mut quotes = self.quotes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(held) = quotes.get_mut(&quote.symbol) {
-            if held.time > quote.time {
+            if held.time > quote.time && !Self::ahead(held) {
                 return false;
             }
             *held = quote;
@@ -45,6 +41,13 @@ impl QuoteStore {
         }
         quotes.insert(quote.symbol.clone(), quote);
         true
+    }
+
+    /// Stamped further ahead of this machine's clock than clock skew explains (read only when
+    /// an older quote comes after a newer one).
+    fn ahead(quote: &Quote) -> bool {
+        let most = chrono::Duration::from_std(MAX_AHEAD).unwrap_or(chrono::Duration::MAX);
+        quote.time.signed_duration_since(chrono::Utc::now()) > most
     }
 
     /// The latest quote of `symbol`.
@@ -88,9 +91,10 @@ mod tests {
     fn a_quote_stamped_in_the_future_never_shuts_out_the_real_ones() {
         let store = QuoteStore::new(2);
         let now = chrono::Utc::now().timestamp();
-        assert!(!store.update(q("A", now + 3_600, "100")), "an hour ahead: refused");
-        assert!(store.update(q("A", now, "90")));
+        assert!(store.update(q("A", now + 3_600, "100")));
+        assert!(store.update(q("A", now, "90")), "a real quote takes over from one an hour ahead");
         assert!(store.update(q("A", now + 2, "91")), "two seconds ahead (clock skew): kept");
+        assert!(!store.update(q("A", now + 1, "92")), "and an older one does not replace it");
         assert_eq!(store.get(&Symbol::parse("A").unwrap()).unwrap().bid, "91".parse().unwrap());
     }
 

@@ -15,19 +15,12 @@ const RECENT: usize = 32;
 
 impl EngineCore {
     /// Remembers `quote`, heard at `now`: the latest of its symbol unless an older one arrived
-    /// late, and among the recent ones in time order. A quote stamped further ahead of `now`
-    /// than a quote may be old is not remembered: the latest is the newest by its stamp, so one
-    /// from a clock gone wrong would shut out every real quote after it.
+    /// late, and among the recent ones in time order. A latest stamped further ahead of `now`
+    /// than a quote may be old is taken over by any quote that comes: the latest is the newest by
+    /// its stamp, so one from a clock gone wrong would otherwise shut out every real quote after
+    /// it (and a clock of ours running slow makes every quote look ahead: then each one counts).
     pub(crate) fn remember_quote(&mut self, quote: Quote, now: Timestamp) {
         let ahead = chrono::Duration::from_std(self.config.quote_max_age).unwrap_or(chrono::Duration::MAX);
-        if quote.time.signed_duration_since(now) > ahead {
-            let note =
-                format!("{}: quotes stamped in the future (a feed's clock gone wrong) were ignored", quote.symbol);
-            if !self.notes.contains(&note) {
-                self.notes.push(note);
-            }
-            return;
-        }
         let symbol = quote.symbol.clone();
         let recent = self.recent_quotes.entry(symbol.clone()).or_default();
         let at = recent.iter().rposition(|q| q.time <= quote.time).map_or(0, |p| p + 1);
@@ -35,7 +28,11 @@ impl EngineCore {
         if recent.len() > RECENT {
             recent.pop_front();
         }
-        if self.quotes.get(&symbol).is_none_or(|old| old.time <= quote.time) {
+        if self
+            .quotes
+            .get(&symbol)
+            .is_none_or(|old| old.time <= quote.time || old.time.signed_duration_since(now) > ahead)
+        {
             self.quotes.insert(symbol, quote);
         }
     }
@@ -98,15 +95,27 @@ mod tests {
     /// A quote stamped an hour ahead (a feed's clock gone wrong) would be the latest for an
     /// hour by its stamp, shutting out every real quote and pricing from a stale one.
     #[test]
-    fn a_quote_stamped_in_the_future_is_not_remembered() {
+    fn a_quote_stamped_in_the_future_never_shuts_out_the_real_ones() {
         let mut core = core();
         let aapl = Symbol::parse("AAPL").unwrap();
         let now = quote("0", 100).time;
         core.remember_quote(quote("100.00", 100 + 3_600), now);
         core.remember_quote(quote("90.00", 100), now);
         assert_eq!(core.quotes[&aapl].bid.to_string(), "90.00", "the real quote is the latest");
-        assert_eq!(core.notes.len(), 1, "said in the result: {:?}", core.notes);
-        core.remember_quote(quote("90.10", 102), now);
-        assert_eq!(core.quotes[&aapl].bid.to_string(), "90.10", "a quote a little ahead (clock skew) is kept");
+        core.remember_quote(quote("89.90", 99), now);
+        assert_eq!(core.quotes[&aapl].bid.to_string(), "90.00", "a late older one still does not replace it");
+    }
+
+    /// Our clock 30 s slow (a laptop after sleep, an unsynced VM): every quote looks ahead, and
+    /// each new one is the latest.
+    #[test]
+    fn with_our_clock_running_slow_every_quote_still_counts() {
+        let mut core = core();
+        let aapl = Symbol::parse("AAPL").unwrap();
+        let now = quote("0", 100).time;
+        for (second, bid) in [(130, "90.00"), (131, "90.10"), (132, "90.20")] {
+            core.remember_quote(quote(bid, second), now);
+            assert_eq!(core.quotes[&aapl].bid.to_string(), bid);
+        }
     }
 }
