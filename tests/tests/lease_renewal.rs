@@ -118,6 +118,13 @@ async fn a_claim_slow_to_take_counts_against_the_run_deadline() {
     );
     // The deadline at 60 s, then its cancels, final reads and the result.
     assert!(seconds <= 60 + 30, "the run ended {seconds} s after it was asked for");
+
+    // Without a deadline outside the run (the CLI's), the claim's time takes nothing from it: a
+    // deadline eaten by a slow claim would end the plan with everything unfilled.
+    let (plan, ledger, ports) = thirty_symbols(Duration::ZERO, Duration::from_secs(40));
+    let config = EngineConfig { run_deadline: Duration::from_secs(60), ..EngineConfig::default() };
+    let result = execute_recorded(plan, config, ports, ledger as _, None).await.expect("completed");
+    assert!(result.orders.iter().filter(|r| r.reached_target()).count() >= 25, "{:?}", result.status);
 }
 
 #[tokio::test(start_paused = true)]

@@ -75,8 +75,8 @@ fn read_plan_text(path: &Path) -> Result<String, CliError> {
         [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
         [0xEF, 0xBB, 0xBF, rest @ ..] | rest => String::from_utf8(rest.to_vec()).map_err(|e| {
             CliError::invalid_plan(format!(
-                "{shown}: not UTF-8 text (byte {} is not); save the plan as UTF-8",
-                e.utf8_error().valid_up_to()
+                "{shown}: not UTF-8 text (byte {} of the file is not); save the plan as UTF-8",
+                bytes.len() - rest.len() + e.utf8_error().valid_up_to()
             ))
         }),
     }

@@ -107,8 +107,9 @@ pub struct EngineConfig {
     /// Deadline of each trading phase (default 5 min).
     #[serde(with = "secs")]
     pub phase_deadline: Duration,
-    /// Deadline of the whole run (default 15 min), counted from when the run is asked for: with
-    /// a ledger, the time its claim on the plan takes is part of it.
+    /// Deadline of the whole run (default 15 min). With `resumable_at_deadline` (a deadline
+    /// outside the run follows, as Lambda's invocation), counted from when the run is asked for:
+    /// the time the ledger's claim on the plan takes is part of it.
     #[serde(with = "secs")]
     pub run_deadline: Duration,
     /// Longest wait for the account to show the sells' buying power (default 10 s).

@@ -200,12 +200,15 @@ pub async fn execute_recorded_until(
         BeginOutcome::AlreadyRunning { run_id } => return Err(RunError::AlreadyRunning { run_id }),
         BeginOutcome::Started(run) => run,
     };
-    // The run's deadline counts from when the run was asked for: the time the claim and a
-    // resumed run's reads took is spent (on Lambda, the invocation's deadline follows).
+    // A run resumable at its deadline has a deadline outside it (Lambda's invocation): counted
+    // from when the run was asked for, the time the claim and a resumed run's reads took is
+    // spent. (Otherwise the deadline ends the plan, and is the run's own from its start.)
     let mut config = config;
     let claimed = |config: &mut EngineConfig, now: tranche_domain::Timestamp| {
-        let spent = (now - asked_at).to_std().unwrap_or_default();
-        config.run_deadline = config.run_deadline.saturating_sub(spent);
+        if config.resumable_at_deadline {
+            let spent = (now - asked_at).to_std().unwrap_or_default();
+            config.run_deadline = config.run_deadline.saturating_sub(spent);
+        }
     };
     let core = if run.resumed {
         // Read as the writes are made: again while the store fails.

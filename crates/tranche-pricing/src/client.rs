@@ -615,7 +615,9 @@ impl Liveness {
             tracing::warn!("market-data feed stalled (a subscribe went unanswered); reconnecting");
             return Err(retry());
         }
-        if authenticated && self.probe.is_none() && !on_server.is_empty() && self.data.elapsed() > config.silence {
+        // Something streamed, or asked for and unanswered: a quiet feed is probed.
+        let expecting = !on_server.is_empty() || !awaiting.is_empty();
+        if authenticated && self.probe.is_none() && expecting && self.data.elapsed() > config.silence {
             // Subscribing to what the server streams already changes nothing but draws its
             // answer.
             let streamed: Vec<Symbol> = on_server.iter().cloned().collect();

@@ -23,6 +23,8 @@ enum Behaviour {
     Quiet,
     /// Accepts TCP and never answers (no upgrade).
     Mute,
+    /// Authenticates, then answers nothing but pings: a stalled feed.
+    Stalled,
 }
 
 /// A fake market-data server; its address and the connections it accepted.
@@ -56,7 +58,7 @@ async fn server(behaviour: Behaviour) -> (std::net::SocketAddr, Arc<AtomicUsize>
                                 }
                             }
                             // A live feed answers a subscribe with its state, quotes or not.
-                            Some(Ok(Message::Text(t))) if t.as_str().contains("\"subscribe\"") => {
+                            Some(Ok(Message::Text(t))) if t.as_str().contains("\"subscribe\"") && behaviour != Behaviour::Stalled => {
                                 let state = r#"[{"T":"subscription","trades":[],"quotes":["AAPL"],"bars":[]}]"#;
                                 if ws.send(Message::Text(state.into())).await.is_err() {
                                     return;
@@ -129,4 +131,20 @@ async fn credentials_in_the_stream_url_never_reach_a_message() {
     if let Err(e) = refused {
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
+}
+
+/// A feed that stalls before it answered anything but the authentication (it still answers
+/// pings) is reconnected: its subscribe goes unanswered, the probe too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_stalled_before_its_first_answer_is_reconnected() {
+    let (addr, accepted) = server(Behaviour::Stalled).await;
+    let feed = AlpacaQuoteFeed::connect(config(addr));
+    let _ = feed.subscribe(&[tranche_domain::Symbol::parse("AAPL").unwrap()]).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while accepted.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("reconnected within 5 s");
 }

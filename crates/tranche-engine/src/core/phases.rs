@@ -739,7 +739,8 @@ impl EngineCore {
     /// The run was asked to stop (a signal): as at its deadline, with `reason`, and left to
     /// resume. Nothing happens once the run is finished or already stopping.
     pub(super) fn on_interrupt(&mut self, reason: &str, now: Timestamp, out: &mut Vec<Command>) {
-        if self.finished || self.run_out_of_time {
+        // Finishing already (every item done, the final reads out): the run completes.
+        if self.finished || self.run_out_of_time || self.finishing != super::Finishing::No {
             return;
         }
         self.interrupted = true;

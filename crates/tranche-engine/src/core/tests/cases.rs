@@ -2479,3 +2479,17 @@ fn a_run_asked_to_stop_cancels_what_works_and_is_left_to_resume() {
     // A second request changes nothing.
     assert!(cancels(&bench.feed(Input::Interrupted("again".into()))).is_empty());
 }
+
+/// Ctrl-C when every item is done and the run's final reads are out: the run completes (it was
+/// left to resume, with nothing left to do).
+#[test]
+fn a_stop_asked_for_while_the_run_is_finishing_changes_nothing() {
+    let (mut bench, _, order) = working_buy();
+    let qty = order.qty.unwrap().get().to_string();
+    let filled = with_status(&partly_filled(&order, &qty), OrderStatus::Filled);
+    let out = bench.feed(update(TradeEvent::Fill, &filled, Some(("e1", &qty, "100.00")), bench.now));
+    assert!(item_done(&out).is_some(), "the item is done: {out:#?}");
+    assert_ne!(bench.core.finishing, crate::core::Finishing::No, "the final reads are out");
+    let out = bench.feed(Input::Interrupted("interrupted by SIGINT".into()));
+    assert!(!bench.core.interrupted(), "{out:#?}");
+}
