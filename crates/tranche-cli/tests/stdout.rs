@@ -1,6 +1,7 @@
-//! Output to a reader that goes away (`tranche ... | head`): the command finishes as it would,
-//! with its own exit code, and says nothing of it (Rust's `println!` panicked on the closed
-//! pipe: exit 101 and a panic message, and for `execute` before the report was written).
+//! Output to a reader that goes away (`tranche ... | head`, `2> >(head -1)`): the command
+//! finishes as it would, with its own exit code, and says nothing of it (Rust's `println!`
+//! panicked on a closed stdout: exit 101, and for `execute` before the report was written). A
+//! closed stderr must not stop a run either (its progress is written while it trades).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,7 @@ use std::process::Stdio;
 use tranche_tests::example;
 
 mod support;
-use support::{temp_dir, tranche};
+use support::{at_emulator, start_emulator, temp_dir, tranche};
 
 #[test]
 fn a_closed_stdout_ends_nothing_early_and_panics_nothing() {
@@ -35,5 +36,31 @@ fn a_closed_stdout_ends_nothing_early_and_panics_nothing() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let page = std::fs::read_to_string(&report).unwrap();
     assert!(!page.contains("in progress</h1>"), "the report was written with the result");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Progress goes to stderr while the run trades: a reader of stderr that stops after one line
+/// must not stop the run. It finishes, and its whole result reaches stdout.
+#[test]
+fn a_closed_stderr_does_not_stop_a_run() {
+    // At the emulator, in real time: progress comes as the run trades, after the reader left.
+    let plan = example("plan-30.json");
+    let (_emulator, url) = start_emulator(&plan);
+    let dir = temp_dir("stderr");
+    let ledger = format!("sqlite:{}", dir.join("ledger.sqlite").display());
+    let mut cmd = tranche();
+    at_emulator(
+        cmd.args(["execute", plan.to_str().unwrap(), "--broker", "alpaca", "--ledger", &ledger, "--json"]),
+        &url,
+    );
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut first).unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    assert!(matches!(status.code(), Some(0 | 2)), "the run's own exit code: {status:?} (first line: {first})");
+    let result: serde_json::Value = serde_json::from_str(&stdout).expect("the whole result");
+    assert_eq!(result["orders"].as_array().map(Vec::len), Some(30));
     let _ = std::fs::remove_dir_all(&dir);
 }
