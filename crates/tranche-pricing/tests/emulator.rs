@@ -255,7 +255,12 @@ async fn a_refusal_nobody_waits_for_any_more_still_lowers_the_limit() {
     // The caller gives up at once (its request sent, its future dropped); the server's 405
     // comes after.
     let gave_up = futures_util::FutureExt::now_or_never(feed.subscribe(&all[20..]));
-    assert!(gave_up.is_none(), "the caller stopped waiting before the answer");
+    // On a loaded machine the answer can come between the request and the first look at it
+    // (the CI flaked so): then this run checks the path with a waiter instead, which must come
+    // to the same.
+    if let Some(answered) = gave_up {
+        assert!(answered.is_err(), "the server refuses 40 symbols: {answered:?}");
+    }
     tokio::time::timeout(Duration::from_secs(10), async {
         while feed.symbol_refusals() == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
