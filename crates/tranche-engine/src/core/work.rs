@@ -988,24 +988,18 @@ impl EngineCore {
         out: &mut Vec<Command>,
     ) {
         let Some(c) = self.items.get(i).and_then(|item| item.child_by_client(cid)) else { return };
-        if let Ok(order) = &result {
-            let sibling = self.items[i].child_by_client(&order.client_order_id).filter(|&o| o != c);
-            if let Some(other) = sibling.filter(|&o| self.is_this_childs(i, o, order)) {
-                // A lookup by broker id (a replacement followed) found the order another of this
-                // item's children made (a replace refused that applied anyway): it is that
-                // child's. The asked child is left to its own lookups.
-                self.items[i].answered(c);
-                let was_unknown = self.items[i].children[other].state == ChildState::NotPlaced
-                    || self.items[i].children[other].outcome_unknown();
-                self.adopt(i, other, order, now, out);
-                if was_unknown && matches!(self.items[i].children[other].state, ChildState::Live(_)) {
-                    self.arm_repeg(i, now, out);
-                }
-                return self.after_change(i, now, out);
-            }
-        }
+        // A lookup by broker id (a replacement followed) may find the order another of this
+        // item's children made (a replace refused that applied anyway): it is that child's (its
+        // owner), and the asked child is left to its own lookups.
+        let owner = match &result {
+            Ok(order) => self.items[i]
+                .child_by_client(&order.client_order_id)
+                .filter(|&o| o != c && self.is_this_childs(i, o, order))
+                .unwrap_or(c),
+            Err(_) => c,
+        };
         match result {
-            Ok(order) if !self.is_this_childs(i, c, &order) => {
+            Ok(order) if !self.is_this_childs(i, owner, &order) => {
                 // Someone else's order under our id (an earlier day's run of a reused plan id):
                 // this child was never placed, and the id cannot be used; the item goes on under
                 // the next one.
@@ -1022,13 +1016,16 @@ impl EngineCore {
                 self.after_change(i, now, out);
             }
             Ok(order) => {
-                let was_unknown = self.items[i].children[c].outcome_unknown();
+                let found = &self.items[i].children[owner];
+                // A refused replace's child (not placed) whose order turned up is found, too.
+                let was_unknown = found.outcome_unknown() || (owner != c && found.state == ChildState::NotPlaced);
                 self.items[i].answered(c);
-                self.adopt(i, c, &order, now, out);
-                if was_unknown && matches!(self.items[i].children[c].state, ChildState::Live(_)) {
+                self.adopt(i, owner, &order, now, out);
+                let live = matches!(self.items[i].children[owner].state, ChildState::Live(_));
+                if was_unknown && live {
                     self.arm_repeg(i, now, out);
                 }
-                if matches!(self.items[i].children[c].state, ChildState::Live(_)) && self.cancel_wanted(i, c) {
+                if live && self.cancel_wanted(i, owner) {
                     // The cancel did not take (refused, lost, or not sent yet): again, or look
                     // again later while the broker is cancelling it.
                     if order.status.is_cancelable() {
