@@ -408,7 +408,7 @@ fn print_and_report(
     print_result(result, options.json);
     if let Some((target, recording, info)) = report {
         match target.write_run(result, recording, info) {
-            Ok(()) if !options.quiet => eprintln!("report written to {}", target.path().display()),
+            Ok(()) if !options.quiet => errln!("report written to {}", target.path().display()),
             Ok(()) => {}
             Err(message) => return Err(CliError::failure(message)),
         }

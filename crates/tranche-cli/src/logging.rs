@@ -128,8 +128,8 @@ pub fn error_with_fix(message: &str, fix: Option<&str>) {
     match (is_json(), fix) {
         (true, Some(fix)) => tracing::error!(target: "tranche", fix, "{message}"),
         (true, None) => tracing::error!(target: "tranche", "{message}"),
-        (false, Some(fix)) => eprintln!("error: {message}\nfix: {fix}"),
-        (false, None) => eprintln!("error: {message}"),
+        (false, Some(fix)) => errln!("error: {message}\nfix: {fix}"),
+        (false, None) => errln!("error: {message}"),
     }
 }
 
@@ -139,7 +139,7 @@ pub fn warn(message: &str) {
     if is_json() {
         tracing::warn!(target: "tranche", "{message}");
     } else {
-        eprintln!("note: {message}");
+        errln!("note: {message}");
     }
 }
 

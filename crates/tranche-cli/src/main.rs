@@ -14,6 +14,14 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` for the lines the command writes on stderr: a closed stderr stops them, never
+/// the command (`eprintln!` panicked: exit 101 in place of the documented code).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::stdout::err_line(format_args!($($arg)*))
+    };
+}
+
 mod account_cmd;
 mod broker_cmd;
 mod env;

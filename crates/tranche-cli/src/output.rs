@@ -129,7 +129,7 @@ pub fn progress_line(event: &ProgressEvent) {
             )
         }
     };
-    eprintln!("{line}");
+    errln!("{line}");
 }
 
 /// One progress event as a JSON line on stderr, shaped like the JSON log lines with the event
@@ -141,7 +141,7 @@ pub fn progress_json(event: &ProgressEvent) {
         "target": "tranche::progress",
         "progress": event,
     });
-    eprintln!("{line}");
+    errln!("{line}");
 }
 
 /// The result as a table with a summary line.

@@ -52,15 +52,21 @@ fn parse_min_trade(text: &str) -> Result<Decimal, String> {
     Ok(value)
 }
 
-/// The largest plan file read (a plan of thousands of items is a few MB).
+/// The largest plan (or targets) file read (a plan of thousands of items is a few MB).
 const MAX_PLAN_BYTES: u64 = 64 << 20;
 
-/// The text of a plan file (66 when it cannot be read): UTF-8, with or without a byte-order
-/// mark, or UTF-16 with one (what PowerShell's `>` writes); anything else, or a file past
-/// `MAX_PLAN_BYTES`, is an invalid plan (65) that says why.
+/// The text of a plan file (66 when it cannot be read): see [`read_input_text`].
 fn read_plan_text(path: &Path) -> Result<String, CliError> {
+    read_input_text(path, "plan file")
+}
+
+/// The text of an input file, a plan or targets (66 when it cannot be read, naming it as
+/// `what`): UTF-8, with or without a byte-order mark, or UTF-16 with one (what PowerShell's `>`
+/// and Excel's "Unicode text" write); anything else, or a file past `MAX_PLAN_BYTES`, is an
+/// invalid plan (65) that says why.
+fn read_input_text(path: &Path, what: &str) -> Result<String, CliError> {
     let shown = path.display();
-    let cannot = |e: std::io::Error| CliError::no_input(format!("cannot read plan file {shown}: {e}"));
+    let cannot = |e: std::io::Error| CliError::no_input(format!("cannot read {what} {shown}: {e}"));
     if std::fs::metadata(path).map_err(cannot)?.len() > MAX_PLAN_BYTES {
         return Err(CliError::invalid_plan(format!("{shown}: larger than {} MiB", MAX_PLAN_BYTES >> 20)));
     }
@@ -75,7 +81,7 @@ fn read_plan_text(path: &Path) -> Result<String, CliError> {
         [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
         [0xEF, 0xBB, 0xBF, rest @ ..] | rest => String::from_utf8(rest.to_vec()).map_err(|e| {
             CliError::invalid_plan(format!(
-                "{shown}: not UTF-8 text (byte {} of the file is not); save the plan as UTF-8",
+                "{shown}: not UTF-8 text (byte {} of the file is not); save the {what} as UTF-8",
                 bytes.len() - rest.len() + e.utf8_error().valid_up_to()
             ))
         }),
@@ -157,8 +163,7 @@ fn total(plan: &RebalancePlan, action: Action) -> String {
 /// broker's equity and positions.
 pub fn new(options: &NewOptions) -> CliResult {
     let path = &options.targets;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::no_input(format!("cannot read the targets file {}: {e}", path.display())))?;
+    let text = read_input_text(path, "targets file")?;
     let targets =
         targets::parse(&text).map_err(|problems| CliError::invalid_plan(format!("{}: {problems}", path.display())))?;
     let plan_id = match &options.plan_id {

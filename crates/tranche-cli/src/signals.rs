@@ -25,7 +25,7 @@ pub fn stop_request(seen: Arc<AtomicBool>) -> StopRequest {
         ));
         tokio::spawn(async {
             let again = next_signal().await;
-            eprintln!(
+            errln!(
                 "{again} again: exiting now; orders of this run may still be working at the broker (`tranche orders`)"
             );
             std::process::exit(i32::from(INTERRUPTED));

@@ -1,6 +1,7 @@
-//! The command's stdout (results, tables, JSON): written line by line, and once a write fails
-//! (the reader went away: `tranche ... | head`), nothing more is written and the command goes
-//! on to its own end and exit code.
+//! The command's stdout (results, tables, JSON) and the lines it writes itself on stderr
+//! (errors, notes, progress): written line by line, and once a write fails (the reader went
+//! away: `tranche ... | head`, a closed stderr), nothing more is written there and the command
+//! goes on to its own end and exit code.
 //!
 //! Invariant: a write error never panics and never ends the command.
 
@@ -10,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Set once stdout could not be written to.
 static GONE: AtomicBool = AtomicBool::new(false);
 
+/// Set once stderr could not be written to.
+static ERR_GONE: AtomicBool = AtomicBool::new(false);
+
 /// Writes one line (`args` and a newline) to stdout, unless stdout is gone.
 pub fn line(args: std::fmt::Arguments<'_>) {
     if GONE.load(Ordering::Relaxed) {
@@ -18,5 +22,17 @@ pub fn line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
         GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes one line (`args` and a newline) to stderr, unless stderr is gone (`eprintln!`
+/// panicked there: exit 101 in place of the command's own code).
+pub fn err_line(args: std::fmt::Arguments<'_>) {
+    if ERR_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    if writeln!(err, "{args}").and_then(|()| err.flush()).is_err() {
+        ERR_GONE.store(true, Ordering::Relaxed);
     }
 }

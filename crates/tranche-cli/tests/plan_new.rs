@@ -120,3 +120,34 @@ fn bad_targets_exit_65_listing_every_problem() {
     assert_eq!(code, Some(64), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Targets saved by Excel ("CSV UTF-8" writes a byte-order mark) or PowerShell (UTF-16) read
+/// as the plan files do; other bytes are an invalid input (65) that names the byte.
+#[test]
+fn targets_with_a_byte_order_mark_or_in_utf16_read() {
+    let dir = workspace("encodings");
+    let state = dir.join("state.toml");
+    let text = "symbol,weight\r\nAAPL,0.5\r\nQQQ,0.5\r\n";
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice(text.as_bytes());
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    for (name, bytes) in [("bom.csv", bom), ("utf16.csv", utf16)] {
+        let targets = dir.join(name);
+        std::fs::write(&targets, bytes).unwrap();
+        let (code, stdout, stderr) =
+            run(tranche().args(["plan", "new", "--targets", s(&targets)]).env("TRANCHE_SIM_STATE", &state));
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let symbols: Vec<&str> =
+            plan["items"].as_array().unwrap().iter().map(|i| i["symbol"].as_str().unwrap()).collect();
+        assert_eq!(symbols, ["AAPL", "QQQ", "EDZ"], "{name}: {stdout}");
+    }
+    let latin1 = dir.join("latin1.csv");
+    std::fs::write(&latin1, b"symbol,weight\nAAPL,0.5 \xA0\n").unwrap();
+    let (code, _, stderr) =
+        run(tranche().args(["plan", "new", "--targets", s(&latin1)]).env("TRANCHE_SIM_STATE", &state));
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("not UTF-8 text (byte 23 of the file is not)"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

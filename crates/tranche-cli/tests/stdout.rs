@@ -64,3 +64,21 @@ fn a_closed_stderr_does_not_stop_a_run() {
     assert_eq!(result["orders"].as_array().map(Vec::len), Some(30));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An error reported on a stderr nobody reads (`2>&-` in a cron line, a supervisor that closed
+/// it) ends the command with its own code: `eprintln!` panicked on the closed pipe (exit 101,
+/// the documented code lost).
+#[test]
+fn an_error_on_a_closed_stderr_keeps_its_exit_code() {
+    let dir = temp_dir("stderr-error");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = tranche()
+        .args(["plan", "validate", dir.join("missing.json").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(66), "cannot read the plan file: {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
