@@ -169,8 +169,16 @@ fn order_path(id: &BrokerOrderId) -> Result<String, BrokerError> {
             message: format!("the order id `{id}` cannot name an order"),
         });
     }
-    let mut path = String::from("/v2/orders/");
-    for byte in id.bytes() {
+    Ok(segment_path("/v2/orders/", id))
+}
+
+/// `prefix` followed by `text` escaped as one path segment (RFC 3986 unreserved bytes kept,
+/// every other byte percent-encoded): a symbol such as `A/..` (valid: letters, digits, `.`, `/`,
+/// `-`) stays one segment instead of reading `/v2/positions/`, the list of every position, and
+/// `BTC/USD` is sent as Alpaca documents it, `BTC%2FUSD`. The caller refuses `.`, `..` and ``.
+fn segment_path(prefix: &str, text: &str) -> String {
+    let mut path = String::from(prefix);
+    for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
             path.push(char::from(byte));
         } else {
@@ -178,7 +186,7 @@ fn order_path(id: &BrokerOrderId) -> Result<String, BrokerError> {
             path.extend(['%', char::from(HEX[usize::from(byte >> 4)]), char::from(HEX[usize::from(byte & 15)])]);
         }
     }
-    Ok(path)
+    path
 }
 
 impl AlpacaBroker {
@@ -490,7 +498,10 @@ impl Broker for AlpacaBroker {
     }
 
     async fn position(&self, symbol: &Symbol) -> Result<Option<Position>, BrokerError> {
-        match self.get::<PositionDto>(Api::Trading, &self.trading(&format!("/v2/positions/{symbol}")), &[]).await {
+        match self
+            .get::<PositionDto>(Api::Trading, &self.trading(&segment_path("/v2/positions/", symbol.as_str())), &[])
+            .await
+        {
             Ok(p) => p.into_position().map(Some).map_err(|e| decode_error(&e, false)),
             Err(BrokerError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -498,7 +509,7 @@ impl Broker for AlpacaBroker {
     }
 
     async fn asset(&self, symbol: &Symbol) -> Result<Asset, BrokerError> {
-        self.get::<AssetDto>(Api::Trading, &self.trading(&format!("/v2/assets/{symbol}")), &[])
+        self.get::<AssetDto>(Api::Trading, &self.trading(&segment_path("/v2/assets/", symbol.as_str())), &[])
             .await?
             .into_asset()
             .map_err(|e| decode_error(&e, false))
@@ -526,7 +537,11 @@ impl Broker for AlpacaBroker {
     }
 
     async fn latest_quote(&self, symbol: &Symbol) -> Result<Quote, BrokerError> {
-        let url = format!("{}/v2/stocks/{symbol}/quotes/latest", self.inner.config.data_url.trim_end_matches('/'));
+        let url = format!(
+            "{}{}/quotes/latest",
+            self.inner.config.data_url.trim_end_matches('/'),
+            segment_path("/v2/stocks/", symbol.as_str())
+        );
         let feed = [("feed", self.inner.config.data_feed.clone())];
         self.get::<LatestQuoteDto>(Api::Data, &url, &feed)
             .await?
@@ -855,6 +870,30 @@ mod tests {
         let lines: Vec<String> =
             heads.lock().unwrap().iter().map(|h| h.lines().next().unwrap_or_default().to_owned()).collect();
         assert_eq!(lines, ["DELETE /v2/orders/..%2Fpositions HTTP/1.1", "DELETE /v2/orders/a%3Fb%23c%20d HTTP/1.1"]);
+    }
+
+    /// A symbol goes into a position's or asset's path as one escaped segment too: a plan's
+    /// `A/..` (a valid symbol: letters, digits, `.`, `/`, `-`) must not read the list of every
+    /// position, and `BTC/USD` is one symbol, not two segments.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_symbol_cannot_leave_its_path_segment() {
+        let (addr, _, heads) =
+            listen(|_| "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()).await;
+        let mut broker = broker_at(addr);
+        Arc::get_mut(&mut broker.inner).unwrap().config.data_url = format!("http://{addr}");
+        assert_eq!(broker.position(&Symbol::parse("A/..").unwrap()).await.unwrap(), None);
+        assert!(broker.asset(&Symbol::parse("BTC/USD").unwrap()).await.is_err());
+        assert!(broker.latest_quote(&Symbol::parse("A/../..").unwrap()).await.is_err());
+        let lines: Vec<String> =
+            heads.lock().unwrap().iter().map(|h| h.lines().next().unwrap_or_default().to_owned()).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /v2/positions/A%2F.. HTTP/1.1",
+                "GET /v2/assets/BTC%2FUSD HTTP/1.1",
+                "GET /v2/stocks/A%2F..%2F../quotes/latest?feed=iex HTTP/1.1"
+            ]
+        );
     }
 
     /// A right to send that holds until a deadline on tokio's clock.
