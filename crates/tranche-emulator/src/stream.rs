@@ -10,7 +10,7 @@ use axum::extract::State as Extract;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::State;
 
@@ -98,10 +98,20 @@ fn credentials(msg: &Value) -> Option<(String, String)> {
     }
 }
 
+/// The next update for a session that listens; never, for one that does not.
+async fn next_update(updates: &mut Option<broadcast::Receiver<Arc<str>>>) -> Result<Arc<str>, RecvError> {
+    match updates {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn session(mut socket: WebSocket, state: Arc<State>, msgpack: bool) {
-    let mut updates = state.updates.subscribe();
+    // Subscribed only while the session listens: Alpaca keeps nothing for a session that does
+    // not (no backfill), so an update sent before `listen` (or after `listen []`) is lost to it.
+    let mut updates: Option<broadcast::Receiver<Arc<str>>> = None;
     let mut outages = state.outages.subscribe();
-    let (mut authorized, mut listening) = (false, false);
+    let mut authorized = false;
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -132,7 +142,12 @@ async fn session(mut socket: WebSocket, state: Arc<State>, msgpack: bool) {
                     }
                     Some("listen") if authorized => {
                         let wanted: Vec<String> = msg.pointer("/data/streams").and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default();
-                        listening = wanted.iter().any(|s| s == "trade_updates");
+                        let listening = wanted.iter().any(|s| s == "trade_updates");
+                        if !listening {
+                            updates = None;
+                        } else if updates.is_none() {
+                            updates = Some(state.updates.subscribe());
+                        }
                         let streams: Vec<&str> = if listening { vec!["trade_updates"] } else { Vec::new() };
                         json!({"stream": "listening", "data": {"streams": streams}})
                     }
@@ -143,7 +158,7 @@ async fn session(mut socket: WebSocket, state: Arc<State>, msgpack: bool) {
                     return;
                 }
             }
-            update = updates.recv(), if listening => match update {
+            update = next_update(&mut updates) => match update {
                 Ok(text) => {
                     let message = match serde_json::from_str::<Value>(&text) {
                         Ok(update) if msgpack => frame(&update, true),

@@ -94,3 +94,68 @@ async fn a_rapid_reconnect_is_refused_with_429_at_the_upgrade() {
         other => panic!("expected HTTP 429 instead of 101, got {:?}", other.map(|(_, r)| r.status())),
     }
 }
+
+/// A JSON session authenticated (and listening, when asked) at `emu`.
+async fn json_session(emu: &Emulator, listen: bool) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/stream", emu.addr)).await.unwrap();
+    let auth = format!(r#"{{"action":"auth","key":"{DEFAULT_KEY_ID}","secret":"{DEFAULT_SECRET_KEY}"}}"#);
+    socket.send(Message::Text(auth.into())).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["data"]["status"], "authorized");
+    if listen {
+        socket.send(Message::Text(r#"{"action":"listen","data":{"streams":["trade_updates"]}}"#.into())).await.unwrap();
+        assert_eq!(next_json(&mut socket).await["stream"], "listening");
+    }
+    socket
+}
+
+/// The next server message as JSON (Alpaca sends JSON in binary frames).
+async fn next_json(socket: &mut Socket) -> serde_json::Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket is open")
+            .unwrap();
+        match message {
+            Message::Binary(bytes) => return serde_json::from_slice(&bytes).unwrap(),
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a JSON frame, got {other:?}"),
+        }
+    }
+}
+
+/// Alpaca keeps nothing for a session that is not listening: an update sent between its
+/// authentication and its `listen` is lost to it (no backfill), which is why a client must
+/// listen before it trades. The emulator delivered such updates once `listen` came, so an
+/// engine that traded first and listened later would have seen fills it never gets at Alpaca.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_sent_before_listen_are_not_delivered() {
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig::default()).await.unwrap();
+    let mut witness = json_session(&emu, true).await;
+    let mut late = json_session(&emu, false).await;
+    let order = |id: &str| {
+        OrderRequest::day(
+            ClientOrderId::from_broker(id),
+            Symbol::parse("AAPL").unwrap(),
+            Side::Buy,
+            "1".parse().unwrap(),
+            None,
+        )
+    };
+    emu.with_sim(|s| s.submit(&order("before-listen"))).unwrap();
+    // Once the witness has the order's first update, it was sent while `late` did not listen.
+    let first = next_json(&mut witness).await;
+    assert_eq!(first["data"]["order"]["client_order_id"], "before-listen", "{first}");
+    late.send(Message::Text(r#"{"action":"listen","data":{"streams":["trade_updates"]}}"#.into())).await.unwrap();
+    assert_eq!(next_json(&mut late).await["stream"], "listening");
+    emu.with_sim(|s| s.submit(&order("after-listen"))).unwrap();
+    loop {
+        let update = next_json(&mut late).await;
+        let id = update["data"]["order"]["client_order_id"].as_str().unwrap_or_default().to_owned();
+        assert_ne!(id, "before-listen", "an update from before `listen` was delivered: {update}");
+        if id == "after-listen" {
+            break;
+        }
+    }
+}
