@@ -91,9 +91,19 @@ fn csv_rows(text: &str) -> Result<Vec<Row>, TargetProblems> {
             "line {header_line}: the header `{header}` needs a `symbol` and a `weight` column (e.g. `symbol,weight`)"
         )]));
     };
-    Ok(lines
+    let mut problems = Vec::new();
+    let rows = lines
         .map(|(number, line)| {
             let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            // A cell past the header's (`AAPL,0,5`: 0.5 with a decimal comma) would be dropped
+            // and the weight read as 0, selling a holding to zero; trailing empty cells are fine.
+            let used = cells.iter().rposition(|c| !c.is_empty()).map_or(0, |last| last + 1);
+            if used > columns.len() {
+                problems.push(format!(
+                    "line {number}: {used} cells where the header names {} (a decimal comma? write 0.5, not 0,5)",
+                    columns.len()
+                ));
+            }
             let cell = |at: usize, name: &str| {
                 cells.get(at).copied().filter(|c| !c.is_empty()).ok_or_else(|| format!("no {name}"))
             };
@@ -103,17 +113,53 @@ fn csv_rows(text: &str) -> Result<Vec<Row>, TargetProblems> {
                 weight: cell(weight_at, "weight").and_then(weight_text),
             }
         })
-        .collect())
+        .collect();
+    if problems.is_empty() {
+        Ok(rows)
+    } else {
+        Err(TargetProblems(problems))
+    }
+}
+
+/// The object form's entries in the file's order, a key named twice kept twice (a JSON map
+/// keeps only the last: `{"AAPL": 0.6, "AAPL": 0.1}` would read as 0.1 without a word).
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of symbol -> weight")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 fn json_rows(text: &str) -> Result<Vec<Row>, TargetProblems> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| TargetProblems(vec![format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column())]))?;
     match value {
-        Value::Object(map) => Ok(map
-            .iter()
-            .map(|(name, weight)| Row { at: format!("`{name}`"), symbol: symbol(name), weight: weight_json(weight) })
-            .collect()),
+        Value::Object(_) => {
+            let Entries(entries) = serde_json::from_str(text).map_err(|e| TargetProblems(vec![e.to_string()]))?;
+            Ok(entries
+                .iter()
+                .map(|(name, weight)| Row {
+                    at: format!("`{name}`"),
+                    symbol: symbol(name),
+                    weight: weight_json(weight),
+                })
+                .collect())
+        }
         Value::Array(items) => Ok(items
             .iter()
             .enumerate()
@@ -222,6 +268,32 @@ mod tests {
             assert!(text.contains(want), "missing `{want}` in {text}");
         }
         assert_eq!(problems.0.len(), 7, "{text}");
+    }
+
+    /// `AAPL,0,5` (0.5 typed with a decimal comma) has a cell the header does not name: read as
+    /// weight 0 it would sell a held AAPL to zero. Trailing empty cells (`AAPL,0.5,`) are fine.
+    #[test]
+    fn a_row_with_more_cells_than_the_header_is_refused() {
+        let problems = parse("symbol,weight\nAAPL,0,5\nMSFT,0.2,\nSPY,0.1, ,\n").unwrap_err();
+        assert_eq!(
+            problems.0,
+            vec!["line 2: 3 cells where the header names 2 (a decimal comma? write 0.5, not 0,5)"],
+            "{problems}"
+        );
+    }
+
+    /// In the object form a symbol named twice is a problem, as in the other forms (JSON keeps
+    /// the last silently), and the targets keep the file's order.
+    #[test]
+    fn the_object_form_refuses_a_symbol_named_twice_and_keeps_the_files_order() {
+        let problems = parse(r#"{"AAPL": 0.6, "MSFT": 0.3, "aapl": 0.1}"#).unwrap_err();
+        assert_eq!(problems.0, vec!["`aapl`: duplicate symbol AAPL: already at `AAPL`"], "{problems}");
+        let problems = parse(r#"{"AAPL": 0.6, "AAPL": 0.1}"#).unwrap_err();
+        assert_eq!(problems.0, vec!["`AAPL`: duplicate symbol AAPL: already at `AAPL`"], "{problems}");
+        assert_eq!(
+            weights(&parse(r#"{"SPY": 0.5, "AAPL": 0.25, "MSFT": 0.25}"#).unwrap()),
+            pairs(&[("SPY", "0.5"), ("AAPL", "0.25"), ("MSFT", "0.25")])
+        );
     }
 
     #[test]
