@@ -39,6 +39,18 @@ pub const VARS: &[EnvVar] = &[
     },
     EnvVar { name: "TRANCHE_SEED", flag: "--seed", id: "seed", expects: "a whole number such as 7" },
     EnvVar { name: "TRANCHE_LEDGER", flag: "--ledger", id: "ledger", expects: "sqlite:PATH or s3://BUCKET/PREFIX" },
+    EnvVar {
+        name: "TRANCHE_LEDGER_LEASE",
+        flag: "--ledger-lease",
+        id: "ledger_lease",
+        expects: "a number of seconds from 3 to 3600, such as 60",
+    },
+    EnvVar {
+        name: "TRANCHE_LEDGER_CLOCK_SKEW",
+        flag: "--ledger-clock-skew",
+        id: "ledger_clock_skew",
+        expects: "a number of seconds from 0 to 600, such as 5",
+    },
     EnvVar { name: "TRANCHE_LOG_FORMAT", flag: "--log-format", id: "log_format", expects: "text or json" },
     EnvVar {
         name: "TRANCHE_LOG_LEVEL",

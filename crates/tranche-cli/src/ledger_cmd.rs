@@ -16,15 +16,19 @@ pub const DEFAULT_LEDGER: &str = "sqlite:tranche-ledger.sqlite";
 /// Opens the ledger of a `--ledger` value for `execute`: as [`open`], with an S3 ledger's lease
 /// terms from `--ledger-lease` and `--ledger-clock-skew`.
 pub fn open_for_runs(spec: &str, options: &crate::execute::ExecuteOptions) -> Result<Arc<dyn Ledger>, CliError> {
-    let seconds = |value: f64, flag: &str| {
-        Duration::try_from_secs_f64(value)
-            .map_err(|_| CliError::config(format!("{flag} {value} is not a number of seconds")))
+    let seconds = |value: f64, flag: &str, id: &str| {
+        Duration::try_from_secs_f64(value).map_err(|_| {
+            CliError::config(format!("{flag} {value}{} is not a number of seconds", crate::env::origin(id)))
+        })
     };
     let terms = LeaseTerms::new(
-        seconds(options.ledger_lease, "--ledger-lease")?,
-        seconds(options.ledger_clock_skew, "--ledger-clock-skew")?,
+        seconds(options.ledger_lease, "--ledger-lease", "ledger_lease")?,
+        seconds(options.ledger_clock_skew, "--ledger-clock-skew", "ledger_clock_skew")?,
     )
-    .map_err(|e| CliError::config(e.to_string()))?;
+    .map_err(|e| {
+        let from = [crate::env::origin("ledger_lease"), crate::env::origin("ledger_clock_skew")].concat();
+        CliError::config(format!("{e}{from}"))
+    })?;
     open_with(spec, terms)
 }
 

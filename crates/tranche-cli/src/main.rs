@@ -305,3 +305,32 @@ fn emulator(options: &tranche::emulator::options::EmulatorArgs, plan: Option<&st
     })?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `TRANCHE_*` variable a flag reads is listed in `env::VARS`, so a bad value of it
+    /// is named as the variable (78) and not as a flag the user never typed (64).
+    #[test]
+    fn every_variable_a_flag_reads_is_listed() {
+        fn walk(command: &clap::Command, found: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if let Some(name) = arg.get_env().and_then(|n| n.to_str()) {
+                    if name.starts_with("TRANCHE_") {
+                        found.push(name.to_owned());
+                    }
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, found);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&Cli::command(), &mut found);
+        assert!(found.len() >= 8, "{found:?}");
+        for name in found {
+            assert!(env::VARS.iter().any(|v| v.name == name), "{name} is not in env::VARS");
+        }
+    }
+}
