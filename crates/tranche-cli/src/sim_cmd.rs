@@ -30,7 +30,7 @@ pub fn run(
         outln!("{text}");
     } else {
         outln!("strategy               {:?}", report.strategy);
-        outln!("scenarios              {} (seeds {seed}..{})", report.scenarios, seed + scenarios);
+        outln!("scenarios              {} (seeds {seed}..{})", report.scenarios, seed.saturating_add(scenarios));
         outln!("market                 {}", report.market.name());
         outln!("faults                 {:?}", report.faults);
         outln!("slippage (bps)         mean {:.2}, p95 {:.2}", report.slippage_bps.mean, report.slippage_bps.p95);

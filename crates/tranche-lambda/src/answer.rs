@@ -128,6 +128,7 @@ fn failure_reason(result: &ExecutionResult, failed: &[&str], disposition: Dispos
 /// An answer for an event that could not be executed at all (refused, running elsewhere, or the
 /// ledger or broker unusable): `success` false, the reason, nothing placed.
 pub fn not_executed(event: Option<&RebalancePlanned>, reason: &str, retry: bool) -> Value {
+    let reason = shortened(reason, REASON_LIMIT);
     json!({
         "schema_version": SCHEMA_VERSION,
         "event_type": "TradeExecuted",
@@ -146,6 +147,27 @@ pub fn not_executed(event: Option<&RebalancePlanned>, reason: &str, retry: bool)
     })
 }
 
+/// The longest `failure_reason` of an answer that executed nothing, in bytes: a plan with
+/// thousands of problems lists them all in its reason, and the answer must stay within
+/// `ANSWER_LIMIT` (EventBridge and Step Functions refuse more than 256 KB).
+const REASON_LIMIT: usize = 16_000;
+
+/// `reason` cut to at most `limit` bytes on a character boundary, saying how much was left out.
+fn shortened(reason: &str, limit: usize) -> String {
+    if reason.len() <= limit {
+        return reason.to_owned();
+    }
+    let mut end = limit;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}... ({} more bytes left out; `tranche plan validate` lists every problem)",
+        &reason[..end],
+        reason.len() - end
+    )
+}
+
 /// The answer to an SQS batch: the records to deliver again (Lambda's partial batch response).
 pub fn batch_failures(message_ids: &[String]) -> Value {
     json!({
@@ -158,6 +180,20 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A plan refused for thousands of problems: the answer stays within `ANSWER_LIMIT`, its
+    /// reason starts as the problems do and says that the rest was left out.
+    #[test]
+    fn an_answer_that_executed_nothing_stays_within_the_limit() {
+        let reason =
+            format!("the plan has problems:{}", "\n  - items[12345].trade_amount: must be négative".repeat(20_000));
+        let answer = not_executed(None, &reason, false);
+        assert!(answer.to_string().len() <= ANSWER_LIMIT, "{} bytes", answer.to_string().len());
+        let kept = answer["failure_reason"].as_str().unwrap();
+        assert!(kept.starts_with("the plan has problems:\n  - items[12345]"), "{}", &kept[..80]);
+        assert!(kept.ends_with("bytes left out; `tranche plan validate` lists every problem)"), "{kept}");
+        assert_eq!(not_executed(None, "short", true)["failure_reason"], "short");
+    }
     use tranche::domain::RebalancePlan;
 
     fn event() -> RebalancePlanned {

@@ -202,3 +202,25 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// Ids are printed as they are (tables, `ledger runs`) and name ledger records: a control
+/// character (a terminal escape) or an id past 256 characters is refused with its path.
+#[test]
+fn ids_with_control_characters_or_past_256_characters_are_refused() {
+    let mut value = good_plan();
+    value["plan_id"] = json!("plan\u{1b}[2J");
+    value["correlation_id"] = json!("c".repeat(257));
+    value["causation_id"] = json!("ok");
+    let issues = RebalancePlan::from_value(&value).unwrap_err();
+    let found: Vec<(&str, &str)> = issues.0.iter().map(|i| (i.path.as_str(), i.message.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            ("plan_id", "must not contain control characters (one at character 4)"),
+            ("correlation_id", "must be at most 256 characters")
+        ]
+    );
+    value["correlation_id"] = json!("c".repeat(256));
+    value["plan_id"] = json!("plan-ünïcode");
+    assert!(RebalancePlan::from_value(&value).is_ok());
+}
