@@ -907,10 +907,14 @@ impl EngineCore {
                 ChildState::Uncertain => {
                     out.push(Command::LookupClientId { item: i, client_order_id: child.client_id.clone() })
                 }
-                // A cancel in flight, or an order that must go before the next one: read its
+                // A cancel in flight, an order that must go before the next one, or one whose
+                // state the item waits for (the lookup after a refused replace failed): read its
                 // state (the answer sends the cancel again if the order still works).
                 ChildState::Live(status)
-                    if *status == OrderStatus::PendingCancel || item.replacing_by_new() || item.stage.is_closing() =>
+                    if *status == OrderStatus::PendingCancel
+                        || item.replacing_by_new()
+                        || item.stage.is_closing()
+                        || item.pending() == Some(Pending::Lookup) =>
                 {
                     if let Some(id) = &child.broker_id {
                         out.push(Command::LookupOrder {

@@ -541,6 +541,45 @@ fn an_unclassified_replace_error_keeps_the_re_peg_schedule() {
     assert!(timer(&out, TimerId::Repeg(0)).is_some(), "the working order stays on the re-peg schedule: {out:#?}");
 }
 
+/// The lookup that follows an unclassified replace refusal fails too (a 5xx after the
+/// adapter's retries, a contained panic): the order is looked up again on the retry timer, and
+/// once its state is known the re-peg schedule goes on. It froze the item (busy, so no re-peg,
+/// no escalation) until the phase deadline.
+#[test]
+fn a_failed_lookup_after_a_refused_replace_is_tried_again_and_the_re_pegs_go_on() {
+    let (mut bench, _, order) = working_buy();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    let (old, request) = replaces(&out).pop().expect("a replace");
+    let refused = BrokerError::Rejected { reason: RejectReason::Other, code: None, message: "odd".into() };
+    let out = bench.feed(Input::Replaced {
+        item: 0,
+        old: old.clone(),
+        client_order_id: request.client_order_id.clone(),
+        result: Err(refused),
+    });
+    assert_eq!(order_lookups(&out), vec![order.id.clone()], "{out:#?}");
+    let failed = BrokerError::Transient { message: "503".into() };
+    bench.feed(looked_up_order(&order, Err(failed)));
+    let mut replaced = false;
+    for _ in 0..20 {
+        let Some((_, mut out)) = bench.fire_next() else { break };
+        if order_lookups(&out).contains(&order.id) {
+            bench.feed(looked_up_order(&order, Ok(order.clone())));
+        }
+        let priced = bench.answer_quotes(&out, "99.90", "100.10");
+        out.extend(priced);
+        if !replaces(&out).is_empty() {
+            replaced = true;
+            break;
+        }
+    }
+    assert!(replaced, "the working order is re-pegged again once its state is known");
+}
+
+fn looked_up_order(order: &tranche_domain::Order, result: Result<tranche_domain::Order, BrokerError>) -> Input {
+    Input::LookedUp { item: 0, client_order_id: order.client_order_id.clone(), result }
+}
+
 fn not_yet_routed() -> BrokerError {
     BrokerError::Rejected {
         reason: RejectReason::NotYetRouted,
@@ -1581,7 +1620,8 @@ fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
     bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
     let mut done = None;
     for _ in 0..200 {
-        let Some((_, out)) = bench.fire_next() else { break };
+        let Some((id, out)) = bench.fire_next() else { break };
+        eprintln!("{id:?}: {out:?}");
         let mut out = out;
         if fetches_fills(&out) {
             out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
