@@ -108,8 +108,26 @@ impl EngineCore {
             // The predecessor sends a market order when it has no quote (§3.8).
             None if self.config.strategy == Strategy::Predecessor => Some((OrderPlan::Market, true)),
             // No sane quote even from REST: the escalation order, protected from the last known
-            // far side when there is one.
-            None => Some((escalation(self.quotes.get(&item.item.symbol)), true)),
+            // far side when there is one, else from what is known of the price (a one-sided
+            // quote's other side, the item's reference): a limit a band beyond it, never an
+            // unprotected market order while a price is known.
+            None => {
+                let last = self.quotes.get(&item.item.symbol);
+                let anchor = last
+                    .map(|q| q.far_side(side))
+                    .filter(|p| p.is_positive())
+                    .or_else(|| last.map(|q| q.near_side(side)).filter(|p| p.is_positive()))
+                    .or(item.reference)
+                    .map(|price| Quote {
+                        symbol: item.item.symbol.clone(),
+                        bid: price,
+                        bid_size: tranche_domain::Qty::new(Decimal::ZERO),
+                        ask: price,
+                        ask_size: tranche_domain::Qty::new(Decimal::ZERO),
+                        time: now,
+                    });
+                Some((escalation(anchor.as_ref().or(last)), true))
+            }
         }
     }
 
@@ -151,7 +169,7 @@ impl EngineCore {
             OrderPlan::Limit(p) => p.get(),
             // Alpaca holds a market buy at the ask plus its collar.
             OrderPlan::Market => {
-                let ask = self.quotes.get(&item.item.symbol).map(|q| q.ask.get()).filter(Decimal::is_sign_positive);
+                let ask = self.quotes.get(&item.item.symbol).map(|q| q.ask.get()).filter(|a| *a > Decimal::ZERO);
                 ask.or(item.reference.map(Price::get)).unwrap_or(Decimal::ZERO).saturating_mul(MARKET_BUY_COLLAR)
             }
         };

@@ -2452,6 +2452,27 @@ fn a_market_buy_fits_the_cash_at_alpacas_worst_collar_after_the_ask_rose() {
     assert!(held <= d("1000"), "{qty} shares held at {held}");
 }
 
+/// The escalation of a working buy when every quote, the feed's and the REST one, has no ask
+/// (one-sided, common on IEX for thin names): with `ProtectedLimit` it is still a limit, a band
+/// beyond the bid that is there, never an unprotected market order; and its shares fit the cash.
+#[test]
+fn a_one_sided_quote_escalates_to_a_protected_limit_never_to_a_market_order() {
+    let (mut bench, submit) = one_buy_with(EngineConfig { max_repegs: 0, ..schedule() });
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    let out = repeg_now(&mut bench, "99.90", "0");
+    let mut out = [out.clone(), bench.answer_quotes(&out, "99.90", "0")].concat();
+    if cancels(&out).contains(&order.id) {
+        out = bench.feed(update(TradeEvent::Canceled, &with_status(&order, OrderStatus::Canceled), None, bench.now));
+        let priced = bench.answer_quotes(&out, "99.90", "0");
+        out.extend(priced);
+    }
+    let next = the_submit(&out);
+    assert_eq!(next.order_type, OrderType::Limit, "{next:?}");
+    let limit = next.limit_price.unwrap().get();
+    assert!(limit > d("99.90") && limit <= d("99.90") * d("1.01"), "a band beyond the bid: {limit}");
+}
+
 #[test]
 fn the_close_is_taken_from_when_the_preflight_was_asked_for_not_when_it_answered() {
     // The broker's clock was read at the start; the other reads took 20 s more (retries, an
