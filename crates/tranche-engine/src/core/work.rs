@@ -260,7 +260,12 @@ impl EngineCore {
             OrderPlan::Market => self.items[i].reference.map_or(Decimal::ZERO, Price::get),
         };
         let worth = qty.saturating_mul(price);
-        let too_small = self.items[i].fractionable() && !qty.fract().is_zero() && worth < self.min_notional();
+        // A market order of an item with no known price (a liquidation sized without a quote)
+        // has no worth to judge: the broker does.
+        let too_small = self.items[i].fractionable()
+            && !qty.fract().is_zero()
+            && price > Decimal::ZERO
+            && worth < self.min_notional();
         if (qty <= Decimal::ZERO || too_small) && self.items[i].executions_missing() {
             // It would end here, by what it spent: not before every execution the broker counts
             // is booked (the fill read `after_change` asked for comes back here).

@@ -894,6 +894,31 @@ fn an_unreadable_account_ends_the_run_at_once() {
 
 // ---- hole 3: a fractional remainder of a non-fractionable asset -------------------------------
 
+/// A liquidation of a fractional position with no quote anywhere (none streamed, the REST
+/// quote failing) is sized without a price and worked by the escalation order: it goes out for
+/// every share held. It ended as "worth $0, below the $1 minimum" with nothing sold.
+#[test]
+fn a_liquidation_with_no_price_anywhere_still_sells_every_share() {
+    let plan = plan("p1", &[("AAPL", "SELL", "-1050", "1050")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.positions = vec![position("AAPL", "10.5", "100")];
+    let mut out = bench.open_with(&broker, &[]);
+    for _ in 0..4 {
+        let asked: Vec<usize> = found(&out, |c| match c {
+            Command::FetchQuote { item, .. } => Some(*item),
+            _ => None,
+        });
+        if asked.is_empty() {
+            break;
+        }
+        let failed = BrokerError::Transient { message: "503".into() };
+        out = bench.feed(Input::RestQuote { item: asked[0], result: Err(failed) });
+    }
+    let submit = the_submit(&out);
+    assert_eq!(submit.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("10.5"))), "{submit:?}");
+}
+
 #[test]
 fn a_liquidation_of_a_non_fractionable_asset_sells_the_whole_shares() {
     let plan = plan("p1", &[("EDZ", "SELL", "-400", "400")]);
