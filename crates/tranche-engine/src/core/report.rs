@@ -96,6 +96,16 @@ impl EngineCore {
         let item = &self.items[i];
         let (outcome, reason) =
             item.stage.outcome().unwrap_or((ItemOutcome::Unfilled, Some("run ended before the item finished".into())));
+        // Fills booked after the item ended (the final reads find an execution whose update was
+        // lost) count: an item that ended with nothing traded says what it traded after all. (A
+        // partial fill stays one: it may be the plan's amount scaled down, said in its reason.)
+        let outcome = match (outcome, self.outcome_of(i)) {
+            (
+                ItemOutcome::Unfilled | ItemOutcome::Failed,
+                now @ (ItemOutcome::PartiallyFilled | ItemOutcome::Filled),
+            ) => now,
+            (outcome, _) => outcome,
+        };
         let avg = item.filled_notional.checked_div(item.filled).map(|p| Price::new(p.round_dp(6).normalize()));
         let slippage = match (item.side, item.arrival_mid, avg) {
             (Some(side), Some(mid), Some(avg)) => Bps::slippage(side, mid, avg).map(Bps::rounded),

@@ -1085,6 +1085,22 @@ fn a_cancel_the_broker_never_confirms_ends_the_run_after_the_grace() {
     assert_eq!(bench.core.open_orders().len(), 1, "the order is left to the driver's leftover cancels");
 }
 
+/// An item ended at the run's deadline as unfilled (its fill's update was lost), and the final
+/// reads then find and book that fill: the result row says partly filled, as its figures do.
+/// It said `unfilled` beside a filled quantity above zero.
+#[test]
+fn an_item_ended_unfilled_whose_fill_the_final_read_finds_is_reported_partly_filled() {
+    let (mut bench, _, order) = working_buy();
+    bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
+    bench.fire(TimerId::RunDeadline);
+    bench.fire(TimerId::FinalGrace);
+    let partly = with_status(&partly_filled(&order, "3"), OrderStatus::Canceled);
+    bench.feed(Input::LookedUp { item: 0, client_order_id: order.client_order_id.clone(), result: Ok(partly) });
+    let out = bench.feed(Input::Fills(Ok(vec![activity(&order, "e1", "3", "100.00", bench.now)])));
+    let row = result(&out).expect("the run ends").orders[0].clone();
+    assert_eq!((row.outcome, row.filled_qty.get()), (ItemOutcome::PartiallyFilled, d("3")), "{row:?}");
+}
+
 #[test]
 fn what_a_lookup_finds_is_recorded_in_the_ledger() {
     let (mut bench, submit) = one_buy();
