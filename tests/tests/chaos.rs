@@ -287,10 +287,12 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
     let ledger = worker(&store, "auditor", &clock);
     let ledger_fills = ledger.fills(&plan.plan_id).await.unwrap();
     let intents = ledger.intents(&plan.plan_id).await.unwrap();
+    // The plan's own orders and fills: the account owner's (`owner_sale`) trade beside them.
+    let ours = |id: &tranche::domain::ClientOrderId| id.belongs_to_plan(&plan.plan_id);
     let (orders, fills, positions_after) = broker.with_sim(|s| {
         (
-            s.orders().cloned().collect::<Vec<_>>(),
-            s.fills().to_vec(),
+            s.orders().filter(|o| ours(&o.client_order_id)).cloned().collect::<Vec<_>>(),
+            s.fills().iter().filter(|f| ours(&f.client_order_id)).cloned().collect::<Vec<_>>(),
             s.positions().into_iter().map(|p| (p.symbol, p.qty.get())).collect::<BTreeMap<_, _>>(),
         )
     });

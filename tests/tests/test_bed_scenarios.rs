@@ -225,3 +225,27 @@ async fn orders_the_broker_cancels_unasked_are_placed_again() {
     let faults = FaultConfig { broker_cancel_ppm: 1_000_000, ..FaultConfig::none() };
     every_item_completes_under(&faults, "broker_cancel").await;
 }
+
+/// The account's owner sells from outside the run while a sell of ours works (the dashboard's
+/// "close position": our sell is cancelled, the owner's market sell takes all or half of the
+/// shares). The engine reads the position before it sells again and never sells a share the
+/// owner sold (the referee counts an oversell or a short sale at the attempt); such a sell ends
+/// short of the plan and says why; every buy still completes.
+#[tokio::test(start_paused = true)]
+async fn shares_the_owner_sells_mid_run_are_never_sold_again() {
+    let faults = FaultConfig { owner_sale_ppm: 1_000_000, ..FaultConfig::none() };
+    let seeds = thirty_seeds(&faults, "owner_sale", |row| {
+        let said = row.reason.as_deref().is_some_and(|r| r.contains("shares available") || r.contains("left to sell"));
+        (row.action != tranche::domain::Action::Sell || !said).then(|| unfinished(row))
+    })
+    .await;
+    assert!(seeds.fired >= 30, "owner_sale fired {} times", seeds.fired);
+    assert!(seeds.failures.is_empty(), "{} of 30 runs:\n{}", seeds.failures.len(), seeds.failures.join("\n"));
+    let capped = seeds
+        .results
+        .iter()
+        .flat_map(|r| &r.orders)
+        .filter(|row| row.reason.as_deref().is_some_and(|r| r.contains("shares available")))
+        .count();
+    assert!(capped > 0, "some sell was capped at what the owner left");
+}

@@ -950,6 +950,9 @@ fn dispatch(command: Command, context: &Context<'_>, work: &mut InFlight) -> Opt
         Command::FetchPositions => {
             tasks.spawn(async move { Input::Positions(contained(broker.positions()).await) });
         }
+        Command::FetchPosition { item, symbol } => {
+            tasks.spawn(async move { Input::ItemPosition { item, result: contained(broker.position(&symbol)).await } });
+        }
         Command::FetchAccount => {
             tasks.spawn(async move { Input::Account(contained(broker.account()).await) });
         }

@@ -74,6 +74,13 @@ pub enum Input {
     Positions(Result<Vec<Position>, BrokerError>),
     /// Answer to [`Command::FetchAccount`].
     Account(Result<Account, BrokerError>),
+    /// Answer to [`Command::FetchPosition`] (`None`: nothing held).
+    ItemPosition {
+        /// The item that asked.
+        item: usize,
+        /// The position or why it could not be read.
+        result: Result<Option<Position>, BrokerError>,
+    },
     /// Answer to [`Command::FetchQuote`].
     RestQuote {
         /// The item that asked.
@@ -204,6 +211,14 @@ pub enum Command {
     },
     /// Read positions.
     FetchPositions,
+    /// Read one item's position before a sell goes out again (the shares may have been sold
+    /// outside the run); answered by [`Input::ItemPosition`].
+    FetchPosition {
+        /// The item.
+        item: usize,
+        /// The symbol.
+        symbol: Symbol,
+    },
     /// Read the account.
     FetchAccount,
     /// Read the REST latest quote for an item's symbol.

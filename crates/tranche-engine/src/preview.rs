@@ -155,6 +155,9 @@ impl DryRun {
                 })))
             }
             Command::FetchPositions => Some(Input::Positions(broker.positions().await)),
+            Command::FetchPosition { item, symbol } => {
+                Some(Input::ItemPosition { item, result: broker.position(&symbol).await })
+            }
             Command::FetchAccount => {
                 // The buys are sized from the cash the sells would bring.
                 let account = broker.account().await.map(|mut a| {

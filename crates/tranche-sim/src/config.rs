@@ -392,6 +392,12 @@ pub struct FaultConfig {
     /// venue (a venue's or the broker's risk cancel): `canceled` on the stream with no cancel
     /// request behind it.
     pub broker_cancel_ppm: u32,
+    /// The account's owner sells a position from outside the run while a sell of ours works in
+    /// it, 1 to 20 s after that sell reaches the venue (the dashboard's "close position"):
+    /// our sell is cancelled (`canceled` with no request of ours behind it) and the owner's
+    /// market sell takes all, or half, of the shares then available. A sell placed again for
+    /// what it had left would oversell (or, on a margin account, sell short).
+    pub owner_sale_ppm: u32,
 }
 
 impl FaultConfig {
@@ -422,6 +428,7 @@ impl FaultConfig {
             activity_ids_unrelated: false,
             venue_reject_ppm: 0,
             broker_cancel_ppm: 0,
+            owner_sale_ppm: 0,
         }
     }
 
@@ -452,6 +459,7 @@ impl FaultConfig {
             activity_ids_unrelated: false,
             venue_reject_ppm: 2_000,
             broker_cancel_ppm: 2_000,
+            owner_sale_ppm: 0,
         }
     }
 
@@ -482,6 +490,7 @@ impl FaultConfig {
             activity_ids_unrelated: true,
             venue_reject_ppm: 20_000,
             broker_cancel_ppm: 100_000,
+            owner_sale_ppm: 30_000,
         }
     }
 }

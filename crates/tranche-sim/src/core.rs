@@ -42,6 +42,8 @@ pub(crate) enum Action {
     LateCreate(usize),
     /// The broker cancels a working order unasked.
     BrokerCancel(usize),
+    /// The owner sells the position of a working sell of ours from outside the run.
+    OwnerSale(usize),
 }
 
 /// One symbol's market and the orders resting in it.
@@ -139,6 +141,8 @@ pub struct Sim {
     pub(crate) activities_served: usize,
     /// How often each injected fault fired (the outbox counts its own).
     pub(crate) fired: crate::tally::Tally,
+    /// The owner's sales made so far (`owner_sale_ppm`; they name the owner's orders).
+    pub(crate) owner_sales: u32,
     /// The observer of Tranche's promises.
     pub(crate) referee: crate::referee::Referee,
 }
@@ -200,6 +204,7 @@ impl Sim {
             refused_replaces: Vec::new(),
             activities_served: 0,
             fired: crate::tally::Tally::default(),
+            owner_sales: 0,
             referee: crate::referee::Referee::default(),
             config,
         };
@@ -349,6 +354,7 @@ impl Sim {
             Action::Route(i) => self.route(i),
             Action::LateReplace(i) => self.replace_late(i),
             Action::BrokerCancel(i) => self.broker_cancel(i),
+            Action::OwnerSale(i) => self.owner_sale(i),
         }
     }
 

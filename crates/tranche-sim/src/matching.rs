@@ -47,6 +47,12 @@ impl Sim {
             let at = self.after_ms(delay);
             self.schedule_at(at, Action::BrokerCancel(i));
         }
+        let owner_ppm = self.config.faults.owner_sale_ppm;
+        if owner_ppm > 0 && self.orders[i].order.side == Side::Sell && self.rng.chance_ppm(owner_ppm) {
+            let delay = 1_000 + self.rng.below(19_000);
+            let at = self.after_ms(delay);
+            self.schedule_at(at, Action::OwnerSale(i));
+        }
         self.apply_refused_replaces(i);
         if self.slots[slot].market.halted {
             self.rest(i);
@@ -89,6 +95,33 @@ impl Sim {
         let cid = o.order.client_order_id.clone();
         self.record(|| format!("broker cancels {cid}"));
         self.finish(i, TradeEvent::Canceled);
+    }
+
+    /// The owner sells from outside the run while our sell `i` works (the dashboard's "close
+    /// position"): ours is cancelled, then the owner's market sell takes all, or half (whole
+    /// shares), of what is available. Nothing happens when ours no longer works, or a cancel
+    /// or replace of ours is under way.
+    pub(crate) fn owner_sale(&mut self, i: usize) {
+        let o = &self.orders[i];
+        if o.cancel_pending || !matches!(o.order.status, OrderStatus::New | OrderStatus::PartiallyFilled) {
+            return;
+        }
+        let symbol = o.order.symbol.clone();
+        let cid = o.order.client_order_id.clone();
+        self.record(|| format!("the owner closes {symbol}: {cid} cancelled"));
+        self.finish(i, TradeEvent::Canceled);
+        let available = (self.account.qty(&symbol) - self.held_for_sells(&symbol)).max(Decimal::ZERO);
+        let half = (available / Decimal::TWO).trunc();
+        let qty = if half.is_zero() || self.rng.chance_ppm(500_000) { available } else { half };
+        if qty.is_zero() {
+            return;
+        }
+        self.owner_sales += 1;
+        let id = tranche_domain::ClientOrderId::from_broker(format!("owner-sale-{}", self.owner_sales));
+        let sale = tranche_domain::OrderRequest::day(id, symbol, Side::Sell, Qty::new(qty), None);
+        if self.submit_as_user(&sale).is_ok() {
+            self.fired.hit("owner_sale");
+        }
     }
 
     /// Order `i` is routed: `pending_new` on its way to the venue (slow routing only).

@@ -672,3 +672,31 @@ fn an_order_the_broker_cancels_unasked_works_first_then_ends_canceled_with_no_re
     assert_eq!(sim.faults_fired().iter().find(|(k, _)| *k == "broker_cancel").map(|(_, n)| n), Some(1));
     assert_clean(&sim);
 }
+
+/// The owner closes AAPL from outside the run while our sell of 10 works: ours ends `canceled`
+/// with no request of ours, the owner's market sell takes all or half of the 100 shares, and a
+/// sell of ours placed again for its 10 as if nothing happened is an oversell when the owner
+/// took them all (counted at the attempt, whatever the broker then does).
+#[test]
+fn the_owner_selling_mid_run_cancels_our_sell_and_shrinks_the_position() {
+    let mut selling = config(7);
+    selling.faults.owner_sale_ppm = 1_000_000;
+    let mut sold_all = false;
+    for seed in 0..8 {
+        selling.seed = seed;
+        let mut sim = watched(Sim::new(selling.clone()).unwrap());
+        let placed = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+        run_for(&mut sim, 25);
+        assert_eq!(sim.order(&placed.id).unwrap().status, OrderStatus::Canceled, "seed {seed}");
+        assert_eq!(sim.faults_fired().iter().find(|(k, _)| *k == "owner_sale").map(|(_, n)| n), Some(1));
+        let left = sim.position(&sym("AAPL")).map(|p| p.qty.get());
+        assert!(matches!(left.map(|q| q.to_string()).as_deref(), None | Some("50")), "seed {seed}: {left:?}");
+        assert_clean(&sim);
+        if left.is_none() {
+            sold_all = true;
+            let _ = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10"));
+            assert!(kinds(&sim).contains(&ViolationKind::ShortSale) || kinds(&sim).contains(&ViolationKind::Oversell));
+        }
+    }
+    assert!(sold_all, "some seed's owner sells every share");
+}

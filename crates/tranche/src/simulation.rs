@@ -142,8 +142,8 @@ pub struct Violation(pub String);
 
 /// Checks a run against the engine's invariants: whatever the broker's referee saw at the
 /// attempt (see `tranche_sim::Referee`), no client order id twice, no position below zero,
-/// every order final and none of ours open, every item exactly once, result fills equal broker
-/// fills.
+/// every order final and none of ours open, every item exactly once, result fills equal the
+/// broker's fills of the plan's orders (the account owner's own orders trade beside them).
 pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRecord) -> Vec<Violation> {
     let mut v: Vec<Violation> = record.referee.iter().map(|seen| Violation(format!("referee: {seen}"))).collect();
     if record.refused_transitions > 0 {
@@ -166,19 +166,19 @@ pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRec
     if result.orders.len() != plan.items.len() {
         v.push(Violation(format!("{} items in the result for {} in the plan", result.orders.len(), plan.items.len())));
     }
+    let ours: Vec<&Fill> = record.fills.iter().filter(|f| f.client_order_id.belongs_to_plan(&plan.plan_id)).collect();
     for (item, row) in plan.items.iter().zip(&result.orders) {
         if item.symbol != row.symbol {
             v.push(Violation(format!("result row {} is for {} not {}", row.symbol, row.symbol, item.symbol)));
         }
-        let broker_filled: Decimal = record.fills.iter().filter(|f| f.symbol == item.symbol).map(|f| f.qty.get()).sum();
+        let broker_filled: Decimal = ours.iter().filter(|f| f.symbol == item.symbol).map(|f| f.qty.get()).sum();
         if broker_filled != row.filled_qty.get() {
             v.push(Violation(format!(
                 "{}: result filled {} but the broker filled {}",
                 item.symbol, row.filled_qty, broker_filled
             )));
         }
-        let side_ok =
-            record.fills.iter().filter(|f| f.symbol == item.symbol).all(|f| Some(f.side) == item.action.side());
+        let side_ok = ours.iter().filter(|f| f.symbol == item.symbol).all(|f| Some(f.side) == item.action.side());
         if !side_ok {
             v.push(Violation(format!("{}: a fill on the wrong side", item.symbol)));
         }

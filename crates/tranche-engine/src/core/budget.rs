@@ -48,6 +48,7 @@ impl RequestBudget {
             | Command::LookupOrder { .. }
             | Command::FetchAccount
             | Command::FetchPositions
+            | Command::FetchPosition { .. }
             | Command::FetchFills { .. } => 1,
             _ => 0,
         }

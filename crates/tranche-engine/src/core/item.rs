@@ -97,6 +97,8 @@ pub(crate) enum Pending {
     Replace,
     /// The state of the working order, read after a refused replace.
     Lookup,
+    /// The position, read before a sell goes out again (see `ItemState::position_check`).
+    Position,
     /// The working order is being cancelled; with `then_new`, the next order goes out once the
     /// cancel is final (a re-peg that cannot be a replace, an over-exposed order, a lost replace).
     Cancel {
@@ -184,6 +186,23 @@ pub(crate) struct Child {
     /// Its replace has left for the broker (not only been decided): while it is `Sending`, the
     /// answer on its way names the order it made.
     pub answer_due: bool,
+    /// What became of our cancels of it: when it ends cancelled, whether we ended it (else the
+    /// broker or the account's owner did, and a sell reads the position before it goes again).
+    pub cancel: CancelAnswer,
+}
+
+/// What became of our cancels of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum CancelAnswer {
+    /// None sent.
+    #[default]
+    NotSent,
+    /// Sent, not answered yet.
+    Awaiting,
+    /// The broker accepted one.
+    Accepted,
+    /// Refused (too late: already final), or its outcome unknown.
+    NotAccepted,
 }
 
 impl Child {
@@ -221,6 +240,7 @@ impl Child {
             escalation: false,
             refused_may_apply: false,
             answer_due: false,
+            cancel: CancelAnswer::NotSent,
         }
     }
 
@@ -276,6 +296,14 @@ pub(crate) struct ItemState {
     /// Why its target is less than the plan asked (buys scaled to the buying power, a sell capped
     /// at the position): filling that target is a partial fill of the plan, said so.
     pub shortfall: Option<String>,
+    /// A sell's next order waits for a read of the position: its last order ended without
+    /// our asking (the owner closing the position cancels our orders, then sells), or a sell
+    /// was refused for the quantity. Shares sold outside the run are never sold again (a
+    /// margin account would take the excess as a short sale).
+    pub position_check: bool,
+    /// A sell refused for the quantity was sized again from a fresh position once; a second
+    /// refusal fails the item.
+    pub quantity_refused: bool,
 }
 
 impl ItemState {
@@ -308,6 +336,8 @@ impl ItemState {
             left_over: Decimal::ZERO,
             spend_cap: None,
             shortfall: None,
+            position_check: false,
+            quantity_refused: false,
         }
     }
 
@@ -321,7 +351,10 @@ impl ItemState {
 
     /// Waits for a request (a quote, a submit, a replace, a lookup) before deciding anything.
     pub fn is_busy(&self) -> bool {
-        matches!(self.pending(), Some(Pending::Quote | Pending::Submit | Pending::Replace | Pending::Lookup))
+        matches!(
+            self.pending(),
+            Some(Pending::Quote | Pending::Submit | Pending::Replace | Pending::Lookup | Pending::Position)
+        )
     }
 
     /// Its working order is being cancelled so that the next one can go out.

@@ -241,6 +241,7 @@ impl EngineCore {
             Input::Preflight(data) => self.on_preflight(*data, now, &mut out),
             Input::Positions(result) => self.on_positions(result, now, &mut out),
             Input::Account(result) => self.on_account(result, now, &mut out),
+            Input::ItemPosition { item, result } => self.on_item_position(item, result, now, &mut out),
             Input::RestQuote { item, result } => self.on_rest_quote(item, result, now, &mut out),
             Input::RestQuotes { items, result } => {
                 for item in items {
@@ -309,8 +310,24 @@ impl EngineCore {
             Input::Timer(id) => self.on_timer(id, now, &mut out),
         }
         self.progress(now, &mut out);
+        self.note_cancels_sent(&out);
         self.budget.record(now, &out);
         out
+    }
+
+    /// Marks the orders of this step's cancels as awaiting the cancel's answer (unless one was
+    /// accepted already): whether an order that ends cancelled was ended by us is judged on it.
+    fn note_cancels_sent(&mut self, out: &[Command]) {
+        for command in out {
+            let Command::Cancel { item: Some(i), order } = command else { continue };
+            let Some(item) = self.items.get_mut(*i) else { continue };
+            if let Some(c) = item.child_by_broker(order) {
+                let child = &mut item.children[c];
+                if child.cancel != item::CancelAnswer::Accepted {
+                    child.cancel = item::CancelAnswer::Awaiting;
+                }
+            }
+        }
     }
 
     pub(crate) fn limits(&self) -> QuoteLimits {

@@ -309,8 +309,10 @@ impl EngineCore {
     fn request_reference(&mut self, i: usize, now: Timestamp, out: &mut Vec<Command>) {
         self.items[i].started_at = Some(now);
         if self.items[i].recovered {
-            // Sized by the interrupted run: continue with the recorded target.
+            // Sized by the interrupted run: continue with the recorded target, a sell from the
+            // shares held now (the owner may have sold some while no run was watching).
             self.items[i].stage = Stage::Ready;
+            self.items[i].position_check = self.items[i].side == Some(Side::Sell);
             return;
         }
         self.items[i].stage = Stage::NeedsQuote;

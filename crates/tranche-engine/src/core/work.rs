@@ -15,7 +15,7 @@ use tranche_domain::{
 };
 
 use super::budget::Need;
-use super::item::{Child, ChildState, FillSource, Pending, Stage};
+use super::item::{CancelAnswer, Child, ChildState, FillSource, Pending, Stage};
 use super::phases::ESCALATE_BEFORE_CLOSE;
 use super::{EngineCore, RunPhase};
 use crate::config::{Escalation, SmartPricing, Strategy};
@@ -248,6 +248,12 @@ impl EngineCore {
             // it stops waiting for them), which `after_change` sees to.
             return self.after_change(i, now, out);
         }
+        if self.items[i].side == Some(Side::Sell) && self.items[i].position_check {
+            // Its shares may have been sold outside the run since its last order: read them.
+            self.items[i].wait_for(Some(Pending::Position));
+            out.push(Command::FetchPosition { item: i, symbol: self.items[i].item.symbol.clone() });
+            return;
+        }
         let Some((plan, escalating)) = self.order_plan(i, now, quote_fetched) else {
             self.items[i].wait_for(Some(Pending::Quote));
             out.push(Command::FetchQuote { item: i, symbol: self.items[i].item.symbol.clone() });
@@ -381,6 +387,17 @@ impl EngineCore {
                 self.items[i].children[c].state = ChildState::Uncertain;
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
+            Err(BrokerError::Rejected { reason: RejectReason::InsufficientQty, .. })
+                if self.items[i].side == Some(Side::Sell) && !self.items[i].quantity_refused =>
+            {
+                // Fewer shares available than the order asked (sold, or held by an order,
+                // outside the run): sized again from the position, once (the predecessor
+                // retried once with the quantity available).
+                self.items[i].not_placed(c);
+                self.items[i].quantity_refused = true;
+                self.items[i].position_check = true;
+                self.place_next(i, now, out);
+            }
             Err(_) if self.items[i].children[c].not_found > 0 => {
                 // A re-send refused: the first copy may still appear (and may be why it was
                 // refused). It stays possibly live, looked up again after the wait.
@@ -400,6 +417,48 @@ impl EngineCore {
                 }
             }
         }
+    }
+
+    /// The position read before a sell goes out again: what remains is capped at the shares
+    /// available now (its target lowered, said in the result), the item ends when none are
+    /// left, and the next order goes out. A failed read is tried again after the retry wait.
+    pub(super) fn on_item_position(
+        &mut self,
+        i: usize,
+        result: Result<Option<tranche_domain::Position>, BrokerError>,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(item) = self.items.get_mut(i) else { return };
+        if item.pending() != Some(Pending::Position) {
+            return;
+        }
+        item.wait_for(None);
+        let position = match result {
+            Ok(position) => position,
+            Err(_) => {
+                out.push(Command::SetTimer { id: TimerId::Repeg(i), at: Self::after(now, self.config.retry_wait) });
+                return;
+            }
+        };
+        item.position_check = false;
+        let available = position.as_ref().map_or(Decimal::ZERO, |p| p.qty_available.get().max(Decimal::ZERO));
+        let remaining = item.remaining();
+        if available < remaining {
+            let held = item.known_filled();
+            item.target = held.saturating_add(available);
+            item.shortfall = Some(format!(
+                "capped at the {} shares available: the position changed during the run (shares sold, or held by orders, outside it)",
+                available.normalize()
+            ));
+            item.position = position;
+            if self.tradable_qty(i, available).is_zero() {
+                let outcome = self.outcome_of(i);
+                let reason = format!("no shares of {} left to sell", self.items[i].item.symbol);
+                return self.finish_item(i, outcome, Some(reason), now, out);
+            }
+        }
+        self.place_next(i, now, out);
     }
 
     /// Merges a broker report of child `c` of item `i` (a submit's or replace's answer, a
@@ -897,8 +956,12 @@ impl EngineCore {
             return;
         };
         let Some(c) = self.items.get(i).and_then(|it| it.child_by_broker(order)) else { return };
+        if result.is_err() && self.items[i].children[c].cancel != CancelAnswer::Accepted {
+            self.items[i].children[c].cancel = CancelAnswer::NotAccepted;
+        }
         match result {
             Ok(()) => {
+                self.items[i].children[c].cancel = CancelAnswer::Accepted;
                 // Final state comes on the stream; look it up if it does not come.
                 let at = Self::after(now, self.config.cancel_confirm_wait);
                 out.push(Command::SetTimer { id: TimerId::Retry(i), at });
@@ -915,6 +978,10 @@ impl EngineCore {
                 out.push(Command::LookupOrder { item: i, client_order_id: cid, order: order.clone() });
                 out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, 0) });
             }
+        }
+        // Its end came first and waited for this answer (see `after_change`).
+        if matches!(self.items[i].children[c].state, ChildState::Final(_)) {
+            self.after_change(i, now, out);
         }
     }
 
@@ -1341,6 +1408,19 @@ impl EngineCore {
                     now,
                     out,
                 );
+            }
+            // An order that ended without a cancel of ours the broker accepted (cancelled by the
+            // broker or by the owner closing the position, our cancel refused as too late,
+            // rejected, expired): a sell reads the position before its next order, in case the
+            // shares were sold outside the run. Ended while our cancel's answer is on its way:
+            // the answer decides (it calls back here).
+            let ended = self.items[i].children.iter().rev().find(|c| c.state != ChildState::NotPlaced).filter(
+                |c| matches!(c.state, ChildState::Final(s) if s != OrderStatus::Filled && s != OrderStatus::Replaced),
+            );
+            match ended.map(|c| c.cancel) {
+                Some(CancelAnswer::Awaiting) if self.items[i].side == Some(Side::Sell) => return,
+                Some(CancelAnswer::NotSent | CancelAnswer::NotAccepted) => self.items[i].position_check = true,
+                _ => {}
             }
             // A cancel-then-new is over: the cancelled order is final.
             self.items[i].wait_for(None);

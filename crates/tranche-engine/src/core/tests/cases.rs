@@ -1579,6 +1579,131 @@ fn a_sell_capped_at_the_position_is_a_partial_fill_of_the_plan_and_says_so() {
     assert!(row.reason.as_deref().is_some_and(|r| r.contains("capped at the 5 shares held")), "{row:?}");
 }
 
+// ---- shares sold outside the run ------------------------------------------------------------------
+// The owner closing a position from the dashboard cancels our sell and sells the shares; a sell
+// placed again for what remained would oversell (refused), or on a margin account go short.
+
+/// A sell of $1,000 of AAPL from 15 shares held at $100 (not fractionable), its first order of
+/// 10 shares working and 3 of them filled.
+fn working_sell_partly_filled() -> (Bench, tranche_domain::Order) {
+    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1500")]);
+    let mut bench = Bench::new(plan.clone(), schedule());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false)];
+    broker.positions = vec![position("AAPL", "15", "100")];
+    let out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]);
+    let submit = the_submit(&out);
+    assert_eq!(submit.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("10"))));
+    let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&submit, Ok(order.clone())));
+    let part = partly_filled(&order, "3");
+    bench.feed(update(TradeEvent::PartialFill, &part, Some(("e1", "3", "100.00")), bench.now));
+    (bench, part)
+}
+
+fn position_read(out: &[Command]) -> bool {
+    out.iter().any(|c| matches!(c, Command::FetchPosition { item: 0, .. }))
+}
+
+#[test]
+fn a_sell_cancelled_unasked_reads_the_position_and_sells_no_more_than_is_left() {
+    let (mut bench, part) = working_sell_partly_filled();
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&part, OrderStatus::Canceled), None, bench.now));
+    assert!(submits(&out).is_empty(), "nothing before the position is read: {out:#?}");
+    assert!(position_read(&out), "{out:#?}");
+    // The owner sold 8 of the 12 shares left: 4 are available, of the 7 the item still sells.
+    let out = bench.feed(Input::ItemPosition { item: 0, result: Ok(Some(position("AAPL", "4", "100"))) });
+    let next = the_submit(&out);
+    assert_eq!(next.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("4"))), "{next:?}");
+    let order = order_of(&next, "o2", OrderStatus::New, "0", bench.now);
+    bench.feed(submitted(&next, Ok(order.clone())));
+    let mut filled = with_status(&order, OrderStatus::Filled);
+    filled.filled_qty = tranche_domain::Qty::new(d("4"));
+    let mut out = bench.feed(update(TradeEvent::Fill, &filled, Some(("e2", "4", "100.00")), bench.now));
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    let row = result(&out).expect("the run ends").orders[0].clone();
+    assert_eq!((row.outcome, row.filled_qty.get()), (ItemOutcome::PartiallyFilled, d("7")), "{row:?}");
+    assert!(row.reason.as_deref().is_some_and(|r| r.contains("capped at the 4 shares available")), "{row:?}");
+}
+
+#[test]
+fn a_sell_whose_shares_were_all_sold_outside_the_run_ends_with_what_it_sold() {
+    let (mut bench, part) = working_sell_partly_filled();
+    bench.feed(update(TradeEvent::Canceled, &with_status(&part, OrderStatus::Canceled), None, bench.now));
+    let out = bench.feed(Input::ItemPosition { item: 0, result: Ok(None) });
+    assert!(submits(&out).is_empty(), "{out:#?}");
+    assert_eq!(item_done(&out).map(|(o, _)| o), Some(ItemOutcome::PartiallyFilled), "{out:#?}");
+}
+
+#[test]
+fn a_failed_position_read_is_tried_again_before_any_sell() {
+    let (mut bench, part) = working_sell_partly_filled();
+    bench.feed(update(TradeEvent::Canceled, &with_status(&part, OrderStatus::Canceled), None, bench.now));
+    let out =
+        bench.feed(Input::ItemPosition { item: 0, result: Err(BrokerError::Transient { message: "503".into() }) });
+    assert!(submits(&out).is_empty(), "{out:#?}");
+    let out = bench.fire(TimerId::Repeg(0));
+    assert!(submits(&out).is_empty() && position_read(&out), "{out:#?}");
+}
+
+/// Our own cancel for a re-peg (cancel, then a new order), accepted by the broker, leaves the
+/// shares ours: held by our order until it is final, they cannot have been sold; no read. A
+/// cancel refused as too late (the order was already cancelled, by the owner) is not ours.
+#[test]
+fn a_sell_re_pegged_by_cancel_and_new_reads_no_position() {
+    let (mut bench, part) = working_sell_partly_filled();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert_eq!(cancels(&out), vec![part.id.clone()], "a touched order is re-pegged by cancel and new");
+    // The stream's `canceled` comes before the cancel's answer: the answer decides.
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&part, OrderStatus::Canceled), None, bench.now));
+    assert!(!position_read(&out) && submits(&out).is_empty(), "{out:#?}");
+    let out = bench.feed(Input::Canceled { item: Some(0), order: part.id.clone(), result: Ok(()) });
+    assert!(!position_read(&out), "{out:#?}");
+    assert_eq!(submits(&out).len(), 1, "{out:#?}");
+}
+
+#[test]
+fn a_sell_whose_cancel_was_refused_as_too_late_reads_the_position() {
+    let (mut bench, part) = working_sell_partly_filled();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert_eq!(cancels(&out), vec![part.id.clone()]);
+    let too_late = BrokerError::Rejected {
+        reason: RejectReason::NotCancelable,
+        code: Some(42_210_000),
+        message: "order is already in \"canceled\" state".into(),
+    };
+    bench.feed(Input::Canceled { item: Some(0), order: part.id.clone(), result: Err(too_late) });
+    let out = bench.feed(update(TradeEvent::Canceled, &with_status(&part, OrderStatus::Canceled), None, bench.now));
+    assert!(position_read(&out) && submits(&out).is_empty(), "{out:#?}");
+}
+
+/// A sell refused for the quantity (shares sold or held outside the run since the last read) is
+/// sized again from a fresh read once; refused again, the item ends failed, as any refusal.
+#[test]
+fn a_sell_refused_for_the_quantity_is_sized_again_from_the_position_once() {
+    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1500")]);
+    let mut bench = Bench::new(plan.clone(), schedule());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false)];
+    broker.positions = vec![position("AAPL", "15", "100")];
+    let submit = the_submit(&bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]));
+    let refused = || BrokerError::Rejected {
+        reason: RejectReason::InsufficientQty,
+        code: Some(40_310_000),
+        message: "insufficient qty available for order (requested: 10, available: 6)".into(),
+    };
+    let out = bench.feed(submitted(&submit, Err(refused())));
+    assert!(position_read(&out) && submits(&out).is_empty(), "{out:#?}");
+    let out = bench.feed(Input::ItemPosition { item: 0, result: Ok(Some(position("AAPL", "6", "100"))) });
+    let again = the_submit(&out);
+    assert_eq!(again.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("6"))), "{again:?}");
+    assert_ne!(again.client_order_id, submit.client_order_id);
+    let out = bench.feed(submitted(&again, Err(refused())));
+    assert_eq!(item_done(&out).map(|(o, _)| o), Some(ItemOutcome::Failed), "{out:#?}");
+}
+
 // ---- found in review --------------------------------------------------------------------------------
 
 #[test]
