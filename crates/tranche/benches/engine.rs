@@ -63,6 +63,9 @@ impl Harness {
                     }))
                 }
                 Command::FetchPositions => Input::Positions(Ok(self.sim.positions())),
+                Command::FetchPosition { item, symbol } => {
+                    Input::ItemPosition { item, result: Ok(self.sim.position(&symbol)) }
+                }
                 Command::FetchAccount => Input::Account(Ok(self.sim.account())),
                 Command::FetchQuote { item, symbol } => Input::RestQuote {
                     item,

@@ -434,12 +434,9 @@ impl EngineCore {
             return;
         }
         item.wait_for(None);
-        let position = match result {
-            Ok(position) => position,
-            Err(_) => {
-                out.push(Command::SetTimer { id: TimerId::Repeg(i), at: Self::after(now, self.config.retry_wait) });
-                return;
-            }
+        let Ok(position) = result else {
+            out.push(Command::SetTimer { id: TimerId::Repeg(i), at: Self::after(now, self.config.retry_wait) });
+            return;
         };
         item.position_check = false;
         let available = position.as_ref().map_or(Decimal::ZERO, |p| p.qty_available.get().max(Decimal::ZERO));
