@@ -218,6 +218,9 @@ impl Emulator {
         if config.wall_clock_session {
             config.sim.session = always_open_session(config.start_at.unwrap_or_else(chrono::Utc::now));
         }
+        // As at Alpaca, a symbol the broker does not list is not found (no market is invented
+        // for a typo) unless the configuration says otherwise.
+        config.sim.symbols.invent.get_or_insert(false);
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(config.sim.session.start));

@@ -2,8 +2,9 @@
 //! bucket of `requests_per_minute` per key pair for the Trading API and another of
 //! `data_requests_per_minute` for the Market Data API (`/v2/stocks/...`; Alpaca: 200 per minute
 //! each, counted separately), the three
-//! `X-Ratelimit-*` headers on every answer, `429 {"code":42910000,...}` when the budget is spent,
-//! and a simulated round trip before each answer.
+//! `X-Ratelimit-*` headers on every answer, `429 {"code":42910000,...}` when the budget is spent
+//! (without `Retry-After`: the reset header says when), and a simulated round trip before each
+//! answer.
 //!
 //! Invariants: in any window of one minute at most `requests_per_minute` plus the bucket's
 //! capacity of requests are answered by a handler (the bucket starts full, as a fresh key's
@@ -98,9 +99,10 @@ pub async fn budget_and_round_trip(state: Extract<Arc<State>>, request: Request,
     let mut response = if verdict.allowed {
         next.run(request).await
     } else {
+        // No `Retry-After`: whether Alpaca sends one is not established, so a client must come
+        // back by `X-Ratelimit-Reset` (the injected 429 fault sends one: both forms are served).
         let body = render::error(42_910_000, "rate limit exceeded");
-        let retry_after = verdict.reset_in.as_secs_f64().ceil().max(1.0).to_string();
-        (axum::http::StatusCode::TOO_MANY_REQUESTS, [("Retry-After", retry_after)], axum::Json(body)).into_response()
+        (axum::http::StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
     };
     if budget.per_minute > 0 {
         let reset = chrono::Utc::now() + verdict.reset_in;

@@ -89,8 +89,14 @@ pub async fn require_keys(state: Shared, request: Request, next: Next) -> Respon
     }
 }
 
+/// The symbol named by `text`, exactly as written: Alpaca's symbols are case-sensitive (no
+/// trimming, no upper-casing), so `aapl` names no asset.
 fn symbol(text: &str) -> Result<Symbol, Response> {
-    Symbol::parse(text).map_err(|e| error(422, 40_010_001, &format!("invalid symbol: {e}")))
+    match Symbol::parse(text) {
+        Ok(symbol) if symbol.as_str() == text => Ok(symbol),
+        Ok(_) => Err(error(422, 40_010_001, &format!("asset \"{text}\" not found"))),
+        Err(e) => Err(error(422, 40_010_001, &format!("invalid symbol: {e}"))),
+    }
 }
 
 /// A call with faults applied the way the simulator injects them into REST calls.

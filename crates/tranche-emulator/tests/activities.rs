@@ -12,30 +12,16 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tranche_domain::{ClientOrderId, OrderRequest, Qty, Side, Symbol};
 use tranche_emulator::{Emulator, EmulatorConfig, DEFAULT_KEY_ID, DEFAULT_SECRET_KEY};
 
+mod support;
+use support::get;
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const SYMBOLS: [&str; 6] = ["AAPL", "MSFT", "SPY", "QQQ", "EDZ", "NVDA"];
-
-/// `GET path` with the default key pair: the status and the JSON body.
-async fn get(emu: &Emulator, path: &str) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(emu.addr).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nAPCA-API-KEY-ID: {DEFAULT_KEY_ID}\r\n\
-         APCA-API-SECRET-KEY: {DEFAULT_SECRET_KEY}\r\nConnection: close\r\n\r\n",
-        emu.addr
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response)).await.unwrap().unwrap();
-    let status = response.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
 
 fn ids(page: &Value) -> Vec<String> {
     page.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()

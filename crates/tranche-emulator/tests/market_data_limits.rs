@@ -28,6 +28,8 @@ async fn emulator_with(data_stream: tranche_emulator::DataStreamConfig) -> Emula
         ..EmulatorConfig::default()
     };
     config.sim.market.quote_interval_ms = 100;
+    // The symbols here are made up (SAA, SBA, ...): markets are invented for them.
+    config.sim.symbols.invent = Some(true);
     Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
 }
 

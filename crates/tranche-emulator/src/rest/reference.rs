@@ -76,7 +76,8 @@ pub async fn assets(state: Shared, Query(query): Query<AssetsQuery>) -> Response
 pub async fn asset(state: Shared, Path(name): Path<String>) -> Response {
     let found = read(&state.0, |sim| {
         let symbol = match Symbol::parse(&name) {
-            Ok(symbol) if sim.is_known(&symbol) => Some(symbol),
+            // Case-sensitive, as Alpaca's symbols are.
+            Ok(symbol) if symbol.as_str() == name && sim.is_known(&symbol) => Some(symbol),
             _ => sim.listed_symbols().into_iter().find(|s| render::asset_id(s.as_str()) == name),
         };
         let symbol = symbol.ok_or_else(|| SimError::NotFound { message: format!("asset not found for {name}") })?;
