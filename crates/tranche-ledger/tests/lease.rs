@@ -590,3 +590,27 @@ fn the_schedule_property_catches_a_worker_that_acts_without_a_proof() {
     let (problems, _) = run_schedules(100, true);
     assert!(problems.len() >= 10, "only {} violations: {problems:?}", problems.len());
 }
+
+/// A damaged lock (an expiry no worker within the clock skew could have written: in the year
+/// 9999, or at the end of chrono's range, with the largest generation): `begin` neither panics
+/// (adding the skew overflowed) nor leaves the plan locked for ever; the lock is taken over,
+/// and the worker acts on the plan under its own.
+#[tokio::test(start_paused = true)]
+async fn a_lock_expiring_beyond_any_lease_is_taken_over_without_a_panic() {
+    for (n, expires_at) in ["9999-12-31T23:59:59Z", "+262142-12-31T23:59:59Z"].into_iter().enumerate() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let plan = plan(&format!("plan-damaged-lock-{n}"));
+        let damaged = serde_json::json!({
+            "run_id": "run-of-nobody", "owner": "gone", "holder": "gone-1", "generation": u64::MAX,
+            "expires_at": expires_at, "lease_ms": 10_000,
+        });
+        let lock_path = Path::from(format!("ledger/plans/{}/lock.json", plan_key(&plan.plan_id)));
+        store.put(&lock_path, serde_json::to_vec(&damaged).unwrap().into()).await.unwrap();
+        let worker = ObjectLedger::new(Arc::clone(&store), "ledger", "worker-a")
+            .with_lease(terms())
+            .with_time_source(virtual_clock(chrono::Duration::zero()));
+        let run = started(worker.begin(&plan).await.unwrap());
+        worker.record_fill(&run, &fill(&run, 1)).await.unwrap();
+        assert_eq!(worker.fills(&plan.plan_id).await.unwrap().len(), 1, "{expires_at}");
+    }
+}

@@ -104,10 +104,15 @@ impl ObjectLedger {
         }
     }
 
-    /// True when `lock` has lapsed by this worker's clock, allowing for the skew between clocks.
+    /// True when `lock` has lapsed by this worker's clock, allowing for the skew between clocks,
+    /// or is damaged: an expiry past the longest lease any worker within the skew could have
+    /// written (its conditional writes still fence a takeover of it).
     fn lapsed(&self, lock: &Lock) -> bool {
         let skew = chrono::Duration::from_std(self.lease.clock_skew()).unwrap_or(chrono::Duration::zero());
-        (self.now)() > lock.expires_at + skew
+        let longest = chrono::Duration::from_std(crate::LeaseTerms::MAX_LENGTH).unwrap_or(chrono::Duration::hours(1));
+        let now = (self.now)();
+        let credible = now.checked_add_signed(longest + skew).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        lock.expires_at.checked_add_signed(skew).is_none_or(|until| now > until) || lock.expires_at > credible
     }
 
     /// True when a proof begun at `at` still allows acting now, on both clocks.
@@ -137,7 +142,7 @@ impl ObjectLedger {
                 }
                 Some((lock, _)) if !self.lapsed(&lock) => return Ok(Taken::Busy(lock.run_id)),
                 // A lapsed lease: its worker is gone. Take it over, unless someone else just did.
-                Some((lock, version)) => (PutMode::Update(version), lock.generation + 1),
+                Some((lock, version)) => (PutMode::Update(version), lock.generation.saturating_add(1)),
                 None => (PutMode::Create, 1),
             };
             // The last round only reads back what the one before it did.
