@@ -22,12 +22,22 @@ use tranche::simulation::{account_from_plan, start_sim};
 use tranche_tests::example;
 
 /// An object ledger whose claim proofs take `slow` each and fail every seventh time, counting how
-/// many were made, and whose `begin` takes `slow_begin`.
+/// many were made (and when), whose `begin` takes `slow_begin`, and whose reads of a plan's
+/// intents, fills and items take `slow_reads` each.
 struct SlowClaims {
     inner: ObjectLedger,
     slow: Duration,
     slow_begin: Duration,
+    slow_reads: std::sync::Mutex<Duration>,
     proofs: AtomicU32,
+    proved_at: std::sync::Mutex<Vec<tokio::time::Instant>>,
+}
+
+impl SlowClaims {
+    async fn read_slowly(&self) {
+        let slow = *self.slow_reads.lock().unwrap();
+        tokio::time::sleep(slow).await;
+    }
 }
 
 #[async_trait]
@@ -41,6 +51,7 @@ impl Ledger for SlowClaims {
     }
     async fn prove_claim(&self, run: &RunHandle) -> Result<ClaimProof, LedgerError> {
         let n = self.proofs.fetch_add(1, Ordering::SeqCst);
+        self.proved_at.lock().unwrap().push(tokio::time::Instant::now());
         tokio::time::sleep(self.slow).await;
         if n % 7 == 6 {
             return Err(LedgerError::Storage("injected: 503 SlowDown".into()));
@@ -60,6 +71,7 @@ impl Ledger for SlowClaims {
         self.inner.record_item(run, item).await
     }
     async fn items(&self, plan_id: &str) -> Result<Vec<ItemRecord>, LedgerError> {
+        self.read_slowly().await;
         self.inner.items(plan_id).await
     }
     async fn finish(&self, run: &RunHandle, result: &ExecutionResult) -> Result<(), LedgerError> {
@@ -69,12 +81,14 @@ impl Ledger for SlowClaims {
         self.inner.runs(plan_id).await
     }
     async fn intents(&self, plan_id: &str) -> Result<Vec<OrderIntent>, LedgerError> {
+        self.read_slowly().await;
         self.inner.intents(plan_id).await
     }
     async fn orders(&self, plan_id: &str) -> Result<Vec<OrderRecord>, LedgerError> {
         self.inner.orders(plan_id).await
     }
     async fn fills(&self, plan_id: &str) -> Result<Vec<FillRecord>, LedgerError> {
+        self.read_slowly().await;
         self.inner.fills(plan_id).await
     }
 }
@@ -83,20 +97,32 @@ impl Ledger for SlowClaims {
 /// takes `slow_begin`; the plan, the ledger and the ports.
 fn thirty_symbols(slow: Duration, slow_begin: Duration) -> (RebalancePlan, Arc<SlowClaims>, Ports) {
     let plan = RebalancePlan::from_json_str(&std::fs::read_to_string(example("plan-30.json")).unwrap()).unwrap();
-    let (broker, clock) = start_sim(account_from_plan(&plan, &SimConfig::default())).unwrap();
-    let time = Arc::clone(&clock);
+    let ports = sim_ports(&plan);
+    let time = Arc::clone(&ports.clock);
     let lease = LeaseTerms::new(Duration::from_secs(9), Duration::from_secs(1)).unwrap();
     let inner = ObjectLedger::new(Arc::new(object_store::memory::InMemory::new()), "lease", "worker")
         .with_lease(lease)
         .with_time_source(Arc::new(move || time.now()));
-    let ledger = Arc::new(SlowClaims { inner, slow, slow_begin, proofs: AtomicU32::new(0) });
-    let ports = Ports {
+    let ledger = Arc::new(SlowClaims {
+        inner,
+        slow,
+        slow_begin,
+        slow_reads: std::sync::Mutex::new(Duration::ZERO),
+        proofs: AtomicU32::new(0),
+        proved_at: std::sync::Mutex::new(Vec::new()),
+    });
+    (plan, ledger, ports)
+}
+
+/// The plan's account on a fresh simulator.
+fn sim_ports(plan: &RebalancePlan) -> Ports {
+    let (broker, clock) = start_sim(account_from_plan(plan, &SimConfig::default())).unwrap();
+    Ports {
         broker: Arc::new(broker.broker()),
         events: Box::new(broker.order_events()),
         quotes: Arc::new(broker.quote_feed()),
         clock,
-    };
-    (plan, ledger, ports)
+    }
 }
 
 /// The run's deadline counts from when the run is asked for: a claim that takes 40 s of a 60 s
@@ -144,4 +170,31 @@ async fn slow_and_failing_renewals_do_not_stop_the_run() {
     let runs = ledger.inner.runs(Some(&plan.plan_id)).await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, tranche::ledger::RunStatus::Completed);
+}
+
+/// A resumed run reads the interrupted run's intents, fills and items before it trades (for a
+/// large plan thousands of objects, one request each: longer than the lease). The claim is
+/// renewed while it reads: a claim left to lapse there lets a redelivered event take the plan
+/// over, and the first worker then stops with nothing done, again and again.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_run_renews_its_claim_while_it_reads_the_interrupted_runs_records() {
+    let (plan, ledger, ports) = thirty_symbols(Duration::ZERO, Duration::ZERO);
+    let config =
+        EngineConfig { run_deadline: Duration::from_secs(8), resumable_at_deadline: true, ..EngineConfig::default() };
+    let outcome = execute_recorded(plan.clone(), config, ports, Arc::clone(&ledger) as _, None).await;
+    assert!(matches!(outcome, Err(tranche::engine::RunError::LeftResumable { .. })), "{outcome:?}");
+    // The next delivery, once the first worker's lease has lapsed: each of its three reads
+    // takes 12 s (the lease is 9 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    *ledger.slow_reads.lock().unwrap() = Duration::from_secs(12);
+    let asked = tokio::time::Instant::now();
+    let again = plan.clone();
+    let result = execute_recorded(plan, EngineConfig::default(), sim_ports(&again), Arc::clone(&ledger) as _, None)
+        .await
+        .expect("the resumed run completes under its claim");
+    assert!(result.metadata.is_some());
+    let read_until = asked + Duration::from_secs(36);
+    let during: Vec<_> =
+        ledger.proved_at.lock().unwrap().iter().filter(|t| **t > asked && **t < read_until).copied().collect();
+    assert!(during.len() >= 3, "{} proofs while the records were read (36 s)", during.len());
 }

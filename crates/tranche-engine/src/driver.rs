@@ -210,7 +210,12 @@ pub async fn execute_recorded_until(
             config.run_deadline = config.run_deadline.saturating_sub(spent);
         }
     };
+    let fence = Fence::new(Arc::clone(&ledger), run.clone(), Arc::clone(&ports.clock));
     let core = if run.resumed {
+        // The claim is renewed while the interrupted run's records are read: a large plan's are
+        // thousands of objects, longer than a lease, and a claim left to lapse here would let
+        // a redelivered event take the plan over before anything is traded.
+        let _renewing = keep_renewing(&fence, &ports.clock);
         // Read as the writes are made: again while the store fails.
         let clock = &ports.clock;
         let intents = durably(clock, || ledger.intents(&plan.plan_id)).await.map_err(RunError::Ledger)?;
@@ -228,7 +233,6 @@ pub async fn execute_recorded_until(
     };
     let mut core = core;
     core.set_stream_slots(ports.quotes.symbol_limit());
-    let fence = Fence::new(Arc::clone(&ledger), run.clone(), Arc::clone(&ports.clock));
     let mut journal = Journal { ledger, run, fence, next_renewal: None };
     journal.next_renewal = journal.renewal_after(ports.clock.now());
     run_loop(core, ports, Some(journal), progress, stop).await
