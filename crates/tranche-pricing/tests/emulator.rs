@@ -19,6 +19,8 @@ fn sym(s: &str) -> Symbol {
 async fn emulator() -> Emulator {
     let mut config = EmulatorConfig::default();
     config.sim.market.quote_interval_ms = 50;
+    // `symbols` makes names up (ZAA, ZAB, ...): markets are invented for them.
+    config.sim.symbols.invent = Some(true);
     Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
 }
 
