@@ -100,7 +100,22 @@ impl std::fmt::Debug for ObjectLedger {
 }
 
 fn storage(e: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Storage(e.to_string())
+    LedgerError::Storage(without_s3_answer(&e.to_string()))
+}
+
+/// `text` with an S3 error answer (XML) cut down to its code and message: the rest of it may
+/// echo the access key id and the canonical request, whose headers carry a session token.
+fn without_s3_answer(text: &str) -> String {
+    let Some(start) = text.find("<?xml").or_else(|| text.find("<Error>")) else { return text.to_owned() };
+    let element = |name: &str| {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let from = text[start..].find(&open)? + start + open.len();
+        let to = text[from..].find(&close)? + from;
+        Some(text[from..to].to_owned())
+    };
+    let code = element("Code").unwrap_or_else(|| "error".to_owned());
+    let said = element("Message").map(|m| format!(": {m}")).unwrap_or_default();
+    format!("{}S3 {code}{said}", &text[..start])
 }
 
 fn key(text: &str, len: usize) -> String {
@@ -632,4 +647,28 @@ pub fn s3_store_for(settings: &S3Settings, lease: LeaseTerms) -> Result<Arc<dyn 
         builder = builder.with_secret_access_key(secret);
     }
     builder.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(storage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// S3's refusal of a signature echoes the access key id and the canonical request, whose
+    /// headers carry a session token (Lambda's credentials): the ledger's error keeps the
+    /// request and S3's code and message, never the rest of the answer.
+    #[test]
+    fn a_storage_error_never_carries_s3s_echo_of_the_credentials() {
+        let answer = "Error performing PUT https://bucket.s3.amazonaws.com/ledger/plans/x/lock.json in 120ms - \
+            Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+            <Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match \
+            the signature you provided.</Message><AWSAccessKeyId>ASIAEXAMPLEKEYID</AWSAccessKeyId>\
+            <CanonicalRequest>PUT\n/ledger/plans/x/lock.json\n\nx-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLETOKEN\n\
+            </CanonicalRequest><RequestId>4442587FB7D0A2F9</RequestId></Error>";
+        let LedgerError::Storage(message) = storage(answer) else { panic!("a storage error") };
+        assert!(!message.contains("ASIAEXAMPLEKEYID") && !message.contains("EXAMPLETOKEN"), "{message}");
+        assert!(message.starts_with("Error performing PUT https://bucket.s3.amazonaws.com/"), "{message}");
+        assert!(message.ends_with("403 Forbidden: S3 SignatureDoesNotMatch: The request signature we calculated does not match the signature you provided."), "{message}");
+        let LedgerError::Storage(plain) = storage("connection refused") else { panic!("a storage error") };
+        assert_eq!(plain, "connection refused");
+    }
 }
