@@ -1350,6 +1350,27 @@ fn an_order_filled_before_its_submit_was_answered_is_seen_at_once_not_a_re_peg_l
     assert_eq!(result.orders[0].outcome, ItemOutcome::Filled);
 }
 
+/// A marketable order can fill before its 200 reaches us: its `new` and `fill` come on the
+/// stream first, then the submit's answer says `new` with nothing filled (stale). The fill
+/// stands, the item is done, and no second order goes out.
+#[test]
+fn a_fill_on_the_stream_before_the_submits_answer_is_kept_and_nothing_more_is_sent() {
+    let (mut bench, submit) = one_buy();
+    let tranche_domain::OrderAmount::Qty(qty) = submit.amount else { panic!() };
+    let working = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
+    bench.feed(update(TradeEvent::New, &working, None, bench.now));
+    let mut filled = with_status(&working, OrderStatus::Filled);
+    filled.filled_qty = qty;
+    let mut out = bench.feed(update(TradeEvent::Fill, &filled, Some(("e1", &qty.to_string(), "100.00")), bench.now));
+    out.extend(bench.feed(submitted(&submit, Ok(working))));
+    if fetches_fills(&out) {
+        out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+    }
+    assert!(submits(&out).is_empty() && replaces(&out).is_empty(), "{out:#?}");
+    let row = result(&out).expect("the run ends").orders[0].clone();
+    assert_eq!((row.outcome, row.filled_qty), (ItemOutcome::Filled, qty), "{row:?}");
+}
+
 // ---- hole 13: extremes from outside never panic -----------------------------------------------------
 
 mod extremes {
