@@ -4,7 +4,9 @@
 //! Invariants: an item's target is the quantity of its first recorded order (never re-sized, so
 //! a restart never trades twice); attempt numbers continue after the highest recorded one (no
 //! client order id is ever reused); every recorded order is looked up by client order id before
-//! the item may send anything new; fills already in the ledger are booked, not recounted.
+//! the item may send anything new; fills already in the ledger are booked, not recounted; the
+//! ledger's records find their item by symbol, so a plan sent again with its items reordered
+//! continues each item where it was.
 
 use tranche_domain::{ExecutionId, ItemOutcome, Order, OrderType, Timestamp};
 use tranche_ledger::{FillRecord, OrderIntent, OrderRecord};
@@ -32,10 +34,13 @@ impl EngineCore {
     pub(super) fn apply_recovery(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         let Some(recovery) = self.recovery.take() else { return };
         for intent in &recovery.intents {
-            let Some(item) = self.items.get_mut(usize::try_from(intent.item_index).unwrap_or(usize::MAX)) else {
-                continue;
-            };
-            if item.item.symbol != intent.symbol || item.side != Some(intent.side) {
+            // By symbol (unique in a plan), not by the recorded index: a plan sent again with its
+            // items in another order still finds each item's orders. An intent of a symbol no
+            // longer in the plan, or of the other side, is no item's: its order, if still open,
+            // is cancelled with the plan's other leftovers.
+            let Some(item_index) = self.items.iter().position(|it| it.item.symbol == intent.symbol) else { continue };
+            let item = &mut self.items[item_index];
+            if item.side != Some(intent.side) {
                 continue;
             }
             if item.children.is_empty() {
@@ -56,7 +61,6 @@ impl EngineCore {
             );
             child.state = ChildState::Uncertain;
             item.children.push(child);
-            let item_index = usize::try_from(intent.item_index).unwrap_or(0);
             out.push(Command::LookupClientId { item: item_index, client_order_id: intent.client_order_id.clone() });
         }
         for fill in &recovery.fills {
@@ -83,10 +87,9 @@ impl EngineCore {
             out.push(Command::FetchFills { since });
         }
         for record in &recovery.items {
-            let Some(i) = usize::try_from(record.item_index).ok().filter(|&i| i < self.items.len()) else { continue };
-            if self.items[i].item.symbol == record.symbol {
-                // Finished by the interrupted run: its orders are still looked up and its fills
-                // read (for the result), but nothing new is sent for it.
+            // Finished by the interrupted run (found by symbol, as the intents are): its orders
+            // are still looked up and its fills read (for the result), but nothing new is sent.
+            if let Some(i) = self.items.iter().position(|it| it.item.symbol == record.symbol) {
                 self.finish_item(i, record.outcome, record.reason.clone(), now, out);
             }
         }

@@ -2428,6 +2428,51 @@ fn the_settlement_ends_once_the_proceeds_show_even_when_the_buys_want_more() {
     assert!(qty.get() * buy.limit_price.map_or(d("100.10"), Price::get) <= d("1499.97"), "{qty}");
 }
 
+/// The plan run again after a crash under the same id, its items in another order (regenerated
+/// upstream): the interrupted run's buy of AAPL, recorded as item 0, is AAPL's (item 1 now), not
+/// skipped for its index. It bought all of AAPL; nothing more is bought, and MSFT's finished
+/// record (item 1 then) does not end AAPL.
+#[test]
+fn a_resumed_plan_whose_items_moved_finds_each_items_orders_by_symbol() {
+    let plan = plan("p1", &[("MSFT", "BUY", "1000", "0"), ("AAPL", "BUY", "1000", "0")]);
+    let before = t0() - chrono::Duration::minutes(1);
+    let cid = tranche_domain::ClientOrderId::from_broker("tr-pp1-AAPL-b0");
+    let intent = tranche_ledger::OrderIntent {
+        plan_id: "p1".into(),
+        run_id: "r1".into(),
+        item_index: 0,
+        symbol: sym("AAPL"),
+        side: Side::Buy,
+        attempt: 0,
+        client_order_id: cid.clone(),
+        order_type: OrderType::Limit,
+        qty: tranche_domain::Qty::new(d("10")),
+        limit_price: Some(Price::new(d("99.90"))),
+        replaces: None,
+        arrival_mid: Some(Price::new(d("100.00"))),
+        created_at: before,
+    };
+    let msft_done = tranche_ledger::ItemRecord {
+        plan_id: "p1".into(),
+        run_id: "r1".into(),
+        item_index: 1,
+        symbol: sym("MSFT"),
+        outcome: ItemOutcome::Skipped,
+        reason: Some("recorded before the crash".into()),
+        recorded_at: before,
+    };
+    let recovery = crate::core::Recovery { intents: vec![intent], items: vec![msft_done], ..Default::default() };
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    bench.core = crate::core::EngineCore::resuming(plan.clone(), EngineConfig::default(), recovery);
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false), asset("MSFT", false)];
+    let out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10"), ("MSFT", "99.90", "100.10")]);
+    assert_eq!(client_lookups(&out), vec![cid.clone()], "the recorded order is looked up: {out:#?}");
+    assert_eq!(bench.core.items[1].target, d("10"), "AAPL continues the recorded target");
+    assert!(bench.core.items[0].stage.is_done(), "MSFT finished before the crash");
+    assert!(!bench.core.items[1].stage.is_done(), "AAPL is not ended by MSFT's record");
+}
+
 #[test]
 fn a_resumed_run_does_not_wait_for_proceeds_its_predecessor_already_received() {
     // The interrupted run sold 10 AAPL at 100 before the crash; the account's $1,500 already
