@@ -42,11 +42,16 @@ pub struct DataStreamConfig {
     /// How long a connection may stay unauthenticated before `404 auth timeout` closes it
     /// (default 10 s); zero never times out.
     pub auth_timeout: Duration,
+    /// How long an authenticated session that ended without a close frame (a dropped
+    /// connection, a client gone) still holds its key's one session: a new connection of the
+    /// key meanwhile is refused with `406 connection limit exceeded` (Alpaca keeps such a
+    /// half-dead session about 90 s, pitfall 1). Zero (the default here) frees it at once.
+    pub half_dead_hold: Duration,
 }
 
 impl Default for DataStreamConfig {
     fn default() -> Self {
-        Self { iex_symbol_limit: IEX_SYMBOL_LIMIT, auth_timeout: AUTH_TIMEOUT }
+        Self { iex_symbol_limit: IEX_SYMBOL_LIMIT, auth_timeout: AUTH_TIMEOUT, half_dead_hold: Duration::ZERO }
     }
 }
 
@@ -291,11 +296,23 @@ impl Client {
         })
     }
 
-    /// Gives back what the session held: its market subscriptions and its connection slot.
-    fn end(self) {
+    /// Gives back what the session held: its market subscriptions, and its connection slot, at
+    /// once after a close frame, else after the half-dead hold.
+    fn end(self, closed_cleanly: bool) {
         self.quotes.release(&self.subscribed.market_symbols());
-        if let Some(key) = self.key {
-            self.state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        let Some(key) = self.key else { return };
+        let hold = config_of(&self.state).half_dead_hold;
+        let free = move |state: &State| {
+            state.data_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        };
+        if closed_cleanly || hold.is_zero() {
+            free(&self.state);
+        } else {
+            let state = self.state;
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                free(&state);
+            });
         }
     }
 }
@@ -316,6 +333,7 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
     if socket.send(wire.control(&json!({"T": "success", "msg": "connected"}))).await.is_err() {
         return;
     }
+    let mut closed_cleanly = false;
     loop {
         let frame = tokio::select! {
             incoming = socket.recv() => {
@@ -329,6 +347,10 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
                         continue;
                     }
                     Some(Ok(Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) => {
+                        closed_cleanly = true;
+                        break;
+                    }
                     _ => break,
                 };
                 let (reply, close) = match decoded {
@@ -336,7 +358,9 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
                     None => (wire.error(400, "invalid syntax"), false),
                 };
                 if close {
+                    // The server closes: nothing is left half-dead.
                     let _ = socket.send(reply).await;
+                    closed_cleanly = true;
                     break;
                 }
                 // A stalled feed answers nothing (its WebSocket layer still answers pings).
@@ -365,7 +389,7 @@ async fn session(mut socket: WebSocket, state: Arc<State>, feed: String, wire: W
             }
         }
     }
-    client.end();
+    client.end(closed_cleanly);
 }
 
 /// Quote and trade frames in the stream's formats: JSON from the emulator's own bodies

@@ -65,6 +65,11 @@ pub struct EmulatorArgs {
     /// error 404 "auth timeout" (Alpaca: 10,000; 0: never).
     #[arg(long, default_value_t = 10_000)]
     pub data_auth_timeout_ms: u64,
+    /// Milliseconds a market-data session that ended without a close frame (a dropped
+    /// connection) still holds its key's one session, so that reconnecting meanwhile gets
+    /// error 406 (Alpaca: about 90,000; 0: freed at once).
+    #[arg(long, default_value_t = 0)]
+    pub data_half_dead_hold_ms: u64,
     /// Extra latency of every trade update, in milliseconds (default 15, or the --sim-config
     /// file's).
     #[arg(long)]
@@ -117,6 +122,7 @@ impl EmulatorArgs {
             data_stream: crate::DataStreamConfig {
                 iex_symbol_limit: self.data_symbol_limit,
                 auth_timeout: std::time::Duration::from_millis(self.data_auth_timeout_ms),
+                half_dead_hold: std::time::Duration::from_millis(self.data_half_dead_hold_ms),
             },
             ..EmulatorConfig::default()
         };

@@ -528,6 +528,11 @@ async fn session(config: &StreamConfig, inner: &Inner, commands: &mut mpsc::Unbo
     let mut awaiting: VecDeque<(Vec<Symbol>, Option<Answer>)> = VecDeque::new();
     let end = session_loop(config, inner, commands, &mut socket, &mut authenticated, &mut awaiting).await;
     inner.authenticated.store(false, Ordering::Relaxed);
+    // Closed with a close frame where the socket still carries one (a stalled feed given up on):
+    // Alpaca frees the key's one session at once, where a socket only dropped stays half-dead
+    // for about 90 s and the reconnect meanwhile is refused with 406. Bounded: a dead socket
+    // takes no longer than a second here.
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
     // Whoever still waits: the symbols are held and go again with everything on the next socket.
     for (_, answer) in awaiting.drain(..) {
         if let Some(answer) = answer {

@@ -17,7 +17,14 @@ fn sym(s: &str) -> Symbol {
 }
 
 async fn emulator() -> Emulator {
+    emulator_holding_half_dead_sessions(Duration::ZERO).await
+}
+
+/// An emulator that, as Alpaca does, keeps a session that ended without a close frame for
+/// `hold` (a new connection of the key meanwhile gets 406).
+async fn emulator_holding_half_dead_sessions(hold: Duration) -> Emulator {
     let mut config = EmulatorConfig::default();
+    config.data_stream.half_dead_hold = hold;
     config.sim.market.quote_interval_ms = 50;
     // `symbols` makes names up (ZAA, ZAB, ...): markets are invented for them.
     config.sim.symbols.invent = Some(true);
@@ -118,6 +125,53 @@ async fn the_watchdog_reconnects_a_silent_socket_and_406_backs_off() {
     let attempts = second.connections();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(second.connections(), attempts, "no reconnect storm after 406");
+}
+
+/// A connection dropped under the client (no close frame either way) leaves a half-dead session
+/// at Alpaca for about 90 s: the reconnect is refused with 406, and the client waits long
+/// before it tries again (no storm of refused connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_refused_for_a_half_dead_session_backs_off() {
+    let emu = emulator_holding_half_dead_sessions(Duration::from_secs(60)).await;
+    let feed = AlpacaQuoteFeed::connect(stream(&emu, false));
+    let mut rx = feed.changes();
+    feed.subscribe(&[sym("AAPL")]).await.unwrap();
+    next_quote(&feed, &mut rx, &sym("AAPL")).await;
+    emu.drop_market_data();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while feed.limit_refusals() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("406 seen");
+    let attempts = feed.connections();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(feed.connections(), attempts, "no reconnect storm after 406");
+}
+
+/// A feed the client gives up on while its socket still works (a stalled feed, reconnected by
+/// the watchdog) is closed with a close frame: the server frees the key's session at once, and
+/// the reconnect is let in (a socket only dropped would leave it half-dead: 406 for 90 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_the_watchdog_gives_up_on_is_closed_so_the_reconnect_is_let_in() {
+    let emu = emulator_holding_half_dead_sessions(Duration::from_secs(60)).await;
+    let feed = AlpacaQuoteFeed::connect(stream(&emu, false));
+    let mut rx = feed.changes();
+    feed.subscribe(&[sym("QQQ")]).await.unwrap();
+    next_quote(&feed, &mut rx, &sym("QQQ")).await;
+    emu.silence_market_data(true);
+    let before = feed.connections();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while feed.connections() == before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the watchdog forced a reconnect");
+    emu.silence_market_data(false);
+    next_quote(&feed, &mut rx, &sym("QQQ")).await;
+    assert_eq!(feed.limit_refusals(), 0, "the reconnect was let in at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
