@@ -89,14 +89,20 @@ pub async fn require_keys(state: Shared, request: Request, next: Next) -> Respon
     }
 }
 
-/// The symbol named by `text`, exactly as written: Alpaca's symbols are case-sensitive (no
-/// trimming, no upper-casing), so `aapl` names no asset.
+/// The symbol an order names, exactly as written: Alpaca's symbols are case-sensitive (no
+/// trimming, no upper-casing), so `aapl` names no asset (422, as an unknown symbol's order).
 fn symbol(text: &str) -> Result<Symbol, Response> {
     match Symbol::parse(text) {
         Ok(symbol) if symbol.as_str() == text => Ok(symbol),
         Ok(_) => Err(error(422, 40_010_001, &format!("asset \"{text}\" not found"))),
         Err(e) => Err(error(422, 40_010_001, &format!("invalid symbol: {e}"))),
     }
+}
+
+/// The symbol a path names (a position, a latest quote), exactly as written: anything else
+/// names nothing there (404).
+fn path_symbol(text: &str) -> Result<Symbol, Response> {
+    Symbol::parse(text).ok().filter(|s| s.as_str() == text).ok_or_else(|| error(404, 40_410_000, "not found"))
 }
 
 /// A call with faults applied the way the simulator injects them into REST calls.
@@ -131,7 +137,7 @@ pub async fn positions(state: Shared) -> Response {
 
 pub async fn position(state: Shared, Path(sym): Path<String>) -> Response {
     let state = state.0;
-    let sym = match symbol(&sym) {
+    let sym = match path_symbol(&sym) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -154,7 +160,7 @@ pub async fn latest_quote(state: Shared, Path(sym): Path<String>, Query(q): Quer
         return response;
     }
     let state = state.0;
-    let sym = match symbol(&sym) {
+    let sym = match path_symbol(&sym) {
         Ok(s) => s,
         Err(r) => return r,
     };

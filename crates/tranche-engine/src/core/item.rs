@@ -304,6 +304,9 @@ pub(crate) struct ItemState {
     /// A sell refused for the quantity was sized again from a fresh position once; a second
     /// refusal fails the item.
     pub quantity_refused: bool,
+    /// The children a position read was made after (those before this index): their ends need
+    /// no further read.
+    pub position_read_covers: usize,
 }
 
 impl ItemState {
@@ -338,6 +341,7 @@ impl ItemState {
             shortfall: None,
             position_check: false,
             quantity_refused: false,
+            position_read_covers: 0,
         }
     }
 

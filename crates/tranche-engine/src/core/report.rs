@@ -99,7 +99,10 @@ impl EngineCore {
         // Fills booked after the item ended (the final reads find an execution whose update was
         // lost) count: an item that ended with nothing traded says what it traded after all. (A
         // partial fill stays one: it may be the plan's amount scaled down, said in its reason.)
+        // Less than the plan asked (a target scaled or capped, a fraction left) is never filled.
+        let short = item.shortfall.is_some() || !item.left_over.is_zero();
         let outcome = match (outcome, self.outcome_of(i)) {
+            (ItemOutcome::Unfilled | ItemOutcome::Failed, ItemOutcome::Filled) if short => ItemOutcome::PartiallyFilled,
             (
                 ItemOutcome::Unfilled | ItemOutcome::Failed,
                 now @ (ItemOutcome::PartiallyFilled | ItemOutcome::Filled),

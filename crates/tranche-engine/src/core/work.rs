@@ -248,6 +248,10 @@ impl EngineCore {
             // it stops waiting for them), which `after_change` sees to.
             return self.after_change(i, now, out);
         }
+        if self.items[i].side == Some(Side::Sell) && self.sell_waits_for_its_last_cancel(i) {
+            // Whether the last order ended by our cancel: its answer decides (it calls back).
+            return;
+        }
         if self.items[i].side == Some(Side::Sell) && self.items[i].position_check {
             // Its shares may have been sold outside the run since its last order: read them.
             self.items[i].wait_for(Some(Pending::Position));
@@ -387,8 +391,11 @@ impl EngineCore {
                 self.items[i].children[c].state = ChildState::Uncertain;
                 out.push(Command::LookupClientId { item: i, client_order_id: cid.clone() });
             }
+            // Not for a re-send: the first copy may exist and hold the shares (the arm below).
             Err(BrokerError::Rejected { reason: RejectReason::InsufficientQty, .. })
-                if self.items[i].side == Some(Side::Sell) && !self.items[i].quantity_refused =>
+                if self.items[i].side == Some(Side::Sell)
+                    && !self.items[i].quantity_refused
+                    && self.items[i].children[c].not_found == 0 =>
             {
                 // Fewer shares available than the order asked (sold, or held by an order,
                 // outside the run): sized again from the position, once (the predecessor
@@ -419,6 +426,29 @@ impl EngineCore {
         }
     }
 
+    /// A sell's last order ended without a cancel of ours the broker accepted (cancelled by the
+    /// broker or by the owner closing the position, our cancel refused as too late, rejected,
+    /// expired), and no position was read since: the next order waits for a read
+    /// (`position_check`). True while that order's end waits for our cancel's answer, which
+    /// decides. Judged here, where every path to a new order passes (a stream's return, a
+    /// timer, a phase), not where the order ended.
+    fn sell_waits_for_its_last_cancel(&mut self, i: usize) -> bool {
+        let item = &self.items[i];
+        let Some(c) = item.children.iter().rposition(|c| c.state != ChildState::NotPlaced) else { return false };
+        let child = &item.children[c];
+        let ended =
+            matches!(child.state, ChildState::Final(s) if s != OrderStatus::Filled && s != OrderStatus::Replaced);
+        if !ended || c < item.position_read_covers {
+            return false;
+        }
+        match child.cancel {
+            CancelAnswer::Awaiting => return true,
+            CancelAnswer::NotSent | CancelAnswer::NotAccepted => self.items[i].position_check = true,
+            CancelAnswer::Accepted => {}
+        }
+        false
+    }
+
     /// The position read before a sell goes out again: what remains is capped at the shares
     /// available now (its target lowered, said in the result), the item ends when none are
     /// left, and the next order goes out. A failed read is tried again after the retry wait.
@@ -439,17 +469,25 @@ impl EngineCore {
             return;
         };
         item.position_check = false;
+        item.position_read_covers = item.children.len();
         let available = position.as_ref().map_or(Decimal::ZERO, |p| p.qty_available.get().max(Decimal::ZERO));
         let remaining = item.remaining();
         if available < remaining {
-            let held = item.known_filled();
-            item.target = held.saturating_add(available);
-            item.shortfall = Some(format!(
-                "capped at the {} shares available: the position changed during the run (shares sold, or held by orders, outside it)",
+            // Whole shares of a non-fractionable asset: the fraction is left, as a liquidation's.
+            let sellable = self.tradable_qty(i, available);
+            let item = &mut self.items[i];
+            item.target = item.known_filled().saturating_add(sellable);
+            if item.item.is_liquidation() {
+                item.left_over = available - sellable;
+            }
+            let capped = format!(
+                "capped at the {} shares available: the position changed after the plan was sized (shares sold, or held by orders, outside this run)",
                 available.normalize()
-            ));
+            );
+            item.shortfall =
+                Some(item.shortfall.take().map_or(capped.clone(), |earlier| format!("{earlier}; {capped}")));
             item.position = position;
-            if self.tradable_qty(i, available).is_zero() {
+            if sellable.is_zero() {
                 let outcome = self.outcome_of(i);
                 let reason = format!("no shares of {} left to sell", self.items[i].item.symbol);
                 return self.finish_item(i, outcome, Some(reason), now, out);
@@ -1406,19 +1444,6 @@ impl EngineCore {
                     out,
                 );
             }
-            // An order that ended without a cancel of ours the broker accepted (cancelled by the
-            // broker or by the owner closing the position, our cancel refused as too late,
-            // rejected, expired): a sell reads the position before its next order, in case the
-            // shares were sold outside the run. Ended while our cancel's answer is on its way:
-            // the answer decides (it calls back here).
-            let ended = self.items[i].children.iter().rev().find(|c| c.state != ChildState::NotPlaced).filter(
-                |c| matches!(c.state, ChildState::Final(s) if s != OrderStatus::Filled && s != OrderStatus::Replaced),
-            );
-            match ended.map(|c| c.cancel) {
-                Some(CancelAnswer::Awaiting) if self.items[i].side == Some(Side::Sell) => return,
-                Some(CancelAnswer::NotSent | CancelAnswer::NotAccepted) => self.items[i].position_check = true,
-                _ => {}
-            }
             // A cancel-then-new is over: the cancelled order is final.
             self.items[i].wait_for(None);
             self.place_next(i, now, out);
@@ -1481,11 +1506,12 @@ impl EngineCore {
         // liquidation cannot sell, buys scaled to the buying power, a sell capped at the position.
         let mut short = item.shortfall.clone();
         if !item.left_over.is_zero() {
-            short = Some(format!(
+            let left = format!(
                 "{} shares left: {} is not fractionable and the broker sells whole shares only",
                 item.left_over.normalize(),
                 item.item.symbol
-            ));
+            );
+            short = Some(short.map_or_else(|| left.clone(), |earlier| format!("{earlier}; {left}")));
         }
         // A remainder too small for an order is filled for every purpose, and said.
         let reason = match (outcome, reason) {

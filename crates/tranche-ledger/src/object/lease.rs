@@ -111,7 +111,10 @@ impl ObjectLedger {
         let skew = chrono::Duration::from_std(self.lease.clock_skew()).unwrap_or(chrono::Duration::zero());
         let longest = chrono::Duration::from_std(crate::LeaseTerms::MAX_LENGTH).unwrap_or(chrono::Duration::hours(1));
         let now = (self.now)();
-        let credible = now.checked_add_signed(longest + skew).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // A day's margin beyond the longest lease and this worker's skew: workers may allow for
+        // different skews, and a live lock is never taken for a damaged one.
+        let credible =
+            now.checked_add_signed(longest + skew + chrono::Duration::days(1)).unwrap_or(DateTime::<Utc>::MAX_UTC);
         lock.expires_at.checked_add_signed(skew).is_none_or(|until| now > until) || lock.expires_at > credible
     }
 

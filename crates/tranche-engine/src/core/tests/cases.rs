@@ -1700,6 +1700,57 @@ fn a_sell_whose_cancel_was_refused_as_too_late_reads_the_position() {
     assert!(position_read(&out) && submits(&out).is_empty(), "{out:#?}");
 }
 
+/// Our cancel of a sell is out (a re-peg by cancel and new) when the stream breaks; a lookup
+/// finds the order cancelled (by the owner closing the position), and the stream comes back
+/// before our cancel's answer: nothing goes out until that answer, and a refusal (too late: it
+/// was cancelled already) means a read of the position first. The stream's return sent the
+/// next sell at once, for every share the item had left.
+#[test]
+fn a_stream_back_before_the_cancels_answer_sends_no_sell_and_the_answer_decides() {
+    let (mut bench, part) = working_sell_partly_filled();
+    let out = repeg_now(&mut bench, "99.90", "100.10");
+    assert_eq!(cancels(&out), vec![part.id.clone()]);
+    bench.feed(Input::StreamDown);
+    let out = bench.feed(Input::StreamGap { since: bench.now });
+    if order_lookups(&out).contains(&part.id) {
+        let canceled = with_status(&part, OrderStatus::Canceled);
+        bench.feed(Input::LookedUp { item: 0, client_order_id: part.client_order_id.clone(), result: Ok(canceled) });
+    }
+    let out = bench.feed(Input::StreamUp);
+    assert!(submits(&out).is_empty() && !position_read(&out), "{out:#?}");
+    let too_late = BrokerError::Rejected {
+        reason: RejectReason::NotCancelable,
+        code: Some(42_210_000),
+        message: "order is already in \"canceled\" state".into(),
+    };
+    let out = bench.feed(Input::Canceled { item: Some(0), order: part.id.clone(), result: Err(too_late) });
+    assert!(submits(&out).is_empty() && position_read(&out), "{out:#?}");
+}
+
+/// A sell submit whose answer was lost, not found by a lookup, is sent again and refused for
+/// the quantity: the first copy may exist and hold the shares (it may yet appear). The item
+/// does not size a new order from the position beside it; the copy is looked up again.
+#[test]
+fn a_resent_sell_refused_for_the_quantity_is_not_sized_again_beside_its_first_copy() {
+    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1500")]);
+    let mut bench = Bench::new(plan.clone(), schedule());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.assets = vec![asset("AAPL", false)];
+    broker.positions = vec![position("AAPL", "15", "100")];
+    let submit = the_submit(&bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]));
+    bench.feed(submitted(&submit, Err(uncertain())));
+    bench.feed(looked_up(&submit, Err(not_found())));
+    let again = the_submit(&bench.fire(TimerId::Retry(0)));
+    assert_eq!(again.client_order_id, submit.client_order_id, "the same request again");
+    let refused = BrokerError::Rejected {
+        reason: RejectReason::InsufficientQty,
+        code: Some(40_310_000),
+        message: "insufficient qty available for order (requested: 10, available: 5)".into(),
+    };
+    let out = bench.feed(submitted(&again, Err(refused)));
+    assert!(submits(&out).is_empty() && !position_read(&out), "{out:#?}");
+}
+
 /// A sell refused for the quantity (shares sold or held outside the run since the last read) is
 /// sized again from a fresh read once; refused again, the item ends failed, as any refusal.
 #[test]
@@ -1807,8 +1858,7 @@ fn a_closing_item_whose_fills_never_show_ends_after_the_late_order_window() {
     bench.feed(update(TradeEvent::Canceled, &canceled, None, bench.now));
     let mut done = None;
     for _ in 0..200 {
-        let Some((id, out)) = bench.fire_next() else { break };
-        eprintln!("{id:?}: {out:?}");
+        let Some((_, out)) = bench.fire_next() else { break };
         let mut out = out;
         if fetches_fills(&out) {
             out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
