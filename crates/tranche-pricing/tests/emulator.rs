@@ -93,9 +93,12 @@ async fn subscribe_receive_release_and_resubscribe_after_a_drop() {
     }
 }
 
+/// A stalled feed is reconnected by the watchdog, and the socket it gives up on is closed with
+/// a close frame: the server (keeping a session only dropped half-dead, as Alpaca does) frees
+/// the key's session at once and lets the reconnect in. A second client of the key gets 406.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_reconnects_a_silent_socket_and_406_backs_off() {
-    let emu = emulator().await;
+    let emu = emulator_holding_half_dead_sessions(Duration::from_secs(60)).await;
     let feed = AlpacaQuoteFeed::connect(stream(&emu, false));
     let mut rx = feed.changes();
     feed.subscribe(&[sym("QQQ")]).await.unwrap();
@@ -112,19 +115,25 @@ async fn the_watchdog_reconnects_a_silent_socket_and_406_backs_off() {
     .expect("the watchdog forced a reconnect");
     emu.silence_market_data(false);
     next_quote(&feed, &mut rx, &sym("QQQ")).await;
+    assert_eq!(feed.limit_refusals(), 0, "the reconnect was let in at once");
 
     // A second client with the same key and feed: 406, and it waits long before trying again.
-    let second = AlpacaQuoteFeed::connect(stream(&emu, false));
+    refused_then_waits(&AlpacaQuoteFeed::connect(stream(&emu, false))).await;
+}
+
+/// `feed` is refused with 406 within seconds, and then waits long before it tries again (no
+/// storm of refused connections).
+async fn refused_then_waits(feed: &AlpacaQuoteFeed) {
     tokio::time::timeout(Duration::from_secs(10), async {
-        while second.limit_refusals() == 0 {
+        while feed.limit_refusals() == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
     .expect("406 seen");
-    let attempts = second.connections();
+    let attempts = feed.connections();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(second.connections(), attempts, "no reconnect storm after 406");
+    assert_eq!(feed.connections(), attempts, "no reconnect storm after 406");
 }
 
 /// A connection dropped under the client (no close frame either way) leaves a half-dead session
@@ -138,40 +147,7 @@ async fn a_reconnect_refused_for_a_half_dead_session_backs_off() {
     feed.subscribe(&[sym("AAPL")]).await.unwrap();
     next_quote(&feed, &mut rx, &sym("AAPL")).await;
     emu.drop_market_data();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while feed.limit_refusals() == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("406 seen");
-    let attempts = feed.connections();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(feed.connections(), attempts, "no reconnect storm after 406");
-}
-
-/// A feed the client gives up on while its socket still works (a stalled feed, reconnected by
-/// the watchdog) is closed with a close frame: the server frees the key's session at once, and
-/// the reconnect is let in (a socket only dropped would leave it half-dead: 406 for 90 s).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_feed_the_watchdog_gives_up_on_is_closed_so_the_reconnect_is_let_in() {
-    let emu = emulator_holding_half_dead_sessions(Duration::from_secs(60)).await;
-    let feed = AlpacaQuoteFeed::connect(stream(&emu, false));
-    let mut rx = feed.changes();
-    feed.subscribe(&[sym("QQQ")]).await.unwrap();
-    next_quote(&feed, &mut rx, &sym("QQQ")).await;
-    emu.silence_market_data(true);
-    let before = feed.connections();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while feed.connections() == before {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the watchdog forced a reconnect");
-    emu.silence_market_data(false);
-    next_quote(&feed, &mut rx, &sym("QQQ")).await;
-    assert_eq!(feed.limit_refusals(), 0, "the reconnect was let in at once");
+    refused_then_waits(&feed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2478,6 +2478,34 @@ fn the_settlement_ends_once_the_proceeds_show_even_when_the_buys_want_more() {
     assert!(qty.get() * buy.limit_price.map_or(d("100.10"), Price::get) <= d("1499.97"), "{qty}");
 }
 
+/// An interrupted run's first order, as plan `p1`'s ledger holds it: 10 shares of `symbol` at
+/// `limit` (arrival mid 100) for item `item_index`, recorded at `at`; its client order id too.
+fn recorded_intent(
+    item_index: u32,
+    symbol: &str,
+    side: Side,
+    limit: &str,
+    at: tranche_domain::Timestamp,
+) -> (tranche_domain::ClientOrderId, tranche_ledger::OrderIntent) {
+    let cid = tranche_domain::ClientOrderId::derive("p1", &sym(symbol), side, 0);
+    let intent = tranche_ledger::OrderIntent {
+        plan_id: "p1".into(),
+        run_id: "r1".into(),
+        item_index,
+        symbol: sym(symbol),
+        side,
+        attempt: 0,
+        client_order_id: cid.clone(),
+        order_type: OrderType::Limit,
+        qty: tranche_domain::Qty::new(d("10")),
+        limit_price: Some(Price::new(d(limit))),
+        replaces: None,
+        arrival_mid: Some(Price::new(d("100.00"))),
+        created_at: at,
+    };
+    (cid, intent)
+}
+
 /// The plan run again after a crash under the same id, its items in another order (regenerated
 /// upstream): the interrupted run's buy of AAPL, recorded as item 0, is AAPL's (item 1 now), not
 /// skipped for its index. It bought all of AAPL; nothing more is bought, and MSFT's finished
@@ -2486,22 +2514,7 @@ fn the_settlement_ends_once_the_proceeds_show_even_when_the_buys_want_more() {
 fn a_resumed_plan_whose_items_moved_finds_each_items_orders_by_symbol() {
     let plan = plan("p1", &[("MSFT", "BUY", "1000", "0"), ("AAPL", "BUY", "1000", "0")]);
     let before = t0() - chrono::Duration::minutes(1);
-    let cid = tranche_domain::ClientOrderId::from_broker("tr-pp1-AAPL-b0");
-    let intent = tranche_ledger::OrderIntent {
-        plan_id: "p1".into(),
-        run_id: "r1".into(),
-        item_index: 0,
-        symbol: sym("AAPL"),
-        side: Side::Buy,
-        attempt: 0,
-        client_order_id: cid.clone(),
-        order_type: OrderType::Limit,
-        qty: tranche_domain::Qty::new(d("10")),
-        limit_price: Some(Price::new(d("99.90"))),
-        replaces: None,
-        arrival_mid: Some(Price::new(d("100.00"))),
-        created_at: before,
-    };
+    let (cid, intent) = recorded_intent(0, "AAPL", Side::Buy, "99.90", before);
     let msft_done = tranche_ledger::ItemRecord {
         plan_id: "p1".into(),
         run_id: "r1".into(),
@@ -2529,22 +2542,7 @@ fn a_resumed_run_does_not_wait_for_proceeds_its_predecessor_already_received() {
     // holds those proceeds. Booked again from the ledger, they are not new cash to wait for.
     let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1000"), ("MSFT", "BUY", "1500", "0")]);
     let before = t0() - chrono::Duration::minutes(1);
-    let cid = tranche_domain::ClientOrderId::from_broker("tr-pp1-AAPL-s0");
-    let intent = tranche_ledger::OrderIntent {
-        plan_id: "p1".into(),
-        run_id: "r1".into(),
-        item_index: 0,
-        symbol: sym("AAPL"),
-        side: Side::Sell,
-        attempt: 0,
-        client_order_id: cid.clone(),
-        order_type: OrderType::Limit,
-        qty: tranche_domain::Qty::new(d("10")),
-        limit_price: Some(Price::new(d("100.00"))),
-        replaces: None,
-        arrival_mid: Some(Price::new(d("100.00"))),
-        created_at: before,
-    };
+    let (cid, intent) = recorded_intent(0, "AAPL", Side::Sell, "100.00", before);
     let fill = tranche_ledger::FillRecord {
         execution_id: "x-before".into(),
         plan_id: "p1".into(),
