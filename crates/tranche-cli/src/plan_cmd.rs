@@ -179,6 +179,7 @@ pub fn new(options: &NewOptions) -> CliResult {
     let connection = broker_cmd::connect(&options.broker)?;
     let account = connection.call("account", connection.broker.account())?;
     let positions = connection.call("positions", connection.broker.positions())?;
+    refuse_untradable(&targets, &connection.call("assets", connection.broker.assets())?, path)?;
     let how = NewPlan {
         plan_id,
         timestamp: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3),
@@ -219,6 +220,34 @@ pub fn new(options: &NewOptions) -> CliResult {
         .map_err(|e| CliError::failure(format!("cannot write the plan to {}: {e}", out.display())))?;
     summary(&plan, out, &mut std::io::stdout().lock());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses (65) targets with a weight above 0 that the broker does not list as active and
+/// tradable (a typo such as `AAPLL`): the holding meant would be unlisted and sold to zero, and
+/// the typo's buy would fail alone at execution. A weight of 0 (a delisted holding to sell) is
+/// left to the plan.
+fn refuse_untradable(
+    wanted: &[targets::Target],
+    assets: &[tranche::domain::Asset],
+    path: &Path,
+) -> Result<(), CliError> {
+    let tradable: std::collections::HashSet<&tranche::domain::Symbol> =
+        assets.iter().filter(|a| a.active && a.tradable).map(|a| &a.symbol).collect();
+    let unknown: Vec<&str> = wanted
+        .iter()
+        .filter(|t| !t.weight.is_zero() && !tradable.contains(&t.symbol))
+        .map(|t| t.symbol.as_str())
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::invalid_plan(format!(
+        "{}: {} not an active, tradable asset at the broker: {}",
+        path.display(),
+        if unknown.len() == 1 { "a target is" } else { "targets are" },
+        unknown.join(", ")
+    ))
+    .with_fix("check the symbols' spelling (symbols are the broker's: BRK.B, not BRK-B)"))
 }
 
 /// Writes `text` to a temporary file beside `path`, then renames it over `path`: a reader never

@@ -151,3 +151,22 @@ fn targets_with_a_byte_order_mark_or_in_utf16_read() {
     assert!(stderr.contains("not UTF-8 text (byte 23 of the file is not)"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A target the broker does not list as an active, tradable asset (a typo: `AAPLL`) is refused
+/// before any plan is made: the held AAPL would be unlisted and sold to zero, and the typo's buy
+/// would fail alone at execution. A weight of 0 for such a name (a delisted holding to sell)
+/// stays allowed.
+#[test]
+fn a_target_the_broker_does_not_list_is_refused_before_a_plan_is_made() {
+    let dir = workspace("unknown");
+    let state = dir.join("state.toml");
+    let targets = dir.join("targets.csv");
+    std::fs::write(&targets, "symbol,weight\nAAPLL,0.3\nMSFT,0.2\nZZZZQ,0\n").unwrap();
+    let (code, stdout, stderr) =
+        run(tranche().args(["plan", "new", "--targets", s(&targets)]).env("TRANCHE_SIM_STATE", &state));
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stdout.is_empty(), "no plan: {stdout}");
+    assert!(stderr.contains("AAPLL") && !stderr.contains("ZZZZQ"), "{stderr}");
+    assert!(stderr.contains("not an active, tradable asset at the broker"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
