@@ -50,6 +50,24 @@ pub struct Function {
     least_run: Duration,
 }
 
+/// The longest a Lambda invocation may run (its timeout's maximum).
+const LONGEST_INVOCATION: Duration = Duration::from_secs(900);
+
+/// Refuses a margin and a least run that no invocation can fit: every event would be answered
+/// "deliver again", and redelivered for ever, with nothing ever traded.
+fn room_to_run(margin: Duration, least_run: Duration) -> Result<(), String> {
+    if margin.saturating_add(least_run) >= LONGEST_INVOCATION {
+        return Err(format!(
+            "TRANCHE_DEADLINE_MARGIN ({} s) and TRANCHE_LEAST_RUN ({} s) add up to the longest a Lambda invocation may \
+             run ({} s) or more: no event could ever be run",
+            margin.as_secs_f64(),
+            least_run.as_secs_f64(),
+            LONGEST_INVOCATION.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 fn seconds(name: &str, default: Duration) -> Result<Duration, String> {
     match std::env::var(name).ok().filter(|v| !v.is_empty()) {
         None => Ok(default),
@@ -91,6 +109,7 @@ impl Function {
         }
         let margin = seconds("TRANCHE_DEADLINE_MARGIN", DEFAULT_MARGIN)?;
         let least_run = seconds("TRANCHE_LEAST_RUN", LEAST_RUN)?;
+        room_to_run(margin, least_run)?;
         Ok(Self { ledger, lease, alpaca, engine: EngineConfig::default(), margin, least_run })
     }
 
@@ -220,5 +239,19 @@ impl Function {
     /// The broker, its trade-update stream, the quote feed and the clock, at Alpaca.
     fn ports(&self) -> Result<Ports, String> {
         AlpacaConnection::open(self.alpaca.clone()).map(|c| c.ports()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_margin_and_least_run_no_invocation_can_fit_are_refused() {
+        assert!(room_to_run(DEFAULT_MARGIN, LEAST_RUN).is_ok());
+        assert!(room_to_run(Duration::from_secs(800), Duration::from_secs(99)).is_ok());
+        let refused = room_to_run(Duration::from_secs(890), Duration::from_secs(10)).unwrap_err();
+        assert!(refused.contains("no event could ever be run"), "{refused}");
+        assert!(room_to_run(Duration::MAX, LEAST_RUN).is_err(), "no overflow");
     }
 }
