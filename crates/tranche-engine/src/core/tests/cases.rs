@@ -1604,16 +1604,31 @@ fn a_sell_capped_at_the_position_is_a_partial_fill_of_the_plan_and_says_so() {
 // The owner closing a position from the dashboard cancels our sell and sells the shares; a sell
 // placed again for what remained would oversell (refused), or on a margin account go short.
 
-/// A sell of $1,000 of AAPL from 15 shares held at $100 (not fractionable), its first order of
-/// 10 shares working and 3 of them filled.
-fn working_sell_partly_filled() -> (Bench, tranche_domain::Order) {
+/// A sell of $1,000 of AAPL from 15 shares held at $100 (not fractionable), up to its first
+/// submit.
+fn first_sell() -> (Bench, OrderRequest) {
     let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1500")]);
     let mut bench = Bench::new(plan.clone(), schedule());
     let mut broker = Broker::open(&plan, bench.now);
     broker.assets = vec![asset("AAPL", false)];
     broker.positions = vec![position("AAPL", "15", "100")];
-    let out = bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]);
-    let submit = the_submit(&out);
+    let submit = the_submit(&bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]));
+    (bench, submit)
+}
+
+/// Alpaca's refusal of a sell of more than the shares available.
+fn refused_for_quantity() -> BrokerError {
+    BrokerError::Rejected {
+        reason: RejectReason::InsufficientQty,
+        code: Some(40_310_000),
+        message: "insufficient qty available for order (requested: 10, available: 6)".into(),
+    }
+}
+
+/// A sell of $1,000 of AAPL from 15 shares held at $100 (not fractionable), its first order of
+/// 10 shares working and 3 of them filled.
+fn working_sell_partly_filled() -> (Bench, tranche_domain::Order) {
+    let (mut bench, submit) = first_sell();
     assert_eq!(submit.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("10"))));
     let order = order_of(&submit, "o1", OrderStatus::New, "0", bench.now);
     bench.feed(submitted(&submit, Ok(order.clone())));
@@ -1732,22 +1747,12 @@ fn a_stream_back_before_the_cancels_answer_sends_no_sell_and_the_answer_decides(
 /// does not size a new order from the position beside it; the copy is looked up again.
 #[test]
 fn a_resent_sell_refused_for_the_quantity_is_not_sized_again_beside_its_first_copy() {
-    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1500")]);
-    let mut bench = Bench::new(plan.clone(), schedule());
-    let mut broker = Broker::open(&plan, bench.now);
-    broker.assets = vec![asset("AAPL", false)];
-    broker.positions = vec![position("AAPL", "15", "100")];
-    let submit = the_submit(&bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]));
+    let (mut bench, submit) = first_sell();
     bench.feed(submitted(&submit, Err(uncertain())));
     bench.feed(looked_up(&submit, Err(not_found())));
     let again = the_submit(&bench.fire(TimerId::Retry(0)));
     assert_eq!(again.client_order_id, submit.client_order_id, "the same request again");
-    let refused = BrokerError::Rejected {
-        reason: RejectReason::InsufficientQty,
-        code: Some(40_310_000),
-        message: "insufficient qty available for order (requested: 10, available: 5)".into(),
-    };
-    let out = bench.feed(submitted(&again, Err(refused)));
+    let out = bench.feed(submitted(&again, Err(refused_for_quantity())));
     assert!(submits(&out).is_empty() && !position_read(&out), "{out:#?}");
 }
 
@@ -1755,24 +1760,14 @@ fn a_resent_sell_refused_for_the_quantity_is_not_sized_again_beside_its_first_co
 /// sized again from a fresh read once; refused again, the item ends failed, as any refusal.
 #[test]
 fn a_sell_refused_for_the_quantity_is_sized_again_from_the_position_once() {
-    let plan = plan("p1", &[("AAPL", "SELL", "-1000", "1500")]);
-    let mut bench = Bench::new(plan.clone(), schedule());
-    let mut broker = Broker::open(&plan, bench.now);
-    broker.assets = vec![asset("AAPL", false)];
-    broker.positions = vec![position("AAPL", "15", "100")];
-    let submit = the_submit(&bench.open_with(&broker, &[("AAPL", "99.90", "100.10")]));
-    let refused = || BrokerError::Rejected {
-        reason: RejectReason::InsufficientQty,
-        code: Some(40_310_000),
-        message: "insufficient qty available for order (requested: 10, available: 6)".into(),
-    };
-    let out = bench.feed(submitted(&submit, Err(refused())));
+    let (mut bench, submit) = first_sell();
+    let out = bench.feed(submitted(&submit, Err(refused_for_quantity())));
     assert!(position_read(&out) && submits(&out).is_empty(), "{out:#?}");
     let out = bench.feed(Input::ItemPosition { item: 0, result: Ok(Some(position("AAPL", "6", "100"))) });
     let again = the_submit(&out);
     assert_eq!(again.amount, tranche_domain::OrderAmount::Qty(tranche_domain::Qty::new(d("6"))), "{again:?}");
     assert_ne!(again.client_order_id, submit.client_order_id);
-    let out = bench.feed(submitted(&again, Err(refused())));
+    let out = bench.feed(submitted(&again, Err(refused_for_quantity())));
     assert_eq!(item_done(&out).map(|(o, _)| o), Some(ItemOutcome::Failed), "{out:#?}");
 }
 
