@@ -20,24 +20,30 @@ fn field<'a>(map: &'a rmpv::Value, key: &str) -> &'a rmpv::Value {
     map.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(key))).map_or(&rmpv::Value::Nil, |(_, v)| v)
 }
 
-/// The next server message, which must be a binary msgpack map.
-async fn next_msgpack(socket: &mut Socket) -> rmpv::Value {
+/// The next server message that is not a ping or a pong, within ten seconds.
+async fn next_message(socket: &mut Socket) -> Message {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
             .await
             .expect("a message in time")
             .expect("the socket is open")
             .unwrap();
-        match message {
-            Message::Binary(bytes) => {
-                let mut reader = &bytes[..];
-                let value = rmpv::decode::read_value(&mut reader).expect("a msgpack frame");
-                assert!(value.is_map(), "{value:?}");
-                return value;
-            }
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected a msgpack frame, got {other:?}"),
+        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+            return message;
         }
+    }
+}
+
+/// The next server message, which must be a binary msgpack map.
+async fn next_msgpack(socket: &mut Socket) -> rmpv::Value {
+    match next_message(socket).await {
+        Message::Binary(bytes) => {
+            let mut reader = &bytes[..];
+            let value = rmpv::decode::read_value(&mut reader).expect("a msgpack frame");
+            assert!(value.is_map(), "{value:?}");
+            value
+        }
+        other => panic!("expected a msgpack frame, got {other:?}"),
     }
 }
 
@@ -110,18 +116,10 @@ async fn json_session(emu: &Emulator, listen: bool) -> Socket {
 
 /// The next server message as JSON (Alpaca sends JSON in binary frames).
 async fn next_json(socket: &mut Socket) -> serde_json::Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message in time")
-            .expect("the socket is open")
-            .unwrap();
-        match message {
-            Message::Binary(bytes) => return serde_json::from_slice(&bytes).unwrap(),
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected a JSON frame, got {other:?}"),
-        }
+    match next_message(socket).await {
+        Message::Binary(bytes) => serde_json::from_slice(&bytes).unwrap(),
+        Message::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected a JSON frame, got {other:?}"),
     }
 }
 
