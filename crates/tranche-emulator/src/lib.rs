@@ -124,9 +124,9 @@ const NYSE_HOLIDAYS: [(i32, u32, u32); 20] = [
 /// NYSE's early closes (13:00 ET) of 2026 and 2027.
 const NYSE_EARLY_CLOSES: [(i32, u32, u32); 3] = [(2026, 11, 27), (2026, 12, 24), (2027, 11, 26)];
 
-/// The US regular session (09:30-16:00 America/New_York, taken as UTC-5: the simulator has no
-/// daylight saving) on weekdays but NYSE's 2026-2027 holidays, closing at 13:00 on its early
-/// closes, with the clock starting at `now`.
+/// The US regular session (09:30-16:00 America/New_York, daylight saving time included) on
+/// weekdays but NYSE's 2026-2027 holidays, closing at 13:00 on its early closes, with the
+/// clock starting at `now`.
 pub fn us_regular_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::SessionConfig {
     let day = now.date_naive();
     let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).map_or(now, |t| t.and_utc());
@@ -142,6 +142,7 @@ pub fn us_regular_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::Se
             .filter_map(date)
             .map(|date| tranche_sim::EarlyClose { date, minutes: 210 })
             .collect(),
+        us_daylight_saving: true,
     }
 }
 
@@ -161,6 +162,7 @@ pub fn always_open_session(now: chrono::DateTime<chrono::Utc>) -> tranche_sim::S
         weekends: true,
         holidays: Vec::new(),
         early_closes: Vec::new(),
+        us_daylight_saving: false,
     }
 }
 

@@ -158,15 +158,29 @@ pub fn asset(a: &Asset) -> Value {
     })
 }
 
-/// US/Eastern as the emulator keeps it: UTC-5 all year (the simulator has no daylight saving).
-pub fn eastern() -> chrono::FixedOffset {
-    chrono::FixedOffset::west_opt(5 * 3600).unwrap_or_else(|| chrono::Utc.fix())
+/// New York's offset from UTC at `t`: −4 h while US daylight saving time is in force, else −5 h.
+pub fn eastern_at(t: Timestamp) -> chrono::FixedOffset {
+    let hours = if tranche_sim::us_eastern_dst(t) { 4 } else { 5 };
+    chrono::FixedOffset::west_opt(hours * 3600).unwrap_or_else(|| chrono::Utc.fix())
 }
 
-/// The clock object (§3.13), with US/Eastern offsets (EST in the simulated March session).
+/// The instant of a New York wall time (`None` for one that does not exist, in the hour the
+/// clocks skip in March; the later of the two in the hour repeated in November).
+pub fn eastern_local(wall: &chrono::NaiveDateTime) -> Option<Timestamp> {
+    [5, 4]
+        .into_iter()
+        .map(|hours| (*wall + chrono::Duration::hours(hours)).and_utc())
+        .find(|t| t.with_timezone(&eastern_at(*t)).naive_local() == *wall)
+}
+
+/// `t` as a New York wall time.
+pub fn in_eastern(t: Timestamp) -> chrono::DateTime<chrono::FixedOffset> {
+    t.with_timezone(&eastern_at(t))
+}
+
+/// The clock object (§3.13), with New York's offsets.
 pub fn clock(c: &MarketClock) -> Value {
-    let eastern = eastern();
-    let et = |t: Timestamp| t.with_timezone(&eastern).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
+    let et = |t: Timestamp| in_eastern(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
     json!({"timestamp": et(c.timestamp), "is_open": c.is_open, "next_open": et(c.next_open), "next_close": et(c.next_close)})
 }
 
@@ -178,7 +192,7 @@ pub const ACTIVITY_ID_TIME: &str = "%Y%m%d%H%M%S%3f";
 
 /// An account activity id as Alpaca writes it: `<Eastern time to the ms>::<id>`.
 pub fn activity_id(time: Timestamp, id: &str) -> String {
-    format!("{}::{id}", time.with_timezone(&eastern()).format(ACTIVITY_ID_TIME))
+    format!("{}::{id}", in_eastern(time).format(ACTIVITY_ID_TIME))
 }
 
 /// Where an execution left its order: what a FILL activity reports besides the execution.

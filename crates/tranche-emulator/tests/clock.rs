@@ -126,3 +126,36 @@ async fn the_real_hours_calendar_has_nyses_holidays_and_early_closes() {
     assert_eq!(next.0, Utc.with_ymd_and_hms(2026, 11, 27, 14, 30, 0).unwrap());
     assert_eq!(next.1, Utc.with_ymd_and_hms(2026, 11, 27, 18, 0, 0).unwrap(), "13:00 ET");
 }
+
+/// In summer New York is UTC−4: with the real hours the session is 09:30-16:00 New York time
+/// (13:30-20:00 UTC), the calendar says 09:30 and 16:00 across the change of the clocks, and the
+/// clock's times carry −04:00 (they said 10:30-17:00 and −05:00 all year).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_hours_follow_new_yorks_daylight_saving_time() {
+    // Friday 6 March 2026, 10:00 EST; the clocks change on Sunday the 8th.
+    let start = Utc.with_ymd_and_hms(2026, 3, 6, 15, 0, 0).unwrap();
+    let mut config = EmulatorConfig { start_at: Some(start), wall_clock_session: false, ..EmulatorConfig::default() };
+    config.sim.session = tranche_emulator::us_regular_session(start);
+    let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+    let address = emulator.addr.to_string();
+    let days = get(&address, "/v2/calendar?start=2026-03-06&end=2026-03-09");
+    let got: Vec<(String, String, String)> = days
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["date"].as_str().unwrap().into(),
+                d["open"].as_str().unwrap().into(),
+                d["close"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let day = |date: &str| (date.to_owned(), "09:30".to_owned(), "16:00".to_owned());
+    assert_eq!(got, vec![day("2026-03-06"), day("2026-03-09")]);
+    let now = clock(&address);
+    assert_eq!(now["next_close"], "2026-03-06T16:00:00.000000000-05:00", "{now}");
+    assert_eq!(now["next_open"], "2026-03-09T09:30:00.000000000-04:00", "{now}");
+    let monday_open = emulator.with_sim(|s| s.calendar().next_open(Utc.with_ymd_and_hms(2026, 3, 7, 0, 0, 0).unwrap()));
+    assert_eq!(monday_open, Utc.with_ymd_and_hms(2026, 3, 9, 13, 30, 0).unwrap(), "09:30 EDT");
+}

@@ -93,6 +93,11 @@ pub struct SessionConfig {
     pub holidays: Vec<chrono::NaiveDate>,
     /// Days whose session closes early, by the UTC date of the open.
     pub early_closes: Vec<EarlyClose>,
+    /// `open` and `close` are US Eastern standard time (UTC−5), and on the days US daylight
+    /// saving time is in force (the second Sunday of March to the first Sunday of November)
+    /// the session opens and closes an hour earlier in UTC, as NYSE's does (default false: a
+    /// calendar fixed in UTC).
+    pub us_daylight_saving: bool,
 }
 
 /// A session that closes early (NYSE: 13:00 ET on the day after Thanksgiving, ...).
@@ -115,6 +120,7 @@ impl Default for SessionConfig {
             weekends: false,
             holidays: Vec::new(),
             early_closes: Vec::new(),
+            us_daylight_saving: false,
         }
     }
 }

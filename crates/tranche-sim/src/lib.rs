@@ -49,7 +49,7 @@ pub use ports::{SimBroker, SimOrderEvents, SimQuoteFeed, SimulatedBroker};
 pub use realism::{decay_ppm, impact_micros, MarketModel, Microstructure, NameClass, RealismConfig};
 pub use referee::{count_violations, Referee, Violation, ViolationKind};
 pub use rng::Rng;
-pub use session::Calendar;
+pub use session::{us_eastern_dst, Calendar};
 pub use tally::Tally;
 pub use tape::{Bar, Print, Tape};
 pub use universe::{is_listed, AssetProfile};

@@ -1,7 +1,8 @@
 //! The trading calendar: one session a day, opening at the configured open's time of day and
 //! lasting as long as the configured session (close − open, at most a day), on weekdays or on
-//! every day, except the configured holidays, and shorter on the configured early closes (no
-//! daylight-saving shift: a simulated calendar, documented as such).
+//! every day, except the configured holidays, and shorter on the configured early closes; with
+//! `us_daylight_saving`, an hour earlier in UTC on the days US daylight saving time is in force
+//! (else no shift: a calendar fixed in UTC).
 //!
 //! A session is anchored at its open: the session that opens at 20:00 UTC and lasts eight hours
 //! closes at 04:00 UTC the next day, and "weekday" is judged by the day it opens. So a session
@@ -39,6 +40,29 @@ pub struct Calendar {
     holidays: BTreeSet<NaiveDate>,
     /// Shorter sessions: the date of the open and the session's length in milliseconds.
     early: BTreeMap<NaiveDate, i64>,
+    /// Sessions an hour earlier in UTC while US daylight saving time is in force.
+    daylight_saving: bool,
+}
+
+/// The second Sunday of March and the first Sunday of November of `year`: US daylight saving
+/// time runs from the first (at 02:00 local) to the second.
+fn us_dst_bounds(year: i32) -> Option<(NaiveDate, NaiveDate)> {
+    let sunday_on_or_after = |month: u32, day: u32| {
+        let d = NaiveDate::from_ymd_opt(year, month, day)?;
+        Some(d + Duration::days(i64::from((7 - d.weekday().num_days_from_sunday()) % 7)))
+    };
+    Some((sunday_on_or_after(3, 8)?, sunday_on_or_after(11, 1)?))
+}
+
+/// US daylight saving time is in force in New York at `t` (from 02:00 EST on the second Sunday
+/// of March, 07:00 UTC, to 02:00 EDT on the first Sunday of November, 06:00 UTC).
+pub fn us_eastern_dst(t: Timestamp) -> bool {
+    let Some((start, end)) = us_dst_bounds(t.year()) else { return false };
+    let at = |date: NaiveDate, hour: u32| date.and_hms_opt(hour, 0, 0).map(|n| n.and_utc());
+    match (at(start, 7), at(end, 6)) {
+        (Some(from), Some(until)) => t >= from && t < until,
+        _ => false,
+    }
 }
 
 impl Calendar {
@@ -58,6 +82,7 @@ impl Calendar {
             weekends: session.weekends,
             holidays: session.holidays.iter().copied().collect(),
             early,
+            daylight_saving: session.us_daylight_saving,
         }
     }
 
@@ -67,10 +92,20 @@ impl Calendar {
             && !self.holidays.contains(&open.date_naive())
     }
 
-    /// The open of session `k` (session 0 opens at the anchor).
+    /// The open of session `k` (session 0 opens at the anchor, in standard time): an hour
+    /// earlier while daylight saving time is in force, when the calendar follows it.
     fn open_of(&self, k: i64) -> Timestamp {
         let offset = Duration::milliseconds(k.saturating_mul(DAY_MS));
-        self.anchor.checked_add_signed(offset).unwrap_or(if k < 0 { Timestamp::MIN_UTC } else { Timestamp::MAX_UTC })
+        let standard = self.anchor.checked_add_signed(offset).unwrap_or(if k < 0 {
+            Timestamp::MIN_UTC
+        } else {
+            Timestamp::MAX_UTC
+        });
+        if self.daylight_saving && us_eastern_dst(standard) {
+            standard - Duration::hours(1)
+        } else {
+            standard
+        }
     }
 
     fn close_of(&self, k: i64) -> Timestamp {
@@ -79,9 +114,15 @@ impl Calendar {
         open.checked_add_signed(Duration::milliseconds(length)).unwrap_or(Timestamp::MAX_UTC)
     }
 
-    /// The index of the last session that opens at or before `t`.
+    /// The index of the last session that opens at or before `t` (the next one may open up to
+    /// an hour before its standard-time open).
     fn session_at_or_before(&self, t: Timestamp) -> i64 {
-        (t - self.anchor).num_milliseconds().div_euclid(DAY_MS)
+        let k = (t - self.anchor).num_milliseconds().div_euclid(DAY_MS);
+        if self.open_of(k + 1) <= t {
+            k + 1
+        } else {
+            k
+        }
     }
 
     /// The regular session is open at `t`.
@@ -164,6 +205,33 @@ mod tests {
                 days.iter().map(|&d| (session.open + Duration::days(d), session.close + Duration::days(d))).collect();
             assert_eq!(cal.sessions_between(from, to, limit), expected, "{case}");
         }
+    }
+
+    /// NYSE's hours are 09:30-16:00 New York time: 14:30-21:00 UTC in winter, 13:30-20:00 UTC
+    /// while daylight saving time is in force (2026: from Sunday 8 March to Sunday 1 November).
+    #[test]
+    fn a_calendar_following_us_daylight_saving_opens_an_hour_earlier_in_utc_in_summer() {
+        let session = SessionConfig { us_daylight_saving: true, ..SessionConfig::default() }; // 2026-03-02
+        let cal = Calendar::new(&session);
+        let on = |m: u32, d: u32, h: u32, min: u32| chrono::Utc.with_ymd_and_hms(2026, m, d, h, min, 0).unwrap();
+        // (case, instant, open?, next open, next close)
+        let cases = [
+            ("the last winter Friday", on(3, 6, 14, 29), false, on(3, 6, 14, 30), on(3, 6, 21, 0)),
+            ("the first summer Monday, before the open", on(3, 9, 13, 29), false, on(3, 9, 13, 30), on(3, 9, 20, 0)),
+            ("the first summer Monday, at 13:45 UTC", on(3, 9, 13, 45), true, on(3, 10, 13, 30), on(3, 9, 20, 0)),
+            ("a summer day after its close", on(7, 1, 20, 0), false, on(7, 2, 13, 30), on(7, 2, 20, 0)),
+            ("the last summer Friday", on(10, 30, 19, 59), true, on(11, 2, 14, 30), on(10, 30, 20, 0)),
+            ("the first winter Monday", on(11, 2, 14, 0), false, on(11, 2, 14, 30), on(11, 2, 21, 0)),
+        ];
+        for (case, t, open, next_open, next_close) in cases {
+            assert_eq!(cal.is_open(t), open, "{case}");
+            assert_eq!(cal.next_open(t), next_open, "{case}: next open");
+            assert_eq!(cal.next_close(t), next_close, "{case}: next close");
+        }
+        assert!(us_eastern_dst(on(3, 8, 7, 0)) && !us_eastern_dst(on(3, 8, 6, 59)), "02:00 EST on 8 March");
+        assert!(!us_eastern_dst(on(11, 1, 6, 0)) && us_eastern_dst(on(11, 1, 5, 59)), "02:00 EDT on 1 November");
+        let fixed = Calendar::new(&SessionConfig::default());
+        assert!(!fixed.is_open(on(7, 1, 13, 45)), "a calendar fixed in UTC does not move");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State as Extract};
 use axum::response::Response;
-use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tranche_domain::{OrderStatus, Qty, Timestamp};
@@ -79,8 +79,8 @@ fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 fn instant(name: &str, text: &str) -> Result<Timestamp, Response> {
     if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-        if let Some(t) = render::eastern().from_local_datetime(&midnight).single() {
-            return Ok(t.to_utc());
+        if let Some(t) = render::eastern_local(&midnight) {
+            return Ok(t);
         }
     }
     tranche_domain::time::parse_timestamp(text).map_err(|e| invalid(&format!("invalid {name}: {e}")))
@@ -90,9 +90,8 @@ impl Paging {
     fn parse(pairs: &[(String, String)]) -> Result<Self, Response> {
         let after = param(pairs, "after").map(|t| instant("after", t)).transpose()?;
         let until = param(pairs, "until").map(|t| instant("until", t)).transpose()?;
-        let date = param(pairs, "date")
-            .map(|d| instant("date", d).map(|t| t.with_timezone(&render::eastern()).date_naive()))
-            .transpose()?;
+        let date =
+            param(pairs, "date").map(|d| instant("date", d).map(|t| render::in_eastern(t).date_naive())).transpose()?;
         let direction = match param(pairs, "direction") {
             None | Some("desc") => Direction::Desc,
             Some("asc") => Direction::Asc,
@@ -121,9 +120,9 @@ impl Paging {
         let time = token
             .split_once("::")
             .and_then(|(t, _)| NaiveDateTime::parse_from_str(t, render::ACTIVITY_ID_TIME).ok())
-            .and_then(|t| render::eastern().from_local_datetime(&t).single())
+            .and_then(|t| render::eastern_local(&t))
             .ok_or_else(|| invalid(&format!("invalid page_token: {token}")))?;
-        Ok(Some((time.to_utc(), token.clone())))
+        Ok(Some((time, token.clone())))
     }
 
     /// The page of `all` this request asks for.
@@ -131,12 +130,11 @@ impl Paging {
         // Stable: activities with the same time and id keep their booking order.
         all.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
         let cursor = self.cursor(&all)?;
-        let eastern = render::eastern();
         let mut kept: Vec<Activity> = all
             .into_iter()
             .filter(|a| self.after.is_none_or(|t| a.time > t))
             .filter(|a| self.until.is_none_or(|t| a.time < t))
-            .filter(|a| self.date.is_none_or(|d| a.time.with_timezone(&eastern).date_naive() == d))
+            .filter(|a| self.date.is_none_or(|d| render::in_eastern(a.time).date_naive() == d))
             .filter(|a| match (&cursor, self.direction) {
                 (None, _) => true,
                 (Some((t, id)), Direction::Asc) => (a.time, &a.id) > (*t, id),
@@ -348,7 +346,7 @@ mod tests {
         assert_eq!(len(""), 100);
         assert_eq!(len("page_size=500"), 100);
         assert_eq!(len("page_size=3"), 3);
-        let day = at(0).with_timezone(&render::eastern()).date_naive();
+        let day = render::in_eastern(at(0)).date_naive();
         assert_eq!(len(&format!("date={day}")), 250, "a date returns everything by default");
         assert_eq!(len(&format!("date={day}&page_size=120")), 120);
     }

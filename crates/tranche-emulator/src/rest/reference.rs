@@ -102,7 +102,6 @@ const MOST_DAYS: usize = 1_000;
 /// `GET /v2/calendar?start=YYYY-MM-DD&end=YYYY-MM-DD` (both inclusive, US Eastern dates; by
 /// default from today for a year): each session's date, open and close in Eastern wall time.
 pub async fn calendar(state: Shared, Query(query): Query<CalendarQuery>) -> Response {
-    let eastern = render::eastern();
     let date = |name: &str, text: &Option<String>| -> Result<Option<NaiveDate>, Response> {
         text.as_deref()
             .filter(|t| !t.is_empty())
@@ -110,7 +109,7 @@ pub async fn calendar(state: Shared, Query(query): Query<CalendarQuery>) -> Resp
                 // A date, or a timestamp whose Eastern date counts.
                 NaiveDate::parse_from_str(t, "%Y-%m-%d")
                     .or_else(|_| {
-                        t.parse::<chrono::DateTime<chrono::Utc>>().map(|at| at.with_timezone(&eastern).date_naive())
+                        t.parse::<chrono::DateTime<chrono::Utc>>().map(|at| render::in_eastern(at).date_naive())
                     })
                     .map_err(|_| error(400, 40_010_001, &format!("invalid {name}: {t}")))
             })
@@ -121,16 +120,16 @@ pub async fn calendar(state: Shared, Query(query): Query<CalendarQuery>) -> Resp
         (Err(response), _) | (_, Err(response)) => return response,
     };
     let sessions = state.0.broker.with_sim(|sim| {
-        let today = sim.now().with_timezone(&eastern).date_naive();
+        let today = render::in_eastern(sim.now()).date_naive();
         let start = start.unwrap_or(today);
         let end = end.or_else(|| start.checked_add_days(chrono::Days::new(365))).unwrap_or(start);
-        let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).and_then(|t| t.and_local_timezone(eastern).single());
+        let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).and_then(|t| render::eastern_local(&t));
         let day_after = end.checked_add_days(chrono::Days::new(1));
         let (Some(from), Some(to)) = (midnight(start), day_after.and_then(midnight)) else { return Vec::new() };
         let calendar = sim.calendar();
         // Each session with the next one's open: trades settle on the next trading day (T+1).
         calendar
-            .sessions_between(from.to_utc(), to.to_utc(), MOST_DAYS)
+            .sessions_between(from, to, MOST_DAYS)
             .into_iter()
             .map(|(open, close)| (open, close, calendar.next_open(close)))
             .collect::<Vec<_>>()
@@ -138,8 +137,8 @@ pub async fn calendar(state: Shared, Query(query): Query<CalendarQuery>) -> Resp
     let days: Vec<Value> = sessions
         .iter()
         .map(|(open, close, next)| {
-            let (open, close) = (open.with_timezone(&eastern), close.with_timezone(&eastern));
-            let settles = next.with_timezone(&eastern).date_naive();
+            let (open, close) = (render::in_eastern(*open), render::in_eastern(*close));
+            let settles = render::in_eastern(*next).date_naive();
             json!({
                 "date": open.date_naive().to_string(),
                 "open": open.format("%H:%M").to_string(),
