@@ -558,3 +558,26 @@ async fn a_run_whose_record_update_was_lost_after_its_completion_is_still_listed
     }
     assert!(ledger.completed_before(&plan.plan_id).await);
 }
+
+/// A resumed run reads every record of the interrupted one (for a large plan thousands of
+/// objects). One GET each, one after another, at S3's latency that was minutes; they are read
+/// several at a time, and in the same order. Each call here takes a second of virtual time.
+#[tokio::test(start_paused = true)]
+async fn the_records_of_a_plan_are_read_several_at_a_time_in_their_order() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let plan = plan_with("plan-many-fills", &serde_json::json!({}));
+    let writer = ObjectLedger::new(Arc::clone(&inner), "ledger", "writer").with_time_source(virtual_wall_clock());
+    let run = started(writer.begin(&plan).await.unwrap());
+    for n in 1..=64 {
+        writer.record_fill(&run, &fill(&run, n)).await.unwrap();
+    }
+    let slow = faulty(&inner, FaultPlan { slow_ppm: PPM, slow_delay: Duration::from_secs(1), ..FaultPlan::none(9) });
+    let reader = ObjectLedger::new(as_store(&slow), "ledger", "reader").with_time_source(virtual_wall_clock());
+    let asked = tokio::time::Instant::now();
+    let fills = reader.fills(&plan.plan_id).await.unwrap();
+    let took = asked.elapsed();
+    assert_eq!(fills.len(), 64);
+    let expected: Vec<_> = writer.fills(&plan.plan_id).await.unwrap().into_iter().map(|f| f.execution_id).collect();
+    assert_eq!(fills.into_iter().map(|f| f.execution_id).collect::<Vec<_>>(), expected, "the same order");
+    assert!(took <= Duration::from_secs(16), "64 reads of a second each took {took:?}");
+}

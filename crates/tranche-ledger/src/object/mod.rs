@@ -99,6 +99,9 @@ impl std::fmt::Debug for ObjectLedger {
     }
 }
 
+/// Records read at once when a plan's records are listed (a store's connection pool serves more).
+const READS_AT_ONCE: usize = 16;
+
 fn storage(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Storage(without_s3_answer(&e.to_string()))
 }
@@ -235,13 +238,19 @@ impl ObjectLedger {
             }
         }
         paths.sort();
-        let mut out = Vec::with_capacity(paths.len());
-        for path in paths {
-            if let Some((value, _)) = self.get_json(&path).await? {
-                out.push(value);
-            }
+        // Several reads at a time, in order: a resumed large plan has thousands of records, and
+        // one GET after another at S3's latency took minutes.
+        let mut reads = Vec::with_capacity(paths.len());
+        for path in &paths {
+            reads.push(self.get_json::<T>(path));
         }
-        Ok(out)
+        let read: Vec<Option<(T, UpdateVersion)>> = futures::stream::iter(reads)
+            .buffered(READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        Ok(read.into_iter().flatten().map(|(value, _)| value).collect())
     }
 
     /// The lock this worker holds for `run`.
