@@ -165,4 +165,11 @@ async fn a_damaged_object_is_a_clear_error_not_a_panic() {
     let err = ledger.fills(&plan.plan_id).await.unwrap_err();
     assert!(err.to_string().contains("damaged or not a database") || err.to_string().contains("fills"), "{err}");
     assert!(matches!(err, tranche_ledger::LedgerError::Corrupt { .. }), "{err}");
+    // An object far larger than any record (a wrong upload, a hostile writer) is refused by its
+    // size, before it is read into memory (a Lambda's memory is a few hundred MB).
+    let huge = vec![b' '; 17 << 20];
+    store.put(&fills_dir[0], object_store::PutPayload::from(huge)).await.unwrap();
+    let err = ledger.fills(&plan.plan_id).await.unwrap_err();
+    assert!(matches!(err, tranche_ledger::LedgerError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("larger than any record"), "{err}");
 }

@@ -99,6 +99,10 @@ impl std::fmt::Debug for ObjectLedger {
     }
 }
 
+/// The largest object read as a record (the largest, a completed plan's result, is a few MB for
+/// thousands of items): a bigger one is damaged, and is not read into memory.
+const MAX_RECORD_BYTES: u64 = 16 << 20;
+
 /// Records read at once when a plan's records are listed (a store's connection pool serves more).
 const READS_AT_ONCE: usize = 16;
 
@@ -173,6 +177,16 @@ impl ObjectLedger {
     ) -> Result<Option<(T, UpdateVersion)>, LedgerError> {
         match self.store.get(path).await {
             Ok(got) => {
+                if got.meta.size > MAX_RECORD_BYTES {
+                    return Err(LedgerError::Corrupt {
+                        path: path.to_string(),
+                        message: format!(
+                            "{} bytes, larger than any record ({} MiB at most): not read",
+                            got.meta.size,
+                            MAX_RECORD_BYTES >> 20
+                        ),
+                    });
+                }
                 let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
                 let bytes = got.bytes().await.map_err(storage)?;
                 let value = serde_json::from_slice(&bytes)
