@@ -68,10 +68,10 @@ pub fn adaptive_aggressiveness(
     (by_time + weight * adverse_imbalance(side, quote)).clamp(Decimal::ZERO, Decimal::ONE)
 }
 
-/// The escalation limit: `band` beyond the far side, rounded back toward the far side (never
-/// beyond the band) and never less aggressive than the far side itself (so it is marketable).
-pub fn escalation_limit(side: Side, quote: &Quote, band: Bps) -> Price {
-    let far = quote.far_side(side);
+/// The escalation limit: `band` beyond the far side `far`, rounded back toward the far side
+/// (never beyond the band) and never less aggressive than the far side itself (so it is
+/// marketable).
+pub fn escalation_limit(side: Side, far: Price, band: Bps) -> Price {
     let signed = match side {
         Side::Buy => band,
         Side::Sell => Bps::new(-band.get()),
@@ -200,8 +200,8 @@ mod tests {
     #[test]
     fn escalation_stays_within_the_band() {
         let q = quote("100.00", "100.10");
-        assert_eq!(escalation_limit(Side::Buy, &q, Bps::new(50.into())), p("100.60"));
-        assert_eq!(escalation_limit(Side::Sell, &q, Bps::new(50.into())), p("99.50"));
-        assert_eq!(escalation_limit(Side::Buy, &q, Bps::ZERO), p("100.10"));
+        assert_eq!(escalation_limit(Side::Buy, q.far_side(Side::Buy), Bps::new(50.into())), p("100.60"));
+        assert_eq!(escalation_limit(Side::Sell, q.far_side(Side::Sell), Bps::new(50.into())), p("99.50"));
+        assert_eq!(escalation_limit(Side::Buy, q.far_side(Side::Buy), Bps::ZERO), p("100.10"));
     }
 }

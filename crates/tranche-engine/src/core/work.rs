@@ -10,8 +10,8 @@
 use rust_decimal::Decimal;
 use tranche_broker::{BrokerError, RejectReason};
 use tranche_domain::{
-    BrokerOrderId, ClientOrderId, ItemOutcome, Order, OrderRequest, OrderStatus, OrderType, Price, Quote,
-    ReplaceRequest, Side, Timestamp, TradeEvent, TradeUpdate, MARKET_BUY_COLLAR,
+    BrokerOrderId, ClientOrderId, ItemOutcome, Order, OrderRequest, OrderStatus, OrderType, Price, ReplaceRequest,
+    Side, Timestamp, TradeEvent, TradeUpdate, MARKET_BUY_COLLAR,
 };
 
 use super::budget::Need;
@@ -23,6 +23,14 @@ use crate::events::ProgressEvent;
 use crate::io::{Command, TimerId};
 use crate::predecessor;
 use crate::pricing::{adaptive_aggressiveness, aggressiveness_at, escalation_limit, step_limit};
+
+/// `then` after `first` when there is one (`first; then`): reasons said one after another.
+fn joined(first: Option<String>, then: String) -> String {
+    match first {
+        Some(first) => format!("{first}; {then}"),
+        None => then,
+    }
+}
 
 /// What the next order of an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +49,10 @@ impl EngineCore {
         let side = item.side.unwrap_or(Side::Buy);
         let step = item.step;
         let steps = self.config.max_repegs;
-        let escalation = |quote: Option<&Quote>| match (self.config.escalation, quote) {
-            (Escalation::ProtectedLimit, Some(q)) if q.far_side(side).is_positive() => {
-                OrderPlan::Limit(escalation_limit(side, q, self.config.protection_band))
+        // The escalation order, protected from `far` (the far side, or what stands for it).
+        let escalation = |far: Option<Price>| match (self.config.escalation, far) {
+            (Escalation::ProtectedLimit, Some(far)) if far.is_positive() => {
+                OrderPlan::Limit(escalation_limit(side, far, self.config.protection_band))
             }
             _ => OrderPlan::Market,
         };
@@ -52,7 +61,7 @@ impl EngineCore {
         // `smart`'s escalation: from a sane quote, else at the far side of a spread too wide to
         // pay a band past (no REST quote needed).
         let escalate = || match (sane, wide) {
-            (Some(q), _) => Some((escalation(Some(q)), true)),
+            (Some(q), _) => Some((escalation(Some(q.far_side(side))), true)),
             (None, Some(q)) => Some((OrderPlan::Limit(step_limit(side, q, Decimal::ONE)), true)),
             (None, None) => None,
         };
@@ -90,7 +99,7 @@ impl EngineCore {
                 }
             }
             Strategy::Smart if step > steps || self.closing_soon(now) => {
-                (true, sane.map(|q| (escalation(Some(q)), true)))
+                (true, sane.map(|q| (escalation(Some(q.far_side(side))), true)))
             }
             Strategy::Smart => {
                 let a = aggressiveness_at(
@@ -113,20 +122,11 @@ impl EngineCore {
             // unprotected market order while a price is known.
             None => {
                 let last = self.quotes.get(&item.item.symbol);
-                let anchor = last
-                    .map(|q| q.far_side(side))
-                    .filter(|p| p.is_positive())
-                    .or_else(|| last.map(|q| q.near_side(side)).filter(|p| p.is_positive()))
-                    .or(item.reference)
-                    .map(|price| Quote {
-                        symbol: item.item.symbol.clone(),
-                        bid: price,
-                        bid_size: tranche_domain::Qty::new(Decimal::ZERO),
-                        ask: price,
-                        ask_size: tranche_domain::Qty::new(Decimal::ZERO),
-                        time: now,
-                    });
-                Some((escalation(anchor.as_ref().or(last)), true))
+                let known = |price: Option<Price>| price.filter(|p| p.is_positive());
+                let anchor = known(last.map(|q| q.far_side(side)))
+                    .or_else(|| known(last.map(|q| q.near_side(side))))
+                    .or(item.reference);
+                Some((escalation(anchor), true))
             }
         }
     }
@@ -484,8 +484,7 @@ impl EngineCore {
                 "capped at the {} shares available: the position changed after the plan was sized (shares sold, or held by orders, outside this run)",
                 available.normalize()
             );
-            item.shortfall =
-                Some(item.shortfall.take().map_or(capped.clone(), |earlier| format!("{earlier}; {capped}")));
+            item.shortfall = Some(joined(item.shortfall.take(), capped));
             item.position = position;
             if sellable.is_zero() {
                 let outcome = self.outcome_of(i);
@@ -991,12 +990,13 @@ impl EngineCore {
             return;
         };
         let Some(c) = self.items.get(i).and_then(|it| it.child_by_broker(order)) else { return };
-        if result.is_err() && self.items[i].children[c].cancel != CancelAnswer::Accepted {
-            self.items[i].children[c].cancel = CancelAnswer::NotAccepted;
+        // One cancel accepted is enough: a later one refused (the order is final) changes nothing.
+        let child = &mut self.items[i].children[c];
+        if child.cancel != CancelAnswer::Accepted {
+            child.cancel = if result.is_ok() { CancelAnswer::Accepted } else { CancelAnswer::NotAccepted };
         }
         match result {
             Ok(()) => {
-                self.items[i].children[c].cancel = CancelAnswer::Accepted;
                 // Final state comes on the stream; look it up if it does not come.
                 let at = Self::after(now, self.config.cancel_confirm_wait);
                 out.push(Command::SetTimer { id: TimerId::Retry(i), at });
@@ -1014,7 +1014,8 @@ impl EngineCore {
                 out.push(Command::SetTimer { id: TimerId::Retry(i), at: self.backoff(now, 0) });
             }
         }
-        // Its end came first and waited for this answer (see `after_change`).
+        // Its end came first and a sell's next order waited for this answer
+        // (`sell_waits_for_its_last_cancel`).
         if matches!(self.items[i].children[c].state, ChildState::Final(_)) {
             self.after_change(i, now, out);
         }
@@ -1511,7 +1512,7 @@ impl EngineCore {
                 item.left_over.normalize(),
                 item.item.symbol
             );
-            short = Some(short.map_or_else(|| left.clone(), |earlier| format!("{earlier}; {left}")));
+            short = Some(joined(short, left));
         }
         // A remainder too small for an order is filled for every purpose, and said.
         let reason = match (outcome, reason) {
@@ -1520,7 +1521,7 @@ impl EngineCore {
         };
         let (outcome, reason) = match (outcome, short) {
             (ItemOutcome::Filled, Some(why)) => (ItemOutcome::PartiallyFilled, Some(why)),
-            (other, Some(why)) => (other, Some(reason.map_or(why.clone(), |r| format!("{r}; {why}")))),
+            (other, Some(why)) => (other, Some(joined(reason, why))),
             (other, None) => (other, reason),
         };
         item.stage = Stage::Done { outcome, reason: reason.clone() };
