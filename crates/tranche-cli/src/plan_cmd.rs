@@ -167,11 +167,10 @@ pub fn new(options: &NewOptions) -> CliResult {
     let targets =
         targets::parse(&text).map_err(|problems| CliError::invalid_plan(format!("{}: {problems}", path.display())))?;
     let plan_id = match &options.plan_id {
-        Some(id) if id.trim().is_empty() => return Err(CliError::usage("--plan-id must not be empty")),
-        Some(id) if id.chars().any(char::is_control) || id.trim().chars().count() > 256 => {
-            return Err(CliError::usage("--plan-id must be at most 256 characters, none of them a control character"))
-        }
-        Some(id) => id.trim().to_owned(),
+        Some(id) => match tranche::domain::plan::id_problem(id) {
+            Some(problem) => return Err(CliError::usage(format!("--plan-id {problem}"))),
+            None => id.trim().to_owned(),
+        },
         // Down to the millisecond: two plans made by one script in the same second must not
         // share an id (with a ledger the second would return the first's result).
         None => format!("rebalance-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f")),

@@ -118,6 +118,14 @@ fn bad_targets_exit_65_listing_every_problem() {
     assert_eq!(code, Some(66), "{stderr}");
     let (code, _, stderr) = run(tranche().args(["plan", "new", "--targets", s(&targets), "--min-trade", "-5"]));
     assert_eq!(code, Some(64), "{stderr}");
+    // A plan id refused as a plan file's would be: empty, a control character, past 256.
+    let good = dir.join("good.csv");
+    std::fs::write(&good, "symbol,weight\nAAPL,0.5\n").unwrap();
+    for (id, said) in [("", "must not be empty"), ("plan\u{1b}[2J", "control characters"), (&"p".repeat(257), "256")] {
+        let (code, _, stderr) = run(tranche().args(["plan", "new", "--targets", s(&good), "--plan-id", id]));
+        assert_eq!(code, Some(64), "{id:?}: {stderr}");
+        assert!(stderr.contains("--plan-id must") && stderr.contains(said), "{id:?}: {stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,6 +8,8 @@
 mod parse;
 mod validate;
 
+pub use validate::{id_problem, MAX_ID_CHARS};
+
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};

@@ -48,18 +48,27 @@ fn check_fraction(issues: &mut Vec<PlanIssue>, path: String, value: Option<Weigh
 /// The longest `plan_id`, `correlation_id` or `causation_id` accepted.
 pub const MAX_ID_CHARS: usize = 256;
 
+/// What is wrong with `value` as a `plan_id`, `correlation_id` or `causation_id`, if anything:
+/// empty, a control character, or past [`MAX_ID_CHARS`] characters.
+pub fn id_problem(value: &str) -> Option<String> {
+    if value.trim().is_empty() {
+        Some("must not be empty".to_owned())
+    } else if let Some(at) = value.chars().position(char::is_control) {
+        // Printed as is by `plan validate`, `ledger runs` and the result table: an escape
+        // sequence from upstream would drive the user's terminal.
+        Some(format!("must not contain control characters (one at character {at})"))
+    } else if value.chars().count() > MAX_ID_CHARS {
+        // The ids name ledger records (an S3 key is at most 1,024 bytes).
+        Some(format!("must be at most {MAX_ID_CHARS} characters"))
+    } else {
+        None
+    }
+}
+
 pub(super) fn check_header(parts: &HeaderParts<'_>, issues: &mut Vec<PlanIssue>) {
     for (name, value) in &parts.ids {
-        let Some(value) = value else { continue };
-        if value.trim().is_empty() {
-            push(issues, (*name).to_owned(), "must not be empty".to_owned());
-        } else if let Some(at) = value.chars().position(char::is_control) {
-            // Printed as is by `plan validate`, `ledger runs` and the result table: an escape
-            // sequence from upstream would drive the user's terminal.
-            push(issues, (*name).to_owned(), format!("must not contain control characters (one at character {at})"));
-        } else if value.chars().count() > MAX_ID_CHARS {
-            // The ids name ledger records (an S3 key is at most 1,024 bytes).
-            push(issues, (*name).to_owned(), format!("must be at most {MAX_ID_CHARS} characters"));
+        if let Some(problem) = value.and_then(id_problem) {
+            push(issues, (*name).to_owned(), problem);
         }
     }
     if let Some(value) = parts.total_portfolio_value.filter(|v| v.is_negative()) {
