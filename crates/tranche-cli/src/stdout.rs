@@ -16,23 +16,21 @@ static ERR_GONE: AtomicBool = AtomicBool::new(false);
 
 /// Writes one line (`args` and a newline) to stdout, unless stdout is gone.
 pub fn line(args: std::fmt::Arguments<'_>) {
-    if GONE.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
-        GONE.store(true, Ordering::Relaxed);
-    }
+    write_line(&mut std::io::stdout().lock(), &GONE, args);
 }
 
 /// Writes one line (`args` and a newline) to stderr, unless stderr is gone (`eprintln!`
 /// panicked there: exit 101 in place of the command's own code).
 pub fn err_line(args: std::fmt::Arguments<'_>) {
-    if ERR_GONE.load(Ordering::Relaxed) {
+    write_line(&mut std::io::stderr().lock(), &ERR_GONE, args);
+}
+
+/// Writes `args` and a newline to `out`, unless `gone` says it failed before; a failure sets it.
+fn write_line(out: &mut impl Write, gone: &AtomicBool, args: std::fmt::Arguments<'_>) {
+    if gone.load(Ordering::Relaxed) {
         return;
     }
-    let mut err = std::io::stderr().lock();
-    if writeln!(err, "{args}").and_then(|()| err.flush()).is_err() {
-        ERR_GONE.store(true, Ordering::Relaxed);
+    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
+        gone.store(true, Ordering::Relaxed);
     }
 }

@@ -43,15 +43,11 @@ impl Sim {
         }
         self.record(|| format!("arrive {cid}"));
         if cancel_ppm > 0 && self.rng.chance_ppm(cancel_ppm) {
-            let delay = 1_000 + self.rng.below(19_000);
-            let at = self.after_ms(delay);
-            self.schedule_at(at, Action::BrokerCancel(i));
+            self.schedule_unasked(Action::BrokerCancel(i));
         }
         let owner_ppm = self.config.faults.owner_sale_ppm;
         if owner_ppm > 0 && self.orders[i].order.side == Side::Sell && self.rng.chance_ppm(owner_ppm) {
-            let delay = 1_000 + self.rng.below(19_000);
-            let at = self.after_ms(delay);
-            self.schedule_at(at, Action::OwnerSale(i));
+            self.schedule_unasked(Action::OwnerSale(i));
         }
         self.apply_refused_replaces(i);
         if self.slots[slot].market.halted {
@@ -84,15 +80,28 @@ impl Sim {
         }
     }
 
+    /// `action`, something done to a working order without a request of ours, 1 to 20 s from now.
+    fn schedule_unasked(&mut self, action: Action) {
+        let delay = 1_000 + self.rng.below(19_000);
+        let at = self.after_ms(delay);
+        self.schedule_at(at, action);
+    }
+
+    /// Order `i` still works and no cancel or replace of ours is under way (one would race with
+    /// what is done to it unasked).
+    fn works_unasked(&self, i: usize) -> bool {
+        let o = &self.orders[i];
+        !o.cancel_pending && matches!(o.order.status, OrderStatus::New | OrderStatus::PartiallyFilled)
+    }
+
     /// The broker cancels order `i` unasked, if it still works and no cancel or replace of ours
     /// is under way (those would race with it; the fault is counted only when it lands).
     pub(crate) fn broker_cancel(&mut self, i: usize) {
-        let o = &self.orders[i];
-        if o.cancel_pending || !matches!(o.order.status, OrderStatus::New | OrderStatus::PartiallyFilled) {
+        if !self.works_unasked(i) {
             return;
         }
         self.fired.hit("broker_cancel");
-        let cid = o.order.client_order_id.clone();
+        let cid = self.orders[i].order.client_order_id.clone();
         self.record(|| format!("broker cancels {cid}"));
         self.finish(i, TradeEvent::Canceled);
     }
@@ -102,10 +111,10 @@ impl Sim {
     /// shares), of what is available. Nothing happens when ours no longer works, or a cancel
     /// or replace of ours is under way.
     pub(crate) fn owner_sale(&mut self, i: usize) {
-        let o = &self.orders[i];
-        if o.cancel_pending || !matches!(o.order.status, OrderStatus::New | OrderStatus::PartiallyFilled) {
+        if !self.works_unasked(i) {
             return;
         }
+        let o = &self.orders[i];
         let symbol = o.order.symbol.clone();
         let cid = o.order.client_order_id.clone();
         self.record(|| format!("the owner closes {symbol}: {cid} cancelled"));
