@@ -3,7 +3,8 @@
 //! and reconnects with capped exponential backoff and jitter (longer after a 429 or 406 at the
 //! upgrade; reset only by a connection that listened), announcing every outage with `Down`,
 //! then `Gap { since }` and `Up`. Connecting, then authorizing and listening, must each finish
-//! within the request timeout, every send too, and no message may pass 1 MiB.
+//! within the request timeout, every send too, and no message may pass 1 MiB. A socket given up
+//! on is closed with a close frame.
 //!
 //! Invariants: updates are delivered in the order received; after any outage the consumer is
 //! told updates may be lost (Alpaca does not replay); a rejected key stops the stream (`None`).
@@ -25,6 +26,8 @@ use crate::dto::TradeUpdateDto;
 const SILENCE: Duration = Duration::from_secs(30);
 /// Ping interval.
 const PING: Duration = Duration::from_secs(10);
+/// The longest a socket given up on takes to be closed with a close frame.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 /// The largest message accepted from the server (a trade update is about 2 KB): a bigger one
 /// ends the connection instead of the process's memory.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -152,7 +155,9 @@ fn parse_frame(message: &Message) -> Option<Value> {
 /// One connection, until it ends. `listened` is set once the server confirms the listen. The
 /// connection (TCP, TLS and the upgrade) and then authorization and listening must each be
 /// done within the adapter's request timeout: a server that accepts and never answers is a
-/// failed connection, not a wait for ever.
+/// failed connection, not a wait for ever. A socket given up on (silent, not listening in
+/// time, a failed send) is closed with a close frame, so that the server can free the session
+/// at once rather than hold it half-dead; bounded, a dead socket takes no longer than a second.
 async fn session(
     config: &AlpacaConfig,
     tx: &mpsc::Sender<StreamEvent>,
@@ -163,8 +168,21 @@ async fn session(
         Ok(socket) => socket,
         Err(end) => return end,
     };
+    let end = session_loop(config, tx, down_since, listened, &mut socket).await;
+    let _ = tokio::time::timeout(CLOSE_WITHIN, socket.close(None)).await;
+    end
+}
+
+/// Authorizes, listens and then reads `socket` until the session ends (see [`session`]).
+async fn session_loop(
+    config: &AlpacaConfig,
+    tx: &mpsc::Sender<StreamEvent>,
+    down_since: &mut Option<tranche_domain::Timestamp>,
+    listened: &mut bool,
+    socket: &mut Socket,
+) -> End {
     let auth = json!({"action": "auth", "key": config.key_id, "secret": config.secret.expose()});
-    if send(&mut socket, Message::Text(auth.to_string().into()), config.timeout).await.is_err() {
+    if send(socket, Message::Text(auth.to_string().into()), config.timeout).await.is_err() {
         return End::Retry { slow: false };
     }
     let mut listening = false;
@@ -197,7 +215,7 @@ async fn session(
                         let status = value.pointer("/data/status").and_then(Value::as_str);
                         if status == Some("authorized") {
                             let listen = json!({"action": "listen", "data": {"streams": ["trade_updates"]}});
-                            if send(&mut socket, Message::Text(listen.to_string().into()), config.timeout).await.is_err() {
+                            if send(socket, Message::Text(listen.to_string().into()), config.timeout).await.is_err() {
                                 return End::Retry { slow: false };
                             }
                         } else if status != Some("unauthorized") {
@@ -246,7 +264,7 @@ async fn session(
                     tracing::warn!("trade_updates silent too long; reconnecting");
                     return End::Retry { slow: false };
                 }
-                if send(&mut socket, Message::Ping(Vec::new().into()), config.timeout).await.is_err() {
+                if send(socket, Message::Ping(Vec::new().into()), config.timeout).await.is_err() {
                     return End::Retry { slow: false };
                 }
             }
@@ -362,5 +380,41 @@ mod tests {
             .await
             .expect("tried again");
         }
+    }
+    /// A session given up on (here: authorized and never listening in time) is closed with a
+    /// close frame, so that the server frees it at once rather than hold it half-dead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_given_up_on_is_closed_with_a_close_frame() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen_tx, mut seen_rx) = mpsc::channel::<Vec<String>>(4);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let seen_tx = seen_tx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else { return };
+                    let mut seen = Vec::new();
+                    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                        match message {
+                            Message::Text(t) if t.as_str().contains("\"auth\"") => {
+                                seen.push("auth".to_owned());
+                                let authorized = json!({"stream": "authorization", "data": {"status": "authorized", "action": "authenticate"}});
+                                let _ = ws.send(Message::Text(authorized.to_string().into())).await;
+                            }
+                            Message::Text(t) if t.as_str().contains("\"listen\"") => seen.push("listen".to_owned()),
+                            Message::Close(_) => {
+                                seen.push("close".to_owned());
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    let _ = seen_tx.send(seen).await;
+                });
+            }
+        });
+        let _events = AlpacaOrderEvents::connect(config_at(addr));
+        let seen = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv()).await.expect("the session ended");
+        assert_eq!(seen, Some(vec!["auth".to_owned(), "listen".to_owned(), "close".to_owned()]));
     }
 }
