@@ -191,6 +191,43 @@ async fn a_plan_completed_between_the_first_look_and_the_lock_is_not_run_again()
     assert!(matches!(a.begin(&plan).await.unwrap(), BeginOutcome::AlreadyCompleted(_)));
 }
 
+/// A store that ignores the conditions of conditional writes (an S3-compatible service without
+/// them, a proxy dropping the headers) cannot fence the lease: two workers would both take the
+/// lock and send the plan's orders twice. The ledger proves the store first and refuses it,
+/// before any plan is touched; the probe leaves nothing behind. The same store honouring the
+/// conditions is proven once and used.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_ignores_conditional_writes_is_refused_before_any_plan_is_claimed() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let careless = FaultPlan { ignores_conditions: true, ..FaultPlan::none(1) };
+    let store = Arc::new(FaultyStore::new(Arc::clone(&inner), careless));
+    let first = plan("plan-unfenced");
+    for worker in ["worker-a", "worker-b"] {
+        let ledger = ObjectLedger::new(Arc::clone(&store) as Arc<dyn ObjectStore>, "ledger", worker);
+        let refused = ledger.begin(&first).await;
+        assert!(
+            matches!(&refused, Err(LedgerError::Invalid(m)) if m.contains("does not honour conditional writes")),
+            "{refused:?}"
+        );
+    }
+    let left: Vec<_> = {
+        use futures::StreamExt;
+        inner.list(None).collect::<Vec<_>>().await
+    };
+    assert!(left.is_empty(), "nothing written, the probe deleted: {left:?}");
+
+    let honest = ObjectLedger::new(Arc::clone(&inner), "ledger", "worker-a");
+    let run = started(honest.begin(&first).await.unwrap());
+    honest.finish(&run, &result_for(&first)).await.unwrap();
+    let other = plan("plan-second");
+    started(honest.begin(&other).await.unwrap());
+    let probes: Vec<_> = {
+        use futures::StreamExt;
+        inner.list(Some(&Path::from("ledger/probes"))).collect::<Vec<_>>().await
+    };
+    assert!(probes.is_empty(), "{probes:?}");
+}
+
 /// A worker whose lease lapsed and was taken over can do nothing more for the plan: no proof,
 /// no record, no completion; the new holder continues the same run and completes it.
 #[tokio::test(start_paused = true)]

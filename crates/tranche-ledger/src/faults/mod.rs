@@ -56,6 +56,10 @@ pub struct FaultPlan {
     /// The process dies after this many writes were applied: every later call fails and none is
     /// applied (`None`: never). See also [`FaultInjector::die_after`].
     pub die_after_writes: Option<u64>,
+    /// The store ignores the conditions of conditional writes (object stores only): a
+    /// create-if-absent and an update-if-version are applied as plain overwrites, as by an
+    /// S3-compatible service without conditional writes or a proxy that drops their headers.
+    pub ignores_conditions: bool,
 }
 
 impl FaultPlan {
@@ -69,6 +73,7 @@ impl FaultPlan {
             fail_after_ppm: 0,
             spurious_precondition_ppm: 0,
             die_after_writes: None,
+            ignores_conditions: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `FaultyStore`: any `object_store::ObjectStore` with seeded faults (slow calls, 503s before
 //! the call is applied, lost answers after a write is applied, spurious precondition failures
-//! on conditional writes, death after N writes).
+//! on conditional writes, death after N writes; or a store that ignores the conditions of
+//! conditional writes altogether).
 //!
 //! Invariants: the writes are `put`/`put_opts`, a multipart upload's `complete`, `delete`,
 //! `copy`, `copy_if_not_exists`, `rename` and `rename_if_not_exists` (each one write, passed to
@@ -165,9 +166,12 @@ impl ObjectStore for FaultyStore {
         &self,
         location: &Path,
         payload: PutPayload,
-        opts: PutOptions,
+        mut opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let mode = Mode::of_put(&opts.mode);
+        if self.injector.plan().ignores_conditions {
+            opts.mode = PutMode::Overwrite;
+        }
         guarded(&self.injector, "put", location.as_ref(), mode, self.inner.put_opts(location, payload, opts)).await
     }
 

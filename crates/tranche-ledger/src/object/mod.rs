@@ -5,7 +5,8 @@
 //!
 //! Layout under the prefix: `plans/<plan key>/{lock.json, completed.json, runs/<run id>.json,
 //! intents/<client order id>.json, orders/<client order id>.json, fills/<execution key>.json,
-//! items/<index>.json}`.
+//! items/<index>.json}`; `probes/` holds the short-lived object of the proof that the store
+//! honours conditional writes (see `probe`), asked before a ledger's first claim.
 //!
 //! Invariants: a plan is completed by one conditional create of `completed.json`, written
 //! under a freshly proven lease, and `begin` looks for it again after taking the lock, so a
@@ -18,6 +19,7 @@
 //! must surface.
 
 mod lease;
+mod probe;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -88,6 +90,8 @@ pub struct ObjectLedger {
     /// This worker's clock (lease expiry, run times): the wall clock unless a test gives it
     /// another (a simulated worker's skewed, virtual clock).
     now: TimeSource,
+    /// Set once the store was shown to honour conditional writes (see `probe`).
+    conditions_proven: std::sync::atomic::AtomicBool,
 }
 
 /// Where a ledger reads the time.
@@ -149,6 +153,7 @@ impl ObjectLedger {
             lease: LeaseTerms::default(),
             leases: Mutex::new(HashMap::new()),
             now: Arc::new(Utc::now),
+            conditions_proven: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -413,6 +418,10 @@ impl Ledger for ObjectLedger {
     async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
         if let Some(done) = self.completion(&plan.plan_id).await? {
             return Ok(BeginOutcome::AlreadyCompleted(Box::new(self.completed_result(&plan.plan_id, done).await)));
+        }
+        if !self.conditions_proven.load(std::sync::atomic::Ordering::Acquire) {
+            self.probe_conditional_writes().await?;
+            self.conditions_proven.store(true, std::sync::atomic::Ordering::Release);
         }
         let held = match self.take_lock(&plan.plan_id, &new_run_id()).await? {
             Taken::Held(held) => Arc::new(tokio::sync::Mutex::new(held)),
