@@ -271,8 +271,10 @@ async fn check(seed: u64, mode: &Mode, seen: &mut Exercised) -> Vec<String> {
     if std::env::var("CHAOS_TRACE").ok() == Some(seed.to_string()) {
         broker.with_sim(|s| s.log().iter().for_each(|l| eprintln!("TRACE {l}")));
     }
-    let settle = clock.now() + chrono::Duration::seconds(5);
-    clock.sleep_until(settle).await;
+    // Cancels and late updates land, and every request answered with a timeout reaches the
+    // broker's books (a late order may be created long after the run), before anything is read.
+    clock.sleep_until(clock.now() + chrono::Duration::seconds(5)).await;
+    tranche::simulation::settle(&broker, &clock).await;
     // The same plan on the same market, undisturbed: no faults, no crash.
     let (clean_plan, clean_sim) =
         scenario(seed, 6, &SimConfig { symbols: base.symbols.clone(), ..SimConfig::default() });

@@ -131,6 +131,12 @@ pub struct EngineConfig {
     /// lookup that finds nothing is not proof that it was never placed (default 60 s).
     #[serde(with = "secs")]
     pub late_order_window: Duration,
+    /// The most time the run's end may take past its result to settle the orders it leaves
+    /// open: cancels retried, and submits whose answer was lost looked for (within
+    /// `late_order_window` of their send) and cancelled when they appear. What is not settled by
+    /// then is named in the result (default 60 s).
+    #[serde(with = "secs")]
+    pub wind_down: Duration,
     /// Longest wait for stale orders of this plan (from an earlier run) to confirm their
     /// cancellation before trading starts (default 15 s).
     #[serde(with = "secs")]
@@ -177,6 +183,7 @@ impl Default for EngineConfig {
             retry_wait: Duration::from_secs(2),
             cancel_confirm_wait: Duration::from_secs(5),
             late_order_window: Duration::from_secs(60),
+            wind_down: Duration::from_secs(60),
             stale_cancel_deadline: Duration::from_secs(15),
             fill_lookback: Duration::from_secs(60),
             use_margin: false,
@@ -279,6 +286,7 @@ impl EngineConfig {
             ("retry_wait", self.retry_wait, Duration::from_millis(100)),
             ("cancel_confirm_wait", self.cancel_confirm_wait, Duration::from_millis(100)),
             ("late_order_window", self.late_order_window, Duration::ZERO),
+            ("wind_down", self.wind_down, Duration::ZERO),
             ("stale_cancel_deadline", self.stale_cancel_deadline, Duration::from_millis(100)),
             ("fill_lookback", self.fill_lookback, Duration::ZERO),
         ] {

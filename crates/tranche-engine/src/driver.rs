@@ -25,7 +25,7 @@ use tranche_domain::{
 use tranche_ledger::{BeginOutcome, Ledger, LedgerError, OrderIntent, RunHandle};
 
 use crate::config::EngineConfig;
-use crate::core::{EngineCore, Recovery};
+use crate::core::{EngineCore, OpenOrder, Recovery};
 use crate::events::ProgressEvent;
 use crate::fence::{keep_renewing, Fence};
 use crate::io::{Command, Input, LedgerRecord, PreflightData, TimerId};
@@ -286,7 +286,8 @@ async fn run_loop(
             let context = Context { ports: &ports, journal: journal.as_ref(), progress: progress.as_ref() };
             if let Some(result) = step(&mut core, input, &context, &mut work) {
                 let suspend = core.interrupted() || (core.ran_out_of_time() && core.config.resumable_at_deadline);
-                return end_run(result, core.open_orders(), &ports, journal, work, suspend).await;
+                let wind_down = core.config.wind_down;
+                return end_run(result, core.open_orders(), wind_down, &ports, journal, work, suspend).await;
             }
         }
         let now = ports.clock.now();
@@ -369,11 +370,13 @@ async fn run_loop(
     }
 }
 
-/// The run has its result: its orders still open are cancelled and the result recorded, with
-/// the claim on the plan kept (renewed) meanwhile.
+/// The run has its result: its orders still open are cancelled (and those that may yet appear
+/// looked for) within `wind_down`, and the result recorded, with the claim on the plan kept
+/// (renewed) meanwhile.
 async fn end_run(
     result: ExecutionResult,
-    open: Vec<(ClientOrderId, Option<BrokerOrderId>)>,
+    open: Vec<OpenOrder>,
+    wind_down: std::time::Duration,
     ports: &Ports,
     journal: Option<Journal>,
     mut work: InFlight,
@@ -382,7 +385,8 @@ async fn end_run(
     work.tasks.abort_all();
     let _renewing = journal.as_ref().and_then(|j| keep_renewing(&j.fence, &ports.clock));
     let fence = journal.as_ref().map(|j| Arc::clone(&j.fence));
-    let result = cancel_leftovers(result, open, ports, fence.as_deref()).await;
+    let by = EngineCore::after(ports.clock.now(), wind_down);
+    let result = cancel_leftovers(result, open, ports, fence.as_deref(), by).await;
     match journal {
         Some(journal) if suspend => suspend_run(result, journal, work, &ports.clock).await,
         journal => finish(result, journal, work.records, work.order_writes, &ports.clock).await,
@@ -419,45 +423,89 @@ async fn suspend_run(
 /// Cancel attempts per leftover order (1, 2, 4, 8 s apart).
 const CANCEL_ATTEMPTS: u32 = 5;
 
-/// Cancels the run's orders still open when it ends; the ones that cannot be cancelled are
-/// named in the result (and logged) so no working order goes unnoticed.
+/// The longest wait between two lookups of a leftover order that may yet appear.
+const LATE_LOOKUP_GAP: chrono::Duration = chrono::Duration::seconds(8);
+
+/// What became of one leftover order.
+enum Leftover {
+    /// Cancelled, final, or never placed.
+    Settled,
+    /// May still be working (or yet appear): how it is named in the result.
+    Named(String),
+    /// The plan was taken over: its orders are the other worker's to manage.
+    TakenOver,
+}
+
+/// Cancels the run's orders still open when it ends, all at once, by `by`: an order whose
+/// answer never came is looked up, and while the broker may still create it (within
+/// `late_order_window` of its send) looked for again and cancelled once it appears. The ones
+/// not settled by `by` are named in the result (and logged) so no working order goes
+/// unnoticed.
 async fn cancel_leftovers(
     mut result: ExecutionResult,
-    open: Vec<(ClientOrderId, Option<BrokerOrderId>)>,
+    open: Vec<OpenOrder>,
     ports: &Ports,
     fence: Option<&Fence>,
+    by: Timestamp,
 ) -> ExecutionResult {
-    let mut left = Vec::new();
-    for (client_id, broker_id) in open {
-        // The orders of a plan another worker took over are that worker's to manage.
-        if let Some(fence) = fence {
-            if fence.allow_cancel().await.is_err() {
-                return result;
-            }
-        }
-        let id = match broker_id {
-            Some(id) => id,
-            // Its answer never came: find it by client order id.
-            None => match contained(ports.broker.order_by_client_id(&client_id)).await {
-                Ok(order) if !order.status.is_terminal() => order.id,
-                Ok(_) | Err(BrokerError::NotFound { .. }) => continue,
-                Err(e) => {
-                    left.push(format!("{client_id}: {e}"));
-                    continue;
-                }
-            },
-        };
-        tracing::warn!(%client_id, order = %id, "the run ended with this order open; cancelling it");
-        if let Some(named) = cancel_or_name(&client_id, id, ports).await {
-            left.push(named);
-        }
+    let settled = futures_util::future::join_all(open.into_iter().map(|o| settle_leftover(o, ports, fence, by))).await;
+    if settled.iter().any(|s| matches!(s, Leftover::TakenOver)) {
+        return result;
     }
+    let left: Vec<String> = settled
+        .into_iter()
+        .filter_map(|s| match s {
+            Leftover::Named(named) => Some(named),
+            Leftover::Settled | Leftover::TakenOver => None,
+        })
+        .collect();
     if !left.is_empty() {
         tracing::error!(orders = ?left, "orders of this run may still be working at the broker");
         let list = left.into_iter().map(serde_json::Value::String).collect();
         result.metadata.get_or_insert_with(Default::default).insert("possibly_working_orders".into(), list);
     }
     result
+}
+
+/// Settles one leftover order by `by` (see [`cancel_leftovers`]).
+async fn settle_leftover(order: OpenOrder, ports: &Ports, fence: Option<&Fence>, by: Timestamp) -> Leftover {
+    let client_id = order.client_id;
+    let mut gap = chrono::Duration::seconds(1);
+    let id = loop {
+        // The orders of a plan another worker took over are that worker's to manage.
+        if let Some(fence) = fence {
+            if fence.allow_cancel().await.is_err() {
+                return Leftover::TakenOver;
+            }
+        }
+        if let Some(id) = order.broker_id.clone() {
+            break id;
+        }
+        // Its answer never came: find it by client order id.
+        let why = match contained(ports.broker.order_by_client_id(&client_id)).await {
+            Ok(found) if !found.status.is_terminal() => break found.id,
+            Ok(_) => return Leftover::Settled,
+            Err(BrokerError::NotFound { .. }) => match order.may_appear_until {
+                Some(until) if ports.clock.now() < until => {
+                    format!("{client_id}: its request's answer was lost and it is not found; the broker may still create it until {until}")
+                }
+                _ => return Leftover::Settled,
+            },
+            Err(e) => format!("{client_id}: {e}"),
+        };
+        let next = ports.clock.now() + gap;
+        if next > by {
+            return Leftover::Named(why);
+        }
+        tracing::debug!(%client_id, reason = %why, "looking for a leftover order again");
+        ports.clock.sleep_until(order.may_appear_until.map_or(next, |until| next.min(until))).await;
+        gap = (gap * 2).min(LATE_LOOKUP_GAP);
+    };
+    tracing::warn!(%client_id, order = %id, "the run ended with this order open; cancelling it");
+    match cancel_or_name(&client_id, id, ports, by).await {
+        Some(named) => Leftover::Named(named),
+        None => Leftover::Settled,
+    }
 }
 
 /// Replacements followed from a leftover order that turns out replaced.
@@ -468,10 +516,10 @@ const REPLACEMENTS_FOLLOWED: usize = 3;
 /// being cancelled or replaced (and able to fill until then: orders stick in `pending_cancel`
 /// on Alpaca); one found replaced has its replacement cancelled the same way (a replace refused
 /// as not yet routed that Alpaca applied anyway is an order the run never counted as open).
-async fn cancel_or_name(client_id: &ClientOrderId, id: BrokerOrderId, ports: &Ports) -> Option<String> {
+async fn cancel_or_name(client_id: &ClientOrderId, id: BrokerOrderId, ports: &Ports, by: Timestamp) -> Option<String> {
     let mut id = id;
     for _ in 0..=REPLACEMENTS_FOLLOWED {
-        match cancel_with_retries(&id, ports).await {
+        match cancel_with_retries(&id, ports, by).await {
             Ok(()) => return None,
             Err(BrokerError::Rejected { reason: RejectReason::NotCancelable, .. }) => {
                 match contained(ports.broker.order(&id)).await {
@@ -492,10 +540,10 @@ async fn cancel_or_name(client_id: &ClientOrderId, id: BrokerOrderId, ports: &Po
     Some(format!("{client_id} ({id}): replaced again and again; the last replacement was not cancelled"))
 }
 
-/// Cancels `id`, retrying failures that may be transient (a cancel is idempotent); an order
-/// that is gone counts as cancelled, one the broker will not cancel (final, or being cancelled
-/// or replaced) is the caller's to read.
-async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), BrokerError> {
+/// Cancels `id`, retrying failures that may be transient (a cancel is idempotent) while a retry
+/// can start by `by`; an order that is gone counts as cancelled, one the broker will not cancel
+/// (final, or being cancelled or replaced) is the caller's to read.
+async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports, by: Timestamp) -> Result<(), BrokerError> {
     let mut wait = chrono::Duration::seconds(1);
     let mut attempt = 1;
     loop {
@@ -503,7 +551,7 @@ async fn cancel_with_retries(id: &BrokerOrderId, ports: &Ports) -> Result<(), Br
             Ok(()) | Err(BrokerError::NotFound { .. }) => return Ok(()),
             Err(
                 e @ (BrokerError::RateLimited { .. } | BrokerError::Transient { .. } | BrokerError::Uncertain { .. }),
-            ) if attempt < CANCEL_ATTEMPTS => {
+            ) if attempt < CANCEL_ATTEMPTS && ports.clock.now() + wait <= by => {
                 tracing::debug!(error = %e, attempt, "cancel failed; retrying");
                 ports.clock.sleep_until(ports.clock.now() + wait).await;
                 wait = wait * 2;
@@ -1165,7 +1213,7 @@ mod tests {
     use tranche_broker::{BrokerError, ManualClock, MockBroker, MockOrderEvents, MockQuoteFeed, RejectReason};
     use tranche_domain::{BrokerOrderId, ClientOrderId, ExecutionResult, Order, OrderStatus};
 
-    use super::{cancel_leftovers, contained, Ports};
+    use super::{cancel_leftovers, contained, OpenOrder, Ports};
 
     /// A broker call that panics answers an error of unknown outcome, with what it said; one
     /// that does not is answered as it is.
@@ -1252,8 +1300,13 @@ mod tests {
             });
             let ports = ports(broker);
             let empty = ExecutionResult::from_items("p", "c", Vec::new(), chrono::DateTime::UNIX_EPOCH, None);
-            let open = vec![(ClientOrderId::from_broker("tr-p-AAPL-b0"), Some(BrokerOrderId::new("o1")))];
-            let result = cancel_leftovers(empty, open, &ports, None).await;
+            let open = vec![OpenOrder {
+                client_id: ClientOrderId::from_broker("tr-p-AAPL-b0"),
+                broker_id: Some(BrokerOrderId::new("o1")),
+                may_appear_until: None,
+            }];
+            let by = ports.clock.now() + chrono::Duration::seconds(60);
+            let result = cancel_leftovers(empty, open, &ports, None, by).await;
             if replacement_cancels {
                 assert_eq!(named(&result), "", "the replacement was cancelled");
             } else {

@@ -23,7 +23,7 @@ pub mod pricing;
 pub mod sizing;
 
 pub use config::{ConfigIssue, ConfigIssues, EngineConfig, Escalation, SmartPricing, Strategy};
-pub use core::{EngineCore, Recovery};
+pub use core::{EngineCore, OpenOrder, Recovery};
 pub use driver::{execute, execute_recorded, execute_recorded_until, Ports, RunError, StopRequest};
 pub use events::{Phase, ProgressEvent};
 pub use io::{Command, Input, LedgerRecord, PreflightData, TimerId};

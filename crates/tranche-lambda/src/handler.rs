@@ -203,9 +203,12 @@ impl Function {
         }
         // The invocation's time bounds the run, not a phase: a phase that runs out of it is the
         // run running out of time (resumable), not the phase's own deadline (items given up).
+        // The run's end (its leftover orders settled) fits in half the margin: the rest is for
+        // recording the result and answering.
         let engine = EngineConfig {
             run_deadline: self.engine.run_deadline.min(remaining),
             resumable_at_deadline: true,
+            wind_down: self.engine.wind_down.min(self.margin / 2),
             ..self.engine.clone()
         };
         let ledger = match self.ledger.open(&format!("tranche-lambda-{}", std::process::id()), self.lease) {

@@ -137,6 +137,8 @@ pub struct Sim {
     /// Replaces refused as not yet routed that take effect once their order reaches the venue
     /// (`refused_replace_applied_ppm`): the order's index and the request.
     pub(crate) refused_replaces: Vec<(usize, tranche_domain::ReplaceRequest)>,
+    /// The latest time a late order or a late replace is due at the broker (`None`: none yet).
+    pub(crate) late_due_until: Option<tranche_domain::Timestamp>,
     /// Fills whose activities were served with unrelated ids (for counting that fault once each).
     pub(crate) activities_served: usize,
     /// How often each injected fault fired (the outbox counts its own).
@@ -202,6 +204,7 @@ impl Sim {
             late: Vec::new(),
             late_replaces: Vec::new(),
             refused_replaces: Vec::new(),
+            late_due_until: None,
             activities_served: 0,
             fired: crate::tally::Tally::default(),
             owner_sales: 0,
@@ -421,6 +424,14 @@ impl Sim {
     /// Status edges the table refused (zero in a correct simulator; see `transition`).
     pub fn refused_transitions(&self) -> u64 {
         self.refused_transitions
+    }
+
+    /// The latest time a request answered with a timeout (a late order, a late replace) reaches
+    /// the broker's books, whether or not it has yet: a harness that reads the broker's final
+    /// state before then misses orders the broker creates after the run (`None`: no such
+    /// request was ever made).
+    pub fn late_requests_due_until(&self) -> Option<tranche_domain::Timestamp> {
+        self.late_due_until
     }
 
     /// Ends order `i` with the terminal `event` (its status follows from the table) and tells

@@ -369,7 +369,9 @@ impl Sim {
     fn late_arrival(&mut self) -> tranche_domain::Timestamp {
         let span = self.config.faults.late_order_max_ms.max(500) - 500;
         let delay = 500 + self.rng.below(span + 1);
-        self.after_ms(delay)
+        let at = self.after_ms(delay);
+        self.late_due_until = Some(self.late_due_until.map_or(at, |due| due.max(at)));
+        at
     }
 
     /// Places an order as the account's owner would, outside Tranche (no fault injection, not

@@ -116,9 +116,7 @@ pub async fn run_on_broker(
         clock: Arc::clone(clock),
     };
     let result = execute(plan, engine, ports, progress).await;
-    // Let cancels and late updates land before reading the broker's final state.
-    let settle = clock.now() + chrono::Duration::seconds(2);
-    clock.sleep_until(settle).await;
+    settle(broker, clock).await;
     let record = broker.with_sim(|s| SimRecord {
         orders: s.orders().skip(orders_before).cloned().collect(),
         fills: s.fills()[fills_before..].to_vec(),
@@ -134,6 +132,18 @@ pub async fn run_on_broker(
         refused_transitions: s.refused_transitions(),
     });
     (result, record)
+}
+
+/// Waits (in the simulator's time) until cancels and late updates have landed and every request
+/// answered with a timeout has reached the broker's books (a late order may be created up to
+/// `late_order_max_ms` after its answer): the broker's final state is read after that, so an
+/// order the broker creates after the run is seen (working, it breaks "every order final").
+pub async fn settle(broker: &SimulatedBroker, clock: &Arc<dyn Clock>) {
+    let mut until = clock.now() + chrono::Duration::seconds(2);
+    if let Some(due) = broker.with_sim(|s| s.late_requests_due_until()) {
+        until = until.max(due + chrono::Duration::seconds(1));
+    }
+    clock.sleep_until(until).await;
 }
 
 /// An invariant a run broke.

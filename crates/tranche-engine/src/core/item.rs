@@ -244,6 +244,18 @@ impl Child {
         }
     }
 
+    /// A submit whose answer never came, which the broker may yet create: in flight (its
+    /// answer cut off when the run ends), lost, or waiting to go again after a lost answer.
+    pub fn may_yet_appear(&self) -> bool {
+        self.broker_id.is_none()
+            && self.request.is_some()
+            && match self.state {
+                ChildState::Sending | ChildState::Uncertain => true,
+                ChildState::Resend => self.not_found > 0,
+                _ => false,
+            }
+    }
+
     pub fn is_open(&self) -> bool {
         matches!(self.state, ChildState::Sending | ChildState::Resend | ChildState::Uncertain | ChildState::Live(_))
     }

@@ -33,6 +33,20 @@ use crate::io::{Command, Input, TimerId};
 pub(crate) use item::{ChildState, ItemState, Stage};
 pub use recovery::Recovery;
 
+/// An order of the run not known to be final when the run ends (see
+/// [`EngineCore::open_orders`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOrder {
+    /// Its client order id.
+    pub client_id: ClientOrderId,
+    /// The broker's id, when the broker answered.
+    pub broker_id: Option<BrokerOrderId>,
+    /// A submit whose answer never came (lost, or cut off in flight): until when the broker may
+    /// still create it (its last send plus `late_order_window`); a lookup that finds nothing
+    /// before then proves nothing.
+    pub may_appear_until: Option<Timestamp>,
+}
+
 /// Which part of the run is active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunPhase {
@@ -202,14 +216,19 @@ impl EngineCore {
         core
     }
 
-    /// This run's orders not known to be final: the client order id and, when the broker
-    /// answered, its id. Empty after a normal end; after a deadline or an abort these may still
-    /// be working at the broker.
-    pub fn open_orders(&self) -> Vec<(ClientOrderId, Option<BrokerOrderId>)> {
+    /// This run's orders not known to be final. Empty after a normal end; after a deadline or
+    /// an abort these may still be working at the broker, or (a submit whose answer was lost,
+    /// or cut off in flight) may yet be created by it.
+    pub fn open_orders(&self) -> Vec<OpenOrder> {
+        let window = self.config.late_order_window;
         self.items
             .iter()
             .flat_map(|item| item.children.iter().filter(|c| c.is_open()))
-            .map(|c| (c.client_id.clone(), c.broker_id.clone()))
+            .map(|c| OpenOrder {
+                client_id: c.client_id.clone(),
+                broker_id: c.broker_id.clone(),
+                may_appear_until: c.may_yet_appear().then(|| Self::after(c.sent_at, window)),
+            })
             .collect()
     }
 

@@ -1085,6 +1085,34 @@ fn a_cancel_the_broker_never_confirms_ends_the_run_after_the_grace() {
     assert_eq!(bench.core.open_orders().len(), 1, "the order is left to the driver's leftover cancels");
 }
 
+/// The orders the run leaves open, as the driver gets them: a submit whose answer was lost and
+/// that no lookup found may yet be created by the broker, until its send plus the late-order
+/// window; a submit refused with a 429 (never applied) cannot appear; an order the broker named
+/// carries its id.
+#[test]
+fn a_lost_submit_left_open_may_appear_until_the_late_order_window_is_over() {
+    let (mut bench, submit) = one_buy();
+    let sent = bench.now;
+    bench.feed(submitted(&submit, Err(uncertain())));
+    let out = bench.feed(looked_up(&submit, Err(not_found())));
+    assert!(submits(&out).is_empty(), "not sent again at once");
+    let open = bench.core.open_orders();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].client_id, submit.client_order_id);
+    assert_eq!(open[0].broker_id, None);
+    assert_eq!(open[0].may_appear_until, Some(sent + chrono::Duration::seconds(60)));
+
+    let (mut bench, submit) = one_buy();
+    bench.feed(submitted(&submit, Err(BrokerError::RateLimited { retry_after: None })));
+    let open = bench.core.open_orders();
+    assert_eq!((open.len(), open[0].may_appear_until), (1, None), "a refused submit never appears: {open:?}");
+
+    let (bench, _, order) = working_buy();
+    let open = bench.core.open_orders();
+    assert_eq!(open[0].broker_id, Some(order.id.clone()));
+    assert_eq!(open[0].may_appear_until, None);
+}
+
 /// An item ended at the run's deadline as unfilled (its fill's update was lost), and the final
 /// reads then find and book that fill: the result row says partly filled, as its figures do.
 /// It said `unfilled` beside a filled quantity above zero.
