@@ -495,12 +495,17 @@ impl EngineCore {
             let reference = self.items[*i].reference.unwrap_or_default();
             let notional = qty.saturating_mul(reference.get());
             if qty.is_zero() || notional < self.min_notional() {
-                let reason = if factor < Decimal::ONE {
-                    "scaled below the minimum notional to fit buying power"
+                // A buy too small for the broker by the plan's own amount is skipped, as the
+                // predecessor did; one the account cannot pay for is a buy not made.
+                if factor < Decimal::ONE {
+                    let reason = format!(
+                        "not bought: scaled below the minimum notional to fit buying power of ${:.2}",
+                        budget.round_dp(2)
+                    );
+                    self.finish_item(*i, ItemOutcome::Unfilled, Some(reason), now, out);
                 } else {
-                    "below the minimum notional"
-                };
-                self.finish_item(*i, ItemOutcome::Skipped, Some(reason.into()), now, out);
+                    self.finish_item(*i, ItemOutcome::Skipped, Some("below the minimum notional".into()), now, out);
+                }
             } else {
                 self.items[*i].target = qty;
                 self.items[*i].spend_cap = Some(qty.saturating_mul(self.worst_buy_price(*i, now)));

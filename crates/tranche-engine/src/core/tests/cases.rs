@@ -1611,6 +1611,39 @@ fn a_buy_scaled_to_the_buying_power_is_a_partial_fill_of_the_plan_and_says_so() 
     assert!(row.reached_target(), "the engine did all it set out to do");
 }
 
+/// A buy the account cannot pay for at all (scaled below the minimum notional to fit a buying
+/// power of nothing) is a row that did not reach its target, not a skip: the run is not a
+/// success. It was `skipped`, and a run of such buys alone reported success (exit 0).
+#[test]
+fn a_buy_scaled_to_nothing_by_the_buying_power_is_unfilled_not_skipped() {
+    let plan = plan("p1", &[("AAPL", "BUY", "5000", "0")]);
+    let mut bench = Bench::new(plan.clone(), EngineConfig::default());
+    let mut broker = Broker::open(&plan, bench.now);
+    broker.account = Ok(cash_account("0.50"));
+    broker.assets = vec![asset("AAPL", false)];
+    let mut out = bench.open_and_settle(&broker, &[("AAPL", "99.90", "100.10")]);
+    let result = loop {
+        if let Some(result) = result(&out) {
+            break result;
+        }
+        assert!(submits(&out).is_empty(), "nothing is bought: {out:#?}");
+        let (_, next) = bench.fire_next().expect("a timer");
+        out = next;
+        if out.iter().any(|c| matches!(c, Command::FetchAccount)) {
+            out.extend(bench.feed(Input::Account(broker.account.clone())));
+        }
+        out.extend(bench.answer_quotes(&out, "99.90", "100.10"));
+        if out.iter().any(|c| matches!(c, Command::FetchFills { .. })) {
+            out.extend(bench.feed(Input::Fills(Ok(Vec::new()))));
+        }
+    };
+    let row = &result.orders[0];
+    assert_eq!(row.outcome, ItemOutcome::Unfilled, "{row:?}");
+    assert!(!row.success && !row.reached_target(), "{row:?}");
+    assert!(row.reason.as_deref().is_some_and(|r| r.contains("buying power")), "{row:?}");
+    assert_ne!(result.status, tranche_domain::ExecutionStatus::Success);
+}
+
 #[test]
 fn a_sell_capped_at_the_position_is_a_partial_fill_of_the_plan_and_says_so() {
     // The plan sells $1,000 of a position it believes is worth $1,000; 5 shares at $100 are held.
