@@ -97,17 +97,25 @@ impl EngineCore {
         let (outcome, reason) =
             item.stage.outcome().unwrap_or((ItemOutcome::Unfilled, Some("run ended before the item finished".into())));
         // Fills booked after the item ended (the final reads find an execution whose update was
-        // lost) count: an item that ended with nothing traded says what it traded after all. (A
-        // partial fill stays one: it may be the plan's amount scaled down, said in its reason.)
-        // Less than the plan asked (a target scaled or capped, a fraction left) is never filled.
+        // lost) count: an item that ended with less traded says what it traded after all. Less
+        // than the plan asked (a target scaled or capped, a fraction left) is never filled.
         let short = item.shortfall.is_some() || !item.left_over.is_zero();
+        let ended = outcome;
         let outcome = match (outcome, self.outcome_of(i)) {
             (ItemOutcome::Unfilled | ItemOutcome::Failed, ItemOutcome::Filled) if short => ItemOutcome::PartiallyFilled,
+            (ItemOutcome::PartiallyFilled, ItemOutcome::Filled) if short => ItemOutcome::PartiallyFilled,
             (
-                ItemOutcome::Unfilled | ItemOutcome::Failed,
+                ItemOutcome::Unfilled | ItemOutcome::Failed | ItemOutcome::PartiallyFilled,
                 now @ (ItemOutcome::PartiallyFilled | ItemOutcome::Filled),
             ) => now,
             (outcome, _) => outcome,
+        };
+        // Filled after all: why it ended stays said, as what the final reads corrected.
+        let reason = match reason {
+            Some(why) if outcome == ItemOutcome::Filled && ended != ItemOutcome::Filled => {
+                Some(format!("filled: its last executions were found by the final reads after it ended ({why})"))
+            }
+            reason => reason,
         };
         let avg = item.filled_notional.checked_div(item.filled).map(|p| Price::new(p.round_dp(6).normalize()));
         let slippage = match (item.side, item.arrival_mid, avg) {

@@ -1129,6 +1129,33 @@ fn an_item_ended_unfilled_whose_fill_the_final_read_finds_is_reported_partly_fil
     assert_eq!((row.outcome, row.filled_qty.get()), (ItemOutcome::PartiallyFilled, d("3")), "{row:?}");
 }
 
+/// An item partly filled when the run's deadline ended it, whose last execution the final reads
+/// then find (its update was lost; the order had filled in full): the row says filled, as its
+/// figures do, since nothing of its target was cut. It said `partially_filled` beside the full
+/// quantity, a failed row of a run that did everything.
+#[test]
+fn an_item_ended_partly_filled_whose_rest_the_final_read_finds_is_reported_filled() {
+    let (mut bench, _, order) = working_buy();
+    let qty = order.qty.expect("a share quantity").get();
+    bench.timers.retain(|id, _| *id == TimerId::RunDeadline);
+    bench.fire(TimerId::RunDeadline);
+    bench.feed(update(TradeEvent::PartialFill, &partly_filled(&order, "1"), Some(("e1", "1", "100.00")), bench.now));
+    bench.fire(TimerId::FinalGrace);
+    let filled = tranche_domain::Order {
+        status: OrderStatus::Filled,
+        filled_qty: tranche_domain::Qty::new(qty),
+        ..order.clone()
+    };
+    bench.feed(Input::LookedUp { item: 0, client_order_id: order.client_order_id.clone(), result: Ok(filled) });
+    let rest = (qty - d("1")).to_string();
+    let fills =
+        vec![activity(&order, "e1", "1", "100.00", bench.now), activity(&order, "e2", &rest, "100.00", bench.now)];
+    let out = bench.feed(Input::Fills(Ok(fills)));
+    let row = result(&out).expect("the run ends").orders[0].clone();
+    assert_eq!((row.outcome, row.filled_qty.get()), (ItemOutcome::Filled, qty), "{row:?}");
+    assert!(row.success, "{row:?}");
+}
+
 #[test]
 fn what_a_lookup_finds_is_recorded_in_the_ledger() {
     let (mut bench, submit) = one_buy();
