@@ -400,15 +400,27 @@ impl AlpacaBroker {
             if let Some(t) = &token {
                 query.push(("page_token", t.clone()));
             }
-            let page: Vec<FillActivityDto> = self.get(Api::Trading, &url, &query).await?;
+            // Entry by entry: one of a shape this reader does not know (anyone's activity, the
+            // owner's own included) costs its own fill, not the page and every read after it.
+            let page: Vec<Value> = self.get(Api::Trading, &url, &query).await?;
             let full = page.len() >= ACTIVITY_PAGE_SIZE;
-            let Some(last) = page.last().map(|a| a.id.clone()) else { return Ok(all) };
-            let before = all.len();
-            all.extend(page.into_iter().filter(|a| seen.insert(a.id.clone())));
+            let id_of = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_owned);
+            let Some(last) = page.iter().rev().find_map(id_of) else { return Ok(all) };
+            let before = seen.len();
+            for value in page {
+                // New, by the id it names (read or not: a page of unreadable entries still moves on).
+                if id_of(&value).is_some_and(|id| !seen.insert(id)) {
+                    continue;
+                }
+                match serde_json::from_value::<FillActivityDto>(value) {
+                    Ok(a) => all.push(a),
+                    Err(e) => tracing::warn!(error = %e, "skipping a fill activity that cannot be read"),
+                }
+            }
             if !full {
                 return Ok(all);
             }
-            if all.len() == before {
+            if seen.len() == before {
                 return Err(BrokerError::Transient {
                     message: format!("fill activities: the page after {} repeats it", token.unwrap_or_default()),
                 });
@@ -948,9 +960,10 @@ mod tests {
         assert_eq!(served.load(Ordering::SeqCst), 1);
     }
 
-    /// Activities that cannot be read (no price, a negative quantity, a zero price) and one
-    /// order that cannot be looked up cost their own fills, not the whole read (engine issue
-    /// item 14).
+    /// Activities that cannot be read (no price, a negative quantity, a zero price, a field
+    /// missing or of another shape, an entry that is no activity) and one order that cannot be
+    /// looked up cost their own fills, not the whole read (engine issue item 14). One entry of
+    /// an unknown shape failed the page, and every read after it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_unreadable_activity_or_order_costs_only_its_own_fills() {
         let (broker, served) = serve(|n| match n {
@@ -964,7 +977,15 @@ mod tests {
                 negative["qty"] = json!("-1");
                 let mut free = activity(4);
                 free["price"] = json!("0");
-                json!([activity(0), other, broken, negative, free])
+                // Shapes the reader does not know (anyone's activity, the owner's own
+                // included): a null side, no order id, a price that is not a number.
+                let mut sideless = activity(5);
+                sideless["side"] = Value::Null;
+                let mut orderless = activity(6);
+                orderless.as_object_mut().unwrap().remove("order_id");
+                let mut priceless = activity(7);
+                priceless["price"] = json!("n/a");
+                json!([activity(0), other, broken, negative, free, sideless, orderless, priceless, "not an activity"])
             }
             1 => json!({
                 "id": "order-1", "client_order_id": "cid-1", "created_at": "2026-03-02T14:30:00Z",
