@@ -317,10 +317,13 @@ impl AlpacaBroker {
         let remaining =
             headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
         // A 429 says none are left, with the header or without: every request waits (its
-        // `Retry-After`, or a second), not only the one refused.
+        // `Retry-After` or `X-Ratelimit-Reset`, and a second at least: a wait that comes to
+        // nothing, a reset already past by this clock, would send the next at once), not only
+        // the one refused.
         let limited = status == StatusCode::TOO_MANY_REQUESTS;
         let remaining = remaining.or(limited.then_some(0));
-        let wait = retry_after(&headers).or(limited.then_some(Duration::from_secs(1)));
+        let asked = retry_after(&headers);
+        let wait = if limited { Some(asked.unwrap_or_default().max(Duration::from_secs(1))) } else { asked };
         permit.answered(remaining, wait);
         let text = match read_bounded(response).await {
             Ok(t) => t,
@@ -331,7 +334,7 @@ impl AlpacaBroker {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(map_status(status.as_u16(), retry_after(&headers), &text, mutation));
+            return Err(map_status(status.as_u16(), wait, &text, mutation));
         }
         serde_json::from_str(&text).map(Some).map_err(|e| decode_error(&DecodeError(e.to_string()), mutation))
     }
@@ -822,24 +825,33 @@ mod tests {
 
     /// A 429 without `X-Ratelimit-Remaining` (a proxy's, or an odd server's) holds every
     /// request back for its `Retry-After`, not only the one refused: the others kept firing at
-    /// a server that had said no.
+    /// a server that had said no. A 429 whose wait comes to nothing (`Retry-After: 0`, a reset
+    /// already past: a clock ahead of the server's) still holds them back a second: it let the
+    /// next request go at once, and the engine's re-send with it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_429_without_the_budget_header_holds_back_the_next_request_too() {
-        let (addr, _, _) = listen(|n| {
-            if n == 0 {
-                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_owned()
-            } else {
-                ok_json(&json!({"status": "ACTIVE", "cash": "1000", "buying_power": "1000", "equity": "1000"}))
-            }
-        })
-        .await;
-        let broker = broker_at(addr);
-        let refused = broker.submit_order(&an_order()).await;
-        assert!(matches!(refused, Err(BrokerError::RateLimited { .. })), "{refused:?}");
-        let before = std::time::Instant::now();
-        let _ = broker.account().await;
-        assert!(before.elapsed() >= Duration::from_millis(900), "sent after {:?}", before.elapsed());
+        let past = chrono::Utc::now().timestamp() - 10;
+        for header in ["Retry-After: 1".to_owned(), "Retry-After: 0".to_owned(), format!("X-Ratelimit-Reset: {past}")] {
+            let (addr, _, _) = listen(move |n| {
+                if n == 0 {
+                    format!(
+                        "HTTP/1.1 429 Too Many Requests\r\n{header}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                } else {
+                    ok_json(&json!({"status": "ACTIVE", "cash": "1000", "buying_power": "1000", "equity": "1000"}))
+                }
+            })
+            .await;
+            let broker = broker_at(addr);
+            let refused = broker.submit_order(&an_order()).await;
+            assert!(
+                matches!(refused, Err(BrokerError::RateLimited { retry_after: Some(wait) }) if wait >= Duration::from_secs(1)),
+                "{refused:?}"
+            );
+            let before = std::time::Instant::now();
+            let _ = broker.account().await;
+            assert!(before.elapsed() >= Duration::from_millis(900), "sent after {:?}", before.elapsed());
+        }
     }
 
     /// A server that redirects: the keys and the order must not follow to wherever it points
