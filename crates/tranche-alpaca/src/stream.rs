@@ -107,14 +107,17 @@ async fn supervise(config: AlpacaConfig, tx: mpsc::Sender<StreamEvent>) {
     let mut down_since: Option<tranche_domain::Timestamp> = None;
     let mut was_up = false;
     let mut told_not_up = false;
+    // When the last frame of a listening session was heard: updates may be lost from then on
+    // (a silent socket is given up on only after the watchdog's silence).
+    let mut last_heard: Option<tranche_domain::Timestamp> = None;
     loop {
         let mut listened = false;
-        match session(&config, &tx, &mut down_since, &mut listened).await {
+        match session(&config, &tx, &mut down_since, &mut listened, &mut last_heard).await {
             End::Stop => return,
             End::Retry { slow } => {
                 was_up |= listened;
                 if was_up && down_since.is_none() {
-                    down_since = Some(chrono::Utc::now());
+                    down_since = Some(last_heard.take().unwrap_or_else(chrono::Utc::now));
                     if tx.send(StreamEvent::Down { reason: "trade_updates connection lost".into() }).await.is_err() {
                         return;
                     }
@@ -163,12 +166,13 @@ async fn session(
     tx: &mpsc::Sender<StreamEvent>,
     down_since: &mut Option<tranche_domain::Timestamp>,
     listened: &mut bool,
+    heard_at: &mut Option<tranche_domain::Timestamp>,
 ) -> End {
     let mut socket = match open(config).await {
         Ok(socket) => socket,
         Err(end) => return end,
     };
-    let end = session_loop(config, tx, down_since, listened, &mut socket).await;
+    let end = session_loop(config, tx, down_since, listened, heard_at, &mut socket).await;
     let _ = tokio::time::timeout(CLOSE_WITHIN, socket.close(None)).await;
     end
 }
@@ -179,6 +183,7 @@ async fn session_loop(
     tx: &mpsc::Sender<StreamEvent>,
     down_since: &mut Option<tranche_domain::Timestamp>,
     listened: &mut bool,
+    heard_at: &mut Option<tranche_domain::Timestamp>,
     socket: &mut Socket,
 ) -> End {
     let auth = json!({"action": "auth", "key": config.key_id, "secret": config.secret.expose()});
@@ -206,6 +211,9 @@ async fn session_loop(
                     None => return End::Retry { slow: false },
                 };
                 last_heard = tokio::time::Instant::now();
+                if listening {
+                    *heard_at = Some(chrono::Utc::now());
+                }
                 if matches!(message, Message::Close(_)) {
                     return End::Retry { slow: false };
                 }
@@ -232,6 +240,7 @@ async fn session_loop(
                         let streams = value.pointer("/data/streams").and_then(Value::as_array);
                         if streams.is_some_and(|s| s.iter().any(|v| v.as_str() == Some("trade_updates"))) && !listening {
                             listening = true;
+                            *heard_at = Some(chrono::Utc::now());
                             if let Some(since) = down_since.take() {
                                 if tx.send(StreamEvent::Gap { since }).await.is_err() {
                                     return End::Stop;
@@ -416,5 +425,49 @@ mod tests {
         let _events = AlpacaOrderEvents::connect(config_at(addr));
         let seen = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv()).await.expect("the session ended");
         assert_eq!(seen, Some(vec!["auth".to_owned(), "listen".to_owned(), "close".to_owned()]));
+    }
+    /// A socket that dies after the last frame was heard: the gap the consumer is told of runs
+    /// from that frame, not from when the death was noticed (the silence watchdog notices a
+    /// silent socket only after its 30 s; updates sent meanwhile were lost).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_gap_runs_from_the_last_frame_heard() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((socket, _)) = listener.accept().await {
+                let quiet_then_drop = std::mem::take(&mut first);
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else { return };
+                    while let Some(Ok(message)) = ws.next().await {
+                        let Message::Text(t) = message else { continue };
+                        let answer = if t.as_str().contains("\"auth\"") {
+                            json!({"stream": "authorization", "data": {"status": "authorized", "action": "authenticate"}})
+                        } else if t.as_str().contains("\"listen\"") {
+                            json!({"stream": "listening", "data": {"streams": ["trade_updates"]}})
+                        } else {
+                            continue;
+                        };
+                        let listen = answer["stream"] == "listening";
+                        let _ = ws.send(Message::Text(answer.to_string().into())).await;
+                        if listen && quiet_then_drop {
+                            // Silent for a while, then the connection dies (no close frame).
+                            tokio::time::sleep(Duration::from_millis(1_500)).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut events = AlpacaOrderEvents::connect(config_at(addr));
+        let within = Duration::from_secs(10);
+        let up = tokio::time::timeout(within, events.next_event()).await.expect("in time");
+        assert!(matches!(up, Some(StreamEvent::Up)), "{up:?}");
+        let listened_by = chrono::Utc::now();
+        let down = tokio::time::timeout(within, events.next_event()).await.expect("in time");
+        assert!(matches!(down, Some(StreamEvent::Down { .. })), "{down:?}");
+        let gap = tokio::time::timeout(within, events.next_event()).await.expect("in time");
+        let Some(StreamEvent::Gap { since }) = gap else { panic!("a gap: {gap:?}") };
+        assert!(since <= listened_by, "the gap runs from the last frame ({since}), heard by {listened_by}");
     }
 }
