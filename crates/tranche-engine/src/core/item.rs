@@ -494,9 +494,12 @@ impl ItemState {
     /// of an interrupted run are booked without that bound (`None`). A trade update of an
     /// execution already booked from an activity read (same order, quantity and price, not yet
     /// matched) is that execution: it is matched, not booked again (the bound alone lets it
-    /// through when another execution's update was lost). Only once a read has shown the two id
-    /// spaces to be unrelated: where they are shared, the id alone tells, and two executions of
-    /// the same size and price are two.
+    /// through when another execution's update was lost), once a read has shown the two id
+    /// spaces to be unrelated; before anything showed either, only when the update's own
+    /// cumulative (`cumulative`: the order's filled quantity up to this execution) is booked
+    /// already (a read lists an order's executions oldest first, so a booked read execution of
+    /// its size and price within that cumulative is this one). Where the ids are shared, the id
+    /// alone tells, and two executions of the same size and price are two.
     #[allow(clippy::too_many_arguments)]
     pub fn book_fill(
         &mut self,
@@ -506,6 +509,7 @@ impl ItemState {
         client_id: &ClientOrderId,
         at: Timestamp,
         filled_up_to: Option<Decimal>,
+        cumulative: Option<Decimal>,
         source: FillSource,
     ) -> bool {
         if let Some(known) = self.fills.get_mut(id) {
@@ -518,7 +522,13 @@ impl ItemState {
         if self.matched_ids.contains(id) {
             return false;
         }
-        if source == FillSource::Stream && self.id_spaces == IdSpaces::Unrelated {
+        let covered = cumulative.is_some_and(|upto| upto <= self.booked_for(client_id));
+        let may_match = match self.id_spaces {
+            IdSpaces::Unrelated => true,
+            IdSpaces::Unknown => covered,
+            IdSpaces::Shared => false,
+        };
+        if source == FillSource::Stream && may_match {
             let read = self
                 .fills
                 .values_mut()

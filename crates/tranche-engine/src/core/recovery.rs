@@ -74,6 +74,7 @@ impl EngineCore {
                     &fill.client_order_id,
                     fill.filled_at,
                     None,
+                    None,
                     FillSource::Ledger,
                 );
             }

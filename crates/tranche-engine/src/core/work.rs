@@ -1348,7 +1348,7 @@ impl EngineCore {
             (None, r) => r,
         };
         let source = if reported.is_some() { FillSource::Stream } else { FillSource::Read };
-        if self.items[i].book_fill(&fill.execution_id, qty, price, &fill.client_order_id, at, cap, source) {
+        if self.items[i].book_fill(&fill.execution_id, qty, price, &fill.client_order_id, at, cap, reported, source) {
             self.record_fill_to_ledger(i, fill, out);
             let item = &self.items[i];
             out.push(Command::Emit(ProgressEvent::Filled {

@@ -1156,6 +1156,35 @@ fn an_item_ended_partly_filled_whose_rest_the_final_read_finds_is_reported_fille
     assert!(row.success, "{row:?}");
 }
 
+/// One execution seen twice, under two ids, before anything showed whether the stream's and
+/// the activities' ids are the same: a lookup finds the order filled (10 shares: 4 at 100, then
+/// 6 at 101) while both updates are late; the fill read that follows lags and lists the first
+/// execution only; then the stream's updates come. The first update's own cumulative (4) is
+/// already booked, by the read's execution of the same size and price: it is that execution.
+/// It was booked again (8 shares at 100), and the real second execution was then refused as
+/// beyond the order's 10: the row said 8 shares at an average of 100 for 10 at 100.60.
+#[test]
+fn a_late_update_of_an_execution_a_lagging_read_booked_is_not_booked_twice() {
+    let (mut bench, _, order) = working_buy();
+    assert_eq!(order.qty.map(tranche_domain::Qty::get), Some(d("10")));
+    let filled = tranche_domain::Order {
+        status: OrderStatus::Filled,
+        filled_qty: tranche_domain::Qty::new(d("10")),
+        ..order.clone()
+    };
+    let out = bench.feed(Input::LookedUp {
+        item: 0,
+        client_order_id: order.client_order_id.clone(),
+        result: Ok(filled.clone()),
+    });
+    assert!(fetches_fills(&out), "executions missing: read: {out:#?}");
+    bench.feed(Input::Fills(Ok(vec![activity(&order, "a-1", "4", "100.00", bench.now)])));
+    bench.feed(update(TradeEvent::PartialFill, &partly_filled(&order, "4"), Some(("s-1", "4", "100.00")), bench.now));
+    let out = bench.feed(update(TradeEvent::Fill, &filled, Some(("s-2", "6", "101.00")), bench.now));
+    let item = &bench.core.items[0];
+    assert_eq!((item.filled, item.filled_notional), (d("10"), d("1006.00")), "{out:#?}");
+}
+
 #[test]
 fn what_a_lookup_finds_is_recorded_in_the_ledger() {
     let (mut bench, submit) = one_buy();
