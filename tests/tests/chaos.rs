@@ -422,8 +422,9 @@ async fn redeliver(
     seen.fired.add(&fired);
 }
 
-/// Per item: once in the result, result fills equal broker fills, no oversell, never more than
-/// the recorded target, and the same dollars as an undisturbed run.
+/// Per item: once in the result, result fills equal broker fills (shares, dollars, average
+/// price, slippage), no oversell, never more than the recorded target, filled only with less than
+/// an order's worth left, and the same dollars as an undisturbed run.
 #[allow(clippy::too_many_arguments)]
 fn check_items(
     plan: &RebalancePlan,
@@ -447,13 +448,17 @@ fn check_items(
         if fills.iter().any(|f| f.symbol == item.symbol && Some(f.side) != item.action.side()) {
             problems.push(format!("{}: traded on the wrong side", item.symbol));
         }
+        let of_item: Vec<&tranche::domain::Fill> = fills.iter().filter(|f| f.symbol == item.symbol).collect();
+        problems.extend(tranche::simulation::row_figures_problems(row, &of_item));
         let target =
             intents.iter().filter(|i| i.item_index as usize == index).min_by_key(|i| i.attempt).map(|i| i.qty.get());
         if let Some(target) = target {
             if traded > target {
                 problems.push(format!("{}: traded {traded}, more than the target {target}", item.symbol));
             }
-            if row.outcome == ItemOutcome::Filled && target - traded >= Decimal::ONE {
+            // Filled means nothing worth an order (the $1 minimum) is left.
+            let price = row.avg_fill_price.map_or(Decimal::ONE, |p| p.get());
+            if row.outcome == ItemOutcome::Filled && (target - traded) * price >= Decimal::ONE {
                 problems.push(format!("{}: reported filled with {traded} of {target}", item.symbol));
             }
         }

@@ -37,6 +37,36 @@ async fn the_small_example_executes_completely() {
     assert_eq!(result.orders.iter().filter(|r| r.outcome == ItemOutcome::Held).count(), 1);
 }
 
+/// The check of a row's figures against the broker's fills can fail: the small example's result,
+/// found sound, is tampered with as a broken engine would report it (an execution booked at its
+/// limit instead of its price, the dollars of one counted twice, a slippage flattered), and
+/// each is caught.
+#[tokio::test(start_paused = true)]
+async fn a_row_whose_price_dollars_or_slippage_the_broker_does_not_bear_out_is_caught() {
+    let plan = plan("plan.json");
+    let sim = account_from_plan(&plan, &SimConfig::default());
+    let (result, record) = run_on_sim(plan.clone(), EngineConfig::default(), sim, None).await.unwrap();
+    assert!(check_run(&plan, &result, &record).is_empty());
+    let traded = result.orders.iter().position(|r| r.avg_fill_price.is_some()).expect("a traded row");
+    let tamper = |change: &dyn Fn(&mut tranche::domain::ItemResult)| {
+        let mut broken = result.clone();
+        change(&mut broken.orders[traded]);
+        check_run(&plan, &broken, &record).into_iter().map(|v| v.0).collect::<Vec<_>>()
+    };
+    let cent = rust_decimal::Decimal::new(1, 2);
+    let at_its_limit = tamper(&|row| {
+        row.avg_fill_price = row.avg_fill_price.map(|p| tranche::domain::Price::new(p.get() + cent));
+    });
+    assert!(at_its_limit.iter().any(|v| v.contains("average price")), "{at_its_limit:?}");
+    let twice = tamper(&|row| {
+        row.filled_notional = tranche::domain::Usd::new(row.filled_notional.get() * rust_decimal::Decimal::TWO)
+    });
+    assert!(twice.iter().any(|v| v.contains("the broker's fills come to")), "{twice:?}");
+    let flattered =
+        tamper(&|row| row.slippage_bps = Some(tranche::domain::Bps::new(rust_decimal::Decimal::new(-50, 0))));
+    assert!(flattered.iter().any(|v| v.contains("slippage")), "{flattered:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_closed_market_or_a_blocked_account_is_refused_clearly_with_nothing_sent() {
     let plan = plan("plan.json");

@@ -74,11 +74,10 @@ fn check_seed(seed: u64, margin: bool, filled: &mut usize, attempted: &mut usize
         if row.outcome == ItemOutcome::Filled {
             let got = traded.get(&row.symbol).copied().unwrap_or_default().abs();
             let want = row.requested_qty.get();
-            let tolerance = match row.avg_fill_price {
-                Some(p) if want.fract() != Decimal::ZERO => Decimal::ONE / p.get(),
-                _ => Decimal::ONE,
-            };
-            if (got - want).abs() >= tolerance.max(Decimal::new(1, 9)) && (got - want).abs() >= Decimal::ONE {
+            // Filled means nothing worth an order is left: less than the $1 minimum of one (a
+            // whole share short of a whole-share target at $1 or more is a share too few).
+            let price = row.avg_fill_price.map_or(Decimal::ONE, |p| p.get());
+            if (got - want).abs() * price >= Decimal::ONE {
                 problems.push(format!("{}: traded {got} for a target of {want}", row.symbol));
             }
         }

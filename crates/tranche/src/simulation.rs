@@ -153,7 +153,8 @@ pub struct Violation(pub String);
 /// Checks a run against the engine's invariants: whatever the broker's referee saw at the
 /// attempt (see `tranche_sim::Referee`), no client order id twice, no position below zero,
 /// every order final and none of ours open, every item exactly once, result fills equal the
-/// broker's fills of the plan's orders (the account owner's own orders trade beside them).
+/// broker's fills of the plan's orders (the account owner's own orders trade beside them), in
+/// shares and in dollars, average price and slippage (see [`row_figures_problems`]).
 pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRecord) -> Vec<Violation> {
     let mut v: Vec<Violation> = record.referee.iter().map(|seen| Violation(format!("referee: {seen}"))).collect();
     if record.refused_transitions > 0 {
@@ -192,8 +193,52 @@ pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRec
         if !side_ok {
             v.push(Violation(format!("{}: a fill on the wrong side", item.symbol)));
         }
+        let fills: Vec<&Fill> = ours.iter().copied().filter(|f| f.symbol == item.symbol).collect();
+        v.extend(row_figures_problems(row, &fills).into_iter().map(Violation));
     }
     v
+}
+
+/// What a result row says of the dollars, the average price and the slippage of its fills
+/// that the broker's `fills` of it do not bear out: the dollars traded (to the cent) and the
+/// average price (to six places) are the broker's executions', and the slippage is that average
+/// against the row's own arrival mid, signed for its side. An engine that books an execution at
+/// another price than the broker's, or counts one twice and drops another of the same size,
+/// is caught here though its share count is right.
+pub fn row_figures_problems(row: &tranche_domain::ItemResult, fills: &[&Fill]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let qty: Decimal = fills.iter().map(|f| f.qty.get()).sum();
+    let notional: Decimal = fills.iter().map(|f| f.qty.get() * f.price.get()).sum();
+    if row.filled_notional.get() != notional.round_dp(2) {
+        problems.push(format!(
+            "{}: result traded ${} but the broker's fills come to ${}",
+            row.symbol,
+            row.filled_notional,
+            notional.round_dp(2)
+        ));
+    }
+    let average = notional.checked_div(qty).filter(|_| !qty.is_zero()).map(|p| p.round_dp(6).normalize());
+    if row.avg_fill_price.map(tranche_domain::Price::get) != average {
+        problems.push(format!(
+            "{}: result's average price {:?} but the broker's fills average {average:?}",
+            row.symbol, row.avg_fill_price
+        ));
+    }
+    let side = fills.first().map(|f| f.side);
+    let slippage = match (side, row.arrival_mid, average) {
+        (Some(side), Some(mid), Some(average)) => {
+            tranche_domain::Bps::slippage(side, mid, tranche_domain::Price::new(average))
+                .map(tranche_domain::Bps::rounded)
+        }
+        _ => None,
+    };
+    if average.is_some() && row.slippage_bps != slippage {
+        problems.push(format!(
+            "{}: result's slippage {:?} but the broker's fills against its arrival mid give {slippage:?}",
+            row.symbol, row.slippage_bps
+        ));
+    }
+    problems
 }
 
 /// Net shares traded per symbol (buys positive).
