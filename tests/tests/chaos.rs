@@ -457,7 +457,7 @@ fn check_items(
                 problems.push(format!("{}: traded {traded}, more than the target {target}", item.symbol));
             }
             // Filled means nothing worth an order (the $1 minimum) is left.
-            let price = row.avg_fill_price.map_or(Decimal::ONE, |p| p.get());
+            let price = row.avg_fill_price.map_or(Decimal::ONE, tranche::domain::Price::get);
             if row.outcome == ItemOutcome::Filled && (target - traded) * price >= Decimal::ONE {
                 problems.push(format!("{}: reported filled with {traded} of {target}", item.symbol));
             }

@@ -76,7 +76,7 @@ fn check_seed(seed: u64, margin: bool, filled: &mut usize, attempted: &mut usize
             let want = row.requested_qty.get();
             // Filled means nothing worth an order is left: less than the $1 minimum of one (a
             // whole share short of a whole-share target at $1 or more is a share too few).
-            let price = row.avg_fill_price.map_or(Decimal::ONE, |p| p.get());
+            let price = row.avg_fill_price.map_or(Decimal::ONE, tranche::domain::Price::get);
             if (got - want).abs() * price >= Decimal::ONE {
                 problems.push(format!("{}: traded {got} for a target of {want}", row.symbol));
             }
