@@ -35,7 +35,8 @@ use crate::tally::Tally;
 pub enum ViolationKind {
     /// A second order for a plan item while another may still work.
     TwoWorkingOrders,
-    /// A buy sent while a sell order of the same plan was not final.
+    /// A buy sent while a sell order of the same plan was not final, or a sell (new or by
+    /// replace) sent once the plan's buys had begun: the sells come first.
     BuyBeforeSellsFinal,
     /// A buy that could take cash below zero, or a fill that did (margin used).
     MarginUsed,
@@ -132,6 +133,8 @@ struct WatchedPlan {
     /// Each item's side; `None` for HOLD.
     items: BTreeMap<Symbol, Option<Side>>,
     completed: bool,
+    /// The plan's first buy (new or by replace) and when it was sent.
+    first_buy: Option<(ClientOrderId, Timestamp)>,
 }
 
 /// The observer. Owned by the simulator; see the module header.
@@ -155,7 +158,7 @@ impl Referee {
     pub fn watch(&mut self, plan: &RebalancePlan) {
         let items = plan.items.iter().map(|i| (i.symbol.clone(), i.action.side())).collect();
         let tag = ClientOrderId::plan_tag(&plan.plan_id);
-        self.plans.insert(tag, WatchedPlan { plan_id: plan.plan_id.clone(), items, completed: false });
+        self.plans.insert(tag, WatchedPlan { plan_id: plan.plan_id.clone(), items, completed: false, first_buy: None });
     }
 
     /// Lets buys use margin (for a run whose user opted into margin; plans have no such field
@@ -248,6 +251,7 @@ impl Sim {
         self.judge_price(&id, req.limit_price);
         self.judge_session(&id, "order");
         self.judge_plan_membership(req);
+        self.judge_phases(&id, req.side);
         if req.side == Side::Sell {
             let estimate = match req.amount {
                 OrderAmount::Qty(q) => q.get(),
@@ -276,6 +280,7 @@ impl Sim {
         self.judge_price(&req.client_order_id, req.limit_price);
         self.judge_session(&req.client_order_id, "replace");
         self.judge_replacement_membership(&old_order, &req.client_order_id);
+        self.judge_phases(&req.client_order_id, old_order.side);
         if crate::orders::replace_refused_in(old_order.status).is_some() || self.orders[old].cancel_pending {
             // A replace of a closed order (it filled or was canceled meanwhile), or of one the
             // broker cannot replace yet, commits nothing: the broker refuses it whatever it asks.
@@ -296,6 +301,24 @@ impl Sim {
             }
         }
         self.judge_second_order(&req.client_order_id, Some(old));
+    }
+
+    /// Sells first, over the whole plan and not only against the sells working at the moment:
+    /// once a buy of a watched plan was sent, any sell of it (a new order or a replace) is the
+    /// phases out of order, whatever is working then (a sell sent in the gap of a re-peg, or
+    /// retried after the buys began, passed the check at the buy).
+    fn judge_phases(&mut self, id: &ClientOrderId, side: Side) {
+        let now = self.now;
+        let Some(derived) = id.parse_derived() else { return };
+        let Some(plan) = self.referee.plans.get_mut(&derived.plan_tag) else { return };
+        match (side, plan.first_buy.clone()) {
+            (Side::Buy, None) => plan.first_buy = Some((id.clone(), now)),
+            (Side::Sell, Some((buy, at))) => {
+                let detail = format!("sell {id} sent after the plan's buy {buy} at {}", at.format("%H:%M:%S%.3f"));
+                self.referee.flag(ViolationKind::BuyBeforeSellsFinal, id, now, detail);
+            }
+            _ => {}
+        }
     }
 
     /// The replacement's id must name the same plan item as the order it replaces, of a plan

@@ -129,6 +129,23 @@ fn a_buy_while_a_sell_of_the_plan_works() {
     assert_eq!(kinds(&sim), vec![ViolationKind::BuyBeforeSellsFinal]);
 }
 
+/// Sells first over the whole plan: with no sell working at the moment (the plan's first sell
+/// ended, say, in the gap of a re-peg by cancel then new), a buy passes; a sell of the plan
+/// sent after it, new or by replace, is the phases out of order. (An engine that worked its
+/// buys first passed every check while its account had the cash.)
+#[test]
+fn a_sell_sent_once_the_plans_buys_began_is_out_of_order() {
+    let mut sim = sim();
+    let sell = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
+    run_for(&mut sim, 1);
+    sim.cancel(&sell.id).unwrap();
+    run_for(&mut sim, 1);
+    sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "1", None)).unwrap();
+    assert_clean(&sim);
+    let _ = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 1), "10"));
+    assert_eq!(kinds(&sim), vec![ViolationKind::BuyBeforeSellsFinal]);
+}
+
 #[test]
 fn a_buy_beyond_cash_on_a_margin_account_is_caught_at_the_attempt_and_at_the_fill() {
     let mut config = config(7);
@@ -562,11 +579,11 @@ fn an_order_or_replace_sent_after_the_close_is_flagged_at_the_attempt() {
     let resting = sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).unwrap();
     assert_clean(&sim);
     run_for(&mut sim, 10);
-    // After it: the broker queues a buy for the next open, and a replace of the expired sell is
-    // refused; both attempts are seen.
-    let _ = sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "2", None));
+    // After it: a replace of the expired sell is refused, and the broker queues a buy for the
+    // next open; both attempts are seen.
     let far = resting.limit_price.unwrap().get() + Decimal::ONE;
     let _ = sim.replace(&resting.id, &aapl_replace(1, None, Some(far)));
+    let _ = sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "2", None));
     assert_eq!(kinds(&sim), vec![ViolationKind::OrderWhileClosed, ViolationKind::OrderWhileClosed]);
 }
 
