@@ -5,7 +5,8 @@
 //! become orders); the referee counts the attempt.
 //!
 //! What it watches (each a [`ViolationKind`]): two possibly-working orders for one plan item; a
-//! buy sent while a sell order of the same plan is not final; a buy that could take cash below
+//! buy sent while a sell order of the same plan is not final, and a sell sent once the plan's
+//! buys began; a buy that could take cash below
 //! zero, and a fill that does (unless margin is allowed); a limit price off the tick grid; an
 //! order for a HOLD item, for a symbol not in the plan, on the wrong side, or under an id that
 //! is not a Tranche id; a cancel or replace of an order Tranche did not place for a watched
