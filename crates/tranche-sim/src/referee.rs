@@ -249,6 +249,14 @@ impl Sim {
             // trade nor hold cash or shares, so it is judged as a reuse only.
             return;
         }
+        // An id whose first request's answer was lost and that the broker has not created yet
+        // (it may still): only that identical request may go again under it. Another one would
+        // be created in its place, or beside a late creation, whatever the timing.
+        let late_other = self.late.iter().any(|l| !l.created && l.request.client_order_id == id && l.request != *req);
+        if late_other {
+            let detail = format!("{id} sent again with another request while the broker may still create the first");
+            self.referee.flag(ViolationKind::ClientOrderIdReused, &id, now, detail);
+        }
         self.judge_price(&id, req.limit_price);
         self.judge_session(&id, "order");
         self.judge_plan_membership(req);

@@ -511,6 +511,23 @@ fn a_buy_while_a_late_sell_of_the_plan_is_about_to_be_created() {
     assert_eq!(kinds(&sim), vec![ViolationKind::BuyBeforeSellsFinal]);
 }
 
+/// A submit whose answer was lost and that the broker will create late: the identical request
+/// may go again under its id (how a client finds out); another request under that id, before
+/// the late creation, is a reuse, seen at the attempt (it was seen only when sent after it).
+#[test]
+fn another_request_under_the_id_of_a_late_order_is_a_reuse() {
+    let mut late = config(7);
+    late.faults.late_order_ppm = 1_000_000;
+    let mut sim = watched(Sim::new(late).unwrap());
+    let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
+    assert!(sim.submit(&first).is_err());
+    sim.set_faults(crate::FaultConfig::none());
+    let mut other = first.clone();
+    other.limit_price = other.limit_price.map(|p| tranche_domain::Price::new(p.get() + Decimal::ONE));
+    let _ = sim.submit(&other);
+    assert_eq!(kinds(&sim), vec![ViolationKind::ClientOrderIdReused]);
+}
+
 #[test]
 fn replaces_are_held_to_the_plan_and_an_identical_resend_of_a_lost_replace_is_allowed() {
     let mut sim = sim();
