@@ -281,6 +281,10 @@ impl Sim {
     pub fn faults_fired(&self) -> crate::tally::Tally {
         let mut all = self.fired.clone();
         all.add(&self.outbox.fired);
+        let gaps: u64 = self.slots.iter().map(|s| s.market.quote_gaps).sum();
+        if gaps > 0 {
+            all.hit_times("quote_gap", gaps);
+        }
         all
     }
 

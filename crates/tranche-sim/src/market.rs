@@ -44,6 +44,8 @@ pub struct Market {
     /// Frozen: no updates, no fills.
     pub halted: bool,
     stall_until: Option<Timestamp>,
+    /// Gaps in the feed injected so far (`quote_gap_ppm`), counted as fired faults.
+    pub(crate) quote_gaps: u64,
     /// The last quote the feed published.
     pub published: Option<Quote>,
     /// Drift and our own temporary impact (the realistic model; zero in the quiet one).
@@ -67,6 +69,7 @@ impl Market {
             ask_size: 0,
             halted,
             stall_until: None,
+            quote_gaps: 0,
             published: None,
             micro: Microstructure::default(),
         };
@@ -279,6 +282,7 @@ impl Market {
         let stall_ms = if self.rng.chance_ppm(config.stale_ppm) {
             config.stale_ms
         } else if self.rng.chance_ppm(faults.quote_gap_ppm) {
+            self.quote_gaps += 1;
             faults.quote_gap_ms
         } else {
             0
