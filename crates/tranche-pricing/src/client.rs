@@ -178,9 +178,10 @@ impl AlpacaQuoteFeed {
         self.inner.limit_refusals.load(Ordering::Relaxed)
     }
 
-    /// `405 symbol limit exceeded` answers of the server seen so far.
+    /// `405 symbol limit exceeded` answers of the server seen so far (counted once what each
+    /// refusal changed, the symbols dropped and the limit lowered, is visible).
     pub fn symbol_refusals(&self) -> u64 {
-        self.inner.symbol_refusals.load(Ordering::Relaxed)
+        self.inner.symbol_refusals.load(Ordering::Acquire)
     }
 
     /// Held symbols without a quote for `symbol_silence` (cleared by their next quote).
@@ -304,7 +305,6 @@ impl Inner {
     /// is refused and its caller learns; a caller that waits learns from its own answer and
     /// decides what to ask for next.
     fn refused(&self, symbols: &[Symbol], on_server: &BTreeSet<Symbol>, anyone_waits: bool) {
-        self.symbol_refusals.fetch_add(1, Ordering::Relaxed);
         let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
         let mut asked_in_all = on_server.len();
         for s in symbols.iter().filter(|s| !on_server.contains(*s)) {
@@ -315,6 +315,8 @@ impl Inner {
         if !anyone_waits {
             self.limit.fetch_min(asked_in_all.saturating_sub(1).max(refs.len()), Ordering::Relaxed);
         }
+        // Counted last, and released: whoever sees the count sees what the refusal changed.
+        self.symbol_refusals.fetch_add(1, Ordering::Release);
     }
 
     /// A quote of `symbol` arrived at `at`. The shared stale set is touched only when the symbol
