@@ -38,14 +38,14 @@ pub const ANSWER_LIMIT: usize = 240_000;
 /// should those still not fit), and says how many it left out and where the whole result is.
 pub fn trade_executed(event: &RebalancePlanned, result: &ExecutionResult, disposition: Disposition) -> Value {
     let mut answer = whole_answer(event, result, disposition);
-    if answer.to_string().len() <= ANSWER_LIMIT {
+    if sent_size(&answer, disposition) <= ANSWER_LIMIT {
         return answer;
     }
     let short: Vec<&tranche::domain::ItemResult> =
         result.orders.iter().filter(|row| !row.reached_target() && row.outcome.was_attempted()).collect();
     let mut kept = serde_json::to_value(&short).unwrap_or(Value::Array(Vec::new()));
     answer["execution_data"]["orders"] = kept.clone();
-    if answer.to_string().len() > ANSWER_LIMIT {
+    if sent_size(&answer, disposition) > ANSWER_LIMIT {
         kept = Value::Array(Vec::new());
     }
     let omitted = result.orders.len() - kept.as_array().map_or(0, Vec::len);
@@ -54,6 +54,18 @@ pub fn trade_executed(event: &RebalancePlanned, result: &ExecutionResult, dispos
     answer["execution_data"]["full_result"] =
         format!("every row is in the ledger: tranche ledger runs --plan {} --json", result.plan_id).into();
     answer
+}
+
+/// The bytes `answer` takes where it is sent: as it is, or, for a run left resumable (delivered
+/// again), as the message of a function error, a JSON string inside JSON whose quotes and
+/// backslashes are escaped (a sixth larger for result rows).
+fn sent_size(answer: &Value, disposition: Disposition) -> usize {
+    let text = answer.to_string();
+    if disposition == Disposition::Resumable {
+        serde_json::to_string(&text).map_or(usize::MAX, |quoted| quoted.len())
+    } else {
+        text.len()
+    }
 }
 
 /// The answer with every row.
@@ -274,6 +286,38 @@ mod tests {
         let small = trade_executed(&event(), &small, Disposition::Executed);
         assert_eq!(small["execution_data"]["orders"].as_array().unwrap().len(), 3);
         assert!(small["execution_data"].get("orders_omitted").is_none());
+    }
+
+    /// A large plan left resumable is delivered again with its answer as the message of a
+    /// function error: escaped there, the answer must still fit. 360 rows short of their target
+    /// fit as plain JSON, and not as the message.
+    #[test]
+    fn a_resumable_answer_fits_the_limit_as_the_message_of_a_function_error() {
+        let plan = RebalancePlan::from_json_str(include_str!("../../../examples/plan-500.json")).unwrap();
+        let row: tranche::domain::ItemResult = serde_json::from_value(json!({
+            "symbol": "AAPL", "action": "BUY", "trade_amount": "285.71", "shares": "3.5", "price": "285.71",
+            "order_id": "00000001-0000-4000-8000-000000000016", "success": false,
+            "error_message": "run deadline reached; its cancel was not confirmed in time",
+            "timestamp": "2026-03-02T14:46:01Z", "order_type": "limit", "filled_at": "2026-03-02T14:46:02.332Z",
+            "outcome": "partially_filled", "requested_qty": "3.5", "filled_qty": "1", "requested_notional": "1000.00",
+            "filled_notional": "285.71", "avg_fill_price": "285.71", "arrival_mid": "285.70",
+            "slippage_bps": "0.35", "orders": 1, "repegs": 0, "reason": "run deadline reached; its cancel was not confirmed in time"
+        }))
+        .unwrap();
+        let rows: Vec<_> = plan
+            .items
+            .iter()
+            .take(360)
+            .map(|item| tranche::domain::ItemResult { symbol: item.symbol.clone(), ..row.clone() })
+            .collect();
+        let result = ExecutionResult::from_items(&plan.plan_id, "c", rows, chrono::Utc::now(), None);
+        let whole = whole_answer(&event(), &result, Disposition::Resumable).to_string();
+        let escaped = serde_json::to_string(&whole).unwrap().len();
+        assert!(whole.len() <= ANSWER_LIMIT && escaped > ANSWER_LIMIT, "{} and {escaped} bytes", whole.len());
+        let answer = trade_executed(&event(), &result, Disposition::Resumable);
+        let as_message = serde_json::to_string(&answer.to_string()).unwrap().len();
+        assert!(as_message <= ANSWER_LIMIT, "{as_message} bytes as a function error's message");
+        assert_eq!(answer["orders_placed"], result.orders_placed, "the counts stay whole");
     }
 
     #[test]
