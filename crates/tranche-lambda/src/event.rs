@@ -4,7 +4,8 @@
 //!
 //! Invariants: parsing never panics; a record that is not a usable `RebalancePlanned` is an
 //! error of that record alone (the rest of a batch is still executed); the plan inside goes
-//! through the same validation as a plan file (`RebalancePlan::from_value`).
+//! through the same validation as a plan file (`RebalancePlan::from_value`), and the event's
+//! own ids (which every answer carries) through the plan's id rules.
 
 use serde_json::Value;
 use tranche::domain::RebalancePlan;
@@ -35,6 +36,14 @@ pub enum EventError {
     /// The plan is not a valid plan.
     #[error("the rebalance_plan is invalid: {0}")]
     BadPlan(String),
+    /// An id of the event breaks the id rules (the answers carry it).
+    #[error("the event's {field} {problem}")]
+    BadId {
+        /// Which id.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// One SQS record: its message id (how a partial batch failure names it) and its event.
@@ -88,10 +97,12 @@ fn event(value: &Value) -> Result<RebalancePlanned, EventError> {
         (Some(_), Some(detail)) if detail.is_object() => detail,
         _ => value,
     };
-    if let Some(kind) = inner.get("event_type").and_then(Value::as_str) {
-        if kind != "RebalancePlanned" {
-            return Err(EventError::OtherType(kind.to_owned()));
+    match inner.get("event_type") {
+        Some(Value::String(kind)) if kind != "RebalancePlanned" => {
+            return Err(EventError::OtherType(shown(kind)));
         }
+        Some(Value::String(_)) | None => {}
+        Some(other) => return Err(EventError::OtherType(shown(&other.to_string()))),
     }
     let plan = inner.get("rebalance_plan").ok_or(EventError::NoPlan)?;
     let plan = RebalancePlan::from_value(plan).map_err(|e| EventError::BadPlan(e.to_string()))?;
@@ -101,7 +112,19 @@ fn event(value: &Value) -> Result<RebalancePlanned, EventError> {
         .or_else(|| value.get("id").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| format!("rebalance-planned-{}", plan.plan_id));
     let correlation_id = text("correlation_id").unwrap_or_else(|| plan.correlation_id.clone());
+    // Held to the plan's id rules: every answer carries them, whatever else it cuts.
+    for (field, id) in [("event_id", &event_id), ("correlation_id", &correlation_id)] {
+        if let Some(problem) = tranche::domain::plan::id_problem(id) {
+            return Err(EventError::BadId { field, problem });
+        }
+    }
     Ok(RebalancePlanned { event_id, correlation_id, plan })
+}
+
+/// Text from the event as an error shows it: its first 64 characters, control characters
+/// escaped (printed in logs and answers, it must neither grow them nor drive a terminal).
+fn shown(text: &str) -> String {
+    text.chars().take(64).collect::<String>().escape_debug().to_string()
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -175,6 +198,31 @@ mod tests {
         let Invocation::Batch(records) = parse(&batch) else { panic!("not a batch") };
         let ids: Vec<_> = records.iter().map(|r| (r.message_id.as_str(), r.event.is_ok())).collect();
         assert_eq!(ids, vec![("m1", true), ("m2", false), ("m3", true)]);
+    }
+
+    /// The event's own ids are held to the plan's id rules (at most 256 characters, no control
+    /// characters): the answers carry them, whatever else is cut, and a 300 KB event id made an
+    /// answer past the 256 KB its consumers take. An event type that is not a string is no
+    /// `RebalancePlanned`.
+    #[test]
+    fn event_ids_past_the_id_rules_or_an_event_type_of_another_kind_are_refused() {
+        for (field, value) in [
+            ("event_id", Value::String("e".repeat(300_000))),
+            ("correlation_id", Value::String("corr\u{1b}]52;c;AAAA\u{7}".into())),
+            ("event_type", Value::from(42)),
+        ] {
+            let mut event = planned();
+            event[field] = value;
+            let Invocation::One(one) = parse(&event) else { panic!("not one event") };
+            let refused = one.expect_err(field);
+            let said = refused.to_string();
+            assert!(said.contains(field) || said.contains("42"), "{field}: {said}");
+            assert!(said.len() < 1_000, "{field}: the refusal does not echo the value whole");
+        }
+        let envelope = serde_json::json!({"id": "i".repeat(300), "detail-type": "RebalancePlanned", "detail": {
+            "event_type": "RebalancePlanned", "rebalance_plan": plan()}});
+        let Invocation::One(one) = parse(&envelope) else { panic!("not one event") };
+        assert!(one.is_err(), "an envelope id standing in for the event id is held to the same rules");
     }
 
     #[test]
