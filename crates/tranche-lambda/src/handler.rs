@@ -219,8 +219,12 @@ impl Function {
             Ok(p) => p,
             Err(e) => return (not_executed(Some(event), &e, true), true),
         };
-        tracing::info!(%plan_id, correlation_id = %event.correlation_id, remaining_s = remaining.as_secs(), "executing");
         let replayed = ledger.completed_before(&plan_id).await;
+        // The run's time is counted from here: the reads above (the ledger's, at S3's pace, up to
+        // a quarter of the lease each with their retries) spent some of the invocation.
+        let remaining = deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(self.margin);
+        let engine = EngineConfig { run_deadline: engine.run_deadline.min(remaining), ..engine };
+        tracing::info!(%plan_id, correlation_id = %event.correlation_id, remaining_s = remaining.as_secs(), "executing");
         match execute_recorded(event.plan.clone(), engine, ports, ledger, None).await {
             Ok(result) => {
                 let disposition = if replayed { Disposition::Replayed } else { Disposition::Executed };
