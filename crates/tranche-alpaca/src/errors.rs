@@ -11,10 +11,11 @@ use tranche_broker::{BrokerError, RejectReason};
 pub fn map_status(status: u16, retry_after: Option<Duration>, body: &str, mutation: bool) -> BrokerError {
     let json: Option<Value> = serde_json::from_str(body).ok();
     let code = json.as_ref().and_then(|v| v.get("code")).and_then(Value::as_u64);
-    let message = json.as_ref().and_then(|v| v.get("message")).and_then(Value::as_str).map_or_else(
-        || format!("{} (HTTP {status})", body.chars().take(200).collect::<String>().trim()),
-        str::to_owned,
-    );
+    let message = json
+        .as_ref()
+        .and_then(|v| v.get("message"))
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("{} (HTTP {status})", plain(body, 200).trim()), |said| plain(said, MESSAGE_CHARS));
     let lower = message.to_lowercase();
     let reject = |reason: RejectReason| BrokerError::Rejected { reason, code, message: message.clone() };
     match status {
@@ -28,6 +29,24 @@ pub fn map_status(status: u16, retry_after: Option<Duration>, body: &str, mutati
         _ if mutation => BrokerError::Uncertain { message: format!("unexpected HTTP {status}: {message}") },
         _ => BrokerError::Transient { message: format!("unexpected HTTP {status}: {message}") },
     }
+}
+
+/// The most of a server's message kept in an error (Alpaca's are a line).
+const MESSAGE_CHARS: usize = 500;
+
+/// A server's text as an error carries it: at most `most` characters, control characters
+/// escaped. It reaches logs, ledger rows, result tables and a terminal: an escape sequence from
+/// a proxy or a hostile server must not drive the terminal, nor a long text grow every row.
+fn plain(text: &str, most: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(most) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn classify(message: &str, status: u16) -> RejectReason {
@@ -84,6 +103,19 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server's message with an escape sequence (OSC 52 writes the user's clipboard) and no
+    /// end: the error carries it escaped and cut, whatever reaches a terminal or a ledger row.
+    #[test]
+    fn a_servers_message_is_carried_escaped_and_cut() {
+        let hostile = format!("{{\"code\":40310000,\"message\":\"\\u001b]52;c;AAAA\\u0007 {}\"}}", "x".repeat(100_000));
+        let BrokerError::Rejected { message, .. } = map_status(403, None, &hostile, true) else { panic!("a refusal") };
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(message.starts_with("\\u{1b}]52;c;AAAA\\u{7}"), "{message:?}");
+        assert!(message.chars().count() <= MESSAGE_CHARS + 10, "{} characters", message.chars().count());
+        let BrokerError::Transient { message } = map_status(502, None, "\u{1b}[2J<html>", false) else { panic!("5xx") };
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
 
     /// A wait from the network is bounded, however hostile: a `Retry-After` of years, a reset
     /// at the far end of time (which overflowed the subtraction).
