@@ -358,7 +358,12 @@ impl EngineCore {
                     );
                 }
             }
-            Stage::Working { .. } => self.continue_repeg(i, now, out),
+            // Only the item that waits for this quote goes on; one that did not ask (a quote asked
+            // for another item's sake, a second answer) has it remembered and waits for its own
+            // re-peg, within the budget and the re-peg gap.
+            Stage::Working { .. } if self.items[i].pending() == Some(super::item::Pending::Quote) => {
+                self.continue_repeg(i, now, out);
+            }
             _ => {}
         }
     }

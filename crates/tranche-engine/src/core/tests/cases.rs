@@ -897,6 +897,17 @@ fn an_unreadable_account_ends_the_run_at_once() {
 /// A liquidation of a fractional position with no quote anywhere (none streamed, the REST
 /// quote failing) is sized without a price and worked by the escalation order: it goes out for
 /// every share held. It ended as "worth $0, below the $1 minimum" with nothing sold.
+/// A REST quote the item did not ask for (asked for another item's sake, or a second answer)
+/// reaches a working item: it is remembered, and moves nothing. It re-pegged the order at once,
+/// past the request budget, the re-peg gap and the worth-a-request test.
+#[test]
+fn a_rest_quote_a_working_item_did_not_ask_for_moves_nothing() {
+    let (mut bench, _, _) = working_buy();
+    let moved = quote("AAPL", "100.40", "100.60", bench.now);
+    let out = bench.feed(Input::RestQuote { item: 0, result: Ok(moved) });
+    assert!(replaces(&out).is_empty() && cancels(&out).is_empty() && submits(&out).is_empty(), "{out:#?}");
+}
+
 #[test]
 fn a_liquidation_with_no_price_anywhere_still_sells_every_share() {
     let plan = plan("p1", &[("AAPL", "SELL", "-1050", "1050")]);
