@@ -34,8 +34,9 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Connection settings.
-#[derive(Debug, Clone)]
+/// Connection settings. `Debug` shows the URLs without any credentials in them and the secret
+/// as `<redacted>`.
+#[derive(Clone)]
 pub struct AlpacaConfig {
     /// Trading REST base URL (`APCA_API_BASE_URL`); the trade_updates socket is `<base>/stream`.
     pub trading_url: String,
@@ -61,6 +62,24 @@ pub struct AlpacaConfig {
     /// by default 30 on `iex` (Alpaca's Basic plan) and none on the paid feeds. The engine
     /// streams the symbols it works first and reads the others' quotes by REST.
     pub data_symbol_limit: Option<usize>,
+}
+
+impl std::fmt::Debug for AlpacaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = tranche_broker::url_without_userinfo;
+        f.debug_struct("AlpacaConfig")
+            .field("trading_url", &shown(&self.trading_url))
+            .field("data_url", &shown(&self.data_url))
+            .field("key_id", &self.key_id)
+            .field("secret", &self.secret)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("data_requests_per_minute", &self.data_requests_per_minute)
+            .field("timeout", &self.timeout)
+            .field("data_stream_url", &self.data_stream_url.as_deref().map(shown))
+            .field("data_feed", &self.data_feed)
+            .field("data_symbol_limit", &self.data_symbol_limit)
+            .finish()
+    }
 }
 
 /// Alpaca's Basic plan: 30 symbols for trades and quotes on the `iex` stream.
@@ -152,8 +171,12 @@ impl AlpacaConfig {
     /// as unset).
     pub fn from_vars(live: bool, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &'static str| lookup(name).filter(|v| !v.is_empty());
-        let key = var("APCA_API_KEY_ID").ok_or(ConfigError::Missing("APCA_API_KEY_ID"))?;
-        let secret = var("APCA_API_SECRET_KEY").ok_or(ConfigError::Missing("APCA_API_SECRET_KEY"))?;
+        // The keys without the whitespace around them (a secret store's value often ends with a
+        // newline, which no HTTP header may carry: every request failed to be built, a submit
+        // reported as an order of unknown outcome).
+        let key_var = |name: &'static str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let key = key_var("APCA_API_KEY_ID").ok_or(ConfigError::Missing("APCA_API_KEY_ID"))?;
+        let secret = key_var("APCA_API_SECRET_KEY").ok_or(ConfigError::Missing("APCA_API_SECRET_KEY"))?;
         let mut config = Self::new(key, Secret::new(secret));
         config.trading_url = match var("APCA_API_BASE_URL") {
             Some(url) => checked_url("APCA_API_BASE_URL", url, PAPER_URL)?,
@@ -232,6 +255,34 @@ fn websocket(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys read with a newline or spaces around them (as secret stores hand them out) are used
+    /// without; a key of whitespace only is missing.
+    #[test]
+    fn keys_are_read_without_the_whitespace_around_them() {
+        let lookup = |name: &str| match name {
+            "APCA_API_KEY_ID" => Some(" KEY\n".to_owned()),
+            "APCA_API_SECRET_KEY" => Some("SECRET\r\n".to_owned()),
+            _ => None,
+        };
+        let config = AlpacaConfig::from_vars(false, lookup).unwrap();
+        assert_eq!((config.key_id.as_str(), config.secret.expose()), ("KEY", "SECRET"));
+        let blank = |name: &str| (name == "APCA_API_SECRET_KEY").then(|| "\n".to_owned()).or_else(|| Some("K".into()));
+        assert_eq!(AlpacaConfig::from_vars(false, blank).unwrap_err(), ConfigError::Missing("APCA_API_SECRET_KEY"));
+    }
+
+    /// Credentials in a URL (a proxy's `user:password@`) never show in the configuration's
+    /// `Debug`, nor the secret: the derived one printed the URLs as they were.
+    #[test]
+    fn the_configuration_debug_shows_no_credentials() {
+        let mut config = AlpacaConfig::new("KEY", Secret::new("SECRET-VALUE"));
+        config.trading_url = "https://user:proxy-pass@paper-api.alpaca.markets".into();
+        config.data_url = "https://user:proxy-pass@data.alpaca.markets".into();
+        config.data_stream_url = Some("wss://user:proxy-pass@stream.data.alpaca.markets".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("proxy-pass") && !shown.contains("SECRET-VALUE"), "{shown}");
+        assert!(shown.contains("paper-api.alpaca.markets"), "{shown}");
+    }
 
     #[test]
     fn the_symbol_limit_follows_the_feed_unless_told() {
