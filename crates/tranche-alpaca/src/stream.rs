@@ -195,6 +195,7 @@ async fn session_loop(
     let mut ping = tokio::time::interval(PING);
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
+    let mut unreadable = Unreadable::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(listen_by), if !listening => {
@@ -211,6 +212,7 @@ async fn session_loop(
                     None => return End::Retry { slow: false },
                 };
                 last_heard = tokio::time::Instant::now();
+                let heard_before = *heard_at;
                 if listening {
                     *heard_at = Some(chrono::Utc::now());
                 }
@@ -254,21 +256,19 @@ async fn session_loop(
                     }
                     Some("trade_updates") => {
                         let Some(data) = value.get("data") else { continue };
-                        match decode_trade_update(data) {
-                            Ok(update) => {
-                                if tx.send(StreamEvent::Update(Box::new(update))).await.is_err() {
-                                    return End::Stop;
-                                }
-                            }
-                            // One unreadable update is logged, never fatal; reconciliation
-                            // catches what it said.
-                            Err(e) => tracing::warn!(error = %e, "skipping an unreadable trade update"),
+                        if !deliver(data, tx, &mut unreadable, heard_before).await {
+                            return End::Stop;
                         }
                     }
                     _ => {}
                 }
             }
             _ = ping.tick() => {
+                if let Some(since) = unreadable.due() {
+                    if !tell_gap(tx, since).await {
+                        return End::Stop;
+                    }
+                }
                 if last_heard.elapsed() > SILENCE {
                     tracing::warn!("trade_updates silent too long; reconnecting");
                     return End::Retry { slow: false };
@@ -279,6 +279,60 @@ async fn session_loop(
             }
         }
     }
+}
+
+/// Delivers one update's `data`; false once nobody listens. One unreadable update is never
+/// fatal; what it said is read back: told as a gap from the frame before it (`heard_before`: the
+/// engine looks its live orders up and reads the fills since), at most one every `PING`.
+async fn deliver(
+    data: &Value,
+    tx: &mpsc::Sender<StreamEvent>,
+    unreadable: &mut Unreadable,
+    heard_before: Option<tranche_domain::Timestamp>,
+) -> bool {
+    match decode_trade_update(data) {
+        Ok(update) => tx.send(StreamEvent::Update(Box::new(update))).await.is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "an unreadable trade update: told as a gap");
+            unreadable.note(heard_before.unwrap_or_else(chrono::Utc::now));
+            match unreadable.due() {
+                Some(since) => tell_gap(tx, since).await,
+                None => true,
+            }
+        }
+    }
+}
+
+/// Unreadable trade updates not yet told as a gap: from when, and when the last gap was told
+/// (told at most once every `PING`, so that a server sending garbage cannot storm the broker
+/// with the reads a gap asks for; one held back is told at the next ping).
+#[derive(Default)]
+struct Unreadable {
+    since: Option<tranche_domain::Timestamp>,
+    told_at: Option<tokio::time::Instant>,
+}
+
+impl Unreadable {
+    /// An unreadable update came after the frame heard at `since`.
+    fn note(&mut self, since: tranche_domain::Timestamp) {
+        self.since = Some(self.since.map_or(since, |s| s.min(since)));
+    }
+
+    /// The gap to tell now, if one is waiting and the last was told long enough ago.
+    fn due(&mut self) -> Option<tranche_domain::Timestamp> {
+        if self.told_at.is_some_and(|at| at.elapsed() < PING) {
+            return None;
+        }
+        let since = self.since.take()?;
+        self.told_at = Some(tokio::time::Instant::now());
+        Some(since)
+    }
+}
+
+/// Tells the consumer that updates since `since` may be lost, the stream still up; false once
+/// nobody listens.
+async fn tell_gap(tx: &mpsc::Sender<StreamEvent>, since: tranche_domain::Timestamp) -> bool {
+    tx.send(StreamEvent::Gap { since }).await.is_ok() && tx.send(StreamEvent::Up).await.is_ok()
 }
 
 /// The socket of the trade stream.
@@ -469,5 +523,41 @@ mod tests {
         let gap = tokio::time::timeout(within, events.next_event()).await.expect("in time");
         let Some(StreamEvent::Gap { since }) = gap else { panic!("a gap: {gap:?}") };
         assert!(since <= listened_by, "the gap runs from the last frame ({since}), heard by {listened_by}");
+    }
+    /// A trade update the adapter cannot read (a fill whose order has no status) is told as a
+    /// gap, the stream still up: the engine reads back what it said. It was only logged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_update_is_told_as_a_gap() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let Ok((socket, _)) = listener.accept().await else { return };
+            let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else { return };
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(t) = message else { continue };
+                if t.as_str().contains("\"auth\"") {
+                    let ok =
+                        json!({"stream": "authorization", "data": {"status": "authorized", "action": "authenticate"}});
+                    let _ = ws.send(Message::Text(ok.to_string().into())).await;
+                } else if t.as_str().contains("\"listen\"") {
+                    let listening = json!({"stream": "listening", "data": {"streams": ["trade_updates"]}});
+                    let _ = ws.send(Message::Text(listening.to_string().into())).await;
+                    let unreadable = json!({"stream": "trade_updates", "data": {"event": "fill", "order": {"id": "o-1", "status": null}}});
+                    let _ = ws.send(Message::Text(unreadable.to_string().into())).await;
+                }
+            }
+        });
+        let mut events = AlpacaOrderEvents::connect(config_at(addr));
+        let within = Duration::from_secs(10);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let event = tokio::time::timeout(within, events.next_event()).await.expect("in time");
+            seen.push(match event {
+                Some(StreamEvent::Up) => "up",
+                Some(StreamEvent::Gap { .. }) => "gap",
+                other => panic!("{other:?}"),
+            });
+        }
+        assert_eq!(seen, ["up", "gap", "up"]);
     }
 }
