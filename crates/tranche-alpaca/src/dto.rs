@@ -88,6 +88,12 @@ impl OrderDto {
         ts(self.created_at.as_deref()).ok().flatten()
     }
 
+    /// When the order was submitted (what Alpaca's order list filters and sorts on), else when
+    /// it was created, when the answer says and it can be read.
+    pub fn submitted_at(&self) -> Option<Timestamp> {
+        ts(self.submitted_at.as_deref()).ok().flatten().or_else(|| self.created_at())
+    }
+
     /// The domain order.
     pub fn into_order(self) -> Result<Order, DecodeError> {
         let status = OrderStatus::from_wire(&self.status);

@@ -443,7 +443,7 @@ const MAX_ORDER_PAGES: usize = 200;
 
 impl AlpacaBroker {
     /// Every open order, oldest first: pages of `ORDER_PAGE` in ascending submission time, each
-    /// asked for after the newest time of the one before less a microsecond (the parameter's
+    /// asked for after the newest submission time of the one before less a microsecond (the parameter's
     /// precision is coarser than the order times, and orders may share one), de-duplicated by
     /// id, until a short page. A full page with nothing new, or more than `MAX_ORDER_PAGES`, is
     /// an error rather than a loop or a silent truncation.
@@ -471,8 +471,8 @@ impl AlpacaBroker {
                         continue;
                     }
                 };
-                if let Some(created) = dto.created_at() {
-                    newest = Some(newest.map_or(created, |n: Timestamp| n.max(created)));
+                if let Some(submitted) = dto.submitted_at() {
+                    newest = Some(newest.map_or(submitted, |n: Timestamp| n.max(submitted)));
                 }
                 if seen.insert(dto.id().to_owned()) {
                     all.push(dto);
@@ -1019,6 +1019,36 @@ mod tests {
         let err = broker.fill_activities(chrono::DateTime::UNIX_EPOCH).await.unwrap_err();
         assert!(matches!(err, BrokerError::Transient { .. }), "{err}");
         assert_eq!(served.load(Ordering::SeqCst), 2, "stopped at the first page with nothing new");
+    }
+
+    /// Alpaca filters and sorts the order list on submission time (`after`, `direction`), which
+    /// comes before the creation time the answer also carries: the next page is asked for after
+    /// the last submission time read. Asked after the last creation time, an order submitted
+    /// between the two was skipped (left working: a stale order of the plan never cancelled).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_orders_are_paged_on_their_submission_time() {
+        let order = |i: usize| {
+            let mut o = accepted_order(&format!("order-{i}"), &format!("cid-{i}"));
+            let submitted = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(1_772_400_000 + i as i64);
+            o["status"] = json!("new");
+            o["submitted_at"] = json!(submitted.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+            let created = submitted + chrono::Duration::milliseconds(5);
+            o["created_at"] = json!(created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+            o
+        };
+        let (addr, _, heads) = listen(move |n| {
+            let page: Vec<Value> = if n == 0 { (0..ORDER_PAGE).map(order).collect() } else { vec![order(ORDER_PAGE)] };
+            ok_json(&Value::Array(page))
+        })
+        .await;
+        let orders = broker_at(addr).open_orders().await.unwrap();
+        assert_eq!(orders.len(), ORDER_PAGE + 1);
+        let last_submitted =
+            chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(1_772_400_000 + ORDER_PAGE as i64 - 1);
+        let asked =
+            (last_submitted - chrono::Duration::microseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let second = heads.lock().unwrap().iter().find(|h| h.contains("after=")).cloned().expect("a second page");
+        assert!(second.contains(&format!("after={}", asked.replace(':', "%3A"))), "{second}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
