@@ -1027,9 +1027,12 @@ mod tests {
     /// between the two was skipped (left working: a stale order of the plan never cancelled).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn open_orders_are_paged_on_their_submission_time() {
-        let order = |i: usize| {
+        let second_of = |i: usize| {
+            chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(1_772_400_000 + i64::try_from(i).unwrap())
+        };
+        let order = move |i: usize| {
             let mut o = accepted_order(&format!("order-{i}"), &format!("cid-{i}"));
-            let submitted = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(1_772_400_000 + i as i64);
+            let submitted = second_of(i);
             o["status"] = json!("new");
             o["submitted_at"] = json!(submitted.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
             let created = submitted + chrono::Duration::milliseconds(5);
@@ -1043,8 +1046,7 @@ mod tests {
         .await;
         let orders = broker_at(addr).open_orders().await.unwrap();
         assert_eq!(orders.len(), ORDER_PAGE + 1);
-        let last_submitted =
-            chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(1_772_400_000 + ORDER_PAGE as i64 - 1);
+        let last_submitted = second_of(ORDER_PAGE - 1);
         let asked =
             (last_submitted - chrono::Duration::microseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let second = heads.lock().unwrap().iter().find(|h| h.contains("after=")).cloned().expect("a second page");
