@@ -8,7 +8,7 @@
 //! orders is in the ledger once, under its execution id (or, when the ledger learnt it from
 //! the account activities, under another id with the same order, side, quantity and price),
 //! with the same order, symbol, side, quantity and price; the ledger holds no fill the broker
-//! does not.
+//! does not, and no order the broker named that the broker does not have.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +53,15 @@ pub fn ledger_mismatches(
             format!("{:?}", record.filled_avg_price.map(|p| p.get().normalize())),
             format!("{:?}", order.filled_avg_price.map(|p| p.get().normalize())),
         );
+    }
+    // The other way: an order the ledger holds as placed (the broker named it) that the broker
+    // does not have, e.g. a record written for a submit that never reached it.
+    let at_broker: std::collections::BTreeSet<&ClientOrderId> =
+        broker_orders.iter().filter(|o| ours(&o.client_order_id)).map(|o| &o.client_order_id).collect();
+    for (id, record) in &recorded {
+        if let Some(named) = record.broker_order_id.as_deref().filter(|_| !at_broker.contains(id)) {
+            out.push(format!("order {id} ({named}) is in the ledger but not at the broker"));
+        }
     }
     let mut booked: BTreeMap<&str, Vec<&FillRecord>> = BTreeMap::new();
     for fill in ledger_fills.iter().filter(|f| f.plan_id == plan_id) {
@@ -220,6 +229,18 @@ mod tests {
                 vec![booked.clone()],
             ),
             ("is at the broker but not in the ledger", vec![record.clone()], vec![]),
+            (
+                "(never-placed) is in the ledger but not at the broker",
+                vec![
+                    record.clone(),
+                    OrderRecord {
+                        client_order_id: ClientOrderId::derive("audit1", &order.symbol, Side::Sell, 1),
+                        broker_order_id: Some("never-placed".into()),
+                        ..record.clone()
+                    },
+                ],
+                vec![booked.clone()],
+            ),
             ("in the ledger 2 times", vec![record.clone()], vec![booked.clone(), booked.clone()]),
             ("ledger sell 3", vec![record.clone()], vec![FillRecord { qty: Qty::new(3.into()), ..booked.clone() }]),
             (
