@@ -629,10 +629,6 @@ async fn finish(
     }
 }
 
-/// From this many symbols on, a plan's assets are read from the broker's list in one request
-/// (then any name missing from it alone) rather than one request per symbol.
-const ASSET_LIST_FROM: usize = 20;
-
 /// The asset of each symbol, in order: from the asset list for a large plan (the names it does
 /// not hold, and all of them should the list fail, read one by one), else one read per symbol,
 /// all at once.
@@ -640,17 +636,18 @@ async fn read_assets(
     broker: &Arc<dyn Broker>,
     symbols: Vec<Symbol>,
 ) -> Vec<(Symbol, Result<tranche_domain::Asset, BrokerError>)> {
-    let listed: std::collections::HashMap<Symbol, tranche_domain::Asset> = if symbols.len() >= ASSET_LIST_FROM {
-        match contained(broker.assets()).await {
-            Ok(list) => list.into_iter().map(|a| (a.symbol.clone(), a)).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "the asset list cannot be read; reading each asset");
-                std::collections::HashMap::new()
+    let listed: std::collections::HashMap<Symbol, tranche_domain::Asset> =
+        if symbols.len() >= crate::io::ASSET_LIST_FROM {
+            match contained(broker.assets()).await {
+                Ok(list) => list.into_iter().map(|a| (a.symbol.clone(), a)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the asset list cannot be read; reading each asset");
+                    std::collections::HashMap::new()
+                }
             }
-        }
-    } else {
-        std::collections::HashMap::new()
-    };
+        } else {
+            std::collections::HashMap::new()
+        };
     let mut lookups = JoinSet::new();
     let mut found = Vec::with_capacity(symbols.len());
     for (i, symbol) in symbols.into_iter().enumerate() {

@@ -312,3 +312,7 @@ pub enum Command {
     /// The run is over.
     Finish(Box<ExecutionResult>),
 }
+
+/// From this many symbols on, a plan's assets are read from the broker's list in one request
+/// (then any name missing from it alone) rather than one request per symbol.
+pub(crate) const ASSET_LIST_FROM: usize = 20;

@@ -37,9 +37,12 @@ impl RequestBudget {
     /// The Trading API requests `command` makes.
     pub(crate) fn cost(command: &Command) -> usize {
         match command {
-            // Account, clock, positions, open orders and the assets (one read of the list, or
-            // one per symbol: counted as one, the list's case, which large plans take).
-            Command::Preflight { .. } => 5,
+            // Account, clock, positions, open orders and the assets: one read of the list for a
+            // large plan, one per symbol for a small one (a failed list, read symbol by symbol
+            // after it, is not foreseen).
+            Command::Preflight { symbols } => {
+                4 + if symbols.len() >= crate::io::ASSET_LIST_FROM { 1 } else { symbols.len() }
+            }
             Command::Submit { .. }
             | Command::Replace { .. }
             | Command::SendReplace { .. }
@@ -176,6 +179,19 @@ mod tests {
 
     fn submit() -> Command {
         Command::FetchAccount
+    }
+
+    /// The preflight costs what the driver sends: four reads and the assets, one list for a
+    /// large plan, one read per symbol for a small one. It counted five whatever the plan (19
+    /// symbols: 23 requests sent, 5 counted, the rest spent again on re-pegs).
+    #[test]
+    fn the_preflight_costs_its_asset_reads() {
+        let symbols = |n: usize| {
+            (0..n).map(|i| tranche_domain::Symbol::parse(&format!("S{i}")).unwrap_or_else(|e| panic!("{e}"))).collect()
+        };
+        assert_eq!(RequestBudget::cost(&Command::Preflight { symbols: symbols(3) }), 7);
+        assert_eq!(RequestBudget::cost(&Command::Preflight { symbols: symbols(19) }), 23);
+        assert_eq!(RequestBudget::cost(&Command::Preflight { symbols: symbols(500) }), 5);
     }
 
     #[test]
