@@ -110,6 +110,72 @@ async fn fills_are_recorded_once_and_duplicates_counted() {
     assert_eq!(ledger.runs(Some("p2")).await.unwrap()[0].duplicate_fills, 2);
 }
 
+/// Execution ids are unique within a plan, not across plans: a simulator or emulator started
+/// again names its executions from the same seed, so two plans' fills can share an id. The
+/// second plan's fill was taken for a duplicate and never recorded.
+#[tokio::test]
+async fn fills_of_two_plans_under_one_execution_id_are_both_recorded() {
+    let ledger = SqliteLedger::open(temp_path("two-plans")).unwrap();
+    let first = started(ledger.begin(&plan("plan-a")).await.unwrap());
+    let second = started(ledger.begin(&plan("plan-b")).await.unwrap());
+    assert_eq!(ledger.record_fill(&first, &fill(&first, 1)).await.unwrap(), FillOutcome::Recorded);
+    assert_eq!(ledger.record_fill(&second, &fill(&second, 1)).await.unwrap(), FillOutcome::Recorded);
+    assert_eq!(ledger.fills("plan-b").await.unwrap().len(), 1);
+    assert_eq!(ledger.record_fill(&second, &fill(&second, 1)).await.unwrap(), FillOutcome::Duplicate);
+}
+
+/// A ledger written by the version before (fills keyed by execution id alone) opens, keeps its
+/// fills, and keys them by plan from then on.
+#[tokio::test]
+async fn a_ledger_of_the_version_before_keeps_its_fills() {
+    let path = temp_path("v2");
+    {
+        let ledger = SqliteLedger::open(&path).unwrap();
+        let run = started(ledger.begin(&plan("plan-old")).await.unwrap());
+        ledger.record_fill(&run, &fill(&run, 1)).await.unwrap();
+    }
+    // Back to version 2's table, as an older Tranche left it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE fills_v2 AS SELECT * FROM fills; DROP TABLE fills;
+         CREATE TABLE fills (execution_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL, run_id TEXT NOT NULL,
+           client_order_id TEXT NOT NULL, broker_order_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+           qty TEXT NOT NULL, price TEXT NOT NULL, bid TEXT, ask TEXT, order_type TEXT, strategy_attribution TEXT,
+           filled_at TEXT NOT NULL, seq INTEGER NOT NULL);
+         INSERT INTO fills SELECT * FROM fills_v2; DROP TABLE fills_v2; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let ledger = SqliteLedger::open(&path).unwrap();
+    assert_eq!(ledger.fills("plan-old").await.unwrap().len(), 1, "kept");
+    let other = started(ledger.begin(&plan("plan-new")).await.unwrap());
+    assert_eq!(ledger.record_fill(&other, &fill(&other, 1)).await.unwrap(), FillOutcome::Recorded);
+}
+
+/// Several processes opening a new ledger (or one an upgrade migrates) at once: each migration
+/// is applied once and every open succeeds. The second failed as "damaged" (its migration ran
+/// on a schema the first had already made).
+#[test]
+fn ledgers_opened_at_once_for_the_first_time_all_open() {
+    for round in 0..20 {
+        let path = temp_path(&format!("race-{round}"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let opens: Vec<_> = (0..3)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), std::sync::Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteLedger::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for open in opens {
+            let opened = open.join().unwrap();
+            assert!(opened.is_ok(), "round {round}: {opened:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_running_plan_is_refused_and_a_completed_one_returns_its_result() {
     let path = temp_path("begin");

@@ -3,8 +3,9 @@
 //! on a sidecar file, which the kernel releases when a worker dies (so a crashed run can be
 //! resumed at once, and two live workers never run the same plan).
 //!
-//! Invariants: every write is one transaction; fills are unique on execution id; a completed
-//! run is never reopened.
+//! Invariants: every write is one transaction; fills are unique on execution id within their
+//! plan; a completed run is never reopened; each schema step is applied once, under the write
+//! lock, however many processes open the file at once.
 
 mod schema;
 
@@ -92,6 +93,22 @@ where
     text.parse::<T>().map_err(|e| LedgerError::Storage(format!("unreadable value `{text}`: {e}")))
 }
 
+/// Puts the file in WAL mode. Switching needs the file to itself, and SQLite answers "database
+/// is locked" at once, without waiting, while another process opening it at the same moment
+/// makes the schema: asked again, 50 ms apart, for up to ten seconds (the busy timeout).
+fn wal_mode(conn: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())) {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            done => return done,
+        }
+    }
+}
+
 impl SqliteLedger {
     /// Opens (creating if absent) the ledger at `path`, migrating it to the latest schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, LedgerError> {
@@ -106,10 +123,16 @@ impl SqliteLedger {
         }
         let conn = Connection::open(&path).map_err(corrupt)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(corrupt)?;
-        // Reading the header is the first access: a file that is not a database fails here.
-        let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(corrupt)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
-        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(corrupt)?;
+        // Reading the header is the first access: a file that is not a database fails here. One
+        // snapshot: another process may be making the schema meanwhile.
+        let (app_id, version, tables): (i64, i64, i64) = {
+            let tx = conn.unchecked_transaction().map_err(corrupt)?;
+            let app_id = tx.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(corrupt)?;
+            let version = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+            let tables = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(corrupt)?;
+            tx.commit().map_err(corrupt)?;
+            (app_id, version, tables)
+        };
         if app_id != APPLICATION_ID && (tables > 0 || version != 0) {
             return Err(LedgerError::Foreign {
                 path: shown,
@@ -119,11 +142,19 @@ impl SqliteLedger {
         if version > latest_version() {
             return Err(LedgerError::TooNew { path: shown, found: version, supported: latest_version() });
         }
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).map_err(corrupt)?;
+        wal_mode(&conn).map_err(corrupt)?;
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(corrupt)?;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
             let next = i64::try_from(index + 1).unwrap_or(i64::MAX);
-            let tx = conn.unchecked_transaction().map_err(corrupt)?;
+            // Each step under the write lock, the version read again inside it: a process
+            // opening the file at the same moment may have applied it since the first read.
+            let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)
+                .map_err(corrupt)?;
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+            if now >= next {
+                tx.commit().map_err(corrupt)?;
+                continue;
+            }
             tx.execute_batch(sql).map_err(corrupt)?;
             tx.execute_batch(&format!("PRAGMA user_version = {next}; PRAGMA application_id = {APPLICATION_ID};"))
                 .map_err(corrupt)?;

@@ -83,6 +83,35 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (plan_id, item_index)
     );
     ",
+    // 3: fills unique within their plan, not across plans (a simulator started again names its
+    // executions from the same seed: another plan's fill under a known id was dropped).
+    "
+    CREATE TABLE fills_by_plan_and_execution (
+        execution_id         TEXT NOT NULL,
+        plan_id              TEXT NOT NULL,
+        run_id               TEXT NOT NULL REFERENCES runs (run_id),
+        client_order_id      TEXT NOT NULL,
+        broker_order_id      TEXT NOT NULL,
+        symbol               TEXT NOT NULL,
+        side                 TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        qty                  TEXT NOT NULL,
+        price                TEXT NOT NULL,
+        bid                  TEXT,
+        ask                  TEXT,
+        order_type           TEXT,
+        strategy_attribution TEXT,
+        filled_at            TEXT NOT NULL,
+        seq                  INTEGER NOT NULL,
+        PRIMARY KEY (plan_id, execution_id)
+    );
+    INSERT INTO fills_by_plan_and_execution
+        SELECT execution_id, plan_id, run_id, client_order_id, broker_order_id, symbol, side, qty, price, bid, ask,
+               order_type, strategy_attribution, filled_at, seq
+        FROM fills;
+    DROP TABLE fills;
+    ALTER TABLE fills_by_plan_and_execution RENAME TO fills;
+    CREATE INDEX fills_by_plan ON fills (plan_id, seq);
+    ",
 ];
 
 /// The newest schema version this build reads and writes.
