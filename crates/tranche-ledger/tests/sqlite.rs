@@ -217,6 +217,29 @@ async fn the_same_file_under_another_name_is_the_same_lock() {
     }
 }
 
+/// The plan's lock file deleted under a live worker (someone cleaned "stale" locks): the next
+/// worker takes a new lock and resumes the run, and the first, no longer holding the plan's
+/// lock, can prove and record nothing from then on (it went on writing, two workers on one
+/// plan).
+#[tokio::test]
+async fn a_worker_whose_lock_file_was_deleted_can_prove_and_record_nothing() {
+    let path = temp_path("lock-deleted");
+    let first = SqliteLedger::open(&path).unwrap();
+    let run = started(first.begin(&plan("p-lock")).await.unwrap());
+    first.record_fill(&run, &fill(&run, 1)).await.unwrap();
+    let mut locks = std::fs::canonicalize(&path).unwrap().into_os_string();
+    locks.push(".locks");
+    std::fs::remove_dir_all(&locks).unwrap();
+    let second = SqliteLedger::open(&path).unwrap();
+    let taken = started(second.begin(&plan("p-lock")).await.unwrap());
+    assert!(taken.resumed);
+    let lost = |r: Result<(), LedgerError>| matches!(r, Err(LedgerError::ClaimLost { .. }));
+    assert!(lost(first.prove_claim(&run).await.map(|_| ())), "the first worker's claim is gone");
+    assert!(lost(first.record_fill(&run, &fill(&run, 2)).await.map(|_| ())));
+    assert!(second.prove_claim(&taken).await.is_ok());
+    second.record_fill(&taken, &fill(&taken, 3)).await.unwrap();
+}
+
 #[tokio::test]
 async fn an_interrupted_run_is_resumed_by_the_next_worker() {
     let path = temp_path("resume");

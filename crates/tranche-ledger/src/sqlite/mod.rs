@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use tranche_domain::{ClientOrderId, ExecutionResult, OrderStatus, RebalancePlan, Symbol};
 
 use crate::model::{
-    BeginOutcome, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle, RunRecord,
-    RunStatus,
+    BeginOutcome, ClaimProof, FillOutcome, FillRecord, ItemRecord, LedgerError, OrderIntent, OrderRecord, RunHandle,
+    RunRecord, RunStatus,
 };
 use crate::port::Ledger;
 use schema::{latest_version, APPLICATION_ID, MIGRATIONS};
@@ -254,13 +254,35 @@ impl Db {
         })
     }
 
+    /// This process still holds the plan's lock as the plan's lock file names it: the file it
+    /// locked is the one at the lock's path (a lock file deleted, and another made and locked by
+    /// a second worker, leaves this one holding a lock nobody else sees).
+    fn holds_lock(&self, run: &RunHandle) -> Result<(), LedgerError> {
+        let lost = || LedgerError::ClaimLost { run_id: run.run_id.clone(), plan_id: run.plan_id.clone() };
+        let locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(held) = locks.get(&run.plan_id) else { return Err(lost()) };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let mine = held.metadata().map_err(storage)?;
+            match std::fs::metadata(self.lock_path(&run.plan_id)) {
+                Ok(now) if now.dev() == mine.dev() && now.ino() == mine.ino() => {}
+                _ => return Err(lost()),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = held;
+        Ok(())
+    }
+
+    /// The run is running, and this process still holds its plan (see [`Db::holds_lock`]).
     fn active(&self, conn: &Connection, run: &RunHandle) -> Result<(), LedgerError> {
         let status: Option<String> = conn
             .query_row("SELECT status FROM runs WHERE run_id = ?1", [&run.run_id], |r| r.get(0))
             .optional()
             .map_err(storage)?;
         match status.as_deref() {
-            Some("running") => Ok(()),
+            Some("running") => self.holds_lock(run),
             _ => Err(LedgerError::NotActive { run_id: run.run_id.clone() }),
         }
     }
@@ -624,6 +646,12 @@ impl Ledger for SqliteLedger {
     async fn begin(&self, plan: &RebalancePlan) -> Result<BeginOutcome, LedgerError> {
         let plan = plan.clone();
         self.blocking(move |db| db.begin(&plan)).await
+    }
+
+    /// Held as long as the process holds the plan's lock, unless the lock file was replaced.
+    async fn prove_claim(&self, run: &RunHandle) -> Result<ClaimProof, LedgerError> {
+        let run = run.clone();
+        self.blocking(move |db| db.holds_lock(&run).map(|()| ClaimProof::UNBOUNDED)).await
     }
 
     async fn record_intent(&self, run: &RunHandle, intent: &OrderIntent) -> Result<(), LedgerError> {
