@@ -240,6 +240,31 @@ async fn a_worker_whose_lock_file_was_deleted_can_prove_and_record_nothing() {
     second.record_fill(&taken, &fill(&taken, 3)).await.unwrap();
 }
 
+/// A new ledger, its WAL files and its plan locks are its owner's alone: they hold the account's
+/// orders, fills and results, and a lock anyone can take would hold a plan for ever. SQLite's
+/// default made the file readable by every local user.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_ledger_and_its_locks_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = temp_path("private");
+    let ledger = SqliteLedger::open(&path).unwrap();
+    let run = started(ledger.begin(&plan("p-private")).await.unwrap());
+    ledger.record_fill(&run, &fill(&run, 1)).await.unwrap();
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    let mut locks = std::fs::canonicalize(&path).unwrap().into_os_string();
+    locks.push(".locks");
+    for file in [path.clone(), PathBuf::from(wal), PathBuf::from(&locks)] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{}: {mode:o}", file.display());
+    }
+    for lock in std::fs::read_dir(&locks).unwrap() {
+        let mode = lock.unwrap().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "a lock: {mode:o}");
+    }
+}
+
 #[tokio::test]
 async fn an_interrupted_run_is_resumed_by_the_next_worker() {
     let path = temp_path("resume");

@@ -93,6 +93,21 @@ where
     text.parse::<T>().map_err(|e| LedgerError::Storage(format!("unreadable value `{text}`: {e}")))
 }
 
+/// Creates the ledger file readable and writable by its owner only, when it is not there yet
+/// (it holds the account's orders, fills and results; SQLite's own default lets every local
+/// user read it, and its `-wal` and `-shm` files take the database file's mode).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Puts the file in WAL mode. Switching needs the file to itself, and SQLite answers "database
 /// is locked" at once, without waiting, while another process opening it at the same moment
 /// makes the schema: asked again, 50 ms apart, for up to ten seconds (the busy timeout).
@@ -121,6 +136,7 @@ impl SqliteLedger {
                 dir.display()
             )));
         }
+        private_file(&path).map_err(storage)?;
         let conn = Connection::open(&path).map_err(corrupt)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(corrupt)?;
         // Reading the header is the first access: a file that is not a database fails here. One
@@ -207,9 +223,17 @@ impl Db {
     fn try_lock_plan(&self, plan_id: &str) -> Result<bool, LedgerError> {
         let path = self.lock_path(plan_id);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(storage)?;
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(storage)?;
         }
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(storage)?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(storage)?;
         match file.try_lock() {
             Ok(()) => {
                 self.locks.lock().unwrap_or_else(PoisonError::into_inner).insert(plan_id.to_owned(), file);
