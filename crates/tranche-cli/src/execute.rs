@@ -294,8 +294,9 @@ fn run_alpaca(options: &ExecuteOptions, plan: &RebalancePlan, settings: &setting
     let plan = plan.clone();
     let record = target.is_some().then(|| Arc::clone(&recording));
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = crate::signals::stop_request(Arc::clone(&interrupted));
+    let seen = Arc::clone(&interrupted);
     let outcome = runtime.block_on(async move {
+        let stop = crate::signals::stop_request(seen);
         let (tx, watcher) = watch(quiet, record);
         let ports = connection.ports_with(quotes);
         let replay = ledger.completed_before(&plan.plan_id).await;

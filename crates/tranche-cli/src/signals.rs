@@ -16,21 +16,28 @@ use tranche::engine::StopRequest;
 pub const INTERRUPTED: u8 = 130;
 
 /// The stop request of a run: the first SIGINT or SIGTERM, named. `seen` is set when it came.
+/// The signals are listened for from the call on, by a task of their own (call it inside the
+/// run's runtime), for the whole run: its end (leftover orders settled, the result recorded)
+/// included, where nothing polls the stop request any more and a signal, handled by nobody,
+/// did nothing (a second Ctrl-C did not exit either).
 pub fn stop_request(seen: Arc<AtomicBool>) -> StopRequest {
-    Box::pin(async move {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
         let name = next_signal().await;
         seen.store(true, Ordering::SeqCst);
         crate::logging::warn(&format!(
             "{name}: stopping the run: cancelling its open orders and recording what it did (again to exit at once)"
         ));
-        tokio::spawn(async {
-            let again = next_signal().await;
-            errln!(
-                "{again} again: exiting now; orders of this run may still be working at the broker (`tranche orders`)"
-            );
-            std::process::exit(i32::from(INTERRUPTED));
-        });
-        format!("interrupted by {name}")
+        let _ = tx.send(format!("interrupted by {name}"));
+        let again = next_signal().await;
+        errln!("{again} again: exiting now; orders of this run may still be working at the broker (`tranche orders`)");
+        std::process::exit(i32::from(INTERRUPTED));
+    });
+    Box::pin(async move {
+        match rx.await {
+            Ok(reason) => reason,
+            Err(_) => std::future::pending().await,
+        }
     })
 }
 

@@ -47,6 +47,57 @@ fn an_interrupted_run_cancels_its_orders_exits_130_and_the_same_command_continue
     });
 }
 
+/// Ctrl-C while the run's end waits (here for orders whose submit's answer was lost, which the
+/// broker may still create): the signal is heard, and a second one exits at once (130). Nothing
+/// listened there: both did nothing until the wind-down was over.
+#[test]
+fn a_second_ctrl_c_exits_at_once_while_the_runs_end_waits() {
+    let dir = temp_dir("sigint-wind-down");
+    let sim = dir.join("sim.json");
+    std::fs::write(&sim, r#"{"faults": {"late_order_ppm": 1000000, "late_order_max_ms": 60000}}"#).unwrap();
+    let config = dir.join("short.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nphase_deadline = 2.0\nrun_deadline = 2.0\nwind_down = 60.0\nlate_order_window = 60.0\n",
+    )
+    .unwrap();
+    let plan_path = example("plan.json");
+    let mut emulator = tranche()
+        .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", plan_path.to_str().unwrap()])
+        .args(["--requests-per-minute", "0", "--sim-config", sim.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(emulator.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _emulator = support::Killed(emulator);
+    let url = line.trim().strip_prefix("alpaca-emulator listening on ").unwrap().to_owned();
+    let ledger = format!("sqlite:{}", dir.join("ledger.sqlite").display());
+    let mut run = execute(&url, plan_path.to_str().unwrap(), &ledger, config.to_str().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(run.stderr.take().unwrap()).lines();
+    let waiting = lines.by_ref().map_while(Result::ok).any(|l| l.contains("may still be created by the broker"));
+    assert!(waiting, "the run's end waits for the lost submits");
+    let said = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let interrupted = std::time::Instant::now();
+    for _ in 0..2 {
+        assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = run.wait().unwrap();
+    let said = said.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(
+        interrupted.elapsed() < std::time::Duration::from_secs(20),
+        "exited {:?} after the first Ctrl-C",
+        interrupted.elapsed()
+    );
+    assert!(said.contains("again: exiting now"), "{said}");
+}
+
 /// A runtime and an adapter at the emulator at `url`.
 fn broker_at(url: &str) -> (tokio::runtime::Runtime, AlpacaBroker) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

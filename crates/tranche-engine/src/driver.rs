@@ -448,6 +448,15 @@ async fn cancel_leftovers(
     fence: Option<&Fence>,
     by: Timestamp,
 ) -> ExecutionResult {
+    let may_appear = open.iter().filter(|o| o.broker_id.is_none() && o.may_appear_until.is_some()).count();
+    if may_appear > 0 {
+        // Said, for whoever wonders why the run's end waits.
+        tracing::warn!(
+            orders = may_appear,
+            until = %by,
+            "orders whose submit's answer was lost may still be created by the broker: looking for them, to cancel them"
+        );
+    }
     let settled = futures_util::future::join_all(open.into_iter().map(|o| settle_leftover(o, ports, fence, by))).await;
     if settled.iter().any(|s| matches!(s, Leftover::TakenOver)) {
         return result;
