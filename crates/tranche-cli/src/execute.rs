@@ -347,9 +347,11 @@ fn finish(
         Ok(done) => Ok(done),
         Err(Stopped::Run(e)) => Err(e),
         Err(Stopped::Interrupted(result)) => {
-            crate::logging::warn(
-                "interrupted: the run's open orders were cancelled and what it did is recorded; run the same command again to continue",
-            );
+            crate::logging::warn(if output::possibly_working(&result).is_empty() {
+                "interrupted: the run's open orders were cancelled and what it did is recorded; run the same command again to continue"
+            } else {
+                "interrupted: what the run did is recorded, but some of its orders may still be working (named below); run the same command again to continue"
+            });
             return print_and_report(&result, exit::code(crate::signals::INTERRUPTED), options, report);
         }
     };

@@ -185,6 +185,27 @@ pub fn result_table(result: &ExecutionResult, out: &mut impl Write) {
         result.total_trade_value.get().round_dp(2),
         result.plan_id
     );
+    let working = possibly_working(result);
+    if !working.is_empty() {
+        let _ = writeln!(
+            out,
+            "orders of this run that may still be working at the broker (check with `tranche orders`, cancel them there):"
+        );
+        for order in working {
+            let _ = writeln!(out, "  {order}");
+        }
+    }
+}
+
+/// The orders the run could not settle at its end (`possibly_working_orders` in its metadata).
+pub(crate) fn possibly_working(result: &ExecutionResult) -> Vec<String> {
+    result
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("possibly_working_orders"))
+        .and_then(serde_json::Value::as_array)
+        .map(|list| list.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// The human name of an outcome.
@@ -226,5 +247,26 @@ pub fn preview_table(preview: &Preview, out: &mut impl Write) {
     );
     for note in &preview.notes {
         let _ = writeln!(out, "note: {note}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The orders a run could not settle are named under the table, not only in the JSON: the
+    /// table of a run interrupted during a broker outage named none of them.
+    #[test]
+    fn the_table_names_the_orders_that_may_still_be_working() {
+        let mut result = ExecutionResult::from_items("p", "c", Vec::new(), chrono::DateTime::UNIX_EPOCH, None);
+        let mut table = Vec::new();
+        result_table(&result, &mut table);
+        assert!(!String::from_utf8_lossy(&table).contains("may still be working"));
+        let named = serde_json::json!(["tr-p-AAPL-b1 (o-1): HTTP 503: unavailable"]);
+        result.metadata = Some([("possibly_working_orders".to_owned(), named)].into_iter().collect());
+        let mut table = Vec::new();
+        result_table(&result, &mut table);
+        let shown = String::from_utf8_lossy(&table);
+        assert!(shown.contains("may still be working") && shown.contains("tr-p-AAPL-b1 (o-1)"), "{shown}");
     }
 }
