@@ -242,6 +242,7 @@ enum SimCommand {
 }
 
 fn main() -> ExitCode {
+    unset_empty_variables();
     let args: Vec<String> = std::env::args().collect();
     let parsed = Cli::command().try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
     let (matches, cli) = match parsed {
@@ -259,6 +260,16 @@ fn main() -> ExitCode {
         return error.report();
     }
     error::exit_code(run(cli.command))
+}
+
+/// An empty `TRANCHE_*` variable counts as unset (docs/configuration.md: a template that passes
+/// blanks), where clap would read it as a value and refuse it. Done first, before any thread.
+fn unset_empty_variables() {
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("TRANCHE_")) {
+            std::env::remove_var(&name);
+        }
+    }
 }
 
 /// Runs one command.

@@ -70,6 +70,27 @@ fn environment_errors_exit_78_naming_the_variable_and_the_fix() {
     assert_eq!(code, Some(64), "a bad flag stays a usage error: {stderr}");
 }
 
+/// An empty variable counts as unset, as docs/configuration.md says (a template that passes
+/// blanks): every one of these failed with exit 78.
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    let mut cmd = account();
+    for name in [
+        "TRANCHE_SEED",
+        "TRANCHE_CONFIG",
+        "TRANCHE_BROKER",
+        "TRANCHE_LOG_LEVEL",
+        "TRANCHE_LOG_FORMAT",
+        "TRANCHE_SIM_STATE",
+    ] {
+        cmd.env(name, "");
+    }
+    assert_eq!(cash(&mut cmd), "100000");
+    let (code, _, stderr) =
+        run(tranche().args(["ledger", "runs"]).env("TRANCHE_LEDGER", "").current_dir(temp_dir("env-empty-ledger")));
+    assert_ne!(code, Some(78), "{stderr}");
+}
+
 #[test]
 fn a_config_file_from_the_environment_is_named_with_its_variable() {
     let (code, _, stderr) = run(tranche().arg("account").env("TRANCHE_CONFIG", "/nonexistent/tranche.toml"));
