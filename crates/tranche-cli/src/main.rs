@@ -248,8 +248,17 @@ fn main() -> ExitCode {
     let (matches, cli) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {
+            // Reported as the logs will be: JSON when asked for, though the logs are not set up yet.
+            if json_asked(&args) {
+                let errors = tracing_subscriber::filter::Targets::new().with_default(tracing::Level::ERROR);
+                logging::init(logging::LogFormat::Json, errors);
+            }
             if let Some(error) = env::clap_error(&e, &args) {
                 return error.report();
+            }
+            if e.use_stderr() && logging::is_json() {
+                logging::error(e.to_string().trim());
+                return exit::code(exit::USAGE);
             }
             let _ = e.print();
             return if e.use_stderr() { exit::code(exit::USAGE) } else { ExitCode::SUCCESS };
@@ -260,6 +269,17 @@ fn main() -> ExitCode {
         return error.report();
     }
     error::exit_code(run(cli.command))
+}
+
+/// JSON logs asked for, by `--log-format json` (or `=json`) or `TRANCHE_LOG_FORMAT`, read from
+/// the raw command line when it cannot be parsed.
+fn json_asked(args: &[String]) -> bool {
+    let flag = args.iter().position(|a| a == "--log-format").and_then(|i| args.get(i + 1)).map(String::as_str);
+    let joined = args.iter().find_map(|a| a.strip_prefix("--log-format="));
+    match flag.or(joined) {
+        Some(format) => format == "json",
+        None => std::env::var("TRANCHE_LOG_FORMAT").is_ok_and(|v| v == "json"),
+    }
 }
 
 /// An empty `TRANCHE_*` variable counts as unset (docs/configuration.md: a template that passes

@@ -155,6 +155,35 @@ fn every_error_names_its_fix_on_its_own_line_or_in_its_own_json_field() {
     assert!(!missing.exists(), "reading never creates a ledger");
 }
 
+/// In JSON mode an error found while the command line and its variables are read is an ERROR
+/// event too, whichever way JSON was asked for: they came out as plain text (the logs were not
+/// set up yet).
+#[test]
+fn errors_in_reading_the_command_line_are_json_in_json_mode() {
+    /// (arguments, a variable set)
+    type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>);
+    let cases: [Case<'_>; 3] = [
+        (&["account"], Some(("TRANCHE_SEED", "seven"))),
+        (&["--log-format", "json", "account", "--seed", "seven"], None),
+        (&["--log-format=json", "account", "--no-such-flag"], None),
+    ];
+    for (args, variable) in cases {
+        let mut cmd = tranche();
+        cmd.args(args);
+        if let Some((name, value)) = variable {
+            cmd.env(name, value).env("TRANCHE_LOG_FORMAT", "json");
+        }
+        let (code, _, stderr) = run(&mut cmd);
+        assert!(matches!(code, Some(64 | 78)), "{args:?}: {stderr}");
+        assert!(!stderr.trim().is_empty(), "{args:?}: the error is said");
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            let event: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {line}"));
+            assert_eq!(event["level"], "ERROR", "{args:?}: {line}");
+        }
+    }
+}
+
 #[test]
 fn with_json_logs_execute_progress_is_json_lines_too() {
     let plan = example("plan.json");
