@@ -134,7 +134,7 @@ pub struct EngineConfig {
     /// The most time the run's end may take past its result to settle the orders it leaves
     /// open: cancels retried, and submits whose answer was lost looked for (within
     /// `late_order_window` of their send) and cancelled when they appear. What is not settled by
-    /// then is named in the result (default 60 s).
+    /// then (and by the end of a request then in flight) is named in the result (default 60 s).
     #[serde(with = "secs")]
     pub wind_down: Duration,
     /// Longest wait for stale orders of this plan (from an earlier run) to confirm their

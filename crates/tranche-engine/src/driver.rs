@@ -4,9 +4,11 @@
 //! each answer returns as exactly one input; the `select!` is biased (order events, then broker
 //! answers, then quotes, then timers) so a fill is always seen before a quote or timer that
 //! could act on stale state; reads are retried by the broker adapter, never again here, and
-//! mutations never (a cancel at the end of the run, being idempotent, is the exception). When the run ends with orders of its own not known to be
-//! final (a deadline, an abort), each is cancelled before the result is returned, and any that
-//! could not be is named in the result's metadata (`possibly_working_orders`). With a ledger,
+//! mutations never (a cancel at the end of the run, being idempotent, is the exception). When
+//! the run ends with orders of its own not known to be final (a deadline, an abort), each is
+//! cancelled before the result is returned, a submit whose answer was lost looked for while the
+//! broker may still create it, all within the `wind_down` (and the one request then in flight);
+//! any not settled is named in the result's metadata (`possibly_working_orders`). With a ledger,
 //! every order goes through the fence (`fence`): intent recorded, claim proven, then sent; the
 //! claim is renewed while the run lasts (one renewal at a time, its last steps included), and a
 //! lost claim ends the run at once with [`RunError::ClaimLost`], nothing more sent or recorded.
@@ -423,6 +425,10 @@ async fn suspend_run(
 /// Cancel attempts per leftover order (1, 2, 4, 8 s apart).
 const CANCEL_ATTEMPTS: u32 = 5;
 
+/// What the run's end may take past its `wind_down`: the one request then in flight (the
+/// adapter's timeout).
+const LAST_REQUEST: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The longest wait between two lookups of a leftover order that may yet appear.
 const LATE_LOOKUP_GAP: chrono::Duration = chrono::Duration::seconds(8);
 
@@ -457,7 +463,19 @@ async fn cancel_leftovers(
             "orders whose submit's answer was lost may still be created by the broker: looking for them, to cancel them"
         );
     }
-    let settled = futures_util::future::join_all(open.into_iter().map(|o| settle_leftover(o, ports, fence, by))).await;
+    // Each bounded: by `by`, and the one request then in flight (a first cancel always goes).
+    let hard = by + chrono::Duration::from_std(LAST_REQUEST).unwrap_or_default();
+    let bounded = |order: OpenOrder| async move {
+        let client_id = order.client_id.clone();
+        tokio::select! {
+            biased;
+            settled = settle_leftover(order, ports, fence, by) => settled,
+            () = ports.clock.sleep_until(hard) => {
+                Leftover::Named(format!("{client_id}: not settled when the run's end had to be over"))
+            }
+        }
+    };
+    let settled = futures_util::future::join_all(open.into_iter().map(bounded)).await;
     if settled.iter().any(|s| matches!(s, Leftover::TakenOver)) {
         return result;
     }
@@ -502,12 +520,19 @@ async fn settle_leftover(order: OpenOrder, ports: &Ports, fence: Option<&Fence>,
             },
             Err(e) => format!("{client_id}: {e}"),
         };
-        let next = ports.clock.now() + gap;
-        if next > by {
+        // The next look: after the back-off, or when the order's window closes (its last look
+        // that matters), whichever comes first; a window already closed does not cut the back-off.
+        let now = ports.clock.now();
+        let next = now + gap;
+        let wake = match order.may_appear_until {
+            Some(until) if until > now => next.min(until),
+            _ => next,
+        };
+        if wake > by {
             return Leftover::Named(why);
         }
         tracing::debug!(%client_id, reason = %why, "looking for a leftover order again");
-        ports.clock.sleep_until(order.may_appear_until.map_or(next, |until| next.min(until))).await;
+        ports.clock.sleep_until(wake).await;
         gap = (gap * 2).min(LATE_LOOKUP_GAP);
     };
     tracing::warn!(%client_id, order = %id, "the run ended with this order open; cancelling it");
@@ -1282,6 +1307,43 @@ mod tests {
             .and_then(|m| m.get("possibly_working_orders"))
             .map(ToString::to_string)
             .unwrap_or_default()
+    }
+
+    /// A lost submit whose late-order window closed before the run ended, and whose lookups fail
+    /// (the broker in trouble, as it tends to be when submits are lost): looked up again with
+    /// the back-off, not back to back until the wind-down's end (a closed window cut every wait
+    /// to nothing).
+    #[tokio::test(start_paused = true)]
+    async fn lookups_of_a_leftover_back_off_when_its_window_has_closed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let looked = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&looked);
+        let mut broker = MockBroker::new();
+        broker.expect_order_by_client_id().returning(move |_| {
+            // Found gone at last, so that a loop without back-off ends too (and is counted).
+            if count.fetch_add(1, Ordering::SeqCst) >= 100 {
+                Err(BrokerError::NotFound { what: "order".into() })
+            } else {
+                Err(BrokerError::Transient { message: "503".into() })
+            }
+        });
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T14:40:00Z").map(Into::into).unwrap_or_default();
+        let ports = Ports {
+            broker: Arc::new(broker),
+            events: Box::new(MockOrderEvents::new()),
+            quotes: Arc::new(MockQuoteFeed::new()),
+            clock: Arc::new(tranche_broker::TokioClock::starting_at(now)),
+        };
+        let empty = ExecutionResult::from_items("p", "c", Vec::new(), chrono::DateTime::UNIX_EPOCH, None);
+        let open = vec![OpenOrder {
+            client_id: ClientOrderId::from_broker("tr-p-AAPL-b0"),
+            broker_id: None,
+            may_appear_until: Some(now - chrono::Duration::seconds(1)),
+        }];
+        let result = cancel_leftovers(empty, open, &ports, None, now + chrono::Duration::seconds(60)).await;
+        let looked = looked.load(Ordering::SeqCst);
+        assert!(looked <= 12, "{looked} lookups in a minute");
+        assert!(named(&result).contains("503"), "named with its last error: {}", named(&result));
     }
 
     /// The leftover order was replaced (a replace refused as not yet routed that Alpaca applied
