@@ -8,12 +8,13 @@
 //! then is left resumable (its next delivery continues it); Alpaca's live host is refused unless
 //! `TRANCHE_CONFIRM_LIVE=yes`.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use tranche::alpaca::AlpacaConfig;
 use tranche::engine::{execute_recorded, EngineConfig, Ports, RunError};
-use tranche::ledger::{LeaseTerms, LedgerSpec};
+use tranche::ledger::{LeaseTerms, Ledger, LedgerSpec};
 use tranche::wiring::AlpacaConnection;
 
 use crate::answer::{batch_failures, not_executed, trade_executed, Disposition};
@@ -48,6 +49,20 @@ pub struct Function {
     engine: EngineConfig,
     margin: Duration,
     least_run: Duration,
+    /// The ledger, opened at the first event and kept for the process's life: its store is
+    /// proven once (see the object ledger's conditional-write probe), not once per event.
+    opened: OpenedLedger,
+}
+
+/// The ledger a warm function keeps between events.
+#[derive(Clone, Default)]
+struct OpenedLedger(Arc<Mutex<Option<Arc<dyn Ledger>>>>);
+
+impl std::fmt::Debug for OpenedLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = self.0.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+        f.write_str(if open { "OpenedLedger(open)" } else { "OpenedLedger(not yet)" })
+    }
 }
 
 /// The longest a Lambda invocation may run (its timeout's maximum).
@@ -110,7 +125,15 @@ impl Function {
         let margin = seconds("TRANCHE_DEADLINE_MARGIN", DEFAULT_MARGIN)?;
         let least_run = seconds("TRANCHE_LEAST_RUN", LEAST_RUN)?;
         room_to_run(margin, least_run)?;
-        Ok(Self { ledger, lease, alpaca, engine: EngineConfig::default(), margin, least_run })
+        Ok(Self {
+            ledger,
+            lease,
+            alpaca,
+            engine: EngineConfig::default(),
+            margin,
+            least_run,
+            opened: OpenedLedger::default(),
+        })
     }
 
     /// A function with the given ledger (which must be shared: an S3 one), lease, Alpaca
@@ -125,7 +148,7 @@ impl Function {
         if !ledger.is_shared() {
             return Err(format!("{ledger} is not an S3 ledger: the function needs one (s3://BUCKET/PREFIX)"));
         }
-        Ok(Self { ledger, lease, alpaca, engine, margin, least_run: LEAST_RUN })
+        Ok(Self { ledger, lease, alpaca, engine, margin, least_run: LEAST_RUN, opened: OpenedLedger::default() })
     }
 
     /// The same function starting runs with as little as `least` left (default 15 s).
@@ -211,7 +234,7 @@ impl Function {
             wind_down: self.engine.wind_down.min(self.margin / 2),
             ..self.engine.clone()
         };
-        let ledger = match self.ledger.open(&format!("tranche-lambda-{}", std::process::id()), self.lease) {
+        let ledger = match self.ledger() {
             Ok(l) => l,
             Err(e) => return (not_executed(Some(event), &format!("the ledger cannot be opened: {e}"), true), true),
         };
@@ -223,6 +246,11 @@ impl Function {
         // The run's time is counted from here: the reads above (the ledger's, at S3's pace, up to
         // a quarter of the lease each with their retries) spent some of the invocation.
         let remaining = deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(self.margin);
+        if remaining < self.least_run && !replayed {
+            let reason =
+                format!("only {} s left in this invocation: not started; deliver it again", remaining.as_secs());
+            return (not_executed(Some(event), &reason, true), true);
+        }
         let engine = EngineConfig { run_deadline: engine.run_deadline.min(remaining), ..engine };
         tracing::info!(%plan_id, correlation_id = %event.correlation_id, remaining_s = remaining.as_secs(), "executing");
         match execute_recorded(event.plan.clone(), engine, ports, ledger, None).await {
@@ -243,6 +271,17 @@ impl Function {
         }
     }
 
+    /// The ledger: opened at the first event, then the same for every event of this process.
+    fn ledger(&self) -> Result<Arc<dyn Ledger>, tranche::ledger::LedgerError> {
+        let mut opened = self.opened.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ledger) = opened.as_ref() {
+            return Ok(Arc::clone(ledger));
+        }
+        let ledger = self.ledger.open(&format!("tranche-lambda-{}", std::process::id()), self.lease)?;
+        *opened = Some(Arc::clone(&ledger));
+        Ok(ledger)
+    }
+
     /// The broker, its trade-update stream, the quote feed and the clock, at Alpaca.
     fn ports(&self) -> Result<Ports, String> {
         AlpacaConnection::open(self.alpaca.clone()).map(|c| c.ports()).map_err(|e| e.to_string())
@@ -260,5 +299,18 @@ mod tests {
         let refused = room_to_run(Duration::from_secs(890), Duration::from_secs(10)).unwrap_err();
         assert!(refused.contains("no event could ever be run"), "{refused}");
         assert!(room_to_run(Duration::MAX, LEAST_RUN).is_err(), "no overflow");
+    }
+
+    /// A warm function keeps its ledger between events (its store proven once, not per event),
+    /// and its clones share it.
+    #[test]
+    fn the_ledger_is_opened_once_per_process() {
+        let spec: LedgerSpec = "s3://bucket/tranche".parse().unwrap_or_else(|e| panic!("{e}"));
+        let alpaca = AlpacaConfig::new("KEY", tranche::alpaca::Secret::new("SECRET"));
+        let function = Function::new(spec, LeaseTerms::default(), alpaca, EngineConfig::default(), DEFAULT_MARGIN)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first = function.ledger().unwrap_or_else(|e| panic!("{e}"));
+        let again = function.clone().ledger().unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&first, &again));
     }
 }

@@ -40,7 +40,7 @@ impl ObjectLedger {
         self.create_once(&path, &probe).await?;
         let verdict = self.conditions_refused(&path, &probe).await;
         if let Err(e) = self.store.delete(&path).await {
-            tracing::debug!(error = %e, %path, "could not delete the store probe");
+            tracing::warn!(error = %e, %path, "could not delete the store probe (allow s3:DeleteObject on the prefix's probes/)");
         }
         verdict
     }
