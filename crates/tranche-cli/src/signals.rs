@@ -15,7 +15,8 @@ use tranche::engine::StopRequest;
 /// as shells report Ctrl-C).
 pub const INTERRUPTED: u8 = 130;
 
-/// The stop request of a run: the first SIGINT or SIGTERM, named. `seen` is set when it came.
+/// The stop request of a run: the first SIGINT or SIGTERM, named. `seen` is set when the run
+/// took it.
 /// The signals are listened for from the call on, by a task of their own (call it inside the
 /// run's runtime), for the whole run: its end (leftover orders settled, the result recorded)
 /// included, where nothing polls the stop request any more and a signal, handled by nobody,
@@ -24,7 +25,6 @@ pub fn stop_request(seen: Arc<AtomicBool>) -> StopRequest {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let name = next_signal().await;
-        seen.store(true, Ordering::SeqCst);
         crate::logging::warn(&format!(
             "{name}: stopping the run: cancelling its open orders and recording what it did (again to exit at once)"
         ));
@@ -33,9 +33,14 @@ pub fn stop_request(seen: Arc<AtomicBool>) -> StopRequest {
         errln!("{again} again: exiting now; orders of this run may still be working at the broker (`tranche orders`)");
         std::process::exit(i32::from(INTERRUPTED));
     });
+    // `seen` only once the engine takes the request: a signal during the end of a run that had
+    // already ended by its deadline did not stop it.
     Box::pin(async move {
         match rx.await {
-            Ok(reason) => reason,
+            Ok(reason) => {
+                seen.store(true, Ordering::SeqCst);
+                reason
+            }
             Err(_) => std::future::pending().await,
         }
     })
