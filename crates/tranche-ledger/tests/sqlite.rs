@@ -142,12 +142,17 @@ async fn a_ledger_of_the_version_before_keeps_its_fills() {
            client_order_id TEXT NOT NULL, broker_order_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
            qty TEXT NOT NULL, price TEXT NOT NULL, bid TEXT, ask TEXT, order_type TEXT, strategy_attribution TEXT,
            filled_at TEXT NOT NULL, seq INTEGER NOT NULL);
-         INSERT INTO fills SELECT * FROM fills_v2; DROP TABLE fills_v2; PRAGMA user_version = 2;",
+         INSERT INTO fills SELECT * FROM fills_v2; DROP TABLE fills_v2;
+         CREATE INDEX fills_by_plan ON fills (plan_id, seq); PRAGMA user_version = 2;",
     )
     .unwrap();
     drop(conn);
     let ledger = SqliteLedger::open(&path).unwrap();
-    assert_eq!(ledger.fills("plan-old").await.unwrap().len(), 1, "kept");
+    let kept = ledger.fills("plan-old").await.unwrap();
+    assert_eq!(kept.len(), 1, "kept");
+    let resumed = started(ledger.begin(&plan("plan-old")).await.unwrap());
+    assert!(resumed.resumed && kept[0].run_id == resumed.run_id, "whole");
+    assert_eq!(ledger.record_fill(&resumed, &fill(&resumed, 1)).await.unwrap(), FillOutcome::Duplicate, "still once");
     let other = started(ledger.begin(&plan("plan-new")).await.unwrap());
     assert_eq!(ledger.record_fill(&other, &fill(&other, 1)).await.unwrap(), FillOutcome::Recorded);
 }

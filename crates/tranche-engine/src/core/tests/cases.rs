@@ -892,11 +892,6 @@ fn an_unreadable_account_ends_the_run_at_once() {
     assert_eq!(result.orders[1].outcome, ItemOutcome::Held);
 }
 
-// ---- hole 3: a fractional remainder of a non-fractionable asset -------------------------------
-
-/// A liquidation of a fractional position with no quote anywhere (none streamed, the REST
-/// quote failing) is sized without a price and worked by the escalation order: it goes out for
-/// every share held. It ended as "worth $0, below the $1 minimum" with nothing sold.
 /// A REST quote the item did not ask for (asked for another item's sake, or a second answer)
 /// reaches a working item: it is remembered, and moves nothing. It re-pegged the order at once,
 /// past the request budget, the re-peg gap and the worth-a-request test.
@@ -904,10 +899,16 @@ fn an_unreadable_account_ends_the_run_at_once() {
 fn a_rest_quote_a_working_item_did_not_ask_for_moves_nothing() {
     let (mut bench, _, _) = working_buy();
     let moved = quote("AAPL", "100.40", "100.60", bench.now);
-    let out = bench.feed(Input::RestQuote { item: 0, result: Ok(moved) });
+    let out = bench.feed(Input::RestQuote { item: 0, result: Ok(moved.clone()) });
     assert!(replaces(&out).is_empty() && cancels(&out).is_empty() && submits(&out).is_empty(), "{out:#?}");
+    assert_eq!(bench.core.quotes.get(&sym("AAPL")).map(|q| (q.bid, q.ask)), Some((moved.bid, moved.ask)), "remembered");
 }
 
+// ---- hole 3: a fractional remainder of a non-fractionable asset -------------------------------
+
+/// A liquidation of a fractional position with no quote anywhere (none streamed, the REST
+/// quote failing) is sized without a price and worked by the escalation order: it goes out for
+/// every share held. It ended as "worth $0, below the $1 minimum" with nothing sold.
 #[test]
 fn a_liquidation_with_no_price_anywhere_still_sells_every_share() {
     let plan = plan("p1", &[("AAPL", "SELL", "-1050", "1050")]);
