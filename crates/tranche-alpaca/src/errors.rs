@@ -11,11 +11,10 @@ use tranche_broker::{BrokerError, RejectReason};
 pub fn map_status(status: u16, retry_after: Option<Duration>, body: &str, mutation: bool) -> BrokerError {
     let json: Option<Value> = serde_json::from_str(body).ok();
     let code = json.as_ref().and_then(|v| v.get("code")).and_then(Value::as_u64);
-    let message = json
-        .as_ref()
-        .and_then(|v| v.get("message"))
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("{} (HTTP {status})", plain(body, 200).trim()), |said| plain(said, MESSAGE_CHARS));
+    let message = json.as_ref().and_then(|v| v.get("message")).and_then(Value::as_str).map_or_else(
+        || format!("{} (HTTP {status})", tranche_broker::printable(body, 200).trim()),
+        |said| tranche_broker::printable(said, MESSAGE_CHARS),
+    );
     let lower = message.to_lowercase();
     let reject = |reason: RejectReason| BrokerError::Rejected { reason, code, message: message.clone() };
     match status {
@@ -33,21 +32,6 @@ pub fn map_status(status: u16, retry_after: Option<Duration>, body: &str, mutati
 
 /// The most of a server's message kept in an error (Alpaca's are a line).
 const MESSAGE_CHARS: usize = 500;
-
-/// A server's text as an error carries it: at most `most` characters, control characters
-/// escaped. It reaches logs, ledger rows, result tables and a terminal: an escape sequence from
-/// a proxy or a hostile server must not drive the terminal, nor a long text grow every row.
-fn plain(text: &str, most: usize) -> String {
-    let mut out = String::new();
-    for c in text.chars().take(most) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 fn classify(message: &str, status: u16) -> RejectReason {
     let has = |needle: &str| message.contains(needle);

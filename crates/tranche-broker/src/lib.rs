@@ -18,7 +18,7 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BrokerError, RejectReason};
 pub use events::StreamEvent;
 pub use ports::{not_cleared, Broker, Clearance, NoQuoteFeed, OrderEvents, QuoteFeed};
-pub use shown::url_without_userinfo;
+pub use shown::{printable, url_without_userinfo};
 
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;

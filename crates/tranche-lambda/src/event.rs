@@ -99,10 +99,10 @@ fn event(value: &Value) -> Result<RebalancePlanned, EventError> {
     };
     match inner.get("event_type") {
         Some(Value::String(kind)) if kind != "RebalancePlanned" => {
-            return Err(EventError::OtherType(shown(kind)));
+            return Err(EventError::OtherType(tranche::broker::printable(kind, 64)));
         }
         Some(Value::String(_)) | None => {}
-        Some(other) => return Err(EventError::OtherType(shown(&other.to_string()))),
+        Some(other) => return Err(EventError::OtherType(tranche::broker::printable(&other.to_string(), 64))),
     }
     let plan = inner.get("rebalance_plan").ok_or(EventError::NoPlan)?;
     let plan = RebalancePlan::from_value(plan).map_err(|e| EventError::BadPlan(e.to_string()))?;
@@ -119,12 +119,6 @@ fn event(value: &Value) -> Result<RebalancePlanned, EventError> {
         }
     }
     Ok(RebalancePlanned { event_id, correlation_id, plan })
-}
-
-/// Text from the event as an error shows it: its first 64 characters, control characters
-/// escaped (printed in logs and answers, it must neither grow them nor drive a terminal).
-fn shown(text: &str) -> String {
-    text.chars().take(64).collect::<String>().escape_debug().to_string()
 }
 
 fn kind(value: &Value) -> &'static str {
