@@ -459,7 +459,7 @@ async fn cancel_leftovers(
         // Said, for whoever wonders why the run's end waits.
         tracing::warn!(
             orders = may_appear,
-            until = %by,
+            looking_until = %by,
             "orders whose submit's answer was lost may still be created by the broker: looking for them, to cancel them"
         );
     }
