@@ -62,16 +62,7 @@ fn a_second_ctrl_c_exits_at_once_while_the_runs_end_waits() {
     )
     .unwrap();
     let plan_path = example("plan.json");
-    let mut emulator = tranche()
-        .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", plan_path.to_str().unwrap()])
-        .args(["--requests-per-minute", "0", "--sim-config", sim.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(emulator.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _emulator = support::Killed(emulator);
-    let url = line.trim().strip_prefix("alpaca-emulator listening on ").unwrap().to_owned();
+    let (_emulator, url) = support::start_emulator_with(&plan_path, &["--sim-config", sim.to_str().unwrap()]);
     let ledger = format!("sqlite:{}", dir.join("ledger.sqlite").display());
     let mut run = execute(&url, plan_path.to_str().unwrap(), &ledger, config.to_str().unwrap())
         .stdout(Stdio::null())

@@ -267,14 +267,21 @@ fn a_late_order_appears_after_its_timeout_and_a_new_id_meanwhile_is_two_working_
     assert_eq!(sim.faults_fired().get("late_order"), 1);
 }
 
-#[test]
-fn an_identical_resend_of_a_late_order_wins_and_the_late_one_never_appears_twice() {
+/// A watched simulator whose first AAPL sell was answered with a gateway timeout and will be
+/// created late (faults off from then on), and that sell's request.
+fn sell_answered_late() -> (Sim, tranche_domain::OrderRequest) {
     let mut late = config(7);
     late.faults.late_order_ppm = 1_000_000;
     let mut sim = watched(Sim::new(late).unwrap());
     let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
     assert!(sim.submit(&first).is_err());
     sim.set_faults(crate::FaultConfig::none());
+    (sim, first)
+}
+
+#[test]
+fn an_identical_resend_of_a_late_order_wins_and_the_late_one_never_appears_twice() {
+    let (mut sim, first) = sell_answered_late();
     sim.submit(&first).unwrap();
     run_for(&mut sim, 31);
     let ours = sim.orders().filter(|o| o.client_order_id == first.client_order_id).count();
@@ -485,12 +492,7 @@ fn a_late_replace_is_applied_after_its_timeout_or_dropped_when_the_order_closed_
 
 #[test]
 fn a_late_order_whose_id_a_resend_took_never_counts_as_a_second_order() {
-    let mut late = config(7);
-    late.faults.late_order_ppm = 1_000_000;
-    let mut sim = watched(Sim::new(late).unwrap());
-    let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
-    assert!(sim.submit(&first).is_err());
-    sim.set_faults(crate::FaultConfig::none());
+    let (mut sim, first) = sell_answered_late();
     let placed = sim.submit(&first).unwrap(); // the identical re-send wins the id
     run_for(&mut sim, 1);
     sim.cancel(&placed.id).unwrap();
@@ -502,11 +504,7 @@ fn a_late_order_whose_id_a_resend_took_never_counts_as_a_second_order() {
 
 #[test]
 fn a_buy_while_a_late_sell_of_the_plan_is_about_to_be_created() {
-    let mut late = config(7);
-    late.faults.late_order_ppm = 1_000_000;
-    let mut sim = watched(Sim::new(late).unwrap());
-    assert!(sim.submit(&resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10")).is_err());
-    sim.set_faults(crate::FaultConfig::none());
+    let (mut sim, _) = sell_answered_late();
     sim.submit(&order(&id("MSFT", Side::Buy, 0), "MSFT", Side::Buy, "1", None)).unwrap();
     assert_eq!(kinds(&sim), vec![ViolationKind::BuyBeforeSellsFinal]);
 }
@@ -516,12 +514,7 @@ fn a_buy_while_a_late_sell_of_the_plan_is_about_to_be_created() {
 /// the late creation, is a reuse, seen at the attempt (it was seen only when sent after it).
 #[test]
 fn another_request_under_the_id_of_a_late_order_is_a_reuse() {
-    let mut late = config(7);
-    late.faults.late_order_ppm = 1_000_000;
-    let mut sim = watched(Sim::new(late).unwrap());
-    let first = resting_sell(&sim, &id("AAPL", Side::Sell, 0), "10");
-    assert!(sim.submit(&first).is_err());
-    sim.set_faults(crate::FaultConfig::none());
+    let (mut sim, first) = sell_answered_late();
     let mut other = first.clone();
     other.limit_price = other.limit_price.map(|p| tranche_domain::Price::new(p.get() + Decimal::ONE));
     let _ = sim.submit(&other);

@@ -61,10 +61,16 @@ impl Drop for Killed {
 /// `plan`'s picture;
 /// returns it and its base URL, read from the documented first line.
 pub fn start_emulator(plan: &Path) -> (Killed, String) {
+    start_emulator_with(plan, &[])
+}
+
+/// As [`start_emulator`], with more of the emulator's arguments (`--sim-config`, ...).
+pub fn start_emulator_with(plan: &Path, more: &[&str]) -> (Killed, String) {
     let mut child = tranche()
         .args(["emulator", "--listen", "127.0.0.1:0", "--seed", "5", "--plan", s(plan)])
         // Two processes of one test may share its key; the budget has tests of its own.
         .args(["--requests-per-minute", "0"])
+        .args(more)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
