@@ -83,8 +83,9 @@ enum Command {
   tranche execute examples/plan.json --report run.html   # HTML report: table + a chart per symbol
 
 Exit codes: 0 success, 2 partial success, 3 failure, 65 invalid plan,
-66 unreadable file, 69 broker unavailable, 75 plan busy in another worker,
-78 bad configuration.")]
+66 unreadable file, 69 broker unavailable, 75 try again later (the plan busy in
+another worker, taken over, left resumable, or the ledger unreachable),
+78 bad configuration, 130 interrupted (Ctrl-C, SIGTERM; run it again to continue).")]
     Execute(execute::ExecuteOptions),
     /// Read the ledger.
     #[command(subcommand)]
