@@ -454,7 +454,7 @@ async fn cancel_leftovers(
     fence: Option<&Fence>,
     by: Timestamp,
 ) -> ExecutionResult {
-    let may_appear = open.iter().filter(|o| o.broker_id.is_none() && o.may_appear_until.is_some()).count();
+    let may_appear = open.iter().filter(|o| o.may_appear_until.is_some()).count();
     if may_appear > 0 {
         // Said, for whoever wonders why the run's end waits.
         tracing::warn!(

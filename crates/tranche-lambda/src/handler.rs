@@ -218,22 +218,17 @@ impl Function {
     /// Executes one event; its answer, and whether it should be delivered again.
     async fn execute(&self, event: &RebalancePlanned, deadline: SystemTime) -> (Value, bool) {
         let plan_id = event.plan.plan_id.clone();
-        let remaining = deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(self.margin);
-        if remaining < self.least_run {
+        // The time the run may take: the invocation's remaining time less the margin.
+        let left = || deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(self.margin);
+        let not_started = |remaining: Duration| {
             let reason =
                 format!("only {} s left in this invocation: not started; deliver it again", remaining.as_secs());
-            return (not_executed(Some(event), &reason, true), true);
-        }
-        // The invocation's time bounds the run, not a phase: a phase that runs out of it is the
-        // run running out of time (resumable), not the phase's own deadline (items given up).
-        // The run's end (its leftover orders settled) fits in half the margin: the rest is for
-        // recording the result and answering.
-        let engine = EngineConfig {
-            run_deadline: self.engine.run_deadline.min(remaining),
-            resumable_at_deadline: true,
-            wind_down: self.engine.wind_down.min(self.margin / 2),
-            ..self.engine.clone()
+            (not_executed(Some(event), &reason, true), true)
         };
+        let at_start = left();
+        if at_start < self.least_run {
+            return not_started(at_start);
+        }
         let ledger = match self.ledger() {
             Ok(l) => l,
             Err(e) => return (not_executed(Some(event), &format!("the ledger cannot be opened: {e}"), true), true),
@@ -245,13 +240,20 @@ impl Function {
         let replayed = ledger.completed_before(&plan_id).await;
         // The run's time is counted from here: the reads above (the ledger's, at S3's pace, up to
         // a quarter of the lease each with their retries) spent some of the invocation.
-        let remaining = deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(self.margin);
+        let remaining = left();
         if remaining < self.least_run && !replayed {
-            let reason =
-                format!("only {} s left in this invocation: not started; deliver it again", remaining.as_secs());
-            return (not_executed(Some(event), &reason, true), true);
+            return not_started(remaining);
         }
-        let engine = EngineConfig { run_deadline: engine.run_deadline.min(remaining), ..engine };
+        // The invocation's time bounds the run, not a phase: a phase that runs out of it is the
+        // run running out of time (resumable), not the phase's own deadline (items given up).
+        // The run's end (its leftover orders settled) fits in half the margin: the rest is for
+        // recording the result and answering.
+        let engine = EngineConfig {
+            run_deadline: self.engine.run_deadline.min(remaining),
+            resumable_at_deadline: true,
+            wind_down: self.engine.wind_down.min(self.margin / 2),
+            ..self.engine.clone()
+        };
         tracing::info!(%plan_id, correlation_id = %event.correlation_id, remaining_s = remaining.as_secs(), "executing");
         match execute_recorded(event.plan.clone(), engine, ports, ledger, None).await {
             Ok(result) => {
