@@ -441,14 +441,14 @@ fn check_items(
         problems.push(format!("{} result rows for {} items", result.orders.len(), plan.items.len()));
     }
     for (index, (item, row)) in plan.items.iter().zip(&result.orders).enumerate() {
-        let traded: Decimal = fills.iter().filter(|f| f.symbol == item.symbol).map(|f| f.qty.get()).sum();
+        let of_item: Vec<&tranche::domain::Fill> = fills.iter().filter(|f| f.symbol == item.symbol).collect();
+        let traded: Decimal = of_item.iter().map(|f| f.qty.get()).sum();
         if traded != row.filled_qty.get() {
             problems.push(format!("{}: result says {} filled, broker {traded}", item.symbol, row.filled_qty));
         }
-        if fills.iter().any(|f| f.symbol == item.symbol && Some(f.side) != item.action.side()) {
+        if of_item.iter().any(|f| Some(f.side) != item.action.side()) {
             problems.push(format!("{}: traded on the wrong side", item.symbol));
         }
-        let of_item: Vec<&tranche::domain::Fill> = fills.iter().filter(|f| f.symbol == item.symbol).collect();
         problems.extend(tranche::simulation::row_figures_problems(row, &of_item));
         let target =
             intents.iter().filter(|i| i.item_index as usize == index).min_by_key(|i| i.attempt).map(|i| i.qty.get());

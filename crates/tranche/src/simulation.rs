@@ -182,18 +182,17 @@ pub fn check_run(plan: &RebalancePlan, result: &ExecutionResult, record: &SimRec
         if item.symbol != row.symbol {
             v.push(Violation(format!("result row {} is for {} not {}", row.symbol, row.symbol, item.symbol)));
         }
-        let broker_filled: Decimal = ours.iter().filter(|f| f.symbol == item.symbol).map(|f| f.qty.get()).sum();
+        let fills: Vec<&Fill> = ours.iter().copied().filter(|f| f.symbol == item.symbol).collect();
+        let broker_filled: Decimal = fills.iter().map(|f| f.qty.get()).sum();
         if broker_filled != row.filled_qty.get() {
             v.push(Violation(format!(
                 "{}: result filled {} but the broker filled {}",
                 item.symbol, row.filled_qty, broker_filled
             )));
         }
-        let side_ok = ours.iter().filter(|f| f.symbol == item.symbol).all(|f| Some(f.side) == item.action.side());
-        if !side_ok {
+        if !fills.iter().all(|f| Some(f.side) == item.action.side()) {
             v.push(Violation(format!("{}: a fill on the wrong side", item.symbol)));
         }
-        let fills: Vec<&Fill> = ours.iter().copied().filter(|f| f.symbol == item.symbol).collect();
         v.extend(row_figures_problems(row, &fills).into_iter().map(Violation));
     }
     v
@@ -217,7 +216,7 @@ pub fn row_figures_problems(row: &tranche_domain::ItemResult, fills: &[&Fill]) -
             notional.round_dp(2)
         ));
     }
-    let average = notional.checked_div(qty).filter(|_| !qty.is_zero()).map(|p| p.round_dp(6).normalize());
+    let average = notional.checked_div(qty).map(|p| p.round_dp(6).normalize());
     if row.avg_fill_price.map(tranche_domain::Price::get) != average {
         problems.push(format!(
             "{}: result's average price {:?} but the broker's fills average {average:?}",
