@@ -109,15 +109,15 @@ async fn supervise(config: AlpacaConfig, tx: mpsc::Sender<StreamEvent>) {
     let mut told_not_up = false;
     // When the last frame of a listening session was heard: updates may be lost from then on
     // (a silent socket is given up on only after the watchdog's silence).
-    let mut last_heard: Option<tranche_domain::Timestamp> = None;
+    let mut heard_at: Option<tranche_domain::Timestamp> = None;
     loop {
         let mut listened = false;
-        match session(&config, &tx, &mut down_since, &mut listened, &mut last_heard).await {
+        match session(&config, &tx, &mut down_since, &mut listened, &mut heard_at).await {
             End::Stop => return,
             End::Retry { slow } => {
                 was_up |= listened;
                 if was_up && down_since.is_none() {
-                    down_since = Some(last_heard.take().unwrap_or_else(chrono::Utc::now));
+                    down_since = Some(heard_at.take().unwrap_or_else(chrono::Utc::now));
                     if tx.send(StreamEvent::Down { reason: "trade_updates connection lost".into() }).await.is_err() {
                         return;
                     }
